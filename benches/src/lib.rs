@@ -1,0 +1,98 @@
+//! Fixtures shared by Supa's benchmarks, so every contender works on
+//! byte-identical inputs.
+//!
+//! The benchmark itself lives in `benches/keys.rs`; this library holds the
+//! one request both SigV4 signers sign, and the `aws-sigv4` call that is the
+//! baseline, so a test can prove the two produce the same signature before
+//! anyone compares their speed.
+
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use aws_credential_types::Credentials as AwsCredentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use supa_core::Secret;
+use supa_keys::{Credentials, Payload, SigningRequest};
+
+/// Seconds since the epoch at which every benchmark signs (2015-08-30T12:36:00Z).
+pub const SIGN_AT: i64 = 1_440_938_160;
+/// Region of the benchmark request.
+pub const REGION: &str = "us-east-1";
+/// A Lambda Function URL request as the gateway forwards it.
+pub const URL: &str = "https://abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws/rest/v1/todos?select=id%2Ctitle&done=eq.false&order=id.desc";
+/// Headers the gateway forwards (besides those SigV4 adds).
+pub const HEADERS: [(&str, &str); 4] = [
+    (
+        "host",
+        "abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws",
+    ),
+    ("accept", "application/json"),
+    (
+        "x-client-authorization",
+        "Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJyb2xlIjoiYW5vbiJ9.sig",
+    ),
+    ("x-forwarded-proto", "https"),
+];
+/// Body of the benchmark request.
+pub const BODY: &[u8] = b"";
+const ACCESS_KEY_ID: &str = "AKIDEXAMPLE";
+const SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+/// The benchmark request for `supa-keys`.
+pub fn supa_request() -> SigningRequest<'static> {
+    SigningRequest {
+        method: "GET",
+        url: URL,
+        headers: &HEADERS,
+        payload: Payload::Bytes(BODY),
+    }
+}
+
+/// The benchmark credentials for `supa-keys`.
+pub fn supa_credentials() -> Credentials {
+    Credentials {
+        access_key_id: ACCESS_KEY_ID.to_owned(),
+        secret_access_key: Secret::new(SECRET_ACCESS_KEY.to_owned()),
+        session_token: None,
+    }
+}
+
+/// Signs the benchmark request with `aws-sigv4` for `service`, returning the
+/// `authorization` header it computes.
+pub fn aws_sigv4_authorization(service: &str) -> String {
+    let identity =
+        AwsCredentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "bench").into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(REGION)
+        .name(service)
+        .time(UNIX_EPOCH + Duration::from_secs(SIGN_AT.unsigned_abs()))
+        .settings(SigningSettings::default())
+        .build()
+        .expect("complete signing params")
+        .into();
+    let request = SignableRequest::new("GET", URL, HEADERS.into_iter(), SignableBody::Bytes(BODY))
+        .expect("a valid request");
+    let (instructions, _signature) = sign(request, &params).expect("signable").into_parts();
+    instructions
+        .headers()
+        .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        .map(|(_, value)| value.to_owned())
+        .expect("aws-sigv4 sets authorization")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use supa_keys::SigV4Signer;
+
+    #[test]
+    fn both_signers_agree_on_the_benchmark_request() {
+        let ours = SigV4Signer::lambda()
+            .sign(&supa_request(), &supa_credentials(), REGION, SIGN_AT)
+            .unwrap();
+        assert_eq!(ours.authorization, aws_sigv4_authorization("lambda"));
+    }
+}

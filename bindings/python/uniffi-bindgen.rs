@@ -1,0 +1,5 @@
+//! uniffi's binding generator, pinned to this crate's uniffi version.
+
+fn main() {
+    uniffi::uniffi_bindgen_main()
+}

@@ -1,0 +1,27 @@
+//! Shared vocabulary of Supa, the bottom of the crate graph.
+//!
+//! Every other crate (keys, data plane, gateway, control plane) speaks in these
+//! types: a validated [`ProjectRef`], the three API [`Role`]s, the two
+//! [`KeyKind`]s, the masking [`Secret`] newtype, the [`ProjectConfig`] a gateway
+//! needs to route a request, the two error bodies clients see
+//! ([`GatewayErrorBody`] and [`PostgrestErrorBody`]), and the names of every
+//! `SUPA_*` environment variable ([`env`]). Nothing here performs I/O beyond
+//! drawing random bytes from the operating system.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod error_body;
+mod project_ref;
+mod role;
+mod secret;
+
+pub mod env;
+
+pub use config::{ProjectConfig, ProjectStatus, Upstream};
+pub use error::Error;
+pub use error_body::{GatewayErrorBody, PostgrestErrorBody};
+pub use project_ref::ProjectRef;
+pub use role::{KeyKind, Role};
+pub use secret::{Secret, serialize_exposed};

@@ -1,0 +1,500 @@
+//! HS256 JWTs, and nothing else.
+//!
+//! Only one algorithm is ever accepted, so there is no algorithm negotiation
+//! to confuse: the header's `alg` must be exactly `HS256` (`none`, `HS512`,
+//! `RS256`... are refused before the signature is looked at), and the
+//! signature is compared in constant time by `hmac`'s `verify_slice`.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use supa_core::{ProjectRef, Role};
+
+use crate::Error;
+
+/// Lifetime of a minted token.
+pub const DEFAULT_TTL_SECS: i64 = 300;
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+pub const LEEWAY_SECS: i64 = 30;
+/// The `iss` claim of tokens Supa mints.
+pub const ISSUER: &str = "supa";
+/// Shortest accepted secret, as PostgREST requires.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// base64url of `{"alg":"HS256","typ":"JWT"}`: every minted token starts so.
+const HEADER_B64: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
+
+/// A project's HS256 secret, keyed once: the HMAC inner and outer pads are
+/// computed at construction, so minting and verifying skip that work.
+#[derive(Clone)]
+pub struct JwtKey {
+    mac: Hmac<Sha256>,
+    fingerprint: u64,
+}
+
+impl JwtKey {
+    /// Keys a secret of at least [`MIN_SECRET_LEN`] bytes (a project's JWT
+    /// secret string, used as its UTF-8 bytes as PostgREST and Supabase do).
+    pub fn new(secret: &[u8]) -> Result<Self, Error> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(Error::WeakSecret {
+                min: MIN_SECRET_LEN,
+                got: secret.len(),
+            });
+        }
+        let mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts any key length");
+        let digest = Sha256::digest(secret);
+        let fingerprint = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+        Ok(Self { mac, fingerprint })
+    }
+
+    /// A short identity of the secret (not the secret), so caches can tell
+    /// when a project's secret has been rotated.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    fn sign(&self, signing_input: &[u8]) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(signing_input);
+        mac.finalize().into_bytes().into()
+    }
+}
+
+impl fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JwtKey(***)")
+    }
+}
+
+/// The current time in Unix seconds.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Mints the token the gateway attaches to a request without a user session:
+/// `{"iss":"supa","ref":..,"role":..,"iat":now,"exp":now+300}`.
+pub fn mint(key: &JwtKey, project_ref: &ProjectRef, role: Role, now: i64) -> String {
+    mint_with_ttl(key, project_ref, role, now, DEFAULT_TTL_SECS)
+}
+
+/// [`mint`] with a chosen lifetime in seconds.
+pub fn mint_with_ttl(
+    key: &JwtKey,
+    project_ref: &ProjectRef,
+    role: Role,
+    now: i64,
+    ttl_secs: i64,
+) -> String {
+    // Every interpolated value is a lowercase ref, a fixed role name or an
+    // integer, so no JSON escaping is needed.
+    let claims = format!(
+        r#"{{"iss":"{ISSUER}","ref":"{project_ref}","role":"{role}","iat":{now},"exp":{}}}"#,
+        now.saturating_add(ttl_secs)
+    );
+    let mut token = String::with_capacity(HEADER_B64.len() + claims.len() * 4 / 3 + 48);
+    token.push_str(HEADER_B64);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(claims.as_bytes(), &mut token);
+    let signature = key.sign(token.as_bytes());
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+    token
+}
+
+/// The verified claims of a token, all of them (a user token's `sub`, `email`,
+/// `aud`... travel on to `request.jwt.claims`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claims {
+    map: Map<String, Value>,
+    exp: i64,
+}
+
+impl Claims {
+    /// `exp`, in Unix seconds.
+    pub fn exp(&self) -> i64 {
+        self.exp
+    }
+
+    /// The `role` claim, if it is a string.
+    pub fn role(&self) -> Option<&str> {
+        self.str_claim("role")
+    }
+
+    /// The `ref` claim (the project the token was minted for), if present.
+    pub fn project_ref(&self) -> Option<&str> {
+        self.str_claim("ref")
+    }
+
+    /// Any claim by name.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.map.get(name)
+    }
+
+    /// All claims.
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.map
+    }
+
+    /// All claims as a JSON object, for `request.jwt.claims`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.map).expect("a JSON map always serializes")
+    }
+
+    fn str_claim(&self, name: &str) -> Option<&str> {
+        self.map.get(name).and_then(Value::as_str)
+    }
+}
+
+#[derive(Deserialize)]
+struct Header<'a> {
+    #[serde(borrow)]
+    alg: Option<std::borrow::Cow<'a, str>>,
+    crit: Option<IgnoredAny>,
+}
+
+/// Verifies a token with the project's key at time `now` (Unix seconds).
+///
+/// Order matters: structure and algorithm first, then the signature, and only
+/// then are the claims parsed, so unauthenticated JSON never reaches the
+/// claims parser. `exp` is required; `exp`, `nbf` and `iat` get
+/// [`LEEWAY_SECS`] of tolerance.
+pub fn verify(key: &JwtKey, token: &str, now: i64) -> Result<Claims, Error> {
+    let mut parts = token.splitn(4, '.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Error::MalformedJwt("expected three dot-separated parts"));
+    };
+
+    let header_json = URL_SAFE_NO_PAD
+        .decode(header_b64)
+        .map_err(|_| Error::MalformedJwt("the header is not base64url"))?;
+    let header: Header<'_> = serde_json::from_slice(&header_json)
+        .map_err(|_| Error::MalformedJwt("the header is not a JSON object"))?;
+    match header.alg.as_deref() {
+        Some("HS256") => {}
+        Some(other) => return Err(Error::WrongAlgorithm(other.to_owned())),
+        None => return Err(Error::MalformedJwt("the header has no alg")),
+    }
+    if header.crit.is_some() {
+        // RFC 7515 4.1.11: critical extensions we do not implement must fail.
+        return Err(Error::MalformedJwt(
+            "the header has unsupported critical extensions",
+        ));
+    }
+
+    let mut signature = [0u8; 32];
+    match URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut signature) {
+        Ok(32) => {}
+        Ok(_) | Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+            return Err(Error::BadSignature);
+        }
+        Err(_) => return Err(Error::MalformedJwt("the signature is not base64url")),
+    }
+    let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+    let mut mac = key.mac.clone();
+    mac.update(signing_input.as_bytes());
+    mac.verify_slice(&signature)
+        .map_err(|_| Error::BadSignature)?;
+
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload_b64)
+        .map_err(|_| Error::MalformedJwt("the claims are not base64url"))?;
+    let map: Map<String, Value> = serde_json::from_slice(&payload)
+        .map_err(|_| Error::MalformedJwt("the claims are not a JSON object"))?;
+
+    let exp = numeric_claim(&map, "exp")?.ok_or(Error::MissingClaim("exp"))?;
+    if now >= exp.saturating_add(LEEWAY_SECS) {
+        return Err(Error::Expired);
+    }
+    if let Some(nbf) = numeric_claim(&map, "nbf")?
+        && now.saturating_add(LEEWAY_SECS) < nbf
+    {
+        return Err(Error::InvalidClaim {
+            claim: "nbf",
+            reason: "the token is not valid yet",
+        });
+    }
+    if let Some(iat) = numeric_claim(&map, "iat")?
+        && iat > now.saturating_add(LEEWAY_SECS)
+    {
+        return Err(Error::InvalidClaim {
+            claim: "iat",
+            reason: "issued in the future",
+        });
+    }
+    if map.get("role").is_some_and(|r| !r.is_string()) {
+        return Err(Error::InvalidClaim {
+            claim: "role",
+            reason: "not a string",
+        });
+    }
+    Ok(Claims { map, exp })
+}
+
+/// A NumericDate claim (RFC 7519 2): an integer or a fraction of seconds,
+/// truncated toward negative infinity.
+fn numeric_claim(map: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, Error> {
+    let Some(value) = map.get(name) else {
+        return Ok(None);
+    };
+    let invalid = Error::InvalidClaim {
+        claim: name,
+        reason: "not a number of seconds",
+    };
+    match value {
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Ok(Some(i)),
+            None => match n.as_f64() {
+                // `as` saturates out-of-range floats, which is the behaviour wanted.
+                Some(f) if f.is_finite() => Ok(Some(f.floor() as i64)),
+                _ => Err(invalid),
+            },
+        },
+        _ => Err(invalid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SECRET: &[u8] = b"super-secret-jwt-token-with-at-least-32-characters-long";
+    const NOW: i64 = 1_700_000_000;
+
+    fn key() -> JwtKey {
+        JwtKey::new(SECRET).unwrap()
+    }
+
+    fn pr() -> ProjectRef {
+        ProjectRef::parse("runvpplxfmoostzzpjco").unwrap()
+    }
+
+    /// Builds a token from raw header and claims JSON, signed with `secret`:
+    /// an independent path to the bytes `verify` must accept or refuse.
+    fn forge(header: &str, claims: &str, secret: &[u8]) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+        mac.update(input.as_bytes());
+        format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
+    }
+
+    const HS256: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
+
+    #[test]
+    fn minted_tokens_have_the_documented_claims() {
+        let token = mint(&key(), &pr(), Role::Anon, NOW);
+        let header = token.split('.').next().unwrap();
+        assert_eq!(URL_SAFE_NO_PAD.decode(header).unwrap(), HS256.as_bytes());
+        let claims = verify(&key(), &token, NOW).unwrap();
+        assert_eq!(
+            Value::Object(claims.as_map().clone()),
+            serde_json::json!({
+                "iss": "supa", "ref": "runvpplxfmoostzzpjco", "role": "anon",
+                "iat": NOW, "exp": NOW + 300
+            })
+        );
+        assert_eq!(claims.role(), Some("anon"));
+        assert_eq!(claims.project_ref(), Some("runvpplxfmoostzzpjco"));
+        assert_eq!(claims.exp(), NOW + 300);
+    }
+
+    #[test]
+    fn minted_token_equals_an_independently_signed_one() {
+        let claims = format!(
+            r#"{{"iss":"supa","ref":"runvpplxfmoostzzpjco","role":"service_role","iat":{NOW},"exp":{}}}"#,
+            NOW + 60
+        );
+        assert_eq!(
+            mint_with_ttl(&key(), &pr(), Role::ServiceRole, NOW, 60),
+            forge(HS256, &claims, SECRET)
+        );
+    }
+
+    #[test]
+    fn expiry_honours_the_leeway() {
+        let token = mint(&key(), &pr(), Role::Anon, NOW);
+        let exp = NOW + DEFAULT_TTL_SECS;
+        assert!(verify(&key(), &token, exp).is_ok(), "within leeway");
+        assert!(verify(&key(), &token, exp + LEEWAY_SECS - 1).is_ok());
+        assert_eq!(
+            verify(&key(), &token, exp + LEEWAY_SECS),
+            Err(Error::Expired)
+        );
+    }
+
+    #[test]
+    fn every_rejection_path_is_distinct() {
+        let k = key();
+        let good_claims = format!(r#"{{"role":"authenticated","exp":{}}}"#, NOW + 100);
+
+        assert_eq!(
+            verify(
+                &k,
+                &forge(
+                    HS256,
+                    &good_claims,
+                    b"another-secret-of-at-least-32-bytes!!"
+                ),
+                NOW
+            ),
+            Err(Error::BadSignature)
+        );
+        for alg in ["none", "HS512", "RS256", "hs256"] {
+            let header = format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#);
+            assert_eq!(
+                verify(&k, &forge(&header, &good_claims, SECRET), NOW),
+                Err(Error::WrongAlgorithm(alg.to_owned()))
+            );
+        }
+        // `alg: none` with an empty signature, the classic attack.
+        let unsigned = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode(&good_claims)
+        );
+        assert_eq!(
+            verify(&k, &unsigned, NOW),
+            Err(Error::WrongAlgorithm("none".into()))
+        );
+        assert_eq!(
+            verify(&k, &forge(HS256, r#"{"role":"anon"}"#, SECRET), NOW),
+            Err(Error::MissingClaim("exp"))
+        );
+        assert_eq!(
+            verify(&k, &forge(HS256, r#"{"exp":"tomorrow"}"#, SECRET), NOW),
+            Err(Error::InvalidClaim {
+                claim: "exp",
+                reason: "not a number of seconds"
+            })
+        );
+        let future_nbf = format!(r#"{{"exp":{},"nbf":{}}}"#, NOW + 100, NOW + 60);
+        assert!(matches!(
+            verify(&k, &forge(HS256, &future_nbf, SECRET), NOW),
+            Err(Error::InvalidClaim { claim: "nbf", .. })
+        ));
+        let future_iat = format!(r#"{{"exp":{},"iat":{}}}"#, NOW + 1000, NOW + 600);
+        assert!(matches!(
+            verify(&k, &forge(HS256, &future_iat, SECRET), NOW),
+            Err(Error::InvalidClaim { claim: "iat", .. })
+        ));
+        let numeric_role = format!(r#"{{"exp":{},"role":7}}"#, NOW + 100);
+        assert!(matches!(
+            verify(&k, &forge(HS256, &numeric_role, SECRET), NOW),
+            Err(Error::InvalidClaim { claim: "role", .. })
+        ));
+        let crit = r#"{"alg":"HS256","crit":["exp"]}"#;
+        assert!(matches!(
+            verify(&k, &forge(crit, &good_claims, SECRET), NOW),
+            Err(Error::MalformedJwt(_))
+        ));
+        for bad in [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "!!!.e30.AAAA",
+            "e30.e30.AAAA",
+            "e30",
+            "...",
+        ] {
+            assert!(
+                matches!(verify(&k, bad, NOW), Err(Error::MalformedJwt(_))),
+                "{bad}"
+            );
+        }
+        // Claims that are signed but not a JSON object.
+        assert!(matches!(
+            verify(&k, &forge(HS256, "[1,2]", SECRET), NOW),
+            Err(Error::MalformedJwt(_))
+        ));
+        // A signature of the wrong length, and one whose last char has stray bits.
+        let token = mint(&k, &pr(), Role::Anon, NOW);
+        assert_eq!(
+            verify(&k, &token[..token.len() - 3], NOW),
+            Err(Error::BadSignature)
+        );
+        assert_eq!(
+            verify(&k, &format!("{token}AAAA"), NOW),
+            Err(Error::BadSignature)
+        );
+        assert!(matches!(
+            verify(&k, &token[..token.len() - 4], NOW),
+            Err(Error::MalformedJwt(_))
+        ));
+    }
+
+    #[test]
+    fn fractional_dates_and_foreign_claims_pass_through() {
+        let claims = format!(
+            r#"{{"sub":"u1","email":"a@b.c","role":"authenticated","exp":{}.5,"app_metadata":{{"x":[1]}}}}"#,
+            NOW + 10
+        );
+        let c = verify(&key(), &forge(HS256, &claims, SECRET), NOW).unwrap();
+        assert_eq!(c.exp(), NOW + 10);
+        assert_eq!(c.get("sub"), Some(&Value::from("u1")));
+        assert_eq!(c.get("app_metadata"), Some(&serde_json::json!({"x": [1]})));
+    }
+
+    #[test]
+    fn weak_secrets_are_refused_and_keys_never_print() {
+        assert_eq!(
+            JwtKey::new(b"short").unwrap_err(),
+            Error::WeakSecret { min: 32, got: 5 }
+        );
+        assert_eq!(format!("{:?}", key()), "JwtKey(***)");
+        assert_ne!(
+            key().fingerprint(),
+            JwtKey::new(&[b'x'; 32]).unwrap().fingerprint()
+        );
+    }
+
+    #[test]
+    fn error_classification() {
+        assert_eq!(Error::BadSignature.pgrst_code(), Some("PGRST301"));
+        assert_eq!(
+            Error::WrongAlgorithm("none".into()).pgrst_code(),
+            Some("PGRST301")
+        );
+        assert_eq!(Error::Expired.pgrst_code(), Some("PGRST303"));
+        assert_eq!(Error::MissingClaim("exp").status(), 401);
+        assert_eq!(Error::ChecksumMismatch.pgrst_code(), None);
+        assert!(Error::ChecksumMismatch.is_key_error());
+    }
+
+    proptest! {
+        #[test]
+        fn verify_never_panics(s in ".*") {
+            let _ = verify(&key(), &s, NOW);
+        }
+
+        #[test]
+        fn verify_never_panics_on_dotted_base64(a in "[A-Za-z0-9_-]{0,60}", b in "[A-Za-z0-9_-]{0,80}", c in "[A-Za-z0-9_-]{0,50}") {
+            let _ = verify(&key(), &format!("{a}.{b}.{c}"), NOW);
+        }
+
+        #[test]
+        fn mint_then_verify(project in "[a-z]{20}", now in 0i64..4_000_000_000) {
+            let pr = ProjectRef::parse(&project).unwrap();
+            let claims = verify(&key(), &mint(&key(), &pr, Role::ServiceRole, now), now).unwrap();
+            prop_assert_eq!(claims.project_ref(), Some(project.as_str()));
+        }
+    }
+}
