@@ -44,10 +44,10 @@ pub struct SigningRequest<'a> {
     pub method: &'a str,
     /// Absolute URL exactly as it will be sent (`https://host/path?query`).
     pub url: &'a str,
-    /// Headers that will be sent; all are signed except those AWS's own SDKs
-    /// leave unsigned (`user-agent`, `expect`, `transfer-encoding`,
-    /// `x-amzn-trace-id`) and `authorization`. `host` is added from the URL
-    /// when absent.
+    /// Headers that will be sent; all are signed except `authorization` and
+    /// the hop-by-hop and tracing headers AWS's SDKs leave unsigned
+    /// (`connection`, `user-agent`, ...). `host` is added from the URL when
+    /// absent.
     pub headers: &'a [(&'a str, &'a str)],
     /// The body.
     pub payload: Payload<'a>,
@@ -90,11 +90,23 @@ struct CachedKey {
 /// Entries beyond this many (credentials × regions) are dropped wholesale.
 const CACHE_CAPACITY: usize = 16;
 
-/// Headers that AWS SDKs never sign, because intermediaries may change them.
-const UNSIGNED_HEADERS: [&str; 5] = [
+/// Headers never signed: `authorization` (the signature's own slot), and the
+/// hop-by-hop and tracing headers that proxies may add, drop or rewrite (the
+/// list AWS's Python SDK uses). Sorted for the binary search.
+const UNSIGNED_HEADERS: [&str; 15] = [
     "authorization",
+    "baggage",
+    "connection",
     "expect",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "traceparent",
+    "tracestate",
+    "trailer",
     "transfer-encoding",
+    "upgrade",
     "user-agent",
     "x-amzn-trace-id",
 ];
@@ -149,7 +161,7 @@ impl SigV4Signer {
         let mut headers: Vec<(String, String)> = Vec::with_capacity(request.headers.len() + 3);
         for (name, value) in request.headers {
             let name = name.to_ascii_lowercase();
-            if UNSIGNED_HEADERS.contains(&name.as_str())
+            if UNSIGNED_HEADERS.binary_search(&name.as_str()).is_ok()
                 || name == "x-amz-date"
                 || name == "x-amz-security-token"
             {
@@ -447,6 +459,11 @@ fn amz_timestamp(unix_secs: i64) -> Result<String, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsigned_headers_are_sorted() {
+        assert!(UNSIGNED_HEADERS.windows(2).all(|w| w[0] < w[1]));
+    }
 
     #[test]
     fn timestamps() {

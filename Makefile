@@ -1,0 +1,46 @@
+# One entry point for every chore; CI runs `make test` through .ci/run.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV := $(CURDIR)/.venv
+export VIRTUAL_ENV := $(VENV)
+export PATH := $(VENV)/bin:$(PATH)
+export CARGO_TERM_COLOR := never
+
+.PHONY: help deps build lint test-rust bindings pytest test bench up clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+deps: ## install missing apt packages and the pinned .venv
+	@scripts/bootstrap.sh
+
+build: deps ## build every crate
+	cargo build --workspace --all-targets
+
+lint: deps ## rustfmt and clippy, warnings are errors
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test-rust: deps ## unit and integration tests of every crate
+	cargo test --workspace
+
+bindings: deps ## build the Python package `supa` into .venv with maturin
+	cd bindings/python && maturin develop --quiet
+
+pytest: bindings ## the pytest suite against the bindings
+	pytest -q tests
+
+test: lint test-rust pytest ## everything CI checks
+
+bench: deps ## criterion micro-benchmarks, then a table of medians vs targets
+	cargo bench -p supa-benches --bench keys
+	python3 benches/report.py
+
+up: deps ## run the platform (the control plane is not built yet)
+	cargo build --quiet -p supa
+	@echo "supa up: not yet. This build has the key, JWT and SigV4 primitives;"
+	@echo "try: target/debug/supa keys gen --ref runvpplxfmoostzzpjco --kind publishable"
+
+clean: ## remove build output and the venv
+	cargo clean
+	rm -rf $(VENV)

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what `make up` and `make test` need and is missing, and nothing
+# else: Debian packages through apt, the pinned Python tools into .venv.
+# Safe to run again and again; a second run changes nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command -> Debian package providing it.
+declare -A NEEDED=(
+  [cc]=build-essential
+  [make]=make
+  [python3]=python3
+)
+
+missing=()
+for cmd in "${!NEEDED[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEEDED[$cmd]}")
+done
+# Debian splits venv out of the interpreter.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
+
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "bootstrap: installing ${missing[*]} with apt"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+command -v cargo >/dev/null 2>&1 || {
+  echo "bootstrap: cargo not found; install Rust 1.95 (rustup) first" >&2
+  exit 1
+}
+
+# The venv is rebuilt only when the pinned requirements change.
+requirements=tests/requirements.txt
+stamp=.venv/.requirements.sha256
+want=$(sha256sum "$requirements" | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "bootstrap: preparing .venv from $requirements"
+  python3 -m venv .venv
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r "$requirements"
+  echo "$want" >"$stamp"
+fi
