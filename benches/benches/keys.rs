@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use supa_benches::{REGION, SIGN_AT, aws_sigv4_authorization, supa_credentials, supa_request};
+use supa_benches::{AwsSigV4Baseline, REGION, SIGN_AT, supa_credentials, supa_request};
 use supa_core::{KeyKind, ProjectRef, Role};
 use supa_keys::{JwtKey, MintCache, SigV4Signer};
 
@@ -48,8 +48,9 @@ fn sigv4(c: &mut Criterion) {
     c.bench_function("sigv4_supa_uncached_key", |b| {
         b.iter(|| SigV4Signer::lambda().sign(black_box(&request), &credentials, REGION, SIGN_AT))
     });
+    let baseline = AwsSigV4Baseline::default();
     c.bench_function("sigv4_aws_sigv4", |b| {
-        b.iter(|| aws_sigv4_authorization(black_box("lambda")))
+        b.iter(|| baseline.authorization(black_box("lambda")))
     });
 }
 
