@@ -23,6 +23,7 @@ lint: deps ## rustfmt and clippy, warnings are errors
 
 test-rust: deps ## unit and integration tests of every crate
 	cargo test --workspace
+	cargo run --quiet -p example-keys-and-tokens >/dev/null
 
 bindings: deps ## build the Python package `supa` into .venv with maturin
 	cd bindings/python && maturin develop --quiet

@@ -21,7 +21,7 @@ impl GatewayErrorBody {
     }
 
     /// A body with a message only.
-    pub fn message(message: impl Into<String>) -> Self {
+    pub fn without_hint(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             hint: None,
@@ -109,7 +109,7 @@ mod tests {
             r#"{"message":"Invalid API key","hint":"Double check your Supabase `anon` or `service_role` API key."}"#
         );
         assert_eq!(
-            GatewayErrorBody::message("no").to_json(),
+            GatewayErrorBody::without_hint("no").to_json(),
             r#"{"message":"no"}"#
         );
     }

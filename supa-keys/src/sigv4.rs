@@ -459,6 +459,27 @@ fn amz_timestamp(unix_secs: i64) -> Result<String, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn signing_never_panics(
+            method in "[A-Z]{0,7}",
+            url in "(https?://)?[^#]{0,60}(#.{0,5})?",
+            name in "[!-~]{1,12}",
+            value in ".{0,20}",
+            at in any::<i64>(),
+        ) {
+            let creds = Credentials {
+                access_key_id: "AKID".into(),
+                secret_access_key: Secret::new("secret".into()),
+                session_token: None,
+            };
+            let headers = [(name.as_str(), value.as_str())];
+            let request = SigningRequest { method: &method, url: &url, headers: &headers, payload: Payload::Bytes(b"") };
+            let _ = SigV4Signer::lambda().sign(&request, &creds, "us-east-1", at);
+        }
+    }
 
     #[test]
     fn unsigned_headers_are_sorted() {
