@@ -1,0 +1,313 @@
+//! A private PostgreSQL cluster run from the system's own binaries.
+//!
+//! `supa up` and the test kit both use it: `initdb` once into a data dir,
+//! `pg_ctl start` on a loopback port (no Unix socket, so nothing outside the
+//! data dir is touched), `pg_ctl stop` on shutdown, and the same cluster is
+//! reused by the next start. PostgreSQL refuses to run as root, so when we
+//! are root every server binary runs as the `postgres` user and the data dir
+//! is handed to that user.
+
+use std::fs;
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use supa_core::Secret;
+
+use crate::Error;
+
+/// The superuser every embedded cluster is initialized with.
+pub const SUPERUSER: &str = "supa";
+/// Where Debian and Ubuntu install PostgreSQL's server binaries.
+const PG_LIB: &str = "/usr/lib/postgresql";
+/// The OS user PostgreSQL runs as when we are root.
+const PG_OS_USER: &str = "postgres";
+
+/// How the cluster trades durability for speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// PostgreSQL's defaults: every commit reaches the disk.
+    Full,
+    /// `fsync`, `synchronous_commit` and `full_page_writes` off: for
+    /// throwaway test clusters, where a crash loses nothing of value.
+    Throwaway,
+}
+
+/// A running cluster; [`EmbeddedPostgres::stop`] shuts it down.
+#[derive(Debug)]
+pub struct EmbeddedPostgres {
+    bin_dir: PathBuf,
+    pgdata: PathBuf,
+    port: u16,
+    password: Secret<String>,
+}
+
+impl EmbeddedPostgres {
+    /// Starts (initializing first if needed) the cluster under `data_dir`,
+    /// or attaches to it if it is already running.
+    pub fn start(data_dir: &Path, durability: Durability) -> Result<Self, Error> {
+        let bin_dir = find_bin_dir()?;
+        fs::create_dir_all(data_dir).map_err(|e| Error::io("create the data dir", e))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(|e| Error::io("resolve the data dir", e))?;
+        let pgdata = data_dir.join("pgdata");
+        let password_file = data_dir.join("pg_superuser_password");
+        let as_root = running_as_root();
+
+        if !pgdata.join("PG_VERSION").exists() {
+            let password = random_password();
+            write_private(&password_file, &password)?;
+            init_cluster(&bin_dir, &data_dir, &pgdata, &password, durability, as_root)?;
+        }
+        let password = fs::read_to_string(&password_file)
+            .map_err(|e| Error::io("read the superuser password", e))?;
+        let mut pg = Self {
+            bin_dir,
+            pgdata,
+            port: 0,
+            password: Secret::new(password),
+        };
+
+        if let Some(port) = pg.running_port() {
+            pg.port = port;
+            return Ok(pg);
+        }
+        pg.port = free_port()?;
+        let log = data_dir.join("postgres.log");
+        if as_root {
+            // The log file must be writable by the server's user.
+            fs::File::create(&log).map_err(|e| Error::io("create the server log", e))?;
+            chown_to_postgres(&log)?;
+        }
+        pg.pg_ctl(&[
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            path_str(&log)?,
+            "-o",
+            &format!("-p {}", pg.port),
+        ])
+        .map_err(|e| e.with_context(&format!("see {}", log.display())))?;
+        Ok(pg)
+    }
+
+    /// The loopback port the cluster listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A connection URL for `database` as the superuser.
+    pub fn url(&self, database: &str) -> Secret<String> {
+        Secret::new(format!(
+            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}",
+            self.password.expose(),
+            self.port
+        ))
+    }
+
+    /// The superuser's password.
+    pub fn password(&self) -> &Secret<String> {
+        &self.password
+    }
+
+    /// Stops the cluster, letting open transactions roll back (`-m fast`).
+    pub fn stop(&self) -> Result<(), Error> {
+        self.pg_ctl(&["stop", "-w", "-m", "fast"])
+    }
+
+    /// The port of a server already running on this data dir, read from
+    /// `postmaster.pid` once `pg_ctl status` confirms it is alive.
+    fn running_port(&self) -> Option<u16> {
+        self.pg_ctl(&["status"]).ok()?;
+        let pid_file = fs::read_to_string(self.pgdata.join("postmaster.pid")).ok()?;
+        pid_file.lines().nth(3)?.trim().parse().ok()
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Result<(), Error> {
+        let mut all = vec!["-D", path_str(&self.pgdata)?];
+        all.extend_from_slice(args);
+        run(&self.bin_dir, "pg_ctl", &all, running_as_root())
+    }
+
+    /// The argv that runs `pg_ctl -D <pgdata> <args>` as the right OS user,
+    /// for a process that outlives this one (the test kit's watchdog).
+    pub fn pg_ctl_command(&self, args: &[&str]) -> Vec<String> {
+        let mut argv = Vec::new();
+        if running_as_root() {
+            argv.extend(["runuser", "-u", PG_OS_USER, "--"].map(String::from));
+        }
+        argv.push(self.bin_dir.join("pg_ctl").to_string_lossy().into_owned());
+        argv.push("-D".into());
+        argv.push(self.pgdata.to_string_lossy().into_owned());
+        argv.extend(args.iter().map(|a| (*a).to_owned()));
+        argv
+    }
+}
+
+fn init_cluster(
+    bin_dir: &Path,
+    data_dir: &Path,
+    pgdata: &Path,
+    password: &str,
+    durability: Durability,
+    as_root: bool,
+) -> Result<(), Error> {
+    if as_root {
+        chown_to_postgres(data_dir)?;
+    }
+    // initdb reads the password from a file the server's user can read,
+    // deleted right after: it never appears on a command line.
+    let pwfile = data_dir.join("initdb.pw");
+    write_private(&pwfile, password)?;
+    if as_root {
+        chown_to_postgres(&pwfile)?;
+    }
+    let result = run(
+        bin_dir,
+        "initdb",
+        &[
+            "-D",
+            path_str(pgdata)?,
+            "-U",
+            SUPERUSER,
+            "--pwfile",
+            path_str(&pwfile)?,
+            "--auth=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ],
+        as_root,
+    );
+    let _ = fs::remove_file(&pwfile);
+    result?;
+
+    let mut conf = String::from(
+        "\n# Set by Supa's embedded launcher.\n\
+         listen_addresses = '127.0.0.1'\n\
+         unix_socket_directories = ''\n\
+         max_connections = 300\n\
+         shared_buffers = 128MB\n",
+    );
+    if durability == Durability::Throwaway {
+        conf.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
+    }
+    fs::OpenOptions::new()
+        .append(true)
+        .open(pgdata.join("postgresql.conf"))
+        .and_then(|mut f| f.write_all(conf.as_bytes()))
+        .map_err(|e| Error::io("configure the cluster", e))
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin` holding a server.
+fn find_bin_dir() -> Result<PathBuf, Error> {
+    let missing = || {
+        Error::Config(format!(
+            "PostgreSQL server binaries not found under {PG_LIB}/*/bin: \
+             install the `postgresql` package (apt-get install postgresql)"
+        ))
+    };
+    let entries = fs::read_dir(PG_LIB).map_err(|_| missing())?;
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let version: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").exists().then_some((version, bin))
+        })
+        .max()
+        .map(|(_, bin)| bin)
+        .ok_or_else(missing)
+}
+
+fn run(bin_dir: &Path, program: &str, args: &[&str], as_root: bool) -> Result<(), Error> {
+    let exe = bin_dir.join(program);
+    let mut cmd = if as_root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", PG_OS_USER, "--"]).arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    // Run from a directory the server's user can enter.
+    cmd.args(args).current_dir("/");
+    let out = cmd
+        .output()
+        .map_err(|e| Error::io(&format!("run {program}"), e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let detail = stderr
+        .lines()
+        .chain(stdout.lines())
+        .find(|l| !l.trim().is_empty());
+    Err(Error::Embedded(format!(
+        "{program} {} failed: {}",
+        args.first().unwrap_or(&""),
+        detail.unwrap_or("no output").trim()
+    )))
+}
+
+fn running_as_root() -> bool {
+    // `id -u` rather than libc, keeping this crate free of unsafe code.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Gives `path` to the `postgres` OS user (uid and gid from /etc/passwd).
+fn chown_to_postgres(path: &Path) -> Result<(), Error> {
+    let passwd = fs::read_to_string("/etc/passwd").map_err(|e| Error::io("read /etc/passwd", e))?;
+    let (uid, gid) = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&PG_OS_USER) && f.len() > 3)
+        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+        .ok_or_else(|| {
+            Error::Config(
+                "there is no `postgres` OS user to run PostgreSQL as: install the `postgresql` package"
+                    .into(),
+            )
+        })?;
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .map_err(|e| Error::io(&format!("chown {} to postgres", path.display()), e))
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<(), Error> {
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(&format!("write {}", path.display()), e))?;
+    f.set_permissions(fs::Permissions::from_mode(0o600))
+        .and_then(|()| f.write_all(contents.as_bytes()))
+        .map_err(|e| Error::io(&format!("write {}", path.display()), e))
+}
+
+fn random_password() -> String {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    hex::encode(bytes)
+}
+
+fn free_port() -> Result<u16, Error> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| Error::io("find a free port", e))
+}
+
+fn path_str(path: &Path) -> Result<&str, Error> {
+    path.to_str()
+        .ok_or_else(|| Error::Config(format!("{} is not UTF-8", path.display())))
+}

@@ -1,0 +1,96 @@
+use thiserror::Error;
+
+/// Everything the control plane can fail with, classified by who caused it.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The machine is not set up for this (missing binaries, bad settings).
+    #[error("{0}")]
+    Config(String),
+    /// A PostgreSQL server command (initdb, pg_ctl) failed.
+    #[error("embedded PostgreSQL: {0}")]
+    Embedded(String),
+    /// A file or process operation failed.
+    #[error("could not {context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The management database or a worker answered with an error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored secret could not be decrypted: wrong master key or tampering.
+    #[error("cannot decrypt {0}: wrong master key or corrupted data")]
+    Decrypt(String),
+    /// The caller sent something unusable; names the field.
+    #[error("{field}: {message}")]
+    InvalidInput {
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The thing asked for does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request conflicts with existing state (duplicate ref, worker in use).
+    #[error("{0}")]
+    Conflict(String),
+    /// A worker could not be reached or refused the credentials given.
+    #[error("cannot connect to worker: {0}")]
+    WorkerUnreachable(String),
+    /// No active worker has room for another project.
+    #[error("no active worker has room for another project")]
+    NoCapacity,
+}
+
+impl Error {
+    pub(crate) fn io(context: &str, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.to_owned(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn with_context(self, context: &str) -> Self {
+        match self {
+            Error::Embedded(m) => Error::Embedded(format!("{m} ({context})")),
+            other => other,
+        }
+    }
+
+    /// The HTTP status the Management API answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::InvalidInput { .. } | Error::WorkerUnreachable(_) => 400,
+            Error::NotFound(_) => 404,
+            Error::Conflict(_) => 409,
+            Error::NoCapacity => 503,
+            _ => 500,
+        }
+    }
+
+    /// Whether the caller caused it (the message may be shown as it is).
+    pub fn is_client_error(&self) -> bool {
+        (400..500).contains(&self.status())
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::NoCapacity => true,
+            Error::Database(e) => matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)),
+            _ => false,
+        }
+    }
+}

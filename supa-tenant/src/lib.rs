@@ -1,0 +1,27 @@
+//! Supa's control plane, beside the gateway in the crate graph (it depends on
+//! `supa-core` and `supa-keys` only).
+//!
+//! It owns the management database (`supa_admin`, migrated with sqlx) and
+//! everything recorded there: worker clusters, projects and their lifecycle,
+//! API keys and secrets, all secret material encrypted with AES-256-GCM under
+//! the platform [`MasterKey`]. It also runs a private PostgreSQL cluster from
+//! the system's binaries ([`embedded`]) for the all-in-one `supa up` and for
+//! the test kit.
+
+#![forbid(unsafe_code)]
+
+mod crypto;
+mod error;
+mod keys;
+mod projects;
+mod tenant;
+mod workers;
+
+pub mod embedded;
+
+pub use crypto::MasterKey;
+pub use error::Error;
+pub use keys::{ApiKeyInfo, NewApiKey};
+pub use projects::{CreateOptions, CreateProject, CreateStep, CreatedProject, Project};
+pub use tenant::{ADMIN_DATABASE, Invalidation, Tenant};
+pub use workers::{NewWorker, Worker, WorkerPatch, WorkerStatus};

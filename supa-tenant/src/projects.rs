@@ -1,0 +1,565 @@
+//! Project lifecycle: create (every step recorded and undone in reverse on
+//! failure), get, list, delete.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sqlx::AssertSqlSafe;
+use sqlx::{Executor, PgPool, Row};
+use supa_core::{KeyKind, ProjectConfig, ProjectRef, ProjectStatus, Secret, Upstream};
+
+use crate::tenant::Invalidation;
+use crate::{Error, Tenant};
+
+/// Name of the template every project database is copied from.
+const TEMPLATE: &str = "supa_template";
+/// Serializes cluster-wide setup (API roles, template) between creators.
+const SETUP_LOCK: i64 = 0x5375_7061_5345_5450; // "SupaSETP"
+const BOOTSTRAP_SQL: &str = include_str!("bootstrap.sql");
+
+/// A project to create.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    /// Display name.
+    pub name: String,
+    /// A caller-chosen ref; a random one when absent.
+    #[serde(rename = "ref", default)]
+    pub project_ref: Option<String>,
+    /// Put it on this worker rather than the least loaded one.
+    #[serde(default)]
+    pub worker_id: Option<String>,
+}
+
+/// The steps of project creation, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CreateStep {
+    /// Choose the worker.
+    PickWorker,
+    /// Insert the project row (status COMING_UP).
+    InsertRow,
+    /// Copy the prepared template into `proj_{ref}`.
+    CreateDatabase,
+    /// Create `{ref}_authenticator` and grant it the API roles.
+    CreateRoles,
+    /// Issue the publishable key and the `default` secret key.
+    IssueKeys,
+    /// Mark the project ACTIVE_HEALTHY.
+    Activate,
+}
+
+impl CreateStep {
+    /// Every step, in order.
+    pub const ALL: [CreateStep; 6] = [
+        CreateStep::PickWorker,
+        CreateStep::InsertRow,
+        CreateStep::CreateDatabase,
+        CreateStep::CreateRoles,
+        CreateStep::IssueKeys,
+        CreateStep::Activate,
+    ];
+}
+
+/// Knobs of [`Tenant::create_project_with`].
+#[derive(Default)]
+pub struct CreateOptions<'a> {
+    /// Called as each step starts (the CLI prints a progress line).
+    pub progress: Option<&'a (dyn Fn(CreateStep) + Send + Sync)>,
+    /// Fail right after this step completes: lets tests prove the rollback.
+    pub fail_after: Option<CreateStep>,
+}
+
+/// A project as the Management API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Project {
+    /// The ref.
+    #[serde(rename = "ref")]
+    pub project_ref: ProjectRef,
+    /// Same as `ref`, as Supabase's API also names it `id`.
+    pub id: ProjectRef,
+    /// Display name.
+    pub name: String,
+    /// The worker holding its database.
+    pub worker_id: String,
+    /// Lifecycle state.
+    pub status: ProjectStatus,
+    /// Creation time, ISO 8601.
+    pub created_at: String,
+}
+
+/// A new project with its two keys in clear (shown once at creation;
+/// listing keys later masks the secret one unless revealed).
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedProject {
+    /// The project.
+    #[serde(flatten)]
+    pub project: Project,
+    /// The publishable key.
+    pub publishable_key: String,
+    /// The secret key named `default`.
+    #[serde(serialize_with = "supa_core::serialize_exposed")]
+    pub secret_key: Secret<String>,
+}
+
+pub(crate) fn database_name(r: &ProjectRef) -> String {
+    format!("proj_{r}")
+}
+
+pub(crate) fn authenticator_name(r: &ProjectRef) -> String {
+    format!("{r}_authenticator")
+}
+
+fn jwt_context(r: &ProjectRef) -> String {
+    format!("project:{r}:jwt_secret")
+}
+
+fn authenticator_context(r: &ProjectRef) -> String {
+    format!("project:{r}:authenticator_password")
+}
+
+const PROJECT_COLUMNS: &str = "ref, name, worker_id, status,
+    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at";
+
+fn project_from_row(row: &sqlx::postgres::PgRow) -> Result<Project, Error> {
+    let r: String = row.try_get("ref")?;
+    let project_ref = ProjectRef::parse(&r).map_err(|e| Error::Config(e.to_string()))?;
+    let status: String = row.try_get("status")?;
+    Ok(Project {
+        project_ref,
+        id: project_ref,
+        name: row.try_get("name")?,
+        worker_id: row.try_get("worker_id")?,
+        status: serde_json::from_value(serde_json::Value::String(status))
+            .unwrap_or(ProjectStatus::Unknown),
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Runs `format(template, args...)` on the server so identifiers and
+/// literals are quoted by PostgreSQL itself, then executes the result.
+async fn execute_formatted(pool: &PgPool, template: &str, args: &[&str]) -> Result<(), Error> {
+    let placeholders: Vec<String> = (1..=args.len()).map(|i| format!("${i}::text")).collect();
+    let query = format!("SELECT format('{template}', {})", placeholders.join(", "));
+    let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(query));
+    for a in args {
+        q = q.bind(*a);
+    }
+    let statement = q.fetch_one(pool).await?;
+    pool.execute(AssertSqlSafe(statement)).await?;
+    Ok(())
+}
+
+impl Tenant {
+    /// Creates a project; see [`Tenant::create_project_with`].
+    pub async fn create_project(&self, req: CreateProject) -> Result<CreatedProject, Error> {
+        self.create_project_with(req, CreateOptions::default())
+            .await
+    }
+
+    /// Creates a project step by step; on any failure every completed step
+    /// is undone in reverse order, leaving no database, role or row.
+    pub async fn create_project_with(
+        &self,
+        req: CreateProject,
+        options: CreateOptions<'_>,
+    ) -> Result<CreatedProject, Error> {
+        let name = req.name.trim().to_owned();
+        if name.is_empty() || name.len() > 256 {
+            return Err(Error::invalid("name", "must be 1-256 characters"));
+        }
+        let project_ref = match &req.project_ref {
+            Some(r) => ProjectRef::parse(r).map_err(|e| Error::invalid("ref", e.to_string()))?,
+            None => ProjectRef::generate(),
+        };
+
+        let mut done: Vec<CreateStep> = Vec::new();
+        let mut worker = String::new();
+        let result = self
+            .run_create_steps(
+                &name,
+                &project_ref,
+                req.worker_id.as_deref(),
+                &options,
+                &mut done,
+                &mut worker,
+            )
+            .await;
+        match result {
+            Ok(created) => Ok(created),
+            Err(e) => {
+                self.undo_create(&project_ref, &worker, &done).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn run_create_steps(
+        &self,
+        name: &str,
+        project_ref: &ProjectRef,
+        worker_id: Option<&str>,
+        options: &CreateOptions<'_>,
+        done: &mut Vec<CreateStep>,
+        worker: &mut String,
+    ) -> Result<CreatedProject, Error> {
+        let jwt_secret = random_token(32);
+        let authenticator_password = random_token(24);
+        let mut keys = None;
+        for step in CreateStep::ALL {
+            if let Some(progress) = options.progress {
+                progress(step);
+            }
+            match step {
+                CreateStep::PickWorker => *worker = self.pick_worker(worker_id).await?,
+                CreateStep::InsertRow => {
+                    let inserted = sqlx::query(
+                        "INSERT INTO projects (ref, name, worker_id, status, authenticator_password_enc, jwt_secret_enc)
+                         VALUES ($1, $2, $3, 'COMING_UP', $4, $5)",
+                    )
+                    .bind(project_ref.as_str())
+                    .bind(name)
+                    .bind(worker.as_str())
+                    .bind(self.key.encrypt(&authenticator_context(project_ref), authenticator_password.as_bytes()))
+                    .bind(self.key.encrypt(&jwt_context(project_ref), jwt_secret.as_bytes()))
+                    .execute(&self.db)
+                    .await;
+                    match inserted {
+                        Ok(_) => {}
+                        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                            return Err(Error::Conflict(format!(
+                                "project {project_ref} already exists"
+                            )));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                CreateStep::CreateDatabase => {
+                    let pool = self.worker_pool(worker).await?;
+                    self.ensure_cluster_setup(&pool, worker).await?;
+                    let db = database_name(project_ref);
+                    execute_formatted(&pool, "CREATE DATABASE %I TEMPLATE %I", &[&db, TEMPLATE])
+                        .await?;
+                    execute_formatted(
+                        &pool,
+                        "REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC",
+                        &[&db],
+                    )
+                    .await?;
+                }
+                CreateStep::CreateRoles => {
+                    let pool = self.worker_pool(worker).await?;
+                    let role = authenticator_name(project_ref);
+                    execute_formatted(
+                        &pool,
+                        "CREATE ROLE %I LOGIN NOINHERIT PASSWORD %L",
+                        &[&role, &authenticator_password],
+                    )
+                    .await?;
+                    execute_formatted(
+                        &pool,
+                        "GRANT anon, authenticated, service_role TO %I",
+                        &[&role],
+                    )
+                    .await?;
+                    execute_formatted(
+                        &pool,
+                        "GRANT CONNECT ON DATABASE %I TO %I",
+                        &[&database_name(project_ref), &role],
+                    )
+                    .await?;
+                }
+                CreateStep::IssueKeys => {
+                    let publishable = self
+                        .insert_key(project_ref, KeyKind::Publishable, "default")
+                        .await?;
+                    let secret = self
+                        .insert_key(project_ref, KeyKind::Secret, "default")
+                        .await?;
+                    keys = Some((publishable, secret));
+                }
+                CreateStep::Activate => {
+                    sqlx::query("UPDATE projects SET status = 'ACTIVE_HEALTHY', updated_at = now() WHERE ref = $1")
+                        .bind(project_ref.as_str())
+                        .execute(&self.db)
+                        .await?;
+                }
+            }
+            done.push(step);
+            if options.fail_after == Some(step) {
+                return Err(Error::Config(format!("injected failure after {step:?}")));
+            }
+        }
+        let (publishable_key, secret_key) = keys.expect("keys are issued before activation");
+        Ok(CreatedProject {
+            project: self.get_project(project_ref).await?,
+            publishable_key,
+            secret_key: Secret::new(secret_key),
+        })
+    }
+
+    /// Undoes completed steps in reverse. Each undo is attempted even when
+    /// an earlier one failed, so as much as possible is cleaned up.
+    async fn undo_create(&self, project_ref: &ProjectRef, worker: &str, done: &[CreateStep]) {
+        for step in done.iter().rev() {
+            let undone: Result<(), Error> = async {
+                match step {
+                    CreateStep::PickWorker | CreateStep::Activate => Ok(()),
+                    // Rows go with the project row (ON DELETE CASCADE) but are
+                    // removed here too, in case that row's undo fails.
+                    CreateStep::IssueKeys => {
+                        sqlx::query("DELETE FROM api_keys WHERE project_ref = $1")
+                            .bind(project_ref.as_str())
+                            .execute(&self.db)
+                            .await?;
+                        Ok(())
+                    }
+                    CreateStep::CreateRoles => {
+                        let pool = self.worker_pool(worker).await?;
+                        drop_role(&pool, &authenticator_name(project_ref)).await
+                    }
+                    CreateStep::CreateDatabase => {
+                        let pool = self.worker_pool(worker).await?;
+                        execute_formatted(
+                            &pool,
+                            "DROP DATABASE IF EXISTS %I WITH (FORCE)",
+                            &[&database_name(project_ref)],
+                        )
+                        .await
+                    }
+                    CreateStep::InsertRow => {
+                        sqlx::query("DELETE FROM projects WHERE ref = $1")
+                            .bind(project_ref.as_str())
+                            .execute(&self.db)
+                            .await?;
+                        Ok(())
+                    }
+                }
+            }
+            .await;
+            if let Err(e) = undone {
+                tracing::warn!(%project_ref, ?step, error = %e, "rollback step failed");
+            }
+        }
+    }
+
+    /// The active worker with the fewest projects (ties: highest weight),
+    /// or the one asked for if it is active and has room.
+    async fn pick_worker(&self, wanted: Option<&str>) -> Result<String, Error> {
+        let row = sqlx::query(
+            "SELECT w.id, w.status, w.max_databases,
+                    (SELECT count(*) FROM projects p WHERE p.worker_id = w.id) AS used
+             FROM workers w
+             WHERE ($1::text IS NULL OR w.id = $1)
+             ORDER BY (w.status = 'active' AND (SELECT count(*) FROM projects p WHERE p.worker_id = w.id) < w.max_databases) DESC,
+                      used ASC, w.weight DESC, w.id
+             LIMIT 1",
+        )
+        .bind(wanted)
+        .fetch_optional(&self.db)
+        .await?;
+        let Some(row) = row else {
+            return match wanted {
+                Some(id) => Err(Error::invalid("worker_id", format!("no worker {id:?}"))),
+                None => Err(Error::NoCapacity),
+            };
+        };
+        let (status, max, used): (String, i32, i64) = (
+            row.try_get("status")?,
+            row.try_get("max_databases")?,
+            row.try_get("used")?,
+        );
+        if status != "active" || used >= i64::from(max) {
+            return match wanted {
+                Some(id) => Err(Error::invalid(
+                    "worker_id",
+                    format!("worker {id:?} is {status} and has {used}/{max} databases"),
+                )),
+                None => Err(Error::NoCapacity),
+            };
+        }
+        Ok(row.try_get("id")?)
+    }
+
+    /// Creates the API roles and the project template on a worker, once.
+    async fn ensure_cluster_setup(&self, pool: &PgPool, worker: &str) -> Result<(), Error> {
+        let mut conn = pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(SETUP_LOCK)
+            .execute(&mut *conn)
+            .await?;
+        let result: Result<(), Error> = async {
+            conn.execute(
+                "DO $$ BEGIN
+                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
+                     CREATE ROLE anon NOLOGIN NOINHERIT; END IF;
+                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
+                     CREATE ROLE authenticated NOLOGIN NOINHERIT; END IF;
+                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
+                     CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS; END IF;
+                 END $$",
+            )
+            .await?;
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                    .bind(TEMPLATE)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if !exists {
+                conn.execute(AssertSqlSafe(format!("CREATE DATABASE {TEMPLATE}")))
+                    .await?;
+                let options = pool.connect_options().as_ref().clone().database(TEMPLATE);
+                let template = sqlx::PgPool::connect_with(options).await?;
+                let applied = sqlx::raw_sql(BOOTSTRAP_SQL).execute(&template).await;
+                template.close().await;
+                if let Err(e) = applied {
+                    conn.execute(AssertSqlSafe(format!("DROP DATABASE {TEMPLATE}")))
+                        .await
+                        .ok();
+                    return Err(Error::Config(format!(
+                        "cannot prepare the project template on worker {worker}: {e}"
+                    )));
+                }
+                conn.execute(AssertSqlSafe(format!(
+                    "ALTER DATABASE {TEMPLATE} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true"
+                )))
+                .await?;
+            }
+            Ok(())
+        }
+        .await;
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(SETUP_LOCK)
+            .execute(&mut *conn)
+            .await
+            .ok();
+        result
+    }
+
+    /// One project.
+    pub async fn get_project(&self, project_ref: &ProjectRef) -> Result<Project, Error> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE ref = $1"
+        )))
+        .bind(project_ref.as_str())
+        .fetch_optional(&self.db)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
+        project_from_row(&row)
+    }
+
+    /// Every project, oldest first.
+    pub async fn list_projects(&self) -> Result<Vec<Project>, Error> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects ORDER BY created_at, ref"
+        )))
+        .fetch_all(&self.db)
+        .await?;
+        rows.iter().map(project_from_row).collect()
+    }
+
+    /// What a gateway needs to serve the project.
+    pub async fn project_config(&self, project_ref: &ProjectRef) -> Result<ProjectConfig, Error> {
+        let row =
+            sqlx::query("SELECT status, jwt_secret_enc, upstream FROM projects WHERE ref = $1")
+                .bind(project_ref.as_str())
+                .fetch_optional(&self.db)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
+        let status: String = row.try_get("status")?;
+        let upstream: sqlx::types::Json<Upstream> = row.try_get("upstream")?;
+        Ok(ProjectConfig {
+            project_ref: *project_ref,
+            status: serde_json::from_value(serde_json::Value::String(status))
+                .unwrap_or(ProjectStatus::Unknown),
+            jwt_secret: Secret::new(
+                self.key
+                    .decrypt_string(&jwt_context(project_ref), row.try_get("jwt_secret_enc")?)?,
+            ),
+            upstream: upstream.0,
+        })
+    }
+
+    /// The worker-side password of the project's authenticator role.
+    pub async fn authenticator_password(
+        &self,
+        project_ref: &ProjectRef,
+    ) -> Result<Secret<String>, Error> {
+        let sealed: Vec<u8> =
+            sqlx::query_scalar("SELECT authenticator_password_enc FROM projects WHERE ref = $1")
+                .bind(project_ref.as_str())
+                .fetch_optional(&self.db)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
+        Ok(Secret::new(self.key.decrypt_string(
+            &authenticator_context(project_ref),
+            &sealed,
+        )?))
+    }
+
+    /// Deletes a project: its database, its authenticator role, its row, keys
+    /// and secrets; then tells every gateway to forget it.
+    pub async fn delete_project(&self, project_ref: &ProjectRef) -> Result<(), Error> {
+        let worker: String = sqlx::query_scalar(
+            "UPDATE projects SET status = 'GOING_DOWN' WHERE ref = $1 RETURNING worker_id",
+        )
+        .bind(project_ref.as_str())
+        .fetch_optional(&self.db)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
+        // Gateways stop routing before the database disappears under them.
+        self.invalidate(Invalidation::Project(*project_ref));
+        let pool = self.worker_pool(&worker).await?;
+        execute_formatted(
+            &pool,
+            "DROP DATABASE IF EXISTS %I WITH (FORCE)",
+            &[&database_name(project_ref)],
+        )
+        .await?;
+        drop_role(&pool, &authenticator_name(project_ref)).await?;
+        let hashes: Vec<Vec<u8>> =
+            sqlx::query_scalar("DELETE FROM api_keys WHERE project_ref = $1 RETURNING hash")
+                .bind(project_ref.as_str())
+                .fetch_all(&self.db)
+                .await?;
+        sqlx::query("DELETE FROM projects WHERE ref = $1")
+            .bind(project_ref.as_str())
+            .execute(&self.db)
+            .await?;
+        for hash in hashes {
+            self.invalidate(Invalidation::Key(hex::encode(hash)));
+        }
+        Ok(())
+    }
+}
+
+/// Drops a login role and the privileges it holds on shared objects (its
+/// database's CONNECT grant), if it exists.
+async fn drop_role(pool: &PgPool, role: &str) -> Result<(), Error> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(role)
+            .fetch_one(pool)
+            .await?;
+    if exists {
+        let mut conn = pool.acquire().await?;
+        let drop_owned: String = sqlx::query_scalar("SELECT format('DROP OWNED BY %I', $1::text)")
+            .bind(role)
+            .fetch_one(&mut *conn)
+            .await?;
+        conn.execute(AssertSqlSafe(drop_owned)).await?;
+        let drop: String = sqlx::query_scalar("SELECT format('DROP ROLE IF EXISTS %I', $1::text)")
+            .bind(role)
+            .fetch_one(&mut *conn)
+            .await?;
+        conn.execute(AssertSqlSafe(drop)).await?;
+    }
+    Ok(())
+}
+
+/// `n` random bytes as unpadded base64url.
+pub(crate) fn random_token(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    URL_SAFE_NO_PAD.encode(bytes)
+}

@@ -1,0 +1,525 @@
+//! The control plane against a real PostgreSQL cluster from the test kit.
+
+use std::sync::{Arc, Mutex};
+
+use sqlx::{Connection, Executor, PgConnection, Row};
+use supa_core::{KeyKind, ProjectRef, ProjectStatus, Secret};
+use supa_tenant::embedded::{Durability, EmbeddedPostgres, SUPERUSER};
+use supa_tenant::{
+    CreateOptions, CreateProject, CreateStep, Error, Invalidation, MasterKey, NewApiKey, NewWorker,
+    Tenant, WorkerPatch, WorkerStatus,
+};
+
+fn local_worker(id: &str, password: &str) -> NewWorker {
+    let pg = supa_testkit::cluster().postgres();
+    NewWorker {
+        id: id.to_owned(),
+        host: "127.0.0.1".into(),
+        port: pg.port(),
+        admin_user: SUPERUSER.into(),
+        admin_password: Secret::new(password.to_owned()),
+        max_databases: 1000,
+        weight: 100,
+        status: WorkerStatus::Active,
+    }
+}
+
+/// A control plane with its own management database and the test cluster
+/// registered as worker `local`.
+async fn tenant() -> Tenant {
+    let db = supa_testkit::fresh_database().await;
+    let tenant = Tenant::connect(&db.url, MasterKey::from_bytes(&[42; 32]))
+        .await
+        .unwrap();
+    let password = supa_testkit::cluster()
+        .postgres()
+        .password()
+        .expose()
+        .clone();
+    tenant
+        .register_worker(local_worker("local", &password))
+        .await
+        .unwrap();
+    tenant
+}
+
+fn create(name: &str) -> CreateProject {
+    CreateProject {
+        name: name.into(),
+        ..CreateProject::default()
+    }
+}
+
+async fn superuser(database: &str) -> PgConnection {
+    PgConnection::connect(&supa_testkit::cluster().url(database))
+        .await
+        .unwrap()
+}
+
+/// What a project leaves on the worker and in the management database.
+async fn traces(tenant: &Tenant, r: &str) -> (bool, bool, i64, i64) {
+    let mut c = superuser("postgres").await;
+    let db: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(format!("proj_{r}"))
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    let role: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(format!("{r}_authenticator"))
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM projects WHERE ref = $1")
+        .bind(r)
+        .fetch_one(tenant.pool())
+        .await
+        .unwrap();
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE project_ref = $1")
+        .bind(r)
+        .fetch_one(tenant.pool())
+        .await
+        .unwrap();
+    (db, role, rows, keys)
+}
+
+#[test]
+fn embedded_cluster_is_reused_by_the_next_start() {
+    let cluster = supa_testkit::cluster();
+    let again = EmbeddedPostgres::start(cluster.dir(), Durability::Throwaway).unwrap();
+    assert_eq!(again.port(), cluster.postgres().port());
+    assert_eq!(
+        again.password().expose(),
+        cluster.postgres().password().expose()
+    );
+}
+
+#[tokio::test]
+async fn workers_are_checked_at_registration() {
+    let tenant = tenant().await;
+    let err = tenant
+        .register_worker(local_worker("bad", "wrong-password"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert!(
+        err.to_string().contains("password authentication failed"),
+        "{err}"
+    );
+    assert!(
+        matches!(tenant.get_worker("bad").await, Err(Error::NotFound(_))),
+        "nothing stored"
+    );
+
+    let mut unreachable = local_worker("gone", "x");
+    unreachable.port = 1;
+    assert_eq!(
+        tenant
+            .register_worker(unreachable)
+            .await
+            .unwrap_err()
+            .status(),
+        400
+    );
+    let mut bad_id = local_worker("Bad Id", "x");
+    bad_id.id = "Bad Id".into();
+    assert!(matches!(
+        tenant.register_worker(bad_id).await,
+        Err(Error::InvalidInput { field: "id", .. })
+    ));
+
+    let password = supa_testkit::cluster()
+        .postgres()
+        .password()
+        .expose()
+        .clone();
+    let dup = tenant
+        .register_worker(local_worker("local", &password))
+        .await
+        .unwrap_err();
+    assert_eq!(dup.status(), 409);
+
+    let patched = tenant
+        .patch_worker(
+            "local",
+            WorkerPatch {
+                weight: Some(7),
+                status: Some(WorkerStatus::Draining),
+                ..WorkerPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (patched.weight, patched.status),
+        (7, WorkerStatus::Draining)
+    );
+    assert_eq!(tenant.list_workers().await.unwrap().len(), 1);
+    // A draining worker takes no new project.
+    assert!(matches!(
+        tenant.create_project(create("p")).await,
+        Err(Error::NoCapacity)
+    ));
+
+    // The stored password is ciphertext.
+    let sealed: Vec<u8> =
+        sqlx::query_scalar("SELECT admin_password_enc FROM workers WHERE id = 'local'")
+            .fetch_one(tenant.pool())
+            .await
+            .unwrap();
+    assert!(
+        !sealed
+            .windows(password.len())
+            .any(|w| w == password.as_bytes())
+    );
+}
+
+#[tokio::test]
+async fn project_lifecycle() {
+    let tenant = tenant().await;
+    let created = tenant.create_project(create("demo")).await.unwrap();
+    let r = created.project.project_ref;
+    assert_eq!(created.project.status, ProjectStatus::ActiveHealthy);
+    assert_eq!(created.project.name, "demo");
+    assert!(supa_keys::validate(&r, &created.publishable_key).is_ok());
+    assert!(supa_keys::validate(&r, created.secret_key.expose()).is_ok());
+    assert_eq!(traces(&tenant, r.as_str()).await, (true, true, 1, 2));
+
+    assert_eq!(tenant.list_projects().await.unwrap().len(), 1);
+    assert_eq!(tenant.get_project(&r).await.unwrap().project_ref, r);
+    assert_eq!(tenant.get_worker("local").await.unwrap().project_count, 1);
+    assert!(matches!(
+        tenant.delete_worker("local").await,
+        Err(Error::Conflict(_))
+    ));
+
+    let config = tenant.project_config(&r).await.unwrap();
+    assert_eq!(config.upstream, supa_core::Upstream::Embedded);
+    assert!(config.jwt_secret.expose().len() >= 32);
+    // The JWT secret is encrypted at rest.
+    let sealed: Vec<u8> = sqlx::query_scalar("SELECT jwt_secret_enc FROM projects WHERE ref = $1")
+        .bind(r.as_str())
+        .fetch_one(tenant.pool())
+        .await
+        .unwrap();
+    assert!(
+        !sealed
+            .windows(config.jwt_secret.expose().len())
+            .any(|w| w == config.jwt_secret.expose().as_bytes())
+    );
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    tenant.on_invalidate(move |i| sink.lock().unwrap().push(i.clone()));
+    tenant.delete_project(&r).await.unwrap();
+    assert_eq!(traces(&tenant, r.as_str()).await, (false, false, 0, 0));
+    assert!(seen.lock().unwrap().contains(&Invalidation::Project(r)));
+    assert!(matches!(
+        tenant.get_project(&r).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        tenant.delete_project(&r).await,
+        Err(Error::NotFound(_))
+    ));
+    tenant.delete_worker("local").await.unwrap();
+}
+
+#[tokio::test]
+async fn chosen_refs_are_validated_and_unique() {
+    let tenant = tenant().await;
+    let r = ProjectRef::generate();
+    let req = CreateProject {
+        name: "a".into(),
+        project_ref: Some(r.to_string()),
+        worker_id: None,
+    };
+    assert_eq!(
+        tenant
+            .create_project(req.clone())
+            .await
+            .unwrap()
+            .project
+            .project_ref,
+        r
+    );
+    assert_eq!(tenant.create_project(req).await.unwrap_err().status(), 409);
+    assert_eq!(
+        traces(&tenant, r.as_str()).await,
+        (true, true, 1, 2),
+        "the original is untouched"
+    );
+    let bad = CreateProject {
+        name: "a".into(),
+        project_ref: Some("UPPER".into()),
+        worker_id: None,
+    };
+    assert!(matches!(
+        tenant.create_project(bad).await,
+        Err(Error::InvalidInput { field: "ref", .. })
+    ));
+    let unknown_worker = CreateProject {
+        name: "a".into(),
+        project_ref: None,
+        worker_id: Some("nope".into()),
+    };
+    assert!(matches!(
+        tenant.create_project(unknown_worker).await,
+        Err(Error::InvalidInput {
+            field: "worker_id",
+            ..
+        })
+    ));
+    assert!(matches!(
+        tenant.create_project(create(" ")).await,
+        Err(Error::InvalidInput { field: "name", .. })
+    ));
+    tenant.delete_project(&r).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failure_after_any_step_leaves_nothing_behind() {
+    let tenant = tenant().await;
+    for step in CreateStep::ALL {
+        let r = ProjectRef::generate();
+        let req = CreateProject {
+            name: "doomed".into(),
+            project_ref: Some(r.to_string()),
+            worker_id: None,
+        };
+        let options = CreateOptions {
+            fail_after: Some(step),
+            ..CreateOptions::default()
+        };
+        assert!(
+            tenant.create_project_with(req, options).await.is_err(),
+            "{step:?}"
+        );
+        assert_eq!(
+            traces(&tenant, r.as_str()).await,
+            (false, false, 0, 0),
+            "after {step:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn keys_list_reveal_create_and_revoke() {
+    let tenant = tenant().await;
+    let created = tenant.create_project(create("keys")).await.unwrap();
+    let r = created.project.project_ref;
+
+    let masked = tenant.list_keys(&r, false).await.unwrap();
+    assert_eq!(masked.len(), 2);
+    let secret = masked.iter().find(|k| k.kind == KeyKind::Secret).unwrap();
+    let publishable = masked
+        .iter()
+        .find(|k| k.kind == KeyKind::Publishable)
+        .unwrap();
+    assert_eq!(publishable.api_key, created.publishable_key);
+    assert_ne!(secret.api_key, *created.secret_key.expose());
+    assert!(!secret.api_key.contains(&created.secret_key.expose()[16..]));
+    assert_eq!(secret.name, "default");
+    assert_eq!(
+        secret.hash,
+        supa_keys::hash_hex(created.secret_key.expose())
+    );
+    assert_eq!(
+        secret.secret_jwt_template,
+        Some(serde_json::json!({"role": "service_role"}))
+    );
+
+    let revealed = tenant.list_keys(&r, true).await.unwrap();
+    assert!(
+        revealed
+            .iter()
+            .any(|k| k.api_key == *created.secret_key.expose())
+    );
+
+    let extra = tenant
+        .create_key(
+            &r,
+            NewApiKey {
+                kind: KeyKind::Secret,
+                name: "ci".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(supa_keys::validate(&r, &extra.api_key).is_ok());
+    assert_eq!(
+        tenant
+            .create_key(
+                &r,
+                NewApiKey {
+                    kind: KeyKind::Secret,
+                    name: "ci".into()
+                }
+            )
+            .await
+            .unwrap_err()
+            .status(),
+        409
+    );
+    assert_eq!(
+        tenant
+            .create_key(
+                &r,
+                NewApiKey {
+                    kind: KeyKind::Publishable,
+                    name: "x".into()
+                }
+            )
+            .await
+            .unwrap_err()
+            .status(),
+        400
+    );
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    tenant.on_invalidate(move |i| sink.lock().unwrap().push(i.clone()));
+    tenant.revoke_key(&r, &extra.id).await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![Invalidation::Key(extra.hash.clone())]
+    );
+    assert_eq!(tenant.list_keys(&r, false).await.unwrap().len(), 2);
+    assert_eq!(
+        tenant.revoke_key(&r, &extra.id).await.unwrap_err().status(),
+        404
+    );
+    tenant.delete_project(&r).await.unwrap();
+}
+
+/// Connects to a project's database as its authenticator.
+async fn authenticator(
+    tenant: &Tenant,
+    r: &ProjectRef,
+    database_of: &ProjectRef,
+) -> Result<PgConnection, sqlx::Error> {
+    let password = tenant.authenticator_password(r).await.unwrap();
+    let pg = supa_testkit::cluster().postgres();
+    let options = sqlx::postgres::PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(pg.port())
+        .username(&format!("{r}_authenticator"))
+        .password(password.expose())
+        .database(&format!("proj_{database_of}"));
+    PgConnection::connect_with(&options).await
+}
+
+#[tokio::test]
+async fn projects_are_isolated_in_the_database() {
+    let tenant = tenant().await;
+    let a = tenant
+        .create_project(create("a"))
+        .await
+        .unwrap()
+        .project
+        .project_ref;
+    let b = tenant
+        .create_project(create("b"))
+        .await
+        .unwrap()
+        .project
+        .project_ref;
+
+    // A's authenticator reaches A's database only.
+    let denied = authenticator(&tenant, &a, &b).await.unwrap_err();
+    assert!(denied.to_string().contains("permission denied"), "{denied}");
+    assert!(authenticator(&tenant, &a, &a).await.is_ok());
+
+    let mut owner = superuser(&format!("proj_{a}")).await;
+    owner
+        .execute(
+            "CREATE TABLE notes (id int PRIMARY KEY, owner uuid, body text);
+             INSERT INTO notes VALUES (1, '11111111-1111-1111-1111-111111111111', 'secret');
+             ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+             GRANT ALL ON notes TO anon, authenticated, service_role;",
+        )
+        .await
+        .unwrap();
+
+    let mut conn = authenticator(&tenant, &a, &a).await.unwrap();
+    for (role, expected) in [("anon", 0i64), ("authenticated", 0), ("service_role", 1)] {
+        let mut tx = conn.begin().await.unwrap();
+        tx.execute(sqlx::AssertSqlSafe(format!("SET LOCAL ROLE {role}")))
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM notes")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(n, expected, "{role} with RLS on and no policy");
+        tx.rollback().await.unwrap();
+    }
+
+    // auth.* read the claims the data plane sets per transaction.
+    let claims =
+        r#"{"sub":"11111111-1111-1111-1111-111111111111","role":"authenticated","email":"a@b.c"}"#;
+    let mut tx = conn.begin().await.unwrap();
+    tx.execute("SET LOCAL ROLE authenticated").await.unwrap();
+    sqlx::query("SELECT set_config('request.jwt.claims', $1, true)")
+        .bind(claims)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let row = sqlx::query(
+        "SELECT auth.uid()::text AS uid, auth.role() AS role, auth.jwt() ->> 'email' AS email",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(
+        row.get::<String, _>("uid"),
+        "11111111-1111-1111-1111-111111111111"
+    );
+    assert_eq!(row.get::<String, _>("role"), "authenticated");
+    assert_eq!(row.get::<String, _>("email"), "a@b.c");
+    tx.rollback().await.unwrap();
+
+    // A policy on auth.uid() lets the owner, and only the owner, read.
+    owner
+        .execute(
+            "CREATE POLICY own ON notes FOR SELECT TO authenticated USING (owner = auth.uid())",
+        )
+        .await
+        .unwrap();
+    for (sub, expected) in [
+        ("11111111-1111-1111-1111-111111111111", 1i64),
+        ("22222222-2222-2222-2222-222222222222", 0),
+    ] {
+        let mut tx = conn.begin().await.unwrap();
+        tx.execute("SET LOCAL ROLE authenticated").await.unwrap();
+        sqlx::query("SELECT set_config('request.jwt.claims', $1, true)")
+            .bind(format!(r#"{{"sub":"{sub}","role":"authenticated"}}"#))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM notes")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(n, expected, "{sub}");
+        tx.rollback().await.unwrap();
+    }
+
+    // The authenticator cannot read the management database either.
+    let password = tenant.authenticator_password(&a).await.unwrap();
+    let admin_db: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(tenant.pool())
+        .await
+        .unwrap();
+    let options = sqlx::postgres::PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(supa_testkit::cluster().postgres().port())
+        .username(&format!("{a}_authenticator"))
+        .password(password.expose())
+        .database(&admin_db);
+    assert!(PgConnection::connect_with(&options).await.is_err());
+
+    tenant.delete_project(&a).await.unwrap();
+    tenant.delete_project(&b).await.unwrap();
+}
