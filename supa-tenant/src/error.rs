@@ -42,6 +42,15 @@ pub enum Error {
     /// A worker could not be reached or refused the credentials given.
     #[error("cannot connect to worker: {0}")]
     WorkerUnreachable(String),
+    /// A statement sent to the SQL endpoint failed; the message is shown
+    /// as Supabase shows it.
+    #[error("Failed to run sql query: ERROR:  {code}: {message}")]
+    Sql {
+        /// SQLSTATE.
+        code: String,
+        /// PostgreSQL's message.
+        message: String,
+    },
     /// No active worker has room for another project.
     #[error("no active worker has room for another project")]
     NoCapacity,
@@ -72,7 +81,7 @@ impl Error {
     /// The HTTP status the Management API answers with.
     pub fn status(&self) -> u16 {
         match self {
-            Error::InvalidInput { .. } | Error::WorkerUnreachable(_) => 400,
+            Error::InvalidInput { .. } | Error::WorkerUnreachable(_) | Error::Sql { .. } => 400,
             Error::NotFound(_) => 404,
             Error::Conflict(_) => 409,
             Error::NoCapacity => 503,

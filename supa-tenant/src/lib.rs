@@ -14,6 +14,8 @@ mod crypto;
 mod error;
 mod keys;
 mod projects;
+mod secrets;
+mod sql;
 mod tenant;
 mod workers;
 
@@ -23,5 +25,7 @@ pub use crypto::MasterKey;
 pub use error::Error;
 pub use keys::{ApiKeyInfo, NewApiKey};
 pub use projects::{CreateOptions, CreateProject, CreateStep, CreatedProject, Project};
+pub use secrets::{SecretDigest, SecretInput, validate_secret_name};
+pub use sql::DEFAULT_STATEMENT_TIMEOUT;
 pub use tenant::{ADMIN_DATABASE, Invalidation, Tenant};
 pub use workers::{NewWorker, Worker, WorkerPatch, WorkerStatus};

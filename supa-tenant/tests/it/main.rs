@@ -523,3 +523,181 @@ async fn projects_are_isolated_in_the_database() {
     tenant.delete_project(&a).await.unwrap();
     tenant.delete_project(&b).await.unwrap();
 }
+
+#[tokio::test]
+async fn secrets_are_stored_encrypted_and_listed_as_digests() {
+    use sha2::{Digest, Sha256};
+    use supa_tenant::SecretInput;
+    let tenant = tenant().await;
+    let r = tenant
+        .create_project(create("secrets"))
+        .await
+        .unwrap()
+        .project
+        .project_ref;
+    let input = |name: &str, value: &str| SecretInput {
+        name: name.into(),
+        value: Secret::new(value.into()),
+    };
+
+    tenant
+        .set_secrets(
+            &r,
+            vec![input("STRIPE_KEY", "sk_live_123"), input("_X1", "v")],
+        )
+        .await
+        .unwrap();
+    tenant
+        .set_secrets(&r, vec![input("STRIPE_KEY", "sk_live_456")])
+        .await
+        .unwrap();
+    let listed = tenant.list_secrets(&r).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].name, "STRIPE_KEY");
+    assert_eq!(listed[0].value, hex::encode(Sha256::digest(b"sk_live_456")));
+    let sealed: Vec<u8> =
+        sqlx::query_scalar("SELECT value_enc FROM secrets WHERE name = 'STRIPE_KEY'")
+            .fetch_one(tenant.pool())
+            .await
+            .unwrap();
+    assert!(!sealed.windows(11).any(|w| w == b"sk_live_456"));
+
+    for bad in ["lower", "1ABC", "SUPABASE_URL", "A-B", ""] {
+        let err = tenant
+            .set_secrets(&r, vec![input("OK", "v"), input(bad, "v")])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidInput { field: "name", .. }),
+            "{bad}: {err}"
+        );
+    }
+    assert_eq!(
+        tenant.list_secrets(&r).await.unwrap().len(),
+        2,
+        "a rejected batch stores nothing"
+    );
+
+    tenant
+        .unset_secrets(&r, &["STRIPE_KEY".into(), "MISSING".into()])
+        .await
+        .unwrap();
+    assert_eq!(tenant.list_secrets(&r).await.unwrap().len(), 1);
+    let unknown = ProjectRef::generate();
+    assert!(matches!(
+        tenant.list_secrets(&unknown).await,
+        Err(Error::NotFound(_))
+    ));
+    tenant.delete_project(&r).await.unwrap();
+}
+
+#[tokio::test]
+async fn sql_endpoint_runs_statements_and_maps_types() {
+    use serde_json::json;
+    use std::time::Duration;
+    let tenant = tenant().await;
+    let r = tenant
+        .create_project(create("sql"))
+        .await
+        .unwrap()
+        .project
+        .project_ref;
+    let timeout = supa_tenant::DEFAULT_STATEMENT_TIMEOUT;
+
+    // Listen for the schema reload the endpoint announces after DDL.
+    let mut listener =
+        sqlx::postgres::PgListener::connect(&supa_testkit::cluster().url(&format!("proj_{r}")))
+            .await
+            .unwrap();
+    listener.listen("pgrst").await.unwrap();
+
+    let created = tenant
+        .run_sql(&r, "CREATE TABLE todos (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, title text NOT NULL, done boolean DEFAULT false)", timeout)
+        .await
+        .unwrap();
+    assert_eq!(created, Vec::<serde_json::Value>::new());
+    let note = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(note.payload(), "reload schema");
+
+    let inserted = tenant
+        .run_sql(
+            &r,
+            "INSERT INTO todos (title) VALUES ('a'), ('b') RETURNING id, title, done",
+            timeout,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        inserted,
+        vec![
+            json!({"id": 1, "title": "a", "done": false}),
+            json!({"id": 2, "title": "b", "done": false})
+        ]
+    );
+    tenant
+        .run_sql(&r, "UPDATE todos SET done = true WHERE id = 1", timeout)
+        .await
+        .unwrap();
+    tenant
+        .run_sql(&r, "DELETE FROM todos WHERE id = 2", timeout)
+        .await
+        .unwrap();
+    // Several statements: the rows of the last one.
+    let rows = tenant
+        .run_sql(
+            &r,
+            "SELECT 1; SELECT id, done FROM todos ORDER BY id",
+            timeout,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![json!({"id": 1, "done": true})]);
+
+    let types = tenant
+        .run_sql(
+            &r,
+            "SELECT 12345678901234::bigint AS big, 1.50::numeric AS num, 2.5::float8 AS f, 'NaN'::float8 AS nan,
+                    '2024-05-01 12:00:00+00'::timestamptz AS ts, '2024-05-01 12:00:00'::timestamp AS ts_local,
+                    '2024-05-01'::date AS d, '\\x0102ff'::bytea AS b, ARRAY[1,2,NULL]::int[] AS ints,
+                    ARRAY['a b','c']::text[] AS texts, '{\"k\": [1, true]}'::jsonb AS j, NULL::text AS nothing,
+                    '7f0c3c38-0b0e-4d7d-9d7c-5c7f1e2a9b10'::uuid AS u",
+            timeout,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        types,
+        vec![json!({
+            "big": 12345678901234i64, "num": 1.50, "f": 2.5, "nan": "NaN",
+            "ts": "2024-05-01T12:00:00+00:00", "ts_local": "2024-05-01T12:00:00",
+            "d": "2024-05-01", "b": "\\x0102ff", "ints": [1, 2, null], "texts": ["a b", "c"],
+            "j": {"k": [1, true]}, "nothing": null, "u": "7f0c3c38-0b0e-4d7d-9d7c-5c7f1e2a9b10"
+        })]
+    );
+
+    let err = tenant.run_sql(&r, "SELEC 1", timeout).await.unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert_eq!(
+        err.to_string(),
+        "Failed to run sql query: ERROR:  42601: syntax error at or near \"SELEC\""
+    );
+    let slow = tenant
+        .run_sql(&r, "SELECT pg_sleep(5)", Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(slow.to_string().contains("57014"), "{slow}");
+    assert!(matches!(
+        tenant.run_sql(&r, "  ", timeout).await,
+        Err(Error::InvalidInput { field: "query", .. })
+    ));
+    assert!(matches!(
+        tenant
+            .run_sql(&ProjectRef::generate(), "SELECT 1", timeout)
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    tenant.delete_project(&r).await.unwrap();
+}
