@@ -393,11 +393,11 @@ async fn keys_list_reveal_create_and_revoke() {
     tenant.delete_project(&r).await.unwrap();
 }
 
-/// Connects to a project's database as its authenticator.
+/// Connects to `database` as project `r`'s authenticator.
 async fn authenticator(
     tenant: &Tenant,
     r: &ProjectRef,
-    database_of: &ProjectRef,
+    database: &str,
 ) -> Result<PgConnection, sqlx::Error> {
     let password = tenant.authenticator_password(r).await.unwrap();
     let pg = supa_testkit::cluster().postgres();
@@ -406,7 +406,7 @@ async fn authenticator(
         .port(pg.port())
         .username(&format!("{r}_authenticator"))
         .password(password.expose())
-        .database(&format!("proj_{database_of}"));
+        .database(database);
     PgConnection::connect_with(&options).await
 }
 
@@ -427,9 +427,15 @@ async fn projects_are_isolated_in_the_database() {
         .project_ref;
 
     // A's authenticator reaches A's database only.
-    let denied = authenticator(&tenant, &a, &b).await.unwrap_err();
+    let denied = authenticator(&tenant, &a, &format!("proj_{b}"))
+        .await
+        .unwrap_err();
     assert!(denied.to_string().contains("permission denied"), "{denied}");
-    assert!(authenticator(&tenant, &a, &a).await.is_ok());
+    assert!(
+        authenticator(&tenant, &a, &format!("proj_{a}"))
+            .await
+            .is_ok()
+    );
 
     let mut owner = superuser(&format!("proj_{a}")).await;
     owner
@@ -442,7 +448,9 @@ async fn projects_are_isolated_in_the_database() {
         .await
         .unwrap();
 
-    let mut conn = authenticator(&tenant, &a, &a).await.unwrap();
+    let mut conn = authenticator(&tenant, &a, &format!("proj_{a}"))
+        .await
+        .unwrap();
     for (role, expected) in [("anon", 0i64), ("authenticated", 0), ("service_role", 1)] {
         let mut tx = conn.begin().await.unwrap();
         tx.execute(sqlx::AssertSqlSafe(format!("SET LOCAL ROLE {role}")))
@@ -506,19 +514,12 @@ async fn projects_are_isolated_in_the_database() {
         tx.rollback().await.unwrap();
     }
 
-    // The authenticator cannot read the management database either.
-    let password = tenant.authenticator_password(&a).await.unwrap();
+    // The authenticator cannot open the management database either.
     let admin_db: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(tenant.pool())
         .await
         .unwrap();
-    let options = sqlx::postgres::PgConnectOptions::new()
-        .host("127.0.0.1")
-        .port(supa_testkit::cluster().postgres().port())
-        .username(&format!("{a}_authenticator"))
-        .password(password.expose())
-        .database(&admin_db);
-    assert!(PgConnection::connect_with(&options).await.is_err());
+    assert!(authenticator(&tenant, &a, &admin_db).await.is_err());
 
     tenant.delete_project(&a).await.unwrap();
     tenant.delete_project(&b).await.unwrap();
