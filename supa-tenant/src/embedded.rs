@@ -257,11 +257,15 @@ fn run(bin_dir: &Path, program: &str, args: &[&str], as_root: bool) -> Result<()
 }
 
 fn running_as_root() -> bool {
-    // `id -u` rather than libc, keeping this crate free of unsafe code.
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    // `id -u` rather than libc, keeping this crate free of unsafe code; asked
+    // once per process, as every server command needs the answer.
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| {
+        Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    })
 }
 
 /// Gives `path` to the `postgres` OS user (uid and gid from /etc/passwd).

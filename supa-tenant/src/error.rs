@@ -56,6 +56,11 @@ pub enum Error {
     NoCapacity,
 }
 
+/// Whether `e` is a database error with SQLSTATE `code`.
+pub(crate) fn has_sqlstate(e: &sqlx::Error, code: &str) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some(code))
+}
+
 impl Error {
     pub(crate) fn io(context: &str, source: std::io::Error) -> Self {
         Error::Io {

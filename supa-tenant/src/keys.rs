@@ -7,6 +7,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::Row;
 use supa_core::{KeyKind, ProjectRef};
 
+use crate::error::has_sqlstate;
 use crate::tenant::Invalidation;
 use crate::{Error, Tenant};
 
@@ -92,11 +93,9 @@ impl Tenant {
         .await;
         match inserted {
             Ok(_) => Ok(key),
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
-                Err(Error::Conflict(format!(
-                    "project {project_ref} already has a key named {name:?}"
-                )))
-            }
+            Err(e) if has_sqlstate(&e, "23505") => Err(Error::Conflict(format!(
+                "project {project_ref} already has a key named {name:?}"
+            ))),
             Err(e) => Err(e.into()),
         }
     }

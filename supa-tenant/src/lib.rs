@@ -21,6 +21,11 @@ mod workers;
 
 pub mod embedded;
 
+/// Parses a status stored as its serde name (`"ACTIVE_HEALTHY"`, `"active"`).
+pub(crate) fn from_name<T: serde::de::DeserializeOwned>(name: String) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(name)).ok()
+}
+
 pub use crypto::MasterKey;
 pub use error::Error;
 pub use keys::{ApiKeyInfo, NewApiKey};

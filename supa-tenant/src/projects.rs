@@ -8,6 +8,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::{Executor, PgPool, Row};
 use supa_core::{KeyKind, ProjectConfig, ProjectRef, ProjectStatus, Secret, Upstream};
 
+use crate::error::has_sqlstate;
 use crate::tenant::Invalidation;
 use crate::{Error, Tenant};
 
@@ -130,8 +131,7 @@ fn project_from_row(row: &sqlx::postgres::PgRow) -> Result<Project, Error> {
         id: project_ref,
         name: row.try_get("name")?,
         worker_id: row.try_get("worker_id")?,
-        status: serde_json::from_value(serde_json::Value::String(status))
-            .unwrap_or(ProjectStatus::Unknown),
+        status: crate::from_name(status).unwrap_or(ProjectStatus::Unknown),
         created_at: row.try_get("created_at")?,
     })
 }
@@ -226,7 +226,7 @@ impl Tenant {
                     .await;
                     match inserted {
                         Ok(_) => {}
-                        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                        Err(e) if has_sqlstate(&e, "23505") => {
                             return Err(Error::Conflict(format!(
                                 "project {project_ref} already exists"
                             )));
@@ -320,12 +320,7 @@ impl Tenant {
                     }
                     CreateStep::CreateDatabase => {
                         let pool = self.worker_pool(worker).await?;
-                        execute_formatted(
-                            &pool,
-                            "DROP DATABASE IF EXISTS %I WITH (FORCE)",
-                            &[&database_name(project_ref)],
-                        )
-                        .await
+                        drop_database(&pool, project_ref).await
                     }
                     CreateStep::InsertRow => {
                         sqlx::query("DELETE FROM projects WHERE ref = $1")
@@ -470,8 +465,7 @@ impl Tenant {
         let upstream: sqlx::types::Json<Upstream> = row.try_get("upstream")?;
         Ok(ProjectConfig {
             project_ref: *project_ref,
-            status: serde_json::from_value(serde_json::Value::String(status))
-                .unwrap_or(ProjectStatus::Unknown),
+            status: crate::from_name(status).unwrap_or(ProjectStatus::Unknown),
             jwt_secret: Secret::new(
                 self.key
                     .decrypt_string(&jwt_context(project_ref), row.try_get("jwt_secret_enc")?)?,
@@ -510,12 +504,7 @@ impl Tenant {
         // Gateways stop routing before the database disappears under them.
         self.invalidate(Invalidation::Project(*project_ref));
         let pool = self.worker_pool(&worker).await?;
-        execute_formatted(
-            &pool,
-            "DROP DATABASE IF EXISTS %I WITH (FORCE)",
-            &[&database_name(project_ref)],
-        )
-        .await?;
+        drop_database(&pool, project_ref).await?;
         drop_role(&pool, &authenticator_name(project_ref)).await?;
         let hashes: Vec<Vec<u8>> =
             sqlx::query_scalar("DELETE FROM api_keys WHERE project_ref = $1 RETURNING hash")
@@ -531,6 +520,16 @@ impl Tenant {
         }
         Ok(())
     }
+}
+
+/// Drops the project's database, closing its connections first.
+async fn drop_database(pool: &PgPool, project_ref: &ProjectRef) -> Result<(), Error> {
+    execute_formatted(
+        pool,
+        "DROP DATABASE IF EXISTS %I WITH (FORCE)",
+        &[&database_name(project_ref)],
+    )
+    .await
 }
 
 /// Drops a login role and the privileges it holds on shared objects (its

@@ -9,6 +9,7 @@ use supa_core::ProjectRef;
 
 use crate::Error;
 use crate::crypto::MasterKey;
+use crate::error::has_sqlstate;
 
 /// Name of the management database.
 pub const ADMIN_DATABASE: &str = "supa_admin";
@@ -117,7 +118,7 @@ async fn create_database_if_missing(options: &PgConnectOptions, name: &str) -> R
         match conn.execute(AssertSqlSafe(statement)).await {
             Ok(_) => {}
             // Another process created it between the check and now.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) if has_sqlstate(&e, "42P04") => {}
             Err(e) => return Err(e.into()),
         }
     }

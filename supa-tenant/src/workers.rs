@@ -8,6 +8,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use supa_core::Secret;
 
+use crate::error::has_sqlstate;
 use crate::{Error, Tenant};
 
 /// Whether a worker takes new projects.
@@ -113,8 +114,9 @@ fn worker_from_row(row: &sqlx::postgres::PgRow) -> Result<Worker, Error> {
         admin_user: row.try_get("admin_user")?,
         max_databases: row.try_get("max_databases")?,
         weight: row.try_get("weight")?,
-        status: serde_json::from_value(serde_json::Value::String(status))
-            .map_err(|e| Error::Config(format!("bad worker status in the database: {e}")))?,
+        status: crate::from_name(status.clone()).ok_or_else(|| {
+            Error::Config(format!("bad worker status {status:?} in the database"))
+        })?,
         project_count: row.try_get("project_count")?,
     })
 }
@@ -181,7 +183,7 @@ impl Tenant {
         .await;
         match inserted {
             Ok(_) => self.get_worker(&new.id).await,
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+            Err(e) if has_sqlstate(&e, "23505") => {
                 Err(Error::Conflict(format!("worker {} already exists", new.id)))
             }
             Err(e) => Err(e.into()),
@@ -251,7 +253,7 @@ impl Tenant {
         match deleted {
             Ok(_) => {}
             // A project was created on it meanwhile.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23503") => {
+            Err(e) if has_sqlstate(&e, "23503") => {
                 return Err(Error::Conflict(format!("worker {id} still holds projects")));
             }
             Err(e) => return Err(e.into()),
@@ -330,7 +332,7 @@ async fn check_worker(new: &NewWorker) -> Result<(), Error> {
                 new.host, new.port
             )));
         }
-        Ok(Err(sqlx::Error::Database(e))) if e.code().as_deref() == Some("28P01") => {
+        Ok(Err(e)) if has_sqlstate(&e, "28P01") => {
             return Err(Error::WorkerUnreachable(format!(
                 "password authentication failed for user {:?}",
                 new.admin_user

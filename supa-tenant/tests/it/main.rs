@@ -43,6 +43,16 @@ async fn tenant() -> Tenant {
     tenant
 }
 
+/// Creates a project and returns its ref.
+async fn new_project(tenant: &Tenant, name: &str) -> ProjectRef {
+    tenant
+        .create_project(create(name))
+        .await
+        .unwrap()
+        .project
+        .project_ref
+}
+
 fn create(name: &str) -> CreateProject {
     CreateProject {
         name: name.into(),
@@ -413,18 +423,8 @@ async fn authenticator(
 #[tokio::test]
 async fn projects_are_isolated_in_the_database() {
     let tenant = tenant().await;
-    let a = tenant
-        .create_project(create("a"))
-        .await
-        .unwrap()
-        .project
-        .project_ref;
-    let b = tenant
-        .create_project(create("b"))
-        .await
-        .unwrap()
-        .project
-        .project_ref;
+    let a = new_project(&tenant, "a").await;
+    let b = new_project(&tenant, "b").await;
 
     // A's authenticator reaches A's database only.
     let denied = authenticator(&tenant, &a, &format!("proj_{b}"))
@@ -530,12 +530,7 @@ async fn secrets_are_stored_encrypted_and_listed_as_digests() {
     use sha2::{Digest, Sha256};
     use supa_tenant::SecretInput;
     let tenant = tenant().await;
-    let r = tenant
-        .create_project(create("secrets"))
-        .await
-        .unwrap()
-        .project
-        .project_ref;
+    let r = new_project(&tenant, "secrets").await;
     let input = |name: &str, value: &str| SecretInput {
         name: name.into(),
         value: Secret::new(value.into()),
@@ -597,12 +592,7 @@ async fn sql_endpoint_runs_statements_and_maps_types() {
     use serde_json::json;
     use std::time::Duration;
     let tenant = tenant().await;
-    let r = tenant
-        .create_project(create("sql"))
-        .await
-        .unwrap()
-        .project
-        .project_ref;
+    let r = new_project(&tenant, "sql").await;
     let timeout = supa_tenant::DEFAULT_STATEMENT_TIMEOUT;
 
     // Listen for the schema reload the endpoint announces after DDL.
