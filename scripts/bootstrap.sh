@@ -10,6 +10,8 @@ declare -A NEEDED=(
   [cc]=build-essential
   [make]=make
   [python3]=python3
+  # Invalidation fan-out and the gateways' shared cache, in tests for real.
+  [redis-server]=redis-server
 )
 
 missing=()

@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::{Error, ProjectRef, Secret, serialize_exposed};
+use crate::{Error, KeyKind, ProjectRef, Secret, serialize_exposed};
 
 /// A project's lifecycle state, spelled as Supabase's Management API spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -125,6 +125,20 @@ pub struct ProjectConfig {
     pub jwt_secret: Secret<String>,
     /// Where requests go.
     pub upstream: Upstream,
+}
+
+/// What the directory knows about a live API key, found by the key's SHA-256:
+/// the gateway still checks that the ref matches the project addressed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// The project the key belongs to.
+    #[serde(rename = "ref")]
+    pub project_ref: ProjectRef,
+    /// Publishable or secret.
+    #[serde(rename = "type")]
+    pub kind: KeyKind,
+    /// The key's id in the Management API.
+    pub id: String,
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ mod secret;
 
 pub mod env;
 
-pub use config::{ProjectConfig, ProjectStatus, Upstream};
+pub use config::{KeyRecord, ProjectConfig, ProjectStatus, Upstream};
 pub use error::Error;
 pub use error_body::{GatewayErrorBody, PostgrestErrorBody};
 pub use project_ref::ProjectRef;

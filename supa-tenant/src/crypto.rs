@@ -6,8 +6,6 @@
 //! another row or column fails to decrypt instead of leaking across.
 
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -16,6 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::Error;
+use crate::files::{random_bytes, read_private, write_private};
 
 const NONCE_LEN: usize = 12;
 
@@ -56,35 +55,18 @@ impl MasterKey {
             return Self::from_base64(encoded);
         }
         let path = data_dir.join("master_key");
-        if let Ok(encoded) = fs::read_to_string(&path) {
-            let mode = fs::metadata(&path)
-                .map(|m| m.permissions().mode() & 0o777)
-                .unwrap_or(0);
-            if mode & 0o077 != 0 {
-                return Err(Error::Config(format!(
-                    "{} is readable by other users (mode {mode:o}); chmod 600 it",
-                    path.display()
-                )));
-            }
+        if let Some(encoded) = read_private(&path)? {
             return Self::from_base64(&encoded);
         }
         fs::create_dir_all(data_dir).map_err(|e| Error::io("create the data dir", e))?;
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-        fs::OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut f| f.write_all(STANDARD.encode(bytes).as_bytes()))
-            .map_err(|e| Error::io("write the master key", e))?;
+        let bytes = random_bytes::<32>();
+        write_private(&path, &STANDARD.encode(bytes))?;
         Ok(Self::from_bytes(&bytes))
     }
 
     /// Encrypts `plaintext` for the purpose named by `context`.
     pub fn encrypt(&self, context: &str, plaintext: &[u8]) -> Vec<u8> {
-        let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce).expect("the operating system's random source failed");
+        let nonce = random_bytes::<NONCE_LEN>();
         let sealed = self
             .0
             .encrypt(
@@ -127,6 +109,8 @@ impl MasterKey {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     #[test]

@@ -10,13 +10,13 @@
 use std::fs;
 use std::io::Write as _;
 use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use supa_core::Secret;
 
 use crate::Error;
+use crate::files::{random_bytes, write_private};
 
 /// The superuser every embedded cluster is initialized with.
 pub const SUPERUSER: &str = "supa";
@@ -286,22 +286,8 @@ fn chown_to_postgres(path: &Path) -> Result<(), Error> {
         .map_err(|e| Error::io(&format!("chown {} to postgres", path.display()), e))
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<(), Error> {
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io(&format!("write {}", path.display()), e))?;
-    f.set_permissions(fs::Permissions::from_mode(0o600))
-        .and_then(|()| f.write_all(contents.as_bytes()))
-        .map_err(|e| Error::io(&format!("write {}", path.display()), e))
-}
-
 fn random_password() -> String {
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-    hex::encode(bytes)
+    hex::encode(random_bytes::<24>())
 }
 
 fn free_port() -> Result<u16, Error> {

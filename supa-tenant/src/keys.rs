@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 use sqlx::Row;
-use supa_core::{KeyKind, ProjectRef};
+use supa_core::{KeyKind, KeyRecord, ProjectRef};
 
 use crate::error::has_sqlstate;
 use crate::tenant::Invalidation;
@@ -146,20 +146,50 @@ impl Tenant {
         self.key_from_row(&row, true)
     }
 
-    /// Revokes a key; every gateway stops accepting it.
-    pub async fn revoke_key(&self, project_ref: &ProjectRef, id: &str) -> Result<(), Error> {
+    /// Revokes a key; every gateway stops accepting it. Returns the key as
+    /// it was (masked).
+    pub async fn revoke_key(
+        &self,
+        project_ref: &ProjectRef,
+        id: &str,
+    ) -> Result<ApiKeyInfo, Error> {
         self.get_project(project_ref).await?;
-        let hash: Option<Vec<u8>> = sqlx::query_scalar(
+        let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE api_keys SET revoked_at = now(), updated_at = now()
-             WHERE project_ref = $1 AND id::text = $2 AND revoked_at IS NULL RETURNING hash",
-        )
+             WHERE project_ref = $1 AND id::text = $2 AND revoked_at IS NULL RETURNING {KEY_COLUMNS}"
+        )))
         .bind(project_ref.as_str())
         .bind(id)
         .fetch_optional(&self.db)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("API key {id}")))?;
+        let revoked = self.key_from_row(&row, false)?;
+        self.invalidate(Invalidation::Key(revoked.hash.clone()));
+        Ok(revoked)
+    }
+
+    /// The live key whose SHA-256 is `hash`, for the gateway's key-auth.
+    pub async fn lookup_key(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>, Error> {
+        let row = sqlx::query(
+            "SELECT k.id::text AS id, k.project_ref, k.kind FROM api_keys k
+             WHERE k.hash = $1 AND k.revoked_at IS NULL",
+        )
+        .bind(hash.as_slice())
+        .fetch_optional(&self.db)
         .await?;
-        let hash = hash.ok_or_else(|| Error::NotFound(format!("API key {id}")))?;
-        self.invalidate(Invalidation::Key(hex::encode(hash)));
-        Ok(())
+        row.map(|row| {
+            let project_ref: String = row.try_get("project_ref")?;
+            let kind: String = row.try_get("kind")?;
+            Ok(KeyRecord {
+                project_ref: ProjectRef::parse(&project_ref)
+                    .map_err(|e| Error::Config(e.to_string()))?,
+                kind: kind
+                    .parse()
+                    .map_err(|e: supa_core::Error| Error::Config(e.to_string()))?,
+                id: row.try_get("id")?,
+            })
+        })
+        .transpose()
     }
 
     fn key_from_row(&self, row: &sqlx::postgres::PgRow, reveal: bool) -> Result<ApiKeyInfo, Error> {

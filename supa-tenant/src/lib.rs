@@ -12,6 +12,7 @@
 
 mod crypto;
 mod error;
+mod files;
 mod keys;
 mod projects;
 mod secrets;
@@ -19,7 +20,9 @@ mod sql;
 mod tenant;
 mod workers;
 
+pub mod api;
 pub mod embedded;
+pub mod platform;
 
 /// Parses a status stored as its serde name (`"ACTIVE_HEALTHY"`, `"active"`).
 pub(crate) fn from_name<T: serde::de::DeserializeOwned>(name: String) -> Option<T> {
@@ -29,8 +32,8 @@ pub(crate) fn from_name<T: serde::de::DeserializeOwned>(name: String) -> Option<
 pub use crypto::MasterKey;
 pub use error::Error;
 pub use keys::{ApiKeyInfo, NewApiKey};
-pub use projects::{CreateOptions, CreateProject, CreateStep, CreatedProject, Project};
+pub use projects::{CreateOptions, CreateProject, CreateStep, CreatedProject, Placement, Project};
 pub use secrets::{SecretDigest, SecretInput, validate_secret_name};
 pub use sql::DEFAULT_STATEMENT_TIMEOUT;
-pub use tenant::{ADMIN_DATABASE, Invalidation, Tenant};
+pub use tenant::{ADMIN_DATABASE, INVALIDATE_CHANNEL, Invalidation, Tenant};
 pub use workers::{NewWorker, Worker, WorkerPatch, WorkerStatus};

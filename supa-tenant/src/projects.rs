@@ -5,10 +5,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
+use std::sync::atomic::Ordering;
+
 use sqlx::{Executor, PgPool, Row};
 use supa_core::{KeyKind, ProjectConfig, ProjectRef, ProjectStatus, Secret, Upstream};
 
 use crate::error::has_sqlstate;
+use crate::files::random_bytes;
 use crate::tenant::Invalidation;
 use crate::{Error, Tenant};
 
@@ -60,6 +63,30 @@ impl CreateStep {
         CreateStep::IssueKeys,
         CreateStep::Activate,
     ];
+}
+
+/// How a new project's worker is chosen when the caller names none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// The active worker with the fewest databases (ties: highest weight).
+    #[default]
+    LeastDatabases,
+    /// Each active worker with room in turn.
+    RoundRobin,
+}
+
+impl std::str::FromStr for Placement {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        crate::from_name(s.to_owned()).ok_or_else(|| {
+            Error::invalid(
+                "placement",
+                format!("{s:?} is not least-databases or round-robin"),
+            )
+        })
+    }
 }
 
 /// Knobs of [`Tenant::create_project_with`].
@@ -203,8 +230,8 @@ impl Tenant {
         done: &mut Vec<CreateStep>,
         worker: &mut String,
     ) -> Result<CreatedProject, Error> {
-        let jwt_secret = random_token(32);
-        let authenticator_password = random_token(24);
+        let jwt_secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+        let authenticator_password = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
         let mut keys = None;
         for step in CreateStep::ALL {
             if let Some(progress) = options.progress {
@@ -338,42 +365,54 @@ impl Tenant {
         }
     }
 
-    /// The active worker with the fewest projects (ties: highest weight),
-    /// or the one asked for if it is active and has room.
+    /// The worker asked for if it is active and has room; otherwise one of
+    /// the active workers with room, chosen by the [`Placement`] strategy.
     async fn pick_worker(&self, wanted: Option<&str>) -> Result<String, Error> {
-        let row = sqlx::query(
-            "SELECT w.id, w.status, w.max_databases,
-                    (SELECT count(*) FROM projects p WHERE p.worker_id = w.id) AS used
-             FROM workers w
-             WHERE ($1::text IS NULL OR w.id = $1)
-             ORDER BY (w.status = 'active' AND (SELECT count(*) FROM projects p WHERE p.worker_id = w.id) < w.max_databases) DESC,
-                      used ASC, w.weight DESC, w.id
-             LIMIT 1",
-        )
-        .bind(wanted)
-        .fetch_optional(&self.db)
-        .await?;
-        let Some(row) = row else {
-            return match wanted {
-                Some(id) => Err(Error::invalid("worker_id", format!("no worker {id:?}"))),
-                None => Err(Error::NoCapacity),
-            };
-        };
-        let (status, max, used): (String, i32, i64) = (
-            row.try_get("status")?,
-            row.try_get("max_databases")?,
-            row.try_get("used")?,
-        );
-        if status != "active" || used >= i64::from(max) {
-            return match wanted {
-                Some(id) => Err(Error::invalid(
+        if let Some(id) = wanted {
+            let row = sqlx::query(
+                "SELECT w.status, w.max_databases,
+                        (SELECT count(*) FROM projects p WHERE p.worker_id = w.id) AS used
+                 FROM workers w WHERE w.id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.db)
+            .await?
+            .ok_or_else(|| Error::invalid("worker_id", format!("no worker {id:?}")))?;
+            let (status, max, used): (String, i32, i64) = (
+                row.try_get("status")?,
+                row.try_get("max_databases")?,
+                row.try_get("used")?,
+            );
+            if status != "active" || used >= i64::from(max) {
+                return Err(Error::invalid(
                     "worker_id",
                     format!("worker {id:?} is {status} and has {used}/{max} databases"),
-                )),
-                None => Err(Error::NoCapacity),
-            };
+                ));
+            }
+            return Ok(id.to_owned());
         }
-        Ok(row.try_get("id")?)
+        // Eligible workers, least loaded first (ties: highest weight, then id).
+        let eligible: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM (
+               SELECT w.id, w.weight, w.max_databases,
+                      (SELECT count(*) FROM projects p WHERE p.worker_id = w.id) AS used
+               FROM workers w WHERE w.status = 'active') w
+             WHERE used < max_databases
+             ORDER BY used, weight DESC, id",
+        )
+        .fetch_all(&self.db)
+        .await?;
+        match self.placement {
+            Placement::LeastDatabases => eligible.into_iter().next(),
+            Placement::RoundRobin => {
+                // Walk the workers in a stable (id) order.
+                let mut by_id = eligible;
+                by_id.sort();
+                let turn = self.round_robin.fetch_add(1, Ordering::Relaxed);
+                by_id.get(turn % by_id.len().max(1)).cloned()
+            }
+        }
+        .ok_or(Error::NoCapacity)
     }
 
     /// Creates the API roles and the project template on a worker, once.
@@ -554,11 +593,4 @@ async fn drop_role(pool: &PgPool, role: &str) -> Result<(), Error> {
         conn.execute(AssertSqlSafe(drop)).await?;
     }
     Ok(())
-}
-
-/// `n` random bytes as unpadded base64url.
-pub(crate) fn random_token(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-    URL_SAFE_NO_PAD.encode(bytes)
 }

@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -10,9 +11,14 @@ use supa_core::ProjectRef;
 use crate::Error;
 use crate::crypto::MasterKey;
 use crate::error::has_sqlstate;
+use crate::projects::Placement;
 
 /// Name of the management database.
 pub const ADMIN_DATABASE: &str = "supa_admin";
+
+/// The Redis pub/sub channel carrying invalidations: each message is a
+/// project ref or the hex SHA-256 of a key.
+pub const INVALIDATE_CHANNEL: &str = "supa:invalidate";
 
 /// Something gateways must forget, announced on revocation and deletion.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +48,8 @@ pub struct Tenant {
     pub(crate) db: PgPool,
     pub(crate) key: MasterKey,
     pub(crate) worker_pools: Arc<Mutex<HashMap<String, PgPool>>>,
+    pub(crate) placement: Placement,
+    pub(crate) round_robin: Arc<AtomicUsize>,
     hooks: Arc<Mutex<Vec<Hook>>>,
 }
 
@@ -73,8 +81,31 @@ impl Tenant {
             db,
             key,
             worker_pools: Arc::default(),
+            placement: Placement::default(),
+            round_robin: Arc::default(),
             hooks: Arc::default(),
         })
+    }
+
+    /// Closes the management pool and every worker pool.
+    pub async fn close(&self) {
+        let pools: Vec<PgPool> = self
+            .worker_pools
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .map(|(_, pool)| pool)
+            .collect();
+        for pool in pools {
+            pool.close().await;
+        }
+        self.db.close().await;
+    }
+
+    /// Chooses how new projects are spread over workers.
+    pub fn with_placement(mut self, placement: Placement) -> Self {
+        self.placement = placement;
+        self
     }
 
     /// The management database pool.
@@ -89,6 +120,57 @@ impl Tenant {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Arc::new(hook));
+    }
+
+    /// Publishes every invalidation from now on to Redis channel
+    /// [`INVALIDATE_CHANNEL`], where gateways in other processes listen.
+    ///
+    /// Publishing never blocks the caller: messages go through a queue to a
+    /// task that connects (and reconnects) on demand. While Redis is down,
+    /// messages are logged and dropped; gateways bound staleness by TTL.
+    pub fn publish_to_redis(&self, url: &str) -> Result<(), Error> {
+        let client =
+            redis::Client::open(url).map_err(|e| Error::Config(format!("bad Redis URL: {e}")))?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(1)))
+                .set_response_timeout(Some(Duration::from_secs(1)))
+                .set_number_of_retries(1);
+            let mut connection: Option<redis::aio::ConnectionManager> = None;
+            while let Some(message) = rx.recv().await {
+                if connection.is_none() {
+                    match redis::aio::ConnectionManager::new_with_config(
+                        client.clone(),
+                        config.clone(),
+                    )
+                    .await
+                    {
+                        Ok(c) => connection = Some(c),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Redis unreachable; invalidation not published");
+                            continue;
+                        }
+                    }
+                }
+                if let Some(c) = connection.as_mut() {
+                    let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                        .arg(INVALIDATE_CHANNEL)
+                        .arg(&message)
+                        .query_async(c)
+                        .await;
+                    if let Err(e) = published {
+                        tracing::warn!(error = %e, "invalidation not published to Redis");
+                    }
+                }
+            }
+        });
+        self.on_invalidate(move |what| {
+            // The receiver lives as long as the runtime; a send after
+            // shutdown has nobody left to tell.
+            let _ = tx.send(what.message());
+        });
+        Ok(())
     }
 
     pub(crate) fn invalidate(&self, what: Invalidation) {

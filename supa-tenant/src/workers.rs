@@ -121,6 +121,36 @@ fn worker_from_row(row: &sqlx::postgres::PgRow) -> Result<Worker, Error> {
     })
 }
 
+fn validate_new_worker(new: &NewWorker) -> Result<(), Error> {
+    let id_ok = !new.id.is_empty()
+        && new.id.len() <= 63
+        && new
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && new.id.as_bytes()[0] != b'_'
+        && new.id.as_bytes()[0] != b'-';
+    if !id_ok {
+        return Err(Error::invalid(
+            "id",
+            "must be 1-63 chars of a-z, 0-9, '_' and '-', starting with a letter or digit",
+        ));
+    }
+    if new.host.trim().is_empty() {
+        return Err(Error::invalid("host", "must not be empty"));
+    }
+    if new.port == 0 {
+        return Err(Error::invalid("port", "must be between 1 and 65535"));
+    }
+    if new.max_databases <= 0 {
+        return Err(Error::invalid("max_databases", "must be positive"));
+    }
+    if new.weight < 0 {
+        return Err(Error::invalid("weight", "must not be negative"));
+    }
+    Ok(())
+}
+
 fn connect_options(host: &str, port: u16, user: &str, password: &str) -> PgConnectOptions {
     PgConnectOptions::new()
         .host(host)
@@ -135,42 +165,35 @@ impl Tenant {
     /// Registers a worker after proving its credentials work and can create
     /// databases and roles; nothing is stored when they do not.
     pub async fn register_worker(&self, new: NewWorker) -> Result<Worker, Error> {
-        let id_ok = !new.id.is_empty()
-            && new.id.len() <= 63
-            && new
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-            && new.id.as_bytes()[0] != b'_'
-            && new.id.as_bytes()[0] != b'-';
-        if !id_ok {
-            return Err(Error::invalid(
-                "id",
-                "must be 1-63 chars of a-z, 0-9, '_' and '-', starting with a letter or digit",
-            ));
-        }
-        if new.host.trim().is_empty() {
-            return Err(Error::invalid("host", "must not be empty"));
-        }
-        if new.port == 0 {
-            return Err(Error::invalid("port", "must be between 1 and 65535"));
-        }
-        if new.max_databases <= 0 {
-            return Err(Error::invalid("max_databases", "must be positive"));
-        }
-        if new.weight < 0 {
-            return Err(Error::invalid("weight", "must not be negative"));
-        }
+        self.store_worker(new, false).await
+    }
+
+    /// Registers a worker, or points an existing one with the same id at the
+    /// endpoint and credentials given (capacity, weight and status are kept).
+    /// `supa up` uses it for its own cluster, whose port changes per start.
+    pub async fn upsert_worker(&self, new: NewWorker) -> Result<Worker, Error> {
+        self.store_worker(new, true).await
+    }
+
+    async fn store_worker(&self, new: NewWorker, replace: bool) -> Result<Worker, Error> {
+        validate_new_worker(&new)?;
         check_worker(&new).await?;
 
         let sealed = self.key.encrypt(
             &worker_context(&new.id),
             new.admin_password.expose().as_bytes(),
         );
-        let inserted = sqlx::query(
+        let on_conflict = if replace {
+            "ON CONFLICT (id) DO UPDATE SET host = excluded.host, port = excluded.port,
+               admin_user = excluded.admin_user, admin_password_enc = excluded.admin_password_enc,
+               updated_at = now()"
+        } else {
+            ""
+        };
+        let inserted = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO workers (id, host, port, admin_user, admin_password_enc, max_databases, weight, status)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) {on_conflict}"
+        )))
         .bind(&new.id)
         .bind(&new.host)
         .bind(i32::from(new.port))
@@ -182,7 +205,10 @@ impl Tenant {
         .execute(&self.db)
         .await;
         match inserted {
-            Ok(_) => self.get_worker(&new.id).await,
+            Ok(_) => {
+                self.forget_worker_pool(&new.id).await;
+                self.get_worker(&new.id).await
+            }
             Err(e) if has_sqlstate(&e, "23505") => {
                 Err(Error::Conflict(format!("worker {} already exists", new.id)))
             }
@@ -258,6 +284,13 @@ impl Tenant {
             }
             Err(e) => return Err(e.into()),
         }
+        self.forget_worker_pool(id).await;
+        Ok(())
+    }
+
+    /// Closes the cached admin pool of a worker whose endpoint changed or
+    /// which is gone.
+    async fn forget_worker_pool(&self, id: &str) {
         let pool = self
             .worker_pools
             .lock()
@@ -266,7 +299,6 @@ impl Tenant {
         if let Some(pool) = pool {
             pool.close().await;
         }
-        Ok(())
     }
 
     /// The admin pool of a worker, opened on first use.

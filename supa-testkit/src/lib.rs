@@ -5,7 +5,8 @@
 //! with durability off for speed) the first time a test asks for it; a
 //! watchdog process stops it and deletes its directory once the test binary
 //! has exited, however it exited. [`fresh_database`] gives each test its own
-//! empty database in that cluster.
+//! empty database in that cluster. [`redis`] does the same for a Redis
+//! server.
 
 #![forbid(unsafe_code)]
 
@@ -51,7 +52,9 @@ pub fn cluster() -> &'static Cluster {
             .keep();
         let pg = EmbeddedPostgres::start(&dir, Durability::Throwaway)
             .unwrap_or_else(|e| panic!("the test kit could not start PostgreSQL: {e}"));
-        spawn_watchdog(&pg, &dir);
+        let stop = pg.pg_ctl_command(&["stop", "-m", "immediate"]);
+        let stop: Vec<String> = stop.iter().map(|a| quote(a)).collect();
+        spawn_watchdog(&stop.join(" "), &dir);
         Cluster { pg, dir }
     })
 }
@@ -86,16 +89,107 @@ pub async fn fresh_database() -> TestDatabase {
     }
 }
 
-/// Once this process is gone, stop the cluster and remove its directory. A
-/// separate process does it because a test binary's statics are never
-/// dropped, and a panicking or killed test must not leak a server.
-fn spawn_watchdog(pg: &EmbeddedPostgres, dir: &std::path::Path) {
-    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-    let stop: Vec<String> = pg.pg_ctl_command(&["stop", "-m", "immediate"]);
+/// The shared Redis server of this test binary.
+#[derive(Debug)]
+pub struct Redis {
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Redis {
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server (tests of "Redis went away"); [`Redis::start`]
+    /// brings it back on the same port.
+    pub fn stop(&self) {
+        Command::new("sh")
+            .args([
+                "-c",
+                &format!("kill $(cat {}) 2>/dev/null", self.pid_file()),
+            ])
+            .status()
+            .expect("run kill");
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server (again), in memory only, and waits until it
+    /// answers.
+    pub fn start(&self) {
+        let status = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "yes", "--pidfile", &self.pid_file()])
+            .args(["--logfile", &self.dir.join("redis.log").to_string_lossy()])
+            .arg("--dir")
+            .arg(&self.dir)
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("the test kit could not run redis-server ({e}); run `make deps`")
+            });
+        assert!(
+            status.success(),
+            "redis-server failed to start; see {}/redis.log",
+            self.dir.display()
+        );
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!(
+            "redis-server did not listen on port {} within 5 s",
+            self.port
+        );
+    }
+
+    fn pid_file(&self) -> String {
+        self.dir.join("redis.pid").to_string_lossy().into_owned()
+    }
+}
+
+/// The Redis server of this test binary, started on first use.
+pub fn redis() -> &'static Redis {
+    static REDIS: OnceLock<Redis> = OnceLock::new();
+    REDIS.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("supa-testkit-redis-")
+            .tempdir()
+            .expect("create a temp dir for Redis")
+            .keep();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("find a free port")
+            .port();
+        let redis = Redis { port, dir };
+        redis.start();
+        let stop = format!("kill $(cat {}) 2>/dev/null", quote(&redis.pid_file()));
+        spawn_watchdog(&stop, &redis.dir);
+        redis
+    })
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Once this process is gone, run `stop` and remove `dir`. A separate
+/// process does it because a test binary's statics are never dropped, and
+/// a panicking or killed test must not leak a server.
+fn spawn_watchdog(stop: &str, dir: &std::path::Path) {
     let script = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1; rm -rf {dir}",
         pid = std::process::id(),
-        stop = stop.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "),
         dir = quote(&dir.to_string_lossy()),
     );
     // `setsid -f` forks the watchdog into its own session and returns at
@@ -106,5 +200,5 @@ fn spawn_watchdog(pg: &EmbeddedPostgres, dir: &std::path::Path) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .expect("spawn the test cluster's watchdog");
+        .expect("spawn the test kit's watchdog");
 }

@@ -1,5 +1,7 @@
 //! The control plane against a real PostgreSQL cluster from the test kit.
 
+mod api;
+
 use std::sync::{Arc, Mutex};
 
 use sqlx::{Connection, Executor, PgConnection, Row};
@@ -7,7 +9,7 @@ use supa_core::{KeyKind, ProjectRef, ProjectStatus, Secret};
 use supa_tenant::embedded::{Durability, EmbeddedPostgres, SUPERUSER};
 use supa_tenant::{
     CreateOptions, CreateProject, CreateStep, Error, Invalidation, MasterKey, NewApiKey, NewWorker,
-    Tenant, WorkerPatch, WorkerStatus,
+    Placement, Tenant, WorkerPatch, WorkerStatus,
 };
 
 fn local_worker(id: &str, password: &str) -> NewWorker {
@@ -691,4 +693,65 @@ async fn sql_endpoint_runs_statements_and_maps_types() {
         Err(Error::NotFound(_))
     ));
     tenant.delete_project(&r).await.unwrap();
+}
+
+#[tokio::test]
+async fn placement_strategies_spread_projects() {
+    let password = supa_testkit::cluster()
+        .postgres()
+        .password()
+        .expose()
+        .clone();
+    // Two worker entries for the one test cluster are enough to see placement.
+    let tenant = tenant().await.with_placement(Placement::RoundRobin);
+    tenant
+        .register_worker(local_worker("second", &password))
+        .await
+        .unwrap();
+    let mut placed = Vec::new();
+    for i in 0..4 {
+        let created = tenant
+            .create_project(create(&format!("rr{i}")))
+            .await
+            .unwrap();
+        placed.push(created.project.worker_id);
+    }
+    assert_eq!(placed, ["local", "second", "local", "second"]);
+
+    // Least-databases fills the emptier worker first: give `second` two more.
+    let least = tenant.clone().with_placement(Placement::LeastDatabases);
+    tenant
+        .create_project(CreateProject {
+            worker_id: Some("second".into()),
+            ..create("pinned")
+        })
+        .await
+        .unwrap();
+    let next = least.create_project(create("least")).await.unwrap();
+    assert_eq!(next.project.worker_id, "local");
+
+    // A worker in maintenance takes no new projects.
+    tenant
+        .patch_worker(
+            "local",
+            WorkerPatch {
+                status: Some(WorkerStatus::Maintenance),
+                ..WorkerPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let created = tenant.create_project(create("rr")).await.unwrap();
+        assert_eq!(created.project.worker_id, "second");
+    }
+    assert_eq!(
+        "round-robin".parse::<Placement>().unwrap(),
+        Placement::RoundRobin
+    );
+    assert_eq!(
+        "least-databases".parse::<Placement>().unwrap(),
+        Placement::LeastDatabases
+    );
+    assert!("random".parse::<Placement>().is_err());
 }

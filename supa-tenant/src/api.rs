@@ -1,0 +1,399 @@
+//! The Management API of DESIGN section 6 and the internal directory API,
+//! as one axum [`Router`].
+//!
+//! Every answer is JSON, errors included (`{"message": ...}`); bad input is a
+//! 4xx naming what is wrong, and a 500 never carries internals (they go to
+//! the log). Two bearer tokens guard it: the admin token for `/v1`,
+//! `/api/v1` and `/admin/v1`, and the service token for `/internal/v1`,
+//! which only gateways hold. Tokens are compared in constant time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use supa_core::{ProjectRef, Secret};
+
+use crate::{
+    CreateProject, DEFAULT_STATEMENT_TIMEOUT, Error, NewApiKey, NewWorker, SecretInput, Tenant,
+    WorkerPatch,
+};
+
+/// The two bearer tokens of the API.
+#[derive(Debug, Clone)]
+pub struct ApiTokens {
+    /// Guards the Management API (`/v1`, `/api/v1`, `/admin/v1`).
+    pub admin: Secret<String>,
+    /// Guards the internal directory API (`/internal/v1`) gateways call.
+    pub service: Secret<String>,
+}
+
+/// The Management API and the internal directory API over `tenant`.
+pub fn router(tenant: Tenant, tokens: ApiTokens) -> Router {
+    let admin = Arc::new(TokenCheck::new(&tokens.admin));
+    let service = Arc::new(TokenCheck::new(&tokens.service));
+
+    let management = Router::new()
+        .route("/projects", get(list_projects).post(create_project))
+        .route("/projects/{ref}", get(get_project).delete(delete_project))
+        .route("/projects/{ref}/api-keys", get(list_keys).post(create_key))
+        .route("/projects/{ref}/api-keys/{id}", delete(revoke_key))
+        .route("/projects/{ref}/database/query", post(run_query))
+        .route(
+            "/projects/{ref}/secrets",
+            get(list_secrets).post(set_secrets).delete(unset_secrets),
+        );
+    let workers = Router::new()
+        .route("/workers", get(list_workers).post(register_worker))
+        .route(
+            "/workers/{id}",
+            get(get_worker).patch(patch_worker).delete(delete_worker),
+        );
+    let internal = Router::new()
+        .route("/projects/{ref}/config", get(project_config))
+        .route("/keys/{sha256}", get(lookup_key));
+
+    let guarded_by =
+        |check: &Arc<TokenCheck>| middleware::from_fn_with_state(check.clone(), require_token);
+    Router::new()
+        .nest("/v1", management.clone().route_layer(guarded_by(&admin)))
+        .nest("/api/v1", management.route_layer(guarded_by(&admin)))
+        .nest("/admin/v1", workers.route_layer(guarded_by(&admin)))
+        .nest("/internal/v1", internal.route_layer(guarded_by(&service)))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(tenant)
+}
+
+/// A token kept as its SHA-256, so comparing takes the same time whatever
+/// the presented token's length or content.
+#[derive(Debug)]
+struct TokenCheck([u8; 32]);
+
+impl TokenCheck {
+    fn new(token: &Secret<String>) -> Self {
+        Self(Sha256::digest(token.expose().as_bytes()).into())
+    }
+
+    fn accepts(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        bool::from(digest.ct_eq(&self.0))
+    }
+}
+
+async fn require_token(
+    State(check): State<Arc<TokenCheck>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    match presented {
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized: missing bearer token in the Authorization header",
+        )
+        .into_response(),
+        Some(token) if !check.accepts(token) => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized: invalid token").into_response()
+        }
+        Some(_) => next.run(request).await,
+    }
+}
+
+/// An error answer: a status and `{"message": ...}`.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() && !matches!(e, Error::NoCapacity) {
+            // The cause (a database error, a decrypt failure) is for the
+            // operator's log, not for the caller.
+            tracing::error!(error = %e, "Management API request failed");
+            let message = if e.is_retryable() {
+                "The service is busy; try again shortly"
+            } else {
+                "Internal error; the tenant manager's log has the cause"
+            };
+            let status = if e.is_retryable() {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                status
+            };
+            return Self::new(status, message);
+        }
+        Self::new(status, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "message": self.message }))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON body deserialized with the path of the offending field in the
+/// error; the content type is not enforced, so `curl -d` works too.
+struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "Invalid request body: expected JSON",
+            ));
+        }
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(&mut de)
+            .map(JsonBody)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let message = if path == "." {
+                    format!("Invalid request body: {inner}")
+                } else {
+                    format!("Invalid request body: {path}: {inner}")
+                };
+                ApiError::new(StatusCode::BAD_REQUEST, message)
+            })
+    }
+}
+
+/// A ref from the path; a malformed one cannot exist, so it is a 404.
+fn project_ref(raw: &str) -> ApiResult<ProjectRef> {
+    ProjectRef::parse(raw).map_err(|e| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("project {raw:?} not found: {e}"),
+        )
+    })
+}
+
+fn flag(query: &HashMap<String, String>, name: &str) -> ApiResult<bool> {
+    match query.get(name).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{name}: expected true or false, got {other:?}"),
+        )),
+    }
+}
+
+async fn health(State(tenant): State<Tenant>) -> Response {
+    match sqlx::query("SELECT 1").execute(tenant.pool()).await {
+        Ok(_) => Json(json!({"status": "ok"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: management database unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(
+                    json!({"status": "unavailable", "message": "management database unreachable"}),
+                ),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "Not found")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+}
+
+async fn list_projects(State(tenant): State<Tenant>) -> ApiResult<Response> {
+    Ok(Json(tenant.list_projects().await?).into_response())
+}
+
+async fn create_project(
+    State(tenant): State<Tenant>,
+    JsonBody(body): JsonBody<CreateProject>,
+) -> ApiResult<Response> {
+    let created = tenant.create_project(body).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn get_project(State(tenant): State<Tenant>, Path(r): Path<String>) -> ApiResult<Response> {
+    Ok(Json(tenant.get_project(&project_ref(&r)?).await?).into_response())
+}
+
+async fn delete_project(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+) -> ApiResult<Response> {
+    let r = project_ref(&r)?;
+    let project = tenant.get_project(&r).await?;
+    tenant.delete_project(&r).await?;
+    Ok(
+        Json(json!({"id": project.id, "ref": project.project_ref, "name": project.name}))
+            .into_response(),
+    )
+}
+
+async fn list_keys(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let keys = tenant
+        .list_keys(&project_ref(&r)?, flag(&query, "reveal")?)
+        .await?;
+    Ok(Json(keys).into_response())
+}
+
+async fn create_key(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+    JsonBody(body): JsonBody<NewApiKey>,
+) -> ApiResult<Response> {
+    let key = tenant.create_key(&project_ref(&r)?, body).await?;
+    Ok((StatusCode::CREATED, Json(key)).into_response())
+}
+
+async fn revoke_key(
+    State(tenant): State<Tenant>,
+    Path((r, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    Ok(Json(tenant.revoke_key(&project_ref(&r)?, &id).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryBody {
+    query: String,
+}
+
+async fn run_query(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+    JsonBody(body): JsonBody<QueryBody>,
+) -> ApiResult<Response> {
+    let rows = tenant
+        .run_sql(&project_ref(&r)?, &body.query, DEFAULT_STATEMENT_TIMEOUT)
+        .await?;
+    Ok((StatusCode::CREATED, Json(rows)).into_response())
+}
+
+async fn list_secrets(State(tenant): State<Tenant>, Path(r): Path<String>) -> ApiResult<Response> {
+    Ok(Json(tenant.list_secrets(&project_ref(&r)?).await?).into_response())
+}
+
+async fn set_secrets(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+    JsonBody(body): JsonBody<Vec<SecretInput>>,
+) -> ApiResult<Response> {
+    let r = project_ref(&r)?;
+    tenant.set_secrets(&r, body).await?;
+    // Answer with what a later GET would show: names and digests.
+    Ok((StatusCode::CREATED, Json(tenant.list_secrets(&r).await?)).into_response())
+}
+
+async fn unset_secrets(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+    JsonBody(names): JsonBody<Vec<String>>,
+) -> ApiResult<Response> {
+    let r = project_ref(&r)?;
+    tenant.unset_secrets(&r, &names).await?;
+    Ok(Json(tenant.list_secrets(&r).await?).into_response())
+}
+
+async fn list_workers(State(tenant): State<Tenant>) -> ApiResult<Response> {
+    Ok(Json(tenant.list_workers().await?).into_response())
+}
+
+async fn register_worker(
+    State(tenant): State<Tenant>,
+    JsonBody(body): JsonBody<NewWorker>,
+) -> ApiResult<Response> {
+    let worker = tenant.register_worker(body).await?;
+    Ok((StatusCode::CREATED, Json(worker)).into_response())
+}
+
+async fn get_worker(State(tenant): State<Tenant>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(Json(tenant.get_worker(&id).await?).into_response())
+}
+
+async fn patch_worker(
+    State(tenant): State<Tenant>,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody<WorkerPatch>,
+) -> ApiResult<Response> {
+    Ok(Json(tenant.patch_worker(&id, patch).await?).into_response())
+}
+
+async fn delete_worker(
+    State(tenant): State<Tenant>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let worker = tenant.get_worker(&id).await?;
+    tenant.delete_worker(&id).await?;
+    Ok(Json(worker).into_response())
+}
+
+async fn project_config(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(tenant.project_config(&project_ref(&r)?).await?).into_response())
+}
+
+async fn lookup_key(
+    State(tenant): State<Tenant>,
+    Path(digest): Path<String>,
+) -> ApiResult<Response> {
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(&digest, &mut hash).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "sha256: expected 64 hex characters",
+        )
+    })?;
+    match tenant.lookup_key(&hash).await? {
+        Some(record) => Ok(Json(record).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "API key not found")),
+    }
+}

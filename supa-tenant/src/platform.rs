@@ -1,0 +1,154 @@
+//! Starting the control plane from settings: what `supa up` and
+//! `supa-tenant-manager` share.
+//!
+//! With no database URL the management database lives in an embedded
+//! cluster in the data dir, and that cluster is registered as worker
+//! `local`. Tokens and the master key come from settings or are generated
+//! once into the data dir with mode 0600, so a restart keeps them.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use axum::Router;
+use supa_core::Secret;
+
+use crate::api::{self, ApiTokens};
+use crate::embedded::{Durability, EmbeddedPostgres, SUPERUSER};
+use crate::files::{random_bytes, read_private, write_private};
+use crate::{Error, MasterKey, NewWorker, Placement, Tenant, WorkerStatus};
+
+/// The worker id `supa up` gives its own cluster.
+pub const LOCAL_WORKER: &str = "local";
+
+/// Everything the control plane is started with.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Data dir: embedded cluster, master key and token files.
+    pub data_dir: PathBuf,
+    /// Management database URL; `None` runs an embedded cluster.
+    pub database_url: Option<Secret<String>>,
+    /// Master key (base64); generated into the data dir when `None`.
+    pub master_key: Option<Secret<String>>,
+    /// Management API token; generated into `DIR/admin_token` when `None`.
+    pub admin_token: Option<Secret<String>>,
+    /// Internal directory API token; generated into `DIR/service_token`.
+    pub service_token: Option<Secret<String>>,
+    /// Redis URL for publishing invalidations.
+    pub redis_url: Option<Secret<String>>,
+    /// How projects are spread over workers.
+    pub placement: Placement,
+}
+
+/// A started control plane.
+#[derive(Debug)]
+pub struct ControlPlane {
+    /// The tenant store.
+    pub tenant: Tenant,
+    /// The API tokens in force.
+    pub tokens: ApiTokens,
+    /// Where the admin token was written, when it was generated.
+    pub admin_token_file: Option<PathBuf>,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+impl ControlPlane {
+    /// Starts the embedded cluster if needed, connects and migrates the
+    /// management database, registers the embedded worker, loads or
+    /// generates the tokens and starts publishing invalidations to Redis.
+    pub async fn start(settings: Settings) -> Result<Self, Error> {
+        fs::create_dir_all(&settings.data_dir)
+            .and_then(|()| {
+                fs::set_permissions(&settings.data_dir, fs::Permissions::from_mode(0o700))
+            })
+            .map_err(|e| Error::io("create the data dir", e))?;
+        let key = MasterKey::load_or_generate(
+            settings.master_key.as_ref().map(|k| k.expose().as_str()),
+            &settings.data_dir,
+        )?;
+
+        let (embedded, url) = match &settings.database_url {
+            Some(url) => (None, url.clone()),
+            None => {
+                let dir = settings.data_dir.clone();
+                let pg = tokio::task::spawn_blocking(move || {
+                    EmbeddedPostgres::start(&dir, Durability::Full)
+                })
+                .await
+                .map_err(|e| Error::Embedded(format!("startup task failed: {e}")))??;
+                let url = pg.url(crate::ADMIN_DATABASE);
+                (Some(pg), url)
+            }
+        };
+        let tenant = Tenant::connect(url.expose(), key)
+            .await?
+            .with_placement(settings.placement);
+        if let Some(pg) = &embedded {
+            tenant
+                .upsert_worker(NewWorker {
+                    id: LOCAL_WORKER.to_owned(),
+                    host: "127.0.0.1".to_owned(),
+                    port: pg.port(),
+                    admin_user: SUPERUSER.to_owned(),
+                    admin_password: pg.password().clone(),
+                    max_databases: 1000,
+                    weight: 100,
+                    status: WorkerStatus::Active,
+                })
+                .await?;
+        }
+        if let Some(redis) = &settings.redis_url {
+            tenant.publish_to_redis(redis.expose())?;
+        }
+
+        let admin_file = settings.data_dir.join("admin_token");
+        let (admin, admin_token_file) = match settings.admin_token {
+            Some(t) => (t, None),
+            None => (
+                load_or_generate_token(&admin_file, "sbp_")?,
+                Some(admin_file),
+            ),
+        };
+        let service = match settings.service_token {
+            Some(t) => t,
+            None => load_or_generate_token(&settings.data_dir.join("service_token"), "supa_svc_")?,
+        };
+        Ok(Self {
+            tenant,
+            tokens: ApiTokens { admin, service },
+            admin_token_file,
+            embedded,
+        })
+    }
+
+    /// The Management API and internal directory API.
+    pub fn router(&self) -> Router {
+        api::router(self.tenant.clone(), self.tokens.clone())
+    }
+
+    /// The embedded cluster's port, when there is one.
+    pub fn embedded_port(&self) -> Option<u16> {
+        self.embedded.as_ref().map(EmbeddedPostgres::port)
+    }
+
+    /// Closes the pools and stops the embedded cluster.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        self.tenant.close().await;
+        match self.embedded {
+            Some(pg) => tokio::task::spawn_blocking(move || pg.stop())
+                .await
+                .map_err(|e| Error::Embedded(format!("shutdown task failed: {e}")))?,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Reads a token from `path`, or writes a new one there with mode 0600.
+fn load_or_generate_token(path: &Path, prefix: &str) -> Result<Secret<String>, Error> {
+    if let Some(token) = read_private(path)? {
+        return Ok(Secret::new(token));
+    }
+    let token = format!("{prefix}{}", hex::encode(random_bytes::<20>()));
+    write_private(path, &token)?;
+    Ok(Secret::new(token))
+}
