@@ -28,7 +28,8 @@ test-rust: deps ## unit and integration tests of every crate
 bindings: deps ## build the Python package `supa` into .venv with maturin
 	cd bindings/python && maturin develop --quiet
 
-pytest: bindings ## the pytest suite against the bindings
+pytest: bindings ## the pytest suite: bindings, and `supa up` as a subprocess
+	cargo build --quiet -p supa
 	pytest -q tests
 
 test: lint test-rust pytest ## everything CI checks
@@ -37,10 +38,9 @@ bench: deps ## criterion micro-benchmarks, then a table of medians vs targets
 	cargo bench -p supa-benches --bench keys
 	python3 benches/report.py
 
-up: deps ## run the platform (the control plane is not built yet)
-	cargo build --quiet -p supa
-	@echo "supa up: not yet. This build has the key, JWT and SigV4 primitives;"
-	@echo "try: target/debug/supa keys gen --ref runvpplxfmoostzzpjco --kind publishable"
+up: deps ## run the whole platform on the embedded default (data in ./.supa)
+	cargo build --release --quiet -p supa
+	target/release/supa up
 
 clean: ## remove build output and the venv
 	cargo clean

@@ -9,20 +9,10 @@ import string
 import pytest
 
 import supa
+from keyspec import PREFIXES, b64url, expected_checksum
 
 HOSTED_REF = "runvpplxfmoostzzpjco"
 HOSTED_KEY = "sb_publishable_mCQAAeREfJckZHeJE7CpuA_rcYLuPw-"
-PREFIXES = {"publishable": "sb_publishable_", "secret": "sb_secret_"}
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def expected_checksum(ref: str, prefix: str, random_part: str) -> str:
-    digest = hashlib.sha256(f"{ref}|{prefix}{random_part}".encode()).digest()
-    return b64url(digest)[:8]
-
 
 def random_ref(rng: random.Random) -> str:
     return "".join(rng.choice(string.ascii_lowercase) for _ in range(20))

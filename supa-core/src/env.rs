@@ -26,6 +26,14 @@ pub const BASE_DOMAIN: &str = "SUPA_BASE_DOMAIN";
 pub const GATEWAY_PORT: &str = "SUPA_GATEWAY_PORT";
 /// Port of the Management API and `/metrics` (default 8001).
 pub const API_PORT: &str = "SUPA_API_PORT";
+/// Address the servers listen on (default `127.0.0.1`).
+pub const BIND: &str = "SUPA_BIND";
+/// Base URL of the Management API the CLI talks to (default
+/// `http://127.0.0.1:8001`).
+pub const API_URL: &str = "SUPA_API_URL";
+/// How new projects are spread over workers: `least-databases` (default)
+/// or `round-robin`.
+pub const PLACEMENT: &str = "SUPA_PLACEMENT";
 /// Path of an optional TOML config file.
 pub const CONFIG: &str = "SUPA_CONFIG";
 /// Log filter in `tracing` syntax (default `info`).
@@ -61,6 +69,15 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (GATEWAY_PORT, "public gateway port (default 8000)"),
     (API_PORT, "Management API and metrics port (default 8001)"),
+    (BIND, "address the servers listen on (default 127.0.0.1)"),
+    (
+        API_URL,
+        "Management API base URL for the CLI (default http://127.0.0.1:8001)",
+    ),
+    (
+        PLACEMENT,
+        "worker placement: least-databases (default) or round-robin",
+    ),
     (CONFIG, "path of an optional TOML config file"),
     (LOG, "log filter in tracing syntax (default info)"),
 ];

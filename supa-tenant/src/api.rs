@@ -8,25 +8,26 @@
 //! which only gateways hold. Tokens are compared in constant time.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use supa_core::{ProjectRef, Secret};
 
 use crate::{
-    CreateProject, DEFAULT_STATEMENT_TIMEOUT, Error, NewApiKey, NewWorker, SecretInput, Tenant,
-    WorkerPatch,
+    CreateOptions, CreateProject, CreateStep, DEFAULT_STATEMENT_TIMEOUT, Error, NewApiKey,
+    NewWorker, SecretInput, Tenant, WorkerPatch,
 };
 
 /// The two bearer tokens of the API.
@@ -247,12 +248,56 @@ async fn list_projects(State(tenant): State<Tenant>) -> ApiResult<Response> {
     Ok(Json(tenant.list_projects().await?).into_response())
 }
 
+/// The media type asking project creation to stream its progress.
+pub const PROGRESS_MEDIA_TYPE: &str = "application/x-ndjson";
+
+/// Creates a project. With `Accept: application/x-ndjson` the answer is a
+/// 200 stream of one JSON line per step (`{"step": "create_database"}`)
+/// ending in `{"project": {...}}` or `{"error": {"status", "message"}}`;
+/// otherwise it is Supabase's 201 with the project.
 async fn create_project(
     State(tenant): State<Tenant>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<CreateProject>,
 ) -> ApiResult<Response> {
-    let created = tenant.create_project(body).await?;
-    Ok((StatusCode::CREATED, Json(created)).into_response())
+    let wants_progress = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(PROGRESS_MEDIA_TYPE));
+    if !wants_progress {
+        let created = tenant.create_project(body).await?;
+        return Ok((StatusCode::CREATED, Json(created)).into_response());
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    // Creation runs to completion (or full rollback) even if the caller
+    // hangs up mid-stream.
+    tokio::spawn(async move {
+        let steps = tx.clone();
+        let progress = move |step: CreateStep| {
+            let _ = steps.send(json!({ "step": step }));
+        };
+        let options = CreateOptions {
+            progress: Some(&progress),
+            fail_after: None,
+        };
+        let last = match tenant.create_project_with(body, options).await {
+            Ok(created) => json!({ "project": created }),
+            Err(e) => {
+                let e = ApiError::from(e);
+                json!({ "error": { "status": e.status.as_u16(), "message": e.message } })
+            }
+        };
+        let _ = tx.send(last);
+    });
+    let lines = futures_util::stream::unfold(rx, |mut rx| async move {
+        let line = rx.recv().await?;
+        Some((Ok::<_, Infallible>(format!("{line}\n")), rx))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, PROGRESS_MEDIA_TYPE)],
+        Body::from_stream(lines),
+    )
+        .into_response())
 }
 
 async fn get_project(State(tenant): State<Tenant>, Path(r): Path<String>) -> ApiResult<Response> {

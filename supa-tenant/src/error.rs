@@ -54,6 +54,17 @@ pub enum Error {
     /// No active worker has room for another project.
     #[error("no active worker has room for another project")]
     NoCapacity,
+    /// A remote Management API answered with an error.
+    #[error("{message}")]
+    Remote {
+        /// The HTTP status it answered with.
+        status: u16,
+        /// Its `message`.
+        message: String,
+    },
+    /// A remote Management API could not be reached or answered nonsense.
+    #[error("{0}")]
+    Transport(String),
 }
 
 /// Whether `e` is a database error with SQLSTATE `code`.
@@ -90,6 +101,8 @@ impl Error {
             Error::NotFound(_) => 404,
             Error::Conflict(_) => 409,
             Error::NoCapacity => 503,
+            Error::Remote { status, .. } => *status,
+            Error::Transport(_) => 502,
             _ => 500,
         }
     }
@@ -102,7 +115,8 @@ impl Error {
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::NoCapacity => true,
+            Error::NoCapacity | Error::Transport(_) => true,
+            Error::Remote { status, .. } => *status == 503,
             Error::Database(e) => matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)),
             _ => false,
         }

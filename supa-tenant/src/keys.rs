@@ -12,7 +12,7 @@ use crate::tenant::Invalidation;
 use crate::{Error, Tenant};
 
 /// An API key as the Management API lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyInfo {
     /// Key id (UUID).
     pub id: String,
@@ -36,7 +36,7 @@ pub struct ApiKeyInfo {
 }
 
 /// A secret key to create.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     /// Only `secret` keys can be added; a project has one publishable key.

@@ -21,6 +21,7 @@ mod tenant;
 mod workers;
 
 pub mod api;
+pub mod client;
 pub mod embedded;
 pub mod platform;
 

@@ -22,21 +22,21 @@ const SETUP_LOCK: i64 = 0x5375_7061_5345_5450; // "SupaSETP"
 const BOOTSTRAP_SQL: &str = include_str!("bootstrap.sql");
 
 /// A project to create.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
     /// Display name.
     pub name: String,
     /// A caller-chosen ref; a random one when absent.
-    #[serde(rename = "ref", default)]
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
     pub project_ref: Option<String>,
     /// Put it on this worker rather than the least loaded one.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_id: Option<String>,
 }
 
 /// The steps of project creation, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CreateStep {
     /// Choose the worker.
@@ -63,6 +63,18 @@ impl CreateStep {
         CreateStep::IssueKeys,
         CreateStep::Activate,
     ];
+
+    /// What the step does, for progress lines.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CreateStep::PickWorker => "choosing a worker",
+            CreateStep::InsertRow => "recording the project",
+            CreateStep::CreateDatabase => "creating the database",
+            CreateStep::CreateRoles => "creating the authenticator role",
+            CreateStep::IssueKeys => "issuing API keys",
+            CreateStep::Activate => "activating",
+        }
+    }
 }
 
 /// How a new project's worker is chosen when the caller names none.
@@ -99,7 +111,7 @@ pub struct CreateOptions<'a> {
 }
 
 /// A project as the Management API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Project {
     /// The ref.
     #[serde(rename = "ref")]
@@ -118,7 +130,7 @@ pub struct Project {
 
 /// A new project with its two keys in clear (shown once at creation;
 /// listing keys later masks the secret one unless revealed).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreatedProject {
     /// The project.
     #[serde(flatten)]

@@ -19,7 +19,7 @@ pub struct SecretInput {
 }
 
 /// A secret as listed: its name and the hex SHA-256 of its value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretDigest {
     /// Name.
     pub name: String,

@@ -81,7 +81,7 @@ pub struct WorkerPatch {
 }
 
 /// A registered worker as the API shows it (never its password).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Worker {
     /// Identifier.
     pub id: String,

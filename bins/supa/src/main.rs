@@ -1,15 +1,22 @@
 //! `supa`: the command line of the Supa platform.
 //!
-//! Parses arguments and calls `supa-keys`; all logic lives in the libraries.
+//! Parses arguments and hands each command to a library: `supa up` to the
+//! control plane's start-up, the project commands to the Management API
+//! client, `keys gen|check` and `jwt` to `supa-keys`.
 
 // A command-line tool's output is its interface.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod local;
+mod remote;
+mod table;
+mod up;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use supa_core::{KeyKind, ProjectRef, Role};
-use supa_keys::JwtKey;
+use clap::{Args, Parser, Subcommand};
+use supa_core::{ProjectRef, env};
 
 /// Supa: a self-hostable, multi-tenant backend that Supabase clients talk to unchanged.
 #[derive(Parser)]
@@ -21,71 +28,174 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Generate and check opaque API keys (sb_publishable_..., sb_secret_...).
+    /// Run the whole platform in this process: an embedded PostgreSQL
+    /// cluster in the data dir, registered as worker `local`, and the
+    /// Management API.
+    Up(up::UpArgs),
+    /// Create, list, show and delete projects.
+    #[command(subcommand)]
+    Projects(ProjectsCommand),
+    /// A project's API keys; also generate and check keys offline.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// A project's secrets (names and SHA-256 digests only are shown).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+    /// Run SQL in a project's database as the worker admin; prints the
+    /// rows of the last statement.
+    Sql {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        /// The SQL.
+        sql: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Mint and verify the HS256 JWTs the gateway attaches to requests.
     #[command(subcommand)]
-    Jwt(JwtCommand),
+    Jwt(local::JwtCommand),
+}
+
+/// Where the Management API is and how to authenticate to it.
+#[derive(Args, Clone)]
+struct ApiArgs {
+    /// Base URL of the Management API.
+    #[arg(long, env = env::API_URL, default_value = "http://127.0.0.1:8001")]
+    api_url: String,
+    /// Admin token; read from DATA_DIR/admin_token when not given.
+    #[arg(long, env = env::ADMIN_TOKEN, hide_env_values = true)]
+    token: Option<String>,
+    /// Data dir of `supa up`, where the admin token is kept.
+    #[arg(long, env = env::DATA_DIR, default_value = ".supa")]
+    data_dir: PathBuf,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum ProjectsCommand {
+    /// Create a project; prints its ref and keys.
+    Create {
+        /// Display name.
+        name: String,
+        /// Choose the ref (20 lowercase letters) instead of a random one.
+        #[arg(long = "ref", value_name = "REF")]
+        project_ref: Option<String>,
+        /// Put it on this worker.
+        #[arg(long)]
+        worker: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List projects.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show one project.
+    Get {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Delete a project: its database, role, keys and secrets.
+    Delete {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Print a new key for a project.
-    Gen {
-        /// Project ref: 20 lowercase letters.
-        #[arg(long = "ref", value_name = "REF")]
+    /// List a project's keys (secret keys masked unless --reveal).
+    List {
+        /// Project ref.
+        #[arg(value_name = "REF")]
         project_ref: ProjectRef,
-        /// Kind of key.
-        #[arg(long, value_parser = ["publishable", "secret"])]
-        kind: String,
+        /// Show secret keys in full.
+        #[arg(long)]
+        reveal: bool,
+        #[command(flatten)]
+        api: ApiArgs,
     },
-    /// Check a key's checksum against a project: prints `valid` and exits 0,
-    /// or prints the reason and exits 1.
-    Check {
-        /// Project ref the key is presented to.
-        #[arg(long = "ref", value_name = "REF")]
+    /// Add a named secret key.
+    Create {
+        /// Project ref.
+        #[arg(value_name = "REF")]
         project_ref: ProjectRef,
-        /// The key.
-        key: String,
+        /// Key name.
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
     },
+    /// Revoke a key by id.
+    Revoke {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        /// Key id (from `supa keys list`).
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Print a new key for a project (offline; not stored anywhere).
+    Gen(local::GenArgs),
+    /// Check a key's checksum against a project (offline): prints `valid`
+    /// and exits 0, or prints the reason and exits 1.
+    Check(local::CheckArgs),
 }
 
 #[derive(Subcommand)]
-enum JwtCommand {
-    /// Print a token as the gateway mints it.
-    Mint {
-        /// The project's JWT secret (at least 32 bytes).
-        #[arg(long)]
-        secret: String,
+enum SecretsCommand {
+    /// Set secrets: NAME=VALUE ...
+    Set {
         /// Project ref.
-        #[arg(long = "ref", value_name = "REF")]
+        #[arg(value_name = "REF")]
         project_ref: ProjectRef,
-        /// Role claim.
-        #[arg(long, value_parser = ["anon", "authenticated", "service_role"])]
-        role: String,
-        /// Lifetime in seconds.
-        #[arg(long, default_value_t = supa_keys::DEFAULT_TTL_SECS,
-              value_parser = clap::value_parser!(i64).range(1..=31_536_000))]
-        ttl: i64,
+        /// NAME=VALUE pairs.
+        #[arg(required = true, value_name = "NAME=VALUE")]
+        pairs: Vec<String>,
+        #[command(flatten)]
+        api: ApiArgs,
     },
-    /// Verify a token: prints its claims as JSON and exits 0, or prints the
-    /// reason and exits 1.
-    Verify {
-        /// The project's JWT secret.
-        #[arg(long)]
-        secret: String,
-        /// The token.
-        token: String,
+    /// List secret names and value digests.
+    List {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Remove secrets by name.
+    Unset {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        /// Names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        api: ApiArgs,
     },
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(out) => {
-            println!("{out}");
-            ExitCode::SUCCESS
-        }
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Jwt(command) => local::jwt(command),
+        Command::Keys(KeysCommand::Gen(args)) => local::gen_key(args),
+        Command::Keys(KeysCommand::Check(args)) => local::check_key(args),
+        command => runtime().and_then(|rt| rt.block_on(run(command))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {
             eprintln!("{reason}");
             ExitCode::FAILURE
@@ -93,28 +203,81 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<String> {
-    let now = supa_keys::unix_now();
-    Ok(match cli.command {
-        Command::Keys(KeysCommand::Gen { project_ref, kind }) => {
-            supa_keys::generate(&project_ref, kind.parse::<KeyKind>()?)
-        }
-        Command::Keys(KeysCommand::Check { project_ref, key }) => {
-            let validation = supa_keys::validate(&project_ref, &key)?;
-            validation.to_string()
-        }
-        Command::Jwt(JwtCommand::Mint {
-            secret,
+/// Logs to stderr, filtered by `SUPA_LOG` (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(env::LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    use remote::Remote;
+    match command {
+        Command::Up(args) => up::run(args).await,
+        Command::Projects(ProjectsCommand::Create {
+            name,
             project_ref,
-            role,
-            ttl,
+            worker,
+            api,
         }) => {
-            let key = JwtKey::new(secret.as_bytes())?;
-            supa_keys::mint_with_ttl(&key, &project_ref, role.parse::<Role>()?, now, ttl)
+            Remote::new(&api)?
+                .create_project(name, project_ref, worker)
+                .await
         }
-        Command::Jwt(JwtCommand::Verify { secret, token }) => {
-            let key = JwtKey::new(secret.as_bytes())?;
-            supa_keys::verify(&key, &token, now)?.to_json()
+        Command::Projects(ProjectsCommand::List { api }) => {
+            Remote::new(&api)?.list_projects().await
         }
-    })
+        Command::Projects(ProjectsCommand::Get { project_ref, api }) => {
+            Remote::new(&api)?.get_project(&project_ref).await
+        }
+        Command::Projects(ProjectsCommand::Delete { project_ref, api }) => {
+            Remote::new(&api)?.delete_project(&project_ref).await
+        }
+        Command::Keys(KeysCommand::List {
+            project_ref,
+            reveal,
+            api,
+        }) => Remote::new(&api)?.list_keys(&project_ref, reveal).await,
+        Command::Keys(KeysCommand::Create {
+            project_ref,
+            name,
+            api,
+        }) => Remote::new(&api)?.create_key(&project_ref, name).await,
+        Command::Keys(KeysCommand::Revoke {
+            project_ref,
+            id,
+            api,
+        }) => Remote::new(&api)?.revoke_key(&project_ref, &id).await,
+        Command::Secrets(SecretsCommand::Set {
+            project_ref,
+            pairs,
+            api,
+        }) => Remote::new(&api)?.set_secrets(&project_ref, &pairs).await,
+        Command::Secrets(SecretsCommand::List { project_ref, api }) => {
+            Remote::new(&api)?.list_secrets(&project_ref).await
+        }
+        Command::Secrets(SecretsCommand::Unset {
+            project_ref,
+            names,
+            api,
+        }) => Remote::new(&api)?.unset_secrets(&project_ref, &names).await,
+        Command::Sql {
+            project_ref,
+            sql,
+            api,
+        } => Remote::new(&api)?.sql(&project_ref, &sql).await,
+        Command::Jwt(_) | Command::Keys(KeysCommand::Gen(_) | KeysCommand::Check(_)) => {
+            unreachable!("offline commands run without a runtime")
+        }
+    }
 }

@@ -1,0 +1,264 @@
+//! Commands that go through the Management API.
+
+use std::io::Write as _;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use supa_core::{KeyKind, ProjectRef, Secret};
+use supa_tenant::client::ManagementClient;
+use supa_tenant::{CreateProject, CreateStep, NewApiKey};
+
+use crate::{ApiArgs, table};
+
+/// A Management API client and how to print its answers.
+pub(crate) struct Remote {
+    client: ManagementClient,
+    json: bool,
+}
+
+fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+impl Remote {
+    pub(crate) fn new(args: &ApiArgs) -> anyhow::Result<Self> {
+        let token = match &args.token {
+            Some(t) => t.clone(),
+            None => {
+                let path = args.data_dir.join("admin_token");
+                std::fs::read_to_string(&path)
+                    .with_context(|| {
+                        format!(
+                            "no admin token: {} is not readable; run `supa up` first, or pass --token",
+                            path.display()
+                        )
+                    })?
+                    .trim()
+                    .to_owned()
+            }
+        };
+        Ok(Self {
+            client: ManagementClient::new(&args.api_url, Secret::new(token))?,
+            json: args.json,
+        })
+    }
+
+    pub(crate) async fn create_project(
+        &self,
+        name: String,
+        project_ref: Option<String>,
+        worker_id: Option<String>,
+    ) -> anyhow::Result<()> {
+        let request = CreateProject {
+            name,
+            project_ref,
+            worker_id,
+        };
+        let started = Instant::now();
+        let total = CreateStep::ALL.len();
+        let quiet = self.json;
+        let created = self
+            .client
+            .create_project(&request, |step| {
+                if !quiet {
+                    let n = CreateStep::ALL.iter().position(|s| *s == step).unwrap_or(0) + 1;
+                    eprintln!("  [{n}/{total}] {}", step.describe());
+                    std::io::stderr().flush().ok();
+                }
+            })
+            .await?;
+        if self.json {
+            return print_json(&created);
+        }
+        let p = &created.project;
+        println!(
+            "Created project {:?} in {} ms on worker {}",
+            p.name,
+            started.elapsed().as_millis(),
+            p.worker_id
+        );
+        println!();
+        println!("  ref              {}", p.project_ref);
+        println!("  status           {}", status_name(&p.status));
+        println!("  publishable key  {}", created.publishable_key);
+        println!("  secret key       {}", created.secret_key.expose());
+        println!();
+        println!("The secret key bypasses Row Level Security: keep it on servers only.");
+        println!(
+            "See the keys again with: supa keys list {} --reveal",
+            p.project_ref
+        );
+        Ok(())
+    }
+
+    pub(crate) async fn list_projects(&self) -> anyhow::Result<()> {
+        let projects = self.client.list_projects().await?;
+        if self.json {
+            return print_json(&projects);
+        }
+        let rows: Vec<Vec<String>> = projects
+            .iter()
+            .map(|p| {
+                vec![
+                    p.project_ref.to_string(),
+                    p.name.clone(),
+                    status_name(&p.status),
+                    p.worker_id.clone(),
+                    p.created_at.clone(),
+                ]
+            })
+            .collect();
+        table::print(&["REF", "NAME", "STATUS", "WORKER", "CREATED"], &rows);
+        Ok(())
+    }
+
+    pub(crate) async fn get_project(&self, r: &ProjectRef) -> anyhow::Result<()> {
+        let p = self.client.get_project(r).await?;
+        if self.json {
+            return print_json(&p);
+        }
+        table::print(
+            &["FIELD", "VALUE"],
+            &[
+                vec!["ref".into(), p.project_ref.to_string()],
+                vec!["name".into(), p.name],
+                vec!["status".into(), status_name(&p.status)],
+                vec!["worker".into(), p.worker_id],
+                vec!["created".into(), p.created_at],
+            ],
+        );
+        Ok(())
+    }
+
+    pub(crate) async fn delete_project(&self, r: &ProjectRef) -> anyhow::Result<()> {
+        let deleted = self.client.delete_project(r).await?;
+        if self.json {
+            return print_json(&deleted);
+        }
+        println!("Deleted project {r}: its database, role, keys and secrets are gone.");
+        Ok(())
+    }
+
+    pub(crate) async fn list_keys(&self, r: &ProjectRef, reveal: bool) -> anyhow::Result<()> {
+        let keys = self.client.list_keys(r, reveal).await?;
+        if self.json {
+            return print_json(&keys);
+        }
+        let rows: Vec<Vec<String>> = keys
+            .iter()
+            .map(|k| {
+                vec![
+                    k.id.clone(),
+                    k.name.clone(),
+                    k.kind.as_str().to_owned(),
+                    k.api_key.clone(),
+                ]
+            })
+            .collect();
+        table::print(&["ID", "NAME", "TYPE", "API KEY"], &rows);
+        Ok(())
+    }
+
+    pub(crate) async fn create_key(&self, r: &ProjectRef, name: String) -> anyhow::Result<()> {
+        let key = self
+            .client
+            .create_key(
+                r,
+                &NewApiKey {
+                    kind: KeyKind::Secret,
+                    name,
+                },
+            )
+            .await?;
+        if self.json {
+            return print_json(&key);
+        }
+        println!("Created secret key {:?} ({})", key.name, key.id);
+        println!("  {}", key.api_key);
+        Ok(())
+    }
+
+    pub(crate) async fn revoke_key(&self, r: &ProjectRef, id: &str) -> anyhow::Result<()> {
+        let key = self.client.revoke_key(r, id).await?;
+        if self.json {
+            return print_json(&key);
+        }
+        println!(
+            "Revoked key {:?} ({}); gateways stop accepting it now.",
+            key.name, key.id
+        );
+        Ok(())
+    }
+
+    pub(crate) async fn set_secrets(&self, r: &ProjectRef, pairs: &[String]) -> anyhow::Result<()> {
+        let mut secrets = Vec::new();
+        for pair in pairs {
+            let Some((name, value)) = pair.split_once('=') else {
+                bail!("{pair:?} is not NAME=VALUE");
+            };
+            secrets.push((name.to_owned(), Secret::new(value.to_owned())));
+        }
+        let listed = self.client.set_secrets(r, &secrets).await?;
+        self.print_secrets(&listed)
+    }
+
+    pub(crate) async fn list_secrets(&self, r: &ProjectRef) -> anyhow::Result<()> {
+        let listed = self.client.list_secrets(r).await?;
+        self.print_secrets(&listed)
+    }
+
+    pub(crate) async fn unset_secrets(
+        &self,
+        r: &ProjectRef,
+        names: &[String],
+    ) -> anyhow::Result<()> {
+        let listed = self.client.unset_secrets(r, names).await?;
+        self.print_secrets(&listed)
+    }
+
+    fn print_secrets(&self, listed: &[supa_tenant::SecretDigest]) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(&listed);
+        }
+        let rows: Vec<Vec<String>> = listed
+            .iter()
+            .map(|s| vec![s.name.clone(), s.value.clone()])
+            .collect();
+        table::print(&["NAME", "SHA-256 OF VALUE"], &rows);
+        Ok(())
+    }
+
+    pub(crate) async fn sql(&self, r: &ProjectRef, sql: &str) -> anyhow::Result<()> {
+        let rows = self.client.query(r, sql).await?;
+        if self.json {
+            return print_json(&rows);
+        }
+        // Columns in the order of the first row (the API keeps it).
+        let headers: Vec<String> = rows
+            .first()
+            .and_then(|row| row.as_object())
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        if headers.is_empty() {
+            println!("OK ({} rows)", rows.len());
+            return Ok(());
+        }
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|row| headers.iter().map(|h| table::cell(&row[h])).collect())
+            .collect();
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        table::print(&headers, &cells);
+        println!("({} rows)", rows.len());
+        Ok(())
+    }
+}
+
+fn status_name(status: &impl Serialize) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}

@@ -1,0 +1,225 @@
+//! A typed client of the Management API, for the `supa` CLI and for anyone
+//! scripting a remote tenant manager from Rust.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use supa_core::{ProjectRef, Secret};
+
+use crate::api::PROGRESS_MEDIA_TYPE;
+use crate::{
+    ApiKeyInfo, CreateProject, CreateStep, CreatedProject, Error, NewApiKey, Project, SecretDigest,
+    Worker,
+};
+
+/// A Management API endpoint and its admin token.
+#[derive(Debug, Clone)]
+pub struct ManagementClient {
+    http: reqwest::Client,
+    base: String,
+    token: Secret<String>,
+}
+
+/// An HTTP client speaking plain HTTP and HTTPS (rustls on `ring`).
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, Error> {
+    static PROVIDER: Once = Once::new();
+    PROVIDER.call_once(|| {
+        // Fails only when another provider is already installed: fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| Error::Transport(format!("cannot build an HTTP client: {e}")))
+}
+
+impl ManagementClient {
+    /// A client of the API at `base` (`http://127.0.0.1:8001`).
+    pub fn new(base: &str, token: Secret<String>) -> Result<Self, Error> {
+        Ok(Self {
+            // Creating a project takes well under a second; SQL may run 60 s.
+            http: http_client(Duration::from_secs(90))?,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(self.token.expose())
+    }
+
+    async fn call<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, Error> {
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        if !response.status().is_success() {
+            return Err(self.error_of(response).await);
+        }
+        let bytes = response.bytes().await.map_err(|e| self.unreachable(e))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Transport(format!("unexpected answer from {}: {e}", self.base)))
+    }
+
+    /// The API's `{"message"}` of an error answer (its body if not JSON).
+    async fn error_of(&self, response: reqwest::Response) -> Error {
+        let status = response.status().as_u16();
+        let bytes = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => return self.unreachable(e),
+        };
+        let message = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        Error::Remote { status, message }
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> Error {
+        Error::Transport(format!(
+            "cannot reach the Management API at {} ({e}); is `supa up` running?",
+            self.base
+        ))
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<T, Error> {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.call(request).await
+    }
+
+    /// Every project.
+    pub async fn list_projects(&self) -> Result<Vec<Project>, Error> {
+        self.send(Method::GET, "/v1/projects", None::<&()>).await
+    }
+
+    /// One project.
+    pub async fn get_project(&self, r: &ProjectRef) -> Result<Project, Error> {
+        self.send(Method::GET, &format!("/v1/projects/{r}"), None::<&()>)
+            .await
+    }
+
+    /// Creates a project, calling `progress` as each step starts.
+    pub async fn create_project(
+        &self,
+        new: &CreateProject,
+        mut progress: impl FnMut(CreateStep),
+    ) -> Result<CreatedProject, Error> {
+        let mut response = self
+            .request(Method::POST, "/v1/projects")
+            .header(reqwest::header::ACCEPT, PROGRESS_MEDIA_TYPE)
+            .json(new)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !response.status().is_success() {
+            return Err(self.error_of(response).await);
+        }
+        let mut pending = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(e))? {
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let event: Value = serde_json::from_slice(&line)
+                    .map_err(|e| Error::Transport(format!("bad progress line: {e}")))?;
+                if let Some(step) = event.get("step") {
+                    if let Ok(step) = serde_json::from_value(step.clone()) {
+                        progress(step);
+                    }
+                } else if let Some(project) = event.get("project") {
+                    return serde_json::from_value(project.clone())
+                        .map_err(|e| Error::Transport(format!("bad project: {e}")));
+                } else if let Some(error) = event.get("error") {
+                    return Err(Error::Remote {
+                        status: error["status"].as_u64().unwrap_or(500) as u16,
+                        message: error["message"].as_str().unwrap_or_default().to_owned(),
+                    });
+                }
+            }
+        }
+        Err(Error::Transport(
+            "the Management API closed the stream before the project was created".into(),
+        ))
+    }
+
+    /// Deletes a project.
+    pub async fn delete_project(&self, r: &ProjectRef) -> Result<Value, Error> {
+        self.send(Method::DELETE, &format!("/v1/projects/{r}"), None::<&()>)
+            .await
+    }
+
+    /// A project's live keys.
+    pub async fn list_keys(&self, r: &ProjectRef, reveal: bool) -> Result<Vec<ApiKeyInfo>, Error> {
+        let path = format!("/v1/projects/{r}/api-keys?reveal={reveal}");
+        self.send(Method::GET, &path, None::<&()>).await
+    }
+
+    /// Adds a secret key.
+    pub async fn create_key(&self, r: &ProjectRef, new: &NewApiKey) -> Result<ApiKeyInfo, Error> {
+        self.send(
+            Method::POST,
+            &format!("/v1/projects/{r}/api-keys"),
+            Some(new),
+        )
+        .await
+    }
+
+    /// Revokes a key.
+    pub async fn revoke_key(&self, r: &ProjectRef, id: &str) -> Result<ApiKeyInfo, Error> {
+        let path = format!("/v1/projects/{r}/api-keys/{id}");
+        self.send(Method::DELETE, &path, None::<&()>).await
+    }
+
+    /// Sets secrets given as `(name, value)` pairs.
+    pub async fn set_secrets(
+        &self,
+        r: &ProjectRef,
+        secrets: &[(String, Secret<String>)],
+    ) -> Result<Vec<SecretDigest>, Error> {
+        let body: Vec<Value> = secrets
+            .iter()
+            .map(|(name, value)| serde_json::json!({ "name": name, "value": value.expose() }))
+            .collect();
+        let path = format!("/v1/projects/{r}/secrets");
+        self.send(Method::POST, &path, Some(&body)).await
+    }
+
+    /// Lists secrets as name and digest.
+    pub async fn list_secrets(&self, r: &ProjectRef) -> Result<Vec<SecretDigest>, Error> {
+        let path = format!("/v1/projects/{r}/secrets");
+        self.send(Method::GET, &path, None::<&()>).await
+    }
+
+    /// Removes secrets by name.
+    pub async fn unset_secrets(
+        &self,
+        r: &ProjectRef,
+        names: &[String],
+    ) -> Result<Vec<SecretDigest>, Error> {
+        let path = format!("/v1/projects/{r}/secrets");
+        self.send(Method::DELETE, &path, Some(names)).await
+    }
+
+    /// Runs SQL in the project's database; the rows of the last statement.
+    pub async fn query(&self, r: &ProjectRef, sql: &str) -> Result<Vec<Value>, Error> {
+        let path = format!("/v1/projects/{r}/database/query");
+        let body = serde_json::json!({ "query": sql });
+        self.send(Method::POST, &path, Some(&body)).await
+    }
+
+    /// Every worker.
+    pub async fn list_workers(&self) -> Result<Vec<Worker>, Error> {
+        self.send(Method::GET, "/admin/v1/workers", None::<&()>)
+            .await
+    }
+}
