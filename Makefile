@@ -34,9 +34,10 @@ pytest: bindings ## the pytest suite: bindings, and `supa up` as a subprocess
 
 test: lint test-rust pytest ## everything CI checks
 
-bench: deps ## criterion micro-benchmarks, then a table of medians vs targets
+bench: deps ## criterion micro-benchmarks with a table of medians, then control-plane latency
 	cargo bench -p supa-benches --bench keys
 	python3 benches/report.py
+	cargo bench -p supa-benches --bench control_plane
 
 up: deps ## run the whole platform on the embedded default (data in ./.supa)
 	cargo build --release --quiet -p supa

@@ -82,9 +82,175 @@ pub const ALL: &[(&str, &str)] = &[
     (LOG, "log filter in tracing syntax (default info)"),
 ];
 
+/// The config-file key of a variable: `SUPA_DATA_DIR` is `data_dir`.
+pub fn file_key(var: &str) -> String {
+    var.trim_start_matches("SUPA_").to_ascii_lowercase()
+}
+
+/// Applies a TOML config file's values as the defaults of every argument
+/// (in `command` and all its subcommands) bound to the matching `SUPA_*`
+/// variable, so the order of precedence is flag, then environment, then
+/// file, then built-in default. An unknown key is an error naming it.
+#[cfg(feature = "clap")]
+pub fn with_file_defaults(
+    command: clap::Command,
+    toml_text: &str,
+) -> Result<clap::Command, crate::Error> {
+    let table: toml::Table = toml_text
+        .parse()
+        .map_err(|e| crate::Error::Config(format!("{CONFIG}: {e}")))?;
+    let mut values = Vec::new();
+    for (key, value) in table {
+        let settable = ALL.iter().filter(|(var, _)| *var != CONFIG);
+        let Some((var, _)) = settable.clone().find(|(var, _)| file_key(var) == key) else {
+            let known: Vec<String> = settable.map(|(v, _)| file_key(v)).collect();
+            return Err(crate::Error::Config(format!(
+                "{CONFIG}: unknown key {key:?}; known keys: {}",
+                known.join(", ")
+            )));
+        };
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(crate::Error::Config(format!(
+                    "{CONFIG}: {key} must be a string, integer or boolean, not {}",
+                    other.type_str()
+                )));
+            }
+        };
+        values.push((*var, text));
+    }
+    Ok(apply_defaults(command, &values))
+}
+
+/// Parses the process arguments into `P` the way every Supa binary does:
+/// with the config file named by `--config PATH` or `SUPA_CONFIG` supplying
+/// defaults (see [`with_file_defaults`]). Exits with clap's message and
+/// status on bad arguments, like `P::parse()`, and with a one-line reason
+/// when the config file cannot be read or used.
+#[cfg(feature = "clap")]
+pub fn parse_args<P: clap::Parser>() -> P {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut command = P::command().arg(
+        clap::Arg::new("config")
+            .long("config")
+            .env(CONFIG)
+            .global(true)
+            .value_name("PATH")
+            .help("TOML file of settings: keys are the SUPA_* variables in lower case without the prefix"),
+    );
+    if let Some(path) = config_path(&args) {
+        let applied = std::fs::read_to_string(&path)
+            .map_err(|e| crate::Error::Config(format!("cannot read {}: {e}", path.display())))
+            .and_then(|text| with_file_defaults(command, &text));
+        command = match applied {
+            Ok(c) => c,
+            Err(e) => {
+                // A binary's startup failure is reported on its stderr.
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("{e}");
+                }
+                std::process::exit(2);
+            }
+        };
+    }
+    let matches = command.get_matches_from(args);
+    P::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// `--config PATH` or `--config=PATH` among `args`, else `SUPA_CONFIG`.
+#[cfg(feature = "clap")]
+fn config_path(args: &[std::ffi::OsString]) -> Option<std::path::PathBuf> {
+    let mut iter = args.iter().skip(1);
+    while let Some(arg) = iter.next() {
+        if arg == "--config" {
+            return iter.next().map(Into::into);
+        }
+        if let Some(path) = arg.to_str().and_then(|a| a.strip_prefix("--config=")) {
+            return Some(path.into());
+        }
+    }
+    std::env::var_os(CONFIG).map(Into::into)
+}
+
+#[cfg(feature = "clap")]
+fn apply_defaults(command: clap::Command, values: &[(&str, String)]) -> clap::Command {
+    let command = command.mut_args(|arg| {
+        let var = arg.get_env().and_then(|v| v.to_str()).map(str::to_owned);
+        match var.and_then(|var| values.iter().find(|(v, _)| *v == var)) {
+            Some((_, value)) => arg.default_value(value.clone()),
+            None => arg,
+        }
+    });
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    names.into_iter().fold(command, |command, name| {
+        command.mut_subcommand(name, |sub| apply_defaults(sub, values))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::ALL;
+
+    #[test]
+    fn file_keys_drop_the_prefix() {
+        assert_eq!(super::file_key(super::DATA_DIR), "data_dir");
+        assert_eq!(super::file_key(super::API_PORT), "api_port");
+    }
+
+    #[cfg(feature = "clap")]
+    #[test]
+    fn file_values_sit_between_environment_and_built_in_defaults() {
+        use clap::{Arg, Command};
+        let command = || {
+            Command::new("t").subcommand(
+                Command::new("up")
+                    .arg(
+                        Arg::new("port")
+                            .long("port")
+                            .env("SUPA_TEST_UNSET_PORT")
+                            .default_value("1"),
+                    )
+                    .arg(
+                        Arg::new("dir")
+                            .long("data-dir")
+                            .env(super::DATA_DIR)
+                            .default_value("d"),
+                    ),
+            )
+        };
+        // The keys map to variables by name; this one has no SUPA_TEST_* key,
+        // so only data_dir applies.
+        let cmd = super::with_file_defaults(command(), "data_dir = \"/srv/supa\"").unwrap();
+        let m = cmd.try_get_matches_from(["t", "up"]).unwrap();
+        let up = m.subcommand_matches("up").unwrap();
+        if std::env::var_os(super::DATA_DIR).is_none() {
+            assert_eq!(up.get_one::<String>("dir").unwrap(), "/srv/supa");
+        }
+        assert_eq!(up.get_one::<String>("port").unwrap(), "1");
+        let m = super::with_file_defaults(command(), "data_dir = \"/srv\"")
+            .unwrap()
+            .try_get_matches_from(["t", "up", "--data-dir", "flag"])
+            .unwrap();
+        assert_eq!(
+            m.subcommand_matches("up")
+                .unwrap()
+                .get_one::<String>("dir")
+                .unwrap(),
+            "flag"
+        );
+
+        let err = super::with_file_defaults(command(), "colour = \"red\"").unwrap_err();
+        assert!(err.to_string().contains("unknown key \"colour\""), "{err}");
+        assert!(super::with_file_defaults(command(), "api_port = [1]").is_err());
+        assert!(super::with_file_defaults(command(), "not toml").is_err());
+    }
 
     #[test]
     fn names_are_unique_and_prefixed() {

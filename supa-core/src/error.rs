@@ -19,6 +19,9 @@ pub enum Error {
     /// An upstream whose URL or region cannot be used.
     #[error("invalid upstream: {0}")]
     InvalidUpstream(String),
+    /// A config file that cannot be used.
+    #[error("invalid config file: {0}")]
+    Config(String),
 }
 
 impl Error {
@@ -30,6 +33,7 @@ impl Error {
             Error::InvalidRole(_) => "role",
             Error::InvalidKeyKind(_) => "kind",
             Error::InvalidUpstream(_) => "upstream",
+            Error::Config(_) => "config",
         }
     }
 }

@@ -46,15 +46,17 @@ struct Args {
     /// How new projects are spread over workers.
     #[arg(long, env = env::PLACEMENT, default_value = "least-databases")]
     placement: Placement,
+    /// Log filter (`tracing` syntax).
+    #[arg(long, env = env::LOG, default_value = "info")]
+    log: String,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env(env::LOG)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let args: Args = env::parse_args();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .map_err(|e| anyhow::anyhow!("bad log filter {:?}: {e}", args.log))?;
     tracing_subscriber::fmt().with_env_filter(filter).init();
-
-    let args = Args::parse();
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

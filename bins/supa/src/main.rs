@@ -187,7 +187,7 @@ enum SecretsCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = env::parse_args();
     let result = match cli.command {
         Command::Jwt(command) => local::jwt(command),
         Command::Keys(KeysCommand::Gen(args)) => local::gen_key(args),
@@ -203,15 +203,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr, filtered by `SUPA_LOG` (default `info`).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env(env::LOG)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Logs to stderr through `filter` (`tracing` syntax).
+fn init_logging(filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| anyhow::anyhow!("bad log filter {filter:?}: {e}"))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -42,10 +42,13 @@ pub(crate) struct UpArgs {
     /// How new projects are spread over workers.
     #[arg(long, env = env::PLACEMENT, default_value = "least-databases")]
     placement: Placement,
+    /// Log filter (`tracing` syntax, e.g. `info,supa_tenant=debug`).
+    #[arg(long, env = env::LOG, default_value = "info")]
+    log: String,
 }
 
 pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
-    crate::init_logging();
+    crate::init_logging(&args.log)?;
     let api_addr = SocketAddr::new(args.bind, args.api_port);
     // Bind first: a busy port is reported before anything is started.
     let listener = tokio::net::TcpListener::bind(api_addr)
