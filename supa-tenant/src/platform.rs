@@ -181,3 +181,49 @@ pub async fn shutdown_signal() {
         () = terminate => {}
     }
 }
+
+/// The control-plane settings every binary shares, as command-line flags
+/// with their `SUPA_*` variables (`supa up`, `supa-tenant-manager`).
+#[cfg(feature = "clap")]
+#[derive(Debug, Clone, clap::Args)]
+pub struct SettingsArgs {
+    /// Data dir: embedded cluster, master key and token files.
+    #[arg(long, env = supa_core::env::DATA_DIR, default_value = ".supa")]
+    pub data_dir: PathBuf,
+    /// Master key (base64, 32 bytes); generated into the data dir when
+    /// unset. Give every replica the same one.
+    #[arg(long, env = supa_core::env::MASTER_KEY, hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// Management API token; generated into DATA_DIR/admin_token when unset.
+    #[arg(long, env = supa_core::env::ADMIN_TOKEN, hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Internal directory API token; generated into DATA_DIR/service_token.
+    #[arg(long, env = supa_core::env::SERVICE_TOKEN, hide_env_values = true)]
+    pub service_token: Option<String>,
+    /// Redis URL: invalidations are published on `supa:invalidate`.
+    #[arg(long, env = supa_core::env::REDIS_URL, hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// How new projects are spread over workers.
+    #[arg(long, env = supa_core::env::PLACEMENT, default_value = "least-databases")]
+    pub placement: Placement,
+    /// Log filter (`tracing` syntax, e.g. `info,supa_tenant=debug`).
+    #[arg(long, env = supa_core::env::LOG, default_value = "info")]
+    pub log: String,
+}
+
+#[cfg(feature = "clap")]
+impl SettingsArgs {
+    /// The settings, with the management database at `database_url`
+    /// (`None`: an embedded cluster in the data dir).
+    pub fn into_settings(self, database_url: Option<String>) -> Settings {
+        Settings {
+            data_dir: self.data_dir,
+            database_url: database_url.map(Secret::new),
+            master_key: self.master_key.map(Secret::new),
+            admin_token: self.admin_token.map(Secret::new),
+            service_token: self.service_token.map(Secret::new),
+            redis_url: self.redis_url.map(Secret::new),
+            placement: self.placement,
+        }
+    }
+}
