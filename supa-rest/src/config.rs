@@ -1,0 +1,98 @@
+//! Settings of one served database, named as PostgREST names them.
+
+use supa_core::Secret;
+
+use crate::Error;
+
+/// `db-tx-end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TxEnd {
+    /// Commit, `Prefer: tx` ignored.
+    #[default]
+    Commit,
+    /// Commit unless `Prefer: tx=rollback`.
+    CommitAllowOverride,
+    /// Roll back, `Prefer: tx` ignored.
+    Rollback,
+    /// Roll back unless `Prefer: tx=commit`.
+    RollbackAllowOverride,
+}
+
+impl std::str::FromStr for TxEnd {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Ok(match s {
+            "commit" => TxEnd::Commit,
+            "commit-allow-override" => TxEnd::CommitAllowOverride,
+            "rollback" => TxEnd::Rollback,
+            "rollback-allow-override" => TxEnd::RollbackAllowOverride,
+            other => {
+                return Err(Error::api(
+                    500,
+                    "PGRST000",
+                    format!("invalid db-tx-end {other:?}"),
+                ));
+            }
+        })
+    }
+}
+
+impl TxEnd {
+    /// Whether the transaction commits, given `Prefer: tx=`.
+    pub fn commits(self, preferred: Option<bool>) -> (bool, bool) {
+        match (self, preferred) {
+            (TxEnd::CommitAllowOverride | TxEnd::RollbackAllowOverride, Some(p)) => (p, true),
+            (TxEnd::Commit | TxEnd::CommitAllowOverride, _) => (true, false),
+            (TxEnd::Rollback | TxEnd::RollbackAllowOverride, _) => (false, false),
+        }
+    }
+}
+
+/// How requests to one database are served.
+#[derive(Debug, Clone)]
+pub struct RestConfig {
+    /// `db-schemas`: exposed schemas, the first is the default.
+    pub schemas: Vec<String>,
+    /// `db-extra-search-path`.
+    pub extra_search_path: Vec<String>,
+    /// `db-anon-role`: the role of requests without a JWT.
+    pub anon_role: Option<String>,
+    /// `jwt-secret` (HS256).
+    pub jwt_secret: Option<Secret<String>>,
+    /// `db-max-rows`.
+    pub max_rows: Option<i64>,
+    /// `db-pre-request`: a function called before every request.
+    pub pre_request: Option<String>,
+    /// `db-tx-end`.
+    pub tx_end: TxEnd,
+    /// `db-aggregates-enabled`.
+    pub aggregates_enabled: bool,
+    /// `db-plan-enabled`.
+    pub plan_enabled: bool,
+}
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        Self {
+            schemas: vec!["public".to_owned()],
+            extra_search_path: vec!["public".to_owned()],
+            anon_role: None,
+            jwt_secret: None,
+            max_rows: None,
+            pre_request: None,
+            tx_end: TxEnd::Commit,
+            aggregates_enabled: false,
+            plan_enabled: false,
+        }
+    }
+}
+
+/// Splits a comma-separated setting, trimming items.
+pub fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}

@@ -1,0 +1,128 @@
+//! Connections and the per-request transaction.
+//!
+//! Values are sent as untyped text parameters (`unknown`, text format), so
+//! PostgreSQL infers each one's type from where it is used, exactly as it
+//! does for PostgREST's literals; statements go out unnamed with their
+//! parameter types in one round trip (`query_typed`).
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
+use tokio_postgres::{Client, NoTls, Row};
+
+use crate::Error;
+use crate::sql::Sql;
+
+/// A parameter sent as text with type `unknown`.
+#[derive(Debug)]
+struct Untyped<'a>(&'a str);
+
+impl ToSql for Untyped<'_> {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _ty: &Type) -> Format {
+        Format::Text
+    }
+
+    to_sql_checked!();
+}
+
+/// A bounded pool of connections to one database.
+pub fn pool(config: tokio_postgres::Config, max_size: usize) -> Result<Pool, Error> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max_size)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| unavailable(&e.to_string()))
+}
+
+/// PGRST000/503: the database cannot be reached.
+pub fn unavailable(details: &str) -> Error {
+    Error::api(
+        503,
+        "PGRST000",
+        "Database connection error. Retrying the connection.",
+    )
+    .with_details(details.to_owned())
+}
+
+/// Maps a driver error: database errors keep their SQLSTATE.
+pub fn map_error(e: &tokio_postgres::Error, authenticated: bool) -> Error {
+    match e.as_db_error() {
+        Some(db) => Error::from_db(db, authenticated),
+        None => unavailable(&e.to_string()),
+    }
+}
+
+/// Runs `sql` with its parameters untyped; all rows.
+pub async fn query(client: &Client, sql: &Sql, authenticated: bool) -> Result<Vec<Row>, Error> {
+    let values: Vec<Untyped<'_>> = sql.params.iter().map(|p| Untyped(p)).collect();
+    let params: Vec<(&(dyn ToSql + Sync), Type)> = values
+        .iter()
+        .map(|v| (v as &(dyn ToSql + Sync), Type::UNKNOWN))
+        .collect();
+    client
+        .query_typed(&sql.text, &params)
+        .await
+        .map_err(|e| map_error(&e, authenticated))
+}
+
+/// The one row every main statement returns.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Total rows without range (exact count), if asked.
+    pub total: Option<i64>,
+    /// Rows in this page / affected.
+    pub page_total: i64,
+    /// The body.
+    pub body: String,
+    /// `Location` query of an inserted row.
+    pub location: Option<String>,
+    /// Rows that existed before an upsert.
+    pub existing: Option<i64>,
+    /// `response.headers` GUC (JSON array of objects).
+    pub response_headers: Option<String>,
+    /// `response.status` GUC.
+    pub response_status: Option<String>,
+}
+
+impl Outcome {
+    /// Reads the main statement's row.
+    pub fn from_row(row: &Row) -> Self {
+        Self {
+            total: row.try_get("total").ok().flatten(),
+            page_total: row.try_get("page_total").unwrap_or(0),
+            body: row
+                .try_get::<_, Option<String>>("body")
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+            location: row.try_get("location").ok().flatten(),
+            existing: row.try_get("existing").ok().flatten(),
+            response_headers: row.try_get("response_headers").ok().flatten(),
+            response_status: row.try_get("response_status").ok().flatten(),
+        }
+    }
+}

@@ -1,0 +1,732 @@
+//! From a parsed request and the schema cache to one SQL statement that
+//! builds the whole response body inside PostgreSQL, PostgREST's way:
+//! a `pgrst_source` CTE for the rows, then one row of
+//! `total, page_total, body, location, response_headers, response_status`.
+
+use crate::Error;
+use crate::grammar::{
+    Aggregate, CmpOp, Field, Filter, IsValue, JsonKey, LogicTree, Operation, OrderTerm, Quantifier,
+    SelectItem,
+};
+use crate::request::{Count, Media, Resolution};
+use crate::schema::{Function, Relation, Returns};
+use crate::sql::{Sql, array_literal, quote_ident};
+
+/// Pushes `qualifier."name"->$k::text->>idx`.
+fn push_field(sql: &mut Sql, qualifier: &str, field: &Field) {
+    sql.push(qualifier).push(".").ident(&field.name);
+    for step in &field.path {
+        sql.push(if step.as_text { "->>" } else { "->" });
+        match &step.key {
+            JsonKey::Key(k) => {
+                sql.param(k.clone()).push("::text");
+            }
+            JsonKey::Index(i) => {
+                sql.push(&i.to_string());
+            }
+        }
+    }
+}
+
+fn like_pattern(v: &str) -> String {
+    v.replace('*', "%")
+}
+
+/// Pushes one filter condition.
+pub fn push_filter(sql: &mut Sql, qualifier: &str, filter: &Filter) {
+    if filter.negated {
+        sql.push("NOT ");
+    }
+    match &filter.op {
+        Operation::Cmp(op, quant, value) => {
+            let value = match op {
+                CmpOp::Like | CmpOp::Ilike => like_pattern(value),
+                _ => value.clone(),
+            };
+            push_field(sql, qualifier, &filter.field);
+            sql.push(" ").push(op.sql()).push(" ");
+            match quant {
+                None => {
+                    sql.param(value);
+                }
+                Some(q) => {
+                    sql.push(if *q == Quantifier::Any {
+                        "ANY("
+                    } else {
+                        "ALL("
+                    })
+                    .param(value)
+                    .push(")");
+                }
+            }
+        }
+        Operation::In(items) => {
+            push_field(sql, qualifier, &filter.field);
+            sql.push(" = ANY(").param(array_literal(items)).push(")");
+        }
+        Operation::Is(v) => {
+            push_field(sql, qualifier, &filter.field);
+            sql.push(match v {
+                IsValue::Null => " IS NULL",
+                IsValue::NotNull => " IS NOT NULL",
+                IsValue::True => " IS TRUE",
+                IsValue::False => " IS FALSE",
+                IsValue::Unknown => " IS UNKNOWN",
+            });
+        }
+        Operation::Fts(op, lang, value) => {
+            push_field(sql, qualifier, &filter.field);
+            sql.push(" @@ ").push(op.function()).push("(");
+            if let Some(lang) = lang {
+                sql.param(lang.clone()).push("::regconfig, ");
+            }
+            sql.param(value.clone()).push(")");
+        }
+    }
+}
+
+fn push_logic(sql: &mut Sql, qualifier: &str, tree: &LogicTree) {
+    match tree {
+        LogicTree::Filter(f) => push_filter(sql, qualifier, f),
+        LogicTree::Expr {
+            negated,
+            or,
+            children,
+        } => {
+            if *negated {
+                sql.push("NOT ");
+            }
+            sql.push("(");
+            for (i, child) in children.iter().enumerate() {
+                if i > 0 {
+                    sql.push(if *or { " OR " } else { " AND " });
+                }
+                push_logic(sql, qualifier, child);
+            }
+            sql.push(")");
+        }
+    }
+}
+
+/// `WHERE` conditions of a request, or nothing.
+pub fn push_where(sql: &mut Sql, qualifier: &str, filters: &[Filter], logic: &[LogicTree]) {
+    let mut first = true;
+    for f in filters {
+        sql.push(if first { " WHERE " } else { " AND " });
+        first = false;
+        push_filter(sql, qualifier, f);
+    }
+    for t in logic {
+        sql.push(if first { " WHERE " } else { " AND " });
+        first = false;
+        push_logic(sql, qualifier, t);
+    }
+}
+
+fn push_order(sql: &mut Sql, qualifier: &str, order: &[OrderTerm]) -> Result<(), Error> {
+    let terms: Vec<&OrderTerm> = order.iter().collect();
+    if terms.is_empty() {
+        return Ok(());
+    }
+    sql.push(" ORDER BY ");
+    for (i, t) in terms.iter().enumerate() {
+        if t.relation.is_some() {
+            return Err(Error::api(
+                400,
+                "PGRST118",
+                "Ordering by related resources is not supported yet",
+            ));
+        }
+        if i > 0 {
+            sql.push(", ");
+        }
+        push_field(sql, qualifier, &t.field);
+        sql.push(if t.desc { " DESC" } else { " ASC" });
+        match t.nulls_first {
+            Some(true) => {
+                sql.push(" NULLS FIRST");
+            }
+            Some(false) => {
+                sql.push(" NULLS LAST");
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a `::type` written by the client: bare words (`double
+/// precision`, `int4[]`) only, so a cast can never leave its `CAST(...)`.
+fn cast_type(t: &str) -> Result<&str, Error> {
+    let core = t.trim_end_matches("[]");
+    let ok = !core.is_empty()
+        && core.split(' ').all(|w| {
+            !w.is_empty()
+                && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !w.chars().next().is_some_and(|c| c.is_ascii_digit())
+        })
+        && t[core.len()..].chars().all(|c| c == '[' || c == ']');
+    if ok {
+        Ok(t)
+    } else {
+        Err(Error::api(
+            400,
+            "PGRST100",
+            format!("invalid cast type {t:?}"),
+        ))
+    }
+}
+
+/// The select list; `Err` for embedding (not supported yet).
+fn push_projection(
+    sql: &mut Sql,
+    qualifier: &str,
+    items: &[SelectItem],
+    group_by: &mut Vec<Sql>,
+) -> Result<bool, Error> {
+    let mut has_aggregate = false;
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        match item {
+            SelectItem::Star => {
+                sql.push(qualifier).push(".*");
+                let mut g = Sql::default();
+                g.push(qualifier).push(".*");
+                group_by.push(g);
+            }
+            SelectItem::CountAll { alias, cast } => {
+                has_aggregate = true;
+                match cast {
+                    Some(c) => sql
+                        .push("CAST(pg_catalog.count(*) AS ")
+                        .push(cast_type(c)?)
+                        .push(")"),
+                    None => sql.push("pg_catalog.count(*)"),
+                };
+                sql.push(" AS ").ident(alias.as_deref().unwrap_or("count"));
+            }
+            SelectItem::Field {
+                field,
+                alias,
+                cast,
+                aggregate,
+                aggregate_cast,
+            } => {
+                let mut expr = Sql::default();
+                match cast {
+                    Some(c) => {
+                        expr.push("CAST(");
+                        push_field(&mut expr, qualifier, field);
+                        expr.push(" AS ").push(cast_type(c)?).push(")");
+                    }
+                    None => push_field(&mut expr, qualifier, field),
+                }
+                let name = match (alias, aggregate) {
+                    (Some(a), _) => a.clone(),
+                    (None, Some(agg)) => agg.sql().to_owned(),
+                    (None, None) => field.output_name(),
+                };
+                match aggregate {
+                    Some(agg) => {
+                        has_aggregate = true;
+                        let func = if *agg == Aggregate::Count {
+                            "pg_catalog.count"
+                        } else {
+                            agg.sql()
+                        };
+                        if aggregate_cast.is_some() {
+                            sql.push("CAST(");
+                        }
+                        sql.push(func).push("(").append(&expr).push(")");
+                        if let Some(c) = aggregate_cast {
+                            sql.push(" AS ").push(cast_type(c)?).push(")");
+                        }
+                    }
+                    None => {
+                        sql.append(&expr);
+                        group_by.push(expr);
+                    }
+                }
+                sql.push(" AS ").ident(&name);
+            }
+            SelectItem::Embed { name, .. } => {
+                return Err(Error::api(
+                    400,
+                    "PGRST200",
+                    format!("Resource embedding ({name}) is not supported by this data plane yet"),
+                ));
+            }
+        }
+    }
+    Ok(has_aggregate)
+}
+
+/// Reads of rows: source, filters, order and range.
+#[derive(Debug, Clone, Default)]
+pub struct ReadSpec<'a> {
+    /// `select` items.
+    pub select: Option<&'a [SelectItem]>,
+    /// Filters.
+    pub filters: &'a [Filter],
+    /// Logic trees.
+    pub logic: &'a [LogicTree],
+    /// Order.
+    pub order: &'a [OrderTerm],
+    /// LIMIT.
+    pub limit: Option<i64>,
+    /// OFFSET.
+    pub offset: i64,
+}
+
+/// Builds `SELECT <projection> FROM <from> WHERE .. ORDER BY .. LIMIT ..`
+/// and the matching count query (without range) over `from`, whose rows
+/// are named by `qualifier`.
+pub fn select_rows(from: &Sql, qualifier: &str, spec: &ReadSpec<'_>) -> Result<(Sql, Sql), Error> {
+    let mut sql = Sql::default();
+    sql.push("SELECT ");
+    let star = [SelectItem::Star];
+    let items = spec.select.unwrap_or(&star);
+    let mut group_by = Vec::new();
+    let aggregated = push_projection(&mut sql, qualifier, items, &mut group_by)?;
+    sql.push(" FROM ").append(from);
+    let mut conditions = Sql::default();
+    push_where(&mut conditions, qualifier, spec.filters, spec.logic);
+    sql.append(&conditions);
+    if aggregated && !group_by.is_empty() {
+        sql.push(" GROUP BY ");
+        for (i, g) in group_by.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.append(g);
+        }
+    }
+    push_order(&mut sql, qualifier, spec.order)?;
+    if let Some(limit) = spec.limit {
+        sql.push(&format!(" LIMIT {limit}"));
+    }
+    if spec.offset > 0 {
+        sql.push(&format!(" OFFSET {}", spec.offset));
+    }
+    let mut count = Sql::default();
+    count
+        .push("SELECT 1 FROM ")
+        .append(from)
+        .append(&conditions);
+    Ok((sql, count))
+}
+
+/// The body expression for `media`.
+fn body_expr(media: Media, scalar: bool) -> &'static str {
+    match (media, scalar) {
+        (Media::Object { strip_nulls: true }, _) => {
+            "coalesce(json_strip_nulls(json_agg(_postgrest_t)->0)::text, 'null')"
+        }
+        (Media::Object { .. }, false) => "coalesce((json_agg(_postgrest_t)->0)::text, 'null')",
+        (Media::Object { .. }, true) => {
+            "coalesce((json_agg(_postgrest_t.pgrst_scalar)->0)::text, 'null')"
+        }
+        (Media::ArrayStripped, _) => {
+            "coalesce(json_agg(json_strip_nulls(row_to_json(_postgrest_t))), '[]')::text"
+        }
+        (Media::Csv, _) => {
+            "(SELECT coalesce(string_agg(a.k, ','), '') FROM (SELECT json_object_keys(r)::text AS k FROM (SELECT row_to_json(hh) AS r FROM pgrst_source AS hh LIMIT 1) s) a) || chr(10) || coalesce(string_agg(substring(_postgrest_t::text, 2, length(_postgrest_t::text) - 2), chr(10)), '')"
+        }
+        (Media::Text | Media::Binary, _) => {
+            "coalesce(string_agg(_postgrest_t.pgrst_scalar::text, ''), '')"
+        }
+        (_, true) => "coalesce(json_agg(_postgrest_t.pgrst_scalar), '[]')::text",
+        _ => "coalesce(json_agg(_postgrest_t), '[]')::text",
+    }
+}
+
+/// What the final statement wraps and computes besides the body.
+#[derive(Debug, Default)]
+pub struct Wrap<'a> {
+    /// The `pgrst_source` query.
+    pub source: Sql,
+    /// `SELECT ... FROM pgrst_source` shaping the rows (writes with
+    /// `select=`); all columns when absent.
+    pub rows: Option<Sql>,
+    /// Rows to count for an exact total.
+    pub count: Option<Sql>,
+    /// Rows that already existed before an upsert (200 vs 201).
+    pub existing: Option<Sql>,
+    /// Primary key columns for `Location`.
+    pub location: Option<&'a [String]>,
+    /// Whether the body is built.
+    pub with_body: bool,
+    /// Rows are `pgrst_scalar` values of a function.
+    pub scalar: bool,
+}
+
+/// Wraps a `pgrst_source` query into the final one-row statement.
+pub fn wrap(w: &Wrap<'_>, media: Media) -> Sql {
+    let mut sql = Sql::default();
+    sql.push("WITH pgrst_source AS (")
+        .append(&w.source)
+        .push(") SELECT ");
+    match &w.count {
+        Some(c) => {
+            sql.push("(SELECT pg_catalog.count(*) FROM (")
+                .append(c)
+                .push(") pgrst_count)");
+        }
+        None => {
+            sql.push("NULL::bigint");
+        }
+    }
+    sql.push(" AS total, pg_catalog.count(_postgrest_t) AS page_total, ");
+    if w.with_body {
+        sql.push(body_expr(media, w.scalar));
+    } else {
+        sql.push("''");
+    }
+    sql.push(" AS body, ");
+    match w.location {
+        Some(pk) if !pk.is_empty() => {
+            sql.push("array_to_string(array_agg(concat_ws('&'");
+            for col in pk {
+                sql.push(", ")
+                    .param(format!("{col}=eq."))
+                    .push("::text || coalesce(_postgrest_t.")
+                    .ident(col)
+                    .push("::text, '')");
+            }
+            sql.push(")), ',')");
+        }
+        _ => {
+            sql.push("NULL::text");
+        }
+    }
+    sql.push(" AS location, ");
+    match &w.existing {
+        Some(e) => {
+            sql.push("(").append(e).push(")");
+        }
+        None => {
+            sql.push("NULL::bigint");
+        }
+    }
+    sql.push(
+        " AS existing, nullif(current_setting('response.headers', true), '') AS response_headers, \
+         nullif(current_setting('response.status', true), '') AS response_status FROM (",
+    );
+    match &w.rows {
+        Some(rows) => {
+            sql.append(rows);
+        }
+        None => {
+            sql.push("SELECT * FROM pgrst_source");
+        }
+    }
+    sql.push(") _postgrest_t");
+    sql
+}
+
+/// `SELECT <select> FROM pgrst_source` for shaping written rows.
+pub fn shape_rows(select: Option<&[SelectItem]>) -> Result<Option<Sql>, Error> {
+    let Some(items) = select else {
+        return Ok(None);
+    };
+    let mut sql = Sql::default();
+    sql.push("SELECT ");
+    let mut group_by = Vec::new();
+    push_projection(&mut sql, "pgrst_source", items, &mut group_by)?;
+    sql.push(" FROM pgrst_source");
+    Ok(Some(sql))
+}
+
+/// Counts payload rows whose conflict columns match an existing row.
+pub fn existing_rows(rel: &Relation, on_conflict: &[String], payload: &str) -> Sql {
+    let mut sql = Sql::default();
+    sql.push("SELECT pg_catalog.count(*) FROM ")
+        .qualified(&rel.schema, &rel.name)
+        .push(" pgrst_old, json_populate_recordset(null::")
+        .qualified(&rel.schema, &rel.name)
+        .push(", (SELECT CASE WHEN json_typeof(pgrst_p.j) = 'array' THEN pgrst_p.j ELSE json_build_array(pgrst_p.j) END FROM (SELECT ")
+        .param(payload.to_owned())
+        .push("::json AS j) pgrst_p)) pgrst_new WHERE ");
+    for (i, col) in on_conflict.iter().enumerate() {
+        if i > 0 {
+            sql.push(" AND ");
+        }
+        sql.push("pgrst_old.")
+            .ident(col)
+            .push(" = pgrst_new.")
+            .ident(col);
+    }
+    if on_conflict.is_empty() {
+        sql.push("false");
+    }
+    sql
+}
+
+/// Where mutated rows come from.
+#[derive(Debug)]
+pub struct WriteSpec<'a> {
+    /// The relation.
+    pub rel: &'a Relation,
+    /// Columns to write (from `columns` or the payload's keys).
+    pub columns: Vec<String>,
+    /// `on_conflict` columns, or the primary key.
+    pub on_conflict: Vec<String>,
+    /// Upsert behaviour.
+    pub resolution: Option<Resolution>,
+    /// `missing=default`.
+    pub missing_default: bool,
+    /// Filters of PATCH/DELETE.
+    pub filters: &'a [Filter],
+    /// Logic trees of PATCH/DELETE.
+    pub logic: &'a [LogicTree],
+}
+
+/// Every written row comes back: the body, `Location` and counts use them.
+fn returning(sql: &mut Sql, rel: &Relation) {
+    sql.push(" RETURNING ")
+        .qualified(&rel.schema, &rel.name)
+        .push(".*");
+}
+
+/// `FROM` items giving the payload's objects as rows typed like the
+/// relation, named `pgrst_row` (an object is a one-element array).
+fn push_payload_rows(sql: &mut Sql, spec: &WriteSpec<'_>, payload: &str) {
+    let rel = spec.rel;
+    sql.push(" FROM (SELECT CASE WHEN json_typeof(pgrst_p.j) = 'array' THEN pgrst_p.j ELSE json_build_array(pgrst_p.j) END AS val FROM (SELECT ")
+        .param(payload.to_owned())
+        .push("::json AS j) pgrst_p) pgrst_body");
+    if spec.missing_default {
+        sql.push(
+            ", json_array_elements(pgrst_body.val) pgrst_elem, LATERAL json_populate_record(null::",
+        )
+        .qualified(&rel.schema, &rel.name)
+        .push(", pgrst_elem) pgrst_row");
+    } else {
+        sql.push(", json_populate_recordset(null::")
+            .qualified(&rel.schema, &rel.name)
+            .push(", pgrst_body.val) pgrst_row");
+    }
+}
+
+/// `INSERT` (with `ON CONFLICT` for upserts and PUT).
+pub fn insert(spec: &WriteSpec<'_>, payload: &str) -> Sql {
+    let rel = spec.rel;
+    let mut sql = Sql::default();
+    sql.push("INSERT INTO ").qualified(&rel.schema, &rel.name);
+    if !spec.columns.is_empty() {
+        sql.push("(");
+        for (i, col) in spec.columns.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.ident(col);
+        }
+        sql.push(")");
+    }
+    // With no columns, each object inserts a row of defaults.
+    sql.push(" SELECT ");
+    for (i, col) in spec.columns.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        let default = rel.column(col).and_then(|c| c.default.as_deref());
+        match default {
+            // Keys absent from an object take the column default.
+            Some(default) if spec.missing_default => {
+                sql.push("CASE WHEN (pgrst_elem::jsonb) ? ")
+                    .param(col.clone())
+                    .push(" THEN pgrst_row.")
+                    .ident(col)
+                    .push(" ELSE ")
+                    .push(default)
+                    .push(" END");
+            }
+            _ => {
+                sql.push("pgrst_row.").ident(col);
+            }
+        }
+    }
+    push_payload_rows(&mut sql, spec, payload);
+    if let Some(res) = spec.resolution {
+        sql.push(" ON CONFLICT(");
+        for (i, col) in spec.on_conflict.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.ident(col);
+        }
+        sql.push(")");
+        if res == Resolution::IgnoreDuplicates || spec.columns.is_empty() {
+            sql.push(" DO NOTHING");
+        } else {
+            sql.push(" DO UPDATE SET ");
+            for (i, col) in spec.columns.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.ident(col).push(" = EXCLUDED.").ident(col);
+            }
+        }
+    }
+    returning(&mut sql, rel);
+    sql
+}
+
+/// `UPDATE ... SET` from the payload object.
+pub fn update(spec: &WriteSpec<'_>, payload: &str) -> Sql {
+    let rel = spec.rel;
+    let mut sql = Sql::default();
+    sql.push("UPDATE ")
+        .qualified(&rel.schema, &rel.name)
+        .push(" SET ");
+    for (i, col) in spec.columns.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.ident(col).push(" = pgrst_row.").ident(col);
+    }
+    sql.push(" FROM (SELECT * FROM json_populate_record(null::")
+        .qualified(&rel.schema, &rel.name)
+        .push(", ")
+        .param(payload.to_owned())
+        .push("::json)) pgrst_row");
+    let qualifier = format!("{}.{}", quote_ident(&rel.schema), quote_ident(&rel.name));
+    push_where(&mut sql, &qualifier, spec.filters, spec.logic);
+    returning(&mut sql, rel);
+    sql
+}
+
+/// `DELETE`.
+pub fn delete(spec: &WriteSpec<'_>) -> Sql {
+    let rel = spec.rel;
+    let mut sql = Sql::default();
+    sql.push("DELETE FROM ").qualified(&rel.schema, &rel.name);
+    let qualifier = format!("{}.{}", quote_ident(&rel.schema), quote_ident(&rel.name));
+    push_where(&mut sql, &qualifier, spec.filters, spec.logic);
+    returning(&mut sql, rel);
+    sql
+}
+
+/// How arguments reach a function.
+#[derive(Debug)]
+pub enum RpcArgs<'a> {
+    /// Each named argument's text (GET): bound untyped.
+    Text(&'a [(String, String)]),
+    /// A JSON object whose keys are arguments (POST).
+    Json {
+        /// The object.
+        payload: &'a str,
+        /// Argument names present.
+        keys: &'a [String],
+    },
+    /// The whole body as the single unnamed json/jsonb argument.
+    Single(&'a str),
+}
+
+/// `FROM` of a function call: `"s"."fn"(...)` producing rows named
+/// `pgrst_call` (composite) or a column `pgrst_scalar`.
+pub fn call(func: &Function, args: &RpcArgs<'_>) -> Sql {
+    let mut call = Sql::default();
+    call.qualified(&func.schema, &func.name).push("(");
+    let mut from_json = false;
+    match args {
+        RpcArgs::Text(pairs) => {
+            let mut first = true;
+            for arg in &func.args {
+                let values: Vec<&String> = pairs
+                    .iter()
+                    .filter(|(k, _)| *k == arg.name)
+                    .map(|(_, v)| v)
+                    .collect();
+                if values.is_empty() {
+                    continue;
+                }
+                if !first {
+                    call.push(", ");
+                }
+                first = false;
+                if arg.variadic {
+                    call.push("VARIADIC ");
+                }
+                call.ident(&arg.name).push(" := ");
+                if arg.variadic || arg.type_name.ends_with("[]") && values.len() > 1 {
+                    let items: Vec<String> = values.iter().map(|v| (*v).clone()).collect();
+                    call.param(array_literal(&items));
+                } else {
+                    call.param(values[values.len() - 1].clone());
+                }
+            }
+        }
+        RpcArgs::Json { keys, .. } => {
+            from_json = true;
+            let mut first = true;
+            for arg in &func.args {
+                if !keys.contains(&arg.name) {
+                    continue;
+                }
+                if !first {
+                    call.push(", ");
+                }
+                first = false;
+                if arg.variadic {
+                    call.push("VARIADIC ");
+                }
+                call.ident(&arg.name)
+                    .push(" := pgrst_args.")
+                    .ident(&arg.name);
+            }
+        }
+        RpcArgs::Single(payload) => {
+            call.param((*payload).to_owned());
+            let t = func.args.first().map_or("json", |a| a.type_name.as_str());
+            call.push("::")
+                .push(if t == "jsonb" { "jsonb" } else { "json" });
+        }
+    }
+    call.push(")");
+
+    let mut from = Sql::default();
+    if from_json && let RpcArgs::Json { payload, keys } = args {
+        from.push("json_to_record(")
+            .param((*payload).to_owned())
+            .push("::json) AS pgrst_args(");
+        let mut first = true;
+        for arg in &func.args {
+            if !keys.contains(&arg.name) {
+                continue;
+            }
+            if !first {
+                from.push(", ");
+            }
+            first = false;
+            from.ident(&arg.name).push(" ").push(&arg.type_name);
+        }
+        from.push("), LATERAL ");
+    }
+    match func.returns {
+        Returns::Composite(_) => {
+            from.append(&call).push(" pgrst_call");
+        }
+        _ => {
+            // Scalars become a one-column relation.
+            let mut sub = Sql::default();
+            if func.returns_set {
+                sub.append(&call).push(" pgrst_call(pgrst_scalar)");
+            } else {
+                sub.push("(SELECT ")
+                    .append(&call)
+                    .push(" AS pgrst_scalar) pgrst_call");
+            }
+            from.append(&sub);
+        }
+    }
+    from
+}
+
+/// The count expression a `Prefer: count=` asks for; only exact is
+/// computed in SQL, the others through `EXPLAIN`.
+pub fn wants_exact_count(count: Option<Count>) -> bool {
+    matches!(count, Some(Count::Exact))
+}

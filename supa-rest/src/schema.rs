@@ -1,0 +1,362 @@
+//! The schema cache: what PostgREST knows about a database before it plans
+//! a request. Loaded with a few catalog queries, swapped whole on reload.
+
+use std::collections::HashMap;
+
+use tokio_postgres::Client;
+
+use crate::Error;
+
+/// A column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// Name.
+    pub name: String,
+    /// `format_type` of its type (`integer`, `character varying(20)`).
+    pub type_name: String,
+    /// Whether NULL is allowed.
+    pub nullable: bool,
+    /// Default expression.
+    pub default: Option<String>,
+    /// Whether its type is json or jsonb.
+    pub is_json: bool,
+}
+
+/// A table, view, materialized view or foreign table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relation {
+    /// Schema.
+    pub schema: String,
+    /// Name.
+    pub name: String,
+    /// Columns in order.
+    pub columns: Vec<Column>,
+    /// Primary key columns (views: those of their single base table).
+    pub primary_key: Vec<String>,
+    /// Whether it is a view of any kind.
+    pub is_view: bool,
+    /// Whether INSERT is possible.
+    pub insertable: bool,
+}
+
+impl Relation {
+    /// A column by name.
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+/// A function argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arg {
+    /// Name (may be empty for unnamed arguments).
+    pub name: String,
+    /// `format_type` of its type.
+    pub type_name: String,
+    /// Whether it has a default.
+    pub has_default: bool,
+    /// `VARIADIC`.
+    pub variadic: bool,
+}
+
+/// What a function returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Returns {
+    /// A scalar type (`format_type`), including domains and arrays.
+    Scalar(String),
+    /// A row type of a relation `(schema, name)`, or a `RETURNS TABLE`/OUT
+    /// record (`None`).
+    Composite(Option<(String, String)>),
+    /// `void`.
+    Void,
+}
+
+/// A function callable through `/rpc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Function {
+    /// Schema.
+    pub schema: String,
+    /// Name.
+    pub name: String,
+    /// IN and INOUT arguments in order.
+    pub args: Vec<Arg>,
+    /// Result.
+    pub returns: Returns,
+    /// `SETOF`.
+    pub returns_set: bool,
+    /// `i`, `s` or `v`.
+    pub volatility: char,
+}
+
+impl Function {
+    /// Whether it may run in a read-only transaction.
+    pub fn is_read_only(&self) -> bool {
+        self.volatility != 'v'
+    }
+}
+
+/// A foreign key, kept for resource embedding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    /// Constraint name.
+    pub name: String,
+    /// Referencing relation.
+    pub from: (String, String),
+    /// Its columns.
+    pub from_columns: Vec<String>,
+    /// Referenced relation.
+    pub to: (String, String),
+    /// Referenced columns.
+    pub to_columns: Vec<String>,
+}
+
+/// Everything known about the exposed schemas.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaCache {
+    /// Relations by (schema, name).
+    pub relations: HashMap<(String, String), Relation>,
+    /// Functions by (schema, name); overloads share a key.
+    pub functions: HashMap<(String, String), Vec<Function>>,
+    /// Foreign keys.
+    pub foreign_keys: Vec<ForeignKey>,
+}
+
+impl SchemaCache {
+    /// A relation.
+    pub fn relation(&self, schema: &str, name: &str) -> Option<&Relation> {
+        self.relations.get(&(schema.to_owned(), name.to_owned()))
+    }
+
+    /// A function's overloads.
+    pub fn functions(&self, schema: &str, name: &str) -> &[Function] {
+        self.functions
+            .get(&(schema.to_owned(), name.to_owned()))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Loads the cache for `schemas`.
+    pub async fn load(client: &Client, schemas: &[String]) -> Result<Self, Error> {
+        let db = |e: tokio_postgres::Error| match e.as_db_error() {
+            Some(d) => Error::from_db(d, true),
+            None => Error::api(
+                503,
+                "PGRST002",
+                "Could not query the database for the schema cache. Retrying.",
+            )
+            .with_details(e.to_string()),
+        };
+        let schemas: Vec<&str> = schemas.iter().map(String::as_str).collect();
+        let mut cache = SchemaCache::default();
+
+        let rows = client.query(RELATIONS_SQL, &[&schemas]).await.map_err(db)?;
+        for row in rows {
+            let schema: String = row.get("schema");
+            let name: String = row.get("name");
+            let kind: i8 = row.get("kind");
+            let kind = kind as u8 as char;
+            let insertable: bool = row.get("insertable");
+            cache.relations.insert(
+                (schema.clone(), name.clone()),
+                Relation {
+                    schema,
+                    name,
+                    columns: Vec::new(),
+                    primary_key: Vec::new(),
+                    is_view: matches!(kind, 'v' | 'm'),
+                    insertable,
+                },
+            );
+        }
+
+        for row in client.query(COLUMNS_SQL, &[&schemas]).await.map_err(db)? {
+            let key = (
+                row.get::<_, String>("schema"),
+                row.get::<_, String>("table"),
+            );
+            if let Some(rel) = cache.relations.get_mut(&key) {
+                rel.columns.push(Column {
+                    name: row.get("name"),
+                    type_name: row.get("type_name"),
+                    nullable: row.get("nullable"),
+                    default: row.get("default"),
+                    is_json: row.get("is_json"),
+                });
+            }
+        }
+
+        for row in client
+            .query(PRIMARY_KEYS_SQL, &[&schemas])
+            .await
+            .map_err(db)?
+        {
+            let key = (
+                row.get::<_, String>("schema"),
+                row.get::<_, String>("table"),
+            );
+            let cols: Vec<String> = row.get("columns");
+            if let Some(rel) = cache.relations.get_mut(&key) {
+                rel.primary_key = cols;
+            }
+        }
+
+        for row in client
+            .query(FOREIGN_KEYS_SQL, &[&schemas])
+            .await
+            .map_err(db)?
+        {
+            cache.foreign_keys.push(ForeignKey {
+                name: row.get("name"),
+                from: (row.get("from_schema"), row.get("from_table")),
+                from_columns: row.get("from_columns"),
+                to: (row.get("to_schema"), row.get("to_table")),
+                to_columns: row.get("to_columns"),
+            });
+        }
+
+        for row in client.query(FUNCTIONS_SQL, &[&schemas]).await.map_err(db)? {
+            let schema: String = row.get("schema");
+            let name: String = row.get("name");
+            let names: Vec<String> = row.get("arg_names");
+            let types: Vec<String> = row.get("arg_types");
+            let modes: Vec<String> = row.get("arg_modes");
+            let n_defaults: i16 = row.get("n_defaults");
+            let variadic: bool = row.get("variadic");
+            // IN/INOUT/VARIADIC arguments are the callable ones.
+            let mut args: Vec<Arg> = names
+                .iter()
+                .zip(&types)
+                .zip(&modes)
+                .filter(|((_, _), m)| matches!(m.as_str(), "i" | "b" | "v"))
+                .map(|((n, t), m)| Arg {
+                    name: n.clone(),
+                    type_name: t.clone(),
+                    has_default: false,
+                    variadic: m == "v",
+                })
+                .collect();
+            let first_default = args.len().saturating_sub(n_defaults as usize);
+            for a in args.iter_mut().skip(first_default) {
+                a.has_default = true;
+            }
+            if variadic && let Some(last) = args.last_mut() {
+                last.variadic = true;
+            }
+            let ret_kind: String = row.get("ret_kind");
+            let returns = match ret_kind.as_str() {
+                "void" => Returns::Void,
+                "composite" => Returns::Composite(
+                    row.get::<_, Option<String>>("ret_rel_schema")
+                        .zip(row.get::<_, Option<String>>("ret_rel_name")),
+                ),
+                "record" => Returns::Composite(None),
+                _ => Returns::Scalar(row.get("ret_type")),
+            };
+            let volatility: i8 = row.get("volatility");
+            cache
+                .functions
+                .entry((schema.clone(), name.clone()))
+                .or_default()
+                .push(Function {
+                    schema,
+                    name,
+                    args,
+                    returns,
+                    returns_set: row.get("returns_set"),
+                    volatility: volatility as u8 as char,
+                });
+        }
+        Ok(cache)
+    }
+}
+
+const RELATIONS_SQL: &str = "
+SELECT n.nspname::text AS schema, c.relname::text AS name, c.relkind::\"char\" AS kind,
+       (c.relkind IN ('r', 'p', 'f') OR (pg_relation_is_updatable(c.oid::regclass, true) & 8) = 8) AS insertable
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'v', 'm', 'f', 'p')";
+
+const COLUMNS_SQL: &str = "
+SELECT n.nspname::text AS schema, c.relname::text AS table, a.attname::text AS name,
+       format_type(a.atttypid, a.atttypmod) AS type_name,
+       NOT a.attnotnull AS nullable,
+       pg_get_expr(d.adbin, d.adrelid) AS default,
+       coalesce(bt.typname, t.typname) IN ('json', 'jsonb') AS is_json
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'v', 'm', 'f', 'p')
+  AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY n.nspname, c.relname, a.attnum";
+
+// Tables' primary keys, and for views the primary key of the one table
+// they select from when the view exposes all of its columns by name.
+const PRIMARY_KEYS_SQL: &str = "
+WITH pks AS (
+  SELECT c.oid AS relid, array_agg(a.attname::text ORDER BY array_position(con.conkey, a.attnum)) AS columns
+  FROM pg_constraint con
+  JOIN pg_class c ON c.oid = con.conrelid
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(con.conkey)
+  WHERE con.contype = 'p'
+  GROUP BY c.oid
+),
+view_bases AS (
+  SELECT DISTINCT v.oid AS view_oid, d.refobjid AS base_oid
+  FROM pg_class v
+  JOIN pg_rewrite r ON r.ev_class = v.oid
+  JOIN pg_depend d ON d.objid = r.oid AND d.classid = 'pg_rewrite'::regclass
+       AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
+  JOIN pg_class b ON b.oid = d.refobjid AND b.relkind IN ('r', 'p', 'v', 'f')
+  WHERE v.relkind IN ('v', 'm')
+),
+single_base AS (
+  SELECT view_oid, min(base_oid::text)::oid AS base_oid FROM view_bases GROUP BY view_oid HAVING count(*) = 1
+)
+SELECT n.nspname::text AS schema, c.relname::text AS table, p.columns
+FROM pks p JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY($1)
+UNION ALL
+SELECT n.nspname::text, v.relname::text, p.columns
+FROM single_base s
+JOIN pks p ON p.relid = s.base_oid
+JOIN pg_class v ON v.oid = s.view_oid
+JOIN pg_namespace n ON n.oid = v.relnamespace
+WHERE n.nspname = ANY($1)
+  AND (SELECT count(*) FROM pg_attribute va WHERE va.attrelid = v.oid AND va.attname::text = ANY(p.columns)) = cardinality(p.columns)";
+
+const FOREIGN_KEYS_SQL: &str = "
+SELECT con.conname::text AS name,
+       fn.nspname::text AS from_schema, fc.relname::text AS from_table,
+       ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i) AS from_columns,
+       tn.nspname::text AS to_schema, tc.relname::text AS to_table,
+       ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i) AS to_columns
+FROM pg_constraint con
+JOIN pg_class fc ON fc.oid = con.conrelid JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+JOIN pg_class tc ON tc.oid = con.confrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+WHERE con.contype = 'f' AND (fn.nspname = ANY($1) OR tn.nspname = ANY($1))";
+
+const FUNCTIONS_SQL: &str = "
+SELECT n.nspname::text AS schema, p.proname::text AS name,
+       coalesce(p.proargnames, array_fill(''::text, ARRAY[coalesce(array_length(p.proallargtypes, 1), p.pronargs)]))::text[] AS arg_names,
+       ARRAY(SELECT format_type(t, NULL) FROM unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) t) AS arg_types,
+       coalesce(p.proargmodes::text[], array_fill('i'::text, ARRAY[p.pronargs::int])) AS arg_modes,
+       p.pronargdefaults AS n_defaults,
+       p.provariadic <> 0 AS variadic,
+       p.proretset AS returns_set,
+       p.provolatile::\"char\" AS volatility,
+       format_type(p.prorettype, NULL) AS ret_type,
+       CASE WHEN p.prorettype = 'void'::regtype THEN 'void'
+            WHEN p.prorettype = 'record'::regtype THEN 'record'
+            WHEN rt.typrelid <> 0 THEN 'composite'
+            ELSE 'scalar' END AS ret_kind,
+       rn.nspname::text AS ret_rel_schema, rc.relname::text AS ret_rel_name
+FROM pg_proc p
+JOIN pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_type rt ON rt.oid = p.prorettype
+LEFT JOIN pg_class rc ON rc.oid = rt.typrelid
+LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+WHERE n.nspname = ANY($1) AND p.prokind = 'f'";

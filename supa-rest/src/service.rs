@@ -1,0 +1,1370 @@
+//! One served database: its settings, pool and schema cache, and the
+//! request handler that ties parsing, planning and the transaction together.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::body::{Body, Bytes};
+use axum::http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header,
+};
+use deadpool_postgres::Pool;
+use serde_json::Value;
+use supa_keys::JwtKey;
+
+use crate::Error;
+use crate::config::RestConfig;
+use crate::db::{self, Outcome};
+use crate::grammar::{Filter, SelectItem};
+use crate::plan::{self, ReadSpec, RpcArgs, Wrap, WriteSpec};
+use crate::request::{self, Count, Media, Prefer, QueryParams, Resolution, Return, Target};
+use crate::schema::{Function, Relation, Returns, SchemaCache};
+use crate::sql::{Sql, quote_ident};
+
+/// The largest request body accepted (PostgREST has no limit of its own;
+/// proxies usually set one).
+const BODY_LIMIT: usize = 64 << 20;
+
+/// Who is asking.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// Verify `Authorization: Bearer` with the configured secret, as
+    /// PostgREST does (standalone `supa-rest`).
+    Header,
+    /// Claims already verified by the gateway.
+    Claims(Value),
+}
+
+/// One database served PostgREST's way.
+#[derive(Debug)]
+pub struct Service {
+    config: RestConfig,
+    pool: Pool,
+    jwt_key: Option<JwtKey>,
+    cache: Mutex<Option<Arc<SchemaCache>>>,
+    last_used: AtomicU64,
+}
+
+struct Context {
+    schema: String,
+    role: String,
+    claims: String,
+    authenticated: bool,
+    profile_header: bool,
+}
+
+impl Service {
+    /// A service over `pool` with `config`.
+    pub fn new(config: RestConfig, pool: Pool) -> Result<Self, Error> {
+        let jwt_key = match &config.jwt_secret {
+            Some(s) => Some(JwtKey::new(s.expose().as_bytes()).map_err(|e| {
+                Error::api(500, "PGRST300", "Server lacks JWT secret").with_details(e.to_string())
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            config,
+            pool,
+            jwt_key,
+            cache: Mutex::new(None),
+            last_used: AtomicU64::new(supa_keys::unix_now() as u64),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RestConfig {
+        &self.config
+    }
+
+    /// Seconds since the epoch of the last request.
+    pub fn last_used(&self) -> u64 {
+        self.last_used.load(Ordering::Relaxed)
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Forgets the schema cache; the next request loads it again.
+    pub fn invalidate_schema(&self) {
+        *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// The schema cache, loaded on first use.
+    pub async fn schema(&self) -> Result<Arc<SchemaCache>, Error> {
+        if let Some(c) = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
+            return Ok(c);
+        }
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| db::unavailable(&e.to_string()))?;
+        let loaded = Arc::new(SchemaCache::load(&client, &self.config.schemas).await?);
+        *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = Some(loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, request: Request<Body>, auth: Auth) -> Response<Body> {
+        self.last_used
+            .store(supa_keys::unix_now() as u64, Ordering::Relaxed);
+        let (parts, body) = request.into_parts();
+        let head = parts.method == Method::HEAD;
+        let result = match axum::body::to_bytes(body, BODY_LIMIT).await {
+            Ok(bytes) => self.respond(&parts, bytes, auth).await,
+            Err(_) => Err(Error::api(413, "PGRST102", "Request body too large")),
+        };
+        let mut response = match result {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        };
+        if head {
+            *response.body_mut() = Body::empty();
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+        }
+        response
+    }
+
+    async fn respond(
+        &self,
+        parts: &axum::http::request::Parts,
+        body: Bytes,
+        auth: Auth,
+    ) -> Result<Response<Body>, Error> {
+        let target = target(parts.uri.path())?;
+        let method = parts.method.clone();
+        let headers = &parts.headers;
+        let ctx = self.context(&method, headers, auth)?;
+        let prefer = Prefer::parse(
+            headers
+                .get_all("prefer")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        if prefer.strict && !prefer.invalid.is_empty() {
+            return Err(Error::api(
+                400,
+                "PGRST122",
+                "Invalid preferences given with handling=strict",
+            )
+            .with_details(format!(
+                "Invalid preferences: {}",
+                prefer.invalid.join(", ")
+            )));
+        }
+        let pairs = request::decode_query(parts.uri.query().unwrap_or(""));
+        let cache = self.schema().await?;
+        if method == Method::OPTIONS {
+            return Ok(options_response(&target));
+        }
+        match target {
+            Target::Root => Err(Error::api(
+                406,
+                "PGRST107",
+                "None of these media types are available: application/openapi+json",
+            )),
+            Target::Relation(name) => {
+                let rel = cache.relation(&ctx.schema, &name).ok_or_else(|| {
+                    Error::api(
+                        404,
+                        "PGRST205",
+                        format!(
+                            "Could not find the table '{}.{name}' in the schema cache",
+                            ctx.schema
+                        ),
+                    )
+                })?;
+                self.relation(&method, headers, &ctx, &prefer, &pairs, rel, &body)
+                    .await
+            }
+            Target::Rpc(name) => {
+                self.rpc(
+                    &method, headers, &ctx, &prefer, &pairs, &cache, &name, &body,
+                )
+                .await
+            }
+        }
+    }
+
+    fn context(&self, method: &Method, headers: &HeaderMap, auth: Auth) -> Result<Context, Error> {
+        let profile_name = if matches!(*method, Method::GET | Method::HEAD) {
+            "accept-profile"
+        } else {
+            "content-profile"
+        };
+        let requested = headers.get(profile_name).and_then(|v| v.to_str().ok());
+        let schema = match requested {
+            Some(s) => {
+                if !self.config.schemas.iter().any(|x| x == s) {
+                    return Err(
+                        Error::api(406, "PGRST106", "Invalid schema: ".to_owned() + s).with_hint(
+                            format!(
+                                "Only the following schemas are exposed: {}",
+                                self.config.schemas.join(", ")
+                            ),
+                        ),
+                    );
+                }
+                s.to_owned()
+            }
+            None => self.config.schemas[0].clone(),
+        };
+        let claims = match auth {
+            Auth::Claims(c) => Some(c),
+            Auth::Header => self.verify_header(headers)?,
+        };
+        let authenticated = claims.is_some();
+        let role = claims
+            .as_ref()
+            .and_then(|c| c.get("role"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| self.config.anon_role.clone())
+            .ok_or_else(|| Error::api(401, "PGRST302", "Anonymous access is disabled"))?;
+        let claims = match claims {
+            Some(c) => c.to_string(),
+            None => serde_json::json!({ "role": role }).to_string(),
+        };
+        Ok(Context {
+            schema,
+            role,
+            claims,
+            authenticated,
+            profile_header: self.config.schemas.len() > 1,
+        })
+    }
+
+    fn verify_header(&self, headers: &HeaderMap) -> Result<Option<Value>, Error> {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Ok(None);
+        };
+        let value = value.to_str().unwrap_or("");
+        let Some((scheme, token)) = value.split_once(' ') else {
+            return Ok(None);
+        };
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Ok(None);
+        }
+        let token = token.trim();
+        let Some(key) = &self.jwt_key else {
+            return Err(Error::api(500, "PGRST300", "Server lacks JWT secret"));
+        };
+        match supa_keys::verify(key, token, supa_keys::unix_now()) {
+            Ok(claims) => Ok(Some(Value::Object(claims.as_map().clone()))),
+            Err(e) => {
+                let code = if e.pgrst_code() == Some("PGRST303") {
+                    "PGRST303"
+                } else {
+                    "PGRST301"
+                };
+                Err(Error::api(401, code, e.to_string()))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn relation(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        ctx: &Context,
+        prefer: &Prefer,
+        pairs: &[(String, String)],
+        rel: &Relation,
+        body: &Bytes,
+    ) -> Result<Response<Body>, Error> {
+        let q = QueryParams::parse(pairs, &[])?;
+        let qualifier = format!("{}.{}", quote_ident(&rel.schema), quote_ident(&rel.name));
+        let mut from = Sql::default();
+        from.qualified(&rel.schema, &rel.name);
+        match *method {
+            Method::GET | Method::HEAD => {
+                let media = request::negotiate(
+                    header_str(headers, "accept"),
+                    &[
+                        Media::Json,
+                        Media::Csv,
+                        Media::Object { strip_nulls: false },
+                        Media::Object { strip_nulls: true },
+                        Media::ArrayStripped,
+                    ],
+                )?;
+                let (offset, limit) = self.range(headers, &q)?;
+                let spec = ReadSpec {
+                    select: q.select.as_deref(),
+                    filters: &q.filters,
+                    logic: &q.logic,
+                    order: &q.order,
+                    limit,
+                    offset,
+                };
+                let (rows, count) = plan::select_rows(&from, &qualifier, &spec)?;
+                let exact = prefer.count == Some(Count::Exact);
+                let w = Wrap {
+                    source: rows,
+                    count: exact.then_some(count),
+                    with_body: true,
+                    ..Wrap::default()
+                };
+                let statement = plan::wrap(&w, media);
+                let outcome = self
+                    .run(ctx, method, headers, &statement, true, prefer, |o| {
+                        singular_check(media, o)
+                    })
+                    .await?;
+                read_response(ctx, prefer, media, &outcome, offset, method == Method::HEAD)
+            }
+            Method::POST => {
+                self.insert(headers, ctx, prefer, &q, rel, body, false)
+                    .await
+            }
+            Method::PUT => self.insert(headers, ctx, prefer, &q, rel, body, true).await,
+            Method::PATCH => self.update(headers, ctx, prefer, &q, rel, body).await,
+            Method::DELETE => self.delete(headers, ctx, prefer, &q, rel).await,
+            _ => Err(Error::api(
+                405,
+                "PGRST117",
+                format!("Unsupported HTTP method: {method}"),
+            )),
+        }
+    }
+
+    /// `offset` and `limit` from the query and the `Range` header.
+    fn range(&self, headers: &HeaderMap, q: &QueryParams) -> Result<(i64, Option<i64>), Error> {
+        let mut offset = q.offset.unwrap_or(0);
+        let mut limit = q.limit;
+        if let Some((start, end)) = header_str(headers, "range").and_then(request::parse_range) {
+            if let Some(end) = end
+                && end < start
+            {
+                return Err(Error::api(416, "PGRST103", "Requested range not satisfiable")
+                    .with_details(format!("The lower boundary must be lower than or equal to the upper boundary in the Range header.")));
+            }
+            offset += start;
+            if let Some(end) = end {
+                let n = end - start + 1;
+                limit = Some(limit.map_or(n, |l| l.min(n)));
+            }
+        }
+        if let Some(max) = self.config.max_rows {
+            limit = Some(limit.map_or(max, |l| l.min(max)));
+        }
+        if limit.is_some_and(|l| l < 0) || offset < 0 {
+            return Err(Error::api(
+                416,
+                "PGRST103",
+                "Requested range not satisfiable",
+            ));
+        }
+        Ok((offset, limit))
+    }
+
+    fn write_media(&self, headers: &HeaderMap) -> Result<Media, Error> {
+        request::negotiate(
+            header_str(headers, "accept"),
+            &[
+                Media::Json,
+                Media::Csv,
+                Media::Object { strip_nulls: false },
+                Media::Object { strip_nulls: true },
+                Media::ArrayStripped,
+            ],
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert(
+        &self,
+        headers: &HeaderMap,
+        ctx: &Context,
+        prefer: &Prefer,
+        q: &QueryParams,
+        rel: &Relation,
+        body: &Bytes,
+        put: bool,
+    ) -> Result<Response<Body>, Error> {
+        let media = self.write_media(headers)?;
+        let payload = payload_json(headers, body)?;
+        let keys = payload_keys(&payload)?;
+        let columns = match &q.columns {
+            Some(c) => c.clone(),
+            None => keys,
+        };
+        for c in &columns {
+            if rel.column(c).is_none() {
+                return Err(Error::api(
+                    400,
+                    "PGRST204",
+                    format!(
+                        "Could not find the '{c}' column of '{}' in the schema cache",
+                        rel.name
+                    ),
+                ));
+            }
+        }
+        let (resolution, on_conflict) = if put {
+            put_checks(rel, q, &payload)?;
+            (Some(Resolution::MergeDuplicates), rel.primary_key.clone())
+        } else {
+            (
+                prefer.resolution,
+                q.on_conflict
+                    .clone()
+                    .unwrap_or_else(|| rel.primary_key.clone()),
+            )
+        };
+        let spec = WriteSpec {
+            rel,
+            columns,
+            on_conflict: on_conflict.clone(),
+            resolution,
+            missing_default: prefer.missing_default,
+            filters: &[],
+            logic: &[],
+        };
+        let text = payload.to_string();
+        let ret = prefer.ret.unwrap_or(Return::Minimal);
+        let w = Wrap {
+            source: plan::insert(&spec, &text),
+            rows: plan::shape_rows(q.select.as_deref())?,
+            count: None,
+            existing: resolution.map(|_| plan::existing_rows(rel, &on_conflict, &text)),
+            location: Some(&rel.primary_key),
+            with_body: ret == Return::Representation,
+            scalar: false,
+        };
+        let statement = plan::wrap(&w, media);
+        let outcome = self
+            .run(
+                ctx,
+                &Method::POST,
+                headers,
+                &statement,
+                false,
+                prefer,
+                |o| {
+                    max_affected(prefer, o)?;
+                    singular_check(media, o)
+                },
+            )
+            .await?;
+        // An upsert where every row already existed is a 200; PUT without
+        // a representation is a 204.
+        let all_existed = resolution == Some(Resolution::MergeDuplicates)
+            && outcome.page_total > 0
+            && outcome.existing.unwrap_or(0) >= outcome.page_total;
+        let status = match (put, ret) {
+            (true, Return::Minimal) => 204,
+            _ if all_existed => 200,
+            _ => 201,
+        };
+        let mut b = ResponseBuilder::new(status);
+        b.range(
+            None,
+            outcome.page_total,
+            prefer.count.and(outcome.total),
+            true,
+        );
+        if prefer.count.is_some() {
+            b.content_range = Some(format!("*/{}", outcome.page_total));
+        }
+        if ret == Return::HeadersOnly
+            && !rel.primary_key.is_empty()
+            && outcome.page_total == 1
+            && let Some(loc) = &outcome.location
+        {
+            b.header("location", &format!("/{}?{loc}", rel.name));
+        }
+        b.applied(prefer, ctx, Some(ret), true);
+        if ret == Return::Representation {
+            b.body(media, outcome.body.clone());
+        }
+        b.finish(&outcome)
+    }
+
+    async fn update(
+        &self,
+        headers: &HeaderMap,
+        ctx: &Context,
+        prefer: &Prefer,
+        q: &QueryParams,
+        rel: &Relation,
+        body: &Bytes,
+    ) -> Result<Response<Body>, Error> {
+        let media = self.write_media(headers)?;
+        let payload = payload_json(headers, body)?;
+        if payload.is_array() {
+            return Err(Error::api(
+                400,
+                "PGRST102",
+                "Invalid body: expected a JSON object for PATCH",
+            ));
+        }
+        let columns = match &q.columns {
+            Some(c) => c.clone(),
+            None => payload_keys(&payload)?,
+        };
+        for c in &columns {
+            if rel.column(c).is_none() {
+                return Err(Error::api(
+                    400,
+                    "PGRST204",
+                    format!(
+                        "Could not find the '{c}' column of '{}' in the schema cache",
+                        rel.name
+                    ),
+                ));
+            }
+        }
+        let ret = prefer.ret.unwrap_or(Return::Minimal);
+        if columns.is_empty() {
+            // Nothing to set: PostgREST answers without touching the table.
+            let mut b = ResponseBuilder::new(if ret == Return::Representation {
+                200
+            } else {
+                204
+            });
+            b.content_range = Some("*/*".to_owned());
+            b.applied(prefer, ctx, Some(ret), true);
+            if ret == Return::Representation {
+                b.body(
+                    media,
+                    if media.is_singular() {
+                        "null".into()
+                    } else {
+                        "[]".into()
+                    },
+                );
+            }
+            return b.finish(&Outcome::default());
+        }
+        let spec = WriteSpec {
+            rel,
+            columns,
+            on_conflict: Vec::new(),
+            resolution: None,
+            missing_default: false,
+            filters: &q.filters,
+            logic: &q.logic,
+        };
+        let w = Wrap {
+            source: plan::update(&spec, &payload.to_string()),
+            rows: plan::shape_rows(q.select.as_deref())?,
+            with_body: ret == Return::Representation,
+            ..Wrap::default()
+        };
+        let statement = plan::wrap(&w, media);
+        let outcome = self
+            .run(
+                ctx,
+                &Method::PATCH,
+                headers,
+                &statement,
+                false,
+                prefer,
+                |o| {
+                    max_affected(prefer, o)?;
+                    singular_check(media, o)
+                },
+            )
+            .await?;
+        let mut b = ResponseBuilder::new(if ret == Return::Representation {
+            200
+        } else {
+            204
+        });
+        b.content_range = Some(if outcome.page_total > 0 {
+            format!(
+                "0-{}/{}",
+                outcome.page_total - 1,
+                count_text(prefer, outcome.page_total)
+            )
+        } else {
+            format!("*/{}", count_text(prefer, 0))
+        });
+        b.applied(prefer, ctx, Some(ret), true);
+        if ret == Return::Representation {
+            b.body(media, outcome.body.clone());
+        }
+        b.finish(&outcome)
+    }
+
+    async fn delete(
+        &self,
+        headers: &HeaderMap,
+        ctx: &Context,
+        prefer: &Prefer,
+        q: &QueryParams,
+        rel: &Relation,
+    ) -> Result<Response<Body>, Error> {
+        let media = self.write_media(headers)?;
+        let ret = prefer.ret.unwrap_or(Return::Minimal);
+        let spec = WriteSpec {
+            rel,
+            columns: Vec::new(),
+            on_conflict: Vec::new(),
+            resolution: None,
+            missing_default: false,
+            filters: &q.filters,
+            logic: &q.logic,
+        };
+        let w = Wrap {
+            source: plan::delete(&spec),
+            rows: plan::shape_rows(q.select.as_deref())?,
+            with_body: ret == Return::Representation,
+            ..Wrap::default()
+        };
+        let statement = plan::wrap(&w, media);
+        let outcome = self
+            .run(
+                ctx,
+                &Method::DELETE,
+                headers,
+                &statement,
+                false,
+                prefer,
+                |o| {
+                    max_affected(prefer, o)?;
+                    singular_check(media, o)
+                },
+            )
+            .await?;
+        let mut b = ResponseBuilder::new(if ret == Return::Representation {
+            200
+        } else {
+            204
+        });
+        b.content_range = Some(format!("*/{}", count_text(prefer, outcome.page_total)));
+        b.applied(prefer, ctx, Some(ret), true);
+        if ret == Return::Representation {
+            b.body(media, outcome.body.clone());
+        }
+        b.finish(&outcome)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn rpc(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        ctx: &Context,
+        prefer: &Prefer,
+        pairs: &[(String, String)],
+        cache: &SchemaCache,
+        name: &str,
+        body: &Bytes,
+    ) -> Result<Response<Body>, Error> {
+        let overloads = cache.functions(&ctx.schema, name);
+        let read = matches!(*method, Method::GET | Method::HEAD);
+        if !read && *method != Method::POST {
+            return Err(Error::api(
+                405,
+                "PGRST101",
+                "Only GET, HEAD and POST are allowed for RPC",
+            ));
+        }
+        // Argument names given: query keys (GET) or body keys (POST).
+        let (payload, given): (Option<Value>, Vec<String>) = if read {
+            let reserved = [
+                "select",
+                "order",
+                "limit",
+                "offset",
+                "and",
+                "or",
+                "not.and",
+                "not.or",
+                "columns",
+                "on_conflict",
+            ];
+            let arg_names: Vec<&String> = overloads
+                .iter()
+                .flat_map(|f| f.args.iter().map(|a| &a.name))
+                .collect();
+            let given = pairs
+                .iter()
+                .map(|(k, _)| k)
+                .filter(|k| !reserved.contains(&k.as_str()) && arg_names.contains(k))
+                .cloned()
+                .collect();
+            (None, given)
+        } else {
+            let payload = if body.iter().all(u8::is_ascii_whitespace) {
+                Value::Object(Default::default())
+            } else {
+                payload_json(headers, body)?
+            };
+            let given = match &payload {
+                Value::Object(m) if !prefer.single_object => m.keys().cloned().collect(),
+                _ => Vec::new(),
+            };
+            (Some(payload), given)
+        };
+        let func = choose_function(overloads, &given, payload.as_ref(), prefer.single_object)
+            .ok_or_else(|| function_not_found(&ctx.schema, name, &given))?;
+        let args_owned: Vec<(String, String)>;
+        let text_payload;
+        let single_json = payload.is_some()
+            && (prefer.single_object || (func.args.len() == 1 && func.args[0].name.is_empty()));
+        let args = if read {
+            args_owned = pairs
+                .iter()
+                .filter(|(k, _)| func.args.iter().any(|a| &a.name == k))
+                .cloned()
+                .collect();
+            RpcArgs::Text(&args_owned)
+        } else if single_json {
+            text_payload = payload.as_ref().map(Value::to_string).unwrap_or_default();
+            RpcArgs::Single(&text_payload)
+        } else {
+            text_payload = payload.as_ref().map(Value::to_string).unwrap_or_default();
+            RpcArgs::Json {
+                payload: &text_payload,
+                keys: &given,
+            }
+        };
+        let arg_names: Vec<String> = func.args.iter().map(|a| a.name.clone()).collect();
+        let q = QueryParams::parse(pairs, if read { &arg_names } else { &[] })?;
+        let from = plan::call(func, &args);
+        let scalar = !matches!(func.returns, Returns::Composite(_));
+        let media = request::negotiate(
+            header_str(headers, "accept"),
+            &[
+                Media::Json,
+                Media::Csv,
+                Media::Object { strip_nulls: false },
+                Media::Object { strip_nulls: true },
+                Media::ArrayStripped,
+                Media::Text,
+                Media::Binary,
+            ],
+        )?;
+        let (offset, limit) = self.range(headers, &q)?;
+        let select_star = [SelectItem::Star];
+        let spec = ReadSpec {
+            select: if scalar {
+                Some(&select_star[..])
+            } else {
+                q.select.as_deref()
+            },
+            filters: &q.filters,
+            logic: &q.logic,
+            order: &q.order,
+            limit,
+            offset,
+        };
+        let (rows, count) = plan::select_rows(&from, "pgrst_call", &spec)?;
+        let exact = prefer.count == Some(Count::Exact);
+        let w = Wrap {
+            source: rows,
+            count: exact.then_some(count),
+            with_body: func.returns != Returns::Void,
+            scalar,
+            ..Wrap::default()
+        };
+        // A function returning one value gives that value, not an array.
+        let body_media = if !func.returns_set && media == Media::Json {
+            Media::Object { strip_nulls: false }
+        } else {
+            media
+        };
+        let statement = plan::wrap(&w, body_media);
+        let read_only = read || func.is_read_only();
+        let outcome = self
+            .run(ctx, method, headers, &statement, read_only, prefer, |o| {
+                if func.returns_set {
+                    singular_check(media, o)
+                } else {
+                    Ok(())
+                }
+            })
+            .await?;
+        if func.returns == Returns::Void {
+            let mut b = ResponseBuilder::new(204);
+            b.applied(prefer, ctx, None, false);
+            return b.finish(&outcome);
+        }
+        let mut b = ResponseBuilder::new(200);
+        if func.returns_set {
+            b.range(Some(offset), outcome.page_total, outcome.total, false);
+        }
+        b.applied(prefer, ctx, None, false);
+        b.body(media, outcome.body.clone());
+        b.finish(&outcome)
+    }
+
+    /// Runs `statement` in a transaction set up for the request; `check`
+    /// sees the outcome before commit and may refuse it (rolling back).
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &self,
+        ctx: &Context,
+        method: &Method,
+        headers: &HeaderMap,
+        statement: &Sql,
+        read_only: bool,
+        prefer: &Prefer,
+        check: impl FnOnce(&Outcome) -> Result<(), Error>,
+    ) -> Result<Outcome, Error> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| db::unavailable(&e.to_string()))?;
+        let begin = if read_only {
+            "BEGIN READ ONLY"
+        } else {
+            "BEGIN"
+        };
+        client
+            .batch_execute(begin)
+            .await
+            .map_err(|e| db::map_error(&e, ctx.authenticated))?;
+        let result = async {
+            let mut setup = Sql::default();
+            let search_path: Vec<String> = std::iter::once(ctx.schema.clone())
+                .chain(self.config.extra_search_path.iter().cloned())
+                .map(|s| quote_ident(&s))
+                .collect();
+            setup
+                .push("SELECT set_config('search_path', ")
+                .param(search_path.join(", "))
+                .push(", true), set_config('role', ")
+                .param(ctx.role.clone())
+                .push(", true), set_config('request.jwt.claims', ")
+                .param(ctx.claims.clone())
+                .push(", true), set_config('request.method', ")
+                .param(method.as_str().to_owned())
+                .push(", true), set_config('request.path', ")
+                .param(String::new())
+                .push(", true), set_config('request.headers', ")
+                .param(request::headers_json(headers))
+                .push(", true), set_config('request.cookies', ")
+                .param(request::cookies_json(headers))
+                .push(", true)");
+            if let Some(tz) = &prefer.timezone {
+                setup
+                    .push(", set_config('timezone', ")
+                    .param(tz.clone())
+                    .push(", true)");
+            }
+            db::query(&client, &setup, ctx.authenticated).await?;
+            if let Some(pre) = &self.config.pre_request {
+                let mut call = Sql::default();
+                call.push("SELECT ");
+                match pre.split_once('.') {
+                    Some((s, f)) => call.qualified(s, f),
+                    None => call.ident(pre),
+                };
+                call.push("()");
+                db::query(&client, &call, ctx.authenticated).await?;
+            }
+            let rows = db::query(&client, statement, ctx.authenticated).await?;
+            let outcome = rows.first().map(Outcome::from_row).unwrap_or_default();
+            check(&outcome)?;
+            Ok::<_, Error>(outcome)
+        }
+        .await;
+        let (commit, _) = self.config.tx_end.commits(prefer.tx);
+        let end = if result.is_ok() && commit {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        if let Err(e) = client.batch_execute(end).await {
+            // A failed COMMIT (deferred constraint) is the request's error.
+            if result.is_ok() {
+                return Err(db::map_error(&e, ctx.authenticated));
+            }
+        }
+        result
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn target(path: &str) -> Result<Target, Error> {
+    let segments: Vec<String> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    match segments.as_slice() {
+        [one] if one.is_empty() => Ok(Target::Root),
+        [one] => Ok(Target::Relation(one.clone())),
+        [rpc, name] if rpc == "rpc" && !name.is_empty() => Ok(Target::Rpc(name.clone())),
+        _ => Err(Error::api(
+            404,
+            "PGRST125",
+            "Invalid path specified in request URL",
+        )),
+    }
+}
+
+fn options_response(target: &Target) -> Response<Body> {
+    let allow = match target {
+        Target::Rpc(_) => "OPTIONS,GET,HEAD,POST",
+        _ => "OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE",
+    };
+    Response::builder()
+        .status(200)
+        .header("allow", allow)
+        .body(Body::empty())
+        .expect("static response")
+}
+
+/// The request body as JSON (CSV bodies are converted to an array of
+/// objects with text values).
+fn payload_json(headers: &HeaderMap, body: &Bytes) -> Result<Value, Error> {
+    let content_type = header_str(headers, "content-type").unwrap_or("application/json");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "text/csv" => csv_payload(body),
+        "application/json"
+        | ""
+        | "application/vnd.pgrst.object+json"
+        | "application/vnd.pgrst.object" => serde_json::from_slice(body).map_err(|e| {
+            Error::api(400, "PGRST102", "Empty or invalid json").with_details(e.to_string())
+        }),
+        "application/x-www-form-urlencoded" => {
+            let map: serde_json::Map<String, Value> = form_urlencoded::parse(body)
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect();
+            Ok(Value::Object(map))
+        }
+        other => Err(Error::api(
+            415,
+            "PGRST107",
+            format!("None of these media types are available: {other}"),
+        )),
+    }
+}
+
+fn csv_payload(body: &Bytes) -> Result<Value, Error> {
+    let text = String::from_utf8_lossy(body);
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()
+        .map(|h| h.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let mut rows = Vec::new();
+    for line in lines.filter(|l| !l.is_empty()) {
+        let mut obj = serde_json::Map::new();
+        for (k, v) in header.iter().zip(line.split(',')) {
+            obj.insert(
+                k.clone(),
+                if v == "NULL" {
+                    Value::Null
+                } else {
+                    Value::String(v.to_owned())
+                },
+            );
+        }
+        rows.push(Value::Object(obj));
+    }
+    Ok(Value::Array(rows))
+}
+
+/// The keys to write: those of the object, or of the first object of an
+/// array, all of whose objects must have the same keys.
+fn payload_keys(payload: &Value) -> Result<Vec<String>, Error> {
+    match payload {
+        Value::Object(m) => Ok(m.keys().cloned().collect()),
+        Value::Array(items) => {
+            let mut keys: Option<Vec<String>> = None;
+            for item in items {
+                let Value::Object(m) = item else {
+                    return Err(Error::api(400, "PGRST102", "All object keys must match"));
+                };
+                let mut k: Vec<String> = m.keys().cloned().collect();
+                k.sort();
+                match &keys {
+                    None => keys = Some(k),
+                    Some(first) => {
+                        let mut f = first.clone();
+                        f.sort();
+                        if f != k {
+                            return Err(Error::api(400, "PGRST102", "All object keys must match"));
+                        }
+                    }
+                }
+            }
+            // Keep the first object's key order.
+            Ok(items
+                .first()
+                .and_then(Value::as_object)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default())
+        }
+        _ => Err(Error::api(400, "PGRST102", "Empty or invalid json")),
+    }
+}
+
+/// PUT rules: every primary key column filtered with `eq`, matching the
+/// payload, no limit/offset, exactly one object.
+fn put_checks(rel: &Relation, q: &QueryParams, payload: &Value) -> Result<(), Error> {
+    if q.limit.is_some() || q.offset.is_some() {
+        return Err(Error::api(
+            400,
+            "PGRST114",
+            "limit/offset querystring parameters are not allowed for PUT",
+        ));
+    }
+    let obj = match payload {
+        Value::Object(m) => m,
+        Value::Array(a) if a.len() == 1 && a[0].is_object() => a[0].as_object().expect("checked"),
+        _ => {
+            return Err(Error::api(
+                400,
+                "PGRST102",
+                "PUT payload must contain a single row",
+            ));
+        }
+    };
+    let eq_filters: Vec<&Filter> = q
+        .filters
+        .iter()
+        .filter(|f| {
+            !f.negated
+                && matches!(
+                    f.op,
+                    crate::grammar::Operation::Cmp(crate::grammar::CmpOp::Eq, None, _)
+                )
+        })
+        .collect();
+    let filtered: Vec<&str> = eq_filters.iter().map(|f| f.field.name.as_str()).collect();
+    let mut pk = rel.primary_key.clone();
+    pk.sort();
+    let mut given: Vec<&str> = filtered.clone();
+    given.sort();
+    if pk.is_empty()
+        || q.filters.len() != pk.len()
+        || given != pk.iter().map(String::as_str).collect::<Vec<_>>()
+    {
+        return Err(Error::api(
+            405,
+            "PGRST105",
+            "Filters must include all and only primary key columns with 'eq' operators",
+        ));
+    }
+    for f in eq_filters {
+        let crate::grammar::Operation::Cmp(_, _, v) = &f.op else {
+            continue;
+        };
+        let matches = match obj.get(&f.field.name) {
+            Some(Value::String(s)) => s == v,
+            Some(Value::Number(n)) => n.to_string() == *v,
+            Some(Value::Bool(b)) => b.to_string() == *v,
+            _ => false,
+        };
+        if !matches {
+            return Err(Error::api(
+                400,
+                "PGRST115",
+                "Payload values do not match URL in primary key column(s)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn choose_function<'a>(
+    overloads: &'a [Function],
+    given: &[String],
+    payload: Option<&Value>,
+    single_object: bool,
+) -> Option<&'a Function> {
+    // A single unnamed json/jsonb parameter takes the whole body.
+    if payload.is_some()
+        && let Some(f) = overloads.iter().find(|f| {
+            f.args.len() == 1
+                && (single_object || f.args[0].name.is_empty())
+                && matches!(f.args[0].type_name.as_str(), "json" | "jsonb")
+        })
+    {
+        return Some(f);
+    }
+    let fits: Vec<&Function> = overloads
+        .iter()
+        .filter(|f| {
+            given.iter().all(|g| f.args.iter().any(|a| &a.name == g))
+                && f.args.iter().all(|a| {
+                    a.has_default || a.variadic && payload.is_none() || given.contains(&a.name)
+                })
+        })
+        .collect();
+    match fits.as_slice() {
+        [] => None,
+        [one] => Some(one),
+        many => many
+            .iter()
+            .copied()
+            .max_by_key(|f| f.args.iter().filter(|a| given.contains(&a.name)).count()),
+    }
+}
+
+fn function_not_found(schema: &str, name: &str, given: &[String]) -> Error {
+    let mut sorted = given.to_vec();
+    sorted.sort();
+    let params = sorted.join(", ");
+    let message =
+        format!("Could not find the function {schema}.{name}({params}) in the schema cache");
+    let details = if sorted.is_empty() {
+        format!(
+            "Searched for the function {schema}.{name} without parameters or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache."
+        )
+    } else {
+        format!(
+            "Searched for the function {schema}.{name} with parameters {params} or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache."
+        )
+    };
+    Error::api(404, "PGRST202", message).with_details(details)
+}
+
+fn singular_check(media: Media, o: &Outcome) -> Result<(), Error> {
+    if media.is_singular() && o.page_total != 1 {
+        return Err(Error::api(
+            406,
+            "PGRST116",
+            "Cannot coerce the result to a single JSON object",
+        )
+        .with_details(format!("The result contains {} rows", o.page_total)));
+    }
+    Ok(())
+}
+
+fn max_affected(prefer: &Prefer, o: &Outcome) -> Result<(), Error> {
+    if prefer.strict
+        && let Some(max) = prefer.max_affected
+        && o.page_total > max
+    {
+        return Err(Error::api(
+            400,
+            "PGRST124",
+            "Query result exceeds max-affected preference constraint",
+        )
+        .with_details(format!("The query affects {} rows", o.page_total)));
+    }
+    Ok(())
+}
+
+fn count_text(prefer: &Prefer, n: i64) -> String {
+    if prefer.count == Some(Count::Exact) {
+        n.to_string()
+    } else {
+        "*".to_owned()
+    }
+}
+
+fn read_response(
+    ctx: &Context,
+    prefer: &Prefer,
+    media: Media,
+    outcome: &Outcome,
+    offset: i64,
+    _head: bool,
+) -> Result<Response<Body>, Error> {
+    let total = outcome.total;
+    let mut status = 200;
+    if let Some(total) = total {
+        if offset > total && !(offset == 0 && total == 0) {
+            return Err(
+                Error::api(416, "PGRST103", "Requested range not satisfiable").with_details(
+                    format!(
+                        "An offset of {offset} was requested, but there are only {total} rows."
+                    ),
+                ),
+            );
+        }
+        if outcome.page_total < total && (offset > 0 || outcome.page_total < total) {
+            status = 206;
+        }
+    }
+    let mut b = ResponseBuilder::new(status);
+    b.range(Some(offset), outcome.page_total, total, false);
+    b.applied(prefer, ctx, None, false);
+    b.body(media, outcome.body.clone());
+    b.finish(outcome)
+}
+
+struct ResponseBuilder {
+    status: u16,
+    headers: Vec<(String, String)>,
+    content_range: Option<String>,
+    body: Option<(Media, String)>,
+}
+
+impl ResponseBuilder {
+    fn new(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            content_range: None,
+            body: None,
+        }
+    }
+
+    fn header(&mut self, name: &str, value: &str) {
+        self.headers.push((name.to_owned(), value.to_owned()));
+    }
+
+    fn range(&mut self, offset: Option<i64>, page: i64, total: Option<i64>, write: bool) {
+        let total = total.map_or_else(|| "*".to_owned(), |t| t.to_string());
+        let lower = offset.unwrap_or(0);
+        self.content_range = Some(if page == 0 || write {
+            format!("*/{total}")
+        } else {
+            format!("{lower}-{}/{total}", lower + page - 1)
+        });
+    }
+
+    fn applied(&mut self, prefer: &Prefer, ctx: &Context, ret: Option<Return>, write: bool) {
+        let mut applied = Vec::new();
+        if write {
+            match prefer.resolution {
+                Some(Resolution::MergeDuplicates) => applied.push("resolution=merge-duplicates"),
+                Some(Resolution::IgnoreDuplicates) => applied.push("resolution=ignore-duplicates"),
+                None => {}
+            }
+            if prefer.missing_default {
+                applied.push("missing=default");
+            }
+            match (prefer.ret, ret) {
+                (Some(Return::Minimal), Some(_)) => applied.push("return=minimal"),
+                (Some(Return::HeadersOnly), Some(_)) => applied.push("return=headers-only"),
+                (Some(Return::Representation), Some(_)) => applied.push("return=representation"),
+                _ => {}
+            }
+        }
+        if prefer.single_object {
+            applied.push("params=single-object");
+        }
+        match prefer.count {
+            Some(Count::Exact) => applied.push("count=exact"),
+            Some(Count::Planned) => applied.push("count=planned"),
+            Some(Count::Estimated) => applied.push("count=estimated"),
+            None => {}
+        }
+        if ctx.profile_header {
+            self.header("content-profile", &ctx.schema);
+        }
+        if prefer.strict {
+            applied.push("handling=strict");
+        }
+        let tz;
+        if let Some(t) = &prefer.timezone {
+            tz = format!("timezone={t}");
+            applied.push(&tz);
+        }
+        let ma;
+        if let Some(m) = prefer.max_affected
+            && prefer.strict
+        {
+            ma = format!("max-affected={m}");
+            applied.push(&ma);
+        }
+        if !applied.is_empty() {
+            self.header("preference-applied", &applied.join(", "));
+        }
+    }
+
+    fn body(&mut self, media: Media, body: String) {
+        self.body = Some((media, body));
+    }
+
+    fn finish(mut self, outcome: &Outcome) -> Result<Response<Body>, Error> {
+        // The transaction may have set response.status and response.headers.
+        if let Some(s) = &outcome.response_status {
+            self.status = s.trim().parse().map_err(|_| {
+                Error::api(500, "PGRST112", "Invalid response status")
+                    .with_details(format!("response.status is not a valid integer: {s}"))
+            })?;
+        }
+        let mut builder = Response::builder().status(
+            StatusCode::from_u16(self.status)
+                .map_err(|_| Error::api(500, "PGRST112", "Invalid response status"))?,
+        );
+        let h = builder.headers_mut().expect("builder is valid");
+        if let Some((media, _)) = &self.body {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(media.content_type()),
+            );
+        }
+        if let Some(cr) = &self.content_range {
+            h.insert("content-range", HeaderValue::from_str(cr).expect("ascii"));
+        }
+        for (k, v) in &self.headers {
+            if let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                h.append(k, v);
+            }
+        }
+        if let Some(raw) = &outcome.response_headers {
+            let parsed: Result<Vec<serde_json::Map<String, Value>>, _> = serde_json::from_str(raw);
+            let Ok(list) = parsed else {
+                return Err(
+                    Error::api(500, "PGRST111", "Invalid response.headers").with_details(format!(
+                        "response.headers is not a JSON array of objects: {raw}"
+                    )),
+                );
+            };
+            for obj in list {
+                for (k, v) in obj {
+                    let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                    if let (Ok(k), Ok(v)) = (
+                        HeaderName::from_bytes(k.as_bytes()),
+                        HeaderValue::from_str(&v),
+                    ) {
+                        h.insert(k, v);
+                    }
+                }
+            }
+        }
+        let body = match self.body {
+            Some((_, b)) if self.status != 204 => Body::from(b),
+            _ => Body::empty(),
+        };
+        builder
+            .body(body)
+            .map_err(|e| Error::api(500, "PGRSTX00", e.to_string()))
+    }
+}
+
+/// A PostgREST error as an HTTP response.
+pub fn error_response(e: &Error) -> Response<Body> {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_string(&e.body()).unwrap_or_default();
+    let mut r = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8");
+    for (k, v) in e.headers() {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
+            r = r.header(k, v);
+        }
+    }
+    r.body(Body::from(body)).expect("valid error response")
+}
