@@ -9,7 +9,9 @@ use crate::grammar::{
     SelectItem,
 };
 use crate::request::{Count, Media, Resolution};
-use crate::schema::{Function, Relation, Returns};
+use std::cell::Cell;
+
+use crate::schema::{Cardinality, Function, Relation, Returns, SchemaCache};
 use crate::sql::{Sql, array_literal, quote_ident};
 
 /// Pushes `qualifier."name"->$k::text->>idx`.
@@ -178,11 +180,31 @@ fn cast_type(t: &str) -> Result<&str, Error> {
 }
 
 /// The select list; `Err` for embedding (not supported yet).
+/// What embedding needs: the schema cache, the parent relation and the
+/// embedded filters and options still to place.
+#[derive(Debug)]
+pub struct EmbedCtx<'a> {
+    /// The schema cache.
+    pub cache: &'a SchemaCache,
+    /// The relation whose rows are being selected.
+    pub parent: (String, String),
+    /// Filters on embedded resources by path.
+    pub filters: &'a [(Vec<String>, Filter)],
+    /// `order`/`limit`/`offset`/`and`/`or` of embedded resources by path.
+    pub other: &'a [(Vec<String>, String, String)],
+    /// The path of the resource being selected.
+    pub path: Vec<String>,
+    /// Numbers the aliases of one statement.
+    pub counter: &'a Cell<usize>,
+}
+
 fn push_projection(
     sql: &mut Sql,
     qualifier: &str,
     items: &[SelectItem],
     group_by: &mut Vec<Sql>,
+    embed: Option<&EmbedCtx<'_>>,
+    joins: &mut Vec<Sql>,
 ) -> Result<bool, Error> {
     let mut has_aggregate = false;
     for (i, item) in items.iter().enumerate() {
@@ -251,12 +273,18 @@ fn push_projection(
                 }
                 sql.push(" AS ").ident(&name);
             }
-            SelectItem::Embed { name, .. } => {
-                return Err(Error::api(
-                    400,
-                    "PGRST200",
-                    format!("Resource embedding ({name}) is not supported by this data plane yet"),
-                ));
+            SelectItem::Embed {
+                name,
+                alias,
+                hint,
+                inner,
+                spread,
+                items,
+            } => {
+                let Some(ctx) = embed else {
+                    return Err(Error::api(400, "PGRST200", format!("Could not find a relationship for '{name}' in the schema cache")));
+                };
+                push_embed(sql, qualifier, ctx, joins, name, alias.as_deref(), hint.as_deref(), *inner, *spread, items)?;
             }
         }
     }
@@ -264,7 +292,7 @@ fn push_projection(
 }
 
 /// Reads of rows: source, filters, order and range.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ReadSpec<'a> {
     /// `select` items.
     pub select: Option<&'a [SelectItem]>,
@@ -278,6 +306,10 @@ pub struct ReadSpec<'a> {
     pub limit: Option<i64>,
     /// OFFSET.
     pub offset: i64,
+    /// More conditions (join conditions of embedded resources).
+    pub extra: Vec<Sql>,
+    /// Embedding context; `None` where embedding is impossible.
+    pub embed: Option<&'a EmbedCtx<'a>>,
 }
 
 /// Builds `SELECT <projection> FROM <from> WHERE .. ORDER BY .. LIMIT ..`
@@ -289,10 +321,20 @@ pub fn select_rows(from: &Sql, qualifier: &str, spec: &ReadSpec<'_>) -> Result<(
     let star = [SelectItem::Star];
     let items = spec.select.unwrap_or(&star);
     let mut group_by = Vec::new();
-    let aggregated = push_projection(&mut sql, qualifier, items, &mut group_by)?;
-    sql.push(" FROM ").append(from);
+    let mut joins = Vec::new();
+    let aggregated = push_projection(&mut sql, qualifier, items, &mut group_by, spec.embed, &mut joins)?;
+    let mut from_joined = Sql::default();
+    from_joined.append(from);
+    for j in &joins {
+        from_joined.push(" ").append(j);
+    }
+    sql.push(" FROM ").append(&from_joined);
     let mut conditions = Sql::default();
     push_where(&mut conditions, qualifier, spec.filters, spec.logic);
+    for extra in &spec.extra {
+        conditions.push(if conditions.text.is_empty() { " WHERE " } else { " AND " });
+        conditions.append(extra);
+    }
     sql.append(&conditions);
     if aggregated && !group_by.is_empty() {
         sql.push(" GROUP BY ");
@@ -313,7 +355,7 @@ pub fn select_rows(from: &Sql, qualifier: &str, spec: &ReadSpec<'_>) -> Result<(
     let mut count = Sql::default();
     count
         .push("SELECT 1 FROM ")
-        .append(from)
+        .append(&from_joined)
         .append(&conditions);
     Ok((sql, count))
 }
@@ -434,7 +476,7 @@ pub fn shape_rows(select: Option<&[SelectItem]>) -> Result<Option<Sql>, Error> {
     let mut sql = Sql::default();
     sql.push("SELECT ");
     let mut group_by = Vec::new();
-    push_projection(&mut sql, "pgrst_source", items, &mut group_by)?;
+    push_projection(&mut sql, "pgrst_source", items, &mut group_by, None, &mut Vec::new())?;
     sql.push(" FROM pgrst_source");
     Ok(Some(sql))
 }
@@ -729,4 +771,170 @@ pub fn call(func: &Function, args: &RpcArgs<'_>) -> Sql {
 /// computed in SQL, the others through `EXPLAIN`.
 pub fn wants_exact_count(count: Option<Count>) -> bool {
     matches!(count, Some(Count::Exact))
+}
+
+/// Output column names of a select list over `rel`.
+fn output_names(items: &[SelectItem], rel: Option<&Relation>) -> Vec<String> {
+    let mut names = Vec::new();
+    for item in items {
+        match item {
+            SelectItem::Star => names.extend(rel.into_iter().flat_map(|r| r.columns.iter().map(|c| c.name.clone()))),
+            SelectItem::Field { field, alias, aggregate, .. } => names.push(match (alias, aggregate) {
+                (Some(a), _) => a.clone(),
+                (None, Some(a)) => a.sql().to_owned(),
+                (None, None) => field.output_name(),
+            }),
+            SelectItem::CountAll { alias, .. } => names.push(alias.clone().unwrap_or_else(|| "count".into())),
+            SelectItem::Embed { name, alias, .. } => names.push(alias.clone().unwrap_or_else(|| name.clone())),
+        }
+    }
+    names
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_embed(
+    sql: &mut Sql,
+    qualifier: &str,
+    ctx: &EmbedCtx<'_>,
+    joins: &mut Vec<Sql>,
+    name: &str,
+    alias: Option<&str>,
+    hint: Option<&str>,
+    inner: Option<bool>,
+    spread: bool,
+    items: &[SelectItem],
+) -> Result<(), Error> {
+    let found = ctx.cache.relationships(&ctx.parent, name, hint);
+    let rel = match found.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            return Err(Error::api(
+                400,
+                "PGRST200",
+                format!("Could not find a relationship between '{}' and '{name}' in the schema cache", ctx.parent.1),
+            )
+            .with_details(format!(
+                "Searched for a foreign key relationship between '{}' and '{name}' in the schema '{}', but no matches were found.",
+                ctx.parent.1, ctx.parent.0
+            )));
+        }
+        _ => {
+            return Err(Error::api(
+                300,
+                "PGRST201",
+                format!("Could not embed because more than one relationship was found for '{}' and '{name}'", ctx.parent.1),
+            )
+            .with_hint(format!(
+                "Try changing '{name}' to one of the following: {}. Find the desired relationship in the 'details' key.",
+                found.iter().map(|r| format!("'{name}!{}'", r.constraint)).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    };
+    let n = ctx.counter.get() + 1;
+    ctx.counter.set(n);
+    let inner_alias = quote_ident(&format!("pgrst_e{n}"));
+    let lateral = quote_ident(&format!("pgrst_l{n}"));
+    let label = alias.unwrap_or(name).to_owned();
+    let mut path = ctx.path.clone();
+    path.push(label.clone());
+    let mut by_name = ctx.path.clone();
+    by_name.push(name.to_owned());
+    let on_path = |p: &Vec<String>| *p == path || *p == by_name;
+
+    let filters: Vec<Filter> = ctx.filters.iter().filter(|(p, _)| on_path(p)).map(|(_, f)| f.clone()).collect();
+    let mut order = Vec::new();
+    let mut logic = Vec::new();
+    let (mut limit, mut offset) = (None, 0);
+    for (p, key, value) in ctx.other.iter().filter(|(p, _, _)| on_path(p)) {
+        match key.as_str() {
+            "order" => order = crate::grammar::parse_order(value)?,
+            "limit" => limit = value.parse().ok(),
+            "offset" => offset = value.parse().unwrap_or(0),
+            "and" | "or" => logic.push(crate::grammar::parse_logic(key, value)?),
+            _ => {}
+        }
+        let _ = p;
+    }
+
+    let mut from = Sql::default();
+    from.qualified(&rel.target.0, &rel.target.1).push(" AS ").push(&inner_alias);
+    let mut cond = Sql::default();
+    match &rel.cardinality {
+        Cardinality::ToOne | Cardinality::ToMany => {
+            for (i, (pc, tc)) in rel.columns.iter().enumerate() {
+                if i > 0 {
+                    cond.push(" AND ");
+                }
+                cond.push(&inner_alias).push(".").ident(tc).push(" = ").push(qualifier).push(".").ident(pc);
+            }
+        }
+        Cardinality::ManyToMany { junction, parent_cols, target_cols } => {
+            let j = quote_ident(&format!("pgrst_j{n}"));
+            from.push(", ").qualified(&junction.0, &junction.1).push(" AS ").push(&j);
+            let mut first = true;
+            for (jc, pc) in parent_cols {
+                if !first {
+                    cond.push(" AND ");
+                }
+                first = false;
+                cond.push(&j).push(".").ident(jc).push(" = ").push(qualifier).push(".").ident(pc);
+            }
+            for (jc, tc) in target_cols {
+                cond.push(" AND ").push(&j).push(".").ident(jc).push(" = ").push(&inner_alias).push(".").ident(tc);
+            }
+        }
+    }
+    let child = EmbedCtx {
+        cache: ctx.cache,
+        parent: rel.target.clone(),
+        filters: ctx.filters,
+        other: ctx.other,
+        path,
+        counter: ctx.counter,
+    };
+    let spec = ReadSpec {
+        select: Some(items),
+        filters: &filters,
+        logic: &logic,
+        order: &order,
+        limit,
+        offset,
+        extra: vec![cond],
+        embed: Some(&child),
+    };
+    let (inner_sql, _) = select_rows(&from, &inner_alias, &spec)?;
+    let join_kind = if inner == Some(true) { "INNER" } else { "LEFT" };
+    let mut join = Sql::default();
+    match rel.cardinality {
+        Cardinality::ToOne => {
+            join.push(join_kind).push(" JOIN LATERAL (").append(&inner_sql).push(") AS ").push(&lateral).push(" ON TRUE");
+            if spread {
+                let target = ctx.cache.relation(&rel.target.0, &rel.target.1);
+                for (i, col) in output_names(items, target).iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push(&lateral).push(".").ident(col).push(" AS ").ident(col);
+                }
+            } else {
+                sql.push("row_to_json(").push(&lateral).push(".*) AS ").ident(&label);
+            }
+        }
+        _ => {
+            join.push(join_kind)
+                .push(" JOIN LATERAL (SELECT coalesce(json_agg(pgrst_a), '[]') AS pgrst_agg FROM (")
+                .append(&inner_sql)
+                .push(") AS pgrst_a) AS ")
+                .push(&lateral)
+                .push(" ON ");
+            if inner == Some(true) {
+                join.push("json_array_length(").push(&lateral).push(".pgrst_agg) > 0");
+            } else {
+                join.push("TRUE");
+            }
+            sql.push(&lateral).push(".pgrst_agg AS ").ident(&label);
+        }
+    }
+    joins.push(join);
+    Ok(())
 }

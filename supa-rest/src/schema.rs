@@ -119,6 +119,39 @@ pub struct SchemaCache {
     pub functions: HashMap<(String, String), Vec<Function>>,
     /// Foreign keys.
     pub foreign_keys: Vec<ForeignKey>,
+    /// Views selecting from exactly one relation: view -> base.
+    pub view_bases: HashMap<(String, String), (String, String)>,
+}
+
+/// How an embedded resource relates to its parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cardinality {
+    /// The parent references one target row (object or null).
+    ToOne,
+    /// Target rows reference the parent (array).
+    ToMany,
+    /// Through a junction relation (array).
+    ManyToMany {
+        /// The junction.
+        junction: (String, String),
+        /// Junction column -> parent column.
+        parent_cols: Vec<(String, String)>,
+        /// Junction column -> target column.
+        target_cols: Vec<(String, String)>,
+    },
+}
+
+/// A relationship from a parent to an embeddable target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relationship {
+    /// The target relation.
+    pub target: (String, String),
+    /// Kind.
+    pub cardinality: Cardinality,
+    /// (parent column, target column) pairs for direct relationships.
+    pub columns: Vec<(String, String)>,
+    /// The foreign key constraint's name.
+    pub constraint: String,
 }
 
 impl SchemaCache {
@@ -132,6 +165,94 @@ impl SchemaCache {
         self.functions
             .get(&(schema.to_owned(), name.to_owned()))
             .map_or(&[], Vec::as_slice)
+    }
+
+    /// Relations standing for `base`: itself and the views over it.
+    fn aliases(&self, base: &(String, String)) -> Vec<(String, String)> {
+        let mut out = vec![base.clone()];
+        for (view, b) in &self.view_bases {
+            if b == base {
+                out.push(view.clone());
+            }
+        }
+        out
+    }
+
+    /// Foreign keys as seen from `rel` (a table or a view over one).
+    fn keys_of(&self, rel: &(String, String)) -> (Vec<&ForeignKey>, Vec<&ForeignKey>) {
+        let base = self.view_bases.get(rel).cloned().unwrap_or_else(|| rel.clone());
+        let outgoing = self.foreign_keys.iter().filter(|f| f.from == base).collect();
+        let incoming = self.foreign_keys.iter().filter(|f| f.to == base).collect();
+        (outgoing, incoming)
+    }
+
+    /// Picks the relation standing for `base` that matches `name`,
+    /// preferring the parent's schema.
+    fn pick(&self, base: &(String, String), name: Option<&str>, schema: &str) -> Option<(String, String)> {
+        let mut all = self.aliases(base);
+        all.retain(|r| self.relations.contains_key(r) && name.is_none_or(|n| r.1 == n));
+        all.sort_by_key(|r| r.0 != schema);
+        all.into_iter().next()
+    }
+
+    /// Every relationship from `parent` to something called `name`
+    /// (a relation, a foreign key column or a constraint name), narrowed
+    /// by `hint`.
+    pub fn relationships(&self, parent: &(String, String), name: &str, hint: Option<&str>) -> Vec<Relationship> {
+        let schema = parent.0.as_str();
+        let mut found = Vec::new();
+        let (outgoing, incoming) = self.keys_of(parent);
+        for f in &outgoing {
+            let by_table = self.pick(&f.to, Some(name), schema);
+            let by_other = (f.name == name || f.from_columns == [name])
+                .then(|| self.pick(&f.to, None, schema))
+                .flatten();
+            if let Some(target) = by_table.or(by_other) {
+                found.push(Relationship {
+                    target,
+                    cardinality: Cardinality::ToOne,
+                    columns: f.from_columns.iter().cloned().zip(f.to_columns.iter().cloned()).collect(),
+                    constraint: f.name.clone(),
+                });
+            }
+        }
+        for f in &incoming {
+            let by_table = self.pick(&f.from, Some(name), schema);
+            let by_other = (f.name == name).then(|| self.pick(&f.from, None, schema)).flatten();
+            if let Some(target) = by_table.or(by_other) {
+                found.push(Relationship {
+                    target,
+                    cardinality: Cardinality::ToMany,
+                    columns: f.to_columns.iter().cloned().zip(f.from_columns.iter().cloned()).collect(),
+                    constraint: f.name.clone(),
+                });
+            }
+        }
+        // Many-to-many: a junction with keys to both sides.
+        for f1 in &incoming {
+            for f2 in self.foreign_keys.iter().filter(|f2| f2.from == f1.from && f2.name != f1.name) {
+                let Some(target) = self.pick(&f2.to, Some(name), schema) else { continue };
+                let Some(junction) = self.pick(&f1.from, None, schema) else { continue };
+                found.push(Relationship {
+                    target,
+                    cardinality: Cardinality::ManyToMany {
+                        junction,
+                        parent_cols: f1.from_columns.iter().cloned().zip(f1.to_columns.iter().cloned()).collect(),
+                        target_cols: f2.from_columns.iter().cloned().zip(f2.to_columns.iter().cloned()).collect(),
+                    },
+                    columns: Vec::new(),
+                    constraint: f2.name.clone(),
+                });
+            }
+        }
+        if let Some(h) = hint {
+            found.retain(|r| {
+                r.constraint == h
+                    || r.columns.iter().any(|(p, t)| p == h || t == h)
+                    || matches!(&r.cardinality, Cardinality::ManyToMany { junction, .. } if junction.1 == h)
+            });
+        }
+        found
     }
 
     /// Loads the cache for `schemas`.
@@ -211,6 +332,13 @@ impl SchemaCache {
                 to: (row.get("to_schema"), row.get("to_table")),
                 to_columns: row.get("to_columns"),
             });
+        }
+
+        for row in client.query(VIEW_BASES_SQL, &[&schemas]).await.map_err(db)? {
+            cache.view_bases.insert(
+                (row.get("schema"), row.get("name")),
+                (row.get("base_schema"), row.get("base_name")),
+            );
         }
 
         for row in client.query(FUNCTIONS_SQL, &[&schemas]).await.map_err(db)? {
@@ -360,3 +488,20 @@ JOIN pg_type rt ON rt.oid = p.prorettype
 LEFT JOIN pg_class rc ON rc.oid = rt.typrelid
 LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
 WHERE n.nspname = ANY($1) AND p.prokind = 'f'";
+
+// Views over exactly one table or view, which stand for it in embedding.
+const VIEW_BASES_SQL: &str = "
+WITH bases AS (
+  SELECT DISTINCT v.oid AS view_oid, d.refobjid AS base_oid
+  FROM pg_class v
+  JOIN pg_rewrite r ON r.ev_class = v.oid
+  JOIN pg_depend d ON d.objid = r.oid AND d.classid = 'pg_rewrite'::regclass
+       AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
+  JOIN pg_class b ON b.oid = d.refobjid AND b.relkind IN ('r', 'p', 'f')
+  WHERE v.relkind IN ('v', 'm')
+)
+SELECT vn.nspname::text AS schema, v.relname::text AS name, bn.nspname::text AS base_schema, b.relname::text AS base_name
+FROM (SELECT view_oid, min(base_oid::text)::oid AS base_oid FROM bases GROUP BY view_oid HAVING count(*) = 1) s
+JOIN pg_class v ON v.oid = s.view_oid JOIN pg_namespace vn ON vn.oid = v.relnamespace
+JOIN pg_class b ON b.oid = s.base_oid JOIN pg_namespace bn ON bn.oid = b.relnamespace
+WHERE vn.nspname = ANY($1)";

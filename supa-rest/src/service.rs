@@ -181,7 +181,7 @@ impl Service {
                         ),
                     )
                 })?;
-                self.relation(&method, headers, &ctx, &prefer, &pairs, rel, &body)
+                self.relation(&method, headers, &ctx, &prefer, &pairs, &cache, rel, &body)
                     .await
             }
             Target::Rpc(name) => {
@@ -277,6 +277,7 @@ impl Service {
         ctx: &Context,
         prefer: &Prefer,
         pairs: &[(String, String)],
+        cache: &SchemaCache,
         rel: &Relation,
         body: &Bytes,
     ) -> Result<Response<Body>, Error> {
@@ -297,6 +298,15 @@ impl Service {
                     ],
                 )?;
                 let (offset, limit) = self.range(headers, &q)?;
+                let counter = std::cell::Cell::new(0);
+                let embed = plan::EmbedCtx {
+                    cache: &cache,
+                    parent: (rel.schema.clone(), rel.name.clone()),
+                    filters: &q.embedded_filters,
+                    other: &q.embedded_other,
+                    path: Vec::new(),
+                    counter: &counter,
+                };
                 let spec = ReadSpec {
                     select: q.select.as_deref(),
                     filters: &q.filters,
@@ -304,6 +314,8 @@ impl Service {
                     order: &q.order,
                     limit,
                     offset,
+                    extra: Vec::new(),
+                    embed: Some(&embed),
                 };
                 let (rows, count) = plan::select_rows(&from, &qualifier, &spec)?;
                 let exact = prefer.count == Some(Count::Exact);
@@ -748,6 +760,18 @@ impl Service {
         )?;
         let (offset, limit) = self.range(headers, &q)?;
         let select_star = [SelectItem::Star];
+        let counter = std::cell::Cell::new(0);
+        let embed = match &func.returns {
+            Returns::Composite(Some(rel)) => Some(plan::EmbedCtx {
+                cache,
+                parent: rel.clone(),
+                filters: &q.embedded_filters,
+                other: &q.embedded_other,
+                path: Vec::new(),
+                counter: &counter,
+            }),
+            _ => None,
+        };
         let spec = ReadSpec {
             select: if scalar {
                 Some(&select_star[..])
@@ -759,6 +783,8 @@ impl Service {
             order: &q.order,
             limit,
             offset,
+            extra: Vec::new(),
+            embed: embed.as_ref(),
         };
         let (rows, count) = plan::select_rows(&from, "pgrst_call", &spec)?;
         let exact = prefer.count == Some(Count::Exact);
