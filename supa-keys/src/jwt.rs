@@ -162,13 +162,14 @@ struct Header<'a> {
     crit: Option<IgnoredAny>,
 }
 
-/// Verifies a token with the project's key at time `now` (Unix seconds).
+/// Checks a token's structure, algorithm (HS256 only) and signature, and
+/// returns its claims unvalidated: for callers with their own claim rules
+/// (the data plane follows PostgREST's). Most callers want [`verify`].
 ///
 /// Order matters: structure and algorithm first, then the signature, and only
 /// then are the claims parsed, so unauthenticated JSON never reaches the
-/// claims parser. `exp` is required; `exp`, `nbf` and `iat` get
-/// [`LEEWAY_SECS`] of tolerance.
-pub fn verify(key: &JwtKey, token: &str, now: i64) -> Result<Claims, Error> {
+/// claims parser.
+pub fn verify_signature(key: &JwtKey, token: &str) -> Result<Map<String, Value>, Error> {
     let mut parts = token.splitn(4, '.');
     let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -213,6 +214,14 @@ pub fn verify(key: &JwtKey, token: &str, now: i64) -> Result<Claims, Error> {
     let map: Map<String, Value> = serde_json::from_slice(&payload)
         .map_err(|_| Error::MalformedJwt("the claims are not a JSON object"))?;
 
+    Ok(map)
+}
+
+/// Verifies a token with the project's key at time `now` (Unix seconds):
+/// [`verify_signature`], then the claims. `exp` is required; `exp`, `nbf`
+/// and `iat` get [`LEEWAY_SECS`] of tolerance.
+pub fn verify(key: &JwtKey, token: &str, now: i64) -> Result<Claims, Error> {
+    let map = verify_signature(key, token)?;
     let exp = numeric_claim(&map, "exp")?.ok_or(Error::MissingClaim("exp"))?;
     if now >= exp.saturating_add(LEEWAY_SECS) {
         return Err(Error::Expired);

@@ -60,6 +60,8 @@ pub struct RestConfig {
     pub anon_role: Option<String>,
     /// `jwt-secret` (HS256).
     pub jwt_secret: Option<Secret<String>>,
+    /// `jwt-aud`: the audience tokens must name, if any.
+    pub jwt_aud: Option<String>,
     /// `db-max-rows`.
     pub max_rows: Option<i64>,
     /// `db-pre-request`: a function called before every request.
@@ -79,6 +81,7 @@ impl Default for RestConfig {
             extra_search_path: vec!["public".to_owned()],
             anon_role: None,
             jwt_secret: None,
+            jwt_aud: None,
             max_rows: None,
             pre_request: None,
             tx_end: TxEnd::Commit,

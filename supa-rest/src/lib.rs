@@ -15,6 +15,7 @@ pub mod db;
 mod engine;
 mod error;
 pub mod grammar;
+mod jwt;
 pub mod plan;
 pub mod request;
 pub mod schema;

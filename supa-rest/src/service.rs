@@ -256,17 +256,7 @@ impl Service {
         let Some(key) = &self.jwt_key else {
             return Err(Error::api(500, "PGRST300", "Server lacks JWT secret"));
         };
-        match supa_keys::verify(key, token, supa_keys::unix_now()) {
-            Ok(claims) => Ok(Some(Value::Object(claims.as_map().clone()))),
-            Err(e) => {
-                let code = if e.pgrst_code() == Some("PGRST303") {
-                    "PGRST303"
-                } else {
-                    "PGRST301"
-                };
-                Err(Error::api(401, code, e.to_string()))
-            }
-        }
+        crate::jwt::verify(key, token, self.config.jwt_aud.as_deref()).map(Some)
     }
 
     #[allow(clippy::too_many_arguments)]

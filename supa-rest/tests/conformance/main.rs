@@ -122,6 +122,7 @@ fn base_config(schemas: &[&str]) -> RestConfig {
         extra_search_path: vec!["public".into()],
         anon_role: Some(supa_tenant::embedded::SUPERUSER.into()),
         jwt_secret: None,
+        jwt_aud: None,
         max_rows: None,
         pre_request: None,
         tx_end: TxEnd::Rollback,
@@ -168,6 +169,15 @@ fn instance(case: &Case) -> (String, RestConfig) {
                 }
                 "db-anon-role" => config.anon_role = text,
                 "jwt-secret" => config.jwt_secret = text.map(Secret::new),
+                "jwt-aud" => config.jwt_aud = text,
+                "jwt-secret-is-base64" => {
+                    if text.as_deref() == Some("true")
+                        && let Some(secret) = &config.jwt_secret
+                        && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(secret.expose())
+                    {
+                        config.jwt_secret = Some(Secret::new(String::from_utf8_lossy(&bytes).into_owned()));
+                    }
+                }
                 "db-max-rows" => config.max_rows = text.and_then(|t| t.parse().ok()),
                 "db-pre-request" => config.pre_request = text,
                 "db-tx-end" => {
