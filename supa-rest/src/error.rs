@@ -238,10 +238,9 @@ fn raised(message: &str, detail: Option<&str>) -> Error {
 
 /// PostgREST's SQLSTATE -> HTTP status table.
 pub fn sqlstate_status(code: &str, authenticated: bool) -> u16 {
-    if let Some(custom) = code.strip_prefix("PT")
-        && let Ok(status) = custom.parse::<u16>()
-    {
-        return status;
+    if let Some(custom) = code.strip_prefix("PT") {
+        // `PTxyz` sets the status; anything unparsable is a 500.
+        return custom.parse::<u16>().ok().filter(|s| (100..600).contains(s)).unwrap_or(500);
     }
     match code {
         "23503" | "23505" => 409,

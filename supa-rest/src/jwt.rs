@@ -49,8 +49,9 @@ pub(crate) fn verify(key: &JwtKey, token: &str, audience: Option<&str>) -> Resul
     let aud_ok = match claims.get("aud") {
         None | Some(Value::Null) => true,
         Some(Value::String(a)) => audience.is_none_or(|want| want == a),
+        // An empty list names no audience and is ignored, as PostgREST does.
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
-            audience.is_none_or(|want| items.iter().any(|i| i.as_str() == Some(want)))
+            items.is_empty() || audience.is_none_or(|want| items.iter().any(|i| i.as_str() == Some(want)))
         }
         Some(_) => {
             return Err(unauthorized(

@@ -730,7 +730,10 @@ pub fn call(func: &Function, args: &RpcArgs<'_>) -> Sql {
     call.push(")");
 
     let mut from = Sql::default();
-    if from_json && let RpcArgs::Json { payload, keys } = args {
+    if from_json
+        && let RpcArgs::Json { payload, keys } = args
+        && !keys.is_empty()
+    {
         from.push("json_to_record(")
             .param((*payload).to_owned())
             .push("::json) AS pgrst_args(");

@@ -47,6 +47,7 @@ pub struct Service {
 
 struct Context {
     schema: String,
+    path: String,
     role: String,
     claims: String,
     authenticated: bool,
@@ -141,7 +142,8 @@ impl Service {
         let target = target(parts.uri.path())?;
         let method = parts.method.clone();
         let headers = &parts.headers;
-        let ctx = self.context(&method, headers, auth)?;
+        let mut ctx = self.context(&method, headers, auth)?;
+        ctx.path = parts.uri.path().to_owned();
         let prefer = Prefer::parse(
             headers
                 .get_all("prefer")
@@ -220,7 +222,10 @@ impl Service {
             Auth::Claims(c) => Some(c),
             Auth::Header => self.verify_header(headers)?,
         };
-        let authenticated = claims.is_some();
+        // 42501 is a 401 for the anonymous role and a 403 for a JWT's role.
+        let authenticated = claims
+            .as_ref()
+            .is_some_and(|c| c.get("role").is_some_and(Value::is_string));
         let role = claims
             .as_ref()
             .and_then(|c| c.get("role"))
@@ -234,6 +239,7 @@ impl Service {
         };
         Ok(Context {
             schema,
+            path: String::new(),
             role,
             claims,
             authenticated,
@@ -859,7 +865,7 @@ impl Service {
                 .push(", true), set_config('request.method', ")
                 .param(method.as_str().to_owned())
                 .push(", true), set_config('request.path', ")
-                .param(String::new())
+                .param(ctx.path.clone())
                 .push(", true), set_config('request.headers', ")
                 .param(request::headers_json(headers))
                 .push(", true), set_config('request.cookies', ")
@@ -1371,9 +1377,11 @@ impl ResponseBuilder {
 pub fn error_response(e: &Error) -> Response<Body> {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::to_string(&e.body()).unwrap_or_default();
+    let code = e.body().code;
     let mut r = Response::builder()
         .status(status)
-        .header(header::CONTENT_TYPE, "application/json; charset=utf-8");
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .header("proxy-status", format!("PostgREST; error={code}"));
     for (k, v) in e.headers() {
         if let (Ok(k), Ok(v)) = (
             HeaderName::from_bytes(k.as_bytes()),

@@ -170,14 +170,9 @@ fn instance(case: &Case) -> (String, RestConfig) {
                 "db-anon-role" => config.anon_role = text,
                 "jwt-secret" => config.jwt_secret = text.map(Secret::new),
                 "jwt-aud" => config.jwt_aud = text,
-                "jwt-secret-is-base64" => {
-                    if text.as_deref() == Some("true")
-                        && let Some(secret) = &config.jwt_secret
-                        && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(secret.expose())
-                    {
-                        config.jwt_secret = Some(Secret::new(String::from_utf8_lossy(&bytes).into_owned()));
-                    }
-                }
+                // README section 3: emulated with the base64 of the same
+                // secret, which decodes to the same key bytes.
+                "jwt-secret-is-base64" => continue,
                 "db-max-rows" => config.max_rows = text.and_then(|t| t.parse().ok()),
                 "db-pre-request" => config.pre_request = text,
                 "db-tx-end" => {
