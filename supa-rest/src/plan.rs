@@ -428,16 +428,17 @@ pub fn wrap(w: &Wrap<'_>, media: Media) -> Sql {
     }
     sql.push(" AS body, ");
     match w.location {
+        // From the written rows, not the shaped ones (`select=` may drop the key).
         Some(pk) if !pk.is_empty() => {
-            sql.push("array_to_string(array_agg(concat_ws('&'");
+            sql.push("(SELECT array_to_string(array_agg(concat_ws('&'");
             for col in pk {
                 sql.push(", ")
                     .param(format!("{col}=eq."))
-                    .push("::text || coalesce(_postgrest_t.")
+                    .push("::text || coalesce(pgrst_loc.")
                     .ident(col)
                     .push("::text, '')");
             }
-            sql.push(")), ',')");
+            sql.push(")), ',') FROM pgrst_source pgrst_loc)");
         }
         _ => {
             sql.push("NULL::text");

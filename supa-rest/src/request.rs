@@ -124,6 +124,8 @@ pub struct Prefer {
     pub tx: Option<bool>,
     /// `handling=strict`.
     pub strict: bool,
+    /// `handling=` as given (strict: true).
+    pub handling: Option<bool>,
     /// `max-affected=N`.
     pub max_affected: Option<i64>,
     /// `params=single-object`.
@@ -157,8 +159,14 @@ impl Prefer {
                     "missing=null" => p.missing_default = false,
                     "tx=commit" => p.tx = Some(true),
                     "tx=rollback" => p.tx = Some(false),
-                    "handling=strict" => p.strict = true,
-                    "handling=lenient" => p.strict = false,
+                    "handling=strict" => {
+                        p.strict = true;
+                        p.handling = Some(true);
+                    }
+                    "handling=lenient" => {
+                        p.strict = false;
+                        p.handling = Some(false);
+                    }
                     "params=single-object" => p.single_object = true,
                     other => {
                         if let Some(n) = other.strip_prefix("max-affected=")

@@ -479,6 +479,8 @@ SELECT n.nspname::text AS schema, p.proname::text AS name,
        format_type(p.prorettype, NULL) AS ret_type,
        CASE WHEN p.prorettype = 'void'::regtype THEN 'void'
             WHEN p.prorettype = 'record'::regtype THEN 'record'
+            -- OUT and TABLE columns make a record even with one column.
+            WHEN p.proargmodes::text[] && ARRAY['o', 't', 'b'] THEN 'record'
             WHEN rt.typrelid <> 0 THEN 'composite'
             ELSE 'scalar' END AS ret_kind,
        rn.nspname::text AS ret_rel_schema, rc.relname::text AS ret_rel_name

@@ -400,10 +400,11 @@ impl Service {
     ) -> Result<Response<Body>, Error> {
         let media = self.write_media(headers)?;
         let payload = payload_json(headers, body)?;
-        let keys = payload_keys(&payload)?;
         let columns = match &q.columns {
             Some(c) => c.clone(),
-            None => keys,
+            // With missing=default objects may differ: every key counts.
+            None if prefer.missing_default => all_keys(&payload),
+            None => payload_keys(&payload)?,
         };
         for c in &columns {
             if rel.column(c).is_none() {
@@ -490,7 +491,11 @@ impl Service {
         {
             b.header("location", &format!("/{}?{loc}", rel.name));
         }
-        b.applied(prefer, ctx, Some(ret), true);
+        let applied = Prefer {
+            resolution,
+            ..prefer.clone()
+        };
+        b.applied(&applied, ctx, Some(ret), true);
         if ret == Return::Representation {
             b.body(media, outcome.body.clone());
         }
@@ -709,6 +714,13 @@ impl Service {
             } else {
                 payload_json(headers, body)?
             };
+            // An array of objects calls the function with the first one.
+            let payload = match payload {
+                Value::Array(mut items) if !prefer.single_object && items.first().is_some_and(Value::is_object) => {
+                    items.swap_remove(0)
+                }
+                other => other,
+            };
             let given = match &payload {
                 Value::Object(m) if !prefer.single_object => m.keys().cloned().collect(),
                 _ => Vec::new(),
@@ -814,9 +826,7 @@ impl Service {
             return b.finish(&outcome);
         }
         let mut b = ResponseBuilder::new(200);
-        if func.returns_set {
-            b.range(Some(offset), outcome.page_total, outcome.total, false);
-        }
+        b.range(Some(offset), outcome.page_total, outcome.total, false);
         b.applied(prefer, ctx, None, false);
         b.body(media, outcome.body.clone());
         b.finish(&outcome)
@@ -1038,6 +1048,23 @@ fn payload_keys(payload: &Value) -> Result<Vec<String>, Error> {
         }
         _ => Err(Error::api(400, "PGRST102", "Empty or invalid json")),
     }
+}
+
+/// Every key of every object, in first-seen order.
+fn all_keys(payload: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    let objects: Vec<&Value> = match payload {
+        Value::Array(a) => a.iter().collect(),
+        other => vec![other],
+    };
+    for o in objects {
+        for k in o.as_object().into_iter().flat_map(|m| m.keys()) {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+    }
+    keys
 }
 
 /// PUT rules: every primary key column filtered with `eq`, matching the
@@ -1288,8 +1315,10 @@ impl ResponseBuilder {
         if ctx.profile_header {
             self.header("content-profile", &ctx.schema);
         }
-        if prefer.strict {
-            applied.push("handling=strict");
+        match prefer.handling {
+            Some(true) => applied.push("handling=strict"),
+            Some(false) => applied.push("handling=lenient"),
+            None => {}
         }
         let tz;
         if let Some(t) = &prefer.timezone {
@@ -1316,8 +1345,7 @@ impl ResponseBuilder {
         // The transaction may have set response.status and response.headers.
         if let Some(s) = &outcome.response_status {
             self.status = s.trim().parse().map_err(|_| {
-                Error::api(500, "PGRST112", "Invalid response status")
-                    .with_details(format!("response.status is not a valid integer: {s}"))
+                Error::api(500, "PGRST112", "response.status guc must be a valid status code")
             })?;
         }
         let mut builder = Response::builder().status(
@@ -1364,9 +1392,13 @@ impl ResponseBuilder {
             }
         }
         let body = match self.body {
-            Some((_, b)) if self.status != 204 => Body::from(b),
-            _ => Body::empty(),
+            Some((_, b)) if self.status != 204 => b,
+            _ => String::new(),
         };
+        if self.status != 204 {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        let body = Body::from(body);
         builder
             .body(body)
             .map_err(|e| Error::api(500, "PGRSTX00", e.to_string()))
@@ -1390,5 +1422,7 @@ pub fn error_response(e: &Error) -> Response<Body> {
             r = r.header(k, v);
         }
     }
-    r.body(Body::from(body)).expect("valid error response")
+    r.header(header::CONTENT_LENGTH, body.len())
+        .body(Body::from(body))
+        .expect("valid error response")
 }
