@@ -89,6 +89,32 @@ pub async fn query(client: &Client, sql: &Sql, authenticated: bool) -> Result<Ve
         .map_err(|e| map_error(&e, authenticated))
 }
 
+/// A column read as text whatever its type (EXPLAIN answers in `json`).
+struct AnyText(String);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for AnyText {
+    fn from_sql(_ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(AnyText(String::from_utf8_lossy(raw).into_owned()))
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+}
+
+/// The planner's row estimate for `sql` (`Prefer: count=planned`).
+pub async fn planned_rows(client: &Client, sql: &Sql, authenticated: bool) -> Result<Option<i64>, Error> {
+    let explain = Sql {
+        text: format!("EXPLAIN (FORMAT JSON) {}", sql.text),
+        params: sql.params.clone(),
+    };
+    let rows = query(client, &explain, authenticated).await?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    let text: AnyText = row.try_get(0).map_err(|e| unavailable(&e.to_string()))?;
+    let plan: serde_json::Value = serde_json::from_str(&text.0).unwrap_or_default();
+    Ok(plan[0]["Plan"]["Plan Rows"].as_f64().map(|r| r as i64))
+}
+
 /// The one row every main statement returns.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
@@ -100,6 +126,8 @@ pub struct Outcome {
     pub body: String,
     /// `Location` query of an inserted row.
     pub location: Option<String>,
+    /// The planner's estimate of the total.
+    pub planned: Option<i64>,
     /// Rows that existed before an upsert.
     pub existing: Option<i64>,
     /// `response.headers` GUC (JSON array of objects).
@@ -121,6 +149,7 @@ impl Outcome {
                 .unwrap_or_default(),
             location: row.try_get("location").ok().flatten(),
             existing: row.try_get("existing").ok().flatten(),
+            planned: None,
             response_headers: row.try_get("response_headers").ok().flatten(),
             response_status: row.try_get("response_status").ok().flatten(),
         }

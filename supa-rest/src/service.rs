@@ -314,16 +314,17 @@ impl Service {
                     embed: Some(&embed),
                 };
                 let (rows, count) = plan::select_rows(&from, &qualifier, &spec)?;
-                let exact = prefer.count == Some(Count::Exact);
+                let exact = matches!(prefer.count, Some(Count::Exact | Count::Estimated));
+                let planned = matches!(prefer.count, Some(Count::Planned | Count::Estimated));
                 let w = Wrap {
                     source: rows,
-                    count: exact.then_some(count),
+                    count: exact.then(|| count.clone()),
                     with_body: true,
                     ..Wrap::default()
                 };
                 let statement = plan::wrap(&w, media);
                 let outcome = self
-                    .run(ctx, method, headers, &statement, true, prefer, |o| {
+                    .run(ctx, method, headers, &statement, true, prefer, planned.then_some(&count), |o| {
                         singular_check(media, o)
                     })
                     .await?;
@@ -346,8 +347,13 @@ impl Service {
 
     /// `offset` and `limit` from the query and the `Range` header.
     fn range(&self, headers: &HeaderMap, q: &QueryParams) -> Result<(i64, Option<i64>), Error> {
-        let mut offset = q.offset.unwrap_or(0);
+        // PostgREST reads a negative offset as none.
+        let mut offset = q.offset.unwrap_or(0).max(0);
         let mut limit = q.limit;
+        if limit.is_some_and(|l| l < 0) {
+            return Err(Error::api(416, "PGRST103", "Requested range not satisfiable")
+                .with_details("Limit should be greater than or equal to zero."));
+        }
         if let Some((start, end)) = header_str(headers, "range").and_then(request::parse_range) {
             if let Some(end) = end
                 && end < start
@@ -458,6 +464,7 @@ impl Service {
                 &statement,
                 false,
                 prefer,
+                None,
                 |o| {
                     max_affected(prefer, o)?;
                     singular_check(media, o)
@@ -582,6 +589,7 @@ impl Service {
                 &statement,
                 false,
                 prefer,
+                None,
                 |o| {
                     max_affected(prefer, o)?;
                     singular_check(media, o)
@@ -643,6 +651,7 @@ impl Service {
                 &statement,
                 false,
                 prefer,
+                None,
                 |o| {
                     max_affected(prefer, o)?;
                     singular_check(media, o)
@@ -680,7 +689,7 @@ impl Service {
             return Err(Error::api(
                 405,
                 "PGRST101",
-                "Only GET, HEAD and POST are allowed for RPC",
+                format!("Cannot use the {method} method on RPC"),
             ));
         }
         // Argument names given: query keys (GET) or body keys (POST).
@@ -795,10 +804,11 @@ impl Service {
             embed: embed.as_ref(),
         };
         let (rows, count) = plan::select_rows(&from, "pgrst_call", &spec)?;
-        let exact = prefer.count == Some(Count::Exact);
+        let exact = matches!(prefer.count, Some(Count::Exact | Count::Estimated));
+        let planned = matches!(prefer.count, Some(Count::Planned | Count::Estimated));
         let w = Wrap {
             source: rows,
-            count: exact.then_some(count),
+            count: exact.then(|| count.clone()),
             with_body: func.returns != Returns::Void,
             scalar,
             ..Wrap::default()
@@ -812,7 +822,7 @@ impl Service {
         let statement = plan::wrap(&w, body_media);
         let read_only = read || func.is_read_only();
         let outcome = self
-            .run(ctx, method, headers, &statement, read_only, prefer, |o| {
+            .run(ctx, method, headers, &statement, read_only, prefer, planned.then_some(&count), |o| {
                 if func.returns_set {
                     singular_check(media, o)
                 } else {
@@ -824,6 +834,9 @@ impl Service {
             let mut b = ResponseBuilder::new(204);
             b.applied(prefer, ctx, None, false);
             return b.finish(&outcome);
+        }
+        if func.returns_set {
+            return read_response(ctx, prefer, media, &outcome, offset, false);
         }
         let mut b = ResponseBuilder::new(200);
         b.range(Some(offset), outcome.page_total, outcome.total, false);
@@ -843,6 +856,7 @@ impl Service {
         statement: &Sql,
         read_only: bool,
         prefer: &Prefer,
+        explain: Option<&Sql>,
         check: impl FnOnce(&Outcome) -> Result<(), Error>,
     ) -> Result<Outcome, Error> {
         let client = self
@@ -898,8 +912,21 @@ impl Service {
                 call.push("()");
                 db::query(&client, &call, ctx.authenticated).await?;
             }
+            let planned = match explain {
+                Some(sql) => db::planned_rows(&client, sql, ctx.authenticated).await?,
+                None => None,
+            };
             let rows = db::query(&client, statement, ctx.authenticated).await?;
-            let outcome = rows.first().map(Outcome::from_row).unwrap_or_default();
+            let mut outcome = rows.first().map(Outcome::from_row).unwrap_or_default();
+            outcome.planned = planned;
+            outcome.total = match prefer.count {
+                Some(Count::Planned) => planned,
+                Some(Count::Estimated) => match (self.config.max_rows, planned) {
+                    (Some(max), Some(p)) if p > max => Some(p),
+                    _ => outcome.total,
+                },
+                _ => outcome.total,
+            };
             check(&outcome)?;
             Ok::<_, Error>(outcome)
         }
@@ -1234,14 +1261,16 @@ fn read_response(
     let total = outcome.total;
     let mut status = 200;
     if let Some(total) = total {
-        if offset > total && !(offset == 0 && total == 0) {
-            return Err(
-                Error::api(416, "PGRST103", "Requested range not satisfiable").with_details(
-                    format!(
-                        "An offset of {offset} was requested, but there are only {total} rows."
-                    ),
-                ),
+        if offset > total {
+            let e = Error::api(416, "PGRST103", "Requested range not satisfiable").with_details(
+                format!("An offset of {offset} was requested, but there are only {total} rows."),
             );
+            let mut response = error_response(&e);
+            response.headers_mut().insert(
+                "content-range",
+                HeaderValue::from_str(&format!("*/{total}")).expect("ascii"),
+            );
+            return Ok(response);
         }
         if outcome.page_total < total && (offset > 0 || outcome.page_total < total) {
             status = 206;
