@@ -93,7 +93,10 @@ pub async fn query(client: &Client, sql: &Sql, authenticated: bool) -> Result<Ve
 struct AnyText(String);
 
 impl<'a> tokio_postgres::types::FromSql<'a> for AnyText {
-    fn from_sql(_ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql(
+        _ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         Ok(AnyText(String::from_utf8_lossy(raw).into_owned()))
     }
 
@@ -103,13 +106,19 @@ impl<'a> tokio_postgres::types::FromSql<'a> for AnyText {
 }
 
 /// The planner's row estimate for `sql` (`Prefer: count=planned`).
-pub async fn planned_rows(client: &Client, sql: &Sql, authenticated: bool) -> Result<Option<i64>, Error> {
+pub async fn planned_rows(
+    client: &Client,
+    sql: &Sql,
+    authenticated: bool,
+) -> Result<Option<i64>, Error> {
     let explain = Sql {
         text: format!("EXPLAIN (FORMAT JSON) {}", sql.text),
         params: sql.params.clone(),
     };
     let rows = query(client, &explain, authenticated).await?;
-    let Some(row) = rows.first() else { return Ok(None) };
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
     let text: AnyText = row.try_get(0).map_err(|e| unavailable(&e.to_string()))?;
     let plan: serde_json::Value = serde_json::from_str(&text.0).unwrap_or_default();
     Ok(plan[0]["Plan"]["Plan Rows"].as_f64().map(|r| r as i64))

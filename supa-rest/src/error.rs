@@ -240,7 +240,11 @@ fn raised(message: &str, detail: Option<&str>) -> Error {
 pub fn sqlstate_status(code: &str, authenticated: bool) -> u16 {
     if let Some(custom) = code.strip_prefix("PT") {
         // `PTxyz` sets the status; anything unparsable is a 500.
-        return custom.parse::<u16>().ok().filter(|s| (100..600).contains(s)).unwrap_or(500);
+        return custom
+            .parse::<u16>()
+            .ok()
+            .filter(|s| (100..600).contains(s))
+            .unwrap_or(500);
     }
     match code {
         "23503" | "23505" => 409,

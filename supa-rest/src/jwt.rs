@@ -17,11 +17,17 @@ fn unauthorized(code: &'static str, message: impl Into<String>) -> Error {
 /// Verifies `token`; the claims as a JSON object.
 pub(crate) fn verify(key: &JwtKey, token: &str, audience: Option<&str>) -> Result<Value, Error> {
     if token.is_empty() {
-        return Err(unauthorized("PGRST301", "Empty JWT is sent in Authorization header"));
+        return Err(unauthorized(
+            "PGRST301",
+            "Empty JWT is sent in Authorization header",
+        ));
     }
     let parts = token.split('.').count();
     if parts != 3 {
-        return Err(unauthorized("PGRST301", format!("Expected 3 parts in JWT; got {parts}")));
+        return Err(unauthorized(
+            "PGRST301",
+            format!("Expected 3 parts in JWT; got {parts}"),
+        ));
     }
     let claims = supa_keys::verify_signature(key, token).map_err(|e| match e {
         supa_keys::Error::BadSignature => unauthorized("PGRST301", "JWSError JWSInvalidSignature"),
@@ -32,7 +38,10 @@ pub(crate) fn verify(key: &JwtKey, token: &str, audience: Option<&str>) -> Resul
         match claims.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => Ok(n.as_f64()),
-            Some(_) => Err(unauthorized("PGRST303", format!("The JWT '{name}' claim must be a number"))),
+            Some(_) => Err(unauthorized(
+                "PGRST303",
+                format!("The JWT '{name}' claim must be a number"),
+            )),
         }
     };
     let (exp, nbf, iat) = (number("exp")?, number("nbf")?, number("iat")?);
@@ -51,7 +60,8 @@ pub(crate) fn verify(key: &JwtKey, token: &str, audience: Option<&str>) -> Resul
         Some(Value::String(a)) => audience.is_none_or(|want| want == a),
         // An empty list names no audience and is ignored, as PostgREST does.
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
-            items.is_empty() || audience.is_none_or(|want| items.iter().any(|i| i.as_str() == Some(want)))
+            items.is_empty()
+                || audience.is_none_or(|want| items.iter().any(|i| i.as_str() == Some(want)))
         }
         Some(_) => {
             return Err(unauthorized(
@@ -64,7 +74,10 @@ pub(crate) fn verify(key: &JwtKey, token: &str, audience: Option<&str>) -> Resul
         return Err(unauthorized("PGRST303", "JWT not in audience"));
     }
     if claims.get("role").is_some_and(|r| !r.is_string()) {
-        return Err(unauthorized("PGRST303", "The JWT 'role' claim must be a string"));
+        return Err(unauthorized(
+            "PGRST303",
+            "The JWT 'role' claim must be a string",
+        ));
     }
     Ok(Value::Object(claims))
 }

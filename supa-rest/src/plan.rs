@@ -125,24 +125,55 @@ pub fn push_where(sql: &mut Sql, qualifier: &str, filters: &[Filter], logic: &[L
     }
 }
 
-fn push_order(sql: &mut Sql, qualifier: &str, order: &[OrderTerm]) -> Result<(), Error> {
+/// Lateral joins of embedded resources, and what each is called.
+#[derive(Debug, Default)]
+pub struct Joins {
+    /// The `JOIN LATERAL` clauses.
+    pub sql: Vec<Sql>,
+    /// (label, relation name, lateral alias, to-one) per embed.
+    pub named: Vec<(String, String, String, bool)>,
+}
+
+fn push_order(
+    sql: &mut Sql,
+    qualifier: &str,
+    order: &[OrderTerm],
+    joins: &Joins,
+    parent: &str,
+) -> Result<(), Error> {
     let terms: Vec<&OrderTerm> = order.iter().collect();
     if terms.is_empty() {
         return Ok(());
     }
     sql.push(" ORDER BY ");
     for (i, t) in terms.iter().enumerate() {
-        if t.relation.is_some() {
-            return Err(Error::api(
-                400,
-                "PGRST118",
-                "Ordering by related resources is not supported yet",
-            ));
-        }
         if i > 0 {
             sql.push(", ");
         }
-        push_field(sql, qualifier, &t.field);
+        match &t.relation {
+            None => push_field(sql, qualifier, &t.field),
+            Some(rel) => {
+                let Some((_, _, lateral, to_one)) = joins
+                    .named
+                    .iter()
+                    .find(|(label, name, _, _)| label == rel || name == rel)
+                else {
+                    return Err(Error::api(
+                        400,
+                        "PGRST108",
+                        format!("'{rel}' is not an embedded resource in this request"),
+                    )
+                    .with_hint(format!(
+                        "Verify that '{rel}' is included in the 'select' query parameter."
+                    )));
+                };
+                if !to_one {
+                    return Err(Error::api(400, "PGRST118", format!("A related order on '{rel}' is not possible"))
+                        .with_details(format!("'{parent}' and '{rel}' do not form a many-to-one or one-to-one relationship")));
+                }
+                push_field(sql, lateral, &t.field);
+            }
+        }
         sql.push(if t.desc { " DESC" } else { " ASC" });
         match t.nulls_first {
             Some(true) => {
@@ -204,7 +235,7 @@ fn push_projection(
     items: &[SelectItem],
     group_by: &mut Vec<Sql>,
     embed: Option<&EmbedCtx<'_>>,
-    joins: &mut Vec<Sql>,
+    joins: &mut Joins,
 ) -> Result<bool, Error> {
     let mut has_aggregate = false;
     for (i, item) in items.iter().enumerate() {
@@ -282,9 +313,24 @@ fn push_projection(
                 items,
             } => {
                 let Some(ctx) = embed else {
-                    return Err(Error::api(400, "PGRST200", format!("Could not find a relationship for '{name}' in the schema cache")));
+                    return Err(Error::api(
+                        400,
+                        "PGRST200",
+                        format!("Could not find a relationship for '{name}' in the schema cache"),
+                    ));
                 };
-                push_embed(sql, qualifier, ctx, joins, name, alias.as_deref(), hint.as_deref(), *inner, *spread, items)?;
+                push_embed(
+                    sql,
+                    qualifier,
+                    ctx,
+                    joins,
+                    name,
+                    alias.as_deref(),
+                    hint.as_deref(),
+                    *inner,
+                    *spread,
+                    items,
+                )?;
             }
         }
     }
@@ -321,18 +367,29 @@ pub fn select_rows(from: &Sql, qualifier: &str, spec: &ReadSpec<'_>) -> Result<(
     let star = [SelectItem::Star];
     let items = spec.select.unwrap_or(&star);
     let mut group_by = Vec::new();
-    let mut joins = Vec::new();
-    let aggregated = push_projection(&mut sql, qualifier, items, &mut group_by, spec.embed, &mut joins)?;
+    let mut joins = Joins::default();
+    let aggregated = push_projection(
+        &mut sql,
+        qualifier,
+        items,
+        &mut group_by,
+        spec.embed,
+        &mut joins,
+    )?;
     let mut from_joined = Sql::default();
     from_joined.append(from);
-    for j in &joins {
+    for j in &joins.sql {
         from_joined.push(" ").append(j);
     }
     sql.push(" FROM ").append(&from_joined);
     let mut conditions = Sql::default();
     push_where(&mut conditions, qualifier, spec.filters, spec.logic);
     for extra in &spec.extra {
-        conditions.push(if conditions.text.is_empty() { " WHERE " } else { " AND " });
+        conditions.push(if conditions.text.is_empty() {
+            " WHERE "
+        } else {
+            " AND "
+        });
         conditions.append(extra);
     }
     sql.append(&conditions);
@@ -345,7 +402,8 @@ pub fn select_rows(from: &Sql, qualifier: &str, spec: &ReadSpec<'_>) -> Result<(
             sql.append(g);
         }
     }
-    push_order(&mut sql, qualifier, spec.order)?;
+    let parent = spec.embed.map_or("", |e| e.parent.1.as_str());
+    push_order(&mut sql, qualifier, spec.order, &joins, parent)?;
     if let Some(limit) = spec.limit {
         sql.push(&format!(" LIMIT {limit}"));
     }
@@ -477,7 +535,14 @@ pub fn shape_rows(select: Option<&[SelectItem]>) -> Result<Option<Sql>, Error> {
     let mut sql = Sql::default();
     sql.push("SELECT ");
     let mut group_by = Vec::new();
-    push_projection(&mut sql, "pgrst_source", items, &mut group_by, None, &mut Vec::new())?;
+    push_projection(
+        &mut sql,
+        "pgrst_source",
+        items,
+        &mut group_by,
+        None,
+        &mut Joins::default(),
+    )?;
     sql.push(" FROM pgrst_source");
     Ok(Some(sql))
 }
@@ -782,14 +847,26 @@ fn output_names(items: &[SelectItem], rel: Option<&Relation>) -> Vec<String> {
     let mut names = Vec::new();
     for item in items {
         match item {
-            SelectItem::Star => names.extend(rel.into_iter().flat_map(|r| r.columns.iter().map(|c| c.name.clone()))),
-            SelectItem::Field { field, alias, aggregate, .. } => names.push(match (alias, aggregate) {
+            SelectItem::Star => names.extend(
+                rel.into_iter()
+                    .flat_map(|r| r.columns.iter().map(|c| c.name.clone())),
+            ),
+            SelectItem::Field {
+                field,
+                alias,
+                aggregate,
+                ..
+            } => names.push(match (alias, aggregate) {
                 (Some(a), _) => a.clone(),
                 (None, Some(a)) => a.sql().to_owned(),
                 (None, None) => field.output_name(),
             }),
-            SelectItem::CountAll { alias, .. } => names.push(alias.clone().unwrap_or_else(|| "count".into())),
-            SelectItem::Embed { name, alias, .. } => names.push(alias.clone().unwrap_or_else(|| name.clone())),
+            SelectItem::CountAll { alias, .. } => {
+                names.push(alias.clone().unwrap_or_else(|| "count".into()))
+            }
+            SelectItem::Embed { name, alias, .. } => {
+                names.push(alias.clone().unwrap_or_else(|| name.clone()))
+            }
         }
     }
     names
@@ -800,7 +877,7 @@ fn push_embed(
     sql: &mut Sql,
     qualifier: &str,
     ctx: &EmbedCtx<'_>,
-    joins: &mut Vec<Sql>,
+    joins: &mut Joins,
     name: &str,
     alias: Option<&str>,
     hint: Option<&str>,
@@ -845,7 +922,12 @@ fn push_embed(
     by_name.push(name.to_owned());
     let on_path = |p: &Vec<String>| *p == path || *p == by_name;
 
-    let filters: Vec<Filter> = ctx.filters.iter().filter(|(p, _)| on_path(p)).map(|(_, f)| f.clone()).collect();
+    let filters: Vec<Filter> = ctx
+        .filters
+        .iter()
+        .filter(|(p, _)| on_path(p))
+        .map(|(_, f)| f.clone())
+        .collect();
     let mut order = Vec::new();
     let mut logic = Vec::new();
     let (mut limit, mut offset) = (None, 0);
@@ -861,7 +943,9 @@ fn push_embed(
     }
 
     let mut from = Sql::default();
-    from.qualified(&rel.target.0, &rel.target.1).push(" AS ").push(&inner_alias);
+    from.qualified(&rel.target.0, &rel.target.1)
+        .push(" AS ")
+        .push(&inner_alias);
     let mut cond = Sql::default();
     match &rel.cardinality {
         Cardinality::ToOne | Cardinality::ToMany => {
@@ -869,22 +953,48 @@ fn push_embed(
                 if i > 0 {
                     cond.push(" AND ");
                 }
-                cond.push(&inner_alias).push(".").ident(tc).push(" = ").push(qualifier).push(".").ident(pc);
+                cond.push(&inner_alias)
+                    .push(".")
+                    .ident(tc)
+                    .push(" = ")
+                    .push(qualifier)
+                    .push(".")
+                    .ident(pc);
             }
         }
-        Cardinality::ManyToMany { junction, parent_cols, target_cols } => {
+        Cardinality::ManyToMany {
+            junction,
+            parent_cols,
+            target_cols,
+        } => {
             let j = quote_ident(&format!("pgrst_j{n}"));
-            from.push(", ").qualified(&junction.0, &junction.1).push(" AS ").push(&j);
+            from.push(", ")
+                .qualified(&junction.0, &junction.1)
+                .push(" AS ")
+                .push(&j);
             let mut first = true;
             for (jc, pc) in parent_cols {
                 if !first {
                     cond.push(" AND ");
                 }
                 first = false;
-                cond.push(&j).push(".").ident(jc).push(" = ").push(qualifier).push(".").ident(pc);
+                cond.push(&j)
+                    .push(".")
+                    .ident(jc)
+                    .push(" = ")
+                    .push(qualifier)
+                    .push(".")
+                    .ident(pc);
             }
             for (jc, tc) in target_cols {
-                cond.push(" AND ").push(&j).push(".").ident(jc).push(" = ").push(&inner_alias).push(".").ident(tc);
+                cond.push(" AND ")
+                    .push(&j)
+                    .push(".")
+                    .ident(jc)
+                    .push(" = ")
+                    .push(&inner_alias)
+                    .push(".")
+                    .ident(tc);
             }
         }
     }
@@ -911,17 +1021,29 @@ fn push_embed(
     let mut join = Sql::default();
     match rel.cardinality {
         Cardinality::ToOne => {
-            join.push(join_kind).push(" JOIN LATERAL (").append(&inner_sql).push(") AS ").push(&lateral).push(" ON TRUE");
+            join.push(join_kind)
+                .push(" JOIN LATERAL (")
+                .append(&inner_sql)
+                .push(") AS ")
+                .push(&lateral)
+                .push(" ON TRUE");
             if spread {
                 let target = ctx.cache.relation(&rel.target.0, &rel.target.1);
                 for (i, col) in output_names(items, target).iter().enumerate() {
                     if i > 0 {
                         sql.push(", ");
                     }
-                    sql.push(&lateral).push(".").ident(col).push(" AS ").ident(col);
+                    sql.push(&lateral)
+                        .push(".")
+                        .ident(col)
+                        .push(" AS ")
+                        .ident(col);
                 }
             } else {
-                sql.push("row_to_json(").push(&lateral).push(".*) AS ").ident(&label);
+                sql.push("row_to_json(")
+                    .push(&lateral)
+                    .push(".*) AS ")
+                    .ident(&label);
             }
         }
         _ => {
@@ -932,13 +1054,17 @@ fn push_embed(
                 .push(&lateral)
                 .push(" ON ");
             if inner == Some(true) {
-                join.push("json_array_length(").push(&lateral).push(".pgrst_agg) > 0");
+                join.push("json_array_length(")
+                    .push(&lateral)
+                    .push(".pgrst_agg) > 0");
             } else {
                 join.push("TRUE");
             }
             sql.push(&lateral).push(".pgrst_agg AS ").ident(&label);
         }
     }
-    joins.push(join);
+    let to_one = rel.cardinality == Cardinality::ToOne;
+    joins.sql.push(join);
+    joins.named.push((label, name.to_owned(), lateral, to_one));
     Ok(())
 }

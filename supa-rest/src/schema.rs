@@ -180,15 +180,28 @@ impl SchemaCache {
 
     /// Foreign keys as seen from `rel` (a table or a view over one).
     fn keys_of(&self, rel: &(String, String)) -> (Vec<&ForeignKey>, Vec<&ForeignKey>) {
-        let base = self.view_bases.get(rel).cloned().unwrap_or_else(|| rel.clone());
-        let outgoing = self.foreign_keys.iter().filter(|f| f.from == base).collect();
+        let base = self
+            .view_bases
+            .get(rel)
+            .cloned()
+            .unwrap_or_else(|| rel.clone());
+        let outgoing = self
+            .foreign_keys
+            .iter()
+            .filter(|f| f.from == base)
+            .collect();
         let incoming = self.foreign_keys.iter().filter(|f| f.to == base).collect();
         (outgoing, incoming)
     }
 
     /// Picks the relation standing for `base` that matches `name`,
     /// preferring the parent's schema.
-    fn pick(&self, base: &(String, String), name: Option<&str>, schema: &str) -> Option<(String, String)> {
+    fn pick(
+        &self,
+        base: &(String, String),
+        name: Option<&str>,
+        schema: &str,
+    ) -> Option<(String, String)> {
         let mut all = self.aliases(base);
         all.retain(|r| self.relations.contains_key(r) && name.is_none_or(|n| r.1 == n));
         all.sort_by_key(|r| r.0 != schema);
@@ -198,7 +211,12 @@ impl SchemaCache {
     /// Every relationship from `parent` to something called `name`
     /// (a relation, a foreign key column or a constraint name), narrowed
     /// by `hint`.
-    pub fn relationships(&self, parent: &(String, String), name: &str, hint: Option<&str>) -> Vec<Relationship> {
+    pub fn relationships(
+        &self,
+        parent: &(String, String),
+        name: &str,
+        hint: Option<&str>,
+    ) -> Vec<Relationship> {
         let schema = parent.0.as_str();
         let mut found = Vec::new();
         let (outgoing, incoming) = self.keys_of(parent);
@@ -211,34 +229,64 @@ impl SchemaCache {
                 found.push(Relationship {
                     target,
                     cardinality: Cardinality::ToOne,
-                    columns: f.from_columns.iter().cloned().zip(f.to_columns.iter().cloned()).collect(),
+                    columns: f
+                        .from_columns
+                        .iter()
+                        .cloned()
+                        .zip(f.to_columns.iter().cloned())
+                        .collect(),
                     constraint: f.name.clone(),
                 });
             }
         }
         for f in &incoming {
             let by_table = self.pick(&f.from, Some(name), schema);
-            let by_other = (f.name == name).then(|| self.pick(&f.from, None, schema)).flatten();
+            let by_other = (f.name == name)
+                .then(|| self.pick(&f.from, None, schema))
+                .flatten();
             if let Some(target) = by_table.or(by_other) {
                 found.push(Relationship {
                     target,
                     cardinality: Cardinality::ToMany,
-                    columns: f.to_columns.iter().cloned().zip(f.from_columns.iter().cloned()).collect(),
+                    columns: f
+                        .to_columns
+                        .iter()
+                        .cloned()
+                        .zip(f.from_columns.iter().cloned())
+                        .collect(),
                     constraint: f.name.clone(),
                 });
             }
         }
         // Many-to-many: a junction with keys to both sides.
         for f1 in &incoming {
-            for f2 in self.foreign_keys.iter().filter(|f2| f2.from == f1.from && f2.name != f1.name) {
-                let Some(target) = self.pick(&f2.to, Some(name), schema) else { continue };
-                let Some(junction) = self.pick(&f1.from, None, schema) else { continue };
+            for f2 in self
+                .foreign_keys
+                .iter()
+                .filter(|f2| f2.from == f1.from && f2.name != f1.name)
+            {
+                let Some(target) = self.pick(&f2.to, Some(name), schema) else {
+                    continue;
+                };
+                let Some(junction) = self.pick(&f1.from, None, schema) else {
+                    continue;
+                };
                 found.push(Relationship {
                     target,
                     cardinality: Cardinality::ManyToMany {
                         junction,
-                        parent_cols: f1.from_columns.iter().cloned().zip(f1.to_columns.iter().cloned()).collect(),
-                        target_cols: f2.from_columns.iter().cloned().zip(f2.to_columns.iter().cloned()).collect(),
+                        parent_cols: f1
+                            .from_columns
+                            .iter()
+                            .cloned()
+                            .zip(f1.to_columns.iter().cloned())
+                            .collect(),
+                        target_cols: f2
+                            .from_columns
+                            .iter()
+                            .cloned()
+                            .zip(f2.to_columns.iter().cloned())
+                            .collect(),
                     },
                     columns: Vec::new(),
                     constraint: f2.name.clone(),
@@ -334,7 +382,11 @@ impl SchemaCache {
             });
         }
 
-        for row in client.query(VIEW_BASES_SQL, &[&schemas]).await.map_err(db)? {
+        for row in client
+            .query(VIEW_BASES_SQL, &[&schemas])
+            .await
+            .map_err(db)?
+        {
             cache.view_bases.insert(
                 (row.get("schema"), row.get("name")),
                 (row.get("base_schema"), row.get("base_name")),

@@ -324,9 +324,16 @@ impl Service {
                 };
                 let statement = plan::wrap(&w, media);
                 let outcome = self
-                    .run(ctx, method, headers, &statement, true, prefer, planned.then_some(&count), |o| {
-                        singular_check(media, o)
-                    })
+                    .run(
+                        ctx,
+                        method,
+                        headers,
+                        &statement,
+                        true,
+                        prefer,
+                        planned.then_some(&count),
+                        |o| singular_check(media, o),
+                    )
                     .await?;
                 read_response(ctx, prefer, media, &outcome, offset, method == Method::HEAD)
             }
@@ -351,8 +358,10 @@ impl Service {
         let mut offset = q.offset.unwrap_or(0).max(0);
         let mut limit = q.limit;
         if limit.is_some_and(|l| l < 0) {
-            return Err(Error::api(416, "PGRST103", "Requested range not satisfiable")
-                .with_details("Limit should be greater than or equal to zero."));
+            return Err(
+                Error::api(416, "PGRST103", "Requested range not satisfiable")
+                    .with_details("Limit should be greater than or equal to zero."),
+            );
         }
         if let Some((start, end)) = header_str(headers, "range").and_then(request::parse_range) {
             if let Some(end) = end
@@ -725,7 +734,9 @@ impl Service {
             };
             // An array of objects calls the function with the first one.
             let payload = match payload {
-                Value::Array(mut items) if !prefer.single_object && items.first().is_some_and(Value::is_object) => {
+                Value::Array(mut items)
+                    if !prefer.single_object && items.first().is_some_and(Value::is_object) =>
+                {
                     items.swap_remove(0)
                 }
                 other => other,
@@ -822,13 +833,22 @@ impl Service {
         let statement = plan::wrap(&w, body_media);
         let read_only = read || func.is_read_only();
         let outcome = self
-            .run(ctx, method, headers, &statement, read_only, prefer, planned.then_some(&count), |o| {
-                if func.returns_set {
-                    singular_check(media, o)
-                } else {
-                    Ok(())
-                }
-            })
+            .run(
+                ctx,
+                method,
+                headers,
+                &statement,
+                read_only,
+                prefer,
+                planned.then_some(&count),
+                |o| {
+                    if func.returns_set {
+                        singular_check(media, o)
+                    } else {
+                        Ok(())
+                    }
+                },
+            )
             .await?;
         if func.returns == Returns::Void {
             let mut b = ResponseBuilder::new(204);
@@ -1374,7 +1394,11 @@ impl ResponseBuilder {
         // The transaction may have set response.status and response.headers.
         if let Some(s) = &outcome.response_status {
             self.status = s.trim().parse().map_err(|_| {
-                Error::api(500, "PGRST112", "response.status guc must be a valid status code")
+                Error::api(
+                    500,
+                    "PGRST112",
+                    "response.status guc must be a valid status code",
+                )
             })?;
         }
         let mut builder = Response::builder().status(
