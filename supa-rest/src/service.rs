@@ -437,12 +437,20 @@ impl Service {
             put_checks(rel, q, &payload)?;
             (Some(Resolution::MergeDuplicates), rel.primary_key.clone())
         } else {
+            let on_conflict = q
+                .on_conflict
+                .clone()
+                .unwrap_or_else(|| rel.primary_key.clone());
+            // Without conflict columns there is nothing to upsert on.
             (
-                prefer.resolution,
-                q.on_conflict
-                    .clone()
-                    .unwrap_or_else(|| rel.primary_key.clone()),
+                prefer.resolution.filter(|_| !on_conflict.is_empty()),
+                on_conflict,
             )
+        };
+        // PUT upserts by nature; only a requested resolution is echoed.
+        let applied = Prefer {
+            resolution: if put { None } else { resolution },
+            ..prefer.clone()
         };
         let spec = WriteSpec {
             rel,
@@ -507,10 +515,6 @@ impl Service {
         {
             b.header("location", &format!("/{}?{loc}", rel.name));
         }
-        let applied = Prefer {
-            resolution,
-            ..prefer.clone()
-        };
         b.applied(&applied, ctx, Some(ret), true);
         if ret == Return::Representation {
             b.body(media, outcome.body.clone());
@@ -1001,6 +1005,7 @@ fn options_response(target: &Target) -> Response<Body> {
     Response::builder()
         .status(200)
         .header("allow", allow)
+        .header(header::CONTENT_LENGTH, 0)
         .body(Body::empty())
         .expect("static response")
 }
@@ -1020,9 +1025,8 @@ fn payload_json(headers: &HeaderMap, body: &Bytes) -> Result<Value, Error> {
         "application/json"
         | ""
         | "application/vnd.pgrst.object+json"
-        | "application/vnd.pgrst.object" => serde_json::from_slice(body).map_err(|e| {
-            Error::api(400, "PGRST102", "Empty or invalid json").with_details(e.to_string())
-        }),
+        | "application/vnd.pgrst.object" => serde_json::from_slice(body)
+            .map_err(|_| Error::api(400, "PGRST102", "Empty or invalid json")),
         "application/x-www-form-urlencoded" => {
             let map: serde_json::Map<String, Value> = form_urlencoded::parse(body)
                 .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
@@ -1426,11 +1430,11 @@ impl ResponseBuilder {
         if let Some(raw) = &outcome.response_headers {
             let parsed: Result<Vec<serde_json::Map<String, Value>>, _> = serde_json::from_str(raw);
             let Ok(list) = parsed else {
-                return Err(
-                    Error::api(500, "PGRST111", "Invalid response.headers").with_details(format!(
-                        "response.headers is not a JSON array of objects: {raw}"
-                    )),
-                );
+                return Err(Error::api(
+                    500,
+                    "PGRST111",
+                    "response.headers guc must be a JSON array composed of objects with a single key and a string value",
+                ));
             };
             for obj in list {
                 for (k, v) in obj {
@@ -1439,7 +1443,12 @@ impl ResponseBuilder {
                         HeaderName::from_bytes(k.as_bytes()),
                         HeaderValue::from_str(&v),
                     ) {
-                        h.insert(k, v);
+                        // Cookies accumulate; other headers replace ours.
+                        if k == header::SET_COOKIE {
+                            h.append(k, v);
+                        } else {
+                            h.insert(k, v);
+                        }
                     }
                 }
             }
