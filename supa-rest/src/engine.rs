@@ -157,7 +157,7 @@ pub(crate) fn listen_for_reloads(service: &Arc<Service>, config: tokio_postgres:
             // Drive the connection while LISTEN completes.
             loop {
                 tokio::select! {
-                    r = &mut listen => { if r.is_err() { break; } else { break; } }
+                    _ = &mut listen => break,
                     m = messages.next() => { if m.is_none() { break; } }
                 }
             }

@@ -296,7 +296,7 @@ impl Service {
                 let (offset, limit) = self.range(headers, &q)?;
                 let counter = std::cell::Cell::new(0);
                 let embed = plan::EmbedCtx {
-                    cache: &cache,
+                    cache,
                     parent: (rel.schema.clone(), rel.name.clone()),
                     filters: &q.embedded_filters,
                     other: &q.embedded_other,
@@ -368,7 +368,7 @@ impl Service {
                 && end < start
             {
                 return Err(Error::api(416, "PGRST103", "Requested range not satisfiable")
-                    .with_details(format!("The lower boundary must be lower than or equal to the upper boundary in the Range header.")));
+                    .with_details("The lower boundary must be lower than or equal to the upper boundary in the Range header."));
             }
             offset += start;
             if let Some(end) = end {
@@ -1296,7 +1296,7 @@ fn read_response(
             );
             return Ok(response);
         }
-        if outcome.page_total < total && (offset > 0 || outcome.page_total < total) {
+        if outcome.page_total < total {
             status = 206;
         }
     }

@@ -1,0 +1,93 @@
+//! `supa-rest`: serves one database standalone with PostgREST's own
+//! settings (`PGRST_DB_URI`, `PGRST_DB_SCHEMAS`, `PGRST_DB_ANON_ROLE`,
+//! `PGRST_JWT_SECRET`, `PGRST_SERVER_PORT`, `PGRST_DB_MAX_ROWS`,
+//! `PGRST_DB_PRE_REQUEST`, `PGRST_DB_TX_END`, ...), so it can replace
+//! PostgREST in an existing deployment (Kubernetes, Knative, Lambda Web
+//! Adapter).
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::body::Body;
+use axum::http::Request;
+use supa_core::Secret;
+use supa_rest::{Auth, RestConfig, Service};
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn config() -> anyhow::Result<(RestConfig, tokio_postgres::Config, String, u16)> {
+    let uri = var("PGRST_DB_URI").unwrap_or_else(|| "postgresql://".to_owned());
+    let db: tokio_postgres::Config = uri
+        .parse()
+        .context("PGRST_DB_URI is not a PostgreSQL URI")?;
+    if var("PGRST_JWT_SECRET_IS_BASE64").as_deref() == Some("true") {
+        anyhow::bail!(
+            "PGRST_JWT_SECRET_IS_BASE64=true is not supported yet; give the secret as text"
+        );
+    }
+    let secret = var("PGRST_JWT_SECRET");
+    let defaults = RestConfig::default();
+    let config = RestConfig {
+        schemas: var("PGRST_DB_SCHEMAS")
+            .or_else(|| var("PGRST_DB_SCHEMA"))
+            .map_or(defaults.schemas, |s| supa_rest::config::list(&s)),
+        extra_search_path: var("PGRST_DB_EXTRA_SEARCH_PATH")
+            .map_or(defaults.extra_search_path, |s| supa_rest::config::list(&s)),
+        anon_role: var("PGRST_DB_ANON_ROLE"),
+        jwt_secret: secret.map(Secret::new),
+        jwt_aud: var("PGRST_JWT_AUD"),
+        max_rows: var("PGRST_DB_MAX_ROWS")
+            .map(|v| v.parse())
+            .transpose()
+            .context("PGRST_DB_MAX_ROWS")?,
+        pre_request: var("PGRST_DB_PRE_REQUEST"),
+        tx_end: var("PGRST_DB_TX_END")
+            .map(|v| v.parse())
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("PGRST_DB_TX_END: {e}"))?
+            .unwrap_or_default(),
+        aggregates_enabled: var("PGRST_DB_AGGREGATES_ENABLED").as_deref() == Some("true"),
+        plan_enabled: var("PGRST_DB_PLAN_ENABLED").as_deref() == Some("true"),
+    };
+    let host = var("PGRST_SERVER_HOST").unwrap_or_else(|| "0.0.0.0".to_owned());
+    let host = if host == "*" || host == "!4" {
+        "0.0.0.0".to_owned()
+    } else {
+        host
+    };
+    let port = var("PGRST_SERVER_PORT")
+        .map(|p| p.parse())
+        .transpose()
+        .context("PGRST_SERVER_PORT")?
+        .unwrap_or(3000);
+    Ok((config, db, host, port))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            var("PGRST_LOG_LEVEL").unwrap_or_else(|| "info".into()),
+        ))
+        .init();
+    let (config, db, host, port) = config()?;
+    let pool_size = var("PGRST_DB_POOL")
+        .map(|p| p.parse())
+        .transpose()
+        .context("PGRST_DB_POOL")?
+        .unwrap_or(10);
+    let pool = supa_rest::db::pool(db, pool_size)?;
+    let service = Arc::new(Service::new(config, pool)?);
+    let app = axum::Router::new().fallback(move |request: Request<Body>| {
+        let service = service.clone();
+        async move { service.handle(request, Auth::Header).await }
+    });
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+        .await
+        .with_context(|| format!("cannot listen on {host}:{port}"))?;
+    tracing::info!(%host, port, "supa-rest listening");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
