@@ -2,8 +2,6 @@
 
 use supa_core::Secret;
 
-use crate::Error;
-
 /// `db-tx-end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TxEnd {
@@ -19,19 +17,17 @@ pub enum TxEnd {
 }
 
 impl std::str::FromStr for TxEnd {
-    type Err = Error;
+    type Err = String;
 
-    fn from_str(s: &str) -> Result<Self, Error> {
+    fn from_str(s: &str) -> Result<Self, String> {
         Ok(match s {
             "commit" => TxEnd::Commit,
             "commit-allow-override" => TxEnd::CommitAllowOverride,
             "rollback" => TxEnd::Rollback,
             "rollback-allow-override" => TxEnd::RollbackAllowOverride,
             other => {
-                return Err(Error::api(
-                    500,
-                    "PGRST000",
-                    format!("invalid db-tx-end {other:?}"),
+                return Err(format!(
+                    "invalid db-tx-end {other:?}: expected commit, commit-allow-override, rollback or rollback-allow-override"
                 ));
             }
         })

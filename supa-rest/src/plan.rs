@@ -9,7 +9,7 @@ use crate::grammar::{
     SelectItem,
 };
 use crate::request::{Count, Media, Resolution};
-use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::schema::{Cardinality, Function, Relation, Returns, SchemaCache};
 use crate::sql::{Sql, array_literal, quote_ident};
@@ -226,7 +226,7 @@ pub struct EmbedCtx<'a> {
     /// The path of the resource being selected.
     pub path: Vec<String>,
     /// Numbers the aliases of one statement.
-    pub counter: &'a Cell<usize>,
+    pub counter: &'a AtomicUsize,
 }
 
 fn push_projection(
@@ -911,8 +911,7 @@ fn push_embed(
             )));
         }
     };
-    let n = ctx.counter.get() + 1;
-    ctx.counter.set(n);
+    let n = ctx.counter.fetch_add(1, Ordering::Relaxed) + 1;
     let inner_alias = quote_ident(&format!("pgrst_e{n}"));
     let lateral = quote_ident(&format!("pgrst_l{n}"));
     let label = alias.unwrap_or(name).to_owned();

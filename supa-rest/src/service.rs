@@ -294,7 +294,7 @@ impl Service {
                     ],
                 )?;
                 let (offset, limit) = self.range(headers, &q)?;
-                let counter = std::cell::Cell::new(0);
+                let counter = std::sync::atomic::AtomicUsize::new(0);
                 let embed = plan::EmbedCtx {
                     cache,
                     parent: (rel.schema.clone(), rel.name.clone()),
@@ -792,7 +792,7 @@ impl Service {
         )?;
         let (offset, limit) = self.range(headers, &q)?;
         let select_star = [SelectItem::Star];
-        let counter = std::cell::Cell::new(0);
+        let counter = std::sync::atomic::AtomicUsize::new(0);
         let embed = match &func.returns {
             Returns::Composite(Some(rel)) => Some(plan::EmbedCtx {
                 cache,

@@ -493,9 +493,9 @@ fn read_list(path: &Path) -> BTreeMap<String, String> {
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
+        .map(|l| {
             let (k, v) = l.split_once(char::is_whitespace).unwrap_or((l, ""));
-            Some((k.to_owned(), v.trim().to_owned()))
+            (k.to_owned(), v.trim().to_owned())
         })
         .collect()
 }
