@@ -821,11 +821,10 @@ fn plain_value(c: &mut Cursor<'_>, in_tree: bool) -> PResult<String> {
     let mut depth = 0i32;
     while let Some(ch) = c.peek() {
         match ch {
-            '{' | '[' => depth += 1,
-            '}' | ']' => depth -= 1,
-            '(' if depth > 0 || !out.is_empty() => depth += 1,
-            ')' if depth > 0 => depth -= 1,
-            ',' | ')' if depth <= 0 => break,
+            '{' | '[' | '(' => depth += 1,
+            // Ranges mix brackets: `(3,10]`, `[1,2)`.
+            '}' | ']' | ')' if depth > 0 => depth -= 1,
+            ',' | ')' if depth == 0 => break,
             _ => {}
         }
         out.push(ch);
