@@ -841,6 +841,7 @@ fn in_list(c: &mut Cursor<'_>) -> PResult<Vec<String>> {
         return Ok(items);
     }
     loop {
+        skip_spaces(c);
         let item = if c.peek() == Some('"') {
             quoted(c)?
         } else {
@@ -871,6 +872,7 @@ pub fn parse_logic(key: &str, value: &str) -> PResult<LogicTree> {
 }
 
 fn logic_expr(c: &mut Cursor<'_>) -> PResult<LogicTree> {
+    skip_spaces(c);
     let negated = c.eat("not.");
     let or = if c.eat("or") {
         true
@@ -879,14 +881,17 @@ fn logic_expr(c: &mut Cursor<'_>) -> PResult<LogicTree> {
     } else {
         return Err(c.fail("logic operator (and, or)"));
     };
+    skip_spaces(c);
     c.expect("(", "\"(\"")?;
     let mut children = Vec::new();
     loop {
         children.push(logic_item(c)?);
+        skip_spaces(c);
         if c.eat(",") {
             continue;
         }
         c.expect(")", "\",\" or \")\"")?;
+        skip_spaces(c);
         break;
     }
     Ok(LogicTree::Expr {
@@ -897,10 +902,18 @@ fn logic_expr(c: &mut Cursor<'_>) -> PResult<LogicTree> {
 }
 
 fn logic_item(c: &mut Cursor<'_>) -> PResult<LogicTree> {
-    // `and(`, `or(`, `not.and(`, `not.or(` start a subtree.
-    for prefix in ["and(", "or(", "not.and(", "not.or("] {
+    skip_spaces(c);
+    // `and(`, `or(`, `not.and(`, `not.or(` start a subtree (spaces allowed
+    // before the parenthesis).
+    for prefix in ["and", "or", "not.and", "not.or"] {
         if c.starts_with(prefix) {
-            return logic_expr(c);
+            let mut look = prefix.chars().count();
+            while c.peek_at(look) == Some(' ') {
+                look += 1;
+            }
+            if c.peek_at(look) == Some('(') {
+                return logic_expr(c);
+            }
         }
     }
     if c.peek().is_none_or(|ch| !(is_ident_char(ch) || ch == '"')) {

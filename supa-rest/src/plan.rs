@@ -230,7 +230,7 @@ pub struct EmbedCtx<'a> {
 }
 
 fn push_projection(
-    sql: &mut Sql,
+    target: &mut Sql,
     qualifier: &str,
     items: &[SelectItem],
     group_by: &mut Vec<Sql>,
@@ -238,10 +238,12 @@ fn push_projection(
     joins: &mut Joins,
 ) -> Result<bool, Error> {
     let mut has_aggregate = false;
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
+    let mut first = true;
+    for item in items {
+        // Each item is built apart: an embed used only for filtering
+        // (`rel()`) adds a join but no column.
+        let mut out = Sql::default();
+        let sql = &mut out;
         match item {
             SelectItem::Star => {
                 sql.push(qualifier).push(".*");
@@ -333,6 +335,13 @@ fn push_projection(
                 )?;
             }
         }
+        if !out.text.is_empty() {
+            if !first {
+                target.push(", ");
+            }
+            first = false;
+            target.append(&out);
+        }
     }
     Ok(has_aggregate)
 }
@@ -382,8 +391,43 @@ pub fn select_rows(from: &Sql, qualifier: &str, spec: &ReadSpec<'_>) -> Result<(
         from_joined.push(" ").append(j);
     }
     sql.push(" FROM ").append(&from_joined);
+    // `rel=is.null` / `rel=not.is.null` filter on an embedded resource.
+    let (embed_filters, plain): (Vec<&Filter>, Vec<&Filter>) = spec.filters.iter().partition(|f| {
+        f.field.path.is_empty()
+            && matches!(f.op, Operation::Is(IsValue::Null | IsValue::NotNull))
+            && joins
+                .named
+                .iter()
+                .any(|(label, _, _, _)| *label == f.field.name)
+    });
+    let plain: Vec<Filter> = plain.into_iter().cloned().collect();
     let mut conditions = Sql::default();
-    push_where(&mut conditions, qualifier, spec.filters, spec.logic);
+    push_where(&mut conditions, qualifier, &plain, spec.logic);
+    for f in embed_filters {
+        let (_, _, lateral, to_one) = joins
+            .named
+            .iter()
+            .find(|(label, _, _, _)| *label == f.field.name)
+            .expect("partitioned on this");
+        let is_null = matches!(f.op, Operation::Is(IsValue::Null)) != f.negated;
+        conditions.push(if conditions.text.is_empty() {
+            " WHERE "
+        } else {
+            " AND "
+        });
+        match (to_one, is_null) {
+            (true, true) => conditions.push(lateral).push(" IS NULL"),
+            (true, false) => conditions.push(lateral).push(" IS NOT NULL"),
+            (false, true) => conditions
+                .push("json_array_length(")
+                .push(lateral)
+                .push(".pgrst_agg) = 0"),
+            (false, false) => conditions
+                .push("json_array_length(")
+                .push(lateral)
+                .push(".pgrst_agg) > 0"),
+        };
+    }
     for extra in &spec.extra {
         conditions.push(if conditions.text.is_empty() {
             " WHERE "
@@ -1038,7 +1082,7 @@ fn push_embed(
                         .push(" AS ")
                         .ident(col);
                 }
-            } else {
+            } else if !items.is_empty() {
                 sql.push("row_to_json(")
                     .push(&lateral)
                     .push(".*) AS ")
@@ -1059,11 +1103,56 @@ fn push_embed(
             } else {
                 join.push("TRUE");
             }
-            sql.push(&lateral).push(".pgrst_agg AS ").ident(&label);
+            if !items.is_empty() {
+                sql.push(&lateral).push(".pgrst_agg AS ").ident(&label);
+            }
         }
     }
     let to_one = rel.cardinality == Cardinality::ToOne;
     joins.sql.push(join);
     joins.named.push((label, name.to_owned(), lateral, to_one));
+    Ok(())
+}
+
+/// Every embedded filter or option must name a resource embedded by
+/// `select` (PGRST108 otherwise).
+pub fn check_embedded_paths(
+    select: Option<&[SelectItem]>,
+    filters: &[(Vec<String>, Filter)],
+    other: &[(Vec<String>, String, String)],
+) -> Result<(), Error> {
+    fn embedded<'a>(items: &'a [SelectItem], path: &[String]) -> Option<&'a [SelectItem]> {
+        let (first, rest) = path.split_first()?;
+        items.iter().find_map(|i| match i {
+            SelectItem::Embed {
+                name, alias, items, ..
+            } if name == first || alias.as_deref() == Some(first.as_str()) => {
+                if rest.is_empty() {
+                    Some(items.as_slice())
+                } else {
+                    embedded(items, rest)
+                }
+            }
+            _ => None,
+        })
+    }
+    let items = select.unwrap_or(&[]);
+    let paths = filters
+        .iter()
+        .map(|(p, _)| p)
+        .chain(other.iter().map(|(p, _, _)| p));
+    for path in paths {
+        if embedded(items, path).is_none() {
+            let name = path.last().cloned().unwrap_or_default();
+            return Err(Error::api(
+                400,
+                "PGRST108",
+                format!("'{name}' is not an embedded resource in this request"),
+            )
+            .with_hint(format!(
+                "Verify that '{name}' is included in the 'select' query parameter."
+            )));
+        }
+    }
     Ok(())
 }

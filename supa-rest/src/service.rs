@@ -293,6 +293,11 @@ impl Service {
                         Media::ArrayStripped,
                     ],
                 )?;
+                plan::check_embedded_paths(
+                    q.select.as_deref(),
+                    &q.embedded_filters,
+                    &q.embedded_other,
+                )?;
                 let (offset, limit) = self.range(headers, &q)?;
                 let counter = std::sync::atomic::AtomicUsize::new(0);
                 let embed = plan::EmbedCtx {
