@@ -340,7 +340,22 @@ impl Service {
                         |o| singular_check(media, o),
                     )
                     .await?;
-                read_response(ctx, prefer, media, &outcome, offset, method == Method::HEAD)
+                let mut response =
+                    read_response(ctx, prefer, media, &outcome, offset, method == Method::HEAD)?;
+                // Where this representation lives: the path and its
+                // parameters in order.
+                let mut sorted: Vec<&(String, String)> = pairs.iter().collect();
+                sorted.sort();
+                let query: Vec<String> = sorted.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let location = if query.is_empty() {
+                    format!("/{}", rel.name)
+                } else {
+                    format!("/{}?{}", rel.name, query.join("&"))
+                };
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    response.headers_mut().insert("content-location", v);
+                }
+                Ok(response)
             }
             Method::POST => {
                 self.insert(headers, ctx, prefer, &q, rel, body, false)
@@ -538,13 +553,20 @@ impl Service {
     ) -> Result<Response<Body>, Error> {
         let media = self.write_media(headers)?;
         let payload = payload_json(headers, body)?;
-        if payload.is_array() {
-            return Err(Error::api(
-                400,
-                "PGRST102",
-                "Invalid body: expected a JSON object for PATCH",
-            ));
-        }
+        // An array updates with its first object, as PostgREST does.
+        let payload = match payload {
+            Value::Array(mut items) if items.first().is_some_and(Value::is_object) => {
+                items.swap_remove(0)
+            }
+            Value::Object(_) => payload,
+            _ => {
+                return Err(Error::api(
+                    400,
+                    "PGRST102",
+                    "Invalid body: expected a JSON object for PATCH",
+                ));
+            }
+        };
         let columns = match &q.columns {
             Some(c) => c.clone(),
             None => payload_keys(&payload)?,
@@ -925,10 +947,29 @@ impl Service {
                 .param(request::cookies_json(headers))
                 .push(", true)");
             if let Some(tz) = &prefer.timezone {
-                setup
-                    .push(", set_config('timezone', ")
-                    .param(tz.clone())
-                    .push(", true)");
+                // An unknown zone is ignored, or refused under handling=strict.
+                let mut known = Sql::default();
+                known
+                    .push("SELECT 1 FROM pg_catalog.pg_timezone_names WHERE name = ")
+                    .param(tz.clone());
+                if db::query(&client, &known, ctx.authenticated)
+                    .await?
+                    .is_empty()
+                {
+                    if prefer.strict {
+                        return Err(Error::api(
+                            400,
+                            "PGRST122",
+                            "Invalid preferences given with handling=strict",
+                        )
+                        .with_details(format!("Invalid preferences: timezone={tz}")));
+                    }
+                } else {
+                    setup
+                        .push(", set_config('timezone', ")
+                        .param(tz.clone())
+                        .push(", true)");
+                }
             }
             db::query(&client, &setup, ctx.authenticated).await?;
             if let Some(pre) = &self.config.pre_request {
