@@ -478,8 +478,9 @@ fn body_expr(media: Media, scalar: bool) -> &'static str {
         (Media::Csv, _) => {
             "(SELECT coalesce(string_agg(a.k, ','), '') FROM (SELECT json_object_keys(r)::text AS k FROM (SELECT row_to_json(hh) AS r FROM pgrst_source AS hh LIMIT 1) s) a) || chr(10) || coalesce(string_agg(substring(_postgrest_t::text, 2, length(_postgrest_t::text) - 2), chr(10)), '')"
         }
-        (Media::Text | Media::Binary, _) => {
-            "coalesce(string_agg(_postgrest_t.pgrst_scalar::text, ''), '')"
+        (Media::Text, _) => "coalesce(string_agg(_postgrest_t.pgrst_scalar::text, ''), '')",
+        (Media::Binary, _) => {
+            "coalesce(encode(string_agg(_postgrest_t.pgrst_scalar, ''::bytea), 'base64'), '')"
         }
         (_, true) => "coalesce(json_agg(_postgrest_t.pgrst_scalar), '[]')::text",
         _ => "coalesce(json_agg(_postgrest_t), '[]')::text",
@@ -775,6 +776,9 @@ pub enum RpcArgs<'a> {
     },
     /// The whole body as the single unnamed json/jsonb argument.
     Single(&'a str),
+    /// A raw body for the single unnamed argument: hex of bytes (`true`)
+    /// or text.
+    Raw(&'a str, bool),
 }
 
 /// `FROM` of a function call: `"s"."fn"(...)` producing rows named
@@ -829,6 +833,17 @@ pub fn call(func: &Function, args: &RpcArgs<'_>) -> Sql {
                     .push(" := pgrst_args.")
                     .ident(&arg.name);
             }
+        }
+        RpcArgs::Raw(value, true) => {
+            call.push("decode(")
+                .param((*value).to_owned())
+                .push(", 'hex')");
+        }
+        RpcArgs::Raw(value, false) => {
+            call.param((*value).to_owned());
+            let t = func.args.first().map_or("text", |a| a.type_name.as_str());
+            call.push("::")
+                .push(if t == "xml" { "xml" } else { "text" });
         }
         RpcArgs::Single(payload) => {
             call.param((*payload).to_owned());

@@ -307,7 +307,8 @@ pub fn negotiate(accept: Option<&str>, allowed: &[Media]) -> Result<Media, Error
             "application/vnd.pgrst.object+json;nulls=stripped" => {
                 Some(Media::Object { strip_nulls: true })
             }
-            "application/vnd.pgrst.array+json;nulls=stripped" => Some(Media::ArrayStripped),
+            "application/vnd.pgrst.array+json;nulls=stripped"
+            | "application/vnd.pgrst.array;nulls=stripped" => Some(Media::ArrayStripped),
             "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array" => Some(Media::Json),
             "text/csv" => Some(Media::Csv),
             "text/plain" | "text/*" => Some(Media::Text),

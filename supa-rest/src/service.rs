@@ -732,8 +732,25 @@ impl Service {
                 format!("Cannot use the {method} method on RPC"),
             ));
         }
+        // A raw body (bytes or text) goes whole to a function whose one
+        // unnamed parameter has that type.
+        let mime = header_str(headers, "content-type")
+            .and_then(|c| c.split(';').next())
+            .map(|c| c.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let raw_type = match mime.as_str() {
+            "application/octet-stream" => Some("bytea"),
+            "text/plain" => Some("text"),
+            "text/xml" => Some("xml"),
+            _ => None,
+        };
+        let raw_func = raw_type.filter(|_| !read).and_then(|t| {
+            overloads.iter().find(|f| {
+                f.args.len() == 1 && f.args[0].name.is_empty() && f.args[0].type_name == t
+            })
+        });
         // Argument names given: query keys (GET) or body keys (POST).
-        let (payload, given): (Option<Value>, Vec<String>) = if read {
+        let (payload, given): (Option<Value>, Vec<String>) = if read || raw_func.is_some() {
             let reserved = [
                 "select",
                 "order",
@@ -778,13 +795,24 @@ impl Service {
             };
             (Some(payload), given)
         };
-        let func = choose_function(overloads, &given, payload.as_ref(), prefer.single_object)
-            .ok_or_else(|| function_not_found(&ctx.schema, name, &given))?;
+        let func = match raw_func {
+            Some(f) => f,
+            None => choose_function(overloads, &given, payload.as_ref(), prefer.single_object)
+                .ok_or_else(|| function_not_found(&ctx.schema, name, &given))?,
+        };
         let args_owned: Vec<(String, String)>;
         let text_payload;
         let single_json = payload.is_some()
             && (prefer.single_object || (func.args.len() == 1 && func.args[0].name.is_empty()));
-        let args = if read {
+        let raw_text;
+        let args = if let Some(f) = raw_func {
+            raw_text = if f.args[0].type_name == "bytea" {
+                body.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            } else {
+                String::from_utf8_lossy(body).into_owned()
+            };
+            RpcArgs::Raw(&raw_text, f.args[0].type_name == "bytea")
+        } else if read {
             args_owned = pairs
                 .iter()
                 .filter(|(k, _)| func.args.iter().any(|a| &a.name == k))
@@ -813,8 +841,18 @@ impl Service {
                 Media::Object { strip_nulls: false },
                 Media::Object { strip_nulls: true },
                 Media::ArrayStripped,
-                Media::Text,
-                Media::Binary,
+                // Text and bytes only for a function returning them.
+                if matches!(&func.returns, Returns::Scalar(t) if t == "text" || t == "character varying")
+                {
+                    Media::Text
+                } else {
+                    Media::Json
+                },
+                if matches!(&func.returns, Returns::Scalar(t) if t == "bytea") {
+                    Media::Binary
+                } else {
+                    Media::Json
+                },
             ],
         )?;
         let (offset, limit) = self.range(headers, &q)?;
@@ -1096,6 +1134,13 @@ fn csv_payload(body: &Bytes) -> Result<Value, Error> {
         .unwrap_or_default();
     let mut rows = Vec::new();
     for line in lines.filter(|l| !l.is_empty()) {
+        if line.split(',').count() != header.len() {
+            return Err(Error::api(
+                400,
+                "PGRST102",
+                "All lines must have same number of fields",
+            ));
+        }
         let mut obj = serde_json::Map::new();
         for (k, v) in header.iter().zip(line.split(',')) {
             obj.insert(
@@ -1440,6 +1485,16 @@ impl ResponseBuilder {
         self.body = Some((media, body));
     }
 
+    /// The body of an `application/octet-stream` answer: base64 from the
+    /// database, sent as the bytes it stands for.
+    fn binary_body(body: &str) -> Vec<u8> {
+        use base64::Engine as _;
+        let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .unwrap_or_default()
+    }
+
     fn finish(mut self, outcome: &Outcome) -> Result<Response<Body>, Error> {
         // The transaction may have set response.status and response.headers.
         if let Some(s) = &outcome.response_status {
@@ -1499,9 +1554,10 @@ impl ResponseBuilder {
                 }
             }
         }
-        let body = match self.body {
-            Some((_, b)) if self.status != 204 => b,
-            _ => String::new(),
+        let body: Vec<u8> = match self.body {
+            Some((Media::Binary, b)) if self.status != 204 => Self::binary_body(&b),
+            Some((_, b)) if self.status != 204 => b.into_bytes(),
+            _ => Vec::new(),
         };
         if self.status != 204 {
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
