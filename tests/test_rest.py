@@ -1,0 +1,148 @@
+"""supa-rest standalone, configured with PostgREST's PGRST_* settings, as the
+`postgrest` client that supabase==2.34.1 ships talks to it.
+
+The database is a real project created through `supa up`; supa-rest logs in
+as that project's own authenticator role (least privilege), and requests
+carry JWTs minted with the project's secret through the `supa` bindings."""
+
+import os
+import signal
+import subprocess
+import time
+
+import httpx
+import pytest
+from postgrest import APIError, SyncPostgrestClient
+
+import supa
+from conftest import ROOT, free_port
+
+SUPA_REST = ROOT / "target" / "debug" / "supa-rest"
+
+SCHEMA_SQL = """
+CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL, owner text);
+INSERT INTO notes VALUES (1, 'one', 'ann'), (2, 'two', 'bob'), (3, 'three', 'ann');
+ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY anon_reads ON notes FOR SELECT TO anon USING (true);
+CREATE FUNCTION add(a int, b int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT a + b';
+CREATE FUNCTION notes_of(who text) RETURNS SETOF notes LANGUAGE sql STABLE AS 'SELECT * FROM notes WHERE owner = who';
+"""
+
+
+@pytest.fixture(scope="module")
+def rest(platform):
+    with platform.client() as api:
+        project = api.post("/v1/projects", json={"name": "rest"}).json()
+        ref = project["ref"]
+        for statement in [SCHEMA_SQL, f"ALTER ROLE {ref}_authenticator PASSWORD 'rest-test-pw'"]:
+            r = api.post(f"/v1/projects/{ref}/database/query", json={"query": statement})
+            assert r.status_code == 201, r.text
+        port = api.get("/admin/v1/workers/local").json()["port"]
+    service_token = (platform.data_dir / "service_token").read_text().strip()
+    config = httpx.get(
+        f"{platform.api_url}/internal/v1/projects/{ref}/config",
+        headers={"Authorization": f"Bearer {service_token}"},
+    ).json()
+    rest_port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PGRST_")},
+        "PGRST_DB_URI": f"postgres://{ref}_authenticator:rest-test-pw@127.0.0.1:{port}/proj_{ref}",
+        "PGRST_DB_SCHEMAS": "public",
+        "PGRST_DB_ANON_ROLE": "anon",
+        "PGRST_JWT_SECRET": config["jwt_secret"],
+        "PGRST_SERVER_PORT": str(rest_port),
+        "PGRST_SERVER_HOST": "127.0.0.1",
+    }
+    proc = subprocess.Popen([str(SUPA_REST)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{rest_port}"
+    for _ in range(200):
+        try:
+            httpx.get(url + "/notes", timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("supa-rest did not start: " + proc.stderr.read().decode())
+    try:
+        yield {"url": url, "ref": ref, "secret": config["jwt_secret"]}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def client(rest, role):
+    token = supa.mint_jwt(rest["secret"], rest["ref"], role, int(time.time()))
+    return SyncPostgrestClient(
+        rest["url"],
+        headers={"Authorization": f"Bearer {token}"},
+        retry_enabled=False,
+    )
+
+
+def test_select_with_filters_order_limit_single_csv_and_count(rest):
+    db = client(rest, "service_role")
+    rows = db.from_("notes").select("id,body").eq("owner", "ann").order("id", desc=True).execute()
+    assert rows.data == [{"id": 3, "body": "three"}, {"id": 1, "body": "one"}]
+    limited = db.from_("notes").select("id").order("id").limit(2).execute()
+    assert limited.data == [{"id": 1}, {"id": 2}]
+    single = db.from_("notes").select("body").eq("id", 2).single().execute()
+    assert single.data == {"body": "two"}
+    counted = db.from_("notes").select("id", count="exact").limit(1).execute()
+    assert counted.count == 3 and len(counted.data) == 1
+    csv = db.from_("notes").select("id,body").order("id").csv().execute()
+    assert csv.data == "id,body\n1,one\n2,two\n3,three"
+    with pytest.raises(APIError) as missing:
+        db.from_("notes").select("id").eq("id", 99).single().execute()
+    assert missing.value.code == "PGRST116"
+
+
+def test_insert_upsert_update_delete(rest):
+    db = client(rest, "service_role")
+    created = db.from_("notes").insert({"id": 10, "body": "ten", "owner": "cy"}).execute()
+    assert created.data == [{"id": 10, "body": "ten", "owner": "cy"}]
+    upserted = db.from_("notes").upsert([{"id": 10, "body": "TEN", "owner": "cy"}, {"id": 11, "body": "eleven", "owner": "cy"}]).execute()
+    assert sorted(r["body"] for r in upserted.data) == ["TEN", "eleven"]
+    updated = db.from_("notes").update({"owner": "dee"}).eq("owner", "cy").execute()
+    assert {r["id"] for r in updated.data} == {10, 11}
+    deleted = db.from_("notes").delete().eq("owner", "dee").execute()
+    assert {r["id"] for r in deleted.data} == {10, 11}
+    left = db.from_("notes").select("id").order("id").execute()
+    assert [r["id"] for r in left.data] == [1, 2, 3]
+    with pytest.raises(APIError) as dup:
+        db.from_("notes").insert({"id": 1, "body": "dup"}).execute()
+    assert dup.value.code == "23505"
+
+
+def test_rpc(rest):
+    db = client(rest, "anon")
+    assert db.rpc("add", {"a": 2, "b": 3}).execute().data == 5
+    rows = db.rpc("notes_of", {"who": "bob"}).execute().data
+    assert rows == [{"id": 2, "body": "two", "owner": "bob"}]
+    with pytest.raises(APIError) as missing:
+        db.rpc("nope", {}).execute()
+    assert missing.value.code == "PGRST202"
+
+
+def test_rls_denies_anon_writes_and_service_role_bypasses(rest):
+    anon = client(rest, "anon")
+    assert len(anon.from_("notes").select("id").execute().data) == 3
+    with pytest.raises(APIError) as denied:
+        anon.from_("notes").insert({"id": 20, "body": "no"}).execute()
+    assert denied.value.code == "42501"
+    # No token at all is the anon role too.
+    plain = SyncPostgrestClient(rest["url"], retry_enabled=False)
+    assert len(plain.from_("notes").select("id").execute().data) == 3
+    service = client(rest, "service_role")
+    service.from_("notes").insert({"id": 20, "body": "yes"}).execute()
+    service.from_("notes").delete().eq("id", 20).execute()
+
+
+def test_bad_tokens_get_postgrest_errors(rest):
+    expired = supa.mint_jwt(rest["secret"], rest["ref"], "anon", int(time.time()) - 3600, 60)
+    r = httpx.get(rest["url"] + "/notes", headers={"Authorization": f"Bearer {expired}"})
+    assert r.status_code == 401 and r.json()["code"] == "PGRST303"
+    r = httpx.get(rest["url"] + "/notes", headers={"Authorization": "Bearer a.b.c"})
+    assert r.status_code == 401 and r.json()["code"] == "PGRST301"
+    r = httpx.get(rest["url"] + "/nowhere")
+    assert r.status_code == 404 and r.json()["code"] == "PGRST205"
