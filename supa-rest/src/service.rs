@@ -222,10 +222,6 @@ impl Service {
             Auth::Claims(c) => Some(c),
             Auth::Header => self.verify_header(headers)?,
         };
-        // 42501 is a 401 for the anonymous role and a 403 for a JWT's role.
-        let authenticated = claims
-            .as_ref()
-            .is_some_and(|c| c.get("role").is_some_and(Value::is_string));
         let role = claims
             .as_ref()
             .and_then(|c| c.get("role"))
@@ -233,6 +229,9 @@ impl Service {
             .map(str::to_owned)
             .or_else(|| self.config.anon_role.clone())
             .ok_or_else(|| Error::api(401, "PGRST302", "Anonymous access is disabled"))?;
+        // 42501 is a 401 for the anonymous role (with or without a JWT)
+        // and a 403 for any other role.
+        let authenticated = self.config.anon_role.as_deref() != Some(role.as_str());
         let claims = match claims {
             Some(c) => c.to_string(),
             None => serde_json::json!({ "role": role }).to_string(),
