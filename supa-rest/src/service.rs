@@ -112,6 +112,15 @@ impl Service {
         Ok(loaded)
     }
 
+    /// An axum router answering every path with this service, JWTs
+    /// verified here as PostgREST does (the standalone server).
+    pub fn router(self: Arc<Self>) -> axum::Router {
+        axum::Router::new().fallback(move |request: Request<Body>| {
+            let service = self.clone();
+            async move { service.handle(request, Auth::Header).await }
+        })
+    }
+
     /// Answers one request.
     pub async fn handle(&self, request: Request<Body>, auth: Auth) -> Response<Body> {
         self.last_used

@@ -8,10 +8,8 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::body::Body;
-use axum::http::Request;
 use supa_core::Secret;
-use supa_rest::{Auth, RestConfig, Service};
+use supa_rest::{RestConfig, Service};
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -80,10 +78,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(10);
     let pool = supa_rest::db::pool(db, pool_size)?;
     let service = Arc::new(Service::new(config, pool)?);
-    let app = axum::Router::new().fallback(move |request: Request<Body>| {
-        let service = service.clone();
-        async move { service.handle(request, Auth::Header).await }
-    });
+    let app = service.router();
     let listener = tokio::net::TcpListener::bind((host.as_str(), port))
         .await
         .with_context(|| format!("cannot listen on {host}:{port}"))?;
