@@ -86,6 +86,17 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::Api { status, .. } | Error::Raised { status, .. } => *status,
+            // pg-safeupdate's refusals are the client's fault; other
+            // cardinality violations are the server's.
+            Error::Db {
+                sqlstate, message, ..
+            } if sqlstate == "21000" => {
+                if message.ends_with("requires a WHERE clause") {
+                    400
+                } else {
+                    500
+                }
+            }
             Error::Db {
                 sqlstate,
                 authenticated,
@@ -260,7 +271,6 @@ pub fn sqlstate_status(code: &str, authenticated: bool) -> u16 {
             }
         }
         "P0001" => 400,
-        "21000" => 400,
         _ => match &code[..code.len().min(2)] {
             "08" => 503,
             "09" => 500,

@@ -108,6 +108,8 @@ pub struct ForeignKey {
     pub to: (String, String),
     /// Referenced columns.
     pub to_columns: Vec<String>,
+    /// Whether the referencing columns are unique (a one-to-one key).
+    pub from_unique: bool,
 }
 
 /// Everything known about the exposed schemas.
@@ -247,7 +249,12 @@ impl SchemaCache {
             if let Some(target) = by_table.or(by_other) {
                 found.push(Relationship {
                     target,
-                    cardinality: Cardinality::ToMany,
+                    // A unique referencing key makes it one-to-one.
+                    cardinality: if f.from_unique {
+                        Cardinality::ToOne
+                    } else {
+                        Cardinality::ToMany
+                    },
                     columns: f
                         .to_columns
                         .iter()
@@ -379,6 +386,7 @@ impl SchemaCache {
                 from_columns: row.get("from_columns"),
                 to: (row.get("to_schema"), row.get("to_table")),
                 to_columns: row.get("to_columns"),
+                from_unique: row.get("from_unique"),
             });
         }
 
@@ -513,7 +521,9 @@ SELECT con.conname::text AS name,
              JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i) AS from_columns,
        tn.nspname::text AS to_schema, tc.relname::text AS to_table,
        ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
-             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i) AS to_columns
+             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i) AS to_columns,
+       EXISTS (SELECT 1 FROM pg_constraint u WHERE u.conrelid = con.conrelid AND u.contype IN ('p', 'u')
+               AND u.conkey::int2[] @> con.conkey::int2[] AND u.conkey::int2[] <@ con.conkey::int2[]) AS from_unique
 FROM pg_constraint con
 JOIN pg_class fc ON fc.oid = con.conrelid JOIN pg_namespace fn ON fn.oid = fc.relnamespace
 JOIN pg_class tc ON tc.oid = con.confrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace

@@ -519,8 +519,7 @@ impl Service {
         // An upsert where every row already existed is a 200; PUT without
         // a representation is a 204.
         let all_existed = resolution == Some(Resolution::MergeDuplicates)
-            && outcome.page_total > 0
-            && outcome.existing.unwrap_or(0) >= outcome.page_total;
+            && outcome.page_total - outcome.existing.unwrap_or(0) <= 0;
         let status = match (put, ret) {
             (true, Return::Minimal) => 204,
             _ if all_existed => 200,
