@@ -954,8 +954,10 @@ fn push_embed(
                 format!("Could not find a relationship between '{}' and '{name}' in the schema cache", ctx.parent.1),
             )
             .with_details(format!(
-                "Searched for a foreign key relationship between '{}' and '{name}' in the schema '{}', but no matches were found.",
-                ctx.parent.1, ctx.parent.0
+                "Searched for a foreign key relationship between '{}' and '{name}'{} in the schema '{}', but no matches were found.",
+                ctx.parent.1,
+                hint.map(|h| format!(" using the hint '{h}'")).unwrap_or_default(),
+                ctx.parent.0
             )));
         }
         _ => {
