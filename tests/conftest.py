@@ -28,6 +28,7 @@ def free_port() -> int:
 @dataclass
 class Platform:
     api_url: str
+    gateway_url: str
     token: str
     data_dir: Path
 
@@ -52,10 +53,11 @@ def platform():
     assert SUPA.exists(), f"{SUPA} is missing: `make pytest` builds it"
     data_dir = Path(tempfile.mkdtemp(prefix="supa-pytest-"))
     api_port = free_port()
+    gateway_port = free_port()
     log = open(data_dir.parent / f"{data_dir.name}.log", "w+")
     proc = subprocess.Popen(
         [str(SUPA), "up", "--data-dir", str(data_dir), "--api-port", str(api_port),
-         "--gateway-port", str(free_port())],
+         "--gateway-port", str(gateway_port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={k: v for k, v in os.environ.items() if not k.startswith("SUPA_")},
@@ -78,7 +80,12 @@ def platform():
         time.sleep(0.2)
     token = (data_dir / "admin_token").read_text().strip()
     try:
-        yield Platform(api_url=api_url, token=token, data_dir=data_dir)
+        yield Platform(
+            api_url=api_url,
+            gateway_url=f"http://127.0.0.1:{gateway_port}",
+            token=token,
+            data_dir=data_dir,
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

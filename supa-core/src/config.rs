@@ -125,6 +125,26 @@ pub struct ProjectConfig {
     pub jwt_secret: Secret<String>,
     /// Where requests go.
     pub upstream: Upstream,
+    /// How an in-process data plane reaches the project's database
+    /// (embedded upstream); absent for other upstreams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<ProjectDatabase>,
+}
+
+/// The project database as its authenticator role logs in to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectDatabase {
+    /// Worker host.
+    pub host: String,
+    /// Worker port.
+    pub port: u16,
+    /// Database name (`proj_{ref}`).
+    pub name: String,
+    /// Login role (`{ref}_authenticator`).
+    pub user: String,
+    /// Its password.
+    #[serde(serialize_with = "serialize_exposed")]
+    pub password: Secret<String>,
 }
 
 /// What the directory knows about a live API key, found by the key's SHA-256:
@@ -151,6 +171,7 @@ mod tests {
             status: ProjectStatus::ActiveHealthy,
             jwt_secret: Secret::new("s".repeat(40)),
             upstream,
+            database: None,
         }
     }
 

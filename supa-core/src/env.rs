@@ -31,6 +31,9 @@ pub const BIND: &str = "SUPA_BIND";
 /// Base URL of the Management API the CLI talks to (default
 /// `http://127.0.0.1:8001`).
 pub const API_URL: &str = "SUPA_API_URL";
+/// Public URL of the gateway, printed with new projects (default
+/// `http://127.0.0.1:8000`).
+pub const GATEWAY_URL: &str = "SUPA_GATEWAY_URL";
 /// How new projects are spread over workers: `least-databases` (default)
 /// or `round-robin`.
 pub const PLACEMENT: &str = "SUPA_PLACEMENT";
@@ -73,6 +76,10 @@ pub const ALL: &[(&str, &str)] = &[
     (
         API_URL,
         "Management API base URL for the CLI (default http://127.0.0.1:8001)",
+    ),
+    (
+        GATEWAY_URL,
+        "public gateway URL printed with new projects (default http://127.0.0.1:8000)",
     ),
     (
         PLACEMENT,

@@ -17,9 +17,11 @@ mod project_ref;
 mod role;
 mod secret;
 
+pub mod directory;
 pub mod env;
 
-pub use config::{KeyRecord, ProjectConfig, ProjectStatus, Upstream};
+pub use config::{KeyRecord, ProjectConfig, ProjectDatabase, ProjectStatus, Upstream};
+pub use directory::{BoxFuture, DirectoryError, ProjectDirectory};
 pub use error::Error;
 pub use error_body::{GatewayErrorBody, PostgrestErrorBody};
 pub use project_ref::ProjectRef;

@@ -8,7 +8,9 @@ use sqlx::AssertSqlSafe;
 use std::sync::atomic::Ordering;
 
 use sqlx::{Executor, PgPool, Row};
-use supa_core::{KeyKind, ProjectConfig, ProjectRef, ProjectStatus, Secret, Upstream};
+use supa_core::{
+    KeyKind, ProjectConfig, ProjectDatabase, ProjectRef, ProjectStatus, Secret, Upstream,
+};
 
 use crate::error::has_sqlstate;
 use crate::files::random_bytes;
@@ -504,16 +506,35 @@ impl Tenant {
         rows.iter().map(project_from_row).collect()
     }
 
-    /// What a gateway needs to serve the project.
+    /// What a gateway needs to serve the project, including how an
+    /// in-process data plane logs in to its database (embedded upstream).
     pub async fn project_config(&self, project_ref: &ProjectRef) -> Result<ProjectConfig, Error> {
-        let row =
-            sqlx::query("SELECT status, jwt_secret_enc, upstream FROM projects WHERE ref = $1")
-                .bind(project_ref.as_str())
-                .fetch_optional(&self.db)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
+        let row = sqlx::query(
+            "SELECT p.status, p.jwt_secret_enc, p.upstream, p.authenticator_password_enc, w.host, w.port
+             FROM projects p JOIN workers w ON w.id = p.worker_id WHERE p.ref = $1",
+        )
+        .bind(project_ref.as_str())
+        .fetch_optional(&self.db)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
         let status: String = row.try_get("status")?;
         let upstream: sqlx::types::Json<Upstream> = row.try_get("upstream")?;
+        let database = match upstream.0 {
+            Upstream::Embedded => {
+                let port: i32 = row.try_get("port")?;
+                Some(ProjectDatabase {
+                    host: row.try_get("host")?,
+                    port: u16::try_from(port).unwrap_or(5432),
+                    name: database_name(project_ref),
+                    user: authenticator_name(project_ref),
+                    password: Secret::new(self.key.decrypt_string(
+                        &authenticator_context(project_ref),
+                        row.try_get("authenticator_password_enc")?,
+                    )?),
+                })
+            }
+            _ => None,
+        };
         Ok(ProjectConfig {
             project_ref: *project_ref,
             status: crate::from_name(status).unwrap_or(ProjectStatus::Unknown),
@@ -522,6 +543,7 @@ impl Tenant {
                     .decrypt_string(&jwt_context(project_ref), row.try_get("jwt_secret_enc")?)?,
             ),
             upstream: upstream.0,
+            database,
         })
     }
 

@@ -207,3 +207,32 @@ async fn create_database_if_missing(options: &PgConnectOptions, name: &str) -> R
     conn.close().await.ok();
     Ok(())
 }
+
+/// The control plane as the gateway's directory, in process.
+impl supa_core::ProjectDirectory for Tenant {
+    fn project_config<'a>(
+        &'a self,
+        project_ref: &'a ProjectRef,
+    ) -> supa_core::BoxFuture<'a, Result<Option<supa_core::ProjectConfig>, supa_core::DirectoryError>>
+    {
+        Box::pin(async move {
+            match Tenant::project_config(self, project_ref).await {
+                Ok(c) => Ok(Some(c)),
+                Err(Error::NotFound(_)) => Ok(None),
+                Err(e) => Err(supa_core::DirectoryError(e.to_string())),
+            }
+        })
+    }
+
+    fn lookup_key<'a>(
+        &'a self,
+        hash: &'a [u8; 32],
+    ) -> supa_core::BoxFuture<'a, Result<Option<supa_core::KeyRecord>, supa_core::DirectoryError>>
+    {
+        Box::pin(async move {
+            Tenant::lookup_key(self, hash)
+                .await
+                .map_err(|e| supa_core::DirectoryError(e.to_string()))
+        })
+    }
+}

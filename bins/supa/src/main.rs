@@ -69,6 +69,9 @@ struct ApiArgs {
     /// Data dir of `supa up`, where the admin token is kept.
     #[arg(long, env = env::DATA_DIR, default_value = ".supa")]
     data_dir: PathBuf,
+    /// Public gateway URL, to print a project's API URL.
+    #[arg(long, env = env::GATEWAY_URL, default_value = "http://127.0.0.1:8000")]
+    gateway_url: String,
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,

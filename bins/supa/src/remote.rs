@@ -15,6 +15,7 @@ use crate::{ApiArgs, table};
 pub(crate) struct Remote {
     client: ManagementClient,
     json: bool,
+    gateway_url: String,
 }
 
 fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
@@ -42,6 +43,7 @@ impl Remote {
         Ok(Self {
             client: ManagementClient::new(&args.api_url, Secret::new(token))?,
             json: args.json,
+            gateway_url: args.gateway_url.trim_end_matches('/').to_owned(),
         })
     }
 
@@ -81,6 +83,10 @@ impl Remote {
         );
         println!();
         println!("  ref              {}", p.project_ref);
+        println!(
+            "  API URL          {}/project/{}",
+            self.gateway_url, p.project_ref
+        );
         println!("  status           {}", status_name(&p.status));
         println!("  publishable key  {}", created.publishable_key);
         println!("  secret key       {}", created.secret_key.expose());

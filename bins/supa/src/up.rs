@@ -1,10 +1,12 @@
 //! `supa up`: the whole platform in one process.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
 use supa_core::env;
+use supa_router::{Gateway, GatewayConfig};
 use supa_tenant::platform::{self, ControlPlane, SettingsArgs};
 
 /// `supa up` settings; each also has a `SUPA_*` variable.
@@ -24,6 +26,9 @@ pub(crate) struct UpArgs {
     /// Management database URL; an embedded cluster in the data dir when unset.
     #[arg(long, env = env::DATABASE_URL, hide_env_values = true)]
     database_url: Option<String>,
+    /// Serve `{ref}.{base_domain}` hosts as projects (besides `/project/{ref}`).
+    #[arg(long, env = env::BASE_DOMAIN)]
+    base_domain: Option<String>,
 }
 
 pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -34,7 +39,25 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(api_addr)
         .await
         .with_context(|| format!("cannot listen on {api_addr} (use --api-port)"))?;
+    let gateway_addr = SocketAddr::new(args.bind, args.gateway_port);
+    let gateway_listener = tokio::net::TcpListener::bind(gateway_addr)
+        .await
+        .with_context(|| format!("cannot listen on {gateway_addr} (use --gateway-port)"))?;
     let plane = ControlPlane::start(args.settings.into_settings(args.database_url)).await?;
+    let gateway = Arc::new(Gateway::new(
+        Arc::new(plane.tenant.clone()),
+        GatewayConfig {
+            base_domain: args.base_domain.clone(),
+            ..GatewayConfig::default()
+        },
+    ));
+    // Revocations and deletions reach this gateway's caches at once.
+    let hook = gateway.clone();
+    plane.tenant.on_invalidate(move |what| {
+        let gateway = hook.clone();
+        let message = what.message();
+        tokio::spawn(async move { gateway.invalidate(&message).await });
+    });
 
     let api_url = format!("http://{api_addr}");
     println!("Supa is up.");
@@ -51,10 +74,8 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         ),
         None => println!("  PostgreSQL       external management database"),
     }
-    println!(
-        "  Gateway          port {} is reserved for the public gateway",
-        args.gateway_port
-    );
+    let gateway_url = format!("http://{gateway_addr}");
+    println!("  Gateway          {gateway_url}/project/<ref>  (the URL Supabase clients take)");
     println!();
     println!("Next:");
     let dir_flag = if data_dir.as_os_str() == ".supa" {
@@ -72,7 +93,20 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!();
     println!("Ctrl-C stops the platform (and the embedded PostgreSQL).");
 
-    platform::serve(listener, plane.router(), platform::shutdown_signal()).await?;
+    // One signal stops both listeners.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        platform::shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let api = platform::serve(listener, plane.router(), until_stopped(stopped.clone()));
+    let public = platform::serve(gateway_listener, gateway.router(), until_stopped(stopped));
+    let (api, public) = tokio::join!(api, public);
+    api?;
+    public?;
     tracing::info!("shutting down");
     plane.shutdown().await?;
     Ok(())

@@ -1,0 +1,455 @@
+//! The request path of DESIGN section 4.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Request, Response, Uri, header};
+use moka::Expiry;
+use serde_json::{Value, json};
+use supa_core::{
+    DirectoryError, KeyKind, KeyRecord, ProjectConfig, ProjectDirectory, ProjectRef, Upstream,
+};
+use supa_keys::{JwtKey, Validation};
+use supa_rest::{Auth, Engine, ProjectDb, RestConfig};
+
+use crate::{Error, cors};
+
+/// Gateway settings.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// `{ref}.{base_domain}` hosts resolve to projects.
+    pub base_domain: Option<String>,
+    /// How long a project's config and a key stay cached.
+    pub ttl: Duration,
+    /// How long "no such key/project" stays cached (at most 5 s).
+    pub negative_ttl: Duration,
+    /// Connections per project in the embedded data plane.
+    pub pool_size: usize,
+    /// Idle time after which a project's pool is closed.
+    pub idle: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            base_domain: None,
+            ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+            pool_size: 10,
+            idle: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What the gateway keeps per project once loaded.
+#[derive(Debug)]
+struct ProjectState {
+    config: ProjectConfig,
+    jwt_key: JwtKey,
+    rest: RestConfig,
+    db: Option<ProjectDb>,
+}
+
+type CachedProject = Option<Arc<ProjectState>>;
+
+/// Positive entries live `ttl`, negative ones `negative_ttl`.
+struct TtlByPresence {
+    ttl: Duration,
+    negative: Duration,
+}
+
+impl<K, V> Expiry<K, Option<V>> for TtlByPresence {
+    fn expire_after_create(
+        &self,
+        _key: &K,
+        value: &Option<V>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(if value.is_some() {
+            self.ttl
+        } else {
+            self.negative
+        })
+    }
+}
+
+/// The gateway: caches, the embedded data plane, and the directory.
+pub struct Gateway {
+    directory: Arc<dyn ProjectDirectory>,
+    config: GatewayConfig,
+    keys: moka::future::Cache<[u8; 32], Option<KeyRecord>>,
+    projects: moka::future::Cache<ProjectRef, CachedProject>,
+    engine: Engine,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+/// Services Supabase clients may call that this platform does not run.
+const OTHER_SERVICES: &[(&str, &str)] = &[
+    ("/auth/v1", "auth (/auth/v1)"),
+    ("/storage/v1", "storage (/storage/v1)"),
+    ("/realtime/v1", "realtime (/realtime/v1)"),
+    ("/functions/v1", "functions (/functions/v1)"),
+    ("/graphql/v1", "graphql (/graphql/v1)"),
+];
+
+impl Gateway {
+    /// A gateway over `directory`.
+    pub fn new(directory: Arc<dyn ProjectDirectory>, config: GatewayConfig) -> Self {
+        let expiry = || TtlByPresence {
+            ttl: config.ttl,
+            negative: config.negative_ttl.min(Duration::from_secs(5)),
+        };
+        Self {
+            directory,
+            keys: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .expire_after(expiry())
+                .build(),
+            projects: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .expire_after(expiry())
+                .build(),
+            engine: Engine::new(config.pool_size, config.idle),
+            config,
+        }
+    }
+
+    /// Forgets what an invalidation message names: a project ref or the
+    /// hex SHA-256 of a key.
+    pub async fn invalidate(&self, message: &str) {
+        if let Ok(r) = ProjectRef::parse(message) {
+            self.projects.invalidate(&r).await;
+            self.engine.evict(r.as_str());
+        } else {
+            let mut hash = [0u8; 32];
+            if hex::decode_to_slice(message, &mut hash).is_ok() {
+                self.keys.invalidate(&hash).await;
+            }
+        }
+    }
+
+    /// The gateway as an axum router (every path).
+    pub fn router(self: Arc<Self>) -> axum::Router {
+        axum::Router::new().fallback(move |request: Request<Body>| {
+            let gateway = self.clone();
+            async move { gateway.handle(request).await }
+        })
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, request: Request<Body>) -> Response<Body> {
+        let headers = request.headers().clone();
+        if cors::is_preflight(request.method(), &headers) {
+            return cors::preflight(&headers);
+        }
+        let mut response = match self.route(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                if !e.is_client_error() {
+                    tracing::warn!(error = %e, "gateway refused a request");
+                }
+                e.response()
+            }
+        };
+        cors::decorate(&headers, &mut response);
+        response
+    }
+
+    async fn route(&self, request: Request<Body>) -> Result<Response<Body>, Error> {
+        let path = request.uri().path();
+        if path == "/health" {
+            return Ok(json_response(200, &json!({"status": "ok"})));
+        }
+        let (project_ref, rest_path) = self.resolve(request.headers(), path)?;
+        let rest_path = rest_path.to_owned();
+        let Some(data_path) = rest_path
+            .strip_prefix("/rest/v1")
+            .filter(|p| p.is_empty() || p.starts_with('/'))
+        else {
+            for (prefix, name) in OTHER_SERVICES {
+                if rest_path == *prefix || rest_path.starts_with(&format!("{prefix}/")) {
+                    return Err(Error::ServiceNotAvailable(name));
+                }
+            }
+            return Err(Error::NoRoute);
+        };
+        let data_path = if data_path.is_empty() { "/" } else { data_path }.to_owned();
+
+        let (key, query) = api_key(request.headers(), request.uri());
+        let key = key.ok_or(Error::NoApiKey)?;
+        let kind = self.check_key(&project_ref, &key).await?;
+        if kind == KeyKind::Secret && from_browser(request.headers()) {
+            return Err(Error::SecretKeyInBrowser);
+        }
+        let project = self.project(&project_ref).await?;
+        if !project.config.status.is_serving() {
+            let status = serde_json::to_value(project.config.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            return Err(Error::ProjectUnavailable(status));
+        }
+        let claims = self.claims(&project, &project_ref, kind, &key, request.headers())?;
+
+        match &project.config.upstream {
+            Upstream::Embedded => {
+                let Some(db) = &project.db else {
+                    return Err(Error::UpstreamUnreachable(
+                        "no database for the embedded data plane".into(),
+                    ));
+                };
+                let forwarded = forward_request(request, &data_path, query.as_deref())?;
+                Ok(self
+                    .engine
+                    .handle(
+                        project_ref.as_str(),
+                        &project.rest,
+                        db,
+                        forwarded,
+                        Auth::Claims(claims),
+                    )
+                    .await)
+            }
+            Upstream::Http { .. } | Upstream::Lambda { .. } => Err(Error::UpstreamUnreachable(
+                "this gateway build serves embedded upstreams only".into(),
+            )),
+        }
+    }
+
+    /// The project and the path after it: `/project/{ref}/...` or
+    /// `Host: {ref}.{base_domain}`.
+    fn resolve<'p>(
+        &self,
+        headers: &HeaderMap,
+        path: &'p str,
+    ) -> Result<(ProjectRef, &'p str), Error> {
+        if let Some(rest) = path.strip_prefix("/project/") {
+            let (r, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let r = ProjectRef::parse(r).map_err(|_| Error::ProjectNotFound)?;
+            return Ok((r, tail));
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase());
+        if let (Some(host), Some(domain)) = (host, &self.config.base_domain)
+            && let Some(sub) = host.strip_suffix(&format!(".{domain}"))
+        {
+            let r = ProjectRef::parse(sub).map_err(|_| Error::ProjectNotFound)?;
+            return Ok((r, path));
+        }
+        Err(Error::ProjectNotFound)
+    }
+
+    /// The key's kind once its checksum and its record prove it is a live
+    /// key of this project.
+    async fn check_key(&self, project_ref: &ProjectRef, key: &str) -> Result<KeyKind, Error> {
+        let kind = match supa_keys::validate(project_ref, key) {
+            Ok(Validation::Checked(k) | Validation::Unchecked(k)) => k,
+            Err(_) => return Err(Error::InvalidApiKey),
+        };
+        let hash = supa_keys::hash(key);
+        let directory = self.directory.clone();
+        let record = self
+            .keys
+            .try_get_with(hash, async move { directory.lookup_key(&hash).await })
+            .await
+            .map_err(|e: Arc<DirectoryError>| Error::Directory(e.0.clone()))?;
+        match record {
+            Some(r) if r.project_ref == *project_ref && r.kind == kind => Ok(kind),
+            _ => Err(Error::InvalidApiKey),
+        }
+    }
+
+    async fn project(&self, project_ref: &ProjectRef) -> Result<Arc<ProjectState>, Error> {
+        let directory = self.directory.clone();
+        let r = *project_ref;
+        let cached = self
+            .projects
+            .try_get_with(r, async move {
+                let Some(config) = directory.project_config(&r).await? else {
+                    return Ok(None);
+                };
+                let jwt_key = JwtKey::new(config.jwt_secret.expose().as_bytes()).map_err(|e| {
+                    DirectoryError(format!("project {r} has an unusable JWT secret: {e}"))
+                })?;
+                let db = config.database.as_ref().map(|d| ProjectDb {
+                    host: d.host.clone(),
+                    port: d.port,
+                    database: d.name.clone(),
+                    user: d.user.clone(),
+                    password: d.password.clone(),
+                });
+                Ok::<_, DirectoryError>(Some(Arc::new(ProjectState {
+                    rest: supabase_rest_config(),
+                    config,
+                    jwt_key,
+                    db,
+                })))
+            })
+            .await
+            .map_err(|e| Error::Directory(e.0.clone()))?;
+        cached.ok_or(Error::ProjectNotFound)
+    }
+
+    /// The claims the data plane runs with: a user's JWT (verified with
+    /// the project's secret), or the key's role.
+    fn claims(
+        &self,
+        project: &ProjectState,
+        project_ref: &ProjectRef,
+        kind: KeyKind,
+        key: &str,
+        headers: &HeaderMap,
+    ) -> Result<Value, Error> {
+        let now = supa_keys::unix_now();
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            // `Bearer sb_...` and the apikey repeated are not user tokens.
+            .filter(|t| !t.is_empty() && !t.starts_with("sb_") && *t != key);
+        if let Some(token) = bearer {
+            let claims =
+                supa_keys::verify(&project.jwt_key, token, now).map_err(|e| Error::InvalidJwt {
+                    code: e.pgrst_code().unwrap_or("PGRST301"),
+                    message: e.to_string(),
+                })?;
+            if claims.role() == Some("service_role") && kind != KeyKind::Secret {
+                return Err(Error::RoleNotAllowed);
+            }
+            return Ok(Value::Object(claims.as_map().clone()));
+        }
+        let role = kind.role();
+        Ok(json!({
+            "iss": supa_keys::ISSUER,
+            "ref": project_ref.as_str(),
+            "role": role.as_str(),
+            "iat": now,
+            "exp": now + supa_keys::DEFAULT_TTL_SECS,
+        }))
+    }
+}
+
+/// The data plane settings of a Supabase project.
+fn supabase_rest_config() -> RestConfig {
+    RestConfig {
+        schemas: vec!["public".into()],
+        extra_search_path: vec!["public".into(), "extensions".into()],
+        anon_role: Some("anon".into()),
+        // Supabase's default API row limit.
+        max_rows: Some(1000),
+        ..RestConfig::default()
+    }
+}
+
+/// The key from the `apikey` header or query parameter, and the query
+/// string without it (it must not reach the data plane as a filter).
+fn api_key(headers: &HeaderMap, uri: &Uri) -> (Option<String>, Option<String>) {
+    let query = uri.query().unwrap_or("");
+    let mut from_query = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            if k == "apikey" {
+                if from_query.is_none() {
+                    from_query = percent_decode(v);
+                }
+                false
+            } else {
+                !pair.is_empty()
+            }
+        })
+        .collect();
+    let header_key = headers
+        .get("apikey")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned());
+    let key = header_key.or(from_query).filter(|k| !k.is_empty());
+    let rest = (!kept.is_empty()).then(|| kept.join("&"));
+    (key, rest)
+}
+
+/// A query value as form decoding reads it (`+` is a space).
+fn percent_decode(v: &str) -> Option<String> {
+    let spaced = v.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+/// Browsers announce themselves as `Mozilla/...`.
+fn from_browser(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ua| ua.contains("Mozilla/"))
+}
+
+/// The request as the data plane sees it: its own path and query, and no
+/// `apikey` or `Authorization` (the claims travel beside it).
+fn forward_request(
+    request: Request<Body>,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Request<Body>, Error> {
+    let (mut parts, body) = request.into_parts();
+    let target = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    parts.uri = target.parse().map_err(|_| Error::NoRoute)?;
+    parts.headers.remove("apikey");
+    parts.headers.remove(header::AUTHORIZATION);
+    Ok(Request::from_parts(parts, body))
+}
+
+fn json_response(status: u16, body: &Value) -> Response<Body> {
+    let text = body.to_string();
+    Response::builder()
+        .status(status)
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )
+        .header(header::CONTENT_LENGTH, text.len())
+        .body(Body::from(text))
+        .expect("static parts are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_keys_come_from_the_header_or_the_query() {
+        let uri: Uri = "/rest/v1/t?select=*&apikey=sb_x&id=eq.1".parse().unwrap();
+        let (key, rest) = api_key(&HeaderMap::new(), &uri);
+        assert_eq!(key.as_deref(), Some("sb_x"));
+        assert_eq!(rest.as_deref(), Some("select=*&id=eq.1"));
+        let mut h = HeaderMap::new();
+        h.insert("apikey", HeaderValue::from_static("sb_h"));
+        let (key, _) = api_key(&h, &"/x".parse().unwrap());
+        assert_eq!(key.as_deref(), Some("sb_h"));
+        h.insert("apikey", HeaderValue::from_static(""));
+        assert_eq!(api_key(&h, &"/x".parse().unwrap()).0, None);
+        // A malformed escape stays as it is and fails key validation later.
+        assert_eq!(
+            api_key(&HeaderMap::new(), &"/x?apikey=%ZZ".parse().unwrap())
+                .0
+                .as_deref(),
+            Some("%ZZ")
+        );
+    }
+}
