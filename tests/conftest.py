@@ -17,6 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPA = ROOT / "target" / "debug" / "supa"
+SUPA_REST = ROOT / "target" / "debug" / "supa-rest"
+AWS_KEY_ID = "AKIDSUPATESTEXAMPLE"
+AWS_SECRET = "supa/test/secret/for/the/lambda/double"
 
 
 def free_port() -> int:
@@ -55,12 +58,15 @@ def platform():
     api_port = free_port()
     gateway_port = free_port()
     log = open(data_dir.parent / f"{data_dir.name}.log", "w+")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPA_", "AWS_"))}
+    # The credentials the Lambda test double verifies signatures with.
+    env.update(AWS_ACCESS_KEY_ID=AWS_KEY_ID, AWS_SECRET_ACCESS_KEY=AWS_SECRET)
     proc = subprocess.Popen(
         [str(SUPA), "up", "--data-dir", str(data_dir), "--api-port", str(api_port),
          "--gateway-port", str(gateway_port)],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={k: v for k, v in os.environ.items() if not k.startswith("SUPA_")},
+        env=env,
     )
     api_url = f"http://127.0.0.1:{api_port}"
     deadline = time.monotonic() + 90
@@ -95,3 +101,65 @@ def platform():
         log.close()
         shutil.rmtree(data_dir, ignore_errors=True)
         os.unlink(log.name)
+
+
+def create_project(platform, name, schema_sql=None):
+    """A project through the Management API, optionally with some SQL run in
+    it; the dict also carries its JWT secret (from the internal API) and its
+    gateway URL."""
+    with platform.client() as api:
+        created = api.post("/v1/projects", json={"name": name}).json()
+        if schema_sql:
+            r = api.post(f"/v1/projects/{created['ref']}/database/query", json={"query": schema_sql})
+            assert r.status_code == 201, r.text
+    service_token = (platform.data_dir / "service_token").read_text().strip()
+    config = httpx.get(
+        f"{platform.api_url}/internal/v1/projects/{created['ref']}/config",
+        headers={"Authorization": f"Bearer {service_token}"},
+    ).json()
+    created["jwt_secret"] = config["jwt_secret"]
+    created["url"] = f"{platform.gateway_url}/project/{created['ref']}"
+    return created
+
+
+def wait_for_port(port, proc, what):
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port}")
+
+
+def start_supa_rest(platform, project):
+    """supa-rest standalone for a project's database, logged in as the
+    project's authenticator (its password set here). Returns (url, proc)."""
+    ref = project["ref"]
+    with platform.client() as api:
+        r = api.post(f"/v1/projects/{ref}/database/query",
+                     json={"query": f"ALTER ROLE {ref}_authenticator PASSWORD 'standalone-pw'"})
+        assert r.status_code == 201, r.text
+        port = api.get("/admin/v1/workers/local").json()["port"]
+    rest_port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PGRST_")},
+        "PGRST_DB_URI": f"postgres://{ref}_authenticator:standalone-pw@127.0.0.1:{port}/proj_{ref}",
+        "PGRST_DB_SCHEMAS": "public",
+        "PGRST_DB_ANON_ROLE": "anon",
+        "PGRST_JWT_SECRET": project["jwt_secret"],
+        "PGRST_SERVER_PORT": str(rest_port),
+        "PGRST_SERVER_HOST": "127.0.0.1",
+    }
+    proc = subprocess.Popen([str(SUPA_REST)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(rest_port, proc, "supa-rest")
+    return f"http://127.0.0.1:{rest_port}", proc
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -14,6 +14,7 @@ from postgrest import APIError
 from supabase import ClientOptions, create_client
 
 import supa
+from conftest import create_project
 
 NO_KEY = {"message": "No API key found in request", "hint": "No `apikey` request header or url param was found."}
 INVALID_KEY = {"message": "Invalid API key", "hint": "Double check your Supabase `anon` or `service_role` API key."}
@@ -27,29 +28,14 @@ CREATE POLICY own_rows ON todos FOR SELECT TO authenticated USING (owner = auth.
 """
 
 
-def make_project(platform, name):
-    with platform.client() as api:
-        created = api.post("/v1/projects", json={"name": name}).json()
-        r = api.post(f"/v1/projects/{created['ref']}/database/query", json={"query": SCHEMA})
-        assert r.status_code == 201, r.text
-    service_token = (platform.data_dir / "service_token").read_text().strip()
-    config = httpx.get(
-        f"{platform.api_url}/internal/v1/projects/{created['ref']}/config",
-        headers={"Authorization": f"Bearer {service_token}"},
-    ).json()
-    created["jwt_secret"] = config["jwt_secret"]
-    created["url"] = f"{platform.gateway_url}/project/{created['ref']}"
-    return created
-
-
 @pytest.fixture(scope="module")
 def a(platform):
-    return make_project(platform, "gateway-a")
+    return create_project(platform, "gateway-a", SCHEMA)
 
 
 @pytest.fixture(scope="module")
 def b(platform):
-    return make_project(platform, "gateway-b")
+    return create_project(platform, "gateway-b", SCHEMA)
 
 
 def rest(project, path="/todos"):

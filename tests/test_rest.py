@@ -5,9 +5,6 @@ The database is a real project created through `supa up`; supa-rest logs in
 as that project's own authenticator role (least privilege), and requests
 carry JWTs minted with the project's secret through the `supa` bindings."""
 
-import os
-import signal
-import subprocess
 import time
 
 import httpx
@@ -15,9 +12,7 @@ import pytest
 from postgrest import APIError, SyncPostgrestClient
 
 import supa
-from conftest import ROOT, free_port
-
-SUPA_REST = ROOT / "target" / "debug" / "supa-rest"
+from conftest import create_project, start_supa_rest, stop
 
 SCHEMA_SQL = """
 CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL, owner text);
@@ -31,44 +26,12 @@ CREATE FUNCTION notes_of(who text) RETURNS SETOF notes LANGUAGE sql STABLE AS 'S
 
 @pytest.fixture(scope="module")
 def rest(platform):
-    with platform.client() as api:
-        project = api.post("/v1/projects", json={"name": "rest"}).json()
-        ref = project["ref"]
-        for statement in [SCHEMA_SQL, f"ALTER ROLE {ref}_authenticator PASSWORD 'rest-test-pw'"]:
-            r = api.post(f"/v1/projects/{ref}/database/query", json={"query": statement})
-            assert r.status_code == 201, r.text
-        port = api.get("/admin/v1/workers/local").json()["port"]
-    service_token = (platform.data_dir / "service_token").read_text().strip()
-    config = httpx.get(
-        f"{platform.api_url}/internal/v1/projects/{ref}/config",
-        headers={"Authorization": f"Bearer {service_token}"},
-    ).json()
-    rest_port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PGRST_")},
-        "PGRST_DB_URI": f"postgres://{ref}_authenticator:rest-test-pw@127.0.0.1:{port}/proj_{ref}",
-        "PGRST_DB_SCHEMAS": "public",
-        "PGRST_DB_ANON_ROLE": "anon",
-        "PGRST_JWT_SECRET": config["jwt_secret"],
-        "PGRST_SERVER_PORT": str(rest_port),
-        "PGRST_SERVER_HOST": "127.0.0.1",
-    }
-    proc = subprocess.Popen([str(SUPA_REST)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{rest_port}"
-    for _ in range(200):
-        try:
-            httpx.get(url + "/notes", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("supa-rest did not start: " + proc.stderr.read().decode())
+    project = create_project(platform, "rest", SCHEMA_SQL)
+    url, proc = start_supa_rest(platform, project)
     try:
-        yield {"url": url, "ref": ref, "secret": config["jwt_secret"]}
+        yield {"url": url, "ref": project["ref"], "secret": project["jwt_secret"]}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
+        stop(proc)
 
 
 def client(rest, role):

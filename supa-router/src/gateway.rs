@@ -8,11 +8,12 @@ use axum::http::{HeaderMap, HeaderValue, Request, Response, Uri, header};
 use moka::Expiry;
 use serde_json::{Value, json};
 use supa_core::{
-    DirectoryError, KeyKind, KeyRecord, ProjectConfig, ProjectDirectory, ProjectRef, Upstream,
+    DirectoryError, KeyKind, KeyRecord, ProjectConfig, ProjectDirectory, ProjectRef, Role, Upstream,
 };
-use supa_keys::{JwtKey, Validation};
+use supa_keys::{JwtKey, MintCache, SigV4Signer, Validation};
 use supa_rest::{Auth, Engine, ProjectDb, RestConfig};
 
+use crate::upstream::{self, AwsCredentials, Forward, http_client};
 use crate::{Error, cors};
 
 /// Gateway settings.
@@ -28,6 +29,8 @@ pub struct GatewayConfig {
     pub pool_size: usize,
     /// Idle time after which a project's pool is closed.
     pub idle: Duration,
+    /// How long an HTTP or Lambda upstream may take to answer.
+    pub upstream_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -38,6 +41,7 @@ impl Default for GatewayConfig {
             negative_ttl: Duration::from_secs(5),
             pool_size: 10,
             idle: Duration::from_secs(300),
+            upstream_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -81,6 +85,18 @@ pub struct Gateway {
     keys: moka::future::Cache<[u8; 32], Option<KeyRecord>>,
     projects: moka::future::Cache<ProjectRef, CachedProject>,
     engine: Engine,
+    http: reqwest::Client,
+    signer: SigV4Signer,
+    aws: AwsCredentials,
+    mints: MintCache,
+}
+
+/// Who the request runs as.
+enum Identity {
+    /// A verified user JWT, passed through.
+    User { token: String, claims: Value },
+    /// The key's own role; a JWT is minted when one is needed.
+    Key(Role),
 }
 
 impl std::fmt::Debug for Gateway {
@@ -116,6 +132,10 @@ impl Gateway {
                 .expire_after(expiry())
                 .build(),
             engine: Engine::new(config.pool_size, config.idle),
+            http: http_client(config.upstream_timeout),
+            signer: SigV4Signer::lambda(),
+            aws: AwsCredentials::default(),
+            mints: MintCache::new(100_000),
             config,
         }
     }
@@ -126,6 +146,7 @@ impl Gateway {
         if let Ok(r) = ProjectRef::parse(message) {
             self.projects.invalidate(&r).await;
             self.engine.evict(r.as_str());
+            self.mints.invalidate(&r);
         } else {
             let mut hash = [0u8; 32];
             if hex::decode_to_slice(message, &mut hash).is_ok() {
@@ -195,30 +216,82 @@ impl Gateway {
                 .unwrap_or_default();
             return Err(Error::ProjectUnavailable(status));
         }
-        let claims = self.claims(&project, &project_ref, kind, &key, request.headers())?;
+        let identity = self.identity(&project, kind, &key, request.headers())?;
+        let now = supa_keys::unix_now();
 
+        if let Upstream::Embedded = &project.config.upstream {
+            let Some(db) = &project.db else {
+                return Err(Error::UpstreamUnreachable(
+                    "no database for the embedded data plane".into(),
+                ));
+            };
+            // In process: the claims go along, no token is minted.
+            let claims = match identity {
+                Identity::User { claims, .. } => claims,
+                Identity::Key(role) => json!({
+                    "iss": supa_keys::ISSUER,
+                    "ref": project_ref.as_str(),
+                    "role": role.as_str(),
+                    "iat": now,
+                    "exp": now + supa_keys::DEFAULT_TTL_SECS,
+                }),
+            };
+            let forwarded = forward_request(request, &data_path, query.as_deref())?;
+            return Ok(self
+                .engine
+                .handle(
+                    project_ref.as_str(),
+                    &project.rest,
+                    db,
+                    forwarded,
+                    Auth::Claims(claims),
+                )
+                .await);
+        }
+        let token: Arc<str> = match identity {
+            Identity::User { token, .. } => token.into(),
+            Identity::Key(role) => self.mints.get(&project.jwt_key, &project_ref, role, now),
+        };
+        let path_and_query = match &query {
+            Some(q) => format!("{data_path}?{q}"),
+            None => data_path.clone(),
+        };
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
+        // Where clients see the data plane, for links the upstream builds.
+        let prefix = if path.starts_with("/project/") {
+            format!("/project/{project_ref}/rest/v1")
+        } else {
+            "/rest/v1".to_owned()
+        };
+        let fwd = |base| Forward {
+            base,
+            path_and_query: &path_and_query,
+            token: &token,
+            host: host.as_deref(),
+            prefix: &prefix,
+        };
         match &project.config.upstream {
-            Upstream::Embedded => {
-                let Some(db) = &project.db else {
-                    return Err(Error::UpstreamUnreachable(
-                        "no database for the embedded data plane".into(),
-                    ));
-                };
-                let forwarded = forward_request(request, &data_path, query.as_deref())?;
-                Ok(self
-                    .engine
-                    .handle(
-                        project_ref.as_str(),
-                        &project.rest,
-                        db,
-                        forwarded,
-                        Auth::Claims(claims),
-                    )
-                    .await)
+            Upstream::Http { url } => upstream::http(&self.http, request, &fwd(url.as_str())).await,
+            Upstream::Lambda {
+                function_url,
+                region,
+            } => {
+                let credentials = self.aws.get(&self.http).await?;
+                upstream::lambda(
+                    &self.http,
+                    &self.signer,
+                    &credentials,
+                    region,
+                    request,
+                    &fwd(function_url.as_str()),
+                )
+                .await
             }
-            Upstream::Http { .. } | Upstream::Lambda { .. } => Err(Error::UpstreamUnreachable(
-                "this gateway build serves embedded upstreams only".into(),
-            )),
+            Upstream::Embedded => unreachable!("answered above"),
         }
     }
 
@@ -298,16 +371,15 @@ impl Gateway {
         cached.ok_or(Error::ProjectNotFound)
     }
 
-    /// The claims the data plane runs with: a user's JWT (verified with
-    /// the project's secret), or the key's role.
-    fn claims(
+    /// Who the request runs as: a user's JWT (verified with the project's
+    /// secret) or the key's role.
+    fn identity(
         &self,
         project: &ProjectState,
-        project_ref: &ProjectRef,
         kind: KeyKind,
         key: &str,
         headers: &HeaderMap,
-    ) -> Result<Value, Error> {
+    ) -> Result<Identity, Error> {
         let now = supa_keys::unix_now();
         let bearer = headers
             .get(header::AUTHORIZATION)
@@ -327,16 +399,12 @@ impl Gateway {
             if claims.role() == Some("service_role") && kind != KeyKind::Secret {
                 return Err(Error::RoleNotAllowed);
             }
-            return Ok(Value::Object(claims.as_map().clone()));
+            return Ok(Identity::User {
+                token: token.to_owned(),
+                claims: Value::Object(claims.as_map().clone()),
+            });
         }
-        let role = kind.role();
-        Ok(json!({
-            "iss": supa_keys::ISSUER,
-            "ref": project_ref.as_str(),
-            "role": role.as_str(),
-            "iat": now,
-            "exp": now + supa_keys::DEFAULT_TTL_SECS,
-        }))
+        Ok(Identity::Key(kind.role()))
     }
 }
 

@@ -16,6 +16,7 @@
 mod cors;
 mod error;
 mod gateway;
+mod upstream;
 
 pub use error::Error;
 pub use gateway::{Gateway, GatewayConfig};

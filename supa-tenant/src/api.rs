@@ -55,6 +55,7 @@ pub fn router(tenant: Tenant, tokens: ApiTokens) -> Router {
             get(list_secrets).post(set_secrets).delete(unset_secrets),
         );
     let workers = Router::new()
+        .route("/projects/{ref}", axum::routing::patch(patch_project))
         .route("/workers", get(list_workers).post(register_worker))
         .route(
             "/workers/{id}",
@@ -384,6 +385,25 @@ async fn unset_secrets(
     let r = project_ref(&r)?;
     tenant.unset_secrets(&r, &names).await?;
     Ok(Json(tenant.list_secrets(&r).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectPatch {
+    upstream: supa_core::Upstream,
+}
+
+/// Platform-level settings of a project (not in Supabase's API): where the
+/// gateway sends its `/rest/v1` requests.
+async fn patch_project(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+    JsonBody(body): JsonBody<ProjectPatch>,
+) -> ApiResult<Response> {
+    let project = tenant
+        .set_upstream(&project_ref(&r)?, body.upstream)
+        .await?;
+    Ok(Json(project).into_response())
 }
 
 async fn list_workers(State(tenant): State<Tenant>) -> ApiResult<Response> {

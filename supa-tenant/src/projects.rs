@@ -628,3 +628,29 @@ async fn drop_role(pool: &PgPool, role: &str) -> Result<(), Error> {
     }
     Ok(())
 }
+
+impl Tenant {
+    /// Points a project's API at another upstream (an HTTP server or a
+    /// Lambda Function URL instead of the embedded data plane); gateways
+    /// forget the old one at once.
+    pub async fn set_upstream(
+        &self,
+        project_ref: &ProjectRef,
+        upstream: Upstream,
+    ) -> Result<Project, Error> {
+        upstream
+            .validate()
+            .map_err(|e| Error::invalid("upstream", e.to_string()))?;
+        let updated =
+            sqlx::query("UPDATE projects SET upstream = $2, updated_at = now() WHERE ref = $1")
+                .bind(project_ref.as_str())
+                .bind(sqlx::types::Json(&upstream))
+                .execute(&self.db)
+                .await?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::NotFound(format!("project {project_ref}")));
+        }
+        self.invalidate(Invalidation::Project(*project_ref));
+        self.get_project(project_ref).await
+    }
+}

@@ -484,3 +484,45 @@ async fn revocations_and_deletions_are_published_on_redis() {
     expected.sort();
     assert_eq!(rest, expected);
 }
+
+#[tokio::test]
+async fn upstreams_are_set_by_the_platform_admin() {
+    let (tenant, app) = app().await;
+    let r = super::new_project(&tenant, "up").await;
+    let path = format!("/admin/v1/projects/{r}");
+    let http = json!({"upstream": {"kind": "http", "url": "http://10.0.0.5:3000/"}});
+    let (s, v) = admin(&app, Method::PATCH, &path, Some(http)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let config = tenant.project_config(&r).await.unwrap();
+    assert_eq!(config.upstream.kind(), "http");
+    assert!(
+        config.database.is_none(),
+        "only the embedded upstream gets credentials"
+    );
+    for bad in [
+        json!({"upstream": {"kind": "http", "url": "ftp://x/"}}),
+        json!({"upstream": {"kind": "lambda", "function_url": "https://x.lambda-url.us-east-1.on.aws/", "region": "US EAST"}}),
+        json!({"upstream": {"kind": "carrier-pigeon"}}),
+    ] {
+        let (s, v) = admin(&app, Method::PATCH, &path, Some(bad)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(message(&v).contains("upstream"), "{v}");
+    }
+    let (s, _) = admin(
+        &app,
+        Method::PATCH,
+        "/admin/v1/projects/abcdefghijabcdefghij",
+        Some(json!({"upstream": {"kind": "embedded"}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = admin(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(json!({"upstream": {"kind": "embedded"}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(tenant.project_config(&r).await.unwrap().database.is_some());
+}

@@ -1,0 +1,263 @@
+//! Upstreams reached over the network: any PostgREST-compatible HTTP
+//! server, and AWS Lambda Function URLs signed with SigV4.
+
+use std::sync::{Mutex, Once, PoisonError};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
+use futures_util::TryStreamExt as _;
+use supa_core::Secret;
+use supa_keys::{Credentials, Payload, SigV4Signer, SigningRequest};
+
+use crate::Error;
+
+/// Headers that describe one hop, never forwarded (RFC 9110 7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-connection",
+];
+
+/// Largest body buffered for signing (Lambda payloads are capped at 6 MB).
+const SIGNED_BODY_LIMIT: usize = 6 << 20;
+
+/// A pooled HTTP client with rustls on `ring` (plain HTTP and HTTPS).
+pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {
+    static PROVIDER: Once = Once::new();
+    PROVIDER.call_once(|| {
+        // Fails only when a provider is already installed: fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .expect("a client with static settings builds")
+}
+
+/// What to send upstream besides the client's request.
+pub(crate) struct Forward<'a> {
+    /// Base URL of the upstream.
+    pub base: &'a str,
+    /// Path after `/rest/v1`, with the query (apikey removed).
+    pub path_and_query: &'a str,
+    /// The JWT the upstream runs the request with.
+    pub token: &'a str,
+    /// `X-Forwarded-Host`.
+    pub host: Option<&'a str>,
+    /// `X-Forwarded-Prefix`: where the data plane is mounted for clients.
+    pub prefix: &'a str,
+}
+
+fn target(base: &str, path_and_query: &str) -> String {
+    format!("{}{}", base.trim_end_matches('/'), path_and_query)
+}
+
+/// The client's headers minus what must not cross: hop-by-hop headers,
+/// `Host`, the API key and the client's `Authorization`.
+fn forwarded_headers(incoming: &HeaderMap, fwd: &Forward<'_>) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (name, value) in incoming {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n)
+            || matches!(
+                n,
+                "host" | "apikey" | "authorization" | "content-length" | "x-client-authorization"
+            )
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    if let Some(host) = fwd.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        out.insert("x-forwarded-host", host);
+    }
+    out.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Ok(prefix) = HeaderValue::from_str(fwd.prefix) {
+        out.insert("x-forwarded-prefix", prefix);
+    }
+    out
+}
+
+fn send_error(e: &reqwest::Error) -> Error {
+    if e.is_timeout() {
+        Error::UpstreamTimeout
+    } else {
+        Error::UpstreamUnreachable(e.to_string())
+    }
+}
+
+/// The upstream's answer, streamed back without hop-by-hop headers.
+fn stream_back(response: reqwest::Response) -> Response<Body> {
+    let mut builder = Response::builder().status(response.status().as_u16());
+    if let Some(h) = builder.headers_mut() {
+        for (name, value) in response.headers() {
+            if !HOP_BY_HOP.contains(&name.as_str()) {
+                h.append(name.clone(), value.clone());
+            }
+        }
+    }
+    let stream = response.bytes_stream().map_err(std::io::Error::other);
+    builder
+        .body(Body::from_stream(stream))
+        .expect("parts copied from a valid response")
+}
+
+/// Proxies to a PostgREST-compatible server with `Authorization: Bearer`.
+pub(crate) async fn http(
+    client: &reqwest::Client,
+    request: Request<Body>,
+    fwd: &Forward<'_>,
+) -> Result<Response<Body>, Error> {
+    let (parts, body) = request.into_parts();
+    let mut headers = forwarded_headers(&parts.headers, fwd);
+    let bearer = HeaderValue::from_str(&format!("Bearer {}", fwd.token))
+        .map_err(|_| Error::UpstreamUnreachable("unusable token".into()))?;
+    headers.insert(header::AUTHORIZATION, bearer);
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let response = client
+        .request(parts.method, target(fwd.base, fwd.path_and_query))
+        .headers(headers)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .map_err(|e| send_error(&e))?;
+    Ok(stream_back(response))
+}
+
+/// Where Lambda credentials come from: the environment, or the ECS
+/// container credentials endpoint (cached until shortly before expiry).
+#[derive(Debug, Default)]
+pub(crate) struct AwsCredentials {
+    cached: Mutex<Option<(Credentials, i64)>>,
+}
+
+impl AwsCredentials {
+    pub(crate) async fn get(&self, client: &reqwest::Client) -> Result<Credentials, Error> {
+        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+        if let (Some(id), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+            return Ok(Credentials {
+                access_key_id: id,
+                secret_access_key: Secret::new(secret),
+                session_token: var("AWS_SESSION_TOKEN").map(Secret::new),
+            });
+        }
+        let now = supa_keys::unix_now();
+        if let Some((c, until)) = self
+            .cached
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            && now < until
+        {
+            return Ok(c);
+        }
+        let url = match (
+            var("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+            var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"),
+        ) {
+            (Some(full), _) => full,
+            (None, Some(relative)) => format!("http://169.254.170.2{relative}"),
+            (None, None) => {
+                return Err(Error::UpstreamUnreachable(
+                    "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or run on ECS"
+                        .into(),
+                ));
+            }
+        };
+        let mut request = client.get(url);
+        if let Some(token) = var("AWS_CONTAINER_AUTHORIZATION_TOKEN") {
+            request = request.header(header::AUTHORIZATION, token);
+        }
+        let doc: serde_json::Value = request
+            .send()
+            .await
+            .map_err(|e| send_error(&e))?
+            .json()
+            .await
+            .map_err(|e| Error::UpstreamUnreachable(format!("bad ECS credentials answer: {e}")))?;
+        let field = |k: &str| doc[k].as_str().map(str::to_owned);
+        let (Some(id), Some(secret)) = (field("AccessKeyId"), field("SecretAccessKey")) else {
+            return Err(Error::UpstreamUnreachable(
+                "ECS credentials lack keys".into(),
+            ));
+        };
+        let credentials = Credentials {
+            access_key_id: id,
+            secret_access_key: Secret::new(secret),
+            session_token: field("Token").map(Secret::new),
+        };
+        // Refresh well before the credentials expire (ECS rotates hourly).
+        *self.cached.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((credentials.clone(), now + 15 * 60));
+        Ok(credentials)
+    }
+}
+
+/// Calls a Lambda Function URL: SigV4 (service `lambda`) owns
+/// `Authorization`, so the JWT travels in `X-Client-Authorization`.
+pub(crate) async fn lambda(
+    client: &reqwest::Client,
+    signer: &SigV4Signer,
+    credentials: &Credentials,
+    region: &str,
+    request: Request<Body>,
+    fwd: &Forward<'_>,
+) -> Result<Response<Body>, Error> {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, SIGNED_BODY_LIMIT)
+        .await
+        .map_err(|_| Error::UpstreamUnreachable("request body too large for Lambda".into()))?;
+    let mut headers = forwarded_headers(&parts.headers, fwd);
+    let bearer = HeaderValue::from_str(&format!("Bearer {}", fwd.token))
+        .map_err(|_| Error::UpstreamUnreachable("unusable token".into()))?;
+    headers.insert("x-client-authorization", bearer);
+    let url = target(fwd.base, fwd.path_and_query);
+    let pairs: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let borrowed: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let signed = signer
+        .sign(
+            &SigningRequest {
+                method: parts.method.as_str(),
+                url: &url,
+                headers: &borrowed,
+                payload: Payload::Bytes(&body),
+            },
+            credentials,
+            region,
+            supa_keys::unix_now(),
+        )
+        .map_err(|e| Error::UpstreamUnreachable(format!("cannot sign: {e}")))?;
+    let set = |h: &mut HeaderMap, name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set(&mut headers, "authorization", &signed.authorization);
+    set(&mut headers, "x-amz-date", &signed.x_amz_date);
+    if let Some(t) = &signed.x_amz_security_token {
+        set(&mut headers, "x-amz-security-token", t);
+    }
+    let response = client
+        .request(parts.method, url)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| send_error(&e))?;
+    Ok(stream_back(response))
+}
