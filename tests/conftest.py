@@ -51,8 +51,37 @@ class Platform:
         )
 
 
+class Redis:
+    """A real redis-server on a free port, in memory only."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/"
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, self.proc, "redis-server")
+
+    def stop(self):
+        stop(self.proc)
+
+
 @pytest.fixture(scope="session")
-def platform():
+def redis_server():
+    server = Redis()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def platform(redis_server):
     assert SUPA.exists(), f"{SUPA} is missing: `make pytest` builds it"
     data_dir = Path(tempfile.mkdtemp(prefix="supa-pytest-"))
     api_port = free_port()
@@ -63,7 +92,7 @@ def platform():
     env.update(AWS_ACCESS_KEY_ID=AWS_KEY_ID, AWS_SECRET_ACCESS_KEY=AWS_SECRET)
     proc = subprocess.Popen(
         [str(SUPA), "up", "--data-dir", str(data_dir), "--api-port", str(api_port),
-         "--gateway-port", str(gateway_port)],
+         "--gateway-port", str(gateway_port), "--redis-url", redis_server.url],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,

@@ -14,9 +14,13 @@
 #![forbid(unsafe_code)]
 
 mod cors;
+mod directory;
 mod error;
 mod gateway;
+mod invalidation;
 mod upstream;
 
+pub use directory::{HttpDirectory, RedisDirectory};
 pub use error::Error;
 pub use gateway::{Gateway, GatewayConfig};
+pub use invalidation::{CHANNEL, follow_invalidations};

@@ -1,0 +1,91 @@
+//! `supa-gateway`: the public gateway alone, for deployments where the
+//! tenant manager runs as its own service. Project configs and keys come
+//! from the tenant manager's internal API (service token), through Redis
+//! when given (shared by replicas, and the invalidation channel).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use supa_core::{ProjectDirectory, Secret, env};
+use supa_router::{Gateway, GatewayConfig, HttpDirectory, RedisDirectory, follow_invalidations};
+
+/// Supa's gateway.
+#[derive(Parser)]
+#[command(name = "supa-gateway", version)]
+struct Args {
+    /// Base URL of the tenant manager's internal API.
+    #[arg(long, env = env::TENANT_URL)]
+    tenant_url: String,
+    /// Bearer token of the internal API.
+    #[arg(long, env = env::SERVICE_TOKEN, hide_env_values = true)]
+    service_token: String,
+    /// Redis URL: shared cache and invalidations (optional).
+    #[arg(long, env = env::REDIS_URL, hide_env_values = true)]
+    redis_url: Option<String>,
+    /// Serve `{ref}.{base_domain}` hosts as projects.
+    #[arg(long, env = env::BASE_DOMAIN)]
+    base_domain: Option<String>,
+    /// Address to listen on.
+    #[arg(long, env = env::BIND, default_value = "0.0.0.0")]
+    bind: std::net::IpAddr,
+    /// Public port.
+    #[arg(long, env = env::GATEWAY_PORT, default_value_t = 8000)]
+    port: u16,
+    /// Log filter (`tracing` syntax).
+    #[arg(long, env = env::LOG, default_value = "info")]
+    log: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Args = env::parse_args();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .map_err(|e| anyhow::anyhow!("bad log filter {:?}: {e}", args.log))?;
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    let config = GatewayConfig {
+        base_domain: args.base_domain,
+        ..GatewayConfig::default()
+    };
+    let token = Secret::new(args.service_token);
+    let remote: Arc<dyn ProjectDirectory> =
+        Arc::new(HttpDirectory::new(&args.tenant_url, token.clone()));
+    let (directory, l2): (Arc<dyn ProjectDirectory>, _) = match &args.redis_url {
+        Some(url) => {
+            let l2 = Arc::new(RedisDirectory::new(
+                url,
+                &token,
+                remote,
+                config.ttl,
+                config.negative_ttl,
+            )?);
+            (l2.clone(), Some(l2))
+        }
+        None => (remote, None),
+    };
+    let gateway = Arc::new(Gateway::new(directory, config));
+    if let Some(url) = &args.redis_url {
+        follow_invalidations(url, gateway.clone(), l2);
+    }
+    let addr = SocketAddr::new(args.bind, args.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, "gateway listening");
+    axum::serve(listener, gateway.router())
+        .with_graceful_shutdown(stopped())
+        .await?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM (what ECS and Kubernetes send).
+async fn stopped() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM can be handled");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
