@@ -173,3 +173,16 @@ def test_other_services_unknown_projects_health_and_cors(platform, a):
     assert "apikey" in pre.headers["access-control-allow-headers"]
     r = httpx.get(rest(a), headers={"apikey": a["publishable_key"], "Origin": "https://app.example"})
     assert r.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_metrics_on_the_admin_listener(platform, a):
+    for _ in range(3):
+        assert httpx.get(rest(a), headers={"apikey": a["publishable_key"]}).status_code == 200
+    assert httpx.get(rest(a)).status_code == 401
+    text = httpx.get(f"{platform.api_url}/metrics").text
+    lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert int(lines['supa_gateway_requests_total{status="200",upstream="embedded"}']) >= 3
+    assert int(lines['supa_gateway_requests_total{status="401",upstream="none"}']) >= 1
+    assert 0 < float(lines['supa_gateway_cache_hit_ratio{tier="l1"}']) <= 1
+    assert int(lines['supa_gateway_upstream_seconds_count{upstream="embedded"}']) >= 3
+    assert "supa_gateway_jwt_mints_total" in lines

@@ -15,6 +15,7 @@ use supa_core::{
     BoxFuture, DirectoryError, KeyRecord, ProjectConfig, ProjectDirectory, ProjectRef, Secret,
 };
 
+use crate::metrics::Metrics;
 use crate::upstream::http_client;
 
 /// The internal directory API of a remote tenant manager.
@@ -93,6 +94,7 @@ pub struct RedisDirectory {
     ttl: Duration,
     negative_ttl: Duration,
     open_until: AtomicI64,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for RedisDirectory {
@@ -119,6 +121,7 @@ impl RedisDirectory {
         inner: Arc<dyn ProjectDirectory>,
         ttl: Duration,
         negative_ttl: Duration,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, DirectoryError> {
         let client =
             redis::Client::open(url).map_err(|e| DirectoryError(format!("bad Redis URL: {e}")))?;
@@ -140,6 +143,7 @@ impl RedisDirectory {
             ttl,
             negative_ttl: negative_ttl.min(Duration::from_secs(5)),
             open_until: AtomicI64::new(0),
+            metrics,
         })
     }
 
@@ -209,6 +213,7 @@ impl RedisDirectory {
                         .open(&key, &sealed)
                         .and_then(|p| serde_json::from_slice(&p).ok())
                     {
+                        self.metrics.l2_hits.fetch_add(1, Ordering::Relaxed);
                         return Ok(v);
                     }
                 }
@@ -216,6 +221,7 @@ impl RedisDirectory {
                 Err(e) => self.trip(&e),
             }
         }
+        self.metrics.l2_misses.fetch_add(1, Ordering::Relaxed);
         let value = fetch.await?;
         if self.available() {
             let ttl = if value.is_some() {

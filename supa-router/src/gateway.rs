@@ -13,6 +13,7 @@ use supa_core::{
 use supa_keys::{JwtKey, MintCache, SigV4Signer, Validation};
 use supa_rest::{Auth, Engine, ProjectDb, RestConfig};
 
+use crate::metrics::Metrics;
 use crate::upstream::{self, AwsCredentials, Forward, http_client};
 use crate::{Error, cors};
 
@@ -89,6 +90,7 @@ pub struct Gateway {
     signer: SigV4Signer,
     aws: AwsCredentials,
     mints: MintCache,
+    metrics: Arc<Metrics>,
 }
 
 /// Who the request runs as.
@@ -115,8 +117,12 @@ const OTHER_SERVICES: &[(&str, &str)] = &[
 ];
 
 impl Gateway {
-    /// A gateway over `directory`.
-    pub fn new(directory: Arc<dyn ProjectDirectory>, config: GatewayConfig) -> Self {
+    /// A gateway over `directory`, counting into `metrics`.
+    pub fn new(
+        directory: Arc<dyn ProjectDirectory>,
+        config: GatewayConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let expiry = || TtlByPresence {
             ttl: config.ttl,
             negative: config.negative_ttl.min(Duration::from_secs(5)),
@@ -136,6 +142,7 @@ impl Gateway {
             signer: SigV4Signer::lambda(),
             aws: AwsCredentials::default(),
             mints: MintCache::new(100_000),
+            metrics,
             config,
         }
     }
@@ -163,13 +170,19 @@ impl Gateway {
         })
     }
 
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// Answers one request.
     pub async fn handle(&self, request: Request<Body>) -> Response<Body> {
         let headers = request.headers().clone();
         if cors::is_preflight(request.method(), &headers) {
             return cors::preflight(&headers);
         }
-        let mut response = match self.route(request).await {
+        let mut kind = "none";
+        let mut response = match self.route(request, &mut kind).await {
             Ok(r) => r,
             Err(e) => {
                 if !e.is_client_error() {
@@ -179,10 +192,15 @@ impl Gateway {
             }
         };
         cors::decorate(&headers, &mut response);
+        self.metrics.request(response.status().as_u16(), kind);
         response
     }
 
-    async fn route(&self, request: Request<Body>) -> Result<Response<Body>, Error> {
+    async fn route(
+        &self,
+        request: Request<Body>,
+        kind: &mut &'static str,
+    ) -> Result<Response<Body>, Error> {
         let path = request.uri().path();
         if path == "/health" {
             return Ok(json_response(200, &json!({"status": "ok"})));
@@ -204,8 +222,8 @@ impl Gateway {
 
         let (key, query) = api_key(request.headers(), request.uri());
         let key = key.ok_or(Error::NoApiKey)?;
-        let kind = self.check_key(&project_ref, &key).await?;
-        if kind == KeyKind::Secret && from_browser(request.headers()) {
+        let key_kind = self.check_key(&project_ref, &key).await?;
+        if key_kind == KeyKind::Secret && from_browser(request.headers()) {
             return Err(Error::SecretKeyInBrowser);
         }
         let project = self.project(&project_ref).await?;
@@ -216,8 +234,10 @@ impl Gateway {
                 .unwrap_or_default();
             return Err(Error::ProjectUnavailable(status));
         }
-        let identity = self.identity(&project, kind, &key, request.headers())?;
+        let identity = self.identity(&project, key_kind, &key, request.headers())?;
         let now = supa_keys::unix_now();
+        *kind = project.config.upstream.kind();
+        let started = std::time::Instant::now();
 
         if let Upstream::Embedded = &project.config.upstream {
             let Some(db) = &project.db else {
@@ -237,7 +257,7 @@ impl Gateway {
                 }),
             };
             let forwarded = forward_request(request, &data_path, query.as_deref())?;
-            return Ok(self
+            let response = self
                 .engine
                 .handle(
                     project_ref.as_str(),
@@ -246,11 +266,18 @@ impl Gateway {
                     forwarded,
                     Auth::Claims(claims),
                 )
-                .await);
+                .await;
+            self.metrics.upstream_latency(kind, started.elapsed());
+            return Ok(response);
         }
         let token: Arc<str> = match identity {
             Identity::User { token, .. } => token.into(),
-            Identity::Key(role) => self.mints.get(&project.jwt_key, &project_ref, role, now),
+            Identity::Key(role) => {
+                self.metrics
+                    .mints
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.mints.get(&project.jwt_key, &project_ref, role, now)
+            }
         };
         let path_and_query = match &query {
             Some(q) => format!("{data_path}?{q}"),
@@ -274,7 +301,7 @@ impl Gateway {
             host: host.as_deref(),
             prefix: &prefix,
         };
-        match &project.config.upstream {
+        let response = match &project.config.upstream {
             Upstream::Http { url } => upstream::http(&self.http, request, &fwd(url.as_str())).await,
             Upstream::Lambda {
                 function_url,
@@ -292,7 +319,9 @@ impl Gateway {
                 .await
             }
             Upstream::Embedded => unreachable!("answered above"),
-        }
+        };
+        self.metrics.upstream_latency(kind, started.elapsed());
+        response
     }
 
     /// The project and the path after it: `/project/{ref}/...` or
@@ -329,6 +358,7 @@ impl Gateway {
         };
         let hash = supa_keys::hash(key);
         let directory = self.directory.clone();
+        self.count_l1(self.keys.contains_key(&hash));
         let record = self
             .keys
             .try_get_with(hash, async move { directory.lookup_key(&hash).await })
@@ -343,6 +373,7 @@ impl Gateway {
     async fn project(&self, project_ref: &ProjectRef) -> Result<Arc<ProjectState>, Error> {
         let directory = self.directory.clone();
         let r = *project_ref;
+        self.count_l1(self.projects.contains_key(&r));
         let cached = self
             .projects
             .try_get_with(r, async move {
@@ -369,6 +400,15 @@ impl Gateway {
             .await
             .map_err(|e| Error::Directory(e.0.clone()))?;
         cached.ok_or(Error::ProjectNotFound)
+    }
+
+    fn count_l1(&self, hit: bool) {
+        let counter = if hit {
+            &self.metrics.l1_hits
+        } else {
+            &self.metrics.l1_misses
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Who the request runs as: a user's JWT (verified with the project's

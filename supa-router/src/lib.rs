@@ -18,9 +18,11 @@ mod directory;
 mod error;
 mod gateway;
 mod invalidation;
+mod metrics;
 mod upstream;
 
 pub use directory::{HttpDirectory, RedisDirectory};
 pub use error::Error;
 pub use gateway::{Gateway, GatewayConfig};
 pub use invalidation::{CHANNEL, follow_invalidations};
+pub use metrics::Metrics;

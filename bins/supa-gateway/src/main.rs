@@ -9,7 +9,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use supa_core::{ProjectDirectory, Secret, env};
-use supa_router::{Gateway, GatewayConfig, HttpDirectory, RedisDirectory, follow_invalidations};
+use supa_router::{
+    Gateway, GatewayConfig, HttpDirectory, Metrics, RedisDirectory, follow_invalidations,
+};
 
 /// Supa's gateway.
 #[derive(Parser)]
@@ -33,6 +35,9 @@ struct Args {
     /// Public port.
     #[arg(long, env = env::GATEWAY_PORT, default_value_t = 8000)]
     port: u16,
+    /// Admin port: `/metrics` (Prometheus) and `/health`.
+    #[arg(long, env = env::API_PORT, default_value_t = 8001)]
+    admin_port: u16,
     /// Log filter (`tracing` syntax).
     #[arg(long, env = env::LOG, default_value = "info")]
     log: String,
@@ -49,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         base_domain: args.base_domain,
         ..GatewayConfig::default()
     };
+    let metrics = Arc::new(Metrics::default());
     let token = Secret::new(args.service_token);
     let remote: Arc<dyn ProjectDirectory> =
         Arc::new(HttpDirectory::new(&args.tenant_url, token.clone()));
@@ -60,12 +66,13 @@ async fn main() -> anyhow::Result<()> {
                 remote,
                 config.ttl,
                 config.negative_ttl,
+                metrics.clone(),
             )?);
             (l2.clone(), Some(l2))
         }
         None => (remote, None),
     };
-    let gateway = Arc::new(Gateway::new(directory, config));
+    let gateway = Arc::new(Gateway::new(directory, config, metrics.clone()));
     if let Some(url) = &args.redis_url {
         follow_invalidations(url, gateway.clone(), l2);
     }
@@ -73,10 +80,25 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(%addr, "gateway listening");
-    axum::serve(listener, gateway.router())
-        .with_graceful_shutdown(stopped())
-        .await?;
+    let admin_addr = SocketAddr::new(args.bind, args.admin_port);
+    let admin_listener = tokio::net::TcpListener::bind(admin_addr)
+        .await
+        .with_context(|| format!("cannot listen on {admin_addr}"))?;
+    tracing::info!(%addr, %admin_addr, "gateway listening");
+    let admin = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || async move { metrics.render() }),
+        )
+        .route(
+            "/health",
+            axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        );
+    let public = axum::serve(listener, gateway.router()).with_graceful_shutdown(stopped());
+    let admin = axum::serve(admin_listener, admin).with_graceful_shutdown(stopped());
+    let (public, admin) = tokio::join!(public, admin);
+    public?;
+    admin?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use supa_core::env;
-use supa_router::{Gateway, GatewayConfig};
+use supa_router::{Gateway, GatewayConfig, Metrics};
 use supa_tenant::platform::{self, ControlPlane, SettingsArgs};
 
 /// `supa up` settings; each also has a `SUPA_*` variable.
@@ -44,12 +44,14 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {gateway_addr} (use --gateway-port)"))?;
     let plane = ControlPlane::start(args.settings.into_settings(args.database_url)).await?;
+    let metrics = Arc::new(Metrics::default());
     let gateway = Arc::new(Gateway::new(
         Arc::new(plane.tenant.clone()),
         GatewayConfig {
             base_domain: args.base_domain.clone(),
             ..GatewayConfig::default()
         },
+        metrics.clone(),
     ));
     // Revocations and deletions reach this gateway's caches at once.
     let hook = gateway.clone();
@@ -102,7 +104,12 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let api = platform::serve(listener, plane.router(), until_stopped(stopped.clone()));
+    // The admin listener also serves the gateway's metrics.
+    let admin = plane.router().route(
+        "/metrics",
+        axum::routing::get(move || async move { metrics.render() }),
+    );
+    let api = platform::serve(listener, admin, until_stopped(stopped.clone()));
     let public = platform::serve(gateway_listener, gateway.router(), until_stopped(stopped));
     let (api, public) = tokio::join!(api, public);
     api?;

@@ -1,0 +1,183 @@
+//! Prometheus metrics of the gateway, rendered as text exposition format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the upstream latency histogram.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// Counters a gateway keeps.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(u16, &'static str), u64>>,
+    latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    /// Memory cache hits.
+    pub l1_hits: AtomicU64,
+    /// Memory cache misses.
+    pub l1_misses: AtomicU64,
+    /// Redis cache hits.
+    pub l2_hits: AtomicU64,
+    /// Redis cache misses (fetched from the directory).
+    pub l2_misses: AtomicU64,
+    /// JWTs minted or reused for network upstreams.
+    pub mints: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one answered request.
+    pub fn request(&self, status: u16, upstream: &'static str) {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((status, upstream))
+            .or_default() += 1;
+    }
+
+    /// Records how long an upstream took.
+    pub fn upstream_latency(&self, upstream: &'static str, took: Duration) {
+        let secs = took.as_secs_f64();
+        let mut all = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
+        let h = all.entry(upstream).or_default();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                h.buckets[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP supa_gateway_requests_total Requests answered, by status and upstream kind.\n",
+        );
+        out.push_str("# TYPE supa_gateway_requests_total counter\n");
+        for ((status, upstream), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "supa_gateway_requests_total{{status=\"{status}\",upstream=\"{upstream}\"}} {n}"
+            );
+        }
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        out.push_str(
+            "# HELP supa_gateway_cache_requests_total Cache lookups by tier and result.\n",
+        );
+        out.push_str("# TYPE supa_gateway_cache_requests_total counter\n");
+        for (tier, hits, misses) in [
+            ("l1", &self.l1_hits, &self.l1_misses),
+            ("l2", &self.l2_hits, &self.l2_misses),
+        ] {
+            let _ = writeln!(
+                out,
+                "supa_gateway_cache_requests_total{{tier=\"{tier}\",result=\"hit\"}} {}",
+                load(hits)
+            );
+            let _ = writeln!(
+                out,
+                "supa_gateway_cache_requests_total{{tier=\"{tier}\",result=\"miss\"}} {}",
+                load(misses)
+            );
+        }
+        out.push_str("# HELP supa_gateway_cache_hit_ratio Hits over lookups, by tier.\n");
+        out.push_str("# TYPE supa_gateway_cache_hit_ratio gauge\n");
+        for (tier, hits, misses) in [
+            ("l1", &self.l1_hits, &self.l1_misses),
+            ("l2", &self.l2_hits, &self.l2_misses),
+        ] {
+            let (h, m) = (load(hits), load(misses));
+            let ratio = if h + m == 0 {
+                0.0
+            } else {
+                h as f64 / (h + m) as f64
+            };
+            let _ = writeln!(
+                out,
+                "supa_gateway_cache_hit_ratio{{tier=\"{tier}\"}} {ratio}"
+            );
+        }
+        out.push_str("# HELP supa_gateway_jwt_mints_total JWTs handed to network upstreams (minted or reused).\n");
+        out.push_str("# TYPE supa_gateway_jwt_mints_total counter\n");
+        let _ = writeln!(out, "supa_gateway_jwt_mints_total {}", load(&self.mints));
+        out.push_str("# HELP supa_gateway_upstream_seconds Time the upstream took, by kind.\n");
+        out.push_str("# TYPE supa_gateway_upstream_seconds histogram\n");
+        for (upstream, h) in self
+            .latency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "supa_gateway_upstream_seconds_bucket{{upstream=\"{upstream}\",le=\"{bound}\"}} {}",
+                    h.buckets[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "supa_gateway_upstream_seconds_bucket{{upstream=\"{upstream}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "supa_gateway_upstream_seconds_sum{{upstream=\"{upstream}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "supa_gateway_upstream_seconds_count{{upstream=\"{upstream}\"}} {}",
+                h.count
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_ratios_and_histograms() {
+        let m = Metrics::default();
+        m.request(200, "embedded");
+        m.request(200, "embedded");
+        m.request(401, "none");
+        m.l1_hits.store(3, Ordering::Relaxed);
+        m.l1_misses.store(1, Ordering::Relaxed);
+        m.upstream_latency("embedded", Duration::from_micros(700));
+        let text = m.render();
+        assert!(
+            text.contains("supa_gateway_requests_total{status=\"200\",upstream=\"embedded\"} 2")
+        );
+        assert!(text.contains("supa_gateway_requests_total{status=\"401\",upstream=\"none\"} 1"));
+        assert!(text.contains("supa_gateway_cache_hit_ratio{tier=\"l1\"} 0.75"));
+        assert!(text.contains(
+            "supa_gateway_upstream_seconds_bucket{upstream=\"embedded\",le=\"0.0005\"} 0"
+        ));
+        assert!(text.contains(
+            "supa_gateway_upstream_seconds_bucket{upstream=\"embedded\",le=\"0.001\"} 1"
+        ));
+        assert!(text.contains("supa_gateway_upstream_seconds_count{upstream=\"embedded\"} 1"));
+    }
+}
