@@ -22,7 +22,8 @@ def gateways(platform, redis_server):
         port = free_port()
         proc = subprocess.Popen(
             [str(GATEWAY), "--tenant-url", platform.api_url, "--service-token", token,
-             "--redis-url", redis_server.url, "--port", str(port), "--bind", "127.0.0.1"],
+             "--redis-url", redis_server.url, "--port", str(port), "--admin-port", str(free_port()),
+             "--bind", "127.0.0.1"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_for_port(port, proc, "supa-gateway")
