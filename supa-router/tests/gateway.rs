@@ -1,0 +1,355 @@
+//! The gateway over a real control plane (test kit cluster), called as a
+//! tower service. A counting wrapper around the real directory shows how
+//! often the gateway asks it, and can make it fail on demand.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use supa_core::{
+    BoxFuture, DirectoryError, KeyRecord, ProjectConfig, ProjectDirectory, ProjectRef, Upstream,
+};
+use supa_router::{Gateway, GatewayConfig, Metrics};
+use supa_tenant::embedded::SUPERUSER;
+use supa_tenant::{
+    CreateProject, CreatedProject, MasterKey, NewApiKey, NewWorker, Tenant, WorkerStatus,
+};
+use tower::ServiceExt as _;
+
+/// The real directory, counted, with a switch that makes it fail.
+struct Counting {
+    inner: Tenant,
+    configs: AtomicUsize,
+    keys: AtomicUsize,
+    down: AtomicBool,
+}
+
+impl ProjectDirectory for Counting {
+    fn project_config<'a>(
+        &'a self,
+        r: &'a ProjectRef,
+    ) -> BoxFuture<'a, Result<Option<ProjectConfig>, DirectoryError>> {
+        self.configs.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            // Slow enough that concurrent requests overlap.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if self.down.load(Ordering::SeqCst) {
+                return Err(DirectoryError("switched off by the test".into()));
+            }
+            ProjectDirectory::project_config(&self.inner, r).await
+        })
+    }
+
+    fn lookup_key<'a>(
+        &'a self,
+        hash: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<Option<KeyRecord>, DirectoryError>> {
+        self.keys.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if self.down.load(Ordering::SeqCst) {
+                return Err(DirectoryError("switched off by the test".into()));
+            }
+            ProjectDirectory::lookup_key(&self.inner, hash).await
+        })
+    }
+}
+
+async fn tenant() -> Tenant {
+    let db = supa_testkit::fresh_database().await;
+    let tenant = Tenant::connect(&db.url, MasterKey::from_bytes(&[3; 32]))
+        .await
+        .unwrap();
+    let pg = supa_testkit::cluster().postgres();
+    tenant
+        .register_worker(NewWorker {
+            id: "local".into(),
+            host: "127.0.0.1".into(),
+            port: pg.port(),
+            admin_user: SUPERUSER.into(),
+            admin_password: pg.password().clone(),
+            max_databases: 100,
+            weight: 1,
+            status: WorkerStatus::Active,
+        })
+        .await
+        .unwrap();
+    tenant
+}
+
+async fn setup(config: GatewayConfig) -> (Tenant, Arc<Counting>, Arc<Gateway>, CreatedProject) {
+    let tenant = tenant().await;
+    let project = tenant
+        .create_project(CreateProject {
+            name: "gw".into(),
+            ..CreateProject::default()
+        })
+        .await
+        .unwrap();
+    tenant
+        .run_sql(
+            &project.project.project_ref,
+            "CREATE TABLE t (id int); INSERT INTO t VALUES (1)",
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let counting = Arc::new(Counting {
+        inner: tenant.clone(),
+        configs: AtomicUsize::new(0),
+        keys: AtomicUsize::new(0),
+        down: AtomicBool::new(false),
+    });
+    let gateway = Arc::new(Gateway::new(
+        counting.clone(),
+        config,
+        Arc::new(Metrics::default()),
+    ));
+    (tenant, counting, gateway, project)
+}
+
+async fn get(gateway: &Arc<Gateway>, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+    let mut request = Request::builder().uri(uri);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = gateway
+        .clone()
+        .router()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn one_fetch_per_key_and_project_however_many_ask() {
+    let (_, counting, gateway, project) = setup(GatewayConfig::default()).await;
+    let r = project.project.project_ref;
+    let uri = format!("/project/{r}/rest/v1/t");
+    let key = project.publishable_key.clone();
+    let requests: Vec<_> = (0..40)
+        .map(|_| {
+            let gateway = gateway.clone();
+            let uri = uri.clone();
+            let key = key.clone();
+            tokio::spawn(async move { get(&gateway, &uri, &[("apikey", &key)]).await.0 })
+        })
+        .collect();
+    for r in requests {
+        assert_eq!(r.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(counting.keys.load(Ordering::SeqCst), 1);
+    assert_eq!(counting.configs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn backend_failures_are_never_cached_as_invalid() {
+    let (_, counting, gateway, project) = setup(GatewayConfig::default()).await;
+    let uri = format!("/project/{}/rest/v1/t", project.project.project_ref);
+    counting.down.store(true, Ordering::SeqCst);
+    let (s, v) = get(&gateway, &uri, &[("apikey", &project.publishable_key)]).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(v["message"], "Service temporarily unavailable");
+    counting.down.store(false, Ordering::SeqCst);
+    let (s, v) = get(&gateway, &uri, &[("apikey", &project.publishable_key)]).await;
+    assert_eq!((s, v), (StatusCode::OK, json!([{"id": 1}])));
+}
+
+#[tokio::test]
+async fn negative_entries_expire_quickly() {
+    let config = GatewayConfig {
+        negative_ttl: Duration::from_millis(500),
+        ..GatewayConfig::default()
+    };
+    let (tenant, _, gateway, project) = setup(config).await;
+    let r = project.project.project_ref;
+    let uri = format!("/project/{r}/rest/v1/t");
+    // A well-formed key of this project that does not exist yet...
+    let key = supa_keys::generate(&r, supa_core::KeyKind::Secret);
+    assert_eq!(
+        get(&gateway, &uri, &[("apikey", &key)]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // ...is still refused once a real key exists: the miss was cached, briefly.
+    let created = tenant
+        .create_key(
+            &r,
+            NewApiKey {
+                kind: supa_core::KeyKind::Secret,
+                name: "late".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&gateway, &uri, &[("apikey", &created.api_key)]).await.0,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        get(&gateway, &uri, &[("apikey", &key)]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn garbage_never_gets_a_500() {
+    let (_, _, gateway, project) = setup(GatewayConfig::default()).await;
+    let r = project.project.project_ref;
+    let good = project.publishable_key.as_str();
+    let keys = [
+        "",
+        " ",
+        "sb_",
+        "sb_publishable_",
+        "sb_secret_x_y",
+        "sb_publishable_%C3%BC",
+        "%00",
+        good,
+        &good[..good.len() - 1],
+        "sb_publishable_AAAAAAAAAAAAAAAAAAAAAA_AAAAAAAA",
+    ];
+    let auths = [
+        "",
+        "Bearer",
+        "Bearer ",
+        "Bearer a.b.c",
+        "Bearer ...",
+        "Basic xyz",
+        "Bearer eyJ.eyJ.sig",
+        "Bearer sb_secret_x",
+    ];
+    let paths = [
+        format!("/project/{r}/rest/v1/t"),
+        format!("/project/{r}/rest/v1/t?select=(((&id=eq"),
+        format!("/project/{r}/rest/v1/t?apikey=%ZZ&order=,,,"),
+        format!("/project/{r}/rest/v1/rpc/"),
+        format!("/project/{r}/rest/v1/a/b/c/d"),
+        format!("/project/{r}/rest/v1"),
+        format!("/project/{r}"),
+        "/project/".to_owned(),
+        "/project/UPPERCASEUPPERCASEUP/rest/v1/t".to_owned(),
+        "/".to_owned(),
+        "/%FF%FE".to_owned(),
+    ];
+    for path in &paths {
+        for key in keys {
+            for auth in auths {
+                let mut headers = vec![];
+                if !key.is_empty() {
+                    headers.push(("apikey", key));
+                }
+                if !auth.is_empty() {
+                    headers.push(("authorization", auth));
+                }
+                let (s, v) = get(&gateway, path, &headers).await;
+                assert!(s.as_u16() < 500, "{path} {key:?} {auth:?} -> {s} {v}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn hosts_under_the_base_domain_resolve_to_projects() {
+    let config = GatewayConfig {
+        base_domain: Some("supa.test".into()),
+        ..GatewayConfig::default()
+    };
+    let (_, _, gateway, project) = setup(config).await;
+    let host = format!("{}.supa.test:8000", project.project.project_ref);
+    let (s, v) = get(
+        &gateway,
+        "/rest/v1/t",
+        &[("host", &host), ("apikey", &project.publishable_key)],
+    )
+    .await;
+    assert_eq!((s, v), (StatusCode::OK, json!([{"id": 1}])));
+    let (s, _) = get(
+        &gateway,
+        "/rest/v1/t",
+        &[
+            ("host", "nope.supa.test"),
+            ("apikey", &project.publishable_key),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = get(
+        &gateway,
+        "/rest/v1/t",
+        &[
+            ("host", "elsewhere.example"),
+            ("apikey", &project.publishable_key),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn slow_and_dead_upstreams_are_504_and_502() {
+    let config = GatewayConfig {
+        upstream_timeout: Duration::from_millis(300),
+        ..GatewayConfig::default()
+    };
+    let (tenant, _, gateway, project) = setup(config).await;
+    let r = project.project.project_ref;
+    // An upstream that accepts and never answers.
+    let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_url = format!("http://{}/", slow.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = slow.accept().await {
+            held.push(socket);
+        }
+    });
+    tenant
+        .set_upstream(
+            &r,
+            Upstream::Http {
+                url: slow_url.parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    gateway.invalidate(r.as_str()).await;
+    let uri = format!("/project/{r}/rest/v1/t");
+    let (s, v) = get(&gateway, &uri, &[("apikey", &project.publishable_key)]).await;
+    assert_eq!(s, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        v,
+        json!({"message": "The project's API did not answer in time"})
+    );
+
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    tenant
+        .set_upstream(
+            &r,
+            Upstream::Http {
+                url: format!("http://{dead}/").parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    gateway.invalidate(r.as_str()).await;
+    let (s, v) = get(&gateway, &uri, &[("apikey", &project.publishable_key)]).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        v,
+        json!({"message": "The project's API could not be reached"})
+    );
+}
