@@ -6,7 +6,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps build lint test-rust bindings pytest test bench up clean
+.PHONY: help deps build lint test-rust bindings pytest test bench bench-load up clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -34,10 +34,16 @@ pytest: bindings ## the pytest suite: bindings, and `supa up` as a subprocess
 
 test: lint test-rust pytest ## everything CI checks
 
-bench: deps ## criterion micro-benchmarks with a table of medians, then control-plane latency
+bench: deps ## criterion micro-benchmarks, control-plane latency, then gateway load (wrk, nginx)
 	cargo bench -p supa-benches --bench keys
 	python3 benches/report.py
 	cargo bench -p supa-benches --bench control_plane
+	$(MAKE) bench-load
+
+bench-load: ## gateway load benchmarks against nginx and supa-rest direct (benches/load)
+	@scripts/bootstrap.sh bench
+	cargo build --release --quiet -p supa -p supa-rest-bin -p supa-gateway
+	python3 benches/load/run.py
 
 up: deps ## run the whole platform on the embedded default (data in ./.supa)
 	cargo build --release --quiet -p supa

@@ -14,6 +14,12 @@ declare -A NEEDED=(
   [redis-server]=redis-server
 )
 
+# `bootstrap.sh bench` also installs the load tools and the nginx baseline.
+if [ "${1:-}" = bench ]; then
+  NEEDED[wrk]=wrk
+  NEEDED[nginx]=nginx
+fi
+
 missing=()
 for cmd in "${!NEEDED[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEEDED[$cmd]}")

@@ -1,0 +1,242 @@
+"""Gateway load benchmarks, each with its baseline measured in the same run.
+
+(a) overhead: GET through the gateway (key-auth, cached config, cached mint)
+    to an HTTP upstream returning a fixed small JSON, against that upstream
+    direct and against nginx proxying to it (keep-alive both ways);
+(b) end to end: a single-row GET through the gateway with the embedded data
+    plane, against supa-rest standalone on the same database;
+(c) cold path: the first request for each of 1,000 projects through a fresh
+    supa-gateway (no Redis), whose memory cache starts empty.
+
+Uses release binaries (`make bench-load` builds them), wrk and nginx from
+apt, and a throwaway `supa up` in a temp dir. Prints a table and writes
+bench-results/load.json. Not a test: nothing here asserts a speed.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+RELEASE = ROOT / "target" / "release"
+DURATION = os.environ.get("BENCH_DURATION", "10s")
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+LOW_CONNECTIONS = 4
+COLD_PROJECTS = int(os.environ.get("BENCH_COLD_PROJECTS", "1000"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc=None, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            sys.exit(f"process for port {port} exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    sys.exit(f"nothing listens on {port}")
+
+
+def wrk(url, headers=(), connections=CONNECTIONS, duration=DURATION):
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}", "--latency"]
+    for h in headers:
+        cmd += ["-H", h]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50_ms": pct(50), "p99_ms": pct(99), "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+
+
+NGINX_CONF = """
+worker_processes 2;
+pid {dir}/nginx-{name}.pid;
+error_log {dir}/nginx-{name}.error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body-{name};
+    proxy_temp_path {dir}/proxy-{name};
+    fastcgi_temp_path {dir}/fastcgi-{name};
+    uwsgi_temp_path {dir}/uwsgi-{name};
+    scgi_temp_path {dir}/scgi-{name};
+    {upstream}
+    server {{
+        listen 127.0.0.1:{port};
+        {location}
+    }}
+}}
+"""
+
+
+def nginx(dir, name, port, upstream, location):
+    conf = Path(dir) / f"nginx-{name}.conf"
+    conf.write_text(NGINX_CONF.format(dir=dir, name=name, port=port, upstream=upstream, location=location))
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, proc)
+    return proc
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def main():
+    for tool in ("wrk", "nginx"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: run `make bench-load` (it installs it)")
+    work = tempfile.mkdtemp(prefix="supa-bench-load-")
+    procs = []
+    results = {}
+    try:
+        api_port, gw_port = free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SUPA_")}
+        up = subprocess.Popen(
+            [str(RELEASE / "supa"), "up", "--data-dir", f"{work}/supa", "--api-port", str(api_port),
+             "--gateway-port", str(gw_port), "--log", "warn"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        )
+        procs.append(up)
+        wait_port(api_port, up)
+        api_url, gw_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{gw_port}"
+        token = Path(f"{work}/supa/admin_token").read_text().strip()
+        service = Path(f"{work}/supa/service_token").read_text().strip()
+        api = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+        # (a) overhead against a fixed JSON upstream.
+        upstream_port, proxy_port = free_port(), free_port()
+        procs.append(nginx(work, "upstream", upstream_port, "",
+                           "location / { default_type application/json; return 200 '[{\"id\":1}]'; }"))
+        procs.append(nginx(
+            work, "proxy", proxy_port,
+            f"upstream fixed {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}",
+            "location / { proxy_pass http://fixed; proxy_http_version 1.1; proxy_set_header Connection \"\"; }",
+        ))
+        fixed = api.post("/v1/projects", json={"name": "fixed"}).json()
+        api.patch(f"/admin/v1/projects/{fixed['ref']}",
+                  json={"upstream": {"kind": "http", "url": f"http://127.0.0.1:{upstream_port}/"}}).raise_for_status()
+        key = f"apikey: {fixed['publishable_key']}"
+        gw_fixed = f"{gw_url}/project/{fixed['ref']}/rest/v1/items"
+        assert httpx.get(gw_fixed, headers={"apikey": fixed["publishable_key"]}).json() == [{"id": 1}]
+        wrk(gw_fixed, [key], duration="2s")  # warm caches and pools
+        for label, url, headers in [
+            ("upstream direct", f"http://127.0.0.1:{upstream_port}/items", []),
+            ("nginx proxy", f"http://127.0.0.1:{proxy_port}/items", []),
+            ("supa gateway", gw_fixed, [key]),
+        ]:
+            results[f"a:{label}"] = wrk(url, headers)
+            results[f"a:{label}:low"] = wrk(url, headers, connections=LOW_CONNECTIONS)
+
+        # (b) end to end: embedded data plane vs supa-rest standalone.
+        rows = api.post("/v1/projects", json={"name": "rows"}).json()
+        ref = rows["ref"]
+        for sql in [
+            "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 1000) g;",
+            f"ALTER ROLE {ref}_authenticator PASSWORD 'bench-pw'",
+        ]:
+            api.post(f"/v1/projects/{ref}/database/query", json={"query": sql}).raise_for_status()
+        worker_port = api.get("/admin/v1/workers/local").json()["port"]
+        secret = httpx.get(f"{api_url}/internal/v1/projects/{ref}/config",
+                           headers={"Authorization": f"Bearer {service}"}).json()["jwt_secret"]
+        rest_port = free_port()
+        rest = subprocess.Popen([str(RELEASE / "supa-rest")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={
+            **env,
+            "PGRST_DB_URI": f"postgres://{ref}_authenticator:bench-pw@127.0.0.1:{worker_port}/proj_{ref}",
+            "PGRST_DB_SCHEMAS": "public", "PGRST_DB_ANON_ROLE": "anon", "PGRST_JWT_SECRET": secret,
+            "PGRST_SERVER_PORT": str(rest_port), "PGRST_SERVER_HOST": "127.0.0.1", "PGRST_DB_POOL": "10",
+        })
+        procs.append(rest)
+        wait_port(rest_port, rest)
+        gw_row = f"{gw_url}/project/{ref}/rest/v1/items?id=eq.7"
+        direct_row = f"http://127.0.0.1:{rest_port}/items?id=eq.7"
+        assert httpx.get(gw_row, headers={"apikey": rows["publishable_key"]}).json() == [{"id": 7, "name": "item 7"}]
+        assert httpx.get(direct_row).json() == [{"id": 7, "name": "item 7"}]
+        wrk(gw_row, [f"apikey: {rows['publishable_key']}"], duration="2s")
+        wrk(direct_row, duration="2s")
+        results["b:supa-rest direct"] = wrk(direct_row)
+        results["b:supa gateway (embedded)"] = wrk(gw_row, [f"apikey: {rows['publishable_key']}"])
+
+        # (c) cold path through a fresh supa-gateway.
+        keys = []
+        for i in range(COLD_PROJECTS):
+            p = api.post("/v1/projects", json={"name": f"cold-{i}"}).json()
+            keys.append((p["ref"], p["publishable_key"]))
+        cold_port, cold_admin = free_port(), free_port()
+        cold = subprocess.Popen(
+            [str(RELEASE / "supa-gateway"), "--tenant-url", api_url, "--service-token", service,
+             "--port", str(cold_port), "--admin-port", str(cold_admin), "--bind", "127.0.0.1", "--log", "warn"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        )
+        procs.append(cold)
+        wait_port(cold_port, cold)
+        timings = []
+        with httpx.Client(timeout=30) as client:
+            started = time.perf_counter()
+            for r, k in keys:
+                t = time.perf_counter()
+                resp = client.get(f"http://127.0.0.1:{cold_port}/project/{r}/rest/v1/", headers={"apikey": k})
+                timings.append((time.perf_counter() - t) * 1000)
+                assert resp.status_code < 500, resp.text
+            total = time.perf_counter() - started
+            warm = []
+            for r, k in keys[:200]:
+                t = time.perf_counter()
+                client.get(f"http://127.0.0.1:{cold_port}/project/{r}/rest/v1/", headers={"apikey": k})
+                warm.append((time.perf_counter() - t) * 1000)
+        q = statistics.quantiles(timings, n=100)
+        results["c:cold"] = {"projects": COLD_PROJECTS, "total_s": total, "p50_ms": statistics.median(timings),
+                             "p95_ms": q[94], "p99_ms": q[98], "warm_p50_ms": statistics.median(warm)}
+    finally:
+        for p in reversed(procs):
+            stop(p)
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"\n(a) gateway overhead, {CONNECTIONS} connections, {DURATION} (p99 at {LOW_CONNECTIONS} connections in brackets)")
+    print(f"{'target':<20} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'low-c p99':>10} {'vs nginx':>9}")
+    nginx_rps = results["a:nginx proxy"]["rps"]
+    for label in ("upstream direct", "nginx proxy", "supa gateway"):
+        r, low = results[f"a:{label}"], results[f"a:{label}:low"]
+        print(f"{label:<20} {r['rps']:>10.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {low['p99_ms']:>10.3f} {r['rps'] / nginx_rps:>8.2f}x")
+    added = results["a:supa gateway:low"]["p99_ms"] - results["a:upstream direct:low"]["p99_ms"]
+    print(f"added p99 at {LOW_CONNECTIONS} connections vs direct: {added:.3f} ms")
+    print(f"\n(b) end to end single-row GET, {CONNECTIONS} connections, {DURATION}")
+    direct = results["b:supa-rest direct"]["rps"]
+    for label in ("supa-rest direct", "supa gateway (embedded)"):
+        r = results[f"b:{label}"]
+        print(f"{label:<26} {r['rps']:>10.0f} req/s  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  {r['rps'] / direct:.2f}x")
+    c = results["c:cold"]
+    print(f"\n(c) cold path, {c['projects']} projects, first request each: total {c['total_s']:.1f} s, "
+          f"p50 {c['p50_ms']:.2f} ms, p95 {c['p95_ms']:.2f} ms, p99 {c['p99_ms']:.2f} ms (warm p50 {c['warm_p50_ms']:.2f} ms)")
+    out = ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    (out / "load.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
