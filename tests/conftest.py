@@ -164,17 +164,17 @@ def wait_for_port(port, proc, what):
 
 def start_supa_rest(platform, project):
     """supa-rest standalone for a project's database, logged in as the
-    project's authenticator (its password set here). Returns (url, proc)."""
-    ref = project["ref"]
-    with platform.client() as api:
-        r = api.post(f"/v1/projects/{ref}/database/query",
-                     json={"query": f"ALTER ROLE {ref}_authenticator PASSWORD 'standalone-pw'"})
-        assert r.status_code == 201, r.text
-        port = api.get("/admin/v1/workers/local").json()["port"]
+    project's authenticator with the credentials the internal API gives
+    gateways. Returns (url, proc)."""
+    service_token = (platform.data_dir / "service_token").read_text().strip()
+    db = httpx.get(
+        f"{platform.api_url}/internal/v1/projects/{project['ref']}/config",
+        headers={"Authorization": f"Bearer {service_token}"},
+    ).json()["database"]
     rest_port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("PGRST_")},
-        "PGRST_DB_URI": f"postgres://{ref}_authenticator:standalone-pw@127.0.0.1:{port}/proj_{ref}",
+        "PGRST_DB_URI": f"postgres://{db['user']}:{db['password']}@{db['host']}:{db['port']}/{db['name']}",
         "PGRST_DB_SCHEMAS": "public",
         "PGRST_DB_ANON_ROLE": "anon",
         "PGRST_JWT_SECRET": project["jwt_secret"],

@@ -46,7 +46,9 @@ def wait_port(port, proc=None, seconds=60):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            sys.exit(f"process for port {port} exited with {proc.returncode}")
+            log = getattr(proc, "log_path", None)
+            tail = Path(log).read_text()[-2000:] if log else ""
+            sys.exit(f"{proc.args[0]} (port {port}) exited with {proc.returncode}:\n{tail}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -94,8 +96,16 @@ http {{
 def nginx(dir, name, port, upstream, location):
     conf = Path(dir) / f"nginx-{name}.conf"
     conf.write_text(NGINX_CONF.format(dir=dir, name=name, port=port, upstream=upstream, location=location))
-    proc = subprocess.Popen(["nginx", "-c", str(conf), "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = spawn(dir, f"nginx-{name}", ["nginx", "-c", str(conf), "-g", "daemon off;"])
     wait_port(port, proc)
+    return proc
+
+
+def spawn(work, name, cmd, env=None):
+    """Starts a process whose output goes to a log file in the work dir."""
+    log = Path(work) / f"{name}.log"
+    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
+    proc.log_path = log
     return proc
 
 
@@ -112,19 +122,26 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: run `make bench-load` (it installs it)")
     work = tempfile.mkdtemp(prefix="supa-bench-load-")
+    # PostgreSQL runs as its own user (we may be root) and must reach its data dir inside.
+    os.chmod(work, 0o711)
     procs = []
     results = {}
     try:
         api_port, gw_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SUPA_")}
-        up = subprocess.Popen(
-            [str(RELEASE / "supa"), "up", "--data-dir", f"{work}/supa", "--api-port", str(api_port),
-             "--gateway-port", str(gw_port), "--log", "warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-        )
+        up = spawn(work, "supa-up", [str(RELEASE / "supa"), "up", "--data-dir", f"{work}/supa", "--api-port",
+                                     str(api_port), "--gateway-port", str(gw_port), "--log", "warn"], env)
         procs.append(up)
         wait_port(api_port, up)
         api_url, gw_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{gw_port}"
+        # The port is bound before start-up ends; /health answers once it has.
+        for _ in range(600):
+            try:
+                if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
         token = Path(f"{work}/supa/admin_token").read_text().strip()
         service = Path(f"{work}/supa/service_token").read_text().strip()
         api = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
@@ -156,18 +173,18 @@ def main():
         # (b) end to end: embedded data plane vs supa-rest standalone.
         rows = api.post("/v1/projects", json={"name": "rows"}).json()
         ref = rows["ref"]
-        for sql in [
-            "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 1000) g;",
-            f"ALTER ROLE {ref}_authenticator PASSWORD 'bench-pw'",
-        ]:
-            api.post(f"/v1/projects/{ref}/database/query", json={"query": sql}).raise_for_status()
-        worker_port = api.get("/admin/v1/workers/local").json()["port"]
-        secret = httpx.get(f"{api_url}/internal/v1/projects/{ref}/config",
-                           headers={"Authorization": f"Bearer {service}"}).json()["jwt_secret"]
+        api.post(f"/v1/projects/{ref}/database/query", json={"query":
+            "CREATE TABLE items (id int PRIMARY KEY, name text); "
+            "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 1000) g;"}).raise_for_status()
+        # supa-rest logs in as the gateway's data plane does, with the
+        # credentials the internal API hands gateways.
+        config = httpx.get(f"{api_url}/internal/v1/projects/{ref}/config",
+                           headers={"Authorization": f"Bearer {service}"}).json()
+        secret, db = config["jwt_secret"], config["database"]
         rest_port = free_port()
-        rest = subprocess.Popen([str(RELEASE / "supa-rest")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={
+        rest = spawn(work, "supa-rest", [str(RELEASE / "supa-rest")], env={
             **env,
-            "PGRST_DB_URI": f"postgres://{ref}_authenticator:bench-pw@127.0.0.1:{worker_port}/proj_{ref}",
+            "PGRST_DB_URI": f"postgres://{db['user']}:{db['password']}@{db['host']}:{db['port']}/{db['name']}",
             "PGRST_DB_SCHEMAS": "public", "PGRST_DB_ANON_ROLE": "anon", "PGRST_JWT_SECRET": secret,
             "PGRST_SERVER_PORT": str(rest_port), "PGRST_SERVER_HOST": "127.0.0.1", "PGRST_DB_POOL": "10",
         })
@@ -188,11 +205,9 @@ def main():
             p = api.post("/v1/projects", json={"name": f"cold-{i}"}).json()
             keys.append((p["ref"], p["publishable_key"]))
         cold_port, cold_admin = free_port(), free_port()
-        cold = subprocess.Popen(
-            [str(RELEASE / "supa-gateway"), "--tenant-url", api_url, "--service-token", service,
-             "--port", str(cold_port), "--admin-port", str(cold_admin), "--bind", "127.0.0.1", "--log", "warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-        )
+        cold = spawn(work, "supa-gateway", [str(RELEASE / "supa-gateway"), "--tenant-url", api_url, "--service-token",
+                                            service, "--port", str(cold_port), "--admin-port", str(cold_admin),
+                                            "--bind", "127.0.0.1", "--log", "warn"], env)
         procs.append(cold)
         wait_port(cold_port, cold)
         timings = []

@@ -353,3 +353,30 @@ async fn slow_and_dead_upstreams_are_504_and_502() {
         json!({"message": "The project's API could not be reached"})
     );
 }
+
+#[tokio::test]
+async fn paused_and_unknown_projects() {
+    let (tenant, _, gateway, project) = setup(GatewayConfig::default()).await;
+    let r = project.project.project_ref;
+    let uri = format!("/project/{r}/rest/v1/t");
+    sqlx::query("UPDATE projects SET status = 'INACTIVE' WHERE ref = $1")
+        .bind(r.as_str())
+        .execute(tenant.pool())
+        .await
+        .unwrap();
+    gateway.invalidate(r.as_str()).await;
+    let (s, v) = get(&gateway, &uri, &[("apikey", &project.publishable_key)]).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        v["message"],
+        "Project is not serving requests (status INACTIVE)"
+    );
+    // Deleted: its keys are gone with it.
+    tenant.delete_project(&r).await.unwrap();
+    gateway.invalidate(r.as_str()).await;
+    gateway
+        .invalidate(&supa_keys::hash_hex(&project.publishable_key))
+        .await;
+    let (s, _) = get(&gateway, &uri, &[("apikey", &project.publishable_key)]).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
