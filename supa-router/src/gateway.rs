@@ -177,10 +177,10 @@ impl Gateway {
 
     /// Answers one request.
     pub async fn handle(&self, request: Request<Body>) -> Response<Body> {
-        let headers = request.headers().clone();
-        if cors::is_preflight(request.method(), &headers) {
-            return cors::preflight(&headers);
+        if cors::is_preflight(request.method(), request.headers()) {
+            return cors::preflight(request.headers());
         }
+        let origin = request.headers().get(header::ORIGIN).cloned();
         let mut kind = "none";
         let mut response = match self.route(request, &mut kind).await {
             Ok(r) => r,
@@ -191,7 +191,7 @@ impl Gateway {
                 e.response()
             }
         };
-        cors::decorate(&headers, &mut response);
+        cors::decorate(origin, &mut response);
         self.metrics.request(response.status().as_u16(), kind);
         response
     }

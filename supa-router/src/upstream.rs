@@ -122,14 +122,15 @@ pub(crate) async fn http(
     let bearer = HeaderValue::from_str(&format!("Bearer {}", fwd.token))
         .map_err(|_| Error::UpstreamUnreachable("unusable token".into()))?;
     headers.insert(header::AUTHORIZATION, bearer);
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
-    let response = client
+    let mut upstream = client
         .request(parts.method, target(fwd.base, fwd.path_and_query))
-        .headers(headers)
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .map_err(|e| send_error(&e))?;
+        .headers(headers);
+    // No body stays no body (not an empty chunked one); a body streams.
+    if http_body::Body::size_hint(&body).exact() != Some(0) {
+        let stream = body.into_data_stream().map_err(std::io::Error::other);
+        upstream = upstream.body(reqwest::Body::wrap_stream(stream));
+    }
+    let response = upstream.send().await.map_err(|e| send_error(&e))?;
     Ok(stream_back(response))
 }
 
