@@ -200,10 +200,12 @@ def main():
         results["b:supa gateway (embedded)"] = wrk(gw_row, [f"apikey: {rows['publishable_key']}"])
 
         # (c) cold path through a fresh supa-gateway.
+        api.patch("/admin/v1/workers/local", json={"max_databases": COLD_PROJECTS + 100}).raise_for_status()
         keys = []
         for i in range(COLD_PROJECTS):
-            p = api.post("/v1/projects", json={"name": f"cold-{i}"}).json()
-            keys.append((p["ref"], p["publishable_key"]))
+            r = api.post("/v1/projects", json={"name": f"cold-{i}"})
+            assert r.status_code == 201, r.text
+            keys.append((r.json()["ref"], r.json()["publishable_key"]))
         cold_port, cold_admin = free_port(), free_port()
         cold = spawn(work, "supa-gateway", [str(RELEASE / "supa-gateway"), "--tenant-url", api_url, "--service-token",
                                             service, "--port", str(cold_port), "--admin-port", str(cold_admin),

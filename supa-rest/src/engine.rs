@@ -49,15 +49,22 @@ impl ProjectDb {
 pub struct Engine {
     services: Arc<Mutex<HashMap<String, Arc<Service>>>>,
     pool_size: usize,
+    max_projects: usize,
+    listen: bool,
 }
 
 impl Engine {
     /// An engine whose per-project pools hold at most `pool_size`
-    /// connections and are closed after `idle` without requests.
-    pub fn new(pool_size: usize, idle: Duration) -> Self {
+    /// connections and are closed after `idle` without requests; at most
+    /// `max_projects` pools are open at once (the least recently used one
+    /// is closed to make room), which bounds the connections one engine
+    /// holds on a worker whatever the number of projects.
+    pub fn new(pool_size: usize, idle: Duration, max_projects: usize) -> Self {
         let engine = Self {
             services: Arc::default(),
             pool_size,
+            max_projects: max_projects.max(1),
+            listen: false,
         };
         let weak = Arc::downgrade(&engine.services);
         tokio::spawn(async move {
@@ -94,9 +101,29 @@ impl Engine {
         }
         let pool = crate::db::pool(db.pg_config(), self.pool_size)?;
         let service = Arc::new(Service::new(config.clone(), pool)?);
-        listen_for_reloads(&service, db.pg_config());
+        if self.listen {
+            listen_for_reloads(&service, db.pg_config());
+        }
         let mut map = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= self.max_projects && !map.contains_key(key) {
+            let oldest = map
+                .iter()
+                .min_by_key(|(_, s)| s.last_used())
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                map.remove(&k);
+            }
+        }
         Ok(map.entry(key.to_owned()).or_insert(service).clone())
+    }
+
+    /// Also keeps one connection per project listening for
+    /// `NOTIFY pgrst` (for databases changed behind the control plane's
+    /// back); otherwise schema changes arrive as evictions (see
+    /// [`Engine::evict`]).
+    pub fn listening(mut self) -> Self {
+        self.listen = true;
+        self
     }
 
     /// Forgets a project (deleted, paused, credentials rotated).
@@ -140,7 +167,7 @@ impl Engine {
 /// Listens on channel `pgrst` and drops the schema cache on
 /// `reload schema` (or an empty payload), as PostgREST does. The listener
 /// ends when the service is dropped.
-pub(crate) fn listen_for_reloads(service: &Arc<Service>, config: tokio_postgres::Config) {
+pub fn listen_for_reloads(service: &Arc<Service>, config: tokio_postgres::Config) {
     let weak = Arc::downgrade(service);
     tokio::spawn(async move {
         loop {

@@ -621,47 +621,24 @@ impl Service {
             filters: &q.filters,
             logic: &q.logic,
         };
-        let w = Wrap {
-            source: plan::update(&spec, &payload.to_string()),
-            rows: plan::shape_rows(q.select.as_deref())?,
-            with_body: ret == Return::Representation,
-            ..Wrap::default()
-        };
-        let statement = plan::wrap(&w, media);
-        let outcome = self
-            .run(
-                ctx,
-                &Method::PATCH,
-                headers,
-                &statement,
-                false,
-                prefer,
-                None,
-                |o| {
-                    max_affected(prefer, o)?;
-                    singular_check(media, o)
-                },
-            )
-            .await?;
-        let mut b = ResponseBuilder::new(if ret == Return::Representation {
-            200
-        } else {
-            204
-        });
-        b.content_range = Some(if outcome.page_total > 0 {
-            format!(
-                "0-{}/{}",
-                outcome.page_total - 1,
-                count_text(prefer, outcome.page_total)
-            )
-        } else {
-            format!("*/{}", count_text(prefer, 0))
-        });
-        b.applied(prefer, ctx, Some(ret), true);
-        if ret == Return::Representation {
-            b.body(media, outcome.body.clone());
-        }
-        b.finish(&outcome)
+        let source = plan::update(&spec, &payload.to_string());
+        self.run_write(
+            &Method::PATCH,
+            headers,
+            ctx,
+            prefer,
+            q,
+            media,
+            source,
+            |p, n| {
+                if n > 0 {
+                    format!("0-{}/{}", n - 1, count_text(p, n))
+                } else {
+                    format!("*/{}", count_text(p, 0))
+                }
+            },
+        )
+        .await
     }
 
     async fn delete(
@@ -673,7 +650,6 @@ impl Service {
         rel: &Relation,
     ) -> Result<Response<Body>, Error> {
         let media = self.write_media(headers)?;
-        let ret = prefer.ret.unwrap_or(Return::Minimal);
         let spec = WriteSpec {
             rel,
             columns: Vec::new(),
@@ -683,34 +659,54 @@ impl Service {
             filters: &q.filters,
             logic: &q.logic,
         };
+        let source = plan::delete(&spec);
+        self.run_write(
+            &Method::DELETE,
+            headers,
+            ctx,
+            prefer,
+            q,
+            media,
+            source,
+            |p, n| format!("*/{}", count_text(p, n)),
+        )
+        .await
+    }
+
+    /// Runs a PATCH or DELETE statement and answers 200 with the rows
+    /// (`return=representation`) or 204, with `content_range` of the count.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_write(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        ctx: &Context,
+        prefer: &Prefer,
+        q: &QueryParams,
+        media: Media,
+        source: Sql,
+        content_range: fn(&Prefer, i64) -> String,
+    ) -> Result<Response<Body>, Error> {
+        let ret = prefer.ret.unwrap_or(Return::Minimal);
         let w = Wrap {
-            source: plan::delete(&spec),
+            source,
             rows: plan::shape_rows(q.select.as_deref())?,
             with_body: ret == Return::Representation,
             ..Wrap::default()
         };
         let statement = plan::wrap(&w, media);
         let outcome = self
-            .run(
-                ctx,
-                &Method::DELETE,
-                headers,
-                &statement,
-                false,
-                prefer,
-                None,
-                |o| {
-                    max_affected(prefer, o)?;
-                    singular_check(media, o)
-                },
-            )
+            .run(ctx, method, headers, &statement, false, prefer, None, |o| {
+                max_affected(prefer, o)?;
+                singular_check(media, o)
+            })
             .await?;
         let mut b = ResponseBuilder::new(if ret == Return::Representation {
             200
         } else {
             204
         });
-        b.content_range = Some(format!("*/{}", count_text(prefer, outcome.page_total)));
+        b.content_range = Some(content_range(prefer, outcome.page_total));
         b.applied(prefer, ctx, Some(ret), true);
         if ret == Return::Representation {
             b.body(media, outcome.body.clone());

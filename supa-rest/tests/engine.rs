@@ -9,30 +9,7 @@ use axum::http::Request;
 use serde_json::{Value, json};
 use supa_core::{ProjectRef, Secret};
 use supa_rest::{Auth, Engine, ProjectDb, RestConfig};
-use supa_tenant::embedded::SUPERUSER;
-use supa_tenant::{CreateProject, MasterKey, NewWorker, Tenant, WorkerStatus};
-
-async fn tenant() -> Tenant {
-    let db = supa_testkit::fresh_database().await;
-    let tenant = Tenant::connect(&db.url, MasterKey::from_bytes(&[7; 32]))
-        .await
-        .unwrap();
-    let pg = supa_testkit::cluster().postgres();
-    tenant
-        .register_worker(NewWorker {
-            id: "local".into(),
-            host: "127.0.0.1".into(),
-            port: pg.port(),
-            admin_user: SUPERUSER.into(),
-            admin_password: pg.password().clone(),
-            max_databases: 100,
-            weight: 1,
-            status: WorkerStatus::Active,
-        })
-        .await
-        .unwrap();
-    tenant
-}
+use supa_tenant::{CreateProject, Tenant};
 
 async fn project(tenant: &Tenant, name: &str) -> (ProjectRef, ProjectDb) {
     let created = tenant
@@ -99,14 +76,14 @@ async fn call(
 
 #[tokio::test]
 async fn projects_are_served_apart_with_gateway_claims() {
-    let tenant = tenant().await;
+    let tenant = supa_testkit::tenant().await;
     let (a, db_a) = project(&tenant, "a").await;
     let (b, db_b) = project(&tenant, "b").await;
     tenant
         .run_sql(&a, "CREATE TABLE secrets_of_a (id int PRIMARY KEY, v text); ALTER TABLE secrets_of_a ENABLE ROW LEVEL SECURITY", Duration::from_secs(10))
         .await
         .unwrap();
-    let engine = Engine::new(2, Duration::from_secs(60));
+    let engine = Engine::new(2, Duration::from_secs(60), 100);
 
     // Service role (BYPASSRLS) writes; anon sees nothing under RLS.
     let (s, v) = call(
@@ -178,9 +155,9 @@ async fn projects_are_served_apart_with_gateway_claims() {
 
 #[tokio::test]
 async fn schema_reloads_on_notify_and_idle_projects_are_closed() {
-    let tenant = tenant().await;
+    let tenant = supa_testkit::tenant().await;
     let (r, db) = project(&tenant, "reload").await;
-    let engine = Engine::new(2, Duration::from_secs(1));
+    let engine = Engine::new(2, Duration::from_secs(1), 100).listening();
     let (s, _) = call(
         &engine,
         r.as_str(),
@@ -222,4 +199,30 @@ async fn schema_reloads_on_notify_and_idle_projects_are_closed() {
         engine.is_empty(),
         "an idle project is dropped with its pool"
     );
+}
+
+#[tokio::test]
+async fn at_most_max_projects_pools_are_open() {
+    let tenant = supa_testkit::tenant().await;
+    let engine = Engine::new(2, Duration::from_secs(60), 2);
+    let mut projects = Vec::new();
+    for i in 0..3 {
+        projects.push(project(&tenant, &format!("p{i}")).await);
+    }
+    for (r, db) in &projects {
+        let (s, _) = call(
+            &engine,
+            r.as_str(),
+            db,
+            "GET",
+            "/nothing",
+            None,
+            Some("service_role"),
+        )
+        .await;
+        assert_eq!(s, 404);
+        // Ordered by last use to the second: keep them apart.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    assert_eq!(engine.len(), 2, "the least recently used pool was closed");
 }

@@ -32,6 +32,8 @@ pub struct GatewayConfig {
     pub idle: Duration,
     /// How long an HTTP or Lambda upstream may take to answer.
     pub upstream_timeout: Duration,
+    /// Projects whose pools stay open at once (least recently used closed).
+    pub max_open_projects: usize,
 }
 
 impl Default for GatewayConfig {
@@ -43,6 +45,9 @@ impl Default for GatewayConfig {
             pool_size: 10,
             idle: Duration::from_secs(300),
             upstream_timeout: Duration::from_secs(60),
+            // With the pools' lazily opened connections this keeps a
+            // gateway well under a worker's max_connections.
+            max_open_projects: 50,
         }
     }
 }
@@ -137,7 +142,7 @@ impl Gateway {
                 .max_capacity(10_000)
                 .expire_after(expiry())
                 .build(),
-            engine: Engine::new(config.pool_size, config.idle),
+            engine: Engine::new(config.pool_size, config.idle, config.max_open_projects),
             http: http_client(config.upstream_timeout),
             signer: SigV4Signer::lambda(),
             aws: AwsCredentials::default(),

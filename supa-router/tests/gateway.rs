@@ -13,10 +13,7 @@ use supa_core::{
     BoxFuture, DirectoryError, KeyRecord, ProjectConfig, ProjectDirectory, ProjectRef, Upstream,
 };
 use supa_router::{Gateway, GatewayConfig, Metrics};
-use supa_tenant::embedded::SUPERUSER;
-use supa_tenant::{
-    CreateProject, CreatedProject, MasterKey, NewApiKey, NewWorker, Tenant, WorkerStatus,
-};
+use supa_tenant::{CreateProject, CreatedProject, NewApiKey, Tenant};
 use tower::ServiceExt as _;
 
 /// The real directory, counted, with a switch that makes it fail.
@@ -58,30 +55,8 @@ impl ProjectDirectory for Counting {
     }
 }
 
-async fn tenant() -> Tenant {
-    let db = supa_testkit::fresh_database().await;
-    let tenant = Tenant::connect(&db.url, MasterKey::from_bytes(&[3; 32]))
-        .await
-        .unwrap();
-    let pg = supa_testkit::cluster().postgres();
-    tenant
-        .register_worker(NewWorker {
-            id: "local".into(),
-            host: "127.0.0.1".into(),
-            port: pg.port(),
-            admin_user: SUPERUSER.into(),
-            admin_password: pg.password().clone(),
-            max_databases: 100,
-            weight: 1,
-            status: WorkerStatus::Active,
-        })
-        .await
-        .unwrap();
-    tenant
-}
-
 async fn setup(config: GatewayConfig) -> (Tenant, Arc<Counting>, Arc<Gateway>, CreatedProject) {
-    let tenant = tenant().await;
+    let tenant = supa_testkit::tenant().await;
     let project = tenant
         .create_project(CreateProject {
             name: "gw".into(),

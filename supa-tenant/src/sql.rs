@@ -57,7 +57,10 @@ impl Tenant {
 
         let result = last_statement_rows(&mut conn, query).await;
         if result.is_ok() && may_change_schema(query) {
+            // Data planes listening on the database reload on NOTIFY;
+            // gateways reload when told the project changed.
             conn.execute("NOTIFY pgrst, 'reload schema'").await?;
+            self.invalidate(crate::Invalidation::Project(*project_ref));
         }
         conn.close().await.ok();
         result

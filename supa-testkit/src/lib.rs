@@ -202,3 +202,30 @@ fn spawn_watchdog(stop: &str, dir: &std::path::Path) {
         .status()
         .expect("spawn the test kit's watchdog");
 }
+
+/// A control plane over a fresh management database, with this binary's
+/// cluster registered as worker `local` (for the crates whose tests need
+/// real projects: the data plane and the gateway).
+pub async fn tenant() -> supa_tenant::Tenant {
+    let db = fresh_database().await;
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).expect("random");
+    let tenant = supa_tenant::Tenant::connect(&db.url, supa_tenant::MasterKey::from_bytes(&key))
+        .await
+        .expect("connect the control plane");
+    let pg = cluster().postgres();
+    tenant
+        .register_worker(supa_tenant::NewWorker {
+            id: "local".into(),
+            host: "127.0.0.1".into(),
+            port: pg.port(),
+            admin_user: supa_tenant::embedded::SUPERUSER.into(),
+            admin_password: pg.password().clone(),
+            max_databases: 1000,
+            weight: 1,
+            status: supa_tenant::WorkerStatus::Active,
+        })
+        .await
+        .expect("register the test cluster");
+    tenant
+}

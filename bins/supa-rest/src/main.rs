@@ -76,8 +76,10 @@ async fn main() -> anyhow::Result<()> {
         .transpose()
         .context("PGRST_DB_POOL")?
         .unwrap_or(10);
-    let pool = supa_rest::db::pool(db, pool_size)?;
+    let pool = supa_rest::db::pool(db.clone(), pool_size)?;
     let service = Arc::new(Service::new(config, pool)?);
+    // PostgREST reloads its schema cache on NOTIFY pgrst; so does this.
+    supa_rest::listen_for_reloads(&service, db);
     let app = service.router();
     let listener = tokio::net::TcpListener::bind((host.as_str(), port))
         .await
