@@ -363,12 +363,17 @@ impl Gateway {
         };
         let hash = supa_keys::hash(key);
         let directory = self.directory.clone();
-        self.count_l1(self.keys.contains_key(&hash));
-        let record = self
-            .keys
-            .try_get_with(hash, async move { directory.lookup_key(&hash).await })
-            .await
-            .map_err(|e: Arc<DirectoryError>| Error::Directory(e.0.clone()))?;
+        // A hit is one lookup; a miss joins (or starts) the single fetch.
+        let cached = self.keys.get(&hash).await;
+        self.count_l1(cached.is_some());
+        let record = match cached {
+            Some(r) => r,
+            None => self
+                .keys
+                .try_get_with(hash, async move { directory.lookup_key(&hash).await })
+                .await
+                .map_err(|e: Arc<DirectoryError>| Error::Directory(e.0.clone()))?,
+        };
         match record {
             Some(r) if r.project_ref == *project_ref && r.kind == kind => Ok(kind),
             _ => Err(Error::InvalidApiKey),
@@ -378,7 +383,11 @@ impl Gateway {
     async fn project(&self, project_ref: &ProjectRef) -> Result<Arc<ProjectState>, Error> {
         let directory = self.directory.clone();
         let r = *project_ref;
-        self.count_l1(self.projects.contains_key(&r));
+        if let Some(cached) = self.projects.get(&r).await {
+            self.count_l1(true);
+            return cached.ok_or(Error::ProjectNotFound);
+        }
+        self.count_l1(false);
         let cached = self
             .projects
             .try_get_with(r, async move {
