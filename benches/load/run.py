@@ -199,36 +199,37 @@ def main():
         results["b:supa-rest direct"] = wrk(direct_row)
         results["b:supa gateway (embedded)"] = wrk(gw_row, [f"apikey: {rows['publishable_key']}"])
 
-        # (c) cold path through a fresh supa-gateway.
-        api.patch("/admin/v1/workers/local", json={"max_databases": COLD_PROJECTS + 100}).raise_for_status()
-        keys = []
-        for i in range(COLD_PROJECTS):
-            r = api.post("/v1/projects", json={"name": f"cold-{i}"})
-            assert r.status_code == 201, r.text
-            keys.append((r.json()["ref"], r.json()["publishable_key"]))
-        cold_port, cold_admin = free_port(), free_port()
-        cold = spawn(work, "supa-gateway", [str(RELEASE / "supa-gateway"), "--tenant-url", api_url, "--service-token",
-                                            service, "--port", str(cold_port), "--admin-port", str(cold_admin),
-                                            "--bind", "127.0.0.1", "--log", "warn"], env)
-        procs.append(cold)
-        wait_port(cold_port, cold)
-        timings = []
-        with httpx.Client(timeout=30) as client:
-            started = time.perf_counter()
-            for r, k in keys:
-                t = time.perf_counter()
-                resp = client.get(f"http://127.0.0.1:{cold_port}/project/{r}/rest/v1/", headers={"apikey": k})
-                timings.append((time.perf_counter() - t) * 1000)
-                assert resp.status_code < 500, resp.text
-            total = time.perf_counter() - started
-            warm = []
-            for r, k in keys[:200]:
-                t = time.perf_counter()
-                client.get(f"http://127.0.0.1:{cold_port}/project/{r}/rest/v1/", headers={"apikey": k})
-                warm.append((time.perf_counter() - t) * 1000)
-        q = statistics.quantiles(timings, n=100)
-        results["c:cold"] = {"projects": COLD_PROJECTS, "total_s": total, "p50_ms": statistics.median(timings),
-                             "p95_ms": q[94], "p99_ms": q[98], "warm_p50_ms": statistics.median(warm)}
+        # (c) cold path through a fresh supa-gateway (BENCH_COLD_PROJECTS=0 skips it).
+        if COLD_PROJECTS:
+            api.patch("/admin/v1/workers/local", json={"max_databases": COLD_PROJECTS + 100}).raise_for_status()
+            keys = []
+            for i in range(COLD_PROJECTS):
+                r = api.post("/v1/projects", json={"name": f"cold-{i}"})
+                assert r.status_code == 201, r.text
+                keys.append((r.json()["ref"], r.json()["publishable_key"]))
+            cold_port, cold_admin = free_port(), free_port()
+            cold = spawn(work, "supa-gateway", [str(RELEASE / "supa-gateway"), "--tenant-url", api_url, "--service-token",
+                                                service, "--port", str(cold_port), "--admin-port", str(cold_admin),
+                                                "--bind", "127.0.0.1", "--log", "warn"], env)
+            procs.append(cold)
+            wait_port(cold_port, cold)
+            timings = []
+            with httpx.Client(timeout=30) as client:
+                started = time.perf_counter()
+                for r, k in keys:
+                    t = time.perf_counter()
+                    resp = client.get(f"http://127.0.0.1:{cold_port}/project/{r}/rest/v1/", headers={"apikey": k})
+                    timings.append((time.perf_counter() - t) * 1000)
+                    assert resp.status_code < 500, resp.text
+                total = time.perf_counter() - started
+                warm = []
+                for r, k in keys[:200]:
+                    t = time.perf_counter()
+                    client.get(f"http://127.0.0.1:{cold_port}/project/{r}/rest/v1/", headers={"apikey": k})
+                    warm.append((time.perf_counter() - t) * 1000)
+            q = statistics.quantiles(timings, n=100)
+            results["c:cold"] = {"projects": COLD_PROJECTS, "total_s": total, "p50_ms": statistics.median(timings),
+                                 "p95_ms": q[94], "p99_ms": q[98], "warm_p50_ms": statistics.median(warm)}
     finally:
         for p in reversed(procs):
             stop(p)
@@ -247,8 +248,9 @@ def main():
     for label in ("supa-rest direct", "supa gateway (embedded)"):
         r = results[f"b:{label}"]
         print(f"{label:<26} {r['rps']:>10.0f} req/s  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  {r['rps'] / direct:.2f}x")
-    c = results["c:cold"]
-    print(f"\n(c) cold path, {c['projects']} projects, first request each: total {c['total_s']:.1f} s, "
+    c = results.get("c:cold")
+    if c:
+        print(f"\n(c) cold path, {c['projects']} projects, first request each: total {c['total_s']:.1f} s, "
           f"p50 {c['p50_ms']:.2f} ms, p95 {c['p95_ms']:.2f} ms, p99 {c['p99_ms']:.2f} ms (warm p50 {c['warm_p50_ms']:.2f} ms)")
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
