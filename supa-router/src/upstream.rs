@@ -143,7 +143,16 @@ pub(crate) struct AwsCredentials {
 
 impl AwsCredentials {
     pub(crate) async fn get(&self, client: &reqwest::Client) -> Result<Credentials, Error> {
-        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+        self.get_from(client, |n| std::env::var(n).ok()).await
+    }
+
+    /// As [`AwsCredentials::get`], with the environment read through `var`.
+    async fn get_from(
+        &self,
+        client: &reqwest::Client,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Credentials, Error> {
+        let var = |n: &str| var(n).filter(|v| !v.is_empty());
         if let (Some(id), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
             return Ok(Credentials {
                 access_key_id: id,
@@ -261,4 +270,84 @@ pub(crate) async fn lambda(
         .await
         .map_err(|e| send_error(&e))?;
     Ok(stream_back(response))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::http::HeaderMap;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn credentials_come_from_the_env_or_the_container_endpoint() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        // A stand-in for the ECS credentials endpoint, checking the token.
+        let app = axum::Router::new().route(
+            "/creds",
+            axum::routing::get(move |headers: HeaderMap| {
+                let seen = seen.clone();
+                async move {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("ecs-token") {
+                        return (axum::http::StatusCode::UNAUTHORIZED, "{}".to_owned());
+                    }
+                    (
+                        axum::http::StatusCode::OK,
+                        r#"{"AccessKeyId":"ASIAECS","SecretAccessKey":"ecs-secret","Token":"ecs-session","Expiration":"2099-01-01T00:00:00Z"}"#.to_owned(),
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/creds", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = http_client(Duration::from_secs(5));
+
+        let from_env = AwsCredentials::default()
+            .get_from(&client, |n| match n {
+                "AWS_ACCESS_KEY_ID" => Some("AKIAENV".into()),
+                "AWS_SECRET_ACCESS_KEY" => Some("env-secret".into()),
+                _ => None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(from_env.access_key_id, "AKIAENV");
+        assert!(from_env.session_token.is_none());
+
+        let ecs = AwsCredentials::default();
+        let env = |n: &str| match n {
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI" => Some(url.clone()),
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN" => Some("ecs-token".into()),
+            _ => None,
+        };
+        let first = ecs.get_from(&client, env).await.unwrap();
+        assert_eq!(first.access_key_id, "ASIAECS");
+        assert_eq!(first.secret_access_key.expose(), "ecs-secret");
+        assert_eq!(
+            first.session_token.as_ref().map(|t| t.expose().as_str()),
+            Some("ecs-session")
+        );
+        ecs.get_from(&client, env).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "cached until refresh time");
+
+        let refused = AwsCredentials::default()
+            .get_from(&client, |n| match n {
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI" => Some(url.clone()),
+                _ => None,
+            })
+            .await;
+        assert!(
+            refused.is_err(),
+            "an endpoint refusing the token yields no credentials"
+        );
+        let none = AwsCredentials::default()
+            .get_from(&client, |_| None)
+            .await
+            .unwrap_err();
+        assert!(none.to_string().contains("no AWS credentials"));
+    }
 }
