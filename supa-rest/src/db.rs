@@ -135,8 +135,6 @@ pub struct Outcome {
     pub body: String,
     /// `Location` query of an inserted row.
     pub location: Option<String>,
-    /// The planner's estimate of the total.
-    pub planned: Option<i64>,
     /// Rows that existed before an upsert.
     pub existing: Option<i64>,
     /// `response.headers` GUC (JSON array of objects).
@@ -158,7 +156,6 @@ impl Outcome {
                 .unwrap_or_default(),
             location: row.try_get("location").ok().flatten(),
             existing: row.try_get("existing").ok().flatten(),
-            planned: None,
             response_headers: row.try_get("response_headers").ok().flatten(),
             response_status: row.try_get("response_status").ok().flatten(),
         }

@@ -147,15 +147,14 @@ impl Error {
         match self {
             Error::Raised { headers, .. } => headers.clone(),
             Error::Api {
-                status: 401, code, ..
+                status: 401,
+                code,
+                message,
+                ..
             } => {
                 let value = match *code {
                     "PGRST301" | "PGRST303" => {
-                        let msg = match self {
-                            Error::Api { message, .. } => message.clone(),
-                            _ => String::new(),
-                        };
-                        format!("Bearer error=\"invalid_token\", error_description=\"{msg}\"")
+                        format!("Bearer error=\"invalid_token\", error_description=\"{message}\"")
                     }
                     _ => "Bearer".to_owned(),
                 };

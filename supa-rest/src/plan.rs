@@ -8,7 +8,7 @@ use crate::grammar::{
     Aggregate, CmpOp, Field, Filter, IsValue, JsonKey, LogicTree, Operation, OrderTerm, Quantifier,
     SelectItem,
 };
-use crate::request::{Count, Media, Resolution};
+use crate::request::{Media, Resolution};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::schema::{Cardinality, Function, Relation, Returns, SchemaCache};
@@ -781,58 +781,56 @@ pub enum RpcArgs<'a> {
     Raw(&'a str, bool),
 }
 
+/// Pushes `[VARIADIC] "name" := <value>` for each argument, comma-separated.
+fn push_named_args<'a, T>(
+    call: &mut Sql,
+    args: &mut dyn Iterator<Item = (&'a crate::schema::Arg, T)>,
+    value: impl Fn(&mut Sql, &(&'a crate::schema::Arg, T)),
+) {
+    for (i, item) in args.enumerate() {
+        if i > 0 {
+            call.push(", ");
+        }
+        if item.0.variadic {
+            call.push("VARIADIC ");
+        }
+        call.ident(&item.0.name).push(" := ");
+        value(call, &item);
+    }
+}
+
 /// `FROM` of a function call: `"s"."fn"(...)` producing rows named
 /// `pgrst_call` (composite) or a column `pgrst_scalar`.
 pub fn call(func: &Function, args: &RpcArgs<'_>) -> Sql {
     let mut call = Sql::default();
     call.qualified(&func.schema, &func.name).push("(");
-    let mut from_json = false;
     match args {
         RpcArgs::Text(pairs) => {
-            let mut first = true;
-            for arg in &func.args {
-                let values: Vec<&String> = pairs
+            let mut given = func.args.iter().filter_map(|arg| {
+                let values: Vec<String> = pairs
                     .iter()
                     .filter(|(k, _)| *k == arg.name)
-                    .map(|(_, v)| v)
+                    .map(|(_, v)| v.clone())
                     .collect();
-                if values.is_empty() {
-                    continue;
-                }
-                if !first {
-                    call.push(", ");
-                }
-                first = false;
-                if arg.variadic {
-                    call.push("VARIADIC ");
-                }
-                call.ident(&arg.name).push(" := ");
+                (!values.is_empty()).then_some((arg, values))
+            });
+            push_named_args(&mut call, &mut given, |call, (arg, values)| {
                 if arg.variadic || arg.type_name.ends_with("[]") && values.len() > 1 {
-                    let items: Vec<String> = values.iter().map(|v| (*v).clone()).collect();
-                    call.param(array_literal(&items));
+                    call.param(array_literal(values));
                 } else {
                     call.param(values[values.len() - 1].clone());
                 }
-            }
+            });
         }
         RpcArgs::Json { keys, .. } => {
-            from_json = true;
-            let mut first = true;
-            for arg in &func.args {
-                if !keys.contains(&arg.name) {
-                    continue;
-                }
-                if !first {
-                    call.push(", ");
-                }
-                first = false;
-                if arg.variadic {
-                    call.push("VARIADIC ");
-                }
-                call.ident(&arg.name)
-                    .push(" := pgrst_args.")
-                    .ident(&arg.name);
-            }
+            let mut given = func
+                .args
+                .iter()
+                .filter(|a| keys.contains(&a.name))
+                .map(|a| (a, ()));
+            push_named_args(&mut call, &mut given, |call, (arg, ())| {
+                call.push("pgrst_args.").ident(&arg.name);
+            });
         }
         RpcArgs::Raw(value, true) => {
             call.push("decode(")
@@ -855,22 +853,18 @@ pub fn call(func: &Function, args: &RpcArgs<'_>) -> Sql {
     call.push(")");
 
     let mut from = Sql::default();
-    if from_json
-        && let RpcArgs::Json { payload, keys } = args
+    if let RpcArgs::Json { payload, keys } = args
         && !keys.is_empty()
     {
+        // The object's values typed as the chosen overload's arguments.
         from.push("json_to_record(")
             .param((*payload).to_owned())
             .push("::json) AS pgrst_args(");
-        let mut first = true;
-        for arg in &func.args {
-            if !keys.contains(&arg.name) {
-                continue;
-            }
-            if !first {
+        let given = func.args.iter().filter(|a| keys.contains(&a.name));
+        for (i, arg) in given.enumerate() {
+            if i > 0 {
                 from.push(", ");
             }
-            first = false;
             from.ident(&arg.name).push(" ").push(&arg.type_name);
         }
         from.push("), LATERAL ");
@@ -893,12 +887,6 @@ pub fn call(func: &Function, args: &RpcArgs<'_>) -> Sql {
         }
     }
     from
-}
-
-/// The count expression a `Prefer: count=` asks for; only exact is
-/// computed in SQL, the others through `EXPLAIN`.
-pub fn wants_exact_count(count: Option<Count>) -> bool {
-    matches!(count, Some(Count::Exact))
 }
 
 /// Output column names of a select list over `rel`.

@@ -21,6 +21,15 @@ use crate::request::{self, Count, Media, Prefer, QueryParams, Resolution, Return
 use crate::schema::{Function, Relation, Returns, SchemaCache};
 use crate::sql::{Sql, quote_ident};
 
+/// What rows can be answered as, the default first.
+const ROW_MEDIA: [Media; 5] = [
+    Media::Json,
+    Media::Csv,
+    Media::Object { strip_nulls: false },
+    Media::Object { strip_nulls: true },
+    Media::ArrayStripped,
+];
+
 /// The largest request body accepted (PostgREST has no limit of its own;
 /// proxies usually set one).
 const BODY_LIMIT: usize = 64 << 20;
@@ -291,16 +300,7 @@ impl Service {
         from.qualified(&rel.schema, &rel.name);
         match *method {
             Method::GET | Method::HEAD => {
-                let media = request::negotiate(
-                    header_str(headers, "accept"),
-                    &[
-                        Media::Json,
-                        Media::Csv,
-                        Media::Object { strip_nulls: false },
-                        Media::Object { strip_nulls: true },
-                        Media::ArrayStripped,
-                    ],
-                )?;
+                let media = request::negotiate(header_str(headers, "accept"), &ROW_MEDIA)?;
                 plan::check_embedded_paths(
                     q.select.as_deref(),
                     &q.embedded_filters,
@@ -348,8 +348,7 @@ impl Service {
                         |o| singular_check(media, o),
                     )
                     .await?;
-                let mut response =
-                    read_response(ctx, prefer, media, &outcome, offset, method == Method::HEAD)?;
+                let mut response = read_response(ctx, prefer, media, &outcome, offset)?;
                 // Where this representation lives: the path and its
                 // parameters in order.
                 let mut sorted: Vec<&(String, String)> = pairs.iter().collect();
@@ -418,16 +417,7 @@ impl Service {
     }
 
     fn write_media(&self, headers: &HeaderMap) -> Result<Media, Error> {
-        request::negotiate(
-            header_str(headers, "accept"),
-            &[
-                Media::Json,
-                Media::Csv,
-                Media::Object { strip_nulls: false },
-                Media::Object { strip_nulls: true },
-                Media::ArrayStripped,
-            ],
-        )
+        request::negotiate(header_str(headers, "accept"), &ROW_MEDIA)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -526,15 +516,12 @@ impl Service {
             _ => 201,
         };
         let mut b = ResponseBuilder::new(status);
-        b.range(
-            None,
-            outcome.page_total,
-            prefer.count.and(outcome.total),
-            true,
-        );
-        if prefer.count.is_some() {
-            b.content_range = Some(format!("*/{}", outcome.page_total));
-        }
+        // Inserted rows are counted whatever count was asked for.
+        b.content_range = Some(if prefer.count.is_some() {
+            format!("*/{}", outcome.page_total)
+        } else {
+            "*/*".to_owned()
+        });
         if ret == Return::HeadersOnly
             && !rel.primary_key.is_empty()
             && outcome.page_total == 1
@@ -836,28 +823,16 @@ impl Service {
         let q = QueryParams::parse(pairs, if read { &arg_names } else { &[] })?;
         let from = plan::call(func, &args);
         let scalar = !matches!(func.returns, Returns::Composite(_));
-        let media = request::negotiate(
-            header_str(headers, "accept"),
-            &[
-                Media::Json,
-                Media::Csv,
-                Media::Object { strip_nulls: false },
-                Media::Object { strip_nulls: true },
-                Media::ArrayStripped,
-                // Text and bytes only for a function returning them.
-                if matches!(&func.returns, Returns::Scalar(t) if t == "text" || t == "character varying")
-                {
-                    Media::Text
-                } else {
-                    Media::Json
-                },
-                if matches!(&func.returns, Returns::Scalar(t) if t == "bytea") {
-                    Media::Binary
-                } else {
-                    Media::Json
-                },
-            ],
-        )?;
+        // Text and bytes only for a function returning them.
+        let mut allowed = ROW_MEDIA.to_vec();
+        match &func.returns {
+            Returns::Scalar(t) if t == "text" || t == "character varying" => {
+                allowed.push(Media::Text)
+            }
+            Returns::Scalar(t) if t == "bytea" => allowed.push(Media::Binary),
+            _ => {}
+        }
+        let media = request::negotiate(header_str(headers, "accept"), &allowed)?;
         let (offset, limit) = self.range(headers, &q)?;
         let select_star = [SelectItem::Star];
         let counter = std::sync::atomic::AtomicUsize::new(0);
@@ -928,10 +903,10 @@ impl Service {
             return b.finish(&outcome);
         }
         if func.returns_set {
-            return read_response(ctx, prefer, media, &outcome, offset, false);
+            return read_response(ctx, prefer, media, &outcome, offset);
         }
         let mut b = ResponseBuilder::new(200);
-        b.range(Some(offset), outcome.page_total, outcome.total, false);
+        b.range(Some(offset), outcome.page_total, outcome.total);
         b.applied(prefer, ctx, None, false);
         b.body(media, outcome.body.clone());
         b.finish(&outcome)
@@ -1029,7 +1004,6 @@ impl Service {
             };
             let rows = db::query(&client, statement, ctx.authenticated).await?;
             let mut outcome = rows.first().map(Outcome::from_row).unwrap_or_default();
-            outcome.planned = planned;
             outcome.total = match prefer.count {
                 Some(Count::Planned) => planned,
                 Some(Count::Estimated) => match (self.config.max_rows, planned) {
@@ -1374,7 +1348,6 @@ fn read_response(
     media: Media,
     outcome: &Outcome,
     offset: i64,
-    _head: bool,
 ) -> Result<Response<Body>, Error> {
     let total = outcome.total;
     let mut status = 200;
@@ -1395,7 +1368,7 @@ fn read_response(
         }
     }
     let mut b = ResponseBuilder::new(status);
-    b.range(Some(offset), outcome.page_total, total, false);
+    b.range(Some(offset), outcome.page_total, total);
     b.applied(prefer, ctx, None, false);
     b.body(media, outcome.body.clone());
     b.finish(outcome)
@@ -1422,10 +1395,10 @@ impl ResponseBuilder {
         self.headers.push((name.to_owned(), value.to_owned()));
     }
 
-    fn range(&mut self, offset: Option<i64>, page: i64, total: Option<i64>, write: bool) {
+    fn range(&mut self, offset: Option<i64>, page: i64, total: Option<i64>) {
         let total = total.map_or_else(|| "*".to_owned(), |t| t.to_string());
         let lower = offset.unwrap_or(0);
-        self.content_range = Some(if page == 0 || write {
+        self.content_range = Some(if page == 0 {
             format!("*/{total}")
         } else {
             format!("{lower}-{}/{total}", lower + page - 1)

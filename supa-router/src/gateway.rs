@@ -362,17 +362,18 @@ impl Gateway {
             Err(_) => return Err(Error::InvalidApiKey),
         };
         let hash = supa_keys::hash(key);
-        let directory = self.directory.clone();
         // A hit is one lookup; a miss joins (or starts) the single fetch.
         let cached = self.keys.get(&hash).await;
         self.count_l1(cached.is_some());
         let record = match cached {
             Some(r) => r,
-            None => self
-                .keys
-                .try_get_with(hash, async move { directory.lookup_key(&hash).await })
-                .await
-                .map_err(|e: Arc<DirectoryError>| Error::Directory(e.0.clone()))?,
+            None => {
+                let directory = self.directory.clone();
+                self.keys
+                    .try_get_with(hash, async move { directory.lookup_key(&hash).await })
+                    .await
+                    .map_err(|e: Arc<DirectoryError>| Error::Directory(e.0.clone()))?
+            }
         };
         match record {
             Some(r) if r.project_ref == *project_ref && r.kind == kind => Ok(kind),
@@ -381,13 +382,13 @@ impl Gateway {
     }
 
     async fn project(&self, project_ref: &ProjectRef) -> Result<Arc<ProjectState>, Error> {
-        let directory = self.directory.clone();
         let r = *project_ref;
         if let Some(cached) = self.projects.get(&r).await {
             self.count_l1(true);
             return cached.ok_or(Error::ProjectNotFound);
         }
         self.count_l1(false);
+        let directory = self.directory.clone();
         let cached = self
             .projects
             .try_get_with(r, async move {
