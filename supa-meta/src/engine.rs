@@ -1,0 +1,187 @@
+//! The multi-project engine: a small pool per project database, opened on
+//! first use, bounded in number and closed when idle.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde_json::Value;
+use supa_core::{BoxFuture, DirectoryError, ProjectDatabase, ProjectRef};
+use tokio_postgres::NoTls;
+use tokio_postgres::types::{ToSql, Type};
+
+use crate::catalog::{self, Relation};
+use crate::{Endpoint, Error, Params};
+
+/// Finds how to log in to a project's database with the rights
+/// postgres-meta has (its owner or a superuser): the control plane
+/// implements it with the worker's admin login.
+pub trait Connector: Send + Sync + 'static {
+    /// The login for `project`, or `None` when there is no such project.
+    fn admin_login<'a>(
+        &'a self,
+        project: &'a ProjectRef,
+    ) -> BoxFuture<'a, Result<Option<ProjectDatabase>, DirectoryError>>;
+}
+
+/// One database for every ref: the standalone service, and tests.
+#[derive(Debug, Clone)]
+pub struct FixedDatabase(pub ProjectDatabase);
+
+impl Connector for FixedDatabase {
+    fn admin_login<'a>(
+        &'a self,
+        _project: &'a ProjectRef,
+    ) -> BoxFuture<'a, Result<Option<ProjectDatabase>, DirectoryError>> {
+        Box::pin(async move { Ok(Some(self.0.clone())) })
+    }
+}
+
+/// How long one metadata statement may run.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves the metadata of many project databases; cheap to clone.
+#[derive(Clone)]
+pub struct Meta {
+    connector: Arc<dyn Connector>,
+    pools: moka::sync::Cache<ProjectRef, Pool>,
+}
+
+impl std::fmt::Debug for Meta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meta")
+            .field("open_pools", &self.pools.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Meta {
+    /// An engine keeping at most `max_projects` pools of two connections,
+    /// each closed after `idle` without a request.
+    pub fn new(connector: Arc<dyn Connector>, max_projects: u64, idle: Duration) -> Self {
+        Self {
+            connector,
+            pools: moka::sync::Cache::builder()
+                .max_capacity(max_projects.max(1))
+                .time_to_idle(idle)
+                .build(),
+        }
+    }
+
+    /// Forgets a project's pool (deleted, credentials rotated).
+    pub fn evict(&self, project: &ProjectRef) {
+        self.pools.invalidate(project);
+    }
+
+    async fn pool(&self, project: &ProjectRef) -> Result<Pool, Error> {
+        if let Some(pool) = self.pools.get(project) {
+            return Ok(pool);
+        }
+        let login = self
+            .connector
+            .admin_login(project)
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?
+            .ok_or_else(|| Error::NotFound(format!("project {project} not found")))?;
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&login.host)
+            .port(login.port)
+            .dbname(&login.name)
+            .user(&login.user)
+            .password(login.password.expose())
+            .application_name("supa-meta")
+            .options(format!(
+                "-c statement_timeout={}",
+                STATEMENT_TIMEOUT.as_millis()
+            ))
+            .connect_timeout(Duration::from_secs(10));
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(2)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        self.pools.insert(*project, pool.clone());
+        Ok(pool)
+    }
+
+    /// A client of the project's database from its pool.
+    pub(crate) async fn client(&self, project: &ProjectRef) -> Result<deadpool_postgres::Object, Error> {
+        let pool = self.pool(project).await?;
+        pool.get().await.map_err(|e| {
+            // A login refused now (a rotated password) must not stick.
+            self.evict(project);
+            Error::Unavailable(e.to_string())
+        })
+    }
+
+    /// The JSON text of a list endpoint.
+    pub async fn list(
+        &self,
+        project: &ProjectRef,
+        endpoint: Endpoint,
+        params: &Params,
+    ) -> Result<String, Error> {
+        let sql = match endpoint {
+            Endpoint::Schemas => catalog::schemas(),
+            Endpoint::Tables => catalog::relations(Relation::Tables, params.include_columns),
+            Endpoint::Views => catalog::relations(Relation::Views, params.include_columns),
+            Endpoint::MaterializedViews => {
+                catalog::relations(Relation::MaterializedViews, params.include_columns)
+            }
+            Endpoint::ForeignTables => {
+                catalog::relations(Relation::ForeignTables, params.include_columns)
+            }
+            Endpoint::Columns => catalog::columns(params.by_table),
+            Endpoint::Extensions => catalog::extensions(),
+            Endpoint::Functions => catalog::functions(),
+            Endpoint::Roles => catalog::roles(params.by_name),
+            Endpoint::Policies => catalog::policies(),
+            Endpoint::Triggers => catalog::triggers(),
+            Endpoint::Types => catalog::types(),
+            Endpoint::Publications => catalog::publications(),
+            Endpoint::TablePrivileges => catalog::table_privileges(),
+            Endpoint::ColumnPrivileges => catalog::column_privileges(),
+            Endpoint::Indexes => catalog::indexes(),
+            Endpoint::Config => catalog::config(),
+            Endpoint::Version => catalog::version(),
+        };
+        let client = self.client(project).await?;
+        let args: [(&(dyn ToSql + Sync), Type); 6] = [
+            (&params.included, Type::TEXT_ARRAY),
+            (&params.excluded, Type::TEXT_ARRAY),
+            (&params.limit, Type::INT8),
+            (&params.offset, Type::INT8),
+            (&params.ids, Type::TEXT_ARRAY),
+            (&params.flag, Type::BOOL),
+        ];
+        let rows = client
+            .query_typed(&sql, &args)
+            .await
+            .map_err(|e| Error::from_pg(&e))?;
+        let text: Option<String> = rows.first().and_then(|r| r.get(0));
+        text.ok_or_else(|| Error::Internal("a catalog query returned no row".into()))
+    }
+
+    /// The first object a lookup finds, or `None`.
+    pub async fn first(
+        &self,
+        project: &ProjectRef,
+        endpoint: Endpoint,
+        params: &Params,
+    ) -> Result<Option<Value>, Error> {
+        let text = self.list(project, endpoint, params).await?;
+        let list: Vec<Value> =
+            serde_json::from_str(&text).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(list.into_iter().next())
+    }
+}
