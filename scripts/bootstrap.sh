@@ -12,6 +12,9 @@ declare -A NEEDED=(
   [python3]=python3
   # Invalidation fan-out and the gateways' shared cache, in tests for real.
   [redis-server]=redis-server
+  # postgres-meta, the reference supa-meta is compared with, runs on Node.
+  [node]=nodejs
+  [npm]=npm
 )
 
 # `bootstrap.sh bench` also installs the load tools and the nginx baseline.
@@ -53,4 +56,15 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   python3 -m venv .venv
   .venv/bin/python -m pip install -q --disable-pip-version-check -r "$requirements"
   echo "$want" >"$stamp"
+fi
+
+# postgres-meta (pinned by tests/postgres-meta/package-lock.json), installed
+# again only when the lock file changes. Its install scripts (an optional
+# native profiler) are not needed and not run.
+meta=tests/postgres-meta
+want=$(sha256sum "$meta/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$meta/node_modules/.lock.sha256" 2>/dev/null)" != "$want" ]; then
+  echo "bootstrap: installing postgres-meta into $meta/node_modules"
+  npm ci --prefix "$meta" --ignore-scripts --no-audit --no-fund --loglevel=error
+  echo "$want" >"$meta/node_modules/.lock.sha256"
 fi

@@ -49,7 +49,9 @@ async fn handle(
     }
     let segments: Vec<&str> = path.split('/').collect();
     let answer = match segments.as_slice() {
-        ["config", "version"] => lookup(&meta, &project, Endpoint::Version, Params::default(), "").await,
+        ["config", "version"] => {
+            lookup(&meta, &project, Endpoint::Version, Params::default(), "").await
+        }
         [segment] => match Endpoint::from_segment(segment) {
             Some(endpoint) => match Params::from_query(endpoint, &query) {
                 Ok(params) => meta.list(&project, endpoint, &params).await.map(json_text),
@@ -58,7 +60,9 @@ async fn handle(
             None => return route_not_found(&Method::GET, &path),
         },
         [segment, id] => match lookup_params(Endpoint::from_segment(segment), id, &query) {
-            Some(Ok((endpoint, params, label))) => lookup(&meta, &project, endpoint, params, &label).await,
+            Some(Ok((endpoint, params, label))) => {
+                lookup(&meta, &project, endpoint, params, &label).await
+            }
             Some(Err(e)) => Err(e),
             None => return route_not_found(&Method::GET, &path),
         },
@@ -83,13 +87,17 @@ fn lookup_params(
             Params::lookup(id),
             format!("Cannot find an extension named {id}"),
         ))),
-        Endpoint::Columns if digits(id) => Some(
-            Params::from_query(endpoint, query).map(|mut params| {
+        Endpoint::Columns if digits(id) => {
+            Some(Params::from_query(endpoint, query).map(|mut params| {
                 params.ids = Some(vec![id.to_owned()]);
                 params.by_table = true;
-                (endpoint, params, format!("Cannot find a column with ID {id}"))
-            }),
-        ),
+                (
+                    endpoint,
+                    params,
+                    format!("Cannot find a column with ID {id}"),
+                )
+            }))
+        }
         Endpoint::Columns => {
             let (table, position) = id.split_once('.')?;
             (digits(table) && digits(position)).then(|| {
@@ -139,7 +147,11 @@ pub(crate) fn failure(e: &Error) -> Response {
     if e.status().is_server_error() {
         tracing::error!(error = %e, "metadata request failed");
     }
-    (e.status(), axum::Json(json!({ "error": e.client_message() }))).into_response()
+    (
+        e.status(),
+        axum::Json(json!({ "error": e.client_message() })),
+    )
+        .into_response()
 }
 
 /// The 404 postgres-meta's server (fastify) gives a path it does not route.

@@ -35,9 +35,7 @@ fn id_filter(expr: &str) -> String {
 
 /// Wraps a row query into one JSON array, ordered as `order` says.
 fn json_array(rows: &str, order: &str) -> String {
-    format!(
-        "SELECT coalesce(json_agg(r ORDER BY {order}), '[]')::text FROM (\n{rows}\n) r"
-    )
+    format!("SELECT coalesce(json_agg(r ORDER BY {order}), '[]')::text FROM (\n{rows}\n) r")
 }
 
 /// The rows of `columns`, restricted by `filter` (a condition on `c`, `a`,
@@ -522,7 +520,10 @@ ORDER BY x.attrelid, x.attnum LIMIT $3 OFFSET $4"#,
         schema = schema_filter("nc.nspname"),
         ids = id_filter("x.attrelid || '.' || x.attnum"),
     );
-    json_array(&rows, "split_part(r.column_id, '.', 1)::oid, split_part(r.column_id, '.', 2)::int")
+    json_array(
+        &rows,
+        "split_part(r.column_id, '.', 1)::oid, split_part(r.column_id, '.', 2)::int",
+    )
 }
 
 /// `GET /indexes`. An index's attributes are those of its own columns whose

@@ -115,7 +115,10 @@ impl Meta {
     }
 
     /// A client of the project's database from its pool.
-    pub(crate) async fn client(&self, project: &ProjectRef) -> Result<deadpool_postgres::Object, Error> {
+    pub(crate) async fn client(
+        &self,
+        project: &ProjectRef,
+    ) -> Result<deadpool_postgres::Object, Error> {
         let pool = self.pool(project).await?;
         pool.get().await.map_err(|e| {
             // A login refused now (a rotated password) must not stick.

@@ -54,7 +54,9 @@ impl Error {
     /// The message the client may see: internals stay in the log.
     pub fn client_message(&self) -> String {
         match self {
-            Error::Unavailable(_) => "The project's database is unavailable; try again shortly".into(),
+            Error::Unavailable(_) => {
+                "The project's database is unavailable; try again shortly".into()
+            }
             Error::Internal(_) => "Internal error; the service's log has the cause".into(),
             other => other.to_string(),
         }

@@ -258,8 +258,11 @@ mod tests {
         let p = Params::from_query(Endpoint::Tables, &query(&[])).unwrap();
         assert_eq!(p.excluded.unwrap(), SYSTEM_SCHEMAS.to_vec());
         assert!(p.include_columns);
-        let p = Params::from_query(Endpoint::Tables, &query(&[("include_system_schemas", "true")]))
-            .unwrap();
+        let p = Params::from_query(
+            Endpoint::Tables,
+            &query(&[("include_system_schemas", "true")]),
+        )
+        .unwrap();
         assert_eq!(p.excluded, None);
         assert!(p.flag);
         // Materialized views never hide them, and leave columns out.
@@ -270,7 +273,10 @@ mod tests {
 
     #[test]
     fn included_schemas_win_over_exclusions() {
-        let q = query(&[("included_schemas", "public,core"), ("excluded_schemas", "core")]);
+        let q = query(&[
+            ("included_schemas", "public,core"),
+            ("excluded_schemas", "core"),
+        ]);
         let p = Params::from_query(Endpoint::Functions, &q).unwrap();
         assert_eq!(p.included.unwrap(), ["public", "core"]);
         assert_eq!(p.excluded, None);

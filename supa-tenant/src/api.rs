@@ -16,8 +16,8 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::routing::{any, delete, get, post};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -26,8 +26,8 @@ use subtle::ConstantTimeEq;
 use supa_core::{ProjectRef, Secret};
 
 use crate::{
-    CreateOptions, CreateProject, CreateStep, DEFAULT_STATEMENT_TIMEOUT, Error, NewApiKey,
-    NewWorker, SecretInput, Tenant, WorkerPatch,
+    CreateOptions, CreateProject, CreateStep, DEFAULT_STATEMENT_TIMEOUT, Error, Invalidation,
+    NewApiKey, NewWorker, SecretInput, Tenant, WorkerPatch,
 };
 
 /// The two bearer tokens of the API.
@@ -39,21 +39,32 @@ pub struct ApiTokens {
     pub service: Secret<String>,
 }
 
+/// Which clients a path family answers, and so whose contract it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// `/v1`: Supabase's Management API (the Supabase CLI, Terraform).
+    Supabase,
+    /// `/api/v1`: the reference deployment's Studio API (its scripts, its
+    /// Studio fork and its test suite).
+    Studio,
+}
+
 /// The Management API and the internal directory API over `tenant`.
 pub fn router(tenant: Tenant, tokens: ApiTokens) -> Router {
     let admin = Arc::new(TokenCheck::new(&tokens.admin));
     let service = Arc::new(TokenCheck::new(&tokens.service));
+    let meta = supa_meta::Meta::new(Arc::new(tenant.clone()), 64, META_IDLE);
+    {
+        // A deleted project's pool must not outlive its database.
+        let meta = meta.clone();
+        tenant.on_invalidate(move |what| {
+            if let Invalidation::Project(r) = what {
+                meta.evict(r);
+            }
+        });
+    }
+    let meta = MetaRouter(supa_meta::router(meta));
 
-    let management = Router::new()
-        .route("/projects", get(list_projects).post(create_project))
-        .route("/projects/{ref}", get(get_project).delete(delete_project))
-        .route("/projects/{ref}/api-keys", get(list_keys).post(create_key))
-        .route("/projects/{ref}/api-keys/{id}", delete(revoke_key))
-        .route("/projects/{ref}/database/query", post(run_query))
-        .route(
-            "/projects/{ref}/secrets",
-            get(list_secrets).post(set_secrets).delete(unset_secrets),
-        );
     let workers = Router::new()
         .route("/projects/{ref}", axum::routing::patch(patch_project))
         .route("/workers", get(list_workers).post(register_worker))
@@ -64,18 +75,58 @@ pub fn router(tenant: Tenant, tokens: ApiTokens) -> Router {
     let internal = Router::new()
         .route("/projects/{ref}/config", get(project_config))
         .route("/keys/{sha256}", get(lookup_key));
+    // The paths Studio itself calls for a project's metadata and SQL.
+    let pg_meta = Router::new()
+        .route("/{ref}/query", post(run_query_ok))
+        .route("/{ref}/{*endpoint}", any(pg_meta));
 
     let guarded_by =
         |check: &Arc<TokenCheck>| middleware::from_fn_with_state(check.clone(), require_token);
     Router::new()
-        .nest("/v1", management.clone().route_layer(guarded_by(&admin)))
-        .nest("/api/v1", management.route_layer(guarded_by(&admin)))
+        .nest(
+            "/v1",
+            management(Family::Supabase).route_layer(guarded_by(&admin)),
+        )
+        .nest(
+            "/api/v1",
+            management(Family::Studio).route_layer(guarded_by(&admin)),
+        )
+        .nest(
+            "/api/platform/pg-meta",
+            pg_meta.route_layer(guarded_by(&admin)),
+        )
         .nest("/admin/v1", workers.route_layer(guarded_by(&admin)))
         .nest("/internal/v1", internal.route_layer(guarded_by(&service)))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(meta))
         .with_state(tenant)
+}
+
+/// How long a project's metadata pool stays open without requests.
+const META_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// supa-meta's router, shared by every mount point.
+#[derive(Clone)]
+struct MetaRouter(Router);
+
+fn management(family: Family) -> Router<Tenant> {
+    let (keys, query) = match family {
+        Family::Supabase => (get(list_keys), post(run_query)),
+        Family::Studio => (get(list_keys_studio), post(run_query_ok)),
+    };
+    Router::new()
+        .route("/projects", get(list_projects).post(create_project))
+        .route("/projects/{ref}", get(get_project).delete(delete_project))
+        .route("/projects/{ref}/api-keys", keys.post(create_key))
+        .route("/projects/{ref}/api-keys/{id}", delete(revoke_key))
+        .route("/projects/{ref}/database/query", query)
+        .route("/projects/{ref}/database/{*endpoint}", any(pg_meta))
+        .route(
+            "/projects/{ref}/secrets",
+            get(list_secrets).post(set_secrets).delete(unset_secrets),
+        )
 }
 
 /// A token kept as its SHA-256, so comparing takes the same time whatever
@@ -360,6 +411,61 @@ async fn run_query(
         .run_sql(&project_ref(&r)?, &body.query, DEFAULT_STATEMENT_TIMEOUT)
         .await?;
     Ok((StatusCode::CREATED, Json(rows)).into_response())
+}
+
+/// The Studio API's `POST .../database/query`: the rows with a 200.
+async fn run_query_ok(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+    JsonBody(body): JsonBody<QueryBody>,
+) -> ApiResult<Response> {
+    let rows = tenant
+        .run_sql(&project_ref(&r)?, &body.query, DEFAULT_STATEMENT_TIMEOUT)
+        .await?;
+    Ok(Json(rows).into_response())
+}
+
+/// The Studio API's key list: the publishable key named `anon` and the
+/// default secret key named `service_role` (the names its scripts look
+/// up), every key in full.
+async fn list_keys_studio(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+) -> ApiResult<Response> {
+    let mut keys = tenant.list_keys(&project_ref(&r)?, true).await?;
+    for key in &mut keys {
+        match key.kind {
+            supa_core::KeyKind::Publishable => key.name = "anon".into(),
+            supa_core::KeyKind::Secret if key.name == "default" => key.name = "service_role".into(),
+            _ => {}
+        }
+    }
+    Ok(Json(keys).into_response())
+}
+
+/// postgres-meta's endpoints for a project: the rest of the path goes to
+/// supa-meta as its own path.
+async fn pg_meta(
+    Extension(MetaRouter(meta)): Extension<MetaRouter>,
+    Path(params): Path<HashMap<String, String>>,
+    mut request: Request,
+) -> ApiResult<Response> {
+    let r = project_ref(params.get("ref").map_or("", String::as_str))?;
+    // The endpoint as sent (still percent-encoded): what follows the ref,
+    // and `database/` in the Management API's paths.
+    let raw = request.uri().path();
+    let after_ref = raw
+        .split_once(&format!("/{r}/"))
+        .map_or("", |(_, rest)| rest);
+    let endpoint = after_ref.strip_prefix("database/").unwrap_or(after_ref);
+    let path_and_query = match request.uri().query() {
+        Some(q) => format!("/{endpoint}?{q}"),
+        None => format!("/{endpoint}"),
+    };
+    *request.uri_mut() = path_and_query
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "malformed path"))?;
+    Ok(supa_meta::serve(meta, r, request).await)
 }
 
 async fn list_secrets(State(tenant): State<Tenant>, Path(r): Path<String>) -> ApiResult<Response> {

@@ -14,6 +14,7 @@ mod crypto;
 mod error;
 mod files;
 mod keys;
+mod meta;
 mod projects;
 mod secrets;
 mod sql;

@@ -7,11 +7,23 @@ use crate::support::{PgMeta, fixture_database, get_supa, supa};
 
 /// Fields that change between two reads of the same database, and why.
 const VOLATILE: [(&str, &str); 5] = [
-    ("active_connections", "counts the sessions open at the moment of the read"),
-    ("bytes", "relation sizes change as the statistics and free space maps are written"),
+    (
+        "active_connections",
+        "counts the sessions open at the moment of the read",
+    ),
+    (
+        "bytes",
+        "relation sizes change as the statistics and free space maps are written",
+    ),
     ("size", "the pretty form of `bytes`"),
-    ("live_rows_estimate", "the statistics collector updates it asynchronously"),
-    ("dead_rows_estimate", "the statistics collector updates it asynchronously"),
+    (
+        "live_rows_estimate",
+        "the statistics collector updates it asynchronously",
+    ),
+    (
+        "dead_rows_estimate",
+        "the statistics collector updates it asynchronously",
+    ),
 ];
 
 /// Settings that belong to the reading session, not to the database.
@@ -89,7 +101,11 @@ fn differences(path: &str, left: &Value, right: &Value, out: &mut Vec<String>) {
             }
         }
         (Value::Array(a), Value::Array(b)) => {
-            out.push(format!("{path}: {} items in supa-meta, {} in postgres-meta", a.len(), b.len()));
+            out.push(format!(
+                "{path}: {} items in supa-meta, {} in postgres-meta",
+                a.len(),
+                b.len()
+            ));
             let show = |items: &Vec<Value>| {
                 items
                     .iter()
@@ -120,7 +136,8 @@ async fn every_read_endpoint_matches_postgres_meta() {
         .find(|t| t["name"] == "users")
         .expect("the fixture's users table")["id"]
         .clone();
-    let first_of = |body: &Value, field: &str| body[0][field].to_string().trim_matches('"').to_owned();
+    let first_of =
+        |body: &Value, field: &str| body[0][field].to_string().trim_matches('"').to_owned();
     let (_, views) = reference.get("/views").await;
     let (_, functions) = reference.get("/functions").await;
     let (_, policies) = reference.get("/policies").await;
@@ -191,16 +208,27 @@ async fn every_read_endpoint_matches_postgres_meta() {
         let (their_status, theirs) = reference.get(path).await;
         let (our_status, body) = get_supa(&ours, path).await;
         if their_status != our_status {
-            report.push(format!("{path}: status {our_status} != {their_status} ({body} vs {theirs})"));
+            report.push(format!(
+                "{path}: status {our_status} != {their_status} ({body} vs {theirs})"
+            ));
             continue;
         }
         let mut found = Vec::new();
-        differences(path, &prepare(path, body), &prepare(path, theirs), &mut found);
+        differences(
+            path,
+            &prepare(path, body),
+            &prepare(path, theirs),
+            &mut found,
+        );
         report.extend(found);
     }
     // Paging picks rows in an order postgres-meta leaves to the plan, so
     // only the sizes of the pages are comparable.
-    for path in ["/tables?limit=2&offset=1", "/columns?limit=5", "/functions?limit=3&offset=2"] {
+    for path in [
+        "/tables?limit=2&offset=1",
+        "/columns?limit=5",
+        "/functions?limit=3&offset=2",
+    ] {
         let (_, theirs) = reference.get(path).await;
         let (_, body) = get_supa(&ours, path).await;
         if body.as_array().map(Vec::len) != theirs.as_array().map(Vec::len) {

@@ -23,11 +23,15 @@ pub(crate) async fn fixture_database() -> String {
     let db = supa_testkit::fresh_database().await;
     let mut conn = PgConnection::connect(&db.url).await.expect("connect");
     // Roles belong to the cluster, so concurrent tests must not race on them.
-    conn.execute("SELECT pg_advisory_lock(424242)").await.unwrap();
+    conn.execute("SELECT pg_advisory_lock(424242)")
+        .await
+        .unwrap();
     conn.execute(include_str!("../fixtures/roles.sql"))
         .await
         .expect("fixture roles");
-    conn.execute("SELECT pg_advisory_unlock(424242)").await.unwrap();
+    conn.execute("SELECT pg_advisory_unlock(424242)")
+        .await
+        .unwrap();
     conn.execute(include_str!("../fixtures/every_kind.sql"))
         .await
         .expect("fixture");
@@ -128,14 +132,18 @@ impl PgMeta {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
             .await
             .unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await.unwrap();
         let text = String::from_utf8(raw).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             dechunk(body)
         } else {
             body.to_owned()
@@ -165,4 +173,3 @@ impl Drop for PgMeta {
         self.child.wait().ok();
     }
 }
-
