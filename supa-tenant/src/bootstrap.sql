@@ -31,3 +31,15 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authen
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON FUNCTIONS TO anon, authenticated, service_role;
 -- Nobody but the owner creates objects in public.
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+
+-- What SQL and clients written for Supabase expect to find: the Realtime
+-- publication (empty until tables are added to it) and the GraphQL schema
+-- clients list.
+CREATE SCHEMA IF NOT EXISTS graphql_public;
+GRANT USAGE ON SCHEMA graphql_public TO anon, authenticated, service_role;
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_publication WHERE pubname = 'supabase_realtime') THEN
+    CREATE PUBLICATION supabase_realtime;
+  END IF;
+END $$;

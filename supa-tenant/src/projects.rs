@@ -179,6 +179,14 @@ fn project_from_row(row: &sqlx::postgres::PgRow) -> Result<Project, Error> {
 
 /// Runs `format(template, args...)` on the server so identifiers and
 /// literals are quoted by PostgreSQL itself, then executes the result.
+/// What the template's comment says when `bootstrap.sql` made it: the
+/// first bytes of the script's SHA-256, in hex.
+fn template_marker() -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(BOOTSTRAP_SQL.as_bytes());
+    format!("supa template {}", hex::encode(&digest[..8]))
+}
+
 async fn execute_formatted(pool: &PgPool, template: &str, args: &[&str]) -> Result<(), Error> {
     let placeholders: Vec<String> = (1..=args.len()).map(|i| format!("${i}::text")).collect();
     let query = format!("SELECT format('{template}', {})", placeholders.join(", "));
@@ -284,6 +292,14 @@ impl Tenant {
                     execute_formatted(
                         &pool,
                         "REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC",
+                        &[&db],
+                    )
+                    .await?;
+                    // Supabase's default, so `uuid_generate_v4()` and friends
+                    // resolve unqualified in every session.
+                    execute_formatted(
+                        &pool,
+                        r#"ALTER DATABASE %I SET search_path = "$user", public, extensions"#,
                         &[&db],
                     )
                     .await?;
@@ -448,12 +464,25 @@ impl Tenant {
                  END $$",
             )
             .await?;
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                    .bind(TEMPLATE)
-                    .fetch_one(&mut *conn)
+            // The template remembers which bootstrap made it; one made by
+            // an older version is rebuilt (existing projects keep theirs).
+            let marker = template_marker();
+            let found: Option<Option<String>> = sqlx::query_scalar(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+            )
+            .bind(TEMPLATE)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let current = matches!(&found, Some(Some(m)) if *m == marker);
+            if found.is_some() && !current {
+                conn.execute(AssertSqlSafe(format!(
+                    "ALTER DATABASE {TEMPLATE} WITH IS_TEMPLATE false"
+                )))
+                .await?;
+                conn.execute(AssertSqlSafe(format!("DROP DATABASE {TEMPLATE}")))
                     .await?;
-            if !exists {
+            }
+            if !current {
                 conn.execute(AssertSqlSafe(format!("CREATE DATABASE {TEMPLATE}")))
                     .await?;
                 let options = pool.connect_options().as_ref().clone().database(TEMPLATE);
@@ -470,6 +499,11 @@ impl Tenant {
                 }
                 conn.execute(AssertSqlSafe(format!(
                     "ALTER DATABASE {TEMPLATE} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true"
+                )))
+                .await?;
+                // The marker is made of hex digits only.
+                conn.execute(AssertSqlSafe(format!(
+                    "COMMENT ON DATABASE {TEMPLATE} IS '{marker}'"
                 )))
                 .await?;
             }

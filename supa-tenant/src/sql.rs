@@ -51,7 +51,7 @@ impl Tenant {
         let mut conn = PgConnection::connect_with(&options).await?;
         let millis = timeout.as_millis().clamp(1, i32::MAX as u128);
         conn.execute(sqlx::AssertSqlSafe(format!(
-            "SET statement_timeout = {millis}; SET TIME ZONE 'UTC'; SET DateStyle = 'ISO'; SET bytea_output = 'hex'"
+            "SET statement_timeout = {millis}; SET TIME ZONE 'UTC'; SET DateStyle = 'ISO'; SET bytea_output = 'hex'; SET search_path = \"$user\", public, extensions"
         )))
         .await?;
 

@@ -696,6 +696,59 @@ async fn sql_endpoint_runs_statements_and_maps_types() {
 }
 
 #[tokio::test]
+async fn projects_have_what_supabase_sql_expects() {
+    use serde_json::json;
+    let tenant = tenant().await;
+    let r = new_project(&tenant, "supabase-sql").await;
+    let timeout = supa_tenant::DEFAULT_STATEMENT_TIMEOUT;
+    // Migrations written for Supabase call extension functions unqualified.
+    let rows = tenant
+        .run_sql(
+            &r,
+            "CREATE TABLE things (id uuid PRIMARY KEY DEFAULT uuid_generate_v4(), other uuid DEFAULT gen_random_uuid());
+             INSERT INTO things DEFAULT VALUES;
+             SELECT current_setting('search_path') AS path, count(*) AS n FROM things",
+            timeout,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![json!({"path": "\"$user\", public, extensions", "n": 1})]
+    );
+    // So do sessions that log in to the database directly.
+    let mut conn = superuser(&format!("proj_{r}")).await;
+    let path: String = sqlx::query_scalar("SHOW search_path")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(path, "\"$user\", public, extensions");
+    // The Realtime publication (empty) and the GraphQL schema exist.
+    let publication: Option<bool> = sqlx::query_scalar(
+        "SELECT puballtables FROM pg_publication WHERE pubname = 'supabase_realtime'",
+    )
+    .fetch_optional(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(publication, Some(false));
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_publication_tables WHERE pubname = 'supabase_realtime'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(tables, 0);
+    let graphql: bool =
+        sqlx::query_scalar("SELECT has_schema_privilege('anon', 'graphql_public', 'USAGE')")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(graphql);
+    drop(conn);
+    tenant.delete_project(&r).await.unwrap();
+}
+
+#[tokio::test]
 async fn placement_strategies_spread_projects() {
     let password = supa_testkit::cluster()
         .postgres()
