@@ -2,12 +2,15 @@
 the Management API over HTTP and through the `supa` CLI."""
 
 import hashlib
+import os
+import subprocess
 import json
 
 import httpx
 import pytest
 
 import supa
+from conftest import SUPA
 from keyspec import is_valid_key
 
 REF_ALPHABET = set("abcdefghijklmnopqrstuvwxyz")
@@ -148,6 +151,15 @@ def test_cli_creates_lists_and_deletes(platform):
     assert "[1/6] choosing a worker" in created.stderr
     assert "[6/6] activating" in created.stderr
     assert "ACTIVE_HEALTHY" in created.stdout
+    # The API URL printed is the gateway this platform runs, on its own port.
+    assert f"API URL          {platform.gateway_url}/project/" in created.stdout
+    # Without --api-url, the CLI finds the platform through the data dir.
+    listed = subprocess.run(
+        [str(SUPA), "projects", "list", "--data-dir", str(platform.data_dir)],
+        capture_output=True, text=True, timeout=60, check=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SUPA_")},
+    )
+    assert "from-cli" in listed.stdout
 
     as_json = json.loads(platform.cli("projects", "create", "cli-json", "--json").stdout)
     ref = as_json["ref"]

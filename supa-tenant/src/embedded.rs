@@ -53,14 +53,27 @@ impl EmbeddedPostgres {
         let data_dir = data_dir
             .canonicalize()
             .map_err(|e| Error::io("resolve the data dir", e))?;
-        let pgdata = data_dir.join("pgdata");
-        let password_file = data_dir.join("pg_superuser_password");
         let as_root = running_as_root();
+        let cluster_dir = if as_root {
+            reachable_cluster_dir(&data_dir)?
+        } else {
+            data_dir.clone()
+        };
+        let pgdata = cluster_dir.join("pgdata");
+        // The password stays in the data dir, which only we need to read.
+        let password_file = data_dir.join("pg_superuser_password");
 
         if !pgdata.join("PG_VERSION").exists() {
             let password = random_password();
             write_private(&password_file, &password)?;
-            init_cluster(&bin_dir, &data_dir, &pgdata, &password, durability, as_root)?;
+            init_cluster(
+                &bin_dir,
+                &cluster_dir,
+                &pgdata,
+                &password,
+                durability,
+                as_root,
+            )?;
         }
         let password = fs::read_to_string(&password_file)
             .map_err(|e| Error::io("read the superuser password", e))?;
@@ -76,7 +89,7 @@ impl EmbeddedPostgres {
             return Ok(pg);
         }
         pg.port = free_port()?;
-        let log = data_dir.join("postgres.log");
+        let log = cluster_dir.join("postgres.log");
         if as_root {
             // The log file must be writable by the server's user.
             fs::File::create(&log).map_err(|e| Error::io("create the server log", e))?;
@@ -94,6 +107,13 @@ impl EmbeddedPostgres {
         ])
         .map_err(|e| e.with_context(&format!("see {}", log.display())))?;
         Ok(pg)
+    }
+
+    /// The directory holding the cluster's files: `<data dir>/pgdata`, or
+    /// a directory under [`FALLBACK_CLUSTERS`] when the `postgres` user
+    /// cannot reach the data dir.
+    pub fn pgdata(&self) -> &Path {
+        &self.pgdata
     }
 
     /// The loopback port the cluster listens on.
@@ -203,6 +223,67 @@ fn init_cluster(
         .open(pgdata.join("postgresql.conf"))
         .and_then(|mut f| f.write_all(conf.as_bytes()))
         .map_err(|e| Error::io("configure the cluster", e))
+}
+
+/// Where clusters live whose data dir the `postgres` user cannot reach
+/// (a checkout under `/root`, a `mktemp -d` dir): one directory per data
+/// dir, named by the SHA-256 of its path, so the next start finds it again.
+pub const FALLBACK_CLUSTERS: &str = "/var/lib/supa/clusters";
+
+/// Where the cluster of `data_dir` lives when we run as root: the data dir
+/// itself when the `postgres` user can reach it, else a directory of its
+/// own under [`FALLBACK_CLUSTERS`].
+fn reachable_cluster_dir(data_dir: &Path) -> Result<PathBuf, Error> {
+    if postgres_can_enter(data_dir) {
+        return Ok(data_dir.to_owned());
+    }
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+    let dir = Path::new(FALLBACK_CLUSTERS).join(hex::encode(&digest[..8]));
+    let unreachable = |why: String| {
+        Error::Config(format!(
+            "the postgres user cannot reach {} (a parent directory is closed to it) and {why}: \
+             choose a --data-dir it can traverse, or open the parents with chmod o+x",
+            data_dir.display()
+        ))
+    };
+    fs::create_dir_all(&dir)
+        .map_err(|e| unreachable(format!("{} cannot be made: {e}", dir.display())))?;
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| unreachable(format!("{}: {e}", dir.display())))?;
+    chown_to_postgres(&dir)?;
+    if !postgres_can_enter(&dir) {
+        return Err(unreachable(format!(
+            "neither can it reach {}",
+            dir.display()
+        )));
+    }
+    // Say where, once per start: the operator looks in the data dir first.
+    fs::write(
+        data_dir.join("CLUSTER_LOCATION"),
+        format!(
+            "The postgres user cannot reach this directory, so the PostgreSQL cluster lives in\n{}\n",
+            dir.display()
+        ),
+    )
+    .map_err(|e| Error::io("write CLUSTER_LOCATION", e))?;
+    tracing::warn!(
+        data_dir = %data_dir.display(),
+        cluster = %dir.display(),
+        "the postgres user cannot reach the data dir; the PostgreSQL cluster lives elsewhere"
+    );
+    Ok(dir)
+}
+
+/// Whether the `postgres` OS user can enter `dir` (every parent included).
+fn postgres_can_enter(dir: &Path) -> bool {
+    Command::new("runuser")
+        .args(["-u", PG_OS_USER, "--", "test", "-x"])
+        .arg(dir)
+        .current_dir("/")
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The newest `/usr/lib/postgresql/<version>/bin` holding a server.

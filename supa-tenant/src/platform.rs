@@ -126,9 +126,9 @@ impl ControlPlane {
         api::router(self.tenant.clone(), self.tokens.clone())
     }
 
-    /// The embedded cluster's port, when there is one.
-    pub fn embedded_port(&self) -> Option<u16> {
-        self.embedded.as_ref().map(EmbeddedPostgres::port)
+    /// The embedded cluster, when there is one.
+    pub fn embedded(&self) -> Option<&EmbeddedPostgres> {
+        self.embedded.as_ref()
     }
 
     /// Closes the pools and stops the embedded cluster.

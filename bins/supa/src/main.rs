@@ -60,21 +60,60 @@ enum Command {
 /// Where the Management API is and how to authenticate to it.
 #[derive(Args, Clone)]
 struct ApiArgs {
-    /// Base URL of the Management API.
-    #[arg(long, env = env::API_URL, default_value = "http://127.0.0.1:8001")]
-    api_url: String,
+    /// Base URL of the Management API; when not given, the one `supa up`
+    /// recorded in DATA_DIR/urls.json, else http://127.0.0.1:8001.
+    #[arg(long, env = env::API_URL)]
+    api_url: Option<String>,
     /// Admin token; read from DATA_DIR/admin_token when not given.
     #[arg(long, env = env::ADMIN_TOKEN, hide_env_values = true)]
     token: Option<String>,
     /// Data dir of `supa up`, where the admin token is kept.
     #[arg(long, env = env::DATA_DIR, default_value = ".supa")]
     data_dir: PathBuf,
-    /// Public gateway URL, to print a project's API URL.
-    #[arg(long, env = env::GATEWAY_URL, default_value = "http://127.0.0.1:8000")]
-    gateway_url: String,
+    /// Public gateway URL, to print a project's API URL; when not given,
+    /// the one `supa up` recorded in DATA_DIR/urls.json, else
+    /// http://127.0.0.1:8000.
+    #[arg(long, env = env::GATEWAY_URL)]
+    gateway_url: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
+}
+
+/// The file in the data dir where `supa up` records its URLs, so the CLI
+/// reaches it whatever ports it was given.
+pub(crate) const URLS_FILE: &str = "urls.json";
+
+/// What `supa up` records in [`URLS_FILE`].
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct Urls {
+    /// The Management API.
+    pub(crate) api_url: String,
+    /// The gateway.
+    pub(crate) gateway_url: String,
+}
+
+impl ApiArgs {
+    fn recorded(&self) -> Option<Urls> {
+        let text = std::fs::read_to_string(self.data_dir.join(URLS_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// The Management API's URL: the flag, else what `supa up` recorded.
+    fn api_url(&self) -> String {
+        self.api_url
+            .clone()
+            .or_else(|| self.recorded().map(|u| u.api_url))
+            .unwrap_or_else(|| "http://127.0.0.1:8001".into())
+    }
+
+    /// The gateway's URL: the flag, else what `supa up` recorded.
+    fn gateway_url(&self) -> String {
+        self.gateway_url
+            .clone()
+            .or_else(|| self.recorded().map(|u| u.gateway_url))
+            .unwrap_or_else(|| "http://127.0.0.1:8000".into())
+    }
 }
 
 #[derive(Subcommand)]

@@ -41,9 +41,9 @@ impl Remote {
             }
         };
         Ok(Self {
-            client: ManagementClient::new(&args.api_url, Secret::new(token))?,
+            client: ManagementClient::new(&args.api_url(), Secret::new(token))?,
             json: args.json,
-            gateway_url: args.gateway_url.trim_end_matches('/').to_owned(),
+            gateway_url: args.gateway_url().trim_end_matches('/').to_owned(),
         })
     }
 

@@ -61,7 +61,25 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         tokio::spawn(async move { gateway.invalidate(&message).await });
     });
 
-    let api_url = format!("http://{api_addr}");
+    // What a client on this machine dials: loopback when bound to all.
+    let local = |addr: SocketAddr| {
+        if addr.ip().is_unspecified() {
+            format!("http://127.0.0.1:{}", addr.port())
+        } else {
+            format!("http://{addr}")
+        }
+    };
+    let api_url = local(api_addr);
+    let gateway_url = local(gateway_addr);
+    let urls = crate::Urls {
+        api_url: api_url.clone(),
+        gateway_url: gateway_url.clone(),
+    };
+    std::fs::write(
+        data_dir.join(crate::URLS_FILE),
+        serde_json::to_vec_pretty(&urls)?,
+    )
+    .with_context(|| format!("cannot write {}", data_dir.join(crate::URLS_FILE).display()))?;
     println!("Supa is up.");
     println!();
     println!("  Management API   {api_url}");
@@ -69,14 +87,14 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         Some(path) => println!("  Admin token      in {}", path.display()),
         None => println!("  Admin token      as given ({})", env::ADMIN_TOKEN),
     }
-    match plane.embedded_port() {
-        Some(port) => println!(
-            "  PostgreSQL       127.0.0.1:{port} (embedded, data in {}), worker `local`",
-            data_dir.join("pgdata").display()
+    match plane.embedded() {
+        Some(pg) => println!(
+            "  PostgreSQL       127.0.0.1:{} (embedded, data in {}), worker `local`",
+            pg.port(),
+            pg.pgdata().display()
         ),
         None => println!("  PostgreSQL       external management database"),
     }
-    let gateway_url = format!("http://{gateway_addr}");
     println!("  Gateway          {gateway_url}/project/<ref>  (the URL Supabase clients take)");
     println!();
     println!("Next:");

@@ -107,6 +107,88 @@ fn embedded_cluster_is_reused_by_the_next_start() {
     );
 }
 
+/// Stops a cluster started by a test and removes its files, however the
+/// test ends.
+struct StopOnDrop(Option<EmbeddedPostgres>, Vec<std::path::PathBuf>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(pg) = self.0.take() {
+            pg.stop().ok();
+        }
+        for dir in &self.1 {
+            std::fs::remove_dir_all(dir).ok();
+        }
+    }
+}
+
+/// Starts a cluster in `<parent>/data` whose parent has `mode`, checks it
+/// answers and is found again by the next start; where its files live.
+fn cluster_under_parent_with_mode(mode: u32) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let parent = tempfile::Builder::new()
+        .prefix("supa-parent-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(mode)).unwrap();
+    let data_dir = parent.join("data");
+    let pg = EmbeddedPostgres::start(&data_dir, Durability::Throwaway).unwrap();
+    let pgdata = pg.pgdata().to_owned();
+    let mut guard = StopOnDrop(Some(pg), vec![parent.clone()]);
+    if !pgdata.starts_with(&parent) {
+        guard.1.push(pgdata.parent().unwrap().to_owned());
+    }
+    let url = guard.0.as_ref().unwrap().url("postgres");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let one: i32 = rt.block_on(async {
+        let mut conn = PgConnection::connect(url.expose()).await.unwrap();
+        sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    });
+    assert_eq!(one, 1);
+    // Stopped and started again, the same cluster comes back.
+    guard.0.take().unwrap().stop().unwrap();
+    let again = EmbeddedPostgres::start(&data_dir, Durability::Throwaway).unwrap();
+    assert_eq!(again.pgdata(), pgdata);
+    assert_ne!(again.port(), 0);
+    guard.0 = Some(again);
+    (parent.canonicalize().unwrap(), pgdata)
+}
+
+#[test]
+fn embedded_cluster_starts_under_a_parent_closed_to_postgres() {
+    // A checkout in /root, a `mktemp -d` dir: 0700, owned by us.
+    let (parent, pgdata) = cluster_under_parent_with_mode(0o700);
+    let as_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .unwrap()
+        .stdout
+        == b"0\n";
+    if as_root {
+        assert!(
+            pgdata.starts_with(supa_tenant::embedded::FALLBACK_CLUSTERS),
+            "{}",
+            pgdata.display()
+        );
+    } else {
+        // Without root, the server runs as us and reaches the data dir.
+        assert!(pgdata.starts_with(&parent));
+    }
+}
+
+#[test]
+fn embedded_cluster_lives_in_a_reachable_data_dir() {
+    let (parent, pgdata) = cluster_under_parent_with_mode(0o755);
+    assert_eq!(pgdata, parent.join("data").join("pgdata"));
+}
+
 #[tokio::test]
 async fn workers_are_checked_at_registration() {
     let tenant = tenant().await;
