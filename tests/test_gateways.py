@@ -66,6 +66,27 @@ def test_revocation_and_deletion_reach_every_gateway_within_a_second(platform, g
         assert until(lambda: get(url, ref, project["publishable_key"]).status_code in (401, 404), 1.0), url
 
 
+def test_pg_meta_through_a_standalone_gateway(platform, gateways):
+    """`supa-gateway` serves `/pg` through the tenant manager's internal
+    API: it holds no admin login itself."""
+    project = create_project(platform, "pg-remote", SCHEMA)
+    ref = project["ref"]
+    for url in gateways:
+        tables = httpx.get(
+            f"{url}/project/{ref}/pg/tables?included_schemas=public",
+            headers={"apikey": project["secret_key"]}, timeout=10,
+        )
+        assert tables.status_code == 200, tables.text
+        assert [t["name"] for t in tables.json()] == ["t"]
+        assert tables.json()[0]["columns"][0]["format"] == "int4"
+        refused = httpx.get(
+            f"{url}/project/{ref}/pg/tables", headers={"apikey": project["publishable_key"]}, timeout=10,
+        )
+        assert refused.status_code == 401
+        missing = httpx.get(f"{url}/project/{ref}/pg/nope", headers={"apikey": project["secret_key"]}, timeout=10)
+        assert missing.status_code == 404
+
+
 def test_requests_keep_flowing_while_redis_is_down(platform, gateways, redis_server):
     warm = create_project(platform, "warm", SCHEMA)
     for url in gateways:

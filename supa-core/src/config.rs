@@ -43,11 +43,12 @@ impl ProjectStatus {
     }
 }
 
-/// Where the gateway sends a project's `/rest/v1` requests.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Where the gateway sends a project's requests for one service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Upstream {
-    /// The data plane linked into the gateway process: no HTTP hop.
+    /// The service linked into the gateway process: no HTTP hop.
+    #[default]
     Embedded,
     /// Any PostgREST-compatible server reachable over HTTP.
     Http {
@@ -108,6 +109,42 @@ impl Upstream {
     }
 }
 
+/// The Supabase services a project's requests go to, each mounted under
+/// its own prefix by the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Service {
+    /// `/rest/v1`: the data plane.
+    Rest,
+    /// `/auth/v1`.
+    Auth,
+    /// `/storage/v1`.
+    Storage,
+    /// `/realtime/v1`.
+    Realtime,
+    /// `/functions/v1`.
+    Functions,
+}
+
+/// Where the services other than the data plane run for a project; each is
+/// embedded unless the platform API points it elsewhere.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceUpstreams {
+    /// `/auth/v1`.
+    #[serde(default)]
+    pub auth: Upstream,
+    /// `/storage/v1`.
+    #[serde(default)]
+    pub storage: Upstream,
+    /// `/realtime/v1`.
+    #[serde(default)]
+    pub realtime: Upstream,
+    /// `/functions/v1`.
+    #[serde(default)]
+    pub functions: Upstream,
+}
+
 /// What a gateway needs to know about a project to serve one request.
 ///
 /// Travels from the control plane's directory to gateways (in process, through
@@ -123,12 +160,28 @@ pub struct ProjectConfig {
     /// The HS256 secret that signs and verifies the project's JWTs.
     #[serde(serialize_with = "serialize_exposed")]
     pub jwt_secret: Secret<String>,
-    /// Where requests go.
+    /// Where `/rest/v1` requests go.
     pub upstream: Upstream,
+    /// Where the other services' requests go.
+    #[serde(default)]
+    pub services: ServiceUpstreams,
     /// How an in-process data plane reaches the project's database
     /// (embedded upstream); absent for other upstreams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<ProjectDatabase>,
+}
+
+impl ProjectConfig {
+    /// Where `service`'s requests for this project go.
+    pub fn upstream_of(&self, service: Service) -> &Upstream {
+        match service {
+            Service::Rest => &self.upstream,
+            Service::Auth => &self.services.auth,
+            Service::Storage => &self.services.storage,
+            Service::Realtime => &self.services.realtime,
+            Service::Functions => &self.services.functions,
+        }
+    }
 }
 
 /// The project database as its authenticator role logs in to it.
@@ -171,6 +224,7 @@ mod tests {
             status: ProjectStatus::ActiveHealthy,
             jwt_secret: Secret::new("s".repeat(40)),
             upstream,
+            services: ServiceUpstreams::default(),
             database: None,
         }
     }
@@ -192,6 +246,12 @@ mod tests {
                     "kind": "lambda",
                     "function_url": "https://abc.lambda-url.eu-west-1.on.aws/",
                     "region": "eu-west-1"
+                },
+                "services": {
+                    "auth": {"kind": "embedded"},
+                    "storage": {"kind": "embedded"},
+                    "realtime": {"kind": "embedded"},
+                    "functions": {"kind": "embedded"}
                 }
             })
         );

@@ -20,7 +20,9 @@ mod secret;
 pub mod directory;
 pub mod env;
 
-pub use config::{KeyRecord, ProjectConfig, ProjectDatabase, ProjectStatus, Upstream};
+pub use config::{
+    KeyRecord, ProjectConfig, ProjectDatabase, ProjectStatus, Service, ServiceUpstreams, Upstream,
+};
 pub use directory::{BoxFuture, DirectoryError, ProjectDirectory};
 pub use error::Error;
 pub use error_body::{GatewayErrorBody, PostgrestErrorBody};

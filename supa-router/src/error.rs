@@ -18,6 +18,9 @@ pub enum Error {
     /// A secret key sent by a browser.
     #[error("secret key used from a browser")]
     SecretKeyInBrowser,
+    /// A publishable key for a service kept for secret keys (`/pg`).
+    #[error("a secret key is required")]
+    SecretKeyRequired,
     /// The ref is malformed or no such project exists.
     #[error("project not found")]
     ProjectNotFound,
@@ -59,6 +62,7 @@ impl Error {
             Error::NoApiKey
             | Error::InvalidApiKey
             | Error::SecretKeyInBrowser
+            | Error::SecretKeyRequired
             | Error::InvalidJwt { .. }
             | Error::RoleNotAllowed => 401,
             Error::ProjectNotFound | Error::ServiceNotAvailable(_) | Error::NoRoute => 404,
@@ -87,6 +91,10 @@ impl Error {
                 Some(
                     "Secret API keys can only be used in a protected environment and should never be used in a browser. Use a publishable key instead.",
                 ),
+            ),
+            Error::SecretKeyRequired => gateway(
+                "This endpoint requires a secret API key",
+                Some("Use a secret key (sb_secret_...) from a protected environment."),
             ),
             Error::ProjectNotFound => gateway("Project not found", None),
             Error::ProjectUnavailable(status) => gateway(

@@ -1,5 +1,6 @@
 //! The request path of DESIGN section 4.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,12 +9,14 @@ use axum::http::{HeaderMap, HeaderValue, Request, Response, Uri, header};
 use moka::Expiry;
 use serde_json::{Value, json};
 use supa_core::{
-    DirectoryError, KeyKind, KeyRecord, ProjectConfig, ProjectDirectory, ProjectRef, Role, Upstream,
+    DirectoryError, KeyKind, KeyRecord, ProjectConfig, ProjectDirectory, ProjectRef, Role, Service,
+    Upstream,
 };
 use supa_keys::{JwtKey, MintCache, SigV4Signer, Validation};
 use supa_rest::{Auth, Engine, ProjectDb, RestConfig};
 
 use crate::metrics::Metrics;
+use crate::services::{self, KeyPolicy, Target};
 use crate::upstream::{self, AwsCredentials, Forward, http_client};
 use crate::{Error, cors};
 
@@ -96,6 +99,8 @@ pub struct Gateway {
     aws: AwsCredentials,
     mints: MintCache,
     metrics: Arc<Metrics>,
+    /// Routers serving table entries in process, by prefix.
+    mounted: HashMap<&'static str, axum::Router>,
 }
 
 /// Who the request runs as.
@@ -111,15 +116,6 @@ impl std::fmt::Debug for Gateway {
         f.debug_struct("Gateway").finish_non_exhaustive()
     }
 }
-
-/// Services Supabase clients may call that this platform does not run.
-const OTHER_SERVICES: &[(&str, &str)] = &[
-    ("/auth/v1", "auth (/auth/v1)"),
-    ("/storage/v1", "storage (/storage/v1)"),
-    ("/realtime/v1", "realtime (/realtime/v1)"),
-    ("/functions/v1", "functions (/functions/v1)"),
-    ("/graphql/v1", "graphql (/graphql/v1)"),
-];
 
 impl Gateway {
     /// A gateway over `directory`, counting into `metrics`.
@@ -149,7 +145,24 @@ impl Gateway {
             mints: MintCache::new(100_000),
             metrics,
             config,
+            mounted: HashMap::new(),
         }
+    }
+
+    /// Serves the table entry `prefix` (`/pg`, later `/auth/v1`...) with
+    /// `router`, in process: it gets the path after the prefix, the query
+    /// without `apikey`, and the [`ProjectRef`] in its extensions, once the
+    /// entry's key policy let the request through.
+    ///
+    /// # Panics
+    /// When `prefix` is not an entry of [`crate::SERVICES`]: a wiring error.
+    pub fn mount(mut self, prefix: &str, router: axum::Router) -> Self {
+        let entry = crate::SERVICES
+            .iter()
+            .find(|e| e.prefix == prefix)
+            .unwrap_or_else(|| panic!("{prefix} is not a service of the gateway's table"));
+        self.mounted.insert(entry.prefix, router);
+        self
     }
 
     /// Forgets what an invalidation message names: a project ref or the
@@ -211,26 +224,30 @@ impl Gateway {
             return Ok(json_response(200, &json!({"status": "ok"})));
         }
         let (project_ref, rest_path) = self.resolve(request.headers(), path)?;
-        let rest_path = rest_path.to_owned();
-        let Some(data_path) = rest_path
-            .strip_prefix("/rest/v1")
-            .filter(|p| p.is_empty() || p.starts_with('/'))
-        else {
-            for (prefix, name) in OTHER_SERVICES {
-                if rest_path == *prefix || rest_path.starts_with(&format!("{prefix}/")) {
-                    return Err(Error::ServiceNotAvailable(name));
-                }
-            }
-            return Err(Error::NoRoute);
-        };
-        let data_path = if data_path.is_empty() { "/" } else { data_path }.to_owned();
+        let (entry, sub_path) = services::lookup(rest_path).ok_or(Error::NoRoute)?;
+        // A service this gateway does not serve answers 404 naming it,
+        // before any key is looked at (as Kong does).
+        let mounted = self.mounted.get(entry.prefix);
+        if mounted.is_none() && entry.target != Target::Project(Service::Rest) {
+            return Err(Error::ServiceNotAvailable(entry.name));
+        }
+        let sub_path = if sub_path.is_empty() { "/" } else { sub_path }.to_owned();
+        let via_project_prefix = path.starts_with("/project/");
 
         let (key, query) = api_key(request.headers(), request.uri());
-        let key = key.ok_or(Error::NoApiKey)?;
-        let key_kind = self.check_key(&project_ref, &key).await?;
-        if key_kind == KeyKind::Secret && from_browser(request.headers()) {
-            return Err(Error::SecretKeyInBrowser);
-        }
+        let key_kind = if entry.policy.needs_key(&sub_path) {
+            let key = key.as_deref().ok_or(Error::NoApiKey)?;
+            let key_kind = self.check_key(&project_ref, key).await?;
+            if key_kind == KeyKind::Secret && from_browser(request.headers()) {
+                return Err(Error::SecretKeyInBrowser);
+            }
+            if entry.policy == KeyPolicy::SecretOnly && key_kind != KeyKind::Secret {
+                return Err(Error::SecretKeyRequired);
+            }
+            Some(key_kind)
+        } else {
+            None
+        };
         let project = self.project(&project_ref).await?;
         if !project.config.status.is_serving() {
             let status = serde_json::to_value(project.config.status)
@@ -239,10 +256,21 @@ impl Gateway {
                 .unwrap_or_default();
             return Err(Error::ProjectUnavailable(status));
         }
+        let started = std::time::Instant::now();
+        if let Some(router) = mounted {
+            *kind = "embedded";
+            let forwarded = forward_request(request, &sub_path, query.as_deref())?;
+            let response = services::serve_mounted(router, project_ref, forwarded).await;
+            self.metrics.upstream_latency(kind, started.elapsed());
+            return Ok(response);
+        }
+        // The data plane: keys are always required there.
+        let key = key.unwrap_or_default();
+        let key_kind = key_kind.ok_or(Error::NoApiKey)?;
+        let data_path = sub_path;
         let identity = self.identity(&project, key_kind, &key, request.headers())?;
         let now = supa_keys::unix_now();
         *kind = project.config.upstream.kind();
-        let started = std::time::Instant::now();
 
         if let Upstream::Embedded = &project.config.upstream {
             let Some(db) = &project.db else {
@@ -294,7 +322,7 @@ impl Gateway {
             .and_then(|h| h.to_str().ok())
             .map(str::to_owned);
         // Where clients see the data plane, for links the upstream builds.
-        let prefix = if path.starts_with("/project/") {
+        let prefix = if via_project_prefix {
             format!("/project/{project_ref}/rest/v1")
         } else {
             "/rest/v1".to_owned()

@@ -19,6 +19,7 @@ mod error;
 mod gateway;
 mod invalidation;
 mod metrics;
+mod services;
 mod upstream;
 
 pub use directory::{HttpDirectory, RedisDirectory};
@@ -26,3 +27,4 @@ pub use error::Error;
 pub use gateway::{Gateway, GatewayConfig};
 pub use invalidation::{CHANNEL, follow_invalidations};
 pub use metrics::Metrics;
+pub use services::{KeyPolicy, SERVICES, ServiceEntry, Target, remote_meta};

@@ -355,3 +355,84 @@ async fn paused_and_unknown_projects() {
     let (s, _) = get(&gateway, &uri, &[("apikey", &project.publishable_key)]).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn pg_meta_is_a_service_for_secret_keys_only() {
+    let (tenant, counting, _, project) = setup(GatewayConfig::default()).await;
+    let meta = supa_tenant::api::meta_engine(&tenant);
+    let gateway = Arc::new(
+        Gateway::new(
+            counting,
+            GatewayConfig::default(),
+            Arc::new(Metrics::default()),
+        )
+        .mount("/pg", supa_meta::router(meta)),
+    );
+    let r = project.project.project_ref;
+    let secret = project.secret_key.expose().as_str();
+    let publishable = project.publishable_key.as_str();
+    let tables = format!("/project/{r}/pg/tables?included_schemas=public");
+
+    let (s, v) = get(&gateway, &tables, &[("apikey", secret)]).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v[0]["name"], "t");
+    assert_eq!(v[0]["columns"][0]["name"], "id");
+    // The key may come as a query parameter too; it is not a filter.
+    let (s, v) = get(
+        &gateway,
+        &format!("/project/{r}/pg/schemas?apikey={secret}"),
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    let (s, v) = get(&gateway, &tables, &[("apikey", publishable)]).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(v["message"].as_str().unwrap().contains("secret"), "{v}");
+    let (s, _) = get(&gateway, &tables, &[]).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // A secret key from a browser, and another project's secret key.
+    let browser = [("apikey", secret), ("user-agent", "Mozilla/5.0")];
+    assert_eq!(
+        get(&gateway, &tables, &browser).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let other = tenant
+        .create_project(CreateProject {
+            name: "other".into(),
+            ..CreateProject::default()
+        })
+        .await
+        .unwrap();
+    let (s, _) = get(&gateway, &tables, &[("apikey", other.secret_key.expose().as_str())]).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = get(
+        &gateway,
+        "/project/abcdefghijabcdefghij/pg/tables",
+        &[("apikey", secret)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a key of another ref");
+    let (s, _) = get(
+        &gateway,
+        &format!("/project/{r}/pg/nothing"),
+        &[("apikey", secret)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Services not mounted here still answer 404 naming themselves.
+    let (s, v) = get(&gateway, &format!("/project/{r}/auth/v1/settings"), &[]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(v["message"].as_str().unwrap().contains("/auth/v1"), "{v}");
+    // And a gateway without `/pg` says so.
+    let (_, _, bare, _) = setup(GatewayConfig::default()).await;
+    let (s, v) = get(
+        &bare,
+        &format!("/project/{r}/pg/tables"),
+        &[("apikey", secret)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(v["message"].as_str().unwrap().contains("/pg"), "{v}");
+}

@@ -49,20 +49,31 @@ enum Family {
     Studio,
 }
 
+/// The metadata engine over `tenant`'s projects (postgres-meta's API):
+/// at most 64 projects' pools open, each closed after 5 idle minutes or
+/// when its project is deleted.
+pub fn meta_engine(tenant: &Tenant) -> supa_meta::Meta {
+    let meta = supa_meta::Meta::new(Arc::new(tenant.clone()), 64, META_IDLE);
+    let hook = meta.clone();
+    tenant.on_invalidate(move |what| {
+        if let Invalidation::Project(r) = what {
+            hook.evict(r);
+        }
+    });
+    meta
+}
+
 /// The Management API and the internal directory API over `tenant`.
 pub fn router(tenant: Tenant, tokens: ApiTokens) -> Router {
+    let meta = meta_engine(&tenant);
+    router_with_meta(tenant, tokens, meta)
+}
+
+/// [`router`] with a metadata engine shared with others (the gateway's
+/// `/pg`).
+pub fn router_with_meta(tenant: Tenant, tokens: ApiTokens, meta: supa_meta::Meta) -> Router {
     let admin = Arc::new(TokenCheck::new(&tokens.admin));
     let service = Arc::new(TokenCheck::new(&tokens.service));
-    let meta = supa_meta::Meta::new(Arc::new(tenant.clone()), 64, META_IDLE);
-    {
-        // A deleted project's pool must not outlive its database.
-        let meta = meta.clone();
-        tenant.on_invalidate(move |what| {
-            if let Invalidation::Project(r) = what {
-                meta.evict(r);
-            }
-        });
-    }
     let meta = MetaRouter(supa_meta::router(meta));
 
     let workers = Router::new()
@@ -74,7 +85,9 @@ pub fn router(tenant: Tenant, tokens: ApiTokens) -> Router {
         );
     let internal = Router::new()
         .route("/projects/{ref}/config", get(project_config))
-        .route("/keys/{sha256}", get(lookup_key));
+        .route("/keys/{sha256}", get(lookup_key))
+        // Gateways serve `/pg` through this, holding no admin login.
+        .route("/projects/{ref}/pg/{*endpoint}", any(pg_meta));
     // The paths Studio itself calls for a project's metadata and SQL.
     let pg_meta = Router::new()
         .route("/{ref}/query", post(run_query_ok))
@@ -452,12 +465,15 @@ async fn pg_meta(
 ) -> ApiResult<Response> {
     let r = project_ref(params.get("ref").map_or("", String::as_str))?;
     // The endpoint as sent (still percent-encoded): what follows the ref,
-    // and `database/` in the Management API's paths.
+    // and `database/` (Management API) or `pg/` (internal API).
     let raw = request.uri().path();
     let after_ref = raw
         .split_once(&format!("/{r}/"))
         .map_or("", |(_, rest)| rest);
-    let endpoint = after_ref.strip_prefix("database/").unwrap_or(after_ref);
+    let endpoint = after_ref
+        .strip_prefix("database/")
+        .or_else(|| after_ref.strip_prefix("pg/"))
+        .unwrap_or(after_ref);
     let path_and_query = match request.uri().query() {
         Some(q) => format!("/{endpoint}?{q}"),
         None => format!("/{endpoint}"),

@@ -50,6 +50,7 @@ pub struct ControlPlane {
     /// Where the admin token was written, when it was generated.
     pub admin_token_file: Option<PathBuf>,
     embedded: Option<EmbeddedPostgres>,
+    meta: supa_meta::Meta,
 }
 
 impl ControlPlane {
@@ -114,6 +115,7 @@ impl ControlPlane {
             None => load_or_generate_token(&settings.data_dir.join("service_token"), "supa_svc_")?,
         };
         Ok(Self {
+            meta: api::meta_engine(&tenant),
             tenant,
             tokens: ApiTokens { admin, service },
             admin_token_file,
@@ -123,7 +125,13 @@ impl ControlPlane {
 
     /// The Management API and internal directory API.
     pub fn router(&self) -> Router {
-        api::router(self.tenant.clone(), self.tokens.clone())
+        api::router_with_meta(self.tenant.clone(), self.tokens.clone(), self.meta.clone())
+    }
+
+    /// The metadata engine the API serves, to share with an in-process
+    /// gateway's `/pg`.
+    pub fn meta(&self) -> &supa_meta::Meta {
+        &self.meta
     }
 
     /// The embedded cluster, when there is one.

@@ -577,6 +577,7 @@ impl Tenant {
                     .decrypt_string(&jwt_context(project_ref), row.try_get("jwt_secret_enc")?)?,
             ),
             upstream: upstream.0,
+            services: supa_core::ServiceUpstreams::default(),
             database,
         })
     }

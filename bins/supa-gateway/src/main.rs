@@ -11,6 +11,7 @@ use clap::Parser;
 use supa_core::{ProjectDirectory, Secret, env};
 use supa_router::{
     Gateway, GatewayConfig, HttpDirectory, Metrics, RedisDirectory, follow_invalidations,
+    remote_meta,
 };
 
 /// Supa's gateway.
@@ -72,7 +73,11 @@ async fn main() -> anyhow::Result<()> {
         }
         None => (remote, None),
     };
-    let gateway = Arc::new(Gateway::new(directory, config, metrics.clone()));
+    // `/pg` goes to the tenant manager, which holds the admin logins.
+    let gateway = Arc::new(
+        Gateway::new(directory, config, metrics.clone())
+            .mount("/pg", remote_meta(&args.tenant_url, token.clone())),
+    );
     if let Some(url) = &args.redis_url {
         follow_invalidations(url, gateway.clone(), l2);
     }

@@ -45,14 +45,17 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {gateway_addr} (use --gateway-port)"))?;
     let plane = ControlPlane::start(args.settings.into_settings(args.database_url)).await?;
     let metrics = Arc::new(Metrics::default());
-    let gateway = Arc::new(Gateway::new(
-        Arc::new(plane.tenant.clone()),
-        GatewayConfig {
-            base_domain: args.base_domain.clone(),
-            ..GatewayConfig::default()
-        },
-        metrics.clone(),
-    ));
+    let gateway = Arc::new(
+        Gateway::new(
+            Arc::new(plane.tenant.clone()),
+            GatewayConfig {
+                base_domain: args.base_domain.clone(),
+                ..GatewayConfig::default()
+            },
+            metrics.clone(),
+        )
+        .mount("/pg", supa_meta::router(plane.meta().clone())),
+    );
     // Revocations and deletions reach this gateway's caches at once.
     let hook = gateway.clone();
     plane.tenant.on_invalidate(move |what| {
