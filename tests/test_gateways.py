@@ -66,6 +66,17 @@ def test_revocation_and_deletion_reach_every_gateway_within_a_second(platform, g
         assert until(lambda: get(url, ref, project["publishable_key"]).status_code in (401, 404), 1.0), url
 
 
+def test_postgrest_settings_reach_every_gateway_within_a_second(platform, gateways):
+    project = create_project(platform, "settings-remote", "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 3);")
+    ref, key = project["ref"], project["publishable_key"]
+    for url in gateways:
+        assert len(get(url, ref, key).json()) == 3
+    with platform.client() as api:
+        assert api.patch(f"/v1/projects/{ref}/postgrest", json={"max_rows": 1}).status_code == 200
+    for url in gateways:
+        assert until(lambda: len(get(url, ref, key).json()) == 1, 1.0), url
+
+
 def test_pg_meta_through_a_standalone_gateway(platform, gateways):
     """`supa-gateway` serves `/pg` through the tenant manager's internal
     API: it holds no admin login itself."""

@@ -145,6 +145,84 @@ pub struct ServiceUpstreams {
     pub functions: Upstream,
 }
 
+/// A project's data plane settings, as Supabase's Management API names
+/// them (`/v1/projects/{ref}/postgrest`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PostgrestSettings {
+    /// Exposed schemas, comma-separated; the first is the default one.
+    pub db_schema: String,
+    /// The most rows one read returns.
+    pub max_rows: i64,
+    /// Schemas added to every request's `search_path`, comma-separated.
+    pub db_extra_search_path: String,
+    /// Connections of the project's pool; the platform's default when null.
+    pub db_pool: Option<i64>,
+}
+
+impl Default for PostgrestSettings {
+    fn default() -> Self {
+        Self {
+            db_schema: "public, graphql_public".into(),
+            max_rows: 1000,
+            db_extra_search_path: "public, extensions".into(),
+            db_pool: None,
+        }
+    }
+}
+
+/// The longest identifier PostgreSQL keeps (`NAMEDATALEN - 1`).
+const MAX_IDENTIFIER: usize = 63;
+
+impl PostgrestSettings {
+    /// Splits a comma-separated list of schemas.
+    pub fn schemas(list: &str) -> Vec<String> {
+        list.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |field, reason: String| Err(Error::InvalidSetting { field, reason });
+        let check_list = |field: &'static str, list: &str, required: bool| {
+            let names = Self::schemas(list);
+            if required && names.is_empty() {
+                return invalid(field, "must name at least one schema".into());
+            }
+            if list.split(',').any(|s| s.trim().is_empty()) && !list.trim().is_empty() {
+                return invalid(field, format!("{list:?} has an empty item"));
+            }
+            for name in &names {
+                if name.len() > MAX_IDENTIFIER || name.chars().any(char::is_control) {
+                    return invalid(
+                        field,
+                        format!(
+                            "{name:?} is not a schema name (1-{MAX_IDENTIFIER} bytes, no control characters)"
+                        ),
+                    );
+                }
+            }
+            Ok(())
+        };
+        check_list("db_schema", &self.db_schema, true)?;
+        check_list("db_extra_search_path", &self.db_extra_search_path, false)?;
+        if !(1..=1_000_000).contains(&self.max_rows) {
+            return invalid(
+                "max_rows",
+                format!("{} is not between 1 and 1000000", self.max_rows),
+            );
+        }
+        if let Some(pool) = self.db_pool
+            && !(1..=1000).contains(&pool)
+        {
+            return invalid("db_pool", format!("{pool} is not between 1 and 1000"));
+        }
+        Ok(())
+    }
+}
+
 /// What a gateway needs to know about a project to serve one request.
 ///
 /// Travels from the control plane's directory to gateways (in process, through
@@ -165,6 +243,9 @@ pub struct ProjectConfig {
     /// Where the other services' requests go.
     #[serde(default)]
     pub services: ServiceUpstreams,
+    /// How the data plane serves the project.
+    #[serde(default)]
+    pub postgrest: PostgrestSettings,
     /// How an in-process data plane reaches the project's database
     /// (embedded upstream); absent for other upstreams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,6 +306,7 @@ mod tests {
             jwt_secret: Secret::new("s".repeat(40)),
             upstream,
             services: ServiceUpstreams::default(),
+            postgrest: PostgrestSettings::default(),
             database: None,
         }
     }
@@ -252,6 +334,12 @@ mod tests {
                     "storage": {"kind": "embedded"},
                     "realtime": {"kind": "embedded"},
                     "functions": {"kind": "embedded"}
+                },
+                "postgrest": {
+                    "db_schema": "public, graphql_public",
+                    "max_rows": 1000,
+                    "db_extra_search_path": "public, extensions",
+                    "db_pool": null
                 }
             })
         );
@@ -276,6 +364,37 @@ mod tests {
         assert!(lambda("").validate().is_err());
         assert!(lambda("US East").validate().is_err());
         assert_eq!(lambda("us-east-1").kind(), "lambda");
+    }
+
+    #[test]
+    fn postgrest_settings_are_checked_field_by_field() {
+        assert!(PostgrestSettings::default().validate().is_ok());
+        let with = |f: &dyn Fn(&mut PostgrestSettings)| {
+            let mut s = PostgrestSettings::default();
+            f(&mut s);
+            s.validate().map_err(|e| e.field())
+        };
+        assert_eq!(with(&|s| s.max_rows = 0), Err("max_rows"));
+        assert_eq!(with(&|s| s.db_pool = Some(0)), Err("db_pool"));
+        assert_eq!(with(&|s| s.db_schema = " ".into()), Err("db_schema"));
+        assert_eq!(
+            with(&|s| s.db_schema = "public,,api".into()),
+            Err("db_schema")
+        );
+        assert_eq!(with(&|s| s.db_schema = "x".repeat(64)), Err("db_schema"));
+        assert_eq!(
+            with(&|s| s.db_extra_search_path = "a\u{0}".into()),
+            Err("db_extra_search_path")
+        );
+        assert_eq!(with(&|s| s.db_extra_search_path = String::new()), Ok(()));
+        assert_eq!(
+            with(&|s| s.db_schema = "public, \"My Schema\"".into()),
+            Ok(())
+        );
+        assert_eq!(
+            PostgrestSettings::schemas(" public , api"),
+            ["public", "api"]
+        );
     }
 
     #[test]

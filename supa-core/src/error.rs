@@ -22,6 +22,14 @@ pub enum Error {
     /// A config file that cannot be used.
     #[error("invalid config file: {0}")]
     Config(String),
+    /// A data plane setting out of range; the field is named.
+    #[error("{field}: {reason}")]
+    InvalidSetting {
+        /// The setting (`max_rows`, `db_schema`, ...).
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -34,6 +42,7 @@ impl Error {
             Error::InvalidKeyKind(_) => "kind",
             Error::InvalidUpstream(_) => "upstream",
             Error::Config(_) => "config",
+            Error::InvalidSetting { field, .. } => field,
         }
     }
 }

@@ -21,7 +21,8 @@ pub mod directory;
 pub mod env;
 
 pub use config::{
-    KeyRecord, ProjectConfig, ProjectDatabase, ProjectStatus, Service, ServiceUpstreams, Upstream,
+    KeyRecord, PostgrestSettings, ProjectConfig, ProjectDatabase, ProjectStatus, Service,
+    ServiceUpstreams, Upstream,
 };
 pub use directory::{BoxFuture, DirectoryError, ProjectDirectory};
 pub use error::Error;

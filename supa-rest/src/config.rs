@@ -68,6 +68,9 @@ pub struct RestConfig {
     pub aggregates_enabled: bool,
     /// `db-plan-enabled`.
     pub plan_enabled: bool,
+    /// `db-pool`: connections of this database's pool (the engine's
+    /// default when absent).
+    pub pool_size: Option<usize>,
 }
 
 impl Default for RestConfig {
@@ -83,6 +86,7 @@ impl Default for RestConfig {
             tx_end: TxEnd::Commit,
             aggregates_enabled: false,
             plan_enabled: false,
+            pool_size: None,
         }
     }
 }

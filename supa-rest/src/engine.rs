@@ -99,7 +99,7 @@ impl Engine {
         {
             return Ok(s.clone());
         }
-        let pool = crate::db::pool(db.pg_config(), self.pool_size)?;
+        let pool = crate::db::pool(db.pg_config(), config.pool_size.unwrap_or(self.pool_size))?;
         let service = Arc::new(Service::new(config.clone(), pool)?);
         if self.listen {
             listen_for_reloads(&service, db.pg_config());

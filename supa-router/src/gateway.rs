@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, HeaderValue, Request, Response, Uri, header};
 use moka::Expiry;
 use serde_json::{Value, json};
 use supa_core::{
-    DirectoryError, KeyKind, KeyRecord, ProjectConfig, ProjectDirectory, ProjectRef, Role, Service,
-    Upstream,
+    DirectoryError, KeyKind, KeyRecord, PostgrestSettings, ProjectConfig, ProjectDirectory,
+    ProjectRef, Role, Service, Upstream,
 };
 use supa_keys::{JwtKey, MintCache, SigV4Signer, Validation};
 use supa_rest::{Auth, Engine, ProjectDb, RestConfig};
@@ -434,7 +434,7 @@ impl Gateway {
                     password: d.password.clone(),
                 });
                 Ok::<_, DirectoryError>(Some(Arc::new(ProjectState {
-                    rest: supabase_rest_config(),
+                    rest: rest_config(&config.postgrest),
                     config,
                     jwt_key,
                     db,
@@ -491,14 +491,17 @@ impl Gateway {
     }
 }
 
-/// The data plane settings of a Supabase project.
-fn supabase_rest_config() -> RestConfig {
+/// The data plane settings of a project, from its Supabase-shaped ones.
+fn rest_config(settings: &PostgrestSettings) -> RestConfig {
     RestConfig {
-        schemas: vec!["public".into()],
-        extra_search_path: vec!["public".into(), "extensions".into()],
+        schemas: PostgrestSettings::schemas(&settings.db_schema),
+        extra_search_path: PostgrestSettings::schemas(&settings.db_extra_search_path),
         anon_role: Some("anon".into()),
-        // Supabase's default API row limit.
-        max_rows: Some(1000),
+        max_rows: Some(settings.max_rows),
+        pool_size: settings
+            .db_pool
+            .and_then(|p| usize::try_from(p).ok())
+            .filter(|p| *p > 0),
         ..RestConfig::default()
     }
 }

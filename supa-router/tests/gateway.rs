@@ -404,7 +404,12 @@ async fn pg_meta_is_a_service_for_secret_keys_only() {
         })
         .await
         .unwrap();
-    let (s, _) = get(&gateway, &tables, &[("apikey", other.secret_key.expose().as_str())]).await;
+    let (s, _) = get(
+        &gateway,
+        &tables,
+        &[("apikey", other.secret_key.expose().as_str())],
+    )
+    .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, _) = get(
         &gateway,

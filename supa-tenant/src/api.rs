@@ -137,6 +137,10 @@ fn management(family: Family) -> Router<Tenant> {
         .route("/projects/{ref}/database/query", query)
         .route("/projects/{ref}/database/{*endpoint}", any(pg_meta))
         .route(
+            "/projects/{ref}/postgrest",
+            get(get_postgrest).patch(patch_postgrest),
+        )
+        .route(
             "/projects/{ref}/secrets",
             get(list_secrets).post(set_secrets).delete(unset_secrets),
         )
@@ -424,6 +428,24 @@ async fn run_query(
         .run_sql(&project_ref(&r)?, &body.query, DEFAULT_STATEMENT_TIMEOUT)
         .await?;
     Ok((StatusCode::CREATED, Json(rows)).into_response())
+}
+
+/// The project's data plane settings, in Supabase's shape.
+async fn get_postgrest(State(tenant): State<Tenant>, Path(r): Path<String>) -> ApiResult<Response> {
+    Ok(Json(tenant.postgrest_settings(&project_ref(&r)?).await?).into_response())
+}
+
+/// Changes the data plane settings; every gateway serves with them within
+/// a second.
+async fn patch_postgrest(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+    JsonBody(patch): JsonBody<crate::PostgrestPatch>,
+) -> ApiResult<Response> {
+    let settings = tenant
+        .update_postgrest_settings(&project_ref(&r)?, patch)
+        .await?;
+    Ok(Json(settings).into_response())
 }
 
 /// The Studio API's `POST .../database/query`: the rows with a 200.

@@ -34,7 +34,9 @@ pub(crate) fn from_name<T: serde::de::DeserializeOwned>(name: String) -> Option<
 pub use crypto::MasterKey;
 pub use error::Error;
 pub use keys::{ApiKeyInfo, NewApiKey};
-pub use projects::{CreateOptions, CreateProject, CreateStep, CreatedProject, Placement, Project};
+pub use projects::{
+    CreateOptions, CreateProject, CreateStep, CreatedProject, Placement, PostgrestPatch, Project,
+};
 pub use secrets::{SecretDigest, SecretInput, validate_secret_name};
 pub use sql::DEFAULT_STATEMENT_TIMEOUT;
 pub use tenant::{ADMIN_DATABASE, INVALIDATE_CHANNEL, Invalidation, Tenant};

@@ -9,7 +9,8 @@ use std::sync::atomic::Ordering;
 
 use sqlx::{Executor, PgPool, Row};
 use supa_core::{
-    KeyKind, ProjectConfig, ProjectDatabase, ProjectRef, ProjectStatus, Secret, Upstream,
+    KeyKind, PostgrestSettings, ProjectConfig, ProjectDatabase, ProjectRef, ProjectStatus, Secret,
+    Upstream,
 };
 
 use crate::error::has_sqlstate;
@@ -35,6 +36,27 @@ pub struct CreateProject {
     /// Put it on this worker rather than the least loaded one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_id: Option<String>,
+}
+
+/// A change to a project's data plane settings: absent fields stay, and
+/// `db_pool: null` returns to the platform's default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgrestPatch {
+    /// Exposed schemas, comma-separated.
+    pub db_schema: Option<String>,
+    /// The most rows one read returns.
+    pub max_rows: Option<i64>,
+    /// Extra `search_path` schemas, comma-separated.
+    pub db_extra_search_path: Option<String>,
+    /// Pool size (`null`: the default).
+    #[serde(default, deserialize_with = "present")]
+    pub db_pool: Option<Option<i64>>,
+}
+
+/// Tells a field sent as `null` from a field left out.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
 }
 
 /// The steps of project creation, in order.
@@ -544,7 +566,8 @@ impl Tenant {
     /// in-process data plane logs in to its database (embedded upstream).
     pub async fn project_config(&self, project_ref: &ProjectRef) -> Result<ProjectConfig, Error> {
         let row = sqlx::query(
-            "SELECT p.status, p.jwt_secret_enc, p.upstream, p.authenticator_password_enc, w.host, w.port
+            "SELECT p.status, p.jwt_secret_enc, p.upstream, p.postgrest, p.authenticator_password_enc,
+                    w.host, w.port
              FROM projects p JOIN workers w ON w.id = p.worker_id WHERE p.ref = $1",
         )
         .bind(project_ref.as_str())
@@ -578,6 +601,9 @@ impl Tenant {
             ),
             upstream: upstream.0,
             services: supa_core::ServiceUpstreams::default(),
+            postgrest: row
+                .try_get::<sqlx::types::Json<PostgrestSettings>, _>("postgrest")?
+                .0,
             database,
         })
     }
@@ -665,6 +691,54 @@ async fn drop_role(pool: &PgPool, role: &str) -> Result<(), Error> {
 }
 
 impl Tenant {
+    /// The project's data plane settings.
+    pub async fn postgrest_settings(
+        &self,
+        project_ref: &ProjectRef,
+    ) -> Result<PostgrestSettings, Error> {
+        let settings: sqlx::types::Json<PostgrestSettings> =
+            sqlx::query_scalar("SELECT postgrest FROM projects WHERE ref = $1")
+                .bind(project_ref.as_str())
+                .fetch_optional(&self.db)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
+        Ok(settings.0)
+    }
+
+    /// Changes the data plane settings `patch` names; nothing changes when
+    /// one is invalid. Gateways forget the old ones at once (in process) or
+    /// on the invalidation channel.
+    pub async fn update_postgrest_settings(
+        &self,
+        project_ref: &ProjectRef,
+        patch: PostgrestPatch,
+    ) -> Result<PostgrestSettings, Error> {
+        let mut settings = self.postgrest_settings(project_ref).await?;
+        if let Some(v) = patch.db_schema {
+            settings.db_schema = v;
+        }
+        if let Some(v) = patch.max_rows {
+            settings.max_rows = v;
+        }
+        if let Some(v) = patch.db_extra_search_path {
+            settings.db_extra_search_path = v;
+        }
+        if let Some(v) = patch.db_pool {
+            settings.db_pool = v;
+        }
+        settings.validate().map_err(|e| match e {
+            supa_core::Error::InvalidSetting { field, reason } => Error::invalid(field, reason),
+            other => Error::invalid(other.field(), other.to_string()),
+        })?;
+        sqlx::query("UPDATE projects SET postgrest = $2, updated_at = now() WHERE ref = $1")
+            .bind(project_ref.as_str())
+            .bind(sqlx::types::Json(&settings))
+            .execute(&self.db)
+            .await?;
+        self.invalidate(Invalidation::Project(*project_ref));
+        Ok(settings)
+    }
+
     /// Points a project's API at another upstream (an HTTP server or a
     /// Lambda Function URL instead of the embedded data plane); gateways
     /// forget the old one at once.

@@ -48,6 +48,10 @@ fn config() -> anyhow::Result<(RestConfig, tokio_postgres::Config, String, u16)>
             .unwrap_or_default(),
         aggregates_enabled: var("PGRST_DB_AGGREGATES_ENABLED").as_deref() == Some("true"),
         plan_enabled: var("PGRST_DB_PLAN_ENABLED").as_deref() == Some("true"),
+        pool_size: var("PGRST_DB_POOL")
+            .map(|p| p.parse())
+            .transpose()
+            .context("PGRST_DB_POOL")?,
     };
     let host = var("PGRST_SERVER_HOST").unwrap_or_else(|| "0.0.0.0".to_owned());
     let host = if host == "*" || host == "!4" {
@@ -71,12 +75,7 @@ async fn main() -> anyhow::Result<()> {
         ))
         .init();
     let (config, db, host, port) = config()?;
-    let pool_size = var("PGRST_DB_POOL")
-        .map(|p| p.parse())
-        .transpose()
-        .context("PGRST_DB_POOL")?
-        .unwrap_or(10);
-    let pool = supa_rest::db::pool(db.clone(), pool_size)?;
+    let pool = supa_rest::db::pool(db.clone(), config.pool_size.unwrap_or(10))?;
     let service = Arc::new(Service::new(config, pool)?);
     // PostgREST reloads its schema cache on NOTIFY pgrst; so does this.
     supa_rest::listen_for_reloads(&service, db);
