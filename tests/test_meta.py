@@ -97,3 +97,31 @@ def test_admin_token_of_nothing_and_unknown_refs(platform, project):
     with platform.client() as api:
         assert api.get("/api/platform/pg-meta/abcdefghijabcdefghij/tables").status_code == 404
         assert api.get(f"/api/platform/pg-meta/{ref}/no-such-endpoint").status_code == 404
+
+
+def test_table_editor_changes_reach_the_data_plane(platform, project):
+    """Studio's table editor: create a table and its columns through
+    pg-meta, then use it at once through the data plane."""
+    ref = project["ref"]
+    client = create_client(project["url"], project["secret_key"])
+    assert client.table("authors").select("*").execute().data  # warm the schema cache
+    with platform.client() as api:
+        meta = f"/api/platform/pg-meta/{ref}"
+        table = api.post(f"{meta}/tables", json={"name": "notes", "schema": "public"})
+        assert table.status_code == 200, table.text
+        tid = table.json()["id"]
+        for column in [
+            {"table_id": tid, "name": "id", "type": "int8", "is_identity": True, "is_primary_key": True},
+            {"table_id": tid, "name": "body", "type": "text", "is_nullable": False},
+        ]:
+            r = api.post(f"{meta}/columns", json=column)
+            assert r.status_code == 200, r.text
+        assert [c["name"] for c in api.get(f"{meta}/tables/{tid}").json()["columns"]] == ["id", "body"]
+    inserted = client.table("notes").insert({"body": "hello"}).execute().data
+    assert inserted == [{"id": 1, "body": "hello"}]
+    with platform.client() as api:
+        r = api.delete(f"/v1/projects/{ref}/database/tables/{tid}")
+        assert (r.status_code, r.json()["name"]) == (200, "notes")
+        bad = api.post(f"/api/platform/pg-meta/{ref}/policies", json={"name": "p", "table": "books", "command": "EVERYTHING"})
+        assert bad.status_code == 400
+        assert "command" in bad.json()["error"]

@@ -45,7 +45,11 @@ async fn handle(
     };
     let path = request.uri().path().trim_matches('/').to_owned();
     if request.method() != Method::GET {
-        return route_not_found(request.method(), &path);
+        let method = request.method().clone();
+        return match write(&meta, &project, &method, &path, &query, request).await {
+            Some(answer) => answer.unwrap_or_else(|e| failure(&e)),
+            None => route_not_found(&method, &path),
+        };
     }
     let segments: Vec<&str> = path.split('/').collect();
     let answer = match segments.as_slice() {
@@ -69,6 +73,82 @@ async fn handle(
         _ => return route_not_found(&Method::GET, &path),
     };
     answer.unwrap_or_else(|e| failure(&e))
+}
+
+/// The largest body a write endpoint takes (postgres-meta's default).
+const MAX_BODY: usize = 3 << 20;
+
+/// `POST /{endpoint}`, `PATCH` and `DELETE /{endpoint}/{id}`, and the
+/// privileges' `POST`/`DELETE /{endpoint}`; `None` when there is no such
+/// route.
+async fn write(
+    meta: &Meta,
+    project: &ProjectRef,
+    method: &Method,
+    path: &str,
+    query: &HashMap<String, String>,
+    request: Request,
+) -> Option<Result<Response, Error>> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let endpoint = Endpoint::from_segment(segments.first()?)?;
+    let privileges = matches!(
+        endpoint,
+        Endpoint::TablePrivileges | Endpoint::ColumnPrivileges
+    );
+    let writable = privileges
+        || matches!(
+            endpoint,
+            Endpoint::Schemas
+                | Endpoint::Tables
+                | Endpoint::Columns
+                | Endpoint::Extensions
+                | Endpoint::Functions
+                | Endpoint::Policies
+                | Endpoint::Triggers
+                | Endpoint::Publications
+                | Endpoint::Roles
+        );
+    if !writable {
+        return None;
+    }
+    let bytes = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => return Some(Err(Error::BadRequest(format!("body: {e}")))),
+    };
+    let cascade = query.get("cascade").is_some_and(|v| v == "true");
+    let answer = match (method.as_str(), segments.as_slice(), privileges) {
+        ("POST", [_], true) => changes(&bytes).map(|c| (c, true)),
+        ("DELETE", [_], true) => changes(&bytes).map(|c| (c, false)),
+        ("POST", [_], false) => {
+            return Some(meta.create(project, endpoint, &bytes).await.map(object));
+        }
+        ("PATCH", [_, id], false) => {
+            return Some(meta.update(project, endpoint, id, &bytes).await.map(object));
+        }
+        ("DELETE", [_, id], false) => {
+            return Some(
+                meta.remove(project, endpoint, id, cascade)
+                    .await
+                    .map(object),
+            );
+        }
+        _ => return None,
+    };
+    Some(match answer {
+        Ok((changes, grant)) => meta
+            .privileges(project, endpoint, grant, changes)
+            .await
+            .map(object),
+        Err(e) => Err(e),
+    })
+}
+
+fn changes(bytes: &[u8]) -> Result<Vec<crate::PrivilegeChange>, Error> {
+    serde_json::from_slice(bytes).map_err(|e| Error::BadRequest(format!("body: {e}")))
+}
+
+fn object(value: serde_json::Value) -> Response {
+    json_text(value.to_string())
 }
 
 /// What `/{endpoint}/{id}` looks up, or `None` when postgres-meta has no

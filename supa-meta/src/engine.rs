@@ -40,11 +40,15 @@ impl Connector for FixedDatabase {
 /// How long one metadata statement may run.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Called after a write endpoint changed a project's schema.
+type ChangeHook = Arc<dyn Fn(&ProjectRef) + Send + Sync>;
+
 /// Serves the metadata of many project databases; cheap to clone.
 #[derive(Clone)]
 pub struct Meta {
     connector: Arc<dyn Connector>,
     pools: moka::sync::Cache<ProjectRef, Pool>,
+    on_change: Option<ChangeHook>,
 }
 
 impl std::fmt::Debug for Meta {
@@ -65,6 +69,21 @@ impl Meta {
                 .max_capacity(max_projects.max(1))
                 .time_to_idle(idle)
                 .build(),
+            on_change: None,
+        }
+    }
+
+    /// Calls `hook` after every write endpoint's change, besides the
+    /// `NOTIFY pgrst` sent in the database (gateways that do not listen
+    /// learn it this way).
+    pub fn on_change(mut self, hook: impl Fn(&ProjectRef) + Send + Sync + 'static) -> Self {
+        self.on_change = Some(Arc::new(hook));
+        self
+    }
+
+    pub(crate) fn changed(&self, project: &ProjectRef) {
+        if let Some(hook) = &self.on_change {
+            hook(project);
         }
     }
 

@@ -18,8 +18,10 @@ mod catalog;
 mod engine;
 mod error;
 mod request;
+mod write;
 
 pub use api::{router, serve};
 pub use engine::{Connector, FixedDatabase, Meta};
 pub use error::Error;
 pub use request::{Endpoint, Params};
+pub use write::PrivilegeChange;

@@ -53,7 +53,11 @@ enum Family {
 /// at most 64 projects' pools open, each closed after 5 idle minutes or
 /// when its project is deleted.
 pub fn meta_engine(tenant: &Tenant) -> supa_meta::Meta {
-    let meta = supa_meta::Meta::new(Arc::new(tenant.clone()), 64, META_IDLE);
+    // A schema changed through the metadata API reaches the gateways'
+    // data planes as the SQL endpoint's changes do.
+    let changed = tenant.clone();
+    let meta = supa_meta::Meta::new(Arc::new(tenant.clone()), 64, META_IDLE)
+        .on_change(move |r| changed.invalidate(Invalidation::Project(*r)));
     let hook = meta.clone();
     tenant.on_invalidate(move |what| {
         if let Invalidation::Project(r) = what {

@@ -121,6 +121,22 @@ fn differences(path: &str, left: &Value, right: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// Fails, naming every field, when the two answers for `path` differ.
+pub(crate) fn same(path: &str, ours: Value, theirs: Value) {
+    let mut found = Vec::new();
+    differences(
+        path,
+        &prepare(path, ours),
+        &prepare(path, theirs),
+        &mut found,
+    );
+    assert!(
+        found.is_empty(),
+        "supa-meta differs from postgres-meta:\n{}",
+        found.join("\n")
+    );
+}
+
 #[tokio::test]
 async fn every_read_endpoint_matches_postgres_meta() {
     let database = fixture_database().await;

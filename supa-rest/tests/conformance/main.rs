@@ -128,6 +128,7 @@ fn base_config(schemas: &[&str]) -> RestConfig {
         tx_end: TxEnd::Rollback,
         aggregates_enabled: true,
         plan_enabled: true,
+        pool_size: None,
     }
 }
 
