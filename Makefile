@@ -6,7 +6,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps build lint test-rust bindings pytest test bench bench-load up clean
+.PHONY: help deps build lint test-rust bindings pytest test bench bench-load bench-meta up clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -39,11 +39,16 @@ bench: deps ## criterion micro-benchmarks, control-plane latency, then gateway l
 	python3 benches/report.py
 	cargo bench -p supa-benches --bench control_plane
 	$(MAKE) bench-load
+	$(MAKE) bench-meta
 
 bench-load: ## gateway load benchmarks against nginx and supa-rest direct (benches/load)
 	@scripts/bootstrap.sh bench
 	cargo build --release --quiet -p supa -p supa-rest-bin -p supa-gateway
 	python3 benches/load/run.py
+
+bench-meta: deps ## supa-meta against postgres-meta on 1,000 tables (benches/meta)
+	cargo build --release --quiet -p supa-meta-bin
+	python3 benches/meta/run.py
 
 up: deps ## run the whole platform on the embedded default (data in ./.supa)
 	cargo build --release --quiet -p supa

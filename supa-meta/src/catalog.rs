@@ -1,18 +1,17 @@
-//! One catalog query per endpoint, each building its whole JSON answer
-//! inside PostgreSQL.
+//! One catalog query per endpoint (two for relations with their columns),
+//! whose rows [`crate::encode`] turns into postgres-meta's JSON.
 //!
-//! Every statement takes the same seven parameters, bound, never spliced:
+//! Every statement takes the same six parameters, bound, never spliced:
 //! `$1` schemas to include and `$2` schemas to exclude (`text[]`, NULL for
 //! no filter), `$3` limit and `$4` offset (`int8`, NULL for none), `$5`
-//! the ids or names looked up (`text[]`, NULL for all), `$6` the endpoint's
-//! flag (system schemas, array types, default roles) and `$7` whether
-//! relations carry their columns. The SQL text itself is made only of the
-//! constants below.
+//! the ids or names looked up (`text[]`, NULL for all) and `$6` the
+//! endpoint's flag (system schemas, array types, default roles). The SQL
+//! text itself is made only of the constants below.
 //!
-//! Field names, types and nesting are postgres-meta's: `jsonb` where it
-//! aggregates with `jsonb` (so keys come in the same order), timestamps as
-//! PostgreSQL prints them, 64-bit ids as numbers. Lists are ordered by id
-//! (postgres-meta leaves the order to the plan).
+//! Field names, types, nesting and field order are postgres-meta's answers'
+//! (its response schemas where it has them, `jsonb`'s key order where it
+//! aggregates with `jsonb`); timestamps are text as PostgreSQL prints them.
+//! Lists are ordered by id (postgres-meta leaves the order to the plan).
 
 /// The relations an endpoint lists, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,11 +30,6 @@ fn schema_filter(column: &str) -> String {
 
 fn id_filter(expr: &str) -> String {
     format!("($5::text[] IS NULL OR ({expr})::text = ANY($5::text[]))")
-}
-
-/// Wraps a row query into one JSON array, ordered as `order` says.
-fn json_array(rows: &str, order: &str) -> String {
-    format!("SELECT coalesce(json_agg(r ORDER BY {order}), '[]')::text FROM (\n{rows}\n) r")
 }
 
 /// The rows of `columns`, restricted by `filter` (a condition on `c`, `a`,
@@ -68,31 +62,35 @@ fn column_rows(filter: &str) -> String {
   NOT (a.attnotnull OR (t.typtype = 'd' AND t.typnotnull)) AS is_nullable,
   (c.relkind IN ('r', 'p')
     OR (c.relkind IN ('v', 'f') AND pg_column_is_updatable(c.oid, a.attnum, false))) AS is_updatable,
-  EXISTS (
-    SELECT FROM pg_constraint u
-    WHERE u.conrelid = c.oid AND u.contype = 'u'
-      AND cardinality(u.conkey) = 1 AND u.conkey[1] = a.attnum
-  ) AS is_unique,
-  (
-    SELECT substring(def FROM 8 FOR length(def) - 8)
-    FROM pg_constraint k, LATERAL pg_get_constraintdef(k.oid, true) AS def
-    WHERE k.conrelid = c.oid AND k.contype = 'c'
-      AND cardinality(k.conkey) = 1 AND k.conkey[1] = a.attnum
-    ORDER BY k.oid
-    LIMIT 1
-  ) AS "check",
-  array_to_json(ARRAY(
-    SELECT e.enumlabel FROM pg_enum e
-    WHERE e.enumtypid = coalesce(bt.oid, t.oid) OR e.enumtypid = coalesce(bt.typelem, t.typelem)
-    ORDER BY e.enumsortorder
-  )) AS enums,
-  col_description(c.oid, a.attnum) AS comment
+  uq.conrelid IS NOT NULL AS is_unique,
+  coalesce(own_enum.labels, element_enum.labels, '[]') AS enums,
+  ck.definition AS "check",
+  d.description AS comment
 FROM pg_attribute a
   JOIN pg_class c ON c.oid = a.attrelid
   JOIN pg_namespace nc ON nc.oid = c.relnamespace
   JOIN pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
   LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+  LEFT JOIN (
+    SELECT DISTINCT conrelid, conkey[1] AS attnum FROM pg_constraint
+    WHERE contype = 'u' AND cardinality(conkey) = 1
+  ) uq ON uq.conrelid = c.oid AND uq.attnum = a.attnum
+  -- The first single-column check of a column, without "CHECK (" and ")".
+  LEFT JOIN (
+    SELECT DISTINCT ON (conrelid, conkey[1]) conrelid, conkey[1] AS attnum,
+      substring(pg_get_constraintdef(oid, true) FROM 8 FOR length(pg_get_constraintdef(oid, true)) - 8) AS definition
+    FROM pg_constraint
+    WHERE contype = 'c' AND cardinality(conkey) = 1
+    ORDER BY conrelid, conkey[1], oid
+  ) ck ON ck.conrelid = c.oid AND ck.attnum = a.attnum
+  -- An enum's labels, or those of an array's enum element.
+  LEFT JOIN (SELECT enumtypid, array_to_json(array_agg(enumlabel ORDER BY enumsortorder)) AS labels FROM pg_enum GROUP BY enumtypid) own_enum
+    ON own_enum.enumtypid = coalesce(bt.oid, t.oid)
+  LEFT JOIN (SELECT enumtypid, array_to_json(array_agg(enumlabel ORDER BY enumsortorder)) AS labels FROM pg_enum GROUP BY enumtypid) element_enum
+    ON element_enum.enumtypid = coalesce(bt.typelem, t.typelem)
+  LEFT JOIN pg_description d
+    ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = a.attnum
 WHERE a.attnum > 0
   AND NOT a.attisdropped
   AND c.relkind IN ('r', 'v', 'm', 'f', 'p')
@@ -111,15 +109,16 @@ pub(crate) fn columns(by_table: bool) -> String {
     } else {
         id_filter("c.oid || '.' || a.attnum")
     };
-    let rows = format!(
+    format!(
         "{}\nORDER BY c.oid, a.attnum LIMIT $3 OFFSET $4",
         column_rows(&format!("{} AND {lookup}", schema_filter("nc.nspname")))
-    );
-    json_array(&rows, "r.table_id, r.ordinal_position")
+    )
 }
 
-/// `GET /tables`, `/views`, `/materialized-views`, `/foreign-tables`.
-pub(crate) fn relations(kind: Relation, with_columns: bool) -> String {
+/// `GET /tables`, `/views`, `/materialized-views`, `/foreign-tables`: the
+/// relations' rows, and the lists nested in them (columns with
+/// `with_columns`; a table's primary keys and relationships).
+pub(crate) fn relations(kind: Relation, with_columns: bool) -> (String, Vec<Child>) {
     let (relkinds, fields, privileged) = match kind {
         Relation::Tables => (
             "'r', 'p'",
@@ -130,33 +129,7 @@ pub(crate) fn relations(kind: Relation, with_columns: bool) -> String {
   pg_size_pretty(pg_total_relation_size(c.oid)) AS size,
   pg_stat_get_live_tuples(c.oid) AS live_rows_estimate,
   pg_stat_get_dead_tuples(c.oid) AS dead_rows_estimate,
-  obj_description(c.oid) AS comment,
-  coalesce((
-    SELECT jsonb_agg(jsonb_build_object(
-        'table_id', c.oid::int8, 'schema', nc.nspname, 'table_name', c.relname, 'name', pa.attname)
-      ORDER BY array_position(i.indkey, pa.attnum))
-    FROM pg_index i JOIN pg_attribute pa ON pa.attrelid = c.oid AND pa.attnum = ANY(i.indkey)
-    WHERE i.indrelid = c.oid AND i.indisprimary
-  ), '[]') AS primary_keys,
-  coalesce((
-    SELECT jsonb_agg(jsonb_build_object(
-      'id', k.oid::int8,
-      'constraint_name', k.conname,
-      'source_schema', sn.nspname,
-      'source_table_name', sc.relname,
-      'source_column_name', sa.attname,
-      'target_table_schema', tn.nspname,
-      'target_table_name', tc.relname,
-      'target_column_name', ta.attname))
-    FROM pg_constraint k
-      JOIN pg_class sc ON sc.oid = k.conrelid
-      JOIN pg_namespace sn ON sn.oid = sc.relnamespace
-      JOIN pg_attribute sa ON sa.attrelid = k.conrelid AND sa.attnum = ANY(k.conkey)
-      JOIN pg_class tc ON tc.oid = k.confrelid
-      JOIN pg_namespace tn ON tn.oid = tc.relnamespace
-      JOIN pg_attribute ta ON ta.attrelid = k.confrelid AND ta.attnum = ANY(k.confkey)
-    WHERE k.contype = 'f' AND (k.conrelid = c.oid OR k.confrelid = c.oid)
-  ), '[]') AS relationships"#,
+  obj_description(c.oid) AS comment"#,
             true,
         ),
         Relation::Views => (
@@ -179,42 +152,110 @@ pub(crate) fn relations(kind: Relation, with_columns: bool) -> String {
     } else {
         ""
     };
-    let (columns_cte, columns_field, columns_join) = if with_columns {
-        (
-            format!(
-                ",\ncols AS (\n  SELECT col.table_id, json_agg(col ORDER BY col.ordinal_position) AS columns FROM (\n{}\n  ) col GROUP BY col.table_id\n)",
-                column_rows("c.oid IN (SELECT oid FROM rel)")
-            ),
-            ",\n  coalesce(cols.columns, '[]') AS columns",
-            "\n  LEFT JOIN cols ON cols.table_id = c.oid",
-        )
-    } else {
-        (String::new(), "", "")
-    };
-    let rows = format!(
+    let rel = format!(
         r#"WITH rel AS (
   SELECT c.oid FROM pg_class c JOIN pg_namespace nc ON nc.oid = c.relnamespace
   WHERE c.relkind IN ({relkinds}) AND {schema} AND {ids}
   {privilege}
   ORDER BY c.oid LIMIT $3 OFFSET $4
-){columns_cte}
+)"#,
+        schema = schema_filter("nc.nspname"),
+        ids = id_filter("c.oid"),
+    );
+    let rows = format!(
+        r#"{rel}
 SELECT
   c.oid::int8 AS id,
   nc.nspname AS schema,
   c.relname AS name,
-  {fields}{columns_field}
+  {fields}
 FROM rel
   JOIN pg_class c ON c.oid = rel.oid
-  JOIN pg_namespace nc ON nc.oid = c.relnamespace{columns_join}"#,
-        schema = schema_filter("nc.nspname"),
-        ids = id_filter("c.oid"),
+  JOIN pg_namespace nc ON nc.oid = c.relnamespace
+ORDER BY c.oid"#
     );
-    json_array(&rows, "r.id")
+    // Their columns, keys and relationships come from statements of their
+    // own, run beside the first (sizes make it the slow one).
+    let mut children = Vec::new();
+    if kind == Relation::Tables {
+        // Fields in the order of postgres-meta's response schema.
+        children.push(Child {
+            field: "primary_keys",
+            key: "table_id",
+            keep_key: true,
+            sql: format!(
+                r#"{rel}
+SELECT n.nspname AS schema, c.relname AS table_name, a.attname AS name, c.oid::int8 AS table_id
+FROM pg_index i
+  JOIN pg_class c ON c.oid = i.indrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey)
+WHERE i.indisprimary AND i.indrelid IN (SELECT oid FROM rel)
+ORDER BY c.oid, array_position(i.indkey, a.attnum)"#
+            ),
+        });
+        // A table's relationships are the foreign keys it holds or is the
+        // target of, one entry per (source column, target column) pair.
+        children.push(Child {
+            field: "relationships",
+            key: "relation",
+            keep_key: false,
+            sql: format!(
+                r#"{rel},
+fk AS (
+  SELECT k.conrelid, k.confrelid, k.oid::int8 AS id, sn.nspname AS source_schema,
+    k.conname AS constraint_name, sc.relname AS source_table_name, tc.relname AS target_table_name,
+    sa.attname AS source_column_name, ta.attname AS target_column_name, tn.nspname AS target_table_schema
+  FROM pg_constraint k
+    JOIN pg_class sc ON sc.oid = k.conrelid
+    JOIN pg_namespace sn ON sn.oid = sc.relnamespace
+    JOIN pg_attribute sa ON sa.attrelid = k.conrelid AND sa.attnum = ANY(k.conkey)
+    JOIN pg_class tc ON tc.oid = k.confrelid
+    JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+    JOIN pg_attribute ta ON ta.attrelid = k.confrelid AND ta.attnum = ANY(k.confkey)
+  WHERE k.contype = 'f'
+    AND (k.conrelid IN (SELECT oid FROM rel) OR k.confrelid IN (SELECT oid FROM rel))
+)
+SELECT e.relation::int8 AS relation, e.id, e.constraint_name, e.source_schema, e.source_table_name,
+  e.source_column_name, e.target_table_schema, e.target_table_name, e.target_column_name
+FROM (
+  SELECT conrelid AS relation, * FROM fk
+  UNION ALL
+  SELECT confrelid, * FROM fk WHERE confrelid <> conrelid
+) e
+ORDER BY e.relation, e.id, e.source_column_name, e.target_column_name"#
+            ),
+        });
+    }
+    if with_columns {
+        children.push(Child {
+            field: "columns",
+            key: "table_id",
+            keep_key: true,
+            sql: format!(
+                "{rel}\n{}\nORDER BY c.oid, a.attnum",
+                column_rows("c.oid IN (SELECT oid FROM rel)")
+            ),
+        });
+    }
+    (rows, children)
+}
+
+/// A list nested in each relation, from a statement of its own.
+pub(crate) struct Child {
+    /// The relation's field (`columns`).
+    pub(crate) field: &'static str,
+    /// The column holding the relation's id.
+    pub(crate) key: &'static str,
+    /// Whether the key is also a field of the nested objects.
+    pub(crate) keep_key: bool,
+    /// The statement.
+    pub(crate) sql: String,
 }
 
 /// `GET /schemas`; `$6`: include `pg_*` schemas.
 pub(crate) fn schemas() -> String {
-    let rows = format!(
+    format!(
         r#"SELECT n.oid::int8 AS id, n.nspname AS name, u.rolname AS owner
 FROM pg_namespace n JOIN pg_roles u ON u.oid = n.nspowner
 WHERE {schema} AND {ids}
@@ -225,13 +266,12 @@ WHERE {schema} AND {ids}
 ORDER BY n.oid LIMIT $3 OFFSET $4"#,
         schema = schema_filter("n.nspname"),
         ids = id_filter("n.oid"),
-    );
-    json_array(&rows, "r.id")
+    )
 }
 
 /// `GET /extensions`; `$5` holds names.
 pub(crate) fn extensions() -> String {
-    let rows = format!(
+    format!(
         r#"SELECT e.name, n.nspname AS schema, e.default_version, x.extversion AS installed_version, e.comment
 FROM pg_available_extensions() AS e(name, default_version, comment)
   LEFT JOIN pg_extension x ON x.extname = e.name
@@ -239,13 +279,12 @@ FROM pg_available_extensions() AS e(name, default_version, comment)
 WHERE {ids}
 ORDER BY e.name LIMIT $3 OFFSET $4"#,
         ids = id_filter("e.name"),
-    );
-    json_array(&rows, "r.name")
+    )
 }
 
 /// `GET /functions` (plain functions, not procedures or aggregates).
 pub(crate) fn functions() -> String {
-    let rows = format!(
+    format!(
         r#"SELECT
   p.oid::int8 AS id,
   n.nspname AS schema,
@@ -288,14 +327,13 @@ WHERE p.prokind = 'f' AND {schema} AND {ids}
 ORDER BY p.oid LIMIT $3 OFFSET $4"#,
         schema = schema_filter("n.nspname"),
         ids = id_filter("p.oid"),
-    );
-    json_array(&rows, "r.id")
+    )
 }
 
 /// `GET /roles`; `$6`: include the predefined `pg_*` roles. `$5` holds ids,
 /// or names with `by_name`.
 pub(crate) fn roles(by_name: bool) -> String {
-    let rows = format!(
+    format!(
         r#"SELECT
   r.oid::int8 AS id,
   r.rolname AS name,
@@ -318,13 +356,12 @@ FROM pg_roles r
 WHERE {ids} AND ($6 OR NOT starts_with(r.rolname, 'pg_'))
 ORDER BY r.oid LIMIT $3 OFFSET $4"#,
         ids = id_filter(if by_name { "r.rolname" } else { "r.oid" }),
-    );
-    json_array(&rows, "r.id")
+    )
 }
 
 /// `GET /policies`.
 pub(crate) fn policies() -> String {
-    let rows = format!(
+    format!(
         r#"SELECT
   pol.oid::int8 AS id,
   n.nspname AS schema,
@@ -346,26 +383,25 @@ WHERE {schema} AND {ids}
 ORDER BY pol.oid LIMIT $3 OFFSET $4"#,
         schema = schema_filter("n.nspname"),
         ids = id_filter("pol.oid"),
-    );
-    json_array(&rows, "r.id")
+    )
 }
 
 /// `GET /triggers` (user triggers, as `information_schema.triggers` shows
 /// them).
 pub(crate) fn triggers() -> String {
-    let rows = format!(
+    format!(
         r#"SELECT
   -- PostgreSQL's JSON has oids as strings; postgres-meta's driver numbers.
   t.oid::int8 AS id,
   t.tgrelid::int8 AS table_id,
   CASE t.tgenabled WHEN 'D' THEN 'DISABLED' WHEN 'O' THEN 'ORIGIN' WHEN 'R' THEN 'REPLICA' WHEN 'A' THEN 'ALWAYS' END AS enabled_mode,
   (string_to_array(encode(t.tgargs, 'escape'), '\000'))[:t.tgnargs] AS function_args,
-  it.trigger_name AS name,
-  it.event_object_table AS table,
-  it.event_object_schema AS schema,
-  it.action_condition AS condition,
-  it.action_orientation AS orientation,
-  it.action_timing AS activation,
+  it.trigger_name::text AS name,
+  it.event_object_table::text AS table,
+  it.event_object_schema::text AS schema,
+  it.action_condition::text AS condition,
+  it.action_orientation::text AS orientation,
+  it.action_timing::text AS activation,
   array_agg(it.event_manipulation::text ORDER BY it.action_order, CASE it.event_manipulation WHEN 'INSERT' THEN 1 WHEN 'DELETE' THEN 2 ELSE 3 END) AS events,
   p.proname AS function_name,
   pn.nspname AS function_schema
@@ -382,14 +418,13 @@ GROUP BY t.oid, t.tgrelid, t.tgenabled, t.tgargs, t.tgnargs, it.trigger_name, it
 ORDER BY t.oid LIMIT $3 OFFSET $4"#,
         schema = schema_filter("n.nspname"),
         ids = id_filter("t.oid"),
-    );
-    json_array(&rows, "r.id")
+    )
 }
 
 /// `GET /types` (base, enum, domain, range and composite types); `$6`:
 /// include array types.
 pub(crate) fn types() -> String {
-    let rows = format!(
+    format!(
         r#"SELECT
   t.oid::int8 AS id,
   t.typname AS name,
@@ -411,13 +446,12 @@ WHERE (t.typrelid = 0 OR (SELECT tc.relkind = 'c' FROM pg_class tc WHERE tc.oid 
 ORDER BY t.oid LIMIT $3 OFFSET $4"#,
         schema = schema_filter("n.nspname"),
         ids = id_filter("t.oid"),
-    );
-    json_array(&rows, "r.id")
+    )
 }
 
 /// `GET /publications`.
 pub(crate) fn publications() -> String {
-    let rows = format!(
+    format!(
         r#"SELECT
   p.oid::int8 AS id,
   p.pubname AS name,
@@ -437,13 +471,12 @@ FROM pg_publication p
 WHERE {ids}
 ORDER BY p.oid LIMIT $3 OFFSET $4"#,
         ids = id_filter("p.oid"),
-    );
-    json_array(&rows, "r.id")
+    )
 }
 
 /// `GET /table-privileges`.
 pub(crate) fn table_privileges() -> String {
-    let rows = format!(
+    format!(
         r#"SELECT
   c.oid::int8 AS relation_id,
   nc.nspname AS schema,
@@ -451,7 +484,7 @@ pub(crate) fn table_privileges() -> String {
   CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized_view'
     WHEN 'f' THEN 'foreign_table' WHEN 'p' THEN 'partitioned_table' END AS kind,
   coalesce((
-    SELECT jsonb_agg(jsonb_build_object(
+    SELECT json_agg(json_build_object(
       'grantor', gr.rolname,
       'grantee', CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE ge.rolname END,
       'privilege_type', acl.privilege_type,
@@ -474,21 +507,20 @@ WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p')
 ORDER BY c.oid LIMIT $3 OFFSET $4"#,
         schema = schema_filter("nc.nspname"),
         ids = id_filter("c.oid"),
-    );
-    json_array(&rows, "r.relation_id")
+    )
 }
 
 /// `GET /column-privileges`: what a table grant gives every column, plus
 /// the column's own grants, as `information_schema.column_privileges`
 /// computes it (materialized views included).
 pub(crate) fn column_privileges() -> String {
-    let rows = format!(
+    format!(
         r#"SELECT
   x.attrelid || '.' || x.attnum AS column_id,
   nc.nspname AS relation_schema,
   x.relname AS relation_name,
   x.attname AS column_name,
-  jsonb_agg(jsonb_build_object(
+  json_agg(json_build_object(
     'grantor', gr.rolname,
     'grantee', CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE ge.rolname END,
     'privilege_type', x.privilege_type,
@@ -519,10 +551,6 @@ GROUP BY x.attrelid, x.attnum, nc.nspname, x.relname, x.attname
 ORDER BY x.attrelid, x.attnum LIMIT $3 OFFSET $4"#,
         schema = schema_filter("nc.nspname"),
         ids = id_filter("x.attrelid || '.' || x.attnum"),
-    );
-    json_array(
-        &rows,
-        "split_part(r.column_id, '.', 1)::oid, split_part(r.column_id, '.', 2)::int",
     )
 }
 
@@ -531,7 +559,7 @@ ORDER BY x.attrelid, x.attnum LIMIT $3 OFFSET $4"#,
 /// postgres-meta pairs them (an index none of whose numbers match is not
 /// listed there either).
 pub(crate) fn indexes() -> String {
-    let rows = format!(
+    format!(
         r#"SELECT
   i.indexrelid::int8 AS id,
   i.indrelid::int8 AS table_id,
@@ -574,29 +602,28 @@ WHERE attrs.list IS NOT NULL AND {schema} AND {ids}
 ORDER BY i.indexrelid LIMIT $3 OFFSET $4"#,
         schema = schema_filter("n.nspname"),
         ids = id_filter("i.indexrelid"),
-    );
-    json_array(&rows, "r.id")
+    )
 }
 
 /// `GET /config`: every server setting, by category then name.
 pub(crate) fn config() -> String {
-    let rows = r#"SELECT
+    r#"SELECT
   s.name, s.setting, s.category,
   trim(split_part(s.category, '/', 1)) AS group,
   trim(split_part(s.category, '/', 2)) AS subgroup,
   s.unit, s.short_desc, s.extra_desc, s.context, s.vartype, s.source, s.min_val, s.max_val,
   s.enumvals, s.boot_val, s.reset_val, s.sourcefile, s.sourceline, s.pending_restart
 FROM pg_settings s
-ORDER BY s.category, s.name LIMIT $3 OFFSET $4"#;
-    json_array(rows, "r.category, r.name")
+ORDER BY s.category, s.name LIMIT $3 OFFSET $4"#
+        .to_owned()
 }
 
 /// `GET /config/version`: one object.
 pub(crate) fn version() -> String {
-    let rows = r#"SELECT
+    r#"SELECT
   version() AS version,
   current_setting('server_version_num')::int8 AS version_number,
   (SELECT count(*) FROM pg_stat_activity) AS active_connections,
-  current_setting('max_connections')::int8 AS max_connections"#;
-    json_array(rows, "1")
+  current_setting('max_connections')::int8 AS max_connections"#
+        .to_owned()
 }

@@ -11,6 +11,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::catalog::{self, Relation};
+use crate::encode;
 use crate::{Endpoint, Error, Params};
 
 /// Finds how to log in to a project's database with the rights
@@ -153,16 +154,35 @@ impl Meta {
         endpoint: Endpoint,
         params: &Params,
     ) -> Result<String, Error> {
+        let relation = match endpoint {
+            Endpoint::Tables => Some(Relation::Tables),
+            Endpoint::Views => Some(Relation::Views),
+            Endpoint::MaterializedViews => Some(Relation::MaterializedViews),
+            Endpoint::ForeignTables => Some(Relation::ForeignTables),
+            _ => None,
+        };
+        if let Some(kind) = relation {
+            let (sql, children) = catalog::relations(kind, params.include_columns);
+            // The relations on one connection, what nests in them on the
+            // other, at once.
+            let nested = async {
+                let mut groups = Vec::with_capacity(children.len());
+                for child in &children {
+                    let rows = self.query(project, &child.sql, params).await?;
+                    groups.push(encode::group_by(&rows, child.key, child.keep_key)?);
+                }
+                Ok::<_, Error>(groups)
+            };
+            let (relations, groups) = tokio::try_join!(self.query(project, &sql, params), nested)?;
+            let fields: Vec<_> = children
+                .iter()
+                .map(|c| c.field)
+                .zip(groups.iter())
+                .collect();
+            return encode::with_children(&relations, &fields);
+        }
         let sql = match endpoint {
             Endpoint::Schemas => catalog::schemas(),
-            Endpoint::Tables => catalog::relations(Relation::Tables, params.include_columns),
-            Endpoint::Views => catalog::relations(Relation::Views, params.include_columns),
-            Endpoint::MaterializedViews => {
-                catalog::relations(Relation::MaterializedViews, params.include_columns)
-            }
-            Endpoint::ForeignTables => {
-                catalog::relations(Relation::ForeignTables, params.include_columns)
-            }
             Endpoint::Columns => catalog::columns(params.by_table),
             Endpoint::Extensions => catalog::extensions(),
             Endpoint::Functions => catalog::functions(),
@@ -175,8 +195,18 @@ impl Meta {
             Endpoint::ColumnPrivileges => catalog::column_privileges(),
             Endpoint::Indexes => catalog::indexes(),
             Endpoint::Config => catalog::config(),
-            Endpoint::Version => catalog::version(),
+            _ => catalog::version(),
         };
+        encode::rows(&self.query(project, &sql, params).await?)
+    }
+
+    /// Runs one catalog statement with the request's bound values.
+    async fn query(
+        &self,
+        project: &ProjectRef,
+        sql: &str,
+        params: &Params,
+    ) -> Result<Vec<tokio_postgres::Row>, Error> {
         let client = self.client(project).await?;
         let args: [(&(dyn ToSql + Sync), Type); 6] = [
             (&params.included, Type::TEXT_ARRAY),
@@ -186,12 +216,10 @@ impl Meta {
             (&params.ids, Type::TEXT_ARRAY),
             (&params.flag, Type::BOOL),
         ];
-        let rows = client
-            .query_typed(&sql, &args)
+        client
+            .query_typed(sql, &args)
             .await
-            .map_err(|e| Error::from_pg(&e))?;
-        let text: Option<String> = rows.first().and_then(|r| r.get(0));
-        text.ok_or_else(|| Error::Internal("a catalog query returned no row".into()))
+            .map_err(|e| Error::from_pg(&e))
     }
 
     /// The first object a lookup finds, or `None`.

@@ -15,6 +15,7 @@
 
 mod api;
 mod catalog;
+mod encode;
 mod engine;
 mod error;
 mod request;

@@ -85,6 +85,11 @@ fn prepare(path: &str, mut body: Value) -> Value {
 fn differences(path: &str, left: &Value, right: &Value, out: &mut Vec<String>) {
     match (left, right) {
         (Value::Object(a), Value::Object(b)) => {
+            // Same fields in the same order (both parsers keep it).
+            let (ka, kb): (Vec<_>, Vec<_>) = (a.keys().collect(), b.keys().collect());
+            if ka != kb && ka.len() == kb.len() {
+                out.push(format!("{path}: fields in another order: {ka:?} vs {kb:?}"));
+            }
             for (k, va) in a {
                 match b.get(k) {
                     Some(vb) => differences(&format!("{path}.{k}"), va, vb, out),
