@@ -330,9 +330,8 @@ ORDER BY p.oid LIMIT $3 OFFSET $4"#,
     )
 }
 
-/// `GET /roles`; `$6`: include the predefined `pg_*` roles. `$5` holds ids,
-/// or names with `by_name`.
-pub(crate) fn roles(by_name: bool) -> String {
+/// `GET /roles`; `$6`: include the predefined `pg_*` roles.
+pub(crate) fn roles() -> String {
     format!(
         r#"SELECT
   r.oid::int8 AS id,
@@ -355,7 +354,7 @@ pub(crate) fn roles(by_name: bool) -> String {
 FROM pg_roles r
 WHERE {ids} AND ($6 OR NOT starts_with(r.rolname, 'pg_'))
 ORDER BY r.oid LIMIT $3 OFFSET $4"#,
-        ids = id_filter(if by_name { "r.rolname" } else { "r.oid" }),
+        ids = id_filter("r.oid"),
     )
 }
 

@@ -186,7 +186,7 @@ impl Meta {
             Endpoint::Columns => catalog::columns(params.by_table),
             Endpoint::Extensions => catalog::extensions(),
             Endpoint::Functions => catalog::functions(),
-            Endpoint::Roles => catalog::roles(params.by_name),
+            Endpoint::Roles => catalog::roles(),
             Endpoint::Policies => catalog::policies(),
             Endpoint::Triggers => catalog::triggers(),
             Endpoint::Types => catalog::types(),

@@ -168,8 +168,6 @@ pub struct Params {
     pub include_columns: bool,
     /// `$5` holds table ids (`/columns/{table_id}`).
     pub by_table: bool,
-    /// `$5` holds names (roles).
-    pub by_name: bool,
 }
 
 impl Params {
@@ -201,7 +199,6 @@ impl Params {
             include_columns: boolean(query, "include_columns")?
                 .unwrap_or(endpoint.columns_by_default()),
             by_table: false,
-            by_name: false,
         })
     }
 

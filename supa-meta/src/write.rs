@@ -120,6 +120,18 @@ impl Meta {
         Ok(row.and_then(|r| r.get::<_, Option<String>>(0)))
     }
 
+    /// Runs `ddl`, finds what it made with `locate`, and reads it back.
+    async fn made(
+        &self,
+        project: &ProjectRef,
+        ddl: &Ddl,
+        endpoint: Endpoint,
+        locate: (&str, &[&str]),
+    ) -> Result<Value, Error> {
+        let id = self.apply(project, ddl, Some(locate)).await?;
+        self.read_back(project, endpoint, id).await
+    }
+
     async fn read_back(
         &self,
         project: &ProjectRef,
@@ -127,9 +139,7 @@ impl Meta {
         id: Option<String>,
     ) -> Result<Value, Error> {
         let id = id.ok_or_else(|| Error::Internal("a created object was not found".into()))?;
-        let mut params = Params::lookup(&id);
-        params.by_name = endpoint == Endpoint::Roles && id.parse::<u32>().is_err();
-        self.first(project, endpoint, &params)
+        self.first(project, endpoint, &Params::lookup(&id))
             .await?
             .ok_or_else(|| Error::Internal(format!("{} {id} vanished", endpoint.path())))
     }
@@ -358,17 +368,16 @@ impl Meta {
             // (a role a Supa worker need not have).
             None => ddl.push("CREATE SCHEMA %I", &[&b.name]),
         }
-        let id = self
-            .apply(
-                project,
-                &ddl,
-                Some((
-                    "SELECT oid::text FROM pg_namespace WHERE nspname = $1",
-                    &[&b.name],
-                )),
-            )
-            .await?;
-        self.read_back(project, Endpoint::Schemas, id).await
+        self.made(
+            project,
+            &ddl,
+            Endpoint::Schemas,
+            (
+                "SELECT oid::text FROM pg_namespace WHERE nspname = $1",
+                &[&b.name],
+            ),
+        )
+        .await
     }
 
     async fn create_table(&self, project: &ProjectRef, b: NewTable) -> Result<Value, Error> {
@@ -378,10 +387,13 @@ impl Meta {
         if let Some(comment) = &b.comment {
             ddl.push("COMMENT ON TABLE %I.%I IS %L", &[schema, &b.name, comment]);
         }
-        let id = self
-            .apply(project, &ddl, Some((LOCATE_RELATION, &[schema, &b.name])))
-            .await?;
-        self.read_back(project, Endpoint::Tables, id).await
+        self.made(
+            project,
+            &ddl,
+            Endpoint::Tables,
+            (LOCATE_RELATION, &[schema, &b.name]),
+        )
+        .await
     }
 
     async fn create_column(&self, project: &ProjectRef, b: NewColumn) -> Result<Value, Error> {
@@ -435,17 +447,11 @@ impl Meta {
             );
         }
         let table_id = b.table_id.to_string();
-        let id = self
-            .apply(
-                project,
-                &ddl,
-                Some((
+        self.made(project, &ddl, Endpoint::Columns, (
                     "SELECT attrelid || '.' || attnum FROM pg_attribute WHERE attrelid = $1::text::oid AND attname = $2 AND NOT attisdropped",
                     &[&table_id, &b.name],
-                )),
-            )
-            .await?;
-        self.read_back(project, Endpoint::Columns, id).await
+                ))
+            .await
     }
 
     async fn create_extension(
@@ -479,18 +485,17 @@ impl Meta {
         function_ddl(&mut ddl, false, &schema, &b)?;
         // Arguments may carry names and defaults, which regprocedure does
         // not parse; the function just made is the newest of its name.
-        let id = self
-            .apply(
-                project,
-                &ddl,
-                Some((
-                    "SELECT p.oid::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        self.made(
+            project,
+            &ddl,
+            Endpoint::Functions,
+            (
+                "SELECT p.oid::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
                      WHERE n.nspname = $1 AND p.proname = $2 ORDER BY p.oid DESC LIMIT 1",
-                    &[&schema, &b.name],
-                )),
-            )
-            .await?;
-        self.read_back(project, Endpoint::Functions, id).await
+                &[&schema, &b.name],
+            ),
+        )
+        .await
     }
 
     async fn create_policy(&self, project: &ProjectRef, b: NewPolicy) -> Result<Value, Error> {
@@ -520,18 +525,17 @@ impl Meta {
         }
         let mut ddl = Ddl::default();
         ddl.push(&template, &args);
-        let id = self
-            .apply(
-                project,
-                &ddl,
-                Some((
-                    "SELECT p.oid::text FROM pg_policy p WHERE p.polname = $3
+        self.made(
+            project,
+            &ddl,
+            Endpoint::Policies,
+            (
+                "SELECT p.oid::text FROM pg_policy p WHERE p.polname = $3
                        AND p.polrelid = to_regclass(format('%I.%I', $1::text, $2::text))",
-                    &[schema, &b.table, &b.name],
-                )),
-            )
-            .await?;
-        self.read_back(project, Endpoint::Policies, id).await
+                &[schema, &b.table, &b.name],
+            ),
+        )
+        .await
     }
 
     async fn create_trigger(&self, project: &ProjectRef, b: NewTrigger) -> Result<Value, Error> {
@@ -570,18 +574,17 @@ impl Meta {
         args.extend(b.function_args.iter().map(String::as_str));
         let mut ddl = Ddl::default();
         ddl.push(&template, &args);
-        let id = self
-            .apply(
-                project,
-                &ddl,
-                Some((
-                    "SELECT t.oid::text FROM pg_trigger t WHERE t.tgname = $3
+        self.made(
+            project,
+            &ddl,
+            Endpoint::Triggers,
+            (
+                "SELECT t.oid::text FROM pg_trigger t WHERE t.tgname = $3
                        AND t.tgrelid = to_regclass(format('%I.%I', $1::text, $2::text))",
-                    &[schema, &b.table, &b.name],
-                )),
-            )
-            .await?;
-        self.read_back(project, Endpoint::Triggers, id).await
+                &[schema, &b.table, &b.name],
+            ),
+        )
+        .await
     }
 
     async fn create_publication(
@@ -607,17 +610,16 @@ impl Meta {
             &template,
             &args.iter().map(String::as_str).collect::<Vec<_>>(),
         );
-        let id = self
-            .apply(
-                project,
-                &ddl,
-                Some((
-                    "SELECT oid::text FROM pg_publication WHERE pubname = $1",
-                    &[&b.name],
-                )),
-            )
-            .await?;
-        self.read_back(project, Endpoint::Publications, id).await
+        self.made(
+            project,
+            &ddl,
+            Endpoint::Publications,
+            (
+                "SELECT oid::text FROM pg_publication WHERE pubname = $1",
+                &[&b.name],
+            ),
+        )
+        .await
     }
 
     async fn create_role(&self, project: &ProjectRef, b: NewRole) -> Result<Value, Error> {
@@ -663,17 +665,16 @@ impl Meta {
                 role_setting(&mut ddl, &b.name, k, v);
             }
         }
-        let id = self
-            .apply(
-                project,
-                &ddl,
-                Some((
-                    "SELECT oid::text FROM pg_roles WHERE rolname = $1",
-                    &[&b.name],
-                )),
-            )
-            .await?;
-        self.read_back(project, Endpoint::Roles, id).await
+        self.made(
+            project,
+            &ddl,
+            Endpoint::Roles,
+            (
+                "SELECT oid::text FROM pg_roles WHERE rolname = $1",
+                &[&b.name],
+            ),
+        )
+        .await
     }
 
     /// `POST` (grant) or `DELETE` (revoke) of table or column privileges;

@@ -423,14 +423,20 @@ struct QueryBody {
     query: String,
 }
 
+/// The rows of the last statement of a SQL endpoint call.
+async fn query_rows(tenant: &Tenant, r: &str, body: &QueryBody) -> ApiResult<Vec<Value>> {
+    Ok(tenant
+        .run_sql(&project_ref(r)?, &body.query, DEFAULT_STATEMENT_TIMEOUT)
+        .await?)
+}
+
+/// Supabase's `POST .../database/query`: the rows with a 201.
 async fn run_query(
     State(tenant): State<Tenant>,
     Path(r): Path<String>,
     JsonBody(body): JsonBody<QueryBody>,
 ) -> ApiResult<Response> {
-    let rows = tenant
-        .run_sql(&project_ref(&r)?, &body.query, DEFAULT_STATEMENT_TIMEOUT)
-        .await?;
+    let rows = query_rows(&tenant, &r, &body).await?;
     Ok((StatusCode::CREATED, Json(rows)).into_response())
 }
 
@@ -458,10 +464,7 @@ async fn run_query_ok(
     Path(r): Path<String>,
     JsonBody(body): JsonBody<QueryBody>,
 ) -> ApiResult<Response> {
-    let rows = tenant
-        .run_sql(&project_ref(&r)?, &body.query, DEFAULT_STATEMENT_TIMEOUT)
-        .await?;
-    Ok(Json(rows).into_response())
+    Ok(Json(query_rows(&tenant, &r, &body).await?).into_response())
 }
 
 /// The Studio API's key list: the publishable key named `anon` and the
