@@ -231,10 +231,12 @@ fn init_cluster(
 pub const FALLBACK_CLUSTERS: &str = "/var/lib/supa/clusters";
 
 /// Where the cluster of `data_dir` lives when we run as root: the data dir
-/// itself when the `postgres` user can reach it, else a directory of its
-/// own under [`FALLBACK_CLUSTERS`].
+/// itself when the `postgres` user can reach its parent, else a directory
+/// of its own under [`FALLBACK_CLUSTERS`].
 fn reachable_cluster_dir(data_dir: &Path) -> Result<PathBuf, Error> {
-    if postgres_can_enter(data_dir) {
+    // The data dir itself is handed to `postgres` when the cluster is made;
+    // what matters is whether that user can get to it.
+    if postgres_can_enter(data_dir.parent().unwrap_or(data_dir)) {
         return Ok(data_dir.to_owned());
     }
     use sha2::Digest as _;
