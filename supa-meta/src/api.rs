@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -33,11 +33,12 @@ pub async fn serve(router: Router, project: ProjectRef, mut request: Request) ->
     }
 }
 
-async fn handle(
-    State(meta): State<Meta>,
-    Query(query): Query<HashMap<String, String>>,
-    request: Request,
-) -> Response {
+async fn handle(State(meta): State<Meta>, RawQuery(raw): RawQuery, request: Request) -> Response {
+    // Read leniently (as postgres-meta's server does): a malformed escape
+    // stays as it is and fails the parameter's own check, if any.
+    let query: HashMap<String, String> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
     let Some(project) = request.extensions().get::<ProjectRef>().copied() else {
         return failure(&Error::Internal(
             "no project in the request's extensions".into(),

@@ -395,4 +395,15 @@ async fn writes_round_trip_and_read_back_the_same_through_both() {
     );
     let (s, _) = send(&ours, Method::POST, "/types", json!({"name": "x"})).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    for path in [
+        "/tables?limit=%ZZ",
+        "/tables?included_schemas=%FF%FE",
+        "/tables?&&=&limit",
+    ] {
+        let (s, v) = get_supa(&ours, path).await;
+        assert!(
+            s == StatusCode::OK || s == StatusCode::BAD_REQUEST,
+            "{path}: {s} {v}"
+        );
+    }
 }
