@@ -96,6 +96,9 @@ def test_pg_meta_through_a_standalone_gateway(platform, gateways):
         assert refused.status_code == 401
         missing = httpx.get(f"{url}/project/{ref}/pg/nope", headers={"apikey": project["secret_key"]}, timeout=10)
         assert missing.status_code == 404
+        rows = httpx.post(f"{url}/project/{ref}/pg/query", json={"query": "select id from t"},
+                          headers={"apikey": project["secret_key"]}, timeout=10)
+        assert (rows.status_code, rows.json()) == (200, [{"id": 1}])
 
 
 def test_requests_keep_flowing_while_redis_is_down(platform, gateways, redis_server):

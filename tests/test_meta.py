@@ -87,6 +87,18 @@ def test_pg_through_the_gateway_needs_a_secret_key(platform, project):
     bad = httpx.get(url, params={"limit": "x"}, headers={"apikey": project["secret_key"]})
     assert bad.status_code == 400
 
+    # Studio's SQL editor goes through `/pg/query`.
+    query = f"{project['url']}/pg/query"
+    rows = httpx.post(query, json={"query": "select count(*)::int as n from public.books"},
+                      headers={"apikey": project["secret_key"]})
+    assert (rows.status_code, rows.json()) == (200, [{"n": 1}])
+    failed = httpx.post(query, json={"query": "selec 1"}, headers={"apikey": project["secret_key"]})
+    assert failed.status_code == 400
+    assert "syntax error" in failed.json()["error"]
+    assert httpx.post(query, content=b"{", headers={"apikey": project["secret_key"]}).status_code == 400
+    refused = httpx.post(query, json={"query": "select 1"}, headers={"apikey": project["publishable_key"]})
+    assert refused.status_code == 401
+
 
 def test_admin_token_of_nothing_and_unknown_refs(platform, project):
     ref = project["ref"]

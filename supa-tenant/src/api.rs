@@ -90,7 +90,8 @@ pub fn router_with_meta(tenant: Tenant, tokens: ApiTokens, meta: supa_meta::Meta
     let internal = Router::new()
         .route("/projects/{ref}/config", get(project_config))
         .route("/keys/{sha256}", get(lookup_key))
-        // Gateways serve `/pg` through this, holding no admin login.
+        // Gateways serve `/pg` through these, holding no admin login.
+        .route("/projects/{ref}/pg/query", post(run_query_ok))
         .route("/projects/{ref}/pg/{*endpoint}", any(pg_meta));
     // The paths Studio itself calls for a project's metadata and SQL.
     let pg_meta = Router::new()
@@ -119,6 +120,33 @@ pub fn router_with_meta(tenant: Tenant, tokens: ApiTokens, meta: supa_meta::Meta
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(meta))
         .with_state(tenant)
+}
+
+/// postgres-meta's whole API for a gateway's `/pg`: supa-meta's endpoints,
+/// and `POST /query` (Studio's SQL editor) through the SQL endpoint, rows
+/// with a 200. The project comes from the request's extensions, as for
+/// [`supa_meta::router`].
+pub fn pg_service(tenant: Tenant, meta: supa_meta::Meta) -> Router {
+    Router::new()
+        .route("/query", post(pg_query))
+        .fallback_service(supa_meta::router(meta))
+        .with_state(tenant)
+}
+
+/// `POST /query` as postgres-meta answers it: the rows, or `{"error"}`.
+async fn pg_query(
+    State(tenant): State<Tenant>,
+    Extension(project): Extension<ProjectRef>,
+    body: Result<JsonBody<QueryBody>, ApiError>,
+) -> Response {
+    let rows = match body {
+        Ok(JsonBody(body)) => query_rows(&tenant, project.as_str(), &body).await,
+        Err(e) => Err(e),
+    };
+    match rows {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => (e.status, Json(json!({ "error": e.message }))).into_response(),
+    }
 }
 
 /// How long a project's metadata pool stays open without requests.

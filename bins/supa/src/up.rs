@@ -54,7 +54,10 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
             },
             metrics.clone(),
         )
-        .mount("/pg", supa_meta::router(plane.meta().clone())),
+        .mount(
+            "/pg",
+            supa_tenant::api::pg_service(plane.tenant.clone(), plane.meta().clone()),
+        ),
     );
     // Revocations and deletions reach this gateway's caches at once.
     let hook = gateway.clone();
