@@ -163,21 +163,24 @@ impl Meta {
         };
         if let Some(kind) = relation {
             let (sql, children) = catalog::relations(kind, params.include_columns);
-            // The relations on one connection, what nests in them on the
-            // other, at once.
-            let nested = async {
-                let mut groups = Vec::with_capacity(children.len());
-                for child in &children {
+            // All statements at once, taking the pool's two connections as
+            // they free up; the columns, the longest, ask first.
+            let mut order: Vec<usize> = (0..children.len()).collect();
+            order.sort_by_key(|&i| children[i].field != "columns");
+            let children = &children;
+            let nested =
+                futures_util::future::try_join_all(order.into_iter().map(|i| async move {
+                    let child = &children[i];
                     let rows = self.query(project, &child.sql, params).await?;
-                    groups.push(encode::group_by(&rows, child.key, child.keep_key)?);
-                }
-                Ok::<_, Error>(groups)
-            };
-            let (relations, groups) = tokio::try_join!(self.query(project, &sql, params), nested)?;
+                    Ok::<_, Error>((i, encode::group_by(&rows, child.key, child.keep_key)?))
+                }));
+            let (relations, mut groups) =
+                tokio::try_join!(self.query(project, &sql, params), nested)?;
+            groups.sort_by_key(|(i, _)| *i);
             let fields: Vec<_> = children
                 .iter()
                 .map(|c| c.field)
-                .zip(groups.iter())
+                .zip(groups.iter().map(|(_, g)| g))
                 .collect();
             return encode::with_children(&relations, &fields);
         }
