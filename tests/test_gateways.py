@@ -99,6 +99,10 @@ def test_pg_meta_through_a_standalone_gateway(platform, gateways):
         rows = httpx.post(f"{url}/project/{ref}/pg/query", json={"query": "select id from t"},
                           headers={"apikey": project["secret_key"]}, timeout=10)
         assert (rows.status_code, rows.json()) == (200, [{"id": 1}])
+        failed = httpx.post(f"{url}/project/{ref}/pg/query", json={"query": "selec 1"},
+                            headers={"apikey": project["secret_key"]}, timeout=10)
+        assert failed.status_code == 400
+        assert "syntax error" in failed.json()["error"]
 
 
 def test_requests_keep_flowing_while_redis_is_down(platform, gateways, redis_server):

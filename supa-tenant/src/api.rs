@@ -78,7 +78,7 @@ pub fn router(tenant: Tenant, tokens: ApiTokens) -> Router {
 pub fn router_with_meta(tenant: Tenant, tokens: ApiTokens, meta: supa_meta::Meta) -> Router {
     let admin = Arc::new(TokenCheck::new(&tokens.admin));
     let service = Arc::new(TokenCheck::new(&tokens.service));
-    let meta = MetaRouter(supa_meta::router(meta));
+    let meta = MetaRouter(pg_service(tenant.clone(), meta));
 
     let workers = Router::new()
         .route("/projects/{ref}", axum::routing::patch(patch_project))
@@ -90,13 +90,10 @@ pub fn router_with_meta(tenant: Tenant, tokens: ApiTokens, meta: supa_meta::Meta
     let internal = Router::new()
         .route("/projects/{ref}/config", get(project_config))
         .route("/keys/{sha256}", get(lookup_key))
-        // Gateways serve `/pg` through these, holding no admin login.
-        .route("/projects/{ref}/pg/query", post(run_query_ok))
+        // Gateways serve `/pg` through this, holding no admin login.
         .route("/projects/{ref}/pg/{*endpoint}", any(pg_meta));
     // The paths Studio itself calls for a project's metadata and SQL.
-    let pg_meta = Router::new()
-        .route("/{ref}/query", post(run_query_ok))
-        .route("/{ref}/{*endpoint}", any(pg_meta));
+    let pg_meta = Router::new().route("/{ref}/{*endpoint}", any(pg_meta));
 
     let guarded_by =
         |check: &Arc<TokenCheck>| middleware::from_fn_with_state(check.clone(), require_token);
@@ -152,7 +149,7 @@ async fn pg_query(
 /// How long a project's metadata pool stays open without requests.
 const META_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// supa-meta's router, shared by every mount point.
+/// postgres-meta's API ([`pg_service`]), shared by every mount point.
 #[derive(Clone)]
 struct MetaRouter(Router);
 
@@ -514,7 +511,7 @@ async fn list_keys_studio(
 }
 
 /// postgres-meta's endpoints for a project: the rest of the path goes to
-/// supa-meta as its own path.
+/// [`pg_service`] as its own path.
 async fn pg_meta(
     Extension(MetaRouter(meta)): Extension<MetaRouter>,
     Path(params): Path<HashMap<String, String>>,

@@ -657,6 +657,16 @@ async fn postgres_meta_is_served_at_every_mount_point() {
     )
     .await;
     assert_eq!((s, rows), (StatusCode::OK, json!([{"n": 0}])));
+    // Its errors are postgres-meta's shape, as on every path of the family.
+    let (s, v) = admin(
+        &app,
+        Method::POST,
+        &format!("/api/platform/pg-meta/{r}/query"),
+        Some(json!({"query": "selec 1"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("syntax error"), "{v}");
 }
 
 #[tokio::test]
