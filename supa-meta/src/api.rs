@@ -118,8 +118,8 @@ async fn write(
     };
     let cascade = query.get("cascade").is_some_and(|v| v == "true");
     let answer = match (method.as_str(), segments.as_slice(), privileges) {
-        ("POST", [_], true) => changes(&bytes).map(|c| (c, true)),
-        ("DELETE", [_], true) => changes(&bytes).map(|c| (c, false)),
+        ("POST", [_], true) => crate::write::body(&bytes).map(|c| (c, true)),
+        ("DELETE", [_], true) => crate::write::body(&bytes).map(|c| (c, false)),
         ("POST", [_], false) => {
             return Some(meta.create(project, endpoint, &bytes).await.map(object));
         }
@@ -142,10 +142,6 @@ async fn write(
             .map(object),
         Err(e) => Err(e),
     })
-}
-
-fn changes(bytes: &[u8]) -> Result<Vec<crate::PrivilegeChange>, Error> {
-    serde_json::from_slice(bytes).map_err(|e| Error::BadRequest(format!("body: {e}")))
 }
 
 fn object(value: serde_json::Value) -> Response {

@@ -58,7 +58,8 @@ fn keyword<'a>(field: &str, value: &'a str, allowed: &[&str]) -> Result<&'a str,
     }
 }
 
-fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+/// A JSON request body, or a 400 saying what is wrong with it.
+pub(crate) fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::BadRequest("body must be a JSON object".into()));
     }

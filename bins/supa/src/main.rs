@@ -94,25 +94,23 @@ pub(crate) struct Urls {
 }
 
 impl ApiArgs {
-    fn recorded(&self) -> Option<Urls> {
-        let text = std::fs::read_to_string(self.data_dir.join(URLS_FILE)).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
-    /// The Management API's URL: the flag, else what `supa up` recorded.
-    fn api_url(&self) -> String {
-        self.api_url
-            .clone()
-            .or_else(|| self.recorded().map(|u| u.api_url))
-            .unwrap_or_else(|| "http://127.0.0.1:8001".into())
-    }
-
-    /// The gateway's URL: the flag, else what `supa up` recorded.
-    fn gateway_url(&self) -> String {
-        self.gateway_url
-            .clone()
-            .or_else(|| self.recorded().map(|u| u.gateway_url))
-            .unwrap_or_else(|| "http://127.0.0.1:8000".into())
+    /// The Management API's and the gateway's URLs: the flags, else what
+    /// `supa up` recorded, else the defaults.
+    fn urls(&self) -> Urls {
+        let recorded: Option<Urls> = std::fs::read_to_string(self.data_dir.join(URLS_FILE))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
+        let (api, gateway) = match recorded {
+            Some(u) => (u.api_url, u.gateway_url),
+            None => (
+                "http://127.0.0.1:8001".into(),
+                "http://127.0.0.1:8000".into(),
+            ),
+        };
+        Urls {
+            api_url: self.api_url.clone().unwrap_or(api),
+            gateway_url: self.gateway_url.clone().unwrap_or(gateway),
+        }
     }
 }
 

@@ -40,10 +40,11 @@ impl Remote {
                     .to_owned()
             }
         };
+        let urls = args.urls();
         Ok(Self {
-            client: ManagementClient::new(&args.api_url(), Secret::new(token))?,
+            client: ManagementClient::new(&urls.api_url, Secret::new(token))?,
             json: args.json,
-            gateway_url: args.gateway_url().trim_end_matches('/').to_owned(),
+            gateway_url: urls.gateway_url.trim_end_matches('/').to_owned(),
         })
     }
 
