@@ -713,7 +713,16 @@ impl Tenant {
         project_ref: &ProjectRef,
         patch: PostgrestPatch,
     ) -> Result<PostgrestSettings, Error> {
-        let mut settings = self.postgrest_settings(project_ref).await?;
+        // The row stays locked from read to write, so two PATCHes of
+        // different fields both take effect.
+        let mut tx = self.db.begin().await?;
+        let current: sqlx::types::Json<PostgrestSettings> =
+            sqlx::query_scalar("SELECT postgrest FROM projects WHERE ref = $1 FOR UPDATE")
+                .bind(project_ref.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
+        let mut settings = current.0;
         if let Some(v) = patch.db_schema {
             settings.db_schema = v;
         }
@@ -733,8 +742,9 @@ impl Tenant {
         sqlx::query("UPDATE projects SET postgrest = $2, updated_at = now() WHERE ref = $1")
             .bind(project_ref.as_str())
             .bind(sqlx::types::Json(&settings))
-            .execute(&self.db)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         self.invalidate(Invalidation::Project(*project_ref));
         Ok(settings)
     }

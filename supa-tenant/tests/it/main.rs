@@ -890,3 +890,29 @@ async fn placement_strategies_spread_projects() {
     );
     assert!("random".parse::<Placement>().is_err());
 }
+
+#[tokio::test]
+async fn concurrent_settings_changes_both_take_effect() {
+    use supa_tenant::PostgrestPatch;
+    let tenant = tenant().await;
+    let r = new_project(&tenant, "settings-race").await;
+    for round in 1..=20i64 {
+        let rows = PostgrestPatch {
+            max_rows: Some(round),
+            ..PostgrestPatch::default()
+        };
+        let pool = PostgrestPatch {
+            db_pool: Some(Some(round)),
+            ..PostgrestPatch::default()
+        };
+        let (a, b) = tokio::join!(
+            tenant.update_postgrest_settings(&r, rows),
+            tenant.update_postgrest_settings(&r, pool)
+        );
+        a.unwrap();
+        b.unwrap();
+        let settings = tenant.postgrest_settings(&r).await.unwrap();
+        assert_eq!((settings.max_rows, settings.db_pool), (round, Some(round)));
+    }
+    tenant.delete_project(&r).await.unwrap();
+}
