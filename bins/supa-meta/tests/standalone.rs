@@ -21,6 +21,18 @@ fn get(port: u16, path: &str) -> (u16, serde_json::Value) {
     (status, serde_json::from_str(body).unwrap())
 }
 
+/// The database as postgres-meta's split variables name it.
+fn split_settings(database: &str) -> Vec<(&'static str, String)> {
+    let pg = supa_testkit::cluster().postgres();
+    vec![
+        ("PG_META_DB_HOST", "127.0.0.1".into()),
+        ("PG_META_DB_PORT", pg.port().to_string()),
+        ("PG_META_DB_NAME", database.into()),
+        ("PG_META_DB_USER", supa_tenant::embedded::SUPERUSER.into()),
+        ("PG_META_DB_PASSWORD", pg.password().expose().clone()),
+    ]
+}
+
 #[tokio::test]
 async fn serves_one_database_from_postgres_meta_settings() {
     let db = supa_testkit::fresh_database().await;
@@ -28,13 +40,20 @@ async fn serves_one_database_from_postgres_meta_settings() {
     conn.execute("CREATE TABLE public.widgets (id int PRIMARY KEY, label text)")
         .await
         .unwrap();
+    // The URL form, then the split variables, as the container takes them.
+    serve_and_check(vec![("PG_META_DB_URL", db.url.clone())]);
+    serve_and_check(split_settings(&db.name));
+}
+
+fn serve_and_check(settings: Vec<(&'static str, String)>) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_supa-meta"))
-        .env("PG_META_DB_URL", &db.url)
+        .env_remove("PG_META_DB_URL")
+        .envs(settings)
         .env("PG_META_HOST", "127.0.0.1")
         .env("PG_META_PORT", port.to_string())
         .stdout(Stdio::null())
