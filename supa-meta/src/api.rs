@@ -54,6 +54,12 @@ async fn handle(State(meta): State<Meta>, RawQuery(raw): RawQuery, request: Requ
     }
     let segments: Vec<&str> = path.split('/').collect();
     let answer = match segments.as_slice() {
+        ["generators", "typescript"] => meta
+            .typescript(&project, &crate::TypegenOptions::from_query(&query))
+            .await
+            .map(|types| {
+                ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], types).into_response()
+            }),
         ["config", "version"] => {
             lookup(&meta, &project, Endpoint::Version, Params::default(), "").await
         }

@@ -12,7 +12,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use crate::catalog::{self, Relation};
 use crate::encode;
-use crate::{Endpoint, Error, Params};
+use crate::{Endpoint, Error, Params, TypegenOptions};
 
 /// Finds how to log in to a project's database with the rights
 /// postgres-meta has (its owner or a superuser): the control plane
@@ -145,6 +145,29 @@ impl Meta {
             self.evict(project);
             Error::Unavailable(e.to_string())
         })
+    }
+
+    /// The project's schemas as TypeScript, the file postgres-meta's
+    /// `/generators/typescript` prints. The catalog statements share the
+    /// pool's connections: a second one is used when free now, so
+    /// concurrent calls never wait on each other.
+    pub async fn typescript(
+        &self,
+        project: &ProjectRef,
+        options: &TypegenOptions,
+    ) -> Result<String, Error> {
+        let pool = self.pool(project).await?;
+        let mut clients = vec![self.client(project).await?];
+        let now = deadpool_postgres::Timeouts {
+            wait: Some(Duration::ZERO),
+            create: Some(Duration::from_secs(10)),
+            recycle: None,
+        };
+        if let Ok(second) = pool.timeout_get(&now).await {
+            clients.push(second);
+        }
+        let clients: Vec<&tokio_postgres::Client> = clients.iter().map(|c| &***c).collect();
+        crate::typegen::typescript(&clients, options).await
     }
 
     /// The JSON text of a list endpoint.

@@ -9,7 +9,8 @@
 //! pool opened on first use and closed when idle; how to log in to a
 //! project's database comes from a [`Connector`] (the control plane
 //! implements it). [`router`] is the axum `Router` the Management API and
-//! the gateway mount.
+//! the gateway mount. [`Meta::typescript`] prints a project's TypeScript
+//! types as postgres-meta's generator does, byte for byte.
 
 #![forbid(unsafe_code)]
 
@@ -19,10 +20,12 @@ mod encode;
 mod engine;
 mod error;
 mod request;
+mod typegen;
 mod write;
 
 pub use api::{router, serve};
 pub use engine::{Connector, FixedDatabase, Meta};
 pub use error::Error;
 pub use request::{Endpoint, Params};
+pub use typegen::TypegenOptions;
 pub use write::PrivilegeChange;
