@@ -111,6 +111,50 @@ def test_admin_token_of_nothing_and_unknown_refs(platform, project):
         assert api.get(f"/api/platform/pg-meta/{ref}/no-such-endpoint").status_code == 404
 
 
+def test_typescript_types_as_supabase_gen_types_prints_them(platform, project):
+    ref = project["ref"]
+    with platform.client() as api:
+        r = api.get(f"/v1/projects/{ref}/types/typescript")
+        assert r.status_code == 200, r.text
+        types = r.json()["types"]
+        # public only, by default; the tables with their columns in name
+        # order, what may be left out on insert, the foreign key, the function.
+        assert types.startswith("export type Json =\n")
+        assert "\n  public: {\n    Tables: {\n      authors: {\n" in types
+        assert "graphql_public: {" not in types
+        assert (
+            "      books: {\n"
+            "        Row: {\n"
+            "          author_id: number | null\n"
+            "          id: number\n"
+            "          published: string | null\n"
+            "          title: string\n"
+            "        }\n"
+            "        Insert: {\n"
+            "          author_id?: number | null\n"
+            "          id?: never\n"
+        ) in types
+        assert 'referencedRelation: "authors"' in types
+        assert "book_count: { Args: Record<PropertyKey, never>; Returns: number }" in types
+        assert types.endswith("} as const\n")
+
+        both = api.get(f"/api/v1/projects/{ref}/types/typescript", params={"included_schemas": "public,graphql_public"})
+        assert both.status_code == 200
+        assert "\n  graphql_public: {\n" in both.json()["types"]
+
+        missing = api.get("/v1/projects/abcdefghijabcdefghij/types/typescript")
+        assert missing.status_code == 404
+        assert "not found" in missing.json()["message"]
+    with httpx.Client(base_url=platform.api_url, timeout=30) as anonymous:
+        assert anonymous.get(f"/v1/projects/{ref}/types/typescript").status_code == 401
+
+    # The CLI prints the same file.
+    assert platform.cli("gen", "types", ref).stdout == types
+    assert platform.cli("gen", "types", ref, "--schema", "public", "--schema", "graphql_public").stdout == both.json()["types"]
+    failed = platform.cli("gen", "types", "abcdefghijabcdefghij", check=False)
+    assert failed.returncode != 0 and "not found" in failed.stderr
+
+
 def test_table_editor_changes_reach_the_data_plane(platform, project):
     """Studio's table editor: create a table and its columns through
     pg-meta, then use it at once through the data plane."""

@@ -165,6 +165,7 @@ fn management(family: Family) -> Router<Tenant> {
         .route("/projects/{ref}/api-keys/{id}", delete(revoke_key))
         .route("/projects/{ref}/database/query", query)
         .route("/projects/{ref}/database/{*endpoint}", any(pg_meta))
+        .route("/projects/{ref}/types/typescript", get(typescript_types))
         .route(
             "/projects/{ref}/postgrest",
             get(get_postgrest).patch(patch_postgrest),
@@ -536,6 +537,44 @@ async fn pg_meta(
         .parse()
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "malformed path"))?;
     Ok(supa_meta::serve(meta, r, request).await)
+}
+
+/// Supabase's `GET /v1/projects/{ref}/types/typescript`: the project's
+/// TypeScript types as `{"types": "..."}`, for `included_schemas`
+/// (`public` when not given), printed by the metadata service's generator.
+async fn typescript_types(
+    Extension(MetaRouter(meta)): Extension<MetaRouter>,
+    Path(r): Path<String>,
+    request: Request,
+) -> ApiResult<Response> {
+    let r = project_ref(&r)?;
+    let query = request.uri().query().unwrap_or_default();
+    let named = query
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some("included_schemas"));
+    let query = match (named, query.is_empty()) {
+        (true, _) => query.to_owned(),
+        (false, true) => "included_schemas=public".to_owned(),
+        (false, false) => format!("{query}&included_schemas=public"),
+    };
+    let inner = Request::get(format!("/generators/typescript?{query}"))
+        .body(Body::empty())
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "malformed query"))?;
+    let response = supa_meta::serve(meta, r, inner).await;
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let text = String::from_utf8_lossy(&body);
+    if !status.is_success() {
+        // The metadata service's `{"error": ...}`, in this API's shape.
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| text.into_owned());
+        return Err(ApiError::new(status, message));
+    }
+    Ok(Json(json!({ "types": text })).into_response())
 }
 
 async fn list_secrets(State(tenant): State<Tenant>, Path(r): Path<String>) -> ApiResult<Response> {

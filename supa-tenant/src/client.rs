@@ -217,6 +217,30 @@ impl ManagementClient {
         self.send(Method::POST, &path, Some(&body)).await
     }
 
+    /// The project's TypeScript types for `schemas` (`public` when empty),
+    /// as `supabase gen types` prints them.
+    pub async fn typescript_types(
+        &self,
+        r: &ProjectRef,
+        schemas: &[String],
+    ) -> Result<String, Error> {
+        #[derive(serde::Deserialize)]
+        struct Types {
+            types: String,
+        }
+        let schemas = if schemas.is_empty() {
+            "public".to_owned()
+        } else {
+            schemas.join(",")
+        };
+        let encoded: String =
+            percent_encoding::utf8_percent_encode(&schemas, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        let path = format!("/v1/projects/{r}/types/typescript?included_schemas={encoded}");
+        let types: Types = self.send(Method::GET, &path, None::<&()>).await?;
+        Ok(types.types)
+    }
+
     /// Every worker.
     pub async fn list_workers(&self) -> Result<Vec<Worker>, Error> {
         self.send(Method::GET, "/admin/v1/workers", None::<&()>)

@@ -55,6 +55,26 @@ enum Command {
     /// Mint and verify the HS256 JWTs the gateway attaches to requests.
     #[command(subcommand)]
     Jwt(local::JwtCommand),
+    /// Generate code from a project's database.
+    #[command(subcommand)]
+    Gen(GenCommand),
+}
+
+#[derive(Subcommand)]
+enum GenCommand {
+    /// Print a project's TypeScript types (as `supabase gen types
+    /// typescript` does), for supabase-js's `createClient<Database>`.
+    Types {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        /// Schemas to include (repeat, or separate with commas; default
+        /// public).
+        #[arg(long = "schema", value_delimiter = ',')]
+        schemas: Vec<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 /// Where the Management API is and how to authenticate to it.
@@ -317,6 +337,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             sql,
             api,
         } => Remote::new(&api)?.sql(&project_ref, &sql).await,
+        Command::Gen(GenCommand::Types {
+            project_ref,
+            schemas,
+            api,
+        }) => Remote::new(&api)?.types(&project_ref, &schemas).await,
         Command::Jwt(_) | Command::Keys(KeysCommand::Gen(_) | KeysCommand::Check(_)) => {
             unreachable!("offline commands run without a runtime")
         }

@@ -237,6 +237,13 @@ impl Remote {
         Ok(())
     }
 
+    /// Prints the project's TypeScript types, the file as it is.
+    pub(crate) async fn types(&self, r: &ProjectRef, schemas: &[String]) -> anyhow::Result<()> {
+        let types = self.client.typescript_types(r, schemas).await?;
+        std::io::stdout().write_all(types.as_bytes())?;
+        Ok(())
+    }
+
     pub(crate) async fn sql(&self, r: &ProjectRef, sql: &str) -> anyhow::Result<()> {
         let rows = self.client.query(r, sql).await?;
         if self.json {

@@ -3,4 +3,5 @@
 
 mod differential;
 mod support;
+mod typegen;
 mod writes;

@@ -51,6 +51,17 @@ pub(crate) fn login(database: &str) -> ProjectDatabase {
     }
 }
 
+/// GET `path` from supa-meta: status and body text.
+pub(crate) async fn get_supa_text(router: &axum::Router, path: &str) -> (StatusCode, String) {
+    let request = Request::get(path).body(Body::empty()).unwrap();
+    let response = supa_meta::serve(router.clone(), project(), request).await;
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
 /// supa-meta's router over `database`.
 pub(crate) fn supa(database: &str) -> axum::Router {
     let meta = Meta::new(
@@ -63,14 +74,9 @@ pub(crate) fn supa(database: &str) -> axum::Router {
 
 /// GET `path` from supa-meta: status and JSON body.
 pub(crate) async fn get_supa(router: &axum::Router, path: &str) -> (StatusCode, Value) {
-    let request = Request::get(path).body(Body::empty()).unwrap();
-    let response = supa_meta::serve(router.clone(), project(), request).await;
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("supa-meta {path}: not JSON ({e}): {bytes:?}"));
+    let (status, text) = get_supa_text(router, path).await;
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("supa-meta {path}: not JSON ({e}): {text}"));
     (status, body)
 }
 
@@ -129,6 +135,14 @@ impl PgMeta {
 
     /// GET `path`: status and JSON body.
     pub(crate) async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let (status, body) = self.get_text(path).await;
+        let json = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("postgres-meta {path}: not JSON ({e}): {body}"));
+        (status, json)
+    }
+
+    /// GET `path`: status and body text.
+    pub(crate) async fn get_text(&self, path: &str) -> (StatusCode, String) {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
             .await
             .unwrap();
@@ -148,9 +162,7 @@ impl PgMeta {
         } else {
             body.to_owned()
         };
-        let json = serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("postgres-meta {path}: not JSON ({e}): {body}"));
-        (StatusCode::from_u16(status).unwrap(), json)
+        (StatusCode::from_u16(status).unwrap(), body)
     }
 }
 
