@@ -5,8 +5,10 @@ known to crawl.
 
 Both servers read the same private PostgreSQL cluster (initdb in a temp
 dir, as the `postgres` user when run as root). Each endpoint is asked
-BENCH_META_REQUESTS times in turn after a warm-up; the table shows p50 and
-p95 of each and the ratio of postgres-meta's p50 to supa-meta's. Uses the
+BENCH_META_REQUESTS times in turn after a warm-up (type generation
+BENCH_META_TYPEGEN_REQUESTS times, and both files must be the same byte for
+byte); the table shows p50 and p95 of each and the ratio of postgres-meta's
+p50 to supa-meta's. Uses the
 release `supa-meta` (`make bench-meta` builds it). Writes
 bench-results/meta.json. Not a test: nothing here asserts a speed.
 """
@@ -34,7 +36,10 @@ ENDPOINTS = [
     "/tables?included_schemas=public",
     "/tables?included_schemas=public&include_columns=false",
     "/columns?included_schemas=public",
+    "/generators/typescript?included_schemas=public",
 ]
+# Type generation takes seconds on postgres-meta: fewer rounds of it.
+TYPEGEN_REQUESTS = int(os.environ.get("BENCH_META_TYPEGEN_REQUESTS", "10"))
 
 
 def free_port():
@@ -83,18 +88,20 @@ def schema_sql():
 
 
 def measure(base, path):
+    rounds = TYPEGEN_REQUESTS if path.startswith("/generators/") else REQUESTS
     with httpx.Client(base_url=base, timeout=300) as client:
         for _ in range(3):
             client.get(path).raise_for_status()
         times = []
-        for _ in range(REQUESTS):
+        for _ in range(rounds):
             started = time.perf_counter()
             response = client.get(path)
             times.append((time.perf_counter() - started) * 1000)
             response.raise_for_status()
         size = len(response.content)
     times.sort()
-    return {"p50_ms": statistics.median(times), "p95_ms": times[int(len(times) * 0.95) - 1], "bytes": size}
+    return {"p50_ms": statistics.median(times), "p95_ms": times[int(len(times) * 0.95) - 1], "bytes": size,
+            "requests": rounds, "body": response.content}
 
 
 def main():
@@ -122,6 +129,9 @@ def main():
             ours = measure(servers["supa-meta"], path)
             theirs = measure(servers["postgres-meta"], path)
             ratio = theirs["p50_ms"] / ours["p50_ms"]
+            same = ours.pop("body") == theirs.pop("body")
+            if path.startswith("/generators/") and not same:
+                sys.exit(f"{path}: supa-meta's file differs from postgres-meta's")
             results["endpoints"][path] = {"supa-meta": ours, "postgres-meta": theirs, "speedup": ratio}
             print(f"{path:58} {ours['p50_ms']:8.1f}ms {ours['p95_ms']:7.1f}ms {theirs['p50_ms']:11.1f}ms "
                   f"{theirs['p95_ms']:7.1f}ms {ratio:5.1f}x")

@@ -31,25 +31,39 @@ fn primary(c: char) -> Option<u32> {
     }
 }
 
-/// The collation keys of `s`: primary weights, accents (a mark or 0 per
-/// character) and case, each compared in turn.
-fn keys(s: &str) -> (Vec<u32>, Vec<u32>, Vec<bool>) {
+/// The collation key of `s`: keys compare as their strings collate. It
+/// is the primary weights, then one accent weight per character (a mark,
+/// or 1 for none), then one case weight per character (1 lower, 2 upper),
+/// the levels separated by 0, which is below every weight.
+pub(crate) fn key(s: &str) -> Vec<u32> {
     let (mut primaries, mut accents, mut cases) = (Vec::new(), Vec::new(), Vec::new());
-    for c in s.nfd() {
+    let mut add = |c: char| {
         if is_combining_mark(c) {
-            accents.push(c as u32);
+            accents.push(c as u32 + 1);
         } else if let Some(weight) = primary(c) {
             primaries.push(weight);
-            accents.push(0);
-            cases.push(c.is_uppercase());
+            accents.push(1);
+            cases.push(if c.is_uppercase() { 2 } else { 1 });
         }
+    };
+    if s.is_ascii() {
+        s.chars().for_each(&mut add);
+    } else {
+        s.nfd().for_each(&mut add);
     }
-    (primaries, accents, cases)
+    primaries.push(0);
+    primaries.extend(accents);
+    primaries.push(0);
+    primaries.extend(cases);
+    primaries
 }
 
 /// Compares `a` and `b` as the English collator does.
 pub(crate) fn compare(a: &str, b: &str) -> Ordering {
-    keys(a).cmp(&keys(b))
+    if a == b {
+        return Ordering::Equal;
+    }
+    key(a).cmp(&key(b))
 }
 
 #[cfg(test)]

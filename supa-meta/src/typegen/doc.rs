@@ -102,7 +102,7 @@ enum Mode {
 type Command<'a> = (usize, Mode, &'a Doc);
 
 /// The display width of `s` (wide East Asian characters take two columns).
-fn width(s: &str) -> usize {
+pub(crate) fn width(s: &str) -> usize {
     if s.is_ascii() {
         s.len()
     } else {
@@ -151,8 +151,16 @@ fn fits(next: Command<'_>, rest: &[Command<'_>], mut room: isize) -> bool {
 /// Lays `doc` out in `max_width` columns.
 pub(crate) fn print(doc: &Doc, max_width: usize) -> String {
     let mut out = String::new();
-    let mut column = 0usize;
-    let mut commands: Vec<Command<'_>> = vec![(0, Mode::Break, doc)];
+    print_at(&mut out, doc, 0, max_width);
+    out
+}
+
+/// Appends `doc` laid out in `max_width` columns to `out`, starting at
+/// column `start` with lines indented by `start`, where nothing follows it
+/// on its last line (the next line break is ahead).
+pub(crate) fn print_at(out: &mut String, doc: &Doc, start: usize, max_width: usize) {
+    let mut column = start;
+    let mut commands: Vec<Command<'_>> = vec![(start, Mode::Break, doc)];
     while let Some((indentation, mode, doc)) = commands.pop() {
         match doc {
             Doc::Text(s) => {
@@ -200,7 +208,6 @@ pub(crate) fn print(doc: &Doc, max_width: usize) -> String {
             }
         }
     }
-    out
 }
 
 #[cfg(test)]

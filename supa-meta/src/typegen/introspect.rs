@@ -9,13 +9,12 @@
 //! most collections leave the system schemas out, foreign tables and
 //! materialized views do not.
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
 
-use super::collate::compare;
+use super::collate::key;
 use super::nodetree;
 use crate::Error;
 
@@ -237,35 +236,42 @@ WHERE {} AND NOT pg_is_other_temp_schema(nc.oid) AND a.attnum > 0 AND NOT a.atti
     )
 }
 
-/// Foreign keys between tables. The key's columns are read only when its
-/// schema's quoted name passes the filter (as postgres-meta reads them, so
-/// a key in a schema whose name needs quotes has no columns when schemas
-/// are asked for by name); it is one-to-one when its columns are a
-/// primary or unique key's, in the order of the table's columns.
+/// Every foreign key, with both ends' columns and what the filter says
+/// of it: `listed` (a relationship of the schemas asked for; partitions'
+/// copies are not) and `visible` (its schema's quoted name passes the
+/// filter, as postgres-meta checks it: when schemas are asked for by name,
+/// a key in a schema whose name needs quotes shows no columns, and its
+/// referenced end is not matched with views). It is one-to-one when its
+/// columns are a primary or unique key's, in the order of the table's
+/// columns.
 fn foreign_keys_sql() -> String {
-    let quoted = in_schemas("k.connamespace::regnamespace::text");
+    let names = |rel: &str, keys: &str| {
+        format!(
+            "ARRAY(SELECT a.attname::text FROM unnest(k.{keys}) WITH ORDINALITY AS u(n, o)
+    JOIN pg_attribute a ON a.attrelid = k.{rel} AND a.attnum = u.n ORDER BY u.o)"
+        )
+    };
     format!(
-        "SELECT k.conname::text, ns.nspname::text, tab.relname::text, keys.cols, rns.nspname::text,
-  other.relname::text, keys.refs,
-  EXISTS (SELECT FROM pg_constraint u
-    WHERE u.conrelid = k.conrelid AND u.connamespace = k.connamespace AND u.contype IN ('p', 'u')
-      AND {uquoted} AND u.connamespace <> 'pg_catalog'::regnamespace
+        "SELECT k.conname::text, k.conrelid::int8, ns.nspname::text, tab.relname::text, k.conkey::int4[],
+  x.cols, k.confrelid::int8, rns.nspname::text, other.relname::text, k.confkey::int4[], x.refs,
+  x.listed, x.visible,
+  x.listed AND x.visible AND EXISTS (SELECT FROM pg_constraint u
+    WHERE u.conrelid = k.conrelid AND u.contype IN ('p', 'u')
+      AND cardinality(u.conkey) = cardinality(k.conkey)
       AND ARRAY(SELECT a.attname::text FROM pg_attribute a
-        WHERE a.attrelid = u.conrelid AND a.attnum = ANY(u.conkey) ORDER BY a.attnum) = keys.cols)
+        WHERE a.attrelid = u.conrelid AND a.attnum = ANY(u.conkey) ORDER BY a.attnum) = x.cols)
 FROM pg_constraint k
   JOIN pg_namespace ns ON ns.oid = k.connamespace
   JOIN pg_class tab ON tab.oid = k.conrelid
   JOIN pg_class other ON other.oid = k.confrelid
   JOIN pg_namespace rns ON rns.oid = other.relnamespace
-  CROSS JOIN LATERAL (
-    SELECT array_agg(ca.attname::text ORDER BY u.ord) AS cols, array_agg(ra.attname::text ORDER BY u.ord) AS refs
-    FROM unnest(k.conkey, k.confkey) WITH ORDINALITY AS u(col, ref, ord)
-      JOIN pg_attribute ca ON ca.attrelid = k.conrelid AND ca.attnum = u.col
-      JOIN pg_attribute ra ON ra.attrelid = k.confrelid AND ra.attnum = u.ref
-    WHERE {quoted}) keys
-WHERE k.contype = 'f' AND k.conparentid = 0 AND {schemas}",
-        uquoted = in_schemas("u.connamespace::regnamespace::text"),
-        schemas = in_schemas("ns.nspname"),
+  CROSS JOIN LATERAL (SELECT {cols} AS cols, {refs} AS refs,
+    k.conparentid = 0 AND {listed} AS listed, {visible} AS visible OFFSET 0) x
+WHERE k.contype = 'f'",
+        cols = names("conrelid", "conkey"),
+        refs = names("confrelid", "confkey"),
+        listed = in_schemas("ns.nspname"),
+        visible = in_schemas("k.connamespace::regnamespace::text"),
     )
 }
 
@@ -280,31 +286,6 @@ FROM pg_class c
   JOIN pg_rewrite r ON r.ev_class = c.oid
 WHERE c.relkind IN ('v', 'm') AND {}",
         in_schemas("n.nspname")
-    )
-}
-
-/// Both ends of every foreign key: the referencing side always, the
-/// referenced side when the key's schema passes the filter.
-fn key_ends_sql() -> String {
-    let ends = |kind: &str, rel: &str, keys: &str, filter: &str| {
-        format!(
-            "SELECT '{kind}'::text, k.conname::text, k.{rel}::int8, sn.nspname::text, t.relname::text,
-  k.{keys}::int4[],
-  ARRAY(SELECT a.attname::text FROM unnest(k.{keys}) WITH ORDINALITY AS u(n, o)
-    JOIN pg_attribute a ON a.attrelid = k.{rel} AND a.attnum = u.n ORDER BY u.o)
-FROM pg_constraint k JOIN pg_class t ON t.oid = k.{rel} JOIN pg_namespace sn ON sn.oid = t.relnamespace
-WHERE k.contype = 'f' AND {filter}"
-        )
-    };
-    format!(
-        "{}\nUNION ALL\n{}",
-        ends("f", "conrelid", "conkey", "true"),
-        ends(
-            "f_ref",
-            "confrelid",
-            "confkey",
-            &in_schemas("k.connamespace::regnamespace::text")
-        )
     )
 }
 
@@ -326,19 +307,38 @@ WHERE p.prokind = 'f' AND {}",
     )
 }
 
-/// Every type of every schema (a column may use any of them); composite
-/// types with their attributes.
-const TYPES_SQL: &str =
-    "SELECT t.oid::int8, t.typname::text, coalesce(n.nspname::text, ''), format_type(t.oid, NULL),
-  ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder),
-  ARRAY(SELECT a.attname::text FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
-    WHERE c.oid = t.typrelid AND c.relkind = 'c' AND NOT a.attisdropped ORDER BY a.attnum),
-  ARRAY(SELECT a.atttypid::int8 FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
-    WHERE c.oid = t.typrelid AND c.relkind = 'c' AND NOT a.attisdropped ORDER BY a.attnum),
+/// The types the file may name: every enum and composite type of every
+/// schema (columns name them), and the types the functions of the schemas
+/// asked for and the composite types use (they go by id). Row types of
+/// relations come with their relation's id.
+fn types_sql() -> String {
+    let functions = format!(
+        "FROM pg_proc p JOIN pg_namespace pn ON pn.oid = p.pronamespace
+    WHERE p.prokind = 'f' AND {}",
+        in_schemas("pn.nspname")
+    );
+    format!(
+        "WITH used AS (
+  SELECT unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) AS oid {functions}
+  UNION SELECT p.prorettype {functions}
+  UNION SELECT a.atttypid FROM pg_class ac JOIN pg_attribute a ON a.attrelid = ac.oid
+    WHERE ac.relkind = 'c' AND NOT a.attisdropped
+)
+SELECT t.oid::int8, t.typname::text, coalesce(n.nspname::text, ''), format_type(t.oid, NULL),
+  CASE WHEN t.typtype = 'e' THEN ARRAY(SELECT e.enumlabel::text FROM pg_enum e
+    WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder) ELSE '{{}}' END,
+  CASE WHEN c.relkind = 'c' THEN ARRAY(SELECT a.attname::text FROM pg_attribute a
+    WHERE a.attrelid = c.oid AND NOT a.attisdropped ORDER BY a.attnum) ELSE '{{}}' END,
+  CASE WHEN c.relkind = 'c' THEN ARRAY(SELECT a.atttypid::int8 FROM pg_attribute a
+    WHERE a.attrelid = c.oid AND NOT a.attisdropped ORDER BY a.attnum) ELSE '{{}}' END,
   nullif(t.typrelid::int8, 0)
-FROM pg_type t LEFT JOIN pg_namespace n ON n.oid = t.typnamespace
-WHERE t.typrelid = 0
-  OR (SELECT c.relkind IN ('c', 'r', 'v', 'm', 'p', 'f') FROM pg_class c WHERE c.oid = t.typrelid)";
+FROM pg_type t
+  LEFT JOIN pg_namespace n ON n.oid = t.typnamespace
+  LEFT JOIN pg_class c ON c.oid = t.typrelid
+WHERE (t.typrelid = 0 OR c.relkind IN ('c', 'r', 'v', 'm', 'p', 'f'))
+  AND (t.typtype = 'e' OR c.relkind = 'c' OR t.oid IN (SELECT oid FROM used))"
+    )
+}
 
 fn relation(row: &Row) -> Relation {
     let kind = match row.get::<_, String>(3).as_str() {
@@ -396,7 +396,7 @@ fn function(row: &Row) -> Function {
             has_default: (i as i32) < inputs && (i as i32) >= inputs - defaults,
         })
         .collect();
-    args.sort_by(|a, b| compare(&a.name, &b.name));
+    args.sort_by_cached_key(|a| key(&a.name));
     Function {
         id: row.get(0),
         schema: row.get(1),
@@ -426,16 +426,56 @@ fn pg_type(row: &Row) -> PgType {
     }
 }
 
-fn foreign_key(row: &Row) -> Relationship {
-    Relationship {
-        foreign_key_name: row.get(0),
-        schema: row.get(1),
-        relation: row.get(2),
-        columns: row.get(3),
-        referenced_schema: row.get(4),
-        referenced_relation: row.get(5),
-        referenced_columns: row.get(6),
-        is_one_to_one: row.get(7),
+/// One end of a foreign key: the table and its key columns.
+struct KeyEnd {
+    /// The referenced end (else the referencing one).
+    referenced: bool,
+    constraint: String,
+    relation: u32,
+    schema: String,
+    table: String,
+    keys: Vec<i32>,
+    names: Vec<String>,
+}
+
+/// The relationships a foreign key row makes (when listed), and the ends
+/// views may show.
+fn foreign_key(row: &Row, keys: &mut Vec<Relationship>, ends: &mut Vec<KeyEnd>) {
+    let (listed, visible): (bool, bool) = (row.get(11), row.get(12));
+    let name: String = row.get(0);
+    let columns: Vec<String> = row.get(5);
+    let referenced_columns: Vec<String> = row.get(10);
+    if listed {
+        keys.push(Relationship {
+            foreign_key_name: name.clone(),
+            schema: row.get(2),
+            relation: row.get(3),
+            columns: visible.then(|| columns.clone()),
+            is_one_to_one: row.get(13),
+            referenced_schema: row.get(7),
+            referenced_relation: row.get(8),
+            referenced_columns: visible.then(|| referenced_columns.clone()),
+        });
+    }
+    ends.push(KeyEnd {
+        referenced: false,
+        constraint: name.clone(),
+        relation: row.get::<_, i64>(1) as u32,
+        schema: row.get(2),
+        table: row.get(3),
+        keys: row.get(4),
+        names: columns,
+    });
+    if visible {
+        ends.push(KeyEnd {
+            referenced: true,
+            constraint: name,
+            relation: row.get::<_, i64>(6) as u32,
+            schema: row.get(7),
+            table: row.get(8),
+            keys: row.get(9),
+            names: referenced_columns,
+        });
     }
 }
 
@@ -453,7 +493,7 @@ struct KeyDependency {
 }
 
 /// The keys (both ends of foreign keys) that views show in full.
-fn key_dependencies(views: &[Row], ends: &[Row]) -> Vec<KeyDependency> {
+fn key_dependencies(views: &[Row], ends: &[KeyEnd]) -> Vec<KeyDependency> {
     struct View {
         schema: String,
         name: String,
@@ -522,9 +562,7 @@ fn key_dependencies(views: &[Row], ends: &[Row]) -> Vec<KeyDependency> {
     }
     let mut out = Vec::new();
     for end in ends {
-        let relation = end.get::<_, i64>(2) as u32;
-        let keys: Vec<i32> = end.get(5);
-        let names: Vec<String> = end.get(6);
+        let (relation, keys, names) = (end.relation, &end.keys, &end.names);
         let Some(views) = views_by_relation.get(&relation) else {
             continue;
         };
@@ -548,12 +586,12 @@ fn key_dependencies(views: &[Row], ends: &[Row]) -> Vec<KeyDependency> {
                 continue;
             }
             out.push(KeyDependency {
-                table_schema: end.get(3),
-                table_name: end.get(4),
+                table_schema: end.schema.clone(),
+                table_name: end.table.clone(),
                 view_schema: v.schema.clone(),
                 view_name: v.name.clone(),
-                constraint_name: end.get(1),
-                referenced_side: end.get::<_, String>(0) == "f_ref",
+                constraint_name: end.constraint.clone(),
+                referenced_side: end.referenced,
                 view_columns: columns,
             });
         }
@@ -640,10 +678,8 @@ fn view_relationships(keys: &[Relationship], deps: &[KeyDependency]) -> Vec<Rela
     out
 }
 
-fn by_schema_name(a: &Relation, b: &Relation) -> Ordering {
-    compare(&a.schema, &b.schema)
-        .then_with(|| compare(&a.name, &b.name))
-        .then(a.id.cmp(&b.id))
+fn by_schema_name(r: &Relation) -> (Vec<u32>, Vec<u32>, i64) {
+    (key(&r.schema), key(&r.name), r.id)
 }
 
 fn columns_text(columns: &Option<Vec<String>>) -> String {
@@ -662,15 +698,15 @@ pub(crate) async fn introspect(
         (&bound[1], Type::TEXT_ARRAY),
         (&bound[2], Type::TEXT_ARRAY),
     ];
+    // Spread over the connections in turn, the two longest first.
     let statements = [
-        schemas_sql(),
-        relations_sql(),
         columns_sql(),
         foreign_keys_sql(),
+        schemas_sql(),
+        relations_sql(),
         view_rules_sql(),
-        key_ends_sql(),
         functions_sql(),
-        TYPES_SQL.to_owned(),
+        types_sql(),
     ];
     let args = &args;
     let results = futures_util::future::try_join_all(statements.iter().enumerate().map(
@@ -684,15 +720,14 @@ pub(crate) async fn introspect(
     ))
     .await?;
     let [
+        columns,
+        foreign_keys,
         schemas,
         relations,
-        columns,
-        keys,
         rules,
-        ends,
         functions,
         types,
-    ] = <[Vec<Row>; 8]>::try_from(results).map_err(|_| Error::Internal("result count".into()))?;
+    ] = <[Vec<Row>; 7]>::try_from(results).map_err(|_| Error::Internal("result count".into()))?;
 
     let mut meta = Metadata {
         schemas: schemas
@@ -704,8 +739,7 @@ pub(crate) async fn introspect(
             .collect(),
         ..Metadata::default()
     };
-    meta.schemas
-        .sort_by(|a, b| compare(&a.name, &b.name).then(a.id.cmp(&b.id)));
+    meta.schemas.sort_by_cached_key(|s| (key(&s.name), s.id));
     for relation in relations.iter().map(relation) {
         match relation.kind {
             Kind::Table => meta.tables.push(relation),
@@ -720,45 +754,41 @@ pub(crate) async fn introspect(
         &mut meta.views,
         &mut meta.materialized_views,
     ] {
-        list.sort_by(by_schema_name);
+        list.sort_by_cached_key(by_schema_name);
     }
     meta.columns = columns.iter().map(column).collect();
-    meta.columns.sort_by(|a, b| {
-        compare(&a.schema, &b.schema)
-            .then_with(|| compare(&a.table, &b.table))
-            .then_with(|| compare(&a.name, &b.name))
-    });
-    let keys: Vec<Relationship> = keys.iter().map(foreign_key).collect();
+    meta.columns
+        .sort_by_cached_key(|c| (key(&c.schema), key(&c.table), key(&c.name)));
+    let (mut keys, mut ends) = (Vec::new(), Vec::new());
+    for row in &foreign_keys {
+        foreign_key(row, &mut keys, &mut ends);
+    }
     let deps = key_dependencies(&rules, &ends);
     let inherited = view_relationships(&keys, &deps);
     meta.relationships = keys;
     meta.relationships.extend(inherited);
-    meta.relationships.sort_by(|a, b| {
-        compare(&a.foreign_key_name, &b.foreign_key_name)
-            .then_with(|| compare(&a.referenced_relation, &b.referenced_relation))
-            .then_with(|| {
-                compare(
-                    &columns_text(&a.referenced_columns),
-                    &columns_text(&b.referenced_columns),
-                )
-            })
+    meta.relationships.sort_by_cached_key(|r| {
+        (
+            key(&r.foreign_key_name),
+            key(&r.referenced_relation),
+            key(&columns_text(&r.referenced_columns)),
+        )
     });
     meta.functions = functions
         .iter()
         .map(function)
         .filter(|f| f.return_type != "trigger" && f.return_type != "event_trigger")
         .collect();
-    meta.functions.sort_by(|a, b| {
-        compare(&a.schema, &b.schema)
-            .then_with(|| compare(&a.name, &b.name))
-            .then_with(|| compare(&a.identity_argument_types, &b.identity_argument_types))
-            .then(a.id.cmp(&b.id))
+    meta.functions.sort_by_cached_key(|f| {
+        (
+            key(&f.schema),
+            key(&f.name),
+            key(&f.identity_argument_types),
+            f.id,
+        )
     });
     meta.types = types.iter().map(pg_type).collect();
-    meta.types.sort_by(|a, b| {
-        compare(&a.schema, &b.schema)
-            .then_with(|| compare(&a.name, &b.name))
-            .then(a.id.cmp(&b.id))
-    });
+    meta.types
+        .sort_by_cached_key(|t| (key(&t.schema), key(&t.name), t.id));
     Ok(meta)
 }

@@ -11,8 +11,10 @@
 
 use std::collections::HashMap;
 
-use super::collate::compare;
-use super::doc::{Doc, align, concat, group, if_break, indent, join, line, print, softline, text};
+use super::collate::{self, compare};
+use super::doc::{
+    Doc, align, concat, group, if_break, indent, join, line, print, print_at, softline, text, width,
+};
 use super::introspect::{Arg, Column, Function, Metadata, PgType, Relation, Relationship, Schema};
 
 /// What the caller may choose.
@@ -298,6 +300,127 @@ fn ty_doc(t: &Ty, in_array: bool) -> Doc {
     }
 }
 
+/// The file's width.
+const WIDTH: usize = 80;
+
+/// Whether `t` holds an object that is always on several lines.
+fn forced(t: &Ty) -> bool {
+    match t {
+        Ty::Object(members, expanded) => *expanded || members.iter().any(|m| forced(&m.ty)),
+        Ty::Union(v) | Ty::Intersection(v) | Ty::Tuple(v) => v.iter().any(forced),
+        Ty::Array(t) => forced(t),
+        Ty::Plain(_) | Ty::Str(_) => false,
+    }
+}
+
+/// `t` on one line, as [`ty_doc`] prints it flat.
+fn flat(t: &Ty, in_array: bool, out: &mut String) {
+    let joined = |out: &mut String, items: &[Ty], separator: &str| {
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push_str(separator);
+            }
+            flat(item, false, out);
+        }
+    };
+    match t {
+        Ty::Plain(s) => out.push_str(s),
+        Ty::Str(s) => out.push_str(&quote(s)),
+        Ty::Array(inner) => {
+            flat(inner, true, out);
+            out.push_str("[]");
+        }
+        Ty::Union(items) | Ty::Intersection(items) => {
+            let separator = if matches!(t, Ty::Union(_)) {
+                " | "
+            } else {
+                " & "
+            };
+            if in_array {
+                out.push('(');
+            }
+            joined(out, items, separator);
+            if in_array {
+                out.push(')');
+            }
+        }
+        Ty::Object(members, _) if members.is_empty() => out.push_str("{}"),
+        Ty::Object(members, _) => {
+            out.push_str("{ ");
+            for (i, m) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push_str("; ");
+                }
+                flat_member(m, out);
+            }
+            out.push_str(" }");
+        }
+        Ty::Tuple(items) => {
+            out.push('[');
+            joined(out, items, ", ");
+            out.push(']');
+        }
+    }
+}
+
+fn flat_member(m: &Member, out: &mut String) {
+    match &m.key {
+        Some(name) => out.push_str(&key(name)),
+        None => out.push_str("[_ in never]"),
+    }
+    out.push_str(if m.optional { "?: " } else { ": " });
+    flat(&m.ty, false, out);
+}
+
+fn spaces(out: &mut String, n: usize) {
+    out.extend(std::iter::repeat_n(' ', n));
+}
+
+/// Writes an object that is always on several lines, its `{` at the
+/// current column and its members indented from `indentation`. This is
+/// what [`print`] makes of it, without building the layout of the whole
+/// file: most members fit on their line, and only those that do not (or
+/// that hold other layouts) are laid out by the printer.
+fn write_object(out: &mut String, members: &[Member], indentation: usize) {
+    if members.is_empty() {
+        out.push_str("{}");
+        return;
+    }
+    out.push_str("{\n");
+    for m in members {
+        let inner = indentation + 2;
+        spaces(out, inner);
+        for comment in m.comments {
+            out.push_str(comment);
+            out.push('\n');
+            spaces(out, inner);
+        }
+        match &m.ty {
+            Ty::Object(object, true) => {
+                out.push_str(
+                    &m.key
+                        .as_deref()
+                        .map_or_else(|| "[_ in never]".to_owned(), key),
+                );
+                out.push_str(if m.optional { "?: " } else { ": " });
+                write_object(out, object, inner);
+            }
+            t if !forced(t) => {
+                let start = out.len();
+                flat_member(m, out);
+                if inner + width(&out[start..]) > WIDTH {
+                    out.truncate(start);
+                    print_at(out, &member_doc(m), inner, WIDTH);
+                }
+            }
+            _ => print_at(out, &member_doc(m), inner, WIDTH),
+        }
+        out.push('\n');
+    }
+    spaces(out, indentation);
+    out.push('}');
+}
+
 fn member_doc(m: &Member) -> Doc {
     let mut parts = Vec::new();
     for comment in m.comments {
@@ -461,13 +584,15 @@ impl<'m> Generator<'m> {
             }
         }
         for parts in g.parts.values_mut() {
-            parts.tables.sort_by(|a, b| compare(&a.0.name, &b.0.name));
-            parts.views.sort_by(|a, b| compare(&a.0.name, &b.0.name));
+            parts.tables.sort_by_cached_key(|t| collate::key(&t.0.name));
+            parts.views.sort_by_cached_key(|v| collate::key(&v.0.name));
             parts
                 .functions
-                .sort_by(|a, b| compare(&a.function.name, &b.function.name));
-            parts.enums.sort_by(|a, b| compare(&a.name, &b.name));
-            parts.composites.sort_by(|a, b| compare(&a.name, &b.name));
+                .sort_by_cached_key(|c| collate::key(&c.function.name));
+            parts.enums.sort_by_cached_key(|t| collate::key(&t.name));
+            parts
+                .composites
+                .sort_by_cached_key(|t| collate::key(&t.name));
         }
         g
     }
@@ -1083,10 +1208,6 @@ fn nullable_type(t: Ty, nullable: bool) -> Ty {
 /// The whole TypeScript file for `meta`.
 pub(crate) fn generate(meta: &Metadata, options: &Options) -> String {
     let generator = Generator::new(meta, options);
-    let database = concat(vec![
-        text("export type Database = "),
-        ty_doc(&generator.database(), false),
-    ]);
     let constants = concat(vec![
         text("export const Constants = "),
         generator.constants(),
@@ -1094,10 +1215,14 @@ pub(crate) fn generate(meta: &Metadata, options: &Options) -> String {
     ]);
     let mut out = String::with_capacity(64 * 1024);
     out.push_str(JSON_TYPE);
-    out.push_str(&print(&database, 80));
+    out.push_str("export type Database = ");
+    match generator.database() {
+        Ty::Object(members, _) => write_object(&mut out, &members, 0),
+        other => out.push_str(&print(&ty_doc(&other, false), WIDTH)),
+    }
     out.push_str("\n\n");
     out.push_str(HELPERS);
-    out.push_str(&print(&constants, 80));
+    out.push_str(&print(&constants, WIDTH));
     out.push('\n');
     out
 }
