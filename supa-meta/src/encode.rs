@@ -120,17 +120,34 @@ fn push_value(out: &mut Vec<u8>, row: &Row, i: usize) -> Result<(), Error> {
     pushed.map_err(|e| Error::Internal(format!("decoding {}: {e}", row.columns()[i].name())))
 }
 
+/// Each column's name as a JSON key (`"name":`), escaped once per result
+/// rather than once per row.
+fn keys(rows: &[Row]) -> Vec<Vec<u8>> {
+    rows.first().map_or_else(Vec::new, |row| {
+        row.columns()
+            .iter()
+            .map(|c| {
+                let mut key = Vec::with_capacity(c.name().len() + 3);
+                push_str(&mut key, c.name());
+                key.push(b':');
+                key
+            })
+            .collect()
+    })
+}
+
 /// One row as a JSON object without column `skip`, then each of `extra`
-/// (`,"columns":[...]`) before its closing brace.
+/// (`,"columns":[...]`) before its closing brace; `keys` from [`keys`].
 fn push_object(
     out: &mut Vec<u8>,
     row: &Row,
+    keys: &[Vec<u8>],
     skip: Option<usize>,
     extra: &[(&str, &[u8])],
 ) -> Result<(), Error> {
     out.push(b'{');
     let mut first = true;
-    for (i, column) in row.columns().iter().enumerate() {
+    for (i, key) in keys.iter().enumerate() {
         if Some(i) == skip {
             continue;
         }
@@ -138,8 +155,7 @@ fn push_object(
             out.push(b',');
         }
         first = false;
-        push_str(out, column.name());
-        out.push(b':');
+        out.extend_from_slice(key);
         push_value(out, row, i)?;
     }
     for (name, value) in extra {
@@ -163,8 +179,13 @@ pub(crate) fn with_children(
     rows: &[Row],
     children: &[(&str, &HashMap<i64, Vec<u8>>)],
 ) -> Result<String, Error> {
-    let mut out = Vec::with_capacity(256 * rows.len() + 2);
+    let nested: usize = children
+        .iter()
+        .flat_map(|(_, map)| map.values().map(Vec::len))
+        .sum();
+    let mut out = Vec::with_capacity(256 * rows.len() + nested + 2);
     out.push(b'[');
+    let keys = keys(rows);
     let mut extra = Vec::with_capacity(children.len());
     for (n, row) in rows.iter().enumerate() {
         if n > 0 {
@@ -179,7 +200,7 @@ pub(crate) fn with_children(
                 extra.push((*field, map.get(&id).map_or(&b"[]"[..], Vec::as_slice)));
             }
         }
-        push_object(&mut out, row, None, &extra)?;
+        push_object(&mut out, row, &keys, None, &extra)?;
     }
     out.push(b']');
     String::from_utf8(out).map_err(|e| Error::Internal(e.to_string()))
@@ -201,6 +222,7 @@ pub(crate) fn group_by(
         .iter()
         .position(|c| c.name() == key)
         .ok_or_else(|| Error::Internal(format!("rows without {key}")))?;
+    let names = keys(rows);
     for row in rows {
         let id: i64 = row
             .try_get(index)
@@ -209,7 +231,7 @@ pub(crate) fn group_by(
         if group.len() > 1 {
             group.push(b',');
         }
-        push_object(group, row, (!keep).then_some(index), &[])?;
+        push_object(group, row, &names, (!keep).then_some(index), &[])?;
     }
     for group in groups.values_mut() {
         group.push(b']');

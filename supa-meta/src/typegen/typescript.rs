@@ -1226,3 +1226,53 @@ pub(crate) fn generate(meta: &Metadata, options: &Options) -> String {
     out.push('\n');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_take_the_quote_that_needs_fewer_escapes() {
+        assert_eq!(quote("plain"), r#""plain""#);
+        assert_eq!(quote(r#"it"s"#), r#"'it"s'"#);
+        assert_eq!(quote("it's"), r#""it's""#);
+        assert_eq!(quote(r#"it's "quoted""#), r#"'it\'s "quoted"'"#);
+        assert_eq!(quote("line\nbreak\\"), r#""line\nbreak\\""#);
+    }
+
+    #[test]
+    fn keys_are_bare_when_they_are_identifiers() {
+        assert_eq!(key("users"), "users");
+        assert_eq!(key("ünïcödé"), "ünïcödé");
+        assert_eq!(key("$_x1"), "$_x1");
+        assert_eq!(key("my-table"), r#""my-table""#);
+        assert_eq!(key("1st"), r#""1st""#);
+        assert_eq!(key(""), r#""""#);
+    }
+
+    #[test]
+    fn long_unions_break_with_a_leading_bar() {
+        let mut out = String::new();
+        let members = vec![
+            member("short", false, union(plain("string"), plain("null"))),
+            member(
+                "a_column_whose_name_is_long_enough",
+                true,
+                union(
+                    plain(r#"Database["public"]["Enums"]["a_long_enum_name"]"#),
+                    plain("null"),
+                ),
+            ),
+        ];
+        write_object(&mut out, &members, 0);
+        assert_eq!(
+            out,
+            "{\n  short: string | null\n  a_column_whose_name_is_long_enough?:\n    | Database[\"public\"][\"Enums\"][\"a_long_enum_name\"]\n    | null\n}"
+        );
+        // The same members laid out by the printer alone.
+        assert_eq!(
+            print(&ty_doc(&Ty::Object(members, true), false), WIDTH),
+            out
+        );
+    }
+}

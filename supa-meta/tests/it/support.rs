@@ -21,17 +21,25 @@ pub(crate) fn project() -> ProjectRef {
 /// A fresh database with every kind of object in it; its name.
 pub(crate) async fn fixture_database() -> String {
     let db = supa_testkit::fresh_database().await;
-    let mut conn = PgConnection::connect(&db.url).await.expect("connect");
-    // Roles belong to the cluster, so concurrent tests must not race on them.
-    conn.execute("SELECT pg_advisory_lock(424242)")
+    // Roles belong to the cluster, so concurrent tests must not race on
+    // them: they are made under a lock taken in one shared database
+    // (advisory locks are per database).
+    let shared = supa_testkit::cluster().url("postgres");
+    let mut roles = PgConnection::connect(&shared).await.expect("connect");
+    roles
+        .execute("SELECT pg_advisory_lock(424242)")
         .await
         .unwrap();
-    conn.execute(include_str!("../fixtures/roles.sql"))
+    roles
+        .execute(include_str!("../fixtures/roles.sql"))
         .await
         .expect("fixture roles");
-    conn.execute("SELECT pg_advisory_unlock(424242)")
+    roles
+        .execute("SELECT pg_advisory_unlock(424242)")
         .await
         .unwrap();
+    roles.close().await.ok();
+    let mut conn = PgConnection::connect(&db.url).await.expect("connect");
     conn.execute(include_str!("../fixtures/every_kind.sql"))
         .await
         .expect("fixture");
