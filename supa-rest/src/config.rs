@@ -2,6 +2,9 @@
 
 use supa_core::Secret;
 
+pub use crate::cors::Cors;
+pub use crate::openapi::OpenApiMode;
+
 /// `db-tx-end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TxEnd {
@@ -71,6 +74,23 @@ pub struct RestConfig {
     /// `db-pool`: connections of this database's pool (the engine's
     /// default when absent).
     pub pool_size: Option<usize>,
+    /// `openapi-mode`.
+    pub openapi_mode: OpenApiMode,
+    /// `openapi-security-active`: the document declares the JWT scheme.
+    pub openapi_security_active: bool,
+    /// `openapi-server-proxy-uri`: where clients reach the API, for the
+    /// document's `host` and `basePath` (otherwise the request's
+    /// `X-Forwarded-*` or `Host` headers).
+    pub openapi_server_proxy_uri: Option<String>,
+    /// `db-root-spec`: a function answering `/` instead of the document.
+    pub root_spec: Option<String>,
+    /// `server-timing-enabled`: a `Server-Timing` header on every answer.
+    pub server_timing: bool,
+    /// `server-trace-header`: a request header echoed on the answer.
+    pub trace_header: Option<String>,
+    /// `server-cors-allowed-origins`; `None` leaves CORS to whoever is in
+    /// front (the gateway), as the library default.
+    pub cors: Option<Cors>,
 }
 
 impl Default for RestConfig {
@@ -87,6 +107,13 @@ impl Default for RestConfig {
             aggregates_enabled: false,
             plan_enabled: false,
             pool_size: None,
+            openapi_mode: OpenApiMode::default(),
+            openapi_security_active: false,
+            openapi_server_proxy_uri: None,
+            root_spec: None,
+            server_timing: false,
+            trace_header: None,
+            cors: None,
         }
     }
 }

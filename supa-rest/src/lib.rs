@@ -11,11 +11,13 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod cors;
 pub mod db;
 mod engine;
 mod error;
 pub mod grammar;
 mod jwt;
+pub mod openapi;
 pub mod plan;
 pub mod request;
 pub mod schema;

@@ -20,6 +20,15 @@ pub struct Column {
     pub default: Option<String>,
     /// Whether its type is json or jsonb.
     pub is_json: bool,
+    /// `format_type` without the modifier (`character varying`), as the
+    /// OpenAPI document names it.
+    pub data_type: String,
+    /// `COMMENT ON COLUMN`.
+    pub description: Option<String>,
+    /// The length limit of a `character(n)`/`character varying(n)`.
+    pub max_length: Option<i32>,
+    /// The labels of an enum type, in order.
+    pub enum_values: Vec<String>,
 }
 
 /// A table, view, materialized view or foreign table.
@@ -37,6 +46,14 @@ pub struct Relation {
     pub is_view: bool,
     /// Whether INSERT is possible.
     pub insertable: bool,
+    /// Whether UPDATE is possible.
+    pub updatable: bool,
+    /// Whether DELETE is possible.
+    pub deletable: bool,
+    /// `COMMENT ON TABLE|VIEW`.
+    pub description: Option<String>,
+    /// `pg_class.oid`.
+    pub oid: u32,
 }
 
 impl Relation {
@@ -86,6 +103,10 @@ pub struct Function {
     pub returns_set: bool,
     /// `i`, `s` or `v`.
     pub volatility: char,
+    /// `COMMENT ON FUNCTION`.
+    pub description: Option<String>,
+    /// `pg_proc.oid`.
+    pub oid: u32,
 }
 
 impl Function {
@@ -123,6 +144,8 @@ pub struct SchemaCache {
     pub foreign_keys: Vec<ForeignKey>,
     /// Views selecting from exactly one relation: view -> base.
     pub view_bases: HashMap<(String, String), (String, String)>,
+    /// `COMMENT ON SCHEMA` of the exposed schemas that have one.
+    pub schema_descriptions: HashMap<String, String>,
 }
 
 /// How an embedded resource relates to its parent.
@@ -181,7 +204,7 @@ impl SchemaCache {
     }
 
     /// Foreign keys as seen from `rel` (a table or a view over one).
-    fn keys_of(&self, rel: &(String, String)) -> (Vec<&ForeignKey>, Vec<&ForeignKey>) {
+    pub(crate) fn keys_of(&self, rel: &(String, String)) -> (Vec<&ForeignKey>, Vec<&ForeignKey>) {
         let base = self
             .view_bases
             .get(rel)
@@ -330,7 +353,6 @@ impl SchemaCache {
             let name: String = row.get("name");
             let kind: i8 = row.get("kind");
             let kind = kind as u8 as char;
-            let insertable: bool = row.get("insertable");
             cache.relations.insert(
                 (schema.clone(), name.clone()),
                 Relation {
@@ -339,7 +361,11 @@ impl SchemaCache {
                     columns: Vec::new(),
                     primary_key: Vec::new(),
                     is_view: matches!(kind, 'v' | 'm'),
-                    insertable,
+                    insertable: row.get("insertable"),
+                    updatable: row.get("updatable"),
+                    deletable: row.get("deletable"),
+                    description: row.get("description"),
+                    oid: row.get("oid"),
                 },
             );
         }
@@ -356,6 +382,10 @@ impl SchemaCache {
                     nullable: row.get("nullable"),
                     default: row.get("default"),
                     is_json: row.get("is_json"),
+                    data_type: row.get("data_type"),
+                    description: row.get("description"),
+                    max_length: row.get("max_length"),
+                    enum_values: row.get("enum_values"),
                 });
             }
         }
@@ -451,15 +481,29 @@ impl SchemaCache {
                     returns,
                     returns_set: row.get("returns_set"),
                     volatility: volatility as u8 as char,
+                    description: row.get("description"),
+                    oid: row.get("oid"),
                 });
+        }
+        for row in client
+            .query(SCHEMA_DESCRIPTIONS_SQL, &[&schemas])
+            .await
+            .map_err(db)?
+        {
+            cache
+                .schema_descriptions
+                .insert(row.get("schema"), row.get("description"));
         }
         Ok(cache)
     }
 }
 
 const RELATIONS_SQL: &str = "
-SELECT n.nspname::text AS schema, c.relname::text AS name, c.relkind::\"char\" AS kind,
-       (c.relkind IN ('r', 'p', 'f') OR (pg_relation_is_updatable(c.oid::regclass, true) & 8) = 8) AS insertable
+SELECT n.nspname::text AS schema, c.relname::text AS name, c.relkind::\"char\" AS kind, c.oid,
+       (c.relkind IN ('r', 'p', 'f') OR (pg_relation_is_updatable(c.oid::regclass, true) & 8) = 8) AS insertable,
+       (c.relkind IN ('r', 'p', 'f') OR (pg_relation_is_updatable(c.oid::regclass, true) & 4) = 4) AS updatable,
+       (c.relkind IN ('r', 'p', 'f') OR (pg_relation_is_updatable(c.oid::regclass, true) & 16) = 16) AS deletable,
+       obj_description(c.oid, 'pg_class') AS description
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'v', 'm', 'f', 'p')";
 
@@ -468,7 +512,13 @@ SELECT n.nspname::text AS schema, c.relname::text AS table, a.attname::text AS n
        format_type(a.atttypid, a.atttypmod) AS type_name,
        NOT a.attnotnull AS nullable,
        pg_get_expr(d.adbin, d.adrelid) AS default,
-       coalesce(bt.typname, t.typname) IN ('json', 'jsonb') AS is_json
+       coalesce(bt.typname, t.typname) IN ('json', 'jsonb') AS is_json,
+       format_type(a.atttypid, NULL) AS data_type,
+       col_description(c.oid, a.attnum) AS description,
+       CASE WHEN a.atttypid IN ('bpchar'::regtype, 'varchar'::regtype) AND a.atttypmod > 0
+            THEN a.atttypmod - 4 END AS max_length,
+       ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = coalesce(bt.oid, t.oid)
+             ORDER BY e.enumsortorder) AS enum_values
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -530,7 +580,8 @@ JOIN pg_class tc ON tc.oid = con.confrelid JOIN pg_namespace tn ON tn.oid = tc.r
 WHERE con.contype = 'f' AND (fn.nspname = ANY($1) OR tn.nspname = ANY($1))";
 
 const FUNCTIONS_SQL: &str = "
-SELECT n.nspname::text AS schema, p.proname::text AS name,
+SELECT n.nspname::text AS schema, p.proname::text AS name, p.oid,
+       obj_description(p.oid, 'pg_proc') AS description,
        coalesce(p.proargnames, array_fill(''::text, ARRAY[coalesce(array_length(p.proallargtypes, 1), p.pronargs)]))::text[] AS arg_names,
        ARRAY(SELECT format_type(t, NULL) FROM unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) t) AS arg_types,
        coalesce(p.proargmodes::text[], array_fill('i'::text, ARRAY[p.pronargs::int])) AS arg_modes,
@@ -569,3 +620,8 @@ FROM (SELECT view_oid, min(base_oid::text)::oid AS base_oid FROM bases GROUP BY 
 JOIN pg_class v ON v.oid = s.view_oid JOIN pg_namespace vn ON vn.oid = v.relnamespace
 JOIN pg_class b ON b.oid = s.base_oid JOIN pg_namespace bn ON bn.oid = b.relnamespace
 WHERE vn.nspname = ANY($1)";
+
+const SCHEMA_DESCRIPTIONS_SQL: &str = "
+SELECT n.nspname::text AS schema, d.description
+FROM pg_namespace n JOIN pg_description d ON d.objoid = n.oid AND d.classoid = 'pg_namespace'::regclass
+WHERE n.nspname = ANY($1)";

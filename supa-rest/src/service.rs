@@ -16,6 +16,7 @@ use crate::Error;
 use crate::config::RestConfig;
 use crate::db::{self, Outcome};
 use crate::grammar::{Filter, SelectItem};
+use crate::openapi::{self, OpenApiMode};
 use crate::plan::{self, ReadSpec, RpcArgs, Wrap, WriteSpec};
 use crate::request::{self, Count, Media, Prefer, QueryParams, Resolution, Return, Target};
 use crate::schema::{Function, Relation, Returns, SchemaCache};
@@ -55,6 +56,7 @@ pub struct Service {
 }
 
 struct Context {
+    timer: Arc<Timer>,
     schema: String,
     path: String,
     role: String,
@@ -135,9 +137,18 @@ impl Service {
         self.last_used
             .store(supa_keys::unix_now() as u64, Ordering::Relaxed);
         let (parts, body) = request.into_parts();
+        if let Some(r) = self
+            .config
+            .cors
+            .as_ref()
+            .and_then(|c| c.preflight(&parts.method, &parts.headers))
+        {
+            return r;
+        }
         let head = parts.method == Method::HEAD;
+        let timer = Arc::new(Timer::default());
         let result = match axum::body::to_bytes(body, BODY_LIMIT).await {
-            Ok(bytes) => self.respond(&parts, bytes, auth).await,
+            Ok(bytes) => self.respond(&parts, bytes, auth, &timer).await,
             Err(_) => Err(Error::api(413, "PGRST102", "Request body too large")),
         };
         let mut response = match result {
@@ -148,6 +159,21 @@ impl Service {
             *response.body_mut() = Body::empty();
             response.headers_mut().remove(header::CONTENT_LENGTH);
         }
+        if self.config.server_timing {
+            timer.lap(Phase::Response);
+            if let Ok(v) = HeaderValue::from_str(&timer.header()) {
+                response.headers_mut().insert("server-timing", v);
+            }
+        }
+        if let Some(cors) = &self.config.cors {
+            cors.decorate(&parts.headers, &mut response);
+        }
+        if let Some(name) = &self.config.trace_header
+            && let Some(value) = parts.headers.get(name.as_str())
+            && let Ok(name) = HeaderName::from_bytes(name.as_bytes())
+        {
+            response.headers_mut().insert(name, value.clone());
+        }
         response
     }
 
@@ -156,12 +182,15 @@ impl Service {
         parts: &axum::http::request::Parts,
         body: Bytes,
         auth: Auth,
+        timer: &Arc<Timer>,
     ) -> Result<Response<Body>, Error> {
         let target = target(parts.uri.path())?;
         let method = parts.method.clone();
         let headers = &parts.headers;
         let mut ctx = self.context(&method, headers, auth)?;
         ctx.path = parts.uri.path().to_owned();
+        ctx.timer = timer.clone();
+        timer.lap(Phase::Jwt);
         let prefer = Prefer::parse(
             headers
                 .get_all("prefer")
@@ -182,14 +211,17 @@ impl Service {
         let pairs = request::decode_query(parts.uri.query().unwrap_or(""));
         let cache = self.schema().await?;
         if method == Method::OPTIONS {
+            timer.lap(Phase::Parse);
             return Ok(options_response(&target));
         }
         match target {
-            Target::Root => Err(Error::api(
-                406,
-                "PGRST107",
-                "None of these media types are available: application/openapi+json",
-            )),
+            Target::Root => match &self.config.root_spec {
+                Some(name) => {
+                    self.rpc(&method, headers, &ctx, &prefer, &pairs, &cache, name, &body)
+                        .await
+                }
+                None => self.root(&method, headers, &ctx, &prefer, &cache).await,
+            },
             Target::Relation(name) => {
                 let rel = cache.relation(&ctx.schema, &name).ok_or_else(|| {
                     Error::api(
@@ -255,6 +287,7 @@ impl Service {
             None => serde_json::json!({ "role": role }).to_string(),
         };
         Ok(Context {
+            timer: Arc::new(Timer::default()),
             schema,
             path: String::new(),
             role,
@@ -295,6 +328,7 @@ impl Service {
         body: &Bytes,
     ) -> Result<Response<Body>, Error> {
         let q = QueryParams::parse(pairs, &[])?;
+        ctx.timer.lap(Phase::Parse);
         let qualifier = format!("{}.{}", quote_ident(&rel.schema), quote_ident(&rel.name));
         let mut from = Sql::default();
         from.qualified(&rel.schema, &rel.name);
@@ -821,6 +855,7 @@ impl Service {
         };
         let arg_names: Vec<String> = func.args.iter().map(|a| a.name.clone()).collect();
         let q = QueryParams::parse(pairs, if read { &arg_names } else { &[] })?;
+        ctx.timer.lap(Phase::Parse);
         let from = plan::call(func, &args);
         let scalar = !matches!(func.returns, Returns::Composite(_));
         // Text and bytes only for a function returning them.
@@ -831,6 +866,10 @@ impl Service {
             }
             Returns::Scalar(t) if t == "bytea" => allowed.push(Media::Binary),
             _ => {}
+        }
+        // `db-root-spec`: the function stands for the OpenAPI document.
+        if ctx.path == "/" {
+            allowed.push(Media::OpenApi);
         }
         let media = request::negotiate(header_str(headers, "accept"), &allowed)?;
         let (offset, limit) = self.range(headers, &q)?;
@@ -872,7 +911,7 @@ impl Service {
             ..Wrap::default()
         };
         // A function returning one value gives that value, not an array.
-        let body_media = if !func.returns_set && media == Media::Json {
+        let body_media = if !func.returns_set && matches!(media, Media::Json | Media::OpenApi) {
             Media::Object { strip_nulls: false }
         } else {
             media
@@ -912,35 +951,30 @@ impl Service {
         b.finish(&outcome)
     }
 
-    /// Runs `statement` in a transaction set up for the request; `check`
-    /// sees the outcome before commit and may refuse it (rolling back).
-    #[allow(clippy::too_many_arguments)]
-    async fn run(
+    /// Takes a connection and opens the request's transaction: role, JWT
+    /// claims, request GUCs, time zone, then the pre-request function.
+    async fn begin(
         &self,
         ctx: &Context,
         method: &Method,
         headers: &HeaderMap,
-        statement: &Sql,
         read_only: bool,
         prefer: &Prefer,
-        explain: Option<&Sql>,
-        check: impl FnOnce(&Outcome) -> Result<(), Error>,
-    ) -> Result<Outcome, Error> {
+    ) -> Result<deadpool_postgres::Object, Error> {
         let client = self
             .pool
             .get()
             .await
             .map_err(|e| db::unavailable(&e.to_string()))?;
-        let begin = if read_only {
-            "BEGIN READ ONLY"
-        } else {
-            "BEGIN"
-        };
         client
-            .batch_execute(begin)
+            .batch_execute(if read_only {
+                "BEGIN READ ONLY"
+            } else {
+                "BEGIN"
+            })
             .await
             .map_err(|e| db::map_error(&e, ctx.authenticated))?;
-        let result = async {
+        let setup = async {
             let mut setup = Sql::default();
             let search_path: Vec<String> = std::iter::once(ctx.schema.clone())
                 .chain(self.config.extra_search_path.iter().cloned())
@@ -998,6 +1032,35 @@ impl Service {
                 call.push("()");
                 db::query(&client, &call, ctx.authenticated).await?;
             }
+            Ok(())
+        }
+        .await;
+        match setup {
+            Ok(()) => Ok(client),
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `statement` in a transaction set up for the request; `check`
+    /// sees the outcome before commit and may refuse it (rolling back).
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &self,
+        ctx: &Context,
+        method: &Method,
+        headers: &HeaderMap,
+        statement: &Sql,
+        read_only: bool,
+        prefer: &Prefer,
+        explain: Option<&Sql>,
+        check: impl FnOnce(&Outcome) -> Result<(), Error>,
+    ) -> Result<Outcome, Error> {
+        ctx.timer.lap(Phase::Plan);
+        let client = self.begin(ctx, method, headers, read_only, prefer).await?;
+        let result = async {
             let planned = match explain {
                 Some(sql) => db::planned_rows(&client, sql, ctx.authenticated).await?,
                 None => None,
@@ -1022,13 +1085,139 @@ impl Service {
         } else {
             "ROLLBACK"
         };
-        if let Err(e) = client.batch_execute(end).await {
+        let ended = client.batch_execute(end).await;
+        ctx.timer.lap(Phase::Transaction);
+        if let Err(e) = ended {
             // A failed COMMIT (deferred constraint) is the request's error.
             if result.is_ok() {
                 return Err(db::map_error(&e, ctx.authenticated));
             }
         }
         result
+    }
+
+    /// `GET /`: the OpenAPI document of the request's schema, listing what
+    /// the request's role may use (read in its own transaction).
+    async fn root(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        ctx: &Context,
+        prefer: &Prefer,
+        cache: &SchemaCache,
+    ) -> Result<Response<Body>, Error> {
+        if self.config.openapi_mode == OpenApiMode::Disabled {
+            return Err(Error::api(
+                404,
+                "PGRST126",
+                "Root endpoint metadata is disabled",
+            ));
+        }
+        if !matches!(*method, Method::GET | Method::HEAD) {
+            return Err(Error::api(
+                405,
+                "PGRST117",
+                format!("Unsupported HTTP method: {method}"),
+            ));
+        }
+        let media = request::negotiate(
+            header_str(headers, "accept"),
+            &[Media::OpenApi, Media::Json],
+        )?;
+        ctx.timer.lap(Phase::Parse);
+        ctx.timer.lap(Phase::Plan);
+        let visible = if self.config.openapi_mode == OpenApiMode::FollowPrivileges {
+            let client = self.begin(ctx, method, headers, true, prefer).await?;
+            let rows = client
+                .query(openapi::VISIBLE_SQL, &[&ctx.schema])
+                .await
+                .map_err(|e| db::map_error(&e, ctx.authenticated));
+            let _ = client.batch_execute("ROLLBACK").await;
+            Some(rows?.iter().map(|r| r.get::<_, u32>(0)).collect())
+        } else {
+            None
+        };
+        ctx.timer.lap(Phase::Transaction);
+        let spec = openapi::Spec {
+            cache,
+            schema: &ctx.schema,
+            visible: visible.as_ref(),
+            server: self.server(headers),
+            security_active: self.config.openapi_security_active,
+        };
+        let mut b = ResponseBuilder::new(200);
+        b.body(media, spec.document().to_string());
+        b.finish(&Outcome::default())
+    }
+
+    /// Where clients reach this API: the configured proxy URI, else what
+    /// the request says (a gateway's `X-Forwarded-*`, or `Host`).
+    fn server(&self, headers: &HeaderMap) -> openapi::Server {
+        if let Some(s) = self
+            .config
+            .openapi_server_proxy_uri
+            .as_deref()
+            .and_then(openapi::Server::from_uri)
+        {
+            return s;
+        }
+        let host = header_str(headers, "x-forwarded-host")
+            .or_else(|| header_str(headers, "host"))
+            .unwrap_or("0.0.0.0:3000");
+        let scheme = header_str(headers, "x-forwarded-proto").unwrap_or("http");
+        let base = header_str(headers, "x-forwarded-prefix").unwrap_or("/");
+        openapi::Server {
+            scheme: scheme.to_owned(),
+            host: host.to_owned(),
+            base_path: base.to_owned(),
+        }
+    }
+}
+
+/// The phases `Server-Timing` reports, in order.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Jwt,
+    Parse,
+    Plan,
+    Transaction,
+    Response,
+}
+
+const PHASES: [&str; 5] = ["jwt", "parse", "plan", "transaction", "response"];
+
+/// Time spent per phase of one request: each lap ends a phase.
+#[derive(Debug)]
+struct Timer {
+    state: Mutex<(std::time::Instant, [Option<f64>; 5])>,
+}
+
+impl Default for Timer {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new((std::time::Instant::now(), [None; 5])),
+        }
+    }
+}
+
+impl Timer {
+    fn lap(&self, phase: Phase) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        let ms = now.duration_since(state.0).as_secs_f64() * 1000.0;
+        state.0 = now;
+        *state.1[phase as usize].get_or_insert(0.0) += ms;
+    }
+
+    /// `jwt;dur=0.1, parse;dur=0.2, ...` for the phases that ran.
+    fn header(&self) -> String {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        PHASES
+            .iter()
+            .zip(state.1)
+            .filter_map(|(name, ms)| ms.map(|ms| format!("{name};dur={ms:.1}")))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

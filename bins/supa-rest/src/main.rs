@@ -52,6 +52,21 @@ fn config() -> anyhow::Result<(RestConfig, tokio_postgres::Config, String, u16)>
             .map(|p| p.parse())
             .transpose()
             .context("PGRST_DB_POOL")?,
+        openapi_mode: var("PGRST_OPENAPI_MODE")
+            .map(|v| v.parse())
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("PGRST_OPENAPI_MODE: {e}"))?
+            .unwrap_or_default(),
+        openapi_security_active: var("PGRST_OPENAPI_SECURITY_ACTIVE").as_deref() == Some("true"),
+        openapi_server_proxy_uri: var("PGRST_OPENAPI_SERVER_PROXY_URI"),
+        root_spec: var("PGRST_DB_ROOT_SPEC"),
+        server_timing: var("PGRST_SERVER_TIMING_ENABLED").as_deref() == Some("true"),
+        trace_header: var("PGRST_SERVER_TRACE_HEADER"),
+        // Standalone, CORS is answered here as PostgREST does: any origin
+        // unless a list is given.
+        cors: Some(supa_rest::config::Cors::parse(
+            &var("PGRST_SERVER_CORS_ALLOWED_ORIGINS").unwrap_or_default(),
+        )),
     };
     let host = var("PGRST_SERVER_HOST").unwrap_or_else(|| "0.0.0.0".to_owned());
     let host = if host == "*" || host == "!4" {

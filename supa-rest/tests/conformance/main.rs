@@ -128,7 +128,12 @@ fn base_config(schemas: &[&str]) -> RestConfig {
         tx_end: TxEnd::Rollback,
         aggregates_enabled: true,
         plan_enabled: true,
-        pool_size: None,
+        server_timing: true,
+        trace_header: Some("X-Request-Id".into()),
+        cors: Some(supa_rest::config::Cors::parse(
+            "http://example.com, http://example2.com",
+        )),
+        ..RestConfig::default()
     }
 }
 
@@ -145,7 +150,13 @@ fn auth_config() -> RestConfig {
 fn instance(case: &Case) -> (String, RestConfig) {
     let label = case.label.as_deref().unwrap_or("");
     let path = case.raw["request"]["path"].as_str().unwrap_or("");
-    let (mut key, mut config) = if matches!(label, "auth" | "openapi") || path == "/" {
+    let (mut key, mut config) = if label == "openapi_no_schema_comment" {
+        ("openapi_no_comment".to_owned(), {
+            let mut c = auth_config();
+            c.schemas = vec!["openapi_no_comment".into()];
+            c
+        })
+    } else if matches!(label, "auth" | "openapi") || path == "/" {
         ("auth".to_owned(), auth_config())
     } else if label == "multi" || (1557..=1560).contains(&case.id) || case.id == 1574 {
         ("multi".to_owned(), base_config(MULTI_SCHEMAS))
@@ -190,11 +201,33 @@ fn instance(case: &Case) -> (String, RestConfig) {
                     config.aggregates_enabled = text.as_deref() == Some("true")
                 }
                 "db-plan-enabled" => config.plan_enabled = text.as_deref() == Some("true"),
+                "openapi-mode" => {
+                    if let Some(m) = text.and_then(|t| t.parse().ok()) {
+                        config.openapi_mode = m;
+                    }
+                }
+                "openapi-security-active" => {
+                    config.openapi_security_active = text.as_deref() == Some("true")
+                }
+                "openapi-server-proxy-uri" => config.openapi_server_proxy_uri = text,
+                "db-root-spec" => config.root_spec = text,
+                "server-timing-enabled" => config.server_timing = text.as_deref() == Some("true"),
+                "server-trace-header" => config.trace_header = text.filter(|t| !t.is_empty()),
+                "server-cors-allowed-origins" => {
+                    config.cors = Some(supa_rest::config::Cors::parse(
+                        text.as_deref().unwrap_or(""),
+                    ))
+                }
                 _ => continue,
             }
             applied = true;
         }
         if applied {
+            key = format!("case-{}", case.id);
+        }
+        // README section 3: 1764 runs without a JWT secret, its anon role kept.
+        if case.id == 1764 {
+            config.jwt_secret = None;
             key = format!("case-{}", case.id);
         }
         // bier capped rows and schemas for the `config` cases on a shared instance.
@@ -265,6 +298,7 @@ fn build_request(case: &Case) -> Request<Body> {
             | "openapi_variadic"
             | "openapi_no_schema_comment"
     ) || (1557..=1560).contains(&case.id)
+        || (1700..=1704).contains(&case.id)
         || case.id == 1574
         || NO_PROFILE.contains(&case.id)
         || path == "/";
