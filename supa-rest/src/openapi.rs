@@ -628,6 +628,9 @@ mod tests {
             description: None,
             max_length: None,
             enum_values: Vec::new(),
+            to_json: None,
+            from_text: None,
+            from_json: None,
         }
     }
 

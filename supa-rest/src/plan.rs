@@ -34,11 +34,30 @@ fn like_pattern(v: &str) -> String {
     v.replace('*', "%")
 }
 
-/// Pushes one filter condition.
-pub fn push_filter(sql: &mut Sql, qualifier: &str, filter: &Filter) {
+/// Pushes an array of filter values, each parsed by `parse` when the
+/// column has a `text AS domain` cast.
+fn push_values(sql: &mut Sql, array: String, parse: Option<&str>) {
+    match parse {
+        Some(f) => sql
+            .push("ARRAY(SELECT ")
+            .push(f)
+            .push("(pgrst_v) FROM unnest(")
+            .param(array)
+            .push("::text[]) pgrst_v)"),
+        None => sql.param(array),
+    };
+}
+
+/// Pushes one filter condition on a column of `rel` (when known).
+pub fn push_filter(sql: &mut Sql, qualifier: &str, filter: &Filter, rel: Option<&Relation>) {
     if filter.negated {
         sql.push("NOT ");
     }
+    // A domain with a `text AS domain` cast parses the values.
+    let parse = rel
+        .filter(|_| filter.field.path.is_empty())
+        .and_then(|r| r.column(&filter.field.name))
+        .and_then(|c| c.from_text.as_deref());
     match &filter.op {
         Operation::Cmp(op, quant, value) => {
             let value = match op {
@@ -47,24 +66,29 @@ pub fn push_filter(sql: &mut Sql, qualifier: &str, filter: &Filter) {
             };
             push_field(sql, qualifier, &filter.field);
             sql.push(" ").push(op.sql()).push(" ");
-            match quant {
-                None => {
+            match (quant, parse) {
+                (None, None) => {
                     sql.param(value);
                 }
-                Some(q) => {
+                (None, Some(f)) => {
+                    sql.push(f).push("(").param(value).push("::text)");
+                }
+                (Some(q), _) => {
                     sql.push(if *q == Quantifier::Any {
                         "ANY("
                     } else {
                         "ALL("
-                    })
-                    .param(value)
-                    .push(")");
+                    });
+                    push_values(sql, value, parse);
+                    sql.push(")");
                 }
             }
         }
         Operation::In(items) => {
             push_field(sql, qualifier, &filter.field);
-            sql.push(" = ANY(").param(array_literal(items)).push(")");
+            sql.push(" = ANY(");
+            push_values(sql, array_literal(items), parse);
+            sql.push(")");
         }
         Operation::Is(v) => {
             push_field(sql, qualifier, &filter.field);
@@ -87,9 +111,9 @@ pub fn push_filter(sql: &mut Sql, qualifier: &str, filter: &Filter) {
     }
 }
 
-fn push_logic(sql: &mut Sql, qualifier: &str, tree: &LogicTree) {
+fn push_logic(sql: &mut Sql, qualifier: &str, tree: &LogicTree, rel: Option<&Relation>) {
     match tree {
-        LogicTree::Filter(f) => push_filter(sql, qualifier, f),
+        LogicTree::Filter(f) => push_filter(sql, qualifier, f, rel),
         LogicTree::Expr {
             negated,
             or,
@@ -103,25 +127,31 @@ fn push_logic(sql: &mut Sql, qualifier: &str, tree: &LogicTree) {
                 if i > 0 {
                     sql.push(if *or { " OR " } else { " AND " });
                 }
-                push_logic(sql, qualifier, child);
+                push_logic(sql, qualifier, child, rel);
             }
             sql.push(")");
         }
     }
 }
 
-/// `WHERE` conditions of a request, or nothing.
-pub fn push_where(sql: &mut Sql, qualifier: &str, filters: &[Filter], logic: &[LogicTree]) {
+/// `WHERE` conditions of a request on `rel` (when known), or nothing.
+pub fn push_where(
+    sql: &mut Sql,
+    qualifier: &str,
+    filters: &[Filter],
+    logic: &[LogicTree],
+    rel: Option<&Relation>,
+) {
     let mut first = true;
     for f in filters {
         sql.push(if first { " WHERE " } else { " AND " });
         first = false;
-        push_filter(sql, qualifier, f);
+        push_filter(sql, qualifier, f, rel);
     }
     for t in logic {
         sql.push(if first { " WHERE " } else { " AND " });
         first = false;
-        push_logic(sql, qualifier, t);
+        push_logic(sql, qualifier, t, rel);
     }
 }
 
@@ -229,6 +259,8 @@ pub struct EmbedCtx<'a> {
     pub counter: &'a AtomicUsize,
 }
 
+/// Pushes the select list over rows of `rel` (when known: its domain
+/// columns are then formatted by their data representation).
 fn push_projection(
     target: &mut Sql,
     qualifier: &str,
@@ -236,6 +268,7 @@ fn push_projection(
     group_by: &mut Vec<Sql>,
     embed: Option<&EmbedCtx<'_>>,
     joins: &mut Joins,
+    rel: Option<&Relation>,
 ) -> Result<bool, Error> {
     let mut has_aggregate = false;
     let mut first = true;
@@ -246,7 +279,25 @@ fn push_projection(
         let sql = &mut out;
         match item {
             SelectItem::Star => {
-                sql.push(qualifier).push(".*");
+                match rel.filter(|r| r.has_representations()) {
+                    Some(rel) => {
+                        for (i, col) in rel.columns.iter().enumerate() {
+                            if i > 0 {
+                                sql.push(", ");
+                            }
+                            if let Some(f) = &col.to_json {
+                                sql.push(f).push("(");
+                            }
+                            sql.push(qualifier).push(".").ident(&col.name);
+                            if col.to_json.is_some() {
+                                sql.push(") AS ").ident(&col.name);
+                            }
+                        }
+                    }
+                    None => {
+                        sql.push(qualifier).push(".*");
+                    }
+                }
                 let mut g = Sql::default();
                 g.push(qualifier).push(".*");
                 group_by.push(g);
@@ -269,14 +320,34 @@ fn push_projection(
                 aggregate,
                 aggregate_cast,
             } => {
+                let mut column = Sql::default();
+                push_field(&mut column, qualifier, field);
+                // A plain domain column comes out in its representation.
+                let format = rel
+                    .filter(|_| field.path.is_empty() && aggregate.is_none())
+                    .and_then(|r| r.column(&field.name))
+                    .and_then(|c| c.to_json.as_deref());
+                let mut value = Sql::default();
+                match format {
+                    Some(f) => {
+                        value.push(f).push("(").append(&column).push(")");
+                    }
+                    None => {
+                        value.append(&column);
+                    }
+                }
                 let mut expr = Sql::default();
                 match cast {
                     Some(c) => {
-                        expr.push("CAST(");
-                        push_field(&mut expr, qualifier, field);
-                        expr.push(" AS ").push(cast_type(c)?).push(")");
+                        expr.push("CAST(")
+                            .append(&value)
+                            .push(" AS ")
+                            .push(cast_type(c)?)
+                            .push(")");
                     }
-                    None => push_field(&mut expr, qualifier, field),
+                    None => {
+                        expr.append(&value);
+                    }
                 }
                 let name = match (alias, aggregate) {
                     (Some(a), _) => a.clone(),
@@ -301,7 +372,8 @@ fn push_projection(
                     }
                     None => {
                         sql.append(&expr);
-                        group_by.push(expr);
+                        // json has no equality: group by the column itself.
+                        group_by.push(if format.is_some() { column } else { expr });
                     }
                 }
                 sql.push(" AS ").ident(&name);
@@ -377,6 +449,9 @@ pub fn select_rows(from: &Sql, qualifier: &str, spec: &ReadSpec<'_>) -> Result<(
     let items = spec.select.unwrap_or(&star);
     let mut group_by = Vec::new();
     let mut joins = Joins::default();
+    let rel = spec
+        .embed
+        .and_then(|e| e.cache.relation(&e.parent.0, &e.parent.1));
     let aggregated = push_projection(
         &mut sql,
         qualifier,
@@ -384,6 +459,7 @@ pub fn select_rows(from: &Sql, qualifier: &str, spec: &ReadSpec<'_>) -> Result<(
         &mut group_by,
         spec.embed,
         &mut joins,
+        rel,
     )?;
     let mut from_joined = Sql::default();
     from_joined.append(from);
@@ -402,7 +478,7 @@ pub fn select_rows(from: &Sql, qualifier: &str, spec: &ReadSpec<'_>) -> Result<(
     });
     let plain: Vec<Filter> = plain.into_iter().cloned().collect();
     let mut conditions = Sql::default();
-    push_where(&mut conditions, qualifier, &plain, spec.logic);
+    push_where(&mut conditions, qualifier, &plain, spec.logic, rel);
     for f in embed_filters {
         let (_, _, lateral, to_one) = joins
             .named
@@ -572,10 +648,14 @@ pub fn wrap(w: &Wrap<'_>, media: Media) -> Sql {
     sql
 }
 
-/// `SELECT <select> FROM pgrst_source` for shaping written rows.
-pub fn shape_rows(select: Option<&[SelectItem]>) -> Result<Option<Sql>, Error> {
-    let Some(items) = select else {
-        return Ok(None);
+/// `SELECT <select> FROM pgrst_source` for shaping the written rows of
+/// `rel` (none needed for all columns without data representations).
+pub fn shape_rows(select: Option<&[SelectItem]>, rel: &Relation) -> Result<Option<Sql>, Error> {
+    let star = [SelectItem::Star];
+    let items = match select {
+        Some(items) => items,
+        None if rel.has_representations() => &star,
+        None => return Ok(None),
     };
     let mut sql = Sql::default();
     sql.push("SELECT ");
@@ -587,31 +667,29 @@ pub fn shape_rows(select: Option<&[SelectItem]>) -> Result<Option<Sql>, Error> {
         &mut group_by,
         None,
         &mut Joins::default(),
+        Some(rel),
     )?;
     sql.push(" FROM pgrst_source");
     Ok(Some(sql))
 }
 
 /// Counts payload rows whose conflict columns match an existing row.
-pub fn existing_rows(rel: &Relation, on_conflict: &[String], payload: &str) -> Sql {
+pub fn existing_rows(spec: &WriteSpec<'_>, payload: &str) -> Sql {
+    let rel = spec.rel;
     let mut sql = Sql::default();
-    sql.push("SELECT pg_catalog.count(*) FROM ")
+    sql.push("SELECT pg_catalog.count(*)");
+    push_payload_rows(&mut sql, spec, payload);
+    sql.push(", ")
         .qualified(&rel.schema, &rel.name)
-        .push(" pgrst_old, json_populate_recordset(null::")
-        .qualified(&rel.schema, &rel.name)
-        .push(", (SELECT CASE WHEN json_typeof(pgrst_p.j) = 'array' THEN pgrst_p.j ELSE json_build_array(pgrst_p.j) END FROM (SELECT ")
-        .param(payload.to_owned())
-        .push("::json AS j) pgrst_p)) pgrst_new WHERE ");
-    for (i, col) in on_conflict.iter().enumerate() {
+        .push(" pgrst_old WHERE ");
+    for (i, col) in spec.on_conflict.iter().enumerate() {
         if i > 0 {
             sql.push(" AND ");
         }
-        sql.push("pgrst_old.")
-            .ident(col)
-            .push(" = pgrst_new.")
-            .ident(col);
+        sql.push("pgrst_old.").ident(col).push(" = ");
+        push_written(&mut sql, rel, col);
     }
-    if on_conflict.is_empty() {
+    if spec.on_conflict.is_empty() {
         sql.push("false");
     }
     sql
@@ -643,23 +721,70 @@ fn returning(sql: &mut Sql, rel: &Relation) {
         .push(".*");
 }
 
-/// `FROM` items giving the payload's objects as rows typed like the
-/// relation, named `pgrst_row` (an object is a one-element array).
+/// `AS pgrst_row(<col> <type>, ...)`: the record definition that reads
+/// `columns` of `rel` out of a JSON object, and nothing else (keys not
+/// written are ignored, as with PostgREST's `?columns=`). A domain with a
+/// `json AS domain` cast is read as raw `json` for its cast function.
+fn push_record_definition(sql: &mut Sql, rel: &Relation, columns: &[&String]) {
+    sql.push(" AS pgrst_row(");
+    for (i, name) in columns.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.ident(name).push(" ");
+        match rel.column(name) {
+            Some(c) if c.from_json.is_some() => sql.push("json"),
+            Some(c) => sql.push(&c.type_name),
+            None => sql.push("text"),
+        };
+    }
+    sql.push(")");
+}
+
+/// The columns a statement reads from the payload: those written and the
+/// conflict columns.
+fn read_columns<'a>(spec: &'a WriteSpec<'_>) -> Vec<&'a String> {
+    let mut cols: Vec<&String> = spec.columns.iter().collect();
+    for c in &spec.on_conflict {
+        if !cols.contains(&c) {
+            cols.push(c);
+        }
+    }
+    cols
+}
+
+/// The value written to `col` from `pgrst_row`, through the column's
+/// `json AS domain` cast function when it has one.
+fn push_written(sql: &mut Sql, rel: &Relation, col: &str) {
+    match rel.column(col).and_then(|c| c.from_json.as_deref()) {
+        Some(f) => {
+            sql.push(f).push("(pgrst_row.").ident(col).push(")");
+        }
+        None => {
+            sql.push("pgrst_row.").ident(col);
+        }
+    }
+}
+
+/// `FROM` items giving the payload's objects as rows `pgrst_row` (an
+/// object is a one-element array); each object is also `pgrst_elem` when
+/// the statement needs it (`missing=default`, no columns).
 fn push_payload_rows(sql: &mut Sql, spec: &WriteSpec<'_>, payload: &str) {
     let rel = spec.rel;
     sql.push(" FROM (SELECT CASE WHEN json_typeof(pgrst_p.j) = 'array' THEN pgrst_p.j ELSE json_build_array(pgrst_p.j) END AS val FROM (SELECT ")
         .param(payload.to_owned())
         .push("::json AS j) pgrst_p) pgrst_body");
-    if spec.missing_default {
+    let columns = read_columns(spec);
+    if columns.is_empty() {
+        sql.push(", json_array_elements(pgrst_body.val) pgrst_elem");
+    } else if spec.missing_default {
         sql.push(
-            ", json_array_elements(pgrst_body.val) pgrst_elem, LATERAL json_populate_record(null::",
-        )
-        .qualified(&rel.schema, &rel.name)
-        .push(", pgrst_elem) pgrst_row");
+            ", json_array_elements(pgrst_body.val) pgrst_elem, LATERAL json_to_record(pgrst_elem)",
+        );
+        push_record_definition(sql, rel, &columns);
     } else {
-        sql.push(", json_populate_recordset(null::")
-            .qualified(&rel.schema, &rel.name)
-            .push(", pgrst_body.val) pgrst_row");
+        sql.push(", json_to_recordset(pgrst_body.val)");
+        push_record_definition(sql, rel, &columns);
     }
 }
 
@@ -690,15 +815,11 @@ pub fn insert(spec: &WriteSpec<'_>, payload: &str) -> Sql {
             Some(default) if spec.missing_default => {
                 sql.push("CASE WHEN (pgrst_elem::jsonb) ? ")
                     .param(col.clone())
-                    .push(" THEN pgrst_row.")
-                    .ident(col)
-                    .push(" ELSE ")
-                    .push(default)
-                    .push(" END");
+                    .push(" THEN ");
+                push_written(&mut sql, rel, col);
+                sql.push(" ELSE ").push(default).push(" END");
             }
-            _ => {
-                sql.push("pgrst_row.").ident(col);
-            }
+            _ => push_written(&mut sql, rel, col),
         }
     }
     push_payload_rows(&mut sql, spec, payload);
@@ -738,15 +859,15 @@ pub fn update(spec: &WriteSpec<'_>, payload: &str) -> Sql {
         if i > 0 {
             sql.push(", ");
         }
-        sql.ident(col).push(" = pgrst_row.").ident(col);
+        sql.ident(col).push(" = ");
+        push_written(&mut sql, rel, col);
     }
-    sql.push(" FROM (SELECT * FROM json_populate_record(null::")
-        .qualified(&rel.schema, &rel.name)
-        .push(", ")
+    sql.push(" FROM json_to_record(")
         .param(payload.to_owned())
-        .push("::json)) pgrst_row");
+        .push("::json)");
+    push_record_definition(&mut sql, rel, &spec.columns.iter().collect::<Vec<_>>());
     let qualifier = format!("{}.{}", quote_ident(&rel.schema), quote_ident(&rel.name));
-    push_where(&mut sql, &qualifier, spec.filters, spec.logic);
+    push_where(&mut sql, &qualifier, spec.filters, spec.logic, Some(rel));
     returning(&mut sql, rel);
     sql
 }
@@ -757,7 +878,7 @@ pub fn delete(spec: &WriteSpec<'_>) -> Sql {
     let mut sql = Sql::default();
     sql.push("DELETE FROM ").qualified(&rel.schema, &rel.name);
     let qualifier = format!("{}.{}", quote_ident(&rel.schema), quote_ident(&rel.name));
-    push_where(&mut sql, &qualifier, spec.filters, spec.logic);
+    push_where(&mut sql, &qualifier, spec.filters, spec.logic, Some(rel));
     returning(&mut sql, rel);
     sql
 }

@@ -29,6 +29,14 @@ pub struct Column {
     pub max_length: Option<i32>,
     /// The labels of an enum type, in order.
     pub enum_values: Vec<String>,
+    /// Data representation of a domain column (`CREATE CAST (domain AS
+    /// json) WITH FUNCTION f AS IMPLICIT`): `f`, schema-qualified and
+    /// quoted, formats the column in answers.
+    pub to_json: Option<String>,
+    /// The `text AS domain` cast function, applied to filter values.
+    pub from_text: Option<String>,
+    /// The `json AS domain` cast function, applied to body values.
+    pub from_json: Option<String>,
 }
 
 /// A table, view, materialized view or foreign table.
@@ -60,6 +68,11 @@ impl Relation {
     /// A column by name.
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// Whether some column has a data representation in answers.
+    pub fn has_representations(&self) -> bool {
+        self.columns.iter().any(|c| c.to_json.is_some())
     }
 }
 
@@ -334,7 +347,28 @@ impl SchemaCache {
     }
 
     /// Loads the cache for `schemas`.
+    ///
+    /// The catalog is read with only `pg_catalog` on the search path, so
+    /// every other type and default comes schema-qualified and means the
+    /// same under any request's search path.
     pub async fn load(client: &Client, schemas: &[String]) -> Result<Self, Error> {
+        let begin = client
+            .batch_execute("BEGIN READ ONLY; SET LOCAL search_path TO pg_catalog")
+            .await;
+        let loaded = match begin {
+            Ok(()) => Self::load_in(client, schemas).await,
+            Err(e) => Err(Error::api(
+                503,
+                "PGRST002",
+                "Could not query the database for the schema cache. Retrying.",
+            )
+            .with_details(e.to_string())),
+        };
+        let _ = client.batch_execute("ROLLBACK").await;
+        loaded
+    }
+
+    async fn load_in(client: &Client, schemas: &[String]) -> Result<Self, Error> {
         let db = |e: tokio_postgres::Error| match e.as_db_error() {
             Some(d) => Error::from_db(d, true),
             None => Error::api(
@@ -386,6 +420,9 @@ impl SchemaCache {
                     description: row.get("description"),
                     max_length: row.get("max_length"),
                     enum_values: row.get("enum_values"),
+                    to_json: row.get("to_json"),
+                    from_text: row.get("from_text"),
+                    from_json: row.get("from_json"),
                 });
             }
         }
@@ -511,14 +548,24 @@ const COLUMNS_SQL: &str = "
 SELECT n.nspname::text AS schema, c.relname::text AS table, a.attname::text AS name,
        format_type(a.atttypid, a.atttypmod) AS type_name,
        NOT a.attnotnull AS nullable,
-       pg_get_expr(d.adbin, d.adrelid) AS default,
+       -- A domain's own default stands when the column has none.
+       coalesce(pg_get_expr(d.adbin, d.adrelid), CASE WHEN t.typtype = 'd' THEN t.typdefault END) AS default,
        coalesce(bt.typname, t.typname) IN ('json', 'jsonb') AS is_json,
        format_type(a.atttypid, NULL) AS data_type,
        col_description(c.oid, a.attnum) AS description,
        CASE WHEN a.atttypid IN ('bpchar'::regtype, 'varchar'::regtype) AND a.atttypmod > 0
             THEN a.atttypmod - 4 END AS max_length,
        ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = coalesce(bt.oid, t.oid)
-             ORDER BY e.enumsortorder) AS enum_values
+             ORDER BY e.enumsortorder) AS enum_values,
+       CASE WHEN t.typtype = 'd' THEN (SELECT quote_ident(pn.nspname) || '.' || quote_ident(p.proname)
+         FROM pg_cast k JOIN pg_proc p ON p.oid = k.castfunc JOIN pg_namespace pn ON pn.oid = p.pronamespace
+         WHERE k.castsource = t.oid AND k.casttarget = 'json'::regtype AND k.castmethod = 'f' AND k.castcontext = 'i') END AS to_json,
+       CASE WHEN t.typtype = 'd' THEN (SELECT quote_ident(pn.nspname) || '.' || quote_ident(p.proname)
+         FROM pg_cast k JOIN pg_proc p ON p.oid = k.castfunc JOIN pg_namespace pn ON pn.oid = p.pronamespace
+         WHERE k.casttarget = t.oid AND k.castsource = 'text'::regtype AND k.castmethod = 'f' AND k.castcontext = 'i') END AS from_text,
+       CASE WHEN t.typtype = 'd' THEN (SELECT quote_ident(pn.nspname) || '.' || quote_ident(p.proname)
+         FROM pg_cast k JOIN pg_proc p ON p.oid = k.castfunc JOIN pg_namespace pn ON pn.oid = p.pronamespace
+         WHERE k.casttarget = t.oid AND k.castsource = 'json'::regtype AND k.castmethod = 'f' AND k.castcontext = 'i') END AS from_json
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -517,9 +517,9 @@ impl Service {
         let ret = prefer.ret.unwrap_or(Return::Minimal);
         let w = Wrap {
             source: plan::insert(&spec, &text),
-            rows: plan::shape_rows(q.select.as_deref())?,
+            rows: plan::shape_rows(q.select.as_deref(), rel)?,
             count: None,
-            existing: resolution.map(|_| plan::existing_rows(rel, &on_conflict, &text)),
+            existing: resolution.map(|_| plan::existing_rows(&spec, &text)),
             location: Some(&rel.primary_key),
             with_body: ret == Return::Representation,
             scalar: false,
@@ -649,6 +649,7 @@ impl Service {
             ctx,
             prefer,
             q,
+            rel,
             media,
             source,
             |p, n| {
@@ -687,6 +688,7 @@ impl Service {
             ctx,
             prefer,
             q,
+            rel,
             media,
             source,
             |p, n| format!("*/{}", count_text(p, n)),
@@ -704,6 +706,7 @@ impl Service {
         ctx: &Context,
         prefer: &Prefer,
         q: &QueryParams,
+        rel: &Relation,
         media: Media,
         source: Sql,
         content_range: fn(&Prefer, i64) -> String,
@@ -711,7 +714,7 @@ impl Service {
         let ret = prefer.ret.unwrap_or(Return::Minimal);
         let w = Wrap {
             source,
-            rows: plan::shape_rows(q.select.as_deref())?,
+            rows: plan::shape_rows(q.select.as_deref(), rel)?,
             with_body: ret == Return::Representation,
             ..Wrap::default()
         };

@@ -149,16 +149,33 @@ impl PgMeta {
         (status, json)
     }
 
-    /// GET `path`: status and body text.
-    pub(crate) async fn get_text(&self, path: &str) -> (StatusCode, String) {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .unwrap();
+    /// One GET on a fresh connection: the raw answer.
+    async fn exchange(&self, path: &str) -> std::io::Result<Vec<u8>> {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
         let request =
             format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
+        stream.write_all(request.as_bytes()).await?;
         let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.unwrap();
+        stream.read_to_end(&mut raw).await?;
+        Ok(raw)
+    }
+
+    /// GET `path`: status and body text. Node's server has been seen to
+    /// reset its first connections on a loaded machine right after it
+    /// starts listening: a reset connection is tried again.
+    pub(crate) async fn get_text(&self, path: &str) -> (StatusCode, String) {
+        let mut attempt = 0;
+        let raw = loop {
+            match self.exchange(path).await {
+                Ok(raw) => break raw,
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    eprintln!("postgres-meta {path}: {e}; trying again");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => panic!("postgres-meta {path}: {e}"),
+            }
+        };
         let text = String::from_utf8(raw).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
