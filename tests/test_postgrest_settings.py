@@ -44,6 +44,7 @@ def test_defaults_are_supabase_defaults(platform, project):
         "max_rows": 1000,
         "db_extra_search_path": "public, extensions",
         "db_pool": None,
+        "db_plan_enabled": False,
     }
 
 

@@ -158,6 +158,10 @@ pub struct PostgrestSettings {
     pub db_extra_search_path: String,
     /// Connections of the project's pool; the platform's default when null.
     pub db_pool: Option<i64>,
+    /// Whether `Accept: application/vnd.pgrst.plan` answers with the
+    /// statement's execution plan (PostgREST's `db-plan-enabled`; off by
+    /// default, as plans show a database's shape).
+    pub db_plan_enabled: bool,
 }
 
 impl Default for PostgrestSettings {
@@ -167,6 +171,7 @@ impl Default for PostgrestSettings {
             max_rows: 1000,
             db_extra_search_path: "public, extensions".into(),
             db_pool: None,
+            db_plan_enabled: false,
         }
     }
 }

@@ -105,6 +105,27 @@ impl<'a> tokio_postgres::types::FromSql<'a> for AnyText {
     }
 }
 
+/// `EXPLAIN (...) sql` (`prefix` names the options): the plan's text,
+/// its rows joined by newlines (the JSON format is one row).
+pub async fn explain(
+    client: &Client,
+    prefix: &str,
+    sql: &Sql,
+    authenticated: bool,
+) -> Result<String, Error> {
+    let explain = Sql {
+        text: format!("{prefix}{}", sql.text),
+        params: sql.params.clone(),
+    };
+    let rows = query(client, &explain, authenticated).await?;
+    let mut lines = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let line: AnyText = row.try_get(0).map_err(|e| unavailable(&e.to_string()))?;
+        lines.push(line.0);
+    }
+    Ok(lines.join("\n"))
+}
+
 /// The planner's row estimate for `sql` (`Prefer: count=planned`).
 pub async fn planned_rows(
     client: &Client,

@@ -38,11 +38,6 @@ pub enum Media {
     Binary,
     /// `application/openapi+json`.
     OpenApi,
-    /// `application/vnd.pgrst.plan+json` / `+text`.
-    Plan {
-        /// JSON rather than text.
-        json: bool,
-    },
 }
 
 impl Media {
@@ -63,12 +58,6 @@ impl Media {
             Media::Text => "text/plain; charset=utf-8",
             Media::Binary => "application/octet-stream",
             Media::OpenApi => "application/openapi+json; charset=utf-8",
-            Media::Plan { json: true } => {
-                "application/vnd.pgrst.plan+json; for=\"application/json\"; charset=utf-8"
-            }
-            Media::Plan { json: false } => {
-                "application/vnd.pgrst.plan+text; for=\"application/json\"; charset=utf-8"
-            }
         }
     }
 
@@ -314,10 +303,6 @@ pub fn negotiate(accept: Option<&str>, allowed: &[Media]) -> Result<Media, Error
             "text/plain" | "text/*" => Some(Media::Text),
             "application/octet-stream" => Some(Media::Binary),
             "application/openapi+json" => Some(Media::OpenApi),
-            "application/vnd.pgrst.plan+json" | "application/vnd.pgrst.plan" => {
-                Some(Media::Plan { json: true })
-            }
-            "application/vnd.pgrst.plan+text" => Some(Media::Plan { json: false }),
             _ => None,
         };
         if let Some(m) = media
@@ -335,6 +320,103 @@ pub fn negotiate(accept: Option<&str>, allowed: &[Media]) -> Result<Media, Error
             names.join(", ")
         ),
     ))
+}
+
+/// `EXPLAIN` options PostgREST accepts in `options=`, in its order.
+const PLAN_OPTIONS: [&str; 5] = ["analyze", "verbose", "settings", "buffers", "wal"];
+
+/// `Accept: application/vnd.pgrst.plan[+json|+text]; for="..."; options=a|b`:
+/// the execution plan of the statement that would answer `for`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanRequest {
+    /// JSON rather than text.
+    pub json: bool,
+    /// The media type the planned statement answers, in full form.
+    pub for_media: String,
+    /// `EXPLAIN` options, each one of [`PLAN_OPTIONS`].
+    pub options: Vec<&'static str>,
+}
+
+impl PlanRequest {
+    /// Reads the first media type of `accept`, if it asks for a plan;
+    /// an unknown option is a 406 as PostgREST answers it.
+    pub fn parse(accept: &str) -> Result<Option<Self>, Error> {
+        let first = accept.split(',').next().unwrap_or("").trim();
+        let mut parts = first.split(';').map(str::trim);
+        let json = match parts.next().unwrap_or("").to_ascii_lowercase().as_str() {
+            "application/vnd.pgrst.plan+json" => true,
+            "application/vnd.pgrst.plan" | "application/vnd.pgrst.plan+text" => false,
+            _ => return Ok(None),
+        };
+        let mut plan = Self {
+            json,
+            for_media: "application/json".to_owned(),
+            options: Vec::new(),
+        };
+        for param in parts {
+            let Some((key, value)) = param.split_once('=') else {
+                continue;
+            };
+            let value = value.trim().trim_matches('"');
+            match key.trim().to_ascii_lowercase().as_str() {
+                "for" => {
+                    plan.for_media = match value.to_ascii_lowercase().as_str() {
+                        "application/vnd.pgrst.object" => "application/vnd.pgrst.object+json",
+                        "application/vnd.pgrst.array" => "application/vnd.pgrst.array+json",
+                        other => other,
+                    }
+                    .to_owned()
+                }
+                "options" => {
+                    for option in value.split('|') {
+                        let Some(known) = PLAN_OPTIONS.iter().find(|o| **o == option) else {
+                            return Err(Error::api(
+                                406,
+                                "PGRST107",
+                                format!("None of these media types are available: {first}"),
+                            ));
+                        };
+                        if !plan.options.contains(known) {
+                            plan.options.push(known);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        plan.options
+            .sort_by_key(|o| PLAN_OPTIONS.iter().position(|p| p == o));
+        Ok(Some(plan))
+    }
+
+    /// The answer's `Content-Type`.
+    pub fn content_type(&self) -> String {
+        let mut t = format!(
+            "application/vnd.pgrst.plan+{}; for=\"{}\"",
+            if self.json { "json" } else { "text" },
+            self.for_media
+        );
+        if !self.options.is_empty() {
+            t.push_str("; options=");
+            t.push_str(&self.options.join("|"));
+        }
+        t.push_str("; charset=utf-8");
+        t
+    }
+
+    /// `EXPLAIN (...)` with the options and format.
+    pub fn explain_prefix(&self) -> String {
+        let mut parts: Vec<String> = self
+            .options
+            .iter()
+            .map(|o| o.to_ascii_uppercase())
+            .collect();
+        parts.push(format!(
+            "FORMAT {}",
+            if self.json { "JSON" } else { "TEXT" }
+        ));
+        format!("EXPLAIN ({}) ", parts.join(", "))
+    }
 }
 
 /// The `Range` header's `a-b` (or `a-`).
@@ -408,6 +490,31 @@ mod tests {
             e.body().message,
             "None of these media types are available: text/unknowntype"
         );
+    }
+
+    #[test]
+    fn plan_media_types_name_their_target_and_options() {
+        let p = PlanRequest::parse(
+            "application/vnd.pgrst.plan+json; for=\"application/vnd.pgrst.object\"; options=verbose|analyze",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            p.content_type(),
+            "application/vnd.pgrst.plan+json; for=\"application/vnd.pgrst.object+json\"; options=analyze|verbose; charset=utf-8"
+        );
+        assert_eq!(
+            p.explain_prefix(),
+            "EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON) "
+        );
+        let text = PlanRequest::parse("application/vnd.pgrst.plan")
+            .unwrap()
+            .unwrap();
+        assert!(!text.json);
+        assert_eq!(text.for_media, "application/json");
+        assert_eq!(PlanRequest::parse("application/json").unwrap(), None);
+        let e = PlanRequest::parse("application/vnd.pgrst.plan; options=drop").unwrap_err();
+        assert_eq!(e.status(), 406);
     }
 
     #[test]

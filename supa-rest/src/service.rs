@@ -18,7 +18,9 @@ use crate::db::{self, Outcome};
 use crate::grammar::{Filter, SelectItem};
 use crate::openapi::{self, OpenApiMode};
 use crate::plan::{self, ReadSpec, RpcArgs, Wrap, WriteSpec};
-use crate::request::{self, Count, Media, Prefer, QueryParams, Resolution, Return, Target};
+use crate::request::{
+    self, Count, Media, PlanRequest, Prefer, QueryParams, Resolution, Return, Target,
+};
 use crate::schema::{Function, Relation, Returns, SchemaCache};
 use crate::sql::{Sql, quote_ident};
 
@@ -57,6 +59,10 @@ pub struct Service {
 
 struct Context {
     timer: Arc<Timer>,
+    /// An execution plan asked for instead of the answer, and once the
+    /// statement is planned, the plan.
+    plan: Option<PlanRequest>,
+    plan_output: Mutex<Option<String>>,
     schema: String,
     path: String,
     role: String,
@@ -186,11 +192,55 @@ impl Service {
     ) -> Result<Response<Body>, Error> {
         let target = target(parts.uri.path())?;
         let method = parts.method.clone();
-        let headers = &parts.headers;
-        let mut ctx = self.context(&method, headers, auth)?;
+        let mut ctx = self.context(&method, &parts.headers, auth)?;
         ctx.path = parts.uri.path().to_owned();
         ctx.timer = timer.clone();
         timer.lap(Phase::Jwt);
+        // `db-plan-enabled`: a plan media type plans the statement that
+        // would answer its `for` media type, which is negotiated as usual.
+        let planned_headers;
+        let headers = match header_str(&parts.headers, "accept")
+            .filter(|_| self.config.plan_enabled)
+            .map(PlanRequest::parse)
+            .transpose()?
+            .flatten()
+        {
+            Some(plan) => {
+                let mut h = parts.headers.clone();
+                if let Ok(v) = HeaderValue::from_str(&plan.for_media) {
+                    h.insert(header::ACCEPT, v);
+                }
+                ctx.plan = Some(plan);
+                planned_headers = h;
+                &planned_headers
+            }
+            None => &parts.headers,
+        };
+        let answer = self
+            .answer(target, &method, headers, &ctx, parts.uri.query(), body)
+            .await?;
+        let plan = ctx
+            .plan_output
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match (plan, &ctx.plan) {
+            (Some(text), Some(request)) => plan_response(request, text),
+            _ => Ok(answer),
+        }
+    }
+
+    /// The answer to a request whose context is known.
+    async fn answer(
+        &self,
+        target: Target,
+        method: &Method,
+        headers: &HeaderMap,
+        ctx: &Context,
+        query: Option<&str>,
+        body: Bytes,
+    ) -> Result<Response<Body>, Error> {
+        let timer = &ctx.timer;
         let prefer = Prefer::parse(
             headers
                 .get_all("prefer")
@@ -208,19 +258,19 @@ impl Service {
                 prefer.invalid.join(", ")
             )));
         }
-        let pairs = request::decode_query(parts.uri.query().unwrap_or(""));
+        let pairs = request::decode_query(query.unwrap_or(""));
         let cache = self.schema().await?;
-        if method == Method::OPTIONS {
+        if *method == Method::OPTIONS {
             timer.lap(Phase::Parse);
             return Ok(options_response(&target));
         }
         match target {
             Target::Root => match &self.config.root_spec {
                 Some(name) => {
-                    self.rpc(&method, headers, &ctx, &prefer, &pairs, &cache, name, &body)
+                    self.rpc(method, headers, ctx, &prefer, &pairs, &cache, name, &body)
                         .await
                 }
-                None => self.root(&method, headers, &ctx, &prefer, &cache).await,
+                None => self.root(method, headers, ctx, &prefer, &cache).await,
             },
             Target::Relation(name) => {
                 let rel = cache.relation(&ctx.schema, &name).ok_or_else(|| {
@@ -233,14 +283,12 @@ impl Service {
                         ),
                     )
                 })?;
-                self.relation(&method, headers, &ctx, &prefer, &pairs, &cache, rel, &body)
+                self.relation(method, headers, ctx, &prefer, &pairs, &cache, rel, &body)
                     .await
             }
             Target::Rpc(name) => {
-                self.rpc(
-                    &method, headers, &ctx, &prefer, &pairs, &cache, &name, &body,
-                )
-                .await
+                self.rpc(method, headers, ctx, &prefer, &pairs, &cache, &name, &body)
+                    .await
             }
         }
     }
@@ -288,6 +336,8 @@ impl Service {
         };
         Ok(Context {
             timer: Arc::new(Timer::default()),
+            plan: None,
+            plan_output: Mutex::new(None),
             schema,
             path: String::new(),
             role,
@@ -1063,6 +1113,23 @@ impl Service {
     ) -> Result<Outcome, Error> {
         ctx.timer.lap(Phase::Plan);
         let client = self.begin(ctx, method, headers, read_only, prefer).await?;
+        if let Some(plan) = &ctx.plan {
+            // A plan is an inspection: whatever EXPLAIN ANALYZE did is
+            // rolled back.
+            let text = db::explain(
+                &client,
+                &plan.explain_prefix(),
+                statement,
+                ctx.authenticated,
+            )
+            .await;
+            let _ = client.batch_execute("ROLLBACK").await;
+            ctx.timer.lap(Phase::Transaction);
+            *ctx.plan_output
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(text?);
+            return Ok(Outcome::default());
+        }
         let result = async {
             let planned = match explain {
                 Some(sql) => db::planned_rows(&client, sql, ctx.authenticated).await?,
@@ -1175,6 +1242,16 @@ impl Service {
             base_path: base.to_owned(),
         }
     }
+}
+
+/// A 200 whose body is the plan `request` asked for.
+fn plan_response(request: &PlanRequest, text: String) -> Result<Response<Body>, Error> {
+    Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, request.content_type())
+        .header(header::CONTENT_LENGTH, text.len())
+        .body(Body::from(text))
+        .map_err(|e| Error::api(500, "PGRSTX00", e.to_string()))
 }
 
 /// The phases `Server-Timing` reports, in order.

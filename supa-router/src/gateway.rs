@@ -502,6 +502,7 @@ fn rest_config(settings: &PostgrestSettings) -> RestConfig {
             .db_pool
             .and_then(|p| usize::try_from(p).ok())
             .filter(|p| *p > 0),
+        plan_enabled: settings.db_plan_enabled,
         ..RestConfig::default()
     }
 }

@@ -52,6 +52,8 @@ pub struct PostgrestPatch {
     /// Pool size (`null`: the default).
     #[serde(default, deserialize_with = "present")]
     pub db_pool: Option<Option<i64>>,
+    /// Whether plans are answered (`Accept: application/vnd.pgrst.plan`).
+    pub db_plan_enabled: Option<bool>,
 }
 
 /// Tells a field sent as `null` from a field left out.
@@ -734,6 +736,9 @@ impl Tenant {
         }
         if let Some(v) = patch.db_pool {
             settings.db_pool = v;
+        }
+        if let Some(v) = patch.db_plan_enabled {
+            settings.db_plan_enabled = v;
         }
         settings.validate().map_err(|e| match e {
             supa_core::Error::InvalidSetting { field, reason } => Error::invalid(field, reason),
