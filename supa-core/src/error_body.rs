@@ -57,8 +57,9 @@ impl GatewayErrorBody {
 pub struct PostgrestErrorBody {
     /// A SQLSTATE (`23505`) or a PostgREST code (`PGRST116`).
     pub code: String,
-    /// Extra detail, or null.
-    pub details: Option<String>,
+    /// Extra detail, or null: mostly a string, an array where PostgREST
+    /// lists candidates (PGRST201's relationships).
+    pub details: Option<serde_json::Value>,
     /// A suggestion, or null.
     pub hint: Option<String>,
     /// What went wrong.
@@ -78,7 +79,7 @@ impl PostgrestErrorBody {
 
     /// Sets `details`.
     pub fn with_details(mut self, details: impl Into<String>) -> Self {
-        self.details = Some(details.into());
+        self.details = Some(serde_json::Value::String(details.into()));
         self
     }
 

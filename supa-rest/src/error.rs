@@ -17,8 +17,8 @@ pub enum Error {
         code: &'static str,
         /// Message.
         message: String,
-        /// Details.
-        details: Option<String>,
+        /// Details (text, or JSON such as a list of candidates).
+        details: Option<serde_json::Value>,
         /// Hint.
         hint: Option<String>,
     },
@@ -62,9 +62,14 @@ impl Error {
     }
 
     /// Adds details.
-    pub fn with_details(mut self, d: impl Into<String>) -> Self {
+    pub fn with_details(self, d: impl Into<String>) -> Self {
+        self.with_details_json(serde_json::Value::String(d.into()))
+    }
+
+    /// Adds details that are JSON rather than text.
+    pub fn with_details_json(mut self, d: serde_json::Value) -> Self {
         if let Error::Api { details, .. } = &mut self {
-            *details = Some(d.into());
+            *details = Some(d);
         }
         self
     }
@@ -133,7 +138,7 @@ impl Error {
                 ..
             } => PostgrestErrorBody {
                 code: sqlstate.clone(),
-                details: details.clone(),
+                details: details.clone().map(serde_json::Value::String),
                 hint: hint.clone(),
                 message: message.clone(),
             },
@@ -202,7 +207,7 @@ fn raised(message: &str, detail: Option<&str>) -> Error {
     };
     let body = PostgrestErrorBody {
         code,
-        details: text("details"),
+        details: text("details").map(serde_json::Value::String),
         hint: text("hint"),
         message: msg,
     };

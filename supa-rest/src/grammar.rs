@@ -1071,7 +1071,7 @@ mod tests {
             "\"failed to parse select parameter (data->>--34)\" (line 1, column 9)"
         );
         assert_eq!(
-            body.details.as_deref(),
+            body.details.as_ref().and_then(|d| d.as_str()),
             Some("unexpected \"-\" expecting digit")
         );
     }
@@ -1120,7 +1120,7 @@ mod tests {
             "\"failed to parse logic tree (())\" (line 1, column 4)"
         );
         assert_eq!(
-            e.details.as_deref(),
+            e.details.as_ref().and_then(|d| d.as_str()),
             Some(
                 "unexpected \")\" expecting field name (* or [a..z0..9_$]), negation operator (not) or logic operator (and, or)"
             )
@@ -1143,7 +1143,7 @@ mod tests {
             "\"failed to parse order (id.asc.nullslasttt)\" (line 1, column 17)"
         );
         assert_eq!(
-            e.details.as_deref(),
+            e.details.as_ref().and_then(|d| d.as_str()),
             Some("unexpected 't' expecting \",\" or end of input")
         );
     }

@@ -1070,6 +1070,16 @@ fn push_embed(
             )));
         }
         _ => {
+            let details: Vec<serde_json::Value> = found
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "cardinality": r.kind,
+                        "embedding": format!("{} with {}", ctx.parent.1, r.target.1),
+                        "relationship": r.description,
+                    })
+                })
+                .collect();
             return Err(Error::api(
                 300,
                 "PGRST201",
@@ -1077,8 +1087,9 @@ fn push_embed(
             )
             .with_hint(format!(
                 "Try changing '{name}' to one of the following: {}. Find the desired relationship in the 'details' key.",
-                found.iter().map(|r| format!("'{name}!{}'", r.constraint)).collect::<Vec<_>>().join(", ")
-            )));
+                found.iter().map(|r| format!("'{}!{}'", r.target.1, r.constraint)).collect::<Vec<_>>().join(", ")
+            ))
+            .with_details_json(serde_json::Value::Array(details)));
         }
     };
     let n = ctx.counter.fetch_add(1, Ordering::Relaxed) + 1;

@@ -188,8 +188,47 @@ pub struct Relationship {
     pub cardinality: Cardinality,
     /// (parent column, target column) pairs for direct relationships.
     pub columns: Vec<(String, String)>,
-    /// The foreign key constraint's name.
+    /// The foreign key constraint's name, or the junction's for a
+    /// many-to-many: what a hint names to choose this relationship.
     pub constraint: String,
+    /// `many-to-one`, `one-to-many`, `one-to-one` or `many-to-many`.
+    pub kind: &'static str,
+    /// How PostgREST describes it in PGRST201's details
+    /// (`fk using a(x) and b(y)`).
+    pub description: String,
+    /// A table referencing itself, seen from either end.
+    is_self: bool,
+}
+
+impl Relationship {
+    fn single_column(&self) -> Option<&(String, String)> {
+        match self.columns.as_slice() {
+            [one] if !matches!(self.cardinality, Cardinality::ManyToMany { .. }) => Some(one),
+            _ => None,
+        }
+    }
+
+    /// A hint or target naming the parent's column of a one-column key.
+    fn matches_column(&self, name: &str) -> bool {
+        self.single_column().is_some_and(|(p, _)| p == name)
+    }
+
+    /// A hint naming the target's column of a one-column key.
+    fn matches_referenced_column(&self, name: &str) -> bool {
+        self.single_column().is_some_and(|(_, t)| t == name)
+    }
+
+    fn matches_constraint(&self, name: &str) -> bool {
+        !matches!(self.cardinality, Cardinality::ManyToMany { .. }) && self.constraint == name
+    }
+
+    fn matches_junction(&self, name: &str) -> bool {
+        matches!(&self.cardinality, Cardinality::ManyToMany { junction, .. } if junction.1 == name)
+    }
+}
+
+fn column_list(cols: &[String]) -> String {
+    cols.join(", ")
 }
 
 impl SchemaCache {
@@ -232,39 +271,36 @@ impl SchemaCache {
         (outgoing, incoming)
     }
 
-    /// Picks the relation standing for `base` that matches `name`,
-    /// preferring the parent's schema.
-    fn pick(
-        &self,
-        base: &(String, String),
-        name: Option<&str>,
-        schema: &str,
-    ) -> Option<(String, String)> {
+    /// Relations standing for `base` in the request's `schema`: itself and
+    /// the views over it there. As in PostgREST, a request embeds only
+    /// relations of its own schema.
+    fn standing_for(&self, base: &(String, String), schema: &str) -> Vec<(String, String)> {
         let mut all = self.aliases(base);
-        all.retain(|r| self.relations.contains_key(r) && name.is_none_or(|n| r.1 == n));
-        all.sort_by_key(|r| r.0 != schema);
-        all.into_iter().next()
+        all.retain(|r| r.0 == schema && self.relations.contains_key(r));
+        all
     }
 
-    /// Every relationship from `parent` to something called `name`
-    /// (a relation, a foreign key column or a constraint name), narrowed
-    /// by `hint`.
-    pub fn relationships(
-        &self,
-        parent: &(String, String),
-        name: &str,
-        hint: Option<&str>,
-    ) -> Vec<Relationship> {
+    fn is_view(&self, rel: &(String, String)) -> bool {
+        self.relations.get(rel).is_some_and(|r| r.is_view)
+    }
+
+    /// Every relationship of `parent`: to-one and to-many through each
+    /// foreign key, and many-to-many through each junction.
+    fn all_relationships(&self, parent: &(String, String)) -> Vec<Relationship> {
         let schema = parent.0.as_str();
         let mut found = Vec::new();
         let (outgoing, incoming) = self.keys_of(parent);
         for f in &outgoing {
-            let by_table = self.pick(&f.to, Some(name), schema);
-            let by_other = (f.name == name || f.from_columns == [name])
-                .then(|| self.pick(&f.to, None, schema))
-                .flatten();
-            if let Some(target) = by_table.or(by_other) {
+            for target in self.standing_for(&f.to, schema) {
                 found.push(Relationship {
+                    description: format!(
+                        "{} using {}({}) and {}({})",
+                        f.name,
+                        parent.1,
+                        column_list(&f.from_columns),
+                        target.1,
+                        column_list(&f.to_columns)
+                    ),
                     target,
                     cardinality: Cardinality::ToOne,
                     columns: f
@@ -274,16 +310,26 @@ impl SchemaCache {
                         .zip(f.to_columns.iter().cloned())
                         .collect(),
                     constraint: f.name.clone(),
+                    kind: if f.from_unique {
+                        "one-to-one"
+                    } else {
+                        "many-to-one"
+                    },
+                    is_self: f.from == f.to,
                 });
             }
         }
         for f in &incoming {
-            let by_table = self.pick(&f.from, Some(name), schema);
-            let by_other = (f.name == name)
-                .then(|| self.pick(&f.from, None, schema))
-                .flatten();
-            if let Some(target) = by_table.or(by_other) {
+            for target in self.standing_for(&f.from, schema) {
                 found.push(Relationship {
+                    description: format!(
+                        "{} using {}({}) and {}({})",
+                        f.name,
+                        parent.1,
+                        column_list(&f.to_columns),
+                        target.1,
+                        column_list(&f.from_columns)
+                    ),
                     target,
                     // A unique referencing key makes it one-to-one.
                     cardinality: if f.from_unique {
@@ -298,52 +344,113 @@ impl SchemaCache {
                         .zip(f.from_columns.iter().cloned())
                         .collect(),
                     constraint: f.name.clone(),
+                    kind: if f.from_unique {
+                        "one-to-one"
+                    } else {
+                        "one-to-many"
+                    },
+                    is_self: f.from == f.to,
                 });
             }
         }
-        // Many-to-many: a junction with keys to both sides.
+        // Many-to-many: a junction (or a view over it) with keys to both.
+        let mut m2m = Vec::new();
         for f1 in &incoming {
             for f2 in self
                 .foreign_keys
                 .iter()
                 .filter(|f2| f2.from == f1.from && f2.name != f1.name)
             {
-                let Some(target) = self.pick(&f2.to, Some(name), schema) else {
-                    continue;
-                };
-                let Some(junction) = self.pick(&f1.from, None, schema) else {
-                    continue;
-                };
-                found.push(Relationship {
-                    target,
-                    cardinality: Cardinality::ManyToMany {
-                        junction,
-                        parent_cols: f1
-                            .from_columns
-                            .iter()
-                            .cloned()
-                            .zip(f1.to_columns.iter().cloned())
-                            .collect(),
-                        target_cols: f2
-                            .from_columns
-                            .iter()
-                            .cloned()
-                            .zip(f2.to_columns.iter().cloned())
-                            .collect(),
-                    },
-                    columns: Vec::new(),
-                    constraint: f2.name.clone(),
-                });
+                for junction in self.standing_for(&f1.from, schema) {
+                    for target in self.standing_for(&f2.to, schema) {
+                        m2m.push(Relationship {
+                            description: format!(
+                                "{} using {}({}) and {}({})",
+                                junction.1,
+                                f1.name,
+                                column_list(&f1.from_columns),
+                                f2.name,
+                                column_list(&f2.from_columns)
+                            ),
+                            target,
+                            cardinality: Cardinality::ManyToMany {
+                                junction: junction.clone(),
+                                parent_cols: f1
+                                    .from_columns
+                                    .iter()
+                                    .cloned()
+                                    .zip(f1.to_columns.iter().cloned())
+                                    .collect(),
+                                target_cols: f2
+                                    .from_columns
+                                    .iter()
+                                    .cloned()
+                                    .zip(f2.to_columns.iter().cloned())
+                                    .collect(),
+                            },
+                            columns: Vec::new(),
+                            constraint: junction.1.clone(),
+                            kind: "many-to-many",
+                            is_self: false,
+                        });
+                    }
+                }
             }
         }
-        if let Some(h) = hint {
-            found.retain(|r| {
-                r.constraint == h
-                    || r.columns.iter().any(|(p, t)| p == h || t == h)
-                    || matches!(&r.cardinality, Cardinality::ManyToMany { junction, .. } if junction.1 == h)
-            });
-        }
+        // Junction tables before the views over them.
+        m2m.sort_by_key(|r| match &r.cardinality {
+            Cardinality::ManyToMany { junction, .. } => {
+                (self.is_view(junction), junction.1.clone())
+            }
+            _ => (false, String::new()),
+        });
+        found.extend(m2m);
         found
+    }
+
+    /// The relationships from `parent` that `name!hint` names, by
+    /// PostgREST's rules: the target relation's name, or without a hint
+    /// a constraint or a one-column key's column; a hint names a
+    /// constraint, a column of either end or a junction. A table that
+    /// references itself gives its children by its own name and its parent
+    /// by the key column's name; a hint there names the children's column.
+    pub fn relationships(
+        &self,
+        parent: &(String, String),
+        name: &str,
+        hint: Option<&str>,
+    ) -> Vec<Relationship> {
+        self.all_relationships(parent)
+            .into_iter()
+            .filter(|r| {
+                let is_target = r.target.1 == name;
+                let to_many = r.cardinality == Cardinality::ToMany;
+                let to_view = self.is_view(&r.target);
+                if r.is_self {
+                    return match hint {
+                        None => {
+                            (is_target && to_many)
+                                || (r.matches_column(name) && r.cardinality == Cardinality::ToOne)
+                        }
+                        Some(h) => is_target && to_many && r.matches_referenced_column(h),
+                    };
+                }
+                match hint {
+                    None => {
+                        is_target
+                            || (r.matches_constraint(name) && !to_view)
+                            || (r.matches_column(name) && !to_view)
+                    }
+                    Some(h) => {
+                        is_target
+                            && (r.matches_constraint(h)
+                                || r.matches_column(h)
+                                || r.matches_referenced_column(h)
+                                || r.matches_junction(h))
+                    }
+                }
+            })
+            .collect()
     }
 
     /// Loads the cache for `schemas`.
@@ -651,19 +758,42 @@ LEFT JOIN pg_class rc ON rc.oid = rt.typrelid
 LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
 WHERE n.nspname = ANY($1) AND p.prokind = 'f'";
 
-// Views over exactly one table or view, which stand for it in embedding.
+// Views that stand for one table in embedding: those selecting from
+// exactly one table, and those whose every column is a same-named column
+// of one of the tables they read (`SELECT * FROM jobs WHERE site_id IN
+// (SELECT ... FROM sites)` stands for jobs).
 const VIEW_BASES_SQL: &str = "
-WITH bases AS (
-  SELECT DISTINCT v.oid AS view_oid, d.refobjid AS base_oid
+WITH deps AS (
+  SELECT DISTINCT v.oid AS view_oid, d.refobjid AS base_oid, d.refobjsubid AS attnum
   FROM pg_class v
   JOIN pg_rewrite r ON r.ev_class = v.oid
   JOIN pg_depend d ON d.objid = r.oid AND d.classid = 'pg_rewrite'::regclass
        AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
   JOIN pg_class b ON b.oid = d.refobjid AND b.relkind IN ('r', 'p', 'f')
   WHERE v.relkind IN ('v', 'm')
+),
+single AS (
+  SELECT view_oid, min(base_oid::text)::oid AS base_oid FROM deps GROUP BY view_oid
+  HAVING count(DISTINCT base_oid) = 1
+),
+covering AS (
+  SELECT c.view_oid, min(c.base_oid::text)::oid AS base_oid
+  FROM (SELECT DISTINCT view_oid, base_oid FROM deps) c
+  WHERE NOT EXISTS (
+    SELECT 1 FROM pg_attribute va
+    WHERE va.attrelid = c.view_oid AND va.attnum > 0 AND NOT va.attisdropped
+      AND NOT EXISTS (
+        SELECT 1 FROM deps d JOIN pg_attribute ba ON ba.attrelid = d.base_oid AND ba.attnum = d.attnum
+        WHERE d.view_oid = c.view_oid AND d.base_oid = c.base_oid AND ba.attname = va.attname))
+  GROUP BY c.view_oid HAVING count(*) = 1
+),
+bases AS (
+  SELECT * FROM single
+  UNION ALL
+  SELECT * FROM covering WHERE view_oid NOT IN (SELECT view_oid FROM single)
 )
 SELECT vn.nspname::text AS schema, v.relname::text AS name, bn.nspname::text AS base_schema, b.relname::text AS base_name
-FROM (SELECT view_oid, min(base_oid::text)::oid AS base_oid FROM bases GROUP BY view_oid HAVING count(*) = 1) s
+FROM bases s
 JOIN pg_class v ON v.oid = s.view_oid JOIN pg_namespace vn ON vn.oid = v.relnamespace
 JOIN pg_class b ON b.oid = s.base_oid JOIN pg_namespace bn ON bn.oid = b.relnamespace
 WHERE vn.nspname = ANY($1)";
