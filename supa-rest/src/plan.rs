@@ -395,6 +395,7 @@ fn push_projection(
                 };
                 push_embed(
                     sql,
+                    group_by,
                     qualifier,
                     ctx,
                     joins,
@@ -495,11 +496,11 @@ pub fn select_rows(from: &Sql, qualifier: &str, spec: &ReadSpec<'_>) -> Result<(
             (true, true) => conditions.push(lateral).push(" IS NULL"),
             (true, false) => conditions.push(lateral).push(" IS NOT NULL"),
             (false, true) => conditions
-                .push("json_array_length(")
+                .push("jsonb_array_length(")
                 .push(lateral)
                 .push(".pgrst_agg) = 0"),
             (false, false) => conditions
-                .push("json_array_length(")
+                .push("jsonb_array_length(")
                 .push(lateral)
                 .push(".pgrst_agg) > 0"),
         };
@@ -1010,8 +1011,9 @@ pub fn call(func: &Function, args: &RpcArgs<'_>) -> Sql {
     from
 }
 
-/// Output column names of a select list over `rel`.
-fn output_names(items: &[SelectItem], rel: Option<&Relation>) -> Vec<String> {
+/// Output column names of a select list over `rel`: a spread embed's
+/// columns come out flat, under their own names.
+fn output_names(cache: &SchemaCache, items: &[SelectItem], rel: Option<&Relation>) -> Vec<String> {
     let mut names = Vec::new();
     for item in items {
         match item {
@@ -1032,6 +1034,25 @@ fn output_names(items: &[SelectItem], rel: Option<&Relation>) -> Vec<String> {
             SelectItem::CountAll { alias, .. } => {
                 names.push(alias.clone().unwrap_or_else(|| "count".into()))
             }
+            SelectItem::Embed {
+                name,
+                hint,
+                spread: true,
+                items,
+                ..
+            } => {
+                // Already resolved once when its SQL was built.
+                let target = rel
+                    .map(|r| (r.schema.clone(), r.name.clone()))
+                    .and_then(|p| {
+                        cache
+                            .relationships(&p, name, hint.as_deref())
+                            .into_iter()
+                            .next()
+                    })
+                    .and_then(|r| cache.relation(&r.target.0, &r.target.1));
+                names.extend(output_names(cache, items, target));
+            }
             SelectItem::Embed { name, alias, .. } => {
                 names.push(alias.clone().unwrap_or_else(|| name.clone()))
             }
@@ -1040,9 +1061,38 @@ fn output_names(items: &[SelectItem], rel: Option<&Relation>) -> Vec<String> {
     names
 }
 
+/// Whether a select list aggregates, directly or in a spread inside it.
+fn aggregates(items: &[SelectItem]) -> bool {
+    items.iter().any(|i| match i {
+        SelectItem::CountAll { .. } => true,
+        SelectItem::Field { aggregate, .. } => aggregate.is_some(),
+        SelectItem::Embed {
+            spread: true,
+            items,
+            ..
+        } => aggregates(items),
+        _ => false,
+    })
+}
+
+/// Pushes `lateral."col" AS "col"` for each name (a spread's columns),
+/// each also a grouping expression.
+fn push_lateral_columns(sql: &mut Sql, group_by: &mut Vec<Sql>, lateral: &str, names: &[String]) {
+    for (i, col) in names.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        let mut expr = Sql::default();
+        expr.push(lateral).push(".").ident(col);
+        sql.append(&expr).push(" AS ").ident(col);
+        group_by.push(expr);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn push_embed(
     sql: &mut Sql,
+    group_by: &mut Vec<Sql>,
     qualifier: &str,
     ctx: &EmbedCtx<'_>,
     joins: &mut Joins,
@@ -1196,6 +1246,11 @@ fn push_embed(
         extra: vec![cond],
         embed: Some(&child),
     };
+    if spread && rel.cardinality != Cardinality::ToOne && aggregates(items) {
+        return Err(Error::api(400, "PGRST127", "Feature not implemented").with_details(
+            "Aggregates are not implemented for one-to-many or many-to-many spreads.",
+        ));
+    }
     let (inner_sql, _) = select_rows(&from, &inner_alias, &spec)?;
     let join_kind = if inner == Some(true) { "INNER" } else { "LEFT" };
     let mut join = Sql::default();
@@ -1209,39 +1264,59 @@ fn push_embed(
                 .push(" ON TRUE");
             if spread {
                 let target = ctx.cache.relation(&rel.target.0, &rel.target.1);
-                for (i, col) in output_names(items, target).iter().enumerate() {
-                    if i > 0 {
-                        sql.push(", ");
-                    }
-                    sql.push(&lateral)
-                        .push(".")
-                        .ident(col)
-                        .push(" AS ")
-                        .ident(col);
-                }
+                let names = output_names(ctx.cache, items, target);
+                push_lateral_columns(sql, group_by, &lateral, &names);
             } else if !items.is_empty() {
-                sql.push("row_to_json(")
-                    .push(&lateral)
-                    .push(".*) AS ")
-                    .ident(&label);
+                // jsonb, as PostgREST has it: it can be grouped by.
+                let mut expr = Sql::default();
+                expr.push("row_to_json(").push(&lateral).push(".*)::jsonb");
+                sql.append(&expr).push(" AS ").ident(&label);
+                group_by.push(expr);
             }
         }
-        _ => {
-            join.push(join_kind)
-                .push(" JOIN LATERAL (SELECT coalesce(json_agg(pgrst_a), '[]') AS pgrst_agg FROM (")
+        _ if spread => {
+            // PostgREST 13+: each spread column of a to-many relationship
+            // becomes an array of its values.
+            let target = ctx.cache.relation(&rel.target.0, &rel.target.1);
+            let names = output_names(ctx.cache, items, target);
+            join.push(join_kind).push(" JOIN LATERAL (SELECT pg_catalog.count(*) AS pgrst_n");
+            for col in &names {
+                join.push(", coalesce(jsonb_agg(pgrst_a.")
+                    .ident(col)
+                    .push("), '[]') AS ")
+                    .ident(col);
+            }
+            join.push(" FROM (")
                 .append(&inner_sql)
                 .push(") AS pgrst_a) AS ")
                 .push(&lateral)
                 .push(" ON ");
             if inner == Some(true) {
-                join.push("json_array_length(")
+                join.push(&lateral).push(".pgrst_n > 0");
+            } else {
+                join.push("TRUE");
+            }
+            push_lateral_columns(sql, group_by, &lateral, &names);
+        }
+        _ => {
+            join.push(join_kind)
+                .push(" JOIN LATERAL (SELECT coalesce(jsonb_agg(pgrst_a), '[]') AS pgrst_agg FROM (")
+                .append(&inner_sql)
+                .push(") AS pgrst_a) AS ")
+                .push(&lateral)
+                .push(" ON ");
+            if inner == Some(true) {
+                join.push("jsonb_array_length(")
                     .push(&lateral)
                     .push(".pgrst_agg) > 0");
             } else {
                 join.push("TRUE");
             }
             if !items.is_empty() {
-                sql.push(&lateral).push(".pgrst_agg AS ").ident(&label);
+                let mut expr = Sql::default();
+                expr.push(&lateral).push(".pgrst_agg");
+                sql.append(&expr).push(" AS ").ident(&label);
+                group_by.push(expr);
             }
         }
     }
