@@ -651,26 +651,27 @@ pub fn wrap(w: &Wrap<'_>, media: Media) -> Sql {
 
 /// `SELECT <select> FROM pgrst_source` for shaping the written rows of
 /// `rel` (none needed for all columns without data representations).
-pub fn shape_rows(select: Option<&[SelectItem]>, rel: &Relation) -> Result<Option<Sql>, Error> {
+pub fn shape_rows(
+    select: Option<&[SelectItem]>,
+    rel: &Relation,
+    embed: &EmbedCtx<'_>,
+) -> Result<Option<Sql>, Error> {
     let star = [SelectItem::Star];
     let items = match select {
         Some(items) => items,
         None if rel.has_representations() => &star,
         None => return Ok(None),
     };
-    let mut sql = Sql::default();
-    sql.push("SELECT ");
-    let mut group_by = Vec::new();
-    push_projection(
-        &mut sql,
-        "pgrst_source",
-        items,
-        &mut group_by,
-        None,
-        &mut Joins::default(),
-        Some(rel),
-    )?;
-    sql.push(" FROM pgrst_source");
+    let mut from = Sql::default();
+    from.push("pgrst_source");
+    // The written rows, with what they embed as the table was before the
+    // statement (a statement does not see its own writes).
+    let spec = ReadSpec {
+        select: Some(items),
+        embed: Some(embed),
+        ..ReadSpec::default()
+    };
+    let (sql, _) = select_rows(&from, "pgrst_source", &spec)?;
     Ok(Some(sql))
 }
 
@@ -1143,7 +1144,9 @@ fn push_embed(
         }
     };
     let n = ctx.counter.fetch_add(1, Ordering::Relaxed) + 1;
-    let inner_alias = quote_ident(&format!("pgrst_e{n}"));
+    // PostgREST's alias for an embedded relation, which its errors name
+    // (`column messages_1.sum does not exist`).
+    let inner_alias = quote_ident(&format!("{}_{}", rel.target.1, ctx.path.len() + 1));
     let lateral = quote_ident(&format!("pgrst_l{n}"));
     let label = alias.unwrap_or(name).to_owned();
     let mut path = ctx.path.clone();
@@ -1247,9 +1250,11 @@ fn push_embed(
         embed: Some(&child),
     };
     if spread && rel.cardinality != Cardinality::ToOne && aggregates(items) {
-        return Err(Error::api(400, "PGRST127", "Feature not implemented").with_details(
-            "Aggregates are not implemented for one-to-many or many-to-many spreads.",
-        ));
+        return Err(
+            Error::api(400, "PGRST127", "Feature not implemented").with_details(
+                "Aggregates are not implemented for one-to-many or many-to-many spreads.",
+            ),
+        );
     }
     let (inner_sql, _) = select_rows(&from, &inner_alias, &spec)?;
     let join_kind = if inner == Some(true) { "INNER" } else { "LEFT" };
@@ -1279,7 +1284,8 @@ fn push_embed(
             // becomes an array of its values.
             let target = ctx.cache.relation(&rel.target.0, &rel.target.1);
             let names = output_names(ctx.cache, items, target);
-            join.push(join_kind).push(" JOIN LATERAL (SELECT pg_catalog.count(*) AS pgrst_n");
+            join.push(join_kind)
+                .push(" JOIN LATERAL (SELECT pg_catalog.count(*) AS pgrst_n");
             for col in &names {
                 join.push(", coalesce(jsonb_agg(pgrst_a.")
                     .ident(col)
@@ -1300,7 +1306,9 @@ fn push_embed(
         }
         _ => {
             join.push(join_kind)
-                .push(" JOIN LATERAL (SELECT coalesce(jsonb_agg(pgrst_a), '[]') AS pgrst_agg FROM (")
+                .push(
+                    " JOIN LATERAL (SELECT coalesce(jsonb_agg(pgrst_a), '[]') AS pgrst_agg FROM (",
+                )
                 .append(&inner_sql)
                 .push(") AS pgrst_a) AS ")
                 .push(&lateral)

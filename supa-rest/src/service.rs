@@ -1,7 +1,7 @@
 //! One served database: its settings, pool and schema cache, and the
 //! request handler that ties parsing, planning and the transaction together.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::{Body, Bytes};
@@ -391,7 +391,7 @@ impl Service {
                     &q.embedded_other,
                 )?;
                 let (offset, limit) = self.range(headers, &q)?;
-                let counter = std::sync::atomic::AtomicUsize::new(0);
+                let counter = AtomicUsize::new(0);
                 let embed = plan::EmbedCtx {
                     cache,
                     parent: (rel.schema.clone(), rel.name.clone()),
@@ -449,12 +449,18 @@ impl Service {
                 Ok(response)
             }
             Method::POST => {
-                self.insert(headers, ctx, prefer, &q, rel, body, false)
+                self.insert(headers, ctx, prefer, &q, cache, rel, body, false)
                     .await
             }
-            Method::PUT => self.insert(headers, ctx, prefer, &q, rel, body, true).await,
-            Method::PATCH => self.update(headers, ctx, prefer, &q, rel, body).await,
-            Method::DELETE => self.delete(headers, ctx, prefer, &q, rel).await,
+            Method::PUT => {
+                self.insert(headers, ctx, prefer, &q, cache, rel, body, true)
+                    .await
+            }
+            Method::PATCH => {
+                self.update(headers, ctx, prefer, &q, cache, rel, body)
+                    .await
+            }
+            Method::DELETE => self.delete(headers, ctx, prefer, &q, cache, rel).await,
             _ => Err(Error::api(
                 405,
                 "PGRST117",
@@ -511,6 +517,7 @@ impl Service {
         ctx: &Context,
         prefer: &Prefer,
         q: &QueryParams,
+        cache: &SchemaCache,
         rel: &Relation,
         body: &Bytes,
         put: bool,
@@ -567,7 +574,11 @@ impl Service {
         let ret = prefer.ret.unwrap_or(Return::Minimal);
         let w = Wrap {
             source: plan::insert(&spec, &text),
-            rows: plan::shape_rows(q.select.as_deref(), rel)?,
+            rows: plan::shape_rows(
+                q.select.as_deref(),
+                rel,
+                &write_embed(cache, rel, q, &AtomicUsize::new(0)),
+            )?,
             count: None,
             existing: resolution.map(|_| plan::existing_rows(&spec, &text)),
             location: Some(&rel.primary_key),
@@ -626,6 +637,7 @@ impl Service {
         ctx: &Context,
         prefer: &Prefer,
         q: &QueryParams,
+        cache: &SchemaCache,
         rel: &Relation,
         body: &Bytes,
     ) -> Result<Response<Body>, Error> {
@@ -699,6 +711,7 @@ impl Service {
             ctx,
             prefer,
             q,
+            cache,
             rel,
             media,
             source,
@@ -719,6 +732,7 @@ impl Service {
         ctx: &Context,
         prefer: &Prefer,
         q: &QueryParams,
+        cache: &SchemaCache,
         rel: &Relation,
     ) -> Result<Response<Body>, Error> {
         let media = self.write_media(headers)?;
@@ -738,6 +752,7 @@ impl Service {
             ctx,
             prefer,
             q,
+            cache,
             rel,
             media,
             source,
@@ -756,6 +771,7 @@ impl Service {
         ctx: &Context,
         prefer: &Prefer,
         q: &QueryParams,
+        cache: &SchemaCache,
         rel: &Relation,
         media: Media,
         source: Sql,
@@ -764,7 +780,11 @@ impl Service {
         let ret = prefer.ret.unwrap_or(Return::Minimal);
         let w = Wrap {
             source,
-            rows: plan::shape_rows(q.select.as_deref(), rel)?,
+            rows: plan::shape_rows(
+                q.select.as_deref(),
+                rel,
+                &write_embed(cache, rel, q, &AtomicUsize::new(0)),
+            )?,
             with_body: ret == Return::Representation,
             ..Wrap::default()
         };
@@ -927,7 +947,7 @@ impl Service {
         let media = request::negotiate(header_str(headers, "accept"), &allowed)?;
         let (offset, limit) = self.range(headers, &q)?;
         let select_star = [SelectItem::Star];
-        let counter = std::sync::atomic::AtomicUsize::new(0);
+        let counter = AtomicUsize::new(0);
         let embed = match &func.returns {
             Returns::Composite(Some(rel)) => Some(plan::EmbedCtx {
                 cache,
@@ -970,6 +990,15 @@ impl Service {
             media
         };
         let statement = plan::wrap(&w, body_media);
+        // max-affected counts rows, so only a function returning a set can
+        // honour it (PostgREST 13+).
+        if prefer.strict && prefer.max_affected.is_some() && !func.returns_set {
+            return Err(Error::api(
+                400,
+                "PGRST128",
+                "Function must return SETOF or TABLE when max-affected preference is used with handling=strict",
+            ));
+        }
         let read_only = read || func.is_read_only();
         let outcome = self
             .run(
@@ -982,6 +1011,7 @@ impl Service {
                 planned.then_some(&count),
                 |o| {
                     if func.returns_set {
+                        max_affected(prefer, o)?;
                         singular_check(media, o)
                     } else {
                         Ok(())
@@ -1298,6 +1328,23 @@ impl Timer {
             .filter_map(|(name, ms)| ms.map(|ms| format!("{name};dur={ms:.1}")))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// What the representation of a write may embed.
+fn write_embed<'a>(
+    cache: &'a SchemaCache,
+    rel: &Relation,
+    q: &'a QueryParams,
+    counter: &'a AtomicUsize,
+) -> plan::EmbedCtx<'a> {
+    plan::EmbedCtx {
+        cache,
+        parent: (rel.schema.clone(), rel.name.clone()),
+        filters: &q.embedded_filters,
+        other: &q.embedded_other,
+        path: Vec::new(),
+        counter,
     }
 }
 
