@@ -29,6 +29,17 @@ for cmd in "${!NEEDED[@]}"; do
 done
 # PostgreSQL's server binaries, for the embedded cluster and the test kit.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+# The extensions projects may create (`create extension postgis`, ...), each
+# found by its control file; PostgreSQL 15 is Debian 12's.
+declare -A EXTENSIONS=(
+  [postgis]=postgresql-15-postgis-3
+  [pg_cron]=postgresql-15-cron
+  [pgaudit]=postgresql-15-pgaudit
+  [pg_partman]=postgresql-15-partman
+)
+for ext in "${!EXTENSIONS[@]}"; do
+  compgen -G "/usr/share/postgresql/*/extension/$ext.control" >/dev/null || missing+=("${EXTENSIONS[$ext]}")
+done
 # Debian splits venv out of the interpreter.
 if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   missing+=(python3-venv)

@@ -556,6 +556,11 @@ fn body_expr(media: Media, scalar: bool) -> &'static str {
             "(SELECT coalesce(string_agg(a.k, ','), '') FROM (SELECT json_object_keys(r)::text AS k FROM (SELECT row_to_json(hh) AS r FROM pgrst_source AS hh LIMIT 1) s) a) || chr(10) || coalesce(string_agg(substring(_postgrest_t::text, 2, length(_postgrest_t::text) - 2), chr(10)), '')"
         }
         (Media::Text, _) => "coalesce(string_agg(_postgrest_t.pgrst_scalar::text, ''), '')",
+        // PostGIS makes each row a Feature (its first geometry column the
+        // geometry, the others the properties), found on the search path.
+        (Media::GeoJson, _) => {
+            "json_build_object('type', 'FeatureCollection', 'features', coalesce(json_agg(ST_AsGeoJSON(_postgrest_t)::json), '[]'))::text"
+        }
         (Media::Binary, _) => {
             "coalesce(encode(string_agg(_postgrest_t.pgrst_scalar, ''::bytea), 'base64'), '')"
         }

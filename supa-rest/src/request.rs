@@ -38,6 +38,8 @@ pub enum Media {
     Binary,
     /// `application/openapi+json`.
     OpenApi,
+    /// `application/geo+json` (PostGIS): a `FeatureCollection`.
+    GeoJson,
 }
 
 impl Media {
@@ -58,6 +60,7 @@ impl Media {
             Media::Text => "text/plain; charset=utf-8",
             Media::Binary => "application/octet-stream",
             Media::OpenApi => "application/openapi+json; charset=utf-8",
+            Media::GeoJson => "application/geo+json; charset=utf-8",
         }
     }
 
@@ -303,6 +306,7 @@ pub fn negotiate(accept: Option<&str>, allowed: &[Media]) -> Result<Media, Error
             "text/plain" | "text/*" => Some(Media::Text),
             "application/octet-stream" => Some(Media::Binary),
             "application/openapi+json" => Some(Media::OpenApi),
+            "application/geo+json" => Some(Media::GeoJson),
             _ => None,
         };
         if let Some(m) = media

@@ -159,6 +159,8 @@ pub struct SchemaCache {
     pub view_bases: HashMap<(String, String), (String, String)>,
     /// `COMMENT ON SCHEMA` of the exposed schemas that have one.
     pub schema_descriptions: HashMap<String, String>,
+    /// Whether PostGIS's `ST_AsGeoJSON(record)` exists (`application/geo+json`).
+    pub has_postgis: bool,
 }
 
 /// How an embedded resource relates to its parent.
@@ -629,6 +631,14 @@ impl SchemaCache {
                     oid: row.get("oid"),
                 });
         }
+        cache.has_postgis = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'st_asgeojson' AND proargtypes[0] = 'record'::regtype)",
+                &[],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
         for row in client
             .query(SCHEMA_DESCRIPTIONS_SQL, &[&schemas])
             .await

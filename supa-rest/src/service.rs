@@ -33,6 +33,16 @@ const ROW_MEDIA: [Media; 5] = [
     Media::ArrayStripped,
 ];
 
+/// What rows can be answered as in a database: GeoJSON too where PostGIS
+/// is installed.
+fn row_media(cache: &SchemaCache) -> Vec<Media> {
+    let mut media = ROW_MEDIA.to_vec();
+    if cache.has_postgis {
+        media.push(Media::GeoJson);
+    }
+    media
+}
+
 /// The largest request body accepted (PostgREST has no limit of its own;
 /// proxies usually set one).
 const BODY_LIMIT: usize = 64 << 20;
@@ -384,7 +394,7 @@ impl Service {
         from.qualified(&rel.schema, &rel.name);
         match *method {
             Method::GET | Method::HEAD => {
-                let media = request::negotiate(header_str(headers, "accept"), &ROW_MEDIA)?;
+                let media = Self::row_media(headers, cache)?;
                 plan::check_embedded_paths(
                     q.select.as_deref(),
                     &q.embedded_filters,
@@ -506,8 +516,9 @@ impl Service {
         Ok((offset, limit))
     }
 
-    fn write_media(&self, headers: &HeaderMap) -> Result<Media, Error> {
-        request::negotiate(header_str(headers, "accept"), &ROW_MEDIA)
+    /// The media type of rows answered from `cache`'s database.
+    fn row_media(headers: &HeaderMap, cache: &SchemaCache) -> Result<Media, Error> {
+        request::negotiate(header_str(headers, "accept"), &row_media(cache))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -522,7 +533,7 @@ impl Service {
         body: &Bytes,
         put: bool,
     ) -> Result<Response<Body>, Error> {
-        let media = self.write_media(headers)?;
+        let media = Self::row_media(headers, cache)?;
         let payload = payload_json(headers, body)?;
         let columns = match &q.columns {
             Some(c) => c.clone(),
@@ -641,7 +652,7 @@ impl Service {
         rel: &Relation,
         body: &Bytes,
     ) -> Result<Response<Body>, Error> {
-        let media = self.write_media(headers)?;
+        let media = Self::row_media(headers, cache)?;
         let payload = payload_json(headers, body)?;
         // An array updates with its first object, as PostgREST does.
         let payload = match payload {
@@ -735,7 +746,7 @@ impl Service {
         cache: &SchemaCache,
         rel: &Relation,
     ) -> Result<Response<Body>, Error> {
-        let media = self.write_media(headers)?;
+        let media = Self::row_media(headers, cache)?;
         let spec = WriteSpec {
             rel,
             columns: Vec::new(),
@@ -932,7 +943,7 @@ impl Service {
         let from = plan::call(func, &args);
         let scalar = !matches!(func.returns, Returns::Composite(_));
         // Text and bytes only for a function returning them.
-        let mut allowed = ROW_MEDIA.to_vec();
+        let mut allowed = row_media(cache);
         match &func.returns {
             Returns::Scalar(t) if t == "text" || t == "character varying" => {
                 allowed.push(Media::Text)

@@ -218,6 +218,14 @@ fn init_cluster(
     if durability == Durability::Throwaway {
         conf.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
     }
+    // pgaudit works only preloaded; projects then `create extension
+    // pgaudit` and set `pgaudit.log` for themselves.
+    if bin_dir
+        .parent()
+        .is_some_and(|v| v.join("lib/pgaudit.so").exists())
+    {
+        conf.push_str("shared_preload_libraries = 'pgaudit'\n");
+    }
     fs::OpenOptions::new()
         .append(true)
         .open(pgdata.join("postgresql.conf"))
