@@ -875,11 +875,18 @@ impl Service {
                 .iter()
                 .flat_map(|f| f.args.iter().map(|a| &a.name))
                 .collect();
+            // A parameter is an argument when some overload takes it, or
+            // when its value is no filter (`?a=1&b=2&typo=x` looks for a
+            // function of a, b and typo, as PostgREST does).
             let given = pairs
                 .iter()
-                .map(|(k, _)| k)
-                .filter(|k| !reserved.contains(&k.as_str()) && arg_names.contains(k))
-                .cloned()
+                .filter(|(k, v)| {
+                    !reserved.contains(&k.as_str())
+                        && (arg_names.contains(&k)
+                            || (!k.contains('.')
+                                && crate::grammar::parse_filter(k, v).is_err()))
+                })
+                .map(|(k, _)| k.clone())
                 .collect();
             (None, given)
         } else {
@@ -906,7 +913,7 @@ impl Service {
         let func = match raw_func {
             Some(f) => f,
             None => choose_function(overloads, &given, payload.as_ref(), prefer.single_object)
-                .ok_or_else(|| function_not_found(&ctx.schema, name, &given))?,
+                .ok_or_else(|| function_not_found(&ctx.schema, name, &given, overloads, read))?,
         };
         let args_owned: Vec<(String, String)>;
         let text_payload;
@@ -1616,22 +1623,54 @@ fn choose_function<'a>(
     }
 }
 
-fn function_not_found(schema: &str, name: &str, given: &[String]) -> Error {
+/// PGRST202. A GET cannot send a JSON body, so its search names no
+/// json/jsonb parameter; a near overload of the same name is suggested.
+fn function_not_found(
+    schema: &str,
+    name: &str,
+    given: &[String],
+    overloads: &[Function],
+    get: bool,
+) -> Error {
     let mut sorted = given.to_vec();
     sorted.sort();
     let params = sorted.join(", ");
     let message =
         format!("Could not find the function {schema}.{name}({params}) in the schema cache");
-    let details = if sorted.is_empty() {
-        format!(
-            "Searched for the function {schema}.{name} without parameters or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache."
-        )
+    let searched = if sorted.is_empty() {
+        "without parameters".to_owned()
     } else {
-        format!(
-            "Searched for the function {schema}.{name} with parameters {params} or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache."
-        )
+        format!("with parameters {params}")
     };
-    Error::api(404, "PGRST202", message).with_details(details)
+    let json = if get {
+        ""
+    } else {
+        " or with a single unnamed json/jsonb parameter"
+    };
+    let e = Error::api(404, "PGRST202", message).with_details(format!(
+        "Searched for the function {schema}.{name} {searched}{json}, but no matches were found in the schema cache."
+    ));
+    // The overload sharing the most parameters with the call, if any does
+    // (PostgREST suggests only near misses).
+    let nearest = overloads
+        .iter()
+        .map(|f| {
+            let shared = f.args.iter().filter(|a| given.contains(&a.name)).count();
+            (shared, f)
+        })
+        .filter(|(shared, _)| *shared > 0)
+        .max_by_key(|(shared, _)| *shared)
+        .map(|(_, f)| f);
+    match nearest {
+        Some(f) => {
+            let args: Vec<&str> = f.args.iter().map(|a| a.name.as_str()).collect();
+            e.with_hint(format!(
+                "Perhaps you meant to call the function {schema}.{name}({})",
+                args.join(", ")
+            ))
+        }
+        None => e,
+    }
 }
 
 fn singular_check(media: Media, o: &Outcome) -> Result<(), Error> {
