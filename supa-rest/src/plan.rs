@@ -1181,11 +1181,25 @@ fn push_embed(
     }
 
     let mut from = Sql::default();
-    from.qualified(&rel.target.0, &rel.target.1)
-        .push(" AS ")
-        .push(&inner_alias);
+    match &rel.function {
+        // The function gives the related rows of the parent row.
+        Some(computed) => {
+            let (schema, function) = &computed.function;
+            from.qualified(schema, function)
+                .push("(CAST(ROW(")
+                .push(qualifier)
+                .push(".*) AS ")
+                .qualified(&computed.argument.0, &computed.argument.1)
+                .push("))");
+        }
+        None => {
+            from.qualified(&rel.target.0, &rel.target.1);
+        }
+    }
+    from.push(" AS ").push(&inner_alias);
     let mut cond = Sql::default();
     match &rel.cardinality {
+        _ if rel.function.is_some() => {}
         Cardinality::ToOne | Cardinality::ToMany => {
             for (i, (pc, tc)) in rel.columns.iter().enumerate() {
                 if i > 0 {
@@ -1251,7 +1265,11 @@ fn push_embed(
         order: &order,
         limit,
         offset,
-        extra: vec![cond],
+        extra: if cond.text.is_empty() {
+            Vec::new()
+        } else {
+            vec![cond]
+        },
         embed: Some(&child),
     };
     if spread && rel.cardinality != Cardinality::ToOne && aggregates(items) {

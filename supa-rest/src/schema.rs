@@ -120,6 +120,10 @@ pub struct Function {
     pub description: Option<String>,
     /// `pg_proc.oid`.
     pub oid: u32,
+    /// `ROWS 1`: a set-returning function known to give one row.
+    pub one_row: bool,
+    /// The relation whose row is its only argument.
+    pub arg_relation: Option<(String, String)>,
 }
 
 impl Function {
@@ -200,6 +204,18 @@ pub struct Relationship {
     pub description: String,
     /// A table referencing itself, seen from either end.
     is_self: bool,
+    /// A computed relationship: the function giving the target rows from
+    /// a parent row (`f(parent) RETURNS SETOF target`).
+    pub function: Option<ComputedBy>,
+}
+
+/// The function of a computed relationship.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComputedBy {
+    /// Its `(schema, name)`.
+    pub function: (String, String),
+    /// The relation whose row it takes.
+    pub argument: (String, String),
 }
 
 impl Relationship {
@@ -318,6 +334,7 @@ impl SchemaCache {
                         "many-to-one"
                     },
                     is_self: f.from == f.to,
+                    function: None,
                 });
             }
         }
@@ -352,6 +369,7 @@ impl SchemaCache {
                         "one-to-many"
                     },
                     is_self: f.from == f.to,
+                    function: None,
                 });
             }
         }
@@ -394,6 +412,7 @@ impl SchemaCache {
                             constraint: junction.1.clone(),
                             kind: "many-to-many",
                             is_self: false,
+                            function: None,
                         });
                     }
                 }
@@ -407,6 +426,40 @@ impl SchemaCache {
             _ => (false, String::new()),
         });
         found.extend(m2m);
+        // Computed relationships: `f(parent) RETURNS SETOF target`, to-one
+        // when declared `ROWS 1`.
+        let base = self.view_bases.get(parent).unwrap_or(parent);
+        for f in self.functions.values().flatten() {
+            let (Some(arg), Returns::Composite(Some(target)), true) =
+                (&f.arg_relation, &f.returns, f.returns_set)
+            else {
+                continue;
+            };
+            if (arg != parent && arg != base) || f.schema != parent.0 {
+                continue;
+            }
+            found.push(Relationship {
+                target: target.clone(),
+                cardinality: if f.one_row {
+                    Cardinality::ToOne
+                } else {
+                    Cardinality::ToMany
+                },
+                columns: Vec::new(),
+                constraint: f.name.clone(),
+                kind: if f.one_row {
+                    "many-to-one"
+                } else {
+                    "one-to-many"
+                },
+                description: format!("{} using {}", f.name, parent.1),
+                is_self: false,
+                function: Some(ComputedBy {
+                    function: (f.schema.clone(), f.name.clone()),
+                    argument: arg.clone(),
+                }),
+            });
+        }
         found
     }
 
@@ -425,6 +478,9 @@ impl SchemaCache {
         self.all_relationships(parent)
             .into_iter()
             .filter(|r| {
+                if let Some(computed) = &r.function {
+                    return computed.function.1 == name;
+                }
                 let is_target = r.target.1 == name;
                 let to_many = r.cardinality == Cardinality::ToMany;
                 let to_view = self.is_view(&r.target);
@@ -629,6 +685,10 @@ impl SchemaCache {
                     volatility: volatility as u8 as char,
                     description: row.get("description"),
                     oid: row.get("oid"),
+                    one_row: row.get("one_row"),
+                    arg_relation: row
+                        .get::<_, Option<String>>("arg_rel_schema")
+                        .zip(row.get::<_, Option<String>>("arg_rel_name")),
                 });
         }
         cache.has_postgis = client
@@ -760,7 +820,15 @@ SELECT n.nspname::text AS schema, p.proname::text AS name, p.oid,
             WHEN p.proargmodes::text[] && ARRAY['o', 't', 'b'] THEN 'record'
             WHEN rt.typrelid <> 0 THEN 'composite'
             ELSE 'scalar' END AS ret_kind,
-       rn.nspname::text AS ret_rel_schema, rc.relname::text AS ret_rel_name
+       rn.nspname::text AS ret_rel_schema, rc.relname::text AS ret_rel_name,
+       p.prorows = 1 AS one_row,
+       -- The relation whose row type is the only argument (a computed
+       -- relationship or column), if any.
+       (SELECT an.nspname::text FROM pg_type at JOIN pg_class ac ON ac.oid = at.typrelid
+          JOIN pg_namespace an ON an.oid = ac.relnamespace
+        WHERE p.pronargs = 1 AND at.oid = p.proargtypes[0]) AS arg_rel_schema,
+       (SELECT ac.relname::text FROM pg_type at JOIN pg_class ac ON ac.oid = at.typrelid
+        WHERE p.pronargs = 1 AND at.oid = p.proargtypes[0]) AS arg_rel_name
 FROM pg_proc p
 JOIN pg_namespace n ON n.oid = p.pronamespace
 JOIN pg_type rt ON rt.oid = p.prorettype
