@@ -14,9 +14,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::schema::{Cardinality, Function, Relation, Returns, SchemaCache};
 use crate::sql::{Sql, array_literal, quote_ident};
 
-/// Pushes `qualifier."name"->$k::text->>idx`.
-fn push_field(sql: &mut Sql, qualifier: &str, field: &Field) {
+/// Pushes `qualifier."name"->$k::text->>idx`; a path into a column of
+/// `rel` that is not json (a composite, an array) goes through
+/// `to_jsonb`, as PostgREST does.
+fn push_field(sql: &mut Sql, qualifier: &str, field: &Field, rel: Option<&Relation>) {
+    let convert = !field.path.is_empty()
+        && rel
+            .and_then(|r| r.column(&field.name))
+            .is_some_and(|c| !c.is_json);
+    if convert {
+        sql.push("to_jsonb(");
+    }
     sql.push(qualifier).push(".").ident(&field.name);
+    if convert {
+        sql.push(")");
+    }
     for step in &field.path {
         sql.push(if step.as_text { "->>" } else { "->" });
         match &step.key {
@@ -64,7 +76,7 @@ pub fn push_filter(sql: &mut Sql, qualifier: &str, filter: &Filter, rel: Option<
                 CmpOp::Like | CmpOp::Ilike => like_pattern(value),
                 _ => value.clone(),
             };
-            push_field(sql, qualifier, &filter.field);
+            push_field(sql, qualifier, &filter.field, rel);
             sql.push(" ").push(op.sql()).push(" ");
             match (quant, parse) {
                 (None, None) => {
@@ -85,13 +97,13 @@ pub fn push_filter(sql: &mut Sql, qualifier: &str, filter: &Filter, rel: Option<
             }
         }
         Operation::In(items) => {
-            push_field(sql, qualifier, &filter.field);
+            push_field(sql, qualifier, &filter.field, rel);
             sql.push(" = ANY(");
             push_values(sql, array_literal(items), parse);
             sql.push(")");
         }
         Operation::Is(v) => {
-            push_field(sql, qualifier, &filter.field);
+            push_field(sql, qualifier, &filter.field, rel);
             sql.push(match v {
                 IsValue::Null => " IS NULL",
                 IsValue::NotNull => " IS NOT NULL",
@@ -101,7 +113,7 @@ pub fn push_filter(sql: &mut Sql, qualifier: &str, filter: &Filter, rel: Option<
             });
         }
         Operation::Fts(op, lang, value) => {
-            push_field(sql, qualifier, &filter.field);
+            push_field(sql, qualifier, &filter.field, rel);
             sql.push(" @@ ").push(op.function()).push("(");
             if let Some(lang) = lang {
                 sql.param(lang.clone()).push("::regconfig, ");
@@ -170,6 +182,7 @@ fn push_order(
     order: &[OrderTerm],
     joins: &Joins,
     parent: &str,
+    rel: Option<&Relation>,
 ) -> Result<(), Error> {
     let terms: Vec<&OrderTerm> = order.iter().collect();
     if terms.is_empty() {
@@ -181,7 +194,7 @@ fn push_order(
             sql.push(", ");
         }
         match &t.relation {
-            None => push_field(sql, qualifier, &t.field),
+            None => push_field(sql, qualifier, &t.field, rel),
             Some(rel) => {
                 let Some((_, _, lateral, to_one)) = joins
                     .named
@@ -201,7 +214,7 @@ fn push_order(
                     return Err(Error::api(400, "PGRST118", format!("A related order on '{rel}' is not possible"))
                         .with_details(format!("'{parent}' and '{rel}' do not form a many-to-one or one-to-one relationship")));
                 }
-                push_field(sql, lateral, &t.field);
+                push_field(sql, lateral, &t.field, None);
             }
         }
         sql.push(if t.desc { " DESC" } else { " ASC" });
@@ -321,7 +334,7 @@ fn push_projection(
                 aggregate_cast,
             } => {
                 let mut column = Sql::default();
-                push_field(&mut column, qualifier, field);
+                push_field(&mut column, qualifier, field, rel);
                 // A plain domain column comes out in its representation.
                 let format = rel
                     .filter(|_| field.path.is_empty() && aggregate.is_none())
@@ -524,7 +537,7 @@ pub fn select_rows(from: &Sql, qualifier: &str, spec: &ReadSpec<'_>) -> Result<(
         }
     }
     let parent = spec.embed.map_or("", |e| e.parent.1.as_str());
-    push_order(&mut sql, qualifier, spec.order, &joins, parent)?;
+    push_order(&mut sql, qualifier, spec.order, &joins, parent, rel)?;
     if let Some(limit) = spec.limit {
         sql.push(&format!(" LIMIT {limit}"));
     }
@@ -1284,9 +1297,14 @@ fn push_embed(
     let mut join = Sql::default();
     match rel.cardinality {
         Cardinality::ToOne => {
+            // At most one row anyway; the LIMIT keeps the subquery from
+            // being flattened into a join that would reorder the parent's
+            // rows (adding an embed does not change the order of a read).
+            let limit = if spec.limit.is_none() { " LIMIT 1" } else { "" };
             join.push(join_kind)
                 .push(" JOIN LATERAL (")
                 .append(&inner_sql)
+                .push(limit)
                 .push(") AS ")
                 .push(&lateral)
                 .push(" ON TRUE");
