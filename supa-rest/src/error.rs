@@ -46,6 +46,8 @@ pub enum Error {
         body: PostgrestErrorBody,
         /// Extra headers.
         headers: Vec<(String, String)>,
+        /// A reason phrase of its own (`status_text`).
+        status_text: Option<String>,
     },
 }
 
@@ -146,6 +148,14 @@ impl Error {
         }
     }
 
+    /// The reason phrase `RAISE SQLSTATE 'PGRST'` asked for, if any.
+    pub fn status_text(&self) -> Option<&str> {
+        match self {
+            Error::Raised { status_text, .. } => status_text.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Extra response headers (`RAISE SQLSTATE 'PGRST'`, 401's
     /// `WWW-Authenticate`).
     pub fn headers(&self) -> Vec<(String, String)> {
@@ -239,11 +249,16 @@ fn raised(message: &str, detail: Option<&str>) -> Error {
                 .collect()
         })
         .unwrap_or_default();
+    let status_text = d
+        .get("status_text")
+        .and_then(|t| t.as_str())
+        .map(str::to_owned);
     match status {
         Some(status) if (100..600).contains(&status) => Error::Raised {
             status,
             body,
             headers,
+            status_text,
         },
         _ => Error::api(500, "PGRST121", "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error")
             .with_details(format!("Invalid JSON value for DETAIL: '{detail}'"))

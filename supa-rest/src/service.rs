@@ -1928,7 +1928,16 @@ pub fn error_response(e: &Error) -> Response<Body> {
             r = r.header(k, v);
         }
     }
-    r.header(header::CONTENT_LENGTH, body.len())
+    let mut response = r
+        .header(header::CONTENT_LENGTH, body.len())
         .body(Body::from(body))
-        .expect("valid error response")
+        .expect("valid error response");
+    // HTTP/1 sends it in place of the status code's usual phrase.
+    if let Some(phrase) = e
+        .status_text()
+        .and_then(|t| hyper::ext::ReasonPhrase::try_from(t.as_bytes().to_vec()).ok())
+    {
+        response.extensions_mut().insert(phrase);
+    }
+    response
 }

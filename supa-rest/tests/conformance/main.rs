@@ -336,6 +336,9 @@ fn build_request(case: &Case) -> Request<Body> {
 
 struct Got {
     status: u16,
+    /// A reason phrase of the answer's own (what HTTP/1 sends instead of
+    /// the status code's usual one).
+    reason: Option<String>,
     headers: BTreeMap<String, String>,
     body: Vec<u8>,
 }
@@ -394,10 +397,11 @@ fn check(expect: &Value, got: &Got) -> Vec<String> {
                 }
             }
             "status_text" => {
-                let reason = axum::http::StatusCode::from_u16(got.status)
+                let canonical = axum::http::StatusCode::from_u16(got.status)
                     .ok()
                     .and_then(|s| s.canonical_reason())
                     .unwrap_or("");
+                let reason = got.reason.as_deref().unwrap_or(canonical);
                 if want.as_str() != Some(reason) {
                     errs.push(format!("status text {reason:?} != {want}"));
                 }
@@ -597,6 +601,10 @@ async fn main() {
         };
         let response = service.handle(build_request(case), Auth::Header).await;
         let status = response.status().as_u16();
+        let reason = response
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned());
         let mut headers: BTreeMap<String, String> = BTreeMap::new();
         for (k, v) in response.headers() {
             let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
@@ -622,6 +630,7 @@ async fn main() {
         }
         let got = Got {
             status,
+            reason,
             headers,
             body,
         };
