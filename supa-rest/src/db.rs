@@ -92,6 +92,24 @@ pub async fn query(client: &Client, sql: &Sql, authenticated: bool) -> Result<Ve
 /// A column read as text whatever its type (EXPLAIN answers in `json`).
 struct AnyText(String);
 
+/// A column's bytes as PostgreSQL sends them in binary, whatever its type:
+/// what a media type handler's answer is (a jsonb starts with its version
+/// byte, as PostgREST sends it).
+struct AnyBytes(Vec<u8>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for AnyBytes {
+    fn from_sql(
+        _ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(AnyBytes(raw.to_vec()))
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+}
+
 impl<'a> tokio_postgres::types::FromSql<'a> for AnyText {
     fn from_sql(
         _ty: &Type,
@@ -162,6 +180,8 @@ pub struct Outcome {
     pub response_headers: Option<String>,
     /// `response.status` GUC.
     pub response_status: Option<String>,
+    /// The body when it is not text (a media type handler's answer).
+    pub raw_body: Option<Vec<u8>>,
 }
 
 impl Outcome {
@@ -179,6 +199,13 @@ impl Outcome {
             existing: row.try_get("existing").ok().flatten(),
             response_headers: row.try_get("response_headers").ok().flatten(),
             response_status: row.try_get("response_status").ok().flatten(),
+            raw_body: row
+                .columns()
+                .iter()
+                .find(|c| c.name() == "body")
+                .filter(|c| *c.type_() != Type::TEXT)
+                .and_then(|_| row.try_get::<_, Option<AnyBytes>>("body").ok().flatten())
+                .map(|b| b.0),
         }
     }
 }

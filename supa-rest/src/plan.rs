@@ -600,7 +600,27 @@ pub struct Wrap<'a> {
     pub with_body: bool,
     /// Rows are `pgrst_scalar` values of a function.
     pub scalar: bool,
+    /// The body's expression from a media type handler, in place of the
+    /// media type's own.
+    pub handler: Option<String>,
 }
+
+/// The body a media type handler makes of the rows: its aggregate over
+/// them (typed as its relation's rows when it takes those).
+pub fn handler_body(h: &crate::schema::MediaHandler) -> String {
+    match &h.input {
+        Some((schema, name)) => format!(
+            "{}(CAST(ROW(_postgrest_t.*) AS {}.{}))",
+            h.aggregate,
+            quote_ident(schema),
+            quote_ident(name)
+        ),
+        None => format!("{}(_postgrest_t)", h.aggregate),
+    }
+}
+
+/// The body of a function returning a media type's domain: its value.
+pub const MEDIA_VALUE_BODY: &str = "(array_agg(_postgrest_t.pgrst_scalar))[1]";
 
 /// Wraps a `pgrst_source` query into the final one-row statement.
 pub fn wrap(w: &Wrap<'_>, media: Media) -> Sql {
@@ -619,7 +639,9 @@ pub fn wrap(w: &Wrap<'_>, media: Media) -> Sql {
         }
     }
     sql.push(" AS total, pg_catalog.count(_postgrest_t) AS page_total, ");
-    if w.with_body {
+    if let Some(h) = &w.handler {
+        sql.push(h);
+    } else if w.with_body {
         sql.push(body_expr(media, w.scalar));
     } else {
         sql.push("''");

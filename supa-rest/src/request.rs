@@ -270,44 +270,10 @@ pub fn negotiate(accept: Option<&str>, allowed: &[Media]) -> Result<Media, Error
     let Some(accept) = accept.map(str::trim).filter(|a| !a.is_empty()) else {
         return Ok(allowed[0]);
     };
-    // Entries in order of quality, then position.
-    let mut entries: Vec<(f32, usize, String)> = accept
-        .split(',')
-        .enumerate()
-        .map(|(i, part)| {
-            let mut pieces = part.split(';').map(str::trim);
-            let mut mime = pieces.next().unwrap_or("").to_ascii_lowercase();
-            let mut q = 1.0;
-            for p in pieces {
-                if let Some(v) = p.strip_prefix("q=") {
-                    q = v.parse().unwrap_or(1.0);
-                } else if p.eq_ignore_ascii_case("nulls=stripped") {
-                    mime.push_str(";nulls=stripped");
-                }
-            }
-            (q, i, mime)
-        })
-        .collect();
-    entries.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    for (_, _, mime) in &entries {
+    for mime in preferences(accept) {
         let media = match mime.as_str() {
             "*/*" | "application/*" => Some(allowed[0]),
-            "application/json" => Some(Media::Json),
-            "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => {
-                Some(Media::Object { strip_nulls: false })
-            }
-            "application/vnd.pgrst.object+json;nulls=stripped" => {
-                Some(Media::Object { strip_nulls: true })
-            }
-            "application/vnd.pgrst.array+json;nulls=stripped"
-            | "application/vnd.pgrst.array;nulls=stripped" => Some(Media::ArrayStripped),
-            "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array" => Some(Media::Json),
-            "text/csv" => Some(Media::Csv),
-            "text/plain" | "text/*" => Some(Media::Text),
-            "application/octet-stream" => Some(Media::Binary),
-            "application/openapi+json" => Some(Media::OpenApi),
-            "application/geo+json" => Some(Media::GeoJson),
-            _ => None,
+            other => builtin(other),
         };
         if let Some(m) = media
             && allowed.contains(&m)
@@ -421,6 +387,50 @@ impl PlanRequest {
         ));
         format!("EXPLAIN ({}) ", parts.join(", "))
     }
+}
+
+/// The media types of an `Accept` header, most preferred first (by
+/// quality, then position), lower-cased, `;nulls=stripped` kept.
+pub fn preferences(accept: &str) -> Vec<String> {
+    let mut entries: Vec<(f32, usize, String)> = accept
+        .split(',')
+        .enumerate()
+        .map(|(i, part)| {
+            let mut pieces = part.split(';').map(str::trim);
+            let mut mime = pieces.next().unwrap_or("").to_ascii_lowercase();
+            let mut q = 1.0;
+            for p in pieces {
+                if let Some(v) = p.strip_prefix("q=") {
+                    q = v.parse().unwrap_or(1.0);
+                } else if p.eq_ignore_ascii_case("nulls=stripped") {
+                    mime.push_str(";nulls=stripped");
+                }
+            }
+            (q, i, mime)
+        })
+        .collect();
+    entries.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    entries.into_iter().map(|(_, _, m)| m).collect()
+}
+
+/// The media type PostgREST itself produces for a name, if it does.
+pub fn builtin(mime: &str) -> Option<Media> {
+    Some(match mime {
+        "application/json" => Media::Json,
+        "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => {
+            Media::Object { strip_nulls: false }
+        }
+        "application/vnd.pgrst.object+json;nulls=stripped" => Media::Object { strip_nulls: true },
+        "application/vnd.pgrst.array+json;nulls=stripped"
+        | "application/vnd.pgrst.array;nulls=stripped" => Media::ArrayStripped,
+        "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array" => Media::Json,
+        "text/csv" => Media::Csv,
+        "text/plain" | "text/*" => Media::Text,
+        "application/octet-stream" => Media::Binary,
+        "application/openapi+json" => Media::OpenApi,
+        "application/geo+json" => Media::GeoJson,
+        _ => return None,
+    })
 }
 
 /// The `Range` header's `a-b` (or `a-`).

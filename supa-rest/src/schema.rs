@@ -124,6 +124,9 @@ pub struct Function {
     pub one_row: bool,
     /// The relation whose row is its only argument.
     pub arg_relation: Option<(String, String)>,
+    /// The media type its result is, when it returns a domain named like
+    /// one (`RETURNS "text/html"`): the answer is that value itself.
+    pub returns_media: Option<String>,
 }
 
 impl Function {
@@ -165,6 +168,22 @@ pub struct SchemaCache {
     pub schema_descriptions: HashMap<String, String>,
     /// Whether PostGIS's `ST_AsGeoJSON(record)` exists (`application/geo+json`).
     pub has_postgis: bool,
+    /// Media type handlers: aggregates returning a domain named like a
+    /// media type.
+    pub media_handlers: Vec<MediaHandler>,
+}
+
+/// A media type handler (PostgREST 12+): `CREATE AGGREGATE f(rowtype |
+/// anyelement) (stype = "text/csv", ...)` answers `Accept: text/csv` with
+/// the aggregate of the rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaHandler {
+    /// The media type (the domain's name).
+    pub media: String,
+    /// The relation whose rows it takes; `None` for `anyelement`.
+    pub input: Option<(String, String)>,
+    /// The aggregate, schema-qualified and quoted.
+    pub aggregate: String,
 }
 
 /// How an embedded resource relates to its parent.
@@ -250,6 +269,29 @@ fn column_list(cols: &[String]) -> String {
 }
 
 impl SchemaCache {
+    /// The handler of `media` for rows of `rel`: one over that relation's
+    /// rows, else (`any`) one over `anyelement`.
+    pub fn media_handler(
+        &self,
+        media: &str,
+        rel: Option<&(String, String)>,
+        any: bool,
+    ) -> Option<&MediaHandler> {
+        let specific = rel.and_then(|rel| {
+            self.media_handlers
+                .iter()
+                .find(|h| h.media == media && h.input.as_ref() == Some(rel))
+        });
+        specific.or_else(|| {
+            any.then(|| {
+                self.media_handlers
+                    .iter()
+                    .find(|h| h.media == media && h.input.is_none())
+            })
+            .flatten()
+        })
+    }
+
     /// A relation.
     pub fn relation(&self, schema: &str, name: &str) -> Option<&Relation> {
         self.relations.get(&(schema.to_owned(), name.to_owned()))
@@ -689,6 +731,7 @@ impl SchemaCache {
                     arg_relation: row
                         .get::<_, Option<String>>("arg_rel_schema")
                         .zip(row.get::<_, Option<String>>("arg_rel_name")),
+                    returns_media: row.get("returns_media"),
                 });
         }
         cache.has_postgis = client
@@ -699,6 +742,19 @@ impl SchemaCache {
             .await
             .map_err(db)?
             .get(0);
+        for row in client
+            .query(MEDIA_HANDLERS_SQL, &[&schemas])
+            .await
+            .map_err(db)?
+        {
+            cache.media_handlers.push(MediaHandler {
+                media: row.get("media"),
+                input: row
+                    .get::<_, Option<String>>("input_schema")
+                    .zip(row.get::<_, Option<String>>("input_name")),
+                aggregate: row.get("aggregate"),
+            });
+        }
         for row in client
             .query(SCHEMA_DESCRIPTIONS_SQL, &[&schemas])
             .await
@@ -822,6 +878,7 @@ SELECT n.nspname::text AS schema, p.proname::text AS name, p.oid,
             ELSE 'scalar' END AS ret_kind,
        rn.nspname::text AS ret_rel_schema, rc.relname::text AS ret_rel_name,
        p.prorows = 1 AS one_row,
+       CASE WHEN rt.typtype = 'd' AND strpos(rt.typname, '/') > 0 THEN rt.typname::text END AS returns_media,
        -- The relation whose row type is the only argument (a computed
        -- relationship or column), if any.
        (SELECT an.nspname::text FROM pg_type at JOIN pg_class ac ON ac.oid = at.typrelid
@@ -880,3 +937,19 @@ const SCHEMA_DESCRIPTIONS_SQL: &str = "
 SELECT n.nspname::text AS schema, d.description
 FROM pg_namespace n JOIN pg_description d ON d.objoid = n.oid AND d.classoid = 'pg_namespace'::regclass
 WHERE n.nspname = ANY($1)";
+
+// Aggregates of one argument (a row type or anyelement) returning a domain
+// named like a media type.
+const MEDIA_HANDLERS_SQL: &str = "
+SELECT quote_ident(n.nspname) || '.' || quote_ident(p.proname) AS aggregate,
+       rt.typname::text AS media,
+       icn.nspname::text AS input_schema, ic.relname::text AS input_name
+FROM pg_aggregate a
+JOIN pg_proc p ON p.oid = a.aggfnoid
+JOIN pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_type rt ON rt.oid = p.prorettype AND rt.typtype = 'd' AND strpos(rt.typname, '/') > 0
+LEFT JOIN pg_type it ON it.oid = p.proargtypes[0]
+LEFT JOIN pg_class ic ON ic.oid = it.typrelid
+LEFT JOIN pg_namespace icn ON icn.oid = ic.relnamespace
+WHERE n.nspname = ANY($1) AND p.pronargs = 1
+  AND (p.proargtypes[0] = 'anyelement'::regtype OR ic.oid IS NOT NULL)";

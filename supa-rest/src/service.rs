@@ -394,7 +394,11 @@ impl Service {
         from.qualified(&rel.schema, &rel.name);
         match *method {
             Method::GET | Method::HEAD => {
-                let media = Self::row_media(headers, cache)?;
+                let (media, custom) = rows_answer(
+                    headers,
+                    cache,
+                    Some(&(rel.schema.clone(), rel.name.clone())),
+                )?;
                 plan::check_embedded_paths(
                     q.select.as_deref(),
                     &q.embedded_filters,
@@ -427,6 +431,7 @@ impl Service {
                     source: rows,
                     count: exact.then(|| count.clone()),
                     with_body: true,
+                    handler: custom.as_ref().map(|c| c.body.clone()),
                     ..Wrap::default()
                 };
                 let statement = plan::wrap(&w, media);
@@ -442,7 +447,8 @@ impl Service {
                         |o| singular_check(media, o),
                     )
                     .await?;
-                let mut response = read_response(ctx, prefer, media, &outcome, offset)?;
+                let mut response =
+                    read_response(ctx, prefer, media, &outcome, offset, custom.as_ref())?;
                 // Where this representation lives: the path and its
                 // parameters in order.
                 let mut sorted: Vec<&(String, String)> = pairs.iter().collect();
@@ -595,6 +601,7 @@ impl Service {
             location: Some(&rel.primary_key),
             with_body: ret == Return::Representation,
             scalar: false,
+            handler: None,
         };
         let statement = plan::wrap(&w, media);
         let outcome = self
@@ -883,8 +890,7 @@ impl Service {
                 .filter(|(k, v)| {
                     !reserved.contains(&k.as_str())
                         && (arg_names.contains(&k)
-                            || (!k.contains('.')
-                                && crate::grammar::parse_filter(k, v).is_err()))
+                            || (!k.contains('.') && crate::grammar::parse_filter(k, v).is_err()))
                 })
                 .map(|(k, _)| k.clone())
                 .collect();
@@ -962,7 +968,21 @@ impl Service {
         if ctx.path == "/" {
             allowed.push(Media::OpenApi);
         }
-        let media = request::negotiate(header_str(headers, "accept"), &allowed)?;
+        let (media, custom) = match (&func.returns_media, &func.returns) {
+            (Some(m), _) => (Media::Json, Some(media_value(headers, m)?)),
+            (None, Returns::Composite(Some(rel))) => rows_answer(headers, cache, Some(rel))
+                .and_then(|(media, custom)| match custom {
+                    Some(c) => Ok((media, Some(c))),
+                    None => Ok((
+                        request::negotiate(header_str(headers, "accept"), &allowed)?,
+                        None,
+                    )),
+                })?,
+            _ => (
+                request::negotiate(header_str(headers, "accept"), &allowed)?,
+                None,
+            ),
+        };
         let (offset, limit) = self.range(headers, &q)?;
         let select_star = [SelectItem::Star];
         let counter = AtomicUsize::new(0);
@@ -999,6 +1019,7 @@ impl Service {
             count: exact.then(|| count.clone()),
             with_body: func.returns != Returns::Void,
             scalar,
+            handler: custom.as_ref().map(|c| c.body.clone()),
             ..Wrap::default()
         };
         // A function returning one value gives that value, not an array.
@@ -1043,12 +1064,15 @@ impl Service {
             return b.finish(&outcome);
         }
         if func.returns_set {
-            return read_response(ctx, prefer, media, &outcome, offset);
+            return read_response(ctx, prefer, media, &outcome, offset, custom.as_ref());
         }
         let mut b = ResponseBuilder::new(200);
         b.range(Some(offset), outcome.page_total, outcome.total);
         b.applied(prefer, ctx, None, false);
-        b.body(media, outcome.body.clone());
+        match &custom {
+            Some(c) => b.custom(c, &outcome),
+            None => b.body(media, outcome.body.clone()),
+        }
         b.finish(&outcome)
     }
 
@@ -1714,6 +1738,7 @@ fn read_response(
     media: Media,
     outcome: &Outcome,
     offset: i64,
+    custom: Option<&Custom>,
 ) -> Result<Response<Body>, Error> {
     let total = outcome.total;
     let mut status = 200;
@@ -1736,8 +1761,82 @@ fn read_response(
     let mut b = ResponseBuilder::new(status);
     b.range(Some(offset), outcome.page_total, total);
     b.applied(prefer, ctx, None, false);
-    b.body(media, outcome.body.clone());
+    match custom {
+        Some(c) => b.custom(c, outcome),
+        None => b.body(media, outcome.body.clone()),
+    }
     b.finish(outcome)
+}
+
+/// An answer made by a media type handler: the body's expression and the
+/// `Content-Type`.
+struct Custom {
+    body: String,
+    content_type: String,
+}
+
+/// How rows of `rel` are answered: by the media type handler the client
+/// prefers over any built-in media type (one over `rel`'s rows even
+/// overrides a built-in one), else by the built-in media type negotiated.
+fn rows_answer(
+    headers: &HeaderMap,
+    cache: &SchemaCache,
+    rel: Option<&(String, String)>,
+) -> Result<(Media, Option<Custom>), Error> {
+    if let Some(accept) = header_str(headers, "accept") {
+        for mime in request::preferences(accept) {
+            let builtin = request::builtin(&mime);
+            let handler = cache.media_handler(
+                &mime,
+                rel,
+                builtin.is_none() && mime != "*/*" && !mime.ends_with("/*"),
+            );
+            if let Some(h) = handler {
+                let content_type =
+                    builtin.map_or_else(|| mime.clone(), |m| m.content_type().to_owned());
+                return Ok((
+                    builtin.unwrap_or(Media::Json),
+                    Some(Custom {
+                        body: plan::handler_body(h),
+                        content_type,
+                    }),
+                ));
+            }
+            if builtin.is_some() || mime.ends_with("/*") {
+                break;
+            }
+        }
+    }
+    Ok((Service::row_media(headers, cache)?, None))
+}
+
+/// The answer of a function returning a media type's domain: its value, as
+/// that media type (`*/*` answers anything, as `application/octet-stream`).
+fn media_value(headers: &HeaderMap, media: &str) -> Result<Custom, Error> {
+    let accepted = media == "*/*"
+        || header_str(headers, "accept").is_none_or(|a| {
+            request::preferences(a)
+                .iter()
+                .any(|p| p == media || p == "*/*")
+        });
+    if !accepted {
+        return Err(Error::api(
+            406,
+            "PGRST107",
+            format!(
+                "None of these media types are available: {}",
+                header_str(headers, "accept").unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(Custom {
+        body: plan::MEDIA_VALUE_BODY.to_owned(),
+        content_type: if media == "*/*" {
+            "application/octet-stream".to_owned()
+        } else {
+            media.to_owned()
+        },
+    })
 }
 
 struct ResponseBuilder {
@@ -1745,6 +1844,8 @@ struct ResponseBuilder {
     headers: Vec<(String, String)>,
     content_range: Option<String>,
     body: Option<(Media, String)>,
+    /// A handler's answer: its `Content-Type` and bytes.
+    raw: Option<(String, Vec<u8>)>,
 }
 
 impl ResponseBuilder {
@@ -1754,7 +1855,16 @@ impl ResponseBuilder {
             headers: Vec::new(),
             content_range: None,
             body: None,
+            raw: None,
         }
+    }
+
+    fn custom(&mut self, custom: &Custom, outcome: &Outcome) {
+        let bytes = outcome
+            .raw_body
+            .clone()
+            .unwrap_or_else(|| outcome.body.clone().into_bytes());
+        self.raw = Some((custom.content_type.clone(), bytes));
     }
 
     fn header(&mut self, name: &str, value: &str) {
@@ -1859,6 +1969,11 @@ impl ResponseBuilder {
                 HeaderValue::from_static(media.content_type()),
             );
         }
+        if let Some((content_type, _)) = &self.raw
+            && let Ok(v) = HeaderValue::from_str(content_type)
+        {
+            h.insert(header::CONTENT_TYPE, v);
+        }
         if let Some(cr) = &self.content_range {
             h.insert("content-range", HeaderValue::from_str(cr).expect("ascii"));
         }
@@ -1896,9 +2011,10 @@ impl ResponseBuilder {
                 }
             }
         }
-        let body: Vec<u8> = match self.body {
-            Some((Media::Binary, b)) if self.status != 204 => Self::binary_body(&b),
-            Some((_, b)) if self.status != 204 => b.into_bytes(),
+        let body: Vec<u8> = match (self.body, self.raw) {
+            (_, Some((_, raw))) if self.status != 204 => raw,
+            (Some((Media::Binary, b)), _) if self.status != 204 => Self::binary_body(&b),
+            (Some((_, b)), _) if self.status != 204 => b.into_bytes(),
             _ => Vec::new(),
         };
         if self.status != 204 {
