@@ -272,6 +272,17 @@ impl Gateway {
         let now = supa_keys::unix_now();
         *kind = project.config.upstream.kind();
 
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
+        // Where clients see the data plane, for links the upstream builds.
+        let prefix = if via_project_prefix {
+            format!("/project/{project_ref}/rest/v1")
+        } else {
+            "/rest/v1".to_owned()
+        };
         if let Upstream::Embedded = &project.config.upstream {
             let Some(db) = &project.db else {
                 return Err(Error::UpstreamUnreachable(
@@ -289,7 +300,17 @@ impl Gateway {
                     "exp": now + supa_keys::DEFAULT_TTL_SECS,
                 }),
             };
-            let forwarded = forward_request(request, &data_path, query.as_deref())?;
+            let mut forwarded = forward_request(request, &data_path, query.as_deref())?;
+            // As an http upstream is told: where clients reach it (the
+            // OpenAPI document's host and base path).
+            let h = forwarded.headers_mut();
+            if let Some(v) = host.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+                h.insert("x-forwarded-host", v);
+            }
+            h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+            if let Ok(v) = HeaderValue::from_str(&prefix) {
+                h.insert("x-forwarded-prefix", v);
+            }
             let response = self
                 .engine
                 .handle(
@@ -315,17 +336,6 @@ impl Gateway {
         let path_and_query = match &query {
             Some(q) => format!("{data_path}?{q}"),
             None => data_path.clone(),
-        };
-        let host = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned);
-        // Where clients see the data plane, for links the upstream builds.
-        let prefix = if via_project_prefix {
-            format!("/project/{project_ref}/rest/v1")
-        } else {
-            "/rest/v1".to_owned()
         };
         let fwd = |base| Forward {
             base,

@@ -218,13 +218,23 @@ fn init_cluster(
     if durability == Durability::Throwaway {
         conf.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
     }
-    // pgaudit works only preloaded; projects then `create extension
-    // pgaudit` and set `pgaudit.log` for themselves.
-    if bin_dir
-        .parent()
-        .is_some_and(|v| v.join("lib/pgaudit.so").exists())
-    {
-        conf.push_str("shared_preload_libraries = 'pgaudit'\n");
+    // pgaudit and pg_cron work only preloaded. Projects then `create
+    // extension pgaudit` and set `pgaudit.log` for themselves; pg_cron runs
+    // one scheduler per cluster, in the `postgres` database, so a project
+    // asking for it gets pg_cron's own refusal naming that database.
+    let lib = bin_dir.parent().map(|v| v.join("lib"));
+    let preload: Vec<&str> = ["pgaudit", "pg_cron"]
+        .into_iter()
+        .filter(|l| {
+            lib.as_ref()
+                .is_some_and(|d| d.join(format!("{l}.so")).exists())
+        })
+        .collect();
+    if !preload.is_empty() {
+        conf.push_str(&format!(
+            "shared_preload_libraries = '{}'\ncron.database_name = 'postgres'\n",
+            preload.join(", ")
+        ));
     }
     fs::OpenOptions::new()
         .append(true)
