@@ -162,7 +162,7 @@ def wait_for_port(port, proc, what):
     raise RuntimeError(f"{what} did not listen on {port}")
 
 
-def start_supa_rest(platform, project):
+def start_supa_rest(platform, project, extra_env=None, stdout=subprocess.DEVNULL):
     """supa-rest standalone for a project's database, logged in as the
     project's authenticator with the credentials the internal API gives
     gateways. Returns (url, proc)."""
@@ -180,8 +180,9 @@ def start_supa_rest(platform, project):
         "PGRST_JWT_SECRET": project["jwt_secret"],
         "PGRST_SERVER_PORT": str(rest_port),
         "PGRST_SERVER_HOST": "127.0.0.1",
+        **(extra_env or {}),
     }
-    proc = subprocess.Popen([str(SUPA_REST)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([str(SUPA_REST)], env=env, stdout=stdout, stderr=subprocess.DEVNULL)
     wait_for_port(rest_port, proc, "supa-rest")
     return f"http://127.0.0.1:{rest_port}", proc
 

@@ -5,6 +5,8 @@ The database is a real project created through `supa up`; supa-rest logs in
 as that project's own authenticator role (least privilege), and requests
 carry JWTs minted with the project's secret through the `supa` bindings."""
 
+import re
+import subprocess
 import time
 
 import httpx
@@ -109,3 +111,18 @@ def test_bad_tokens_get_postgrest_errors(rest):
     assert r.status_code == 401 and r.json()["code"] == "PGRST301"
     r = httpx.get(rest["url"] + "/nowhere")
     assert r.status_code == 404 and r.json()["code"] == "PGRST205"
+
+
+def test_access_log_follows_the_log_level(platform, rest):
+    """PostgREST's access log on stdout: at `warn`, client and server errors
+    only, one Apache combined line each, with the role that answered."""
+    project = {"ref": rest["ref"], "jwt_secret": rest["secret"]}
+    url, proc = start_supa_rest(platform, project, {"PGRST_LOG_LEVEL": "warn"}, subprocess.PIPE)
+    try:
+        assert httpx.get(f"{url}/notes").status_code == 200
+        assert httpx.get(f"{url}/missing", headers={"User-Agent": "parity-test"}).status_code == 404
+    finally:
+        stop(proc)
+    lines = proc.stdout.read().decode().splitlines()
+    assert len(lines) == 1, lines
+    assert re.fullmatch(r'127\.0\.0\.1 - anon \[[^]]+ \+0000\] "GET /missing HTTP/1\.1" 404 \d+ "" "parity-test"', lines[0]), lines[0]

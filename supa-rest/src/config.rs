@@ -2,6 +2,7 @@
 
 use supa_core::Secret;
 
+pub use crate::access_log::LogLevel;
 pub use crate::cors::Cors;
 pub use crate::openapi::OpenApiMode;
 
@@ -91,6 +92,9 @@ pub struct RestConfig {
     /// `server-cors-allowed-origins`; `None` leaves CORS to whoever is in
     /// front (the gateway), as the library default.
     pub cors: Option<Cors>,
+    /// `log-level` of the access log written to stdout; `None` writes none
+    /// (the library default: a gateway logs for itself).
+    pub access_log: Option<LogLevel>,
 }
 
 impl Default for RestConfig {
@@ -114,6 +118,7 @@ impl Default for RestConfig {
             server_timing: false,
             trace_header: None,
             cors: None,
+            access_log: None,
         }
     }
 }

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod config;
 pub mod cors;
 pub mod db;

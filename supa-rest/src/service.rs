@@ -159,6 +159,7 @@ impl Service {
             .as_ref()
             .and_then(|c| c.preflight(&parts.method, &parts.headers))
         {
+            self.log_access(&parts, &r, None);
             return r;
         }
         let head = parts.method == Method::HEAD;
@@ -190,7 +191,53 @@ impl Service {
         {
             response.headers_mut().insert(name, value.clone());
         }
+        let role = timer
+            .role
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        self.log_access(&parts, &response, role.as_deref());
         response
+    }
+
+    /// The access log line of an answer, when `log-level` wants it.
+    fn log_access(
+        &self,
+        parts: &axum::http::request::Parts,
+        response: &Response<Body>,
+        role: Option<&str>,
+    ) {
+        let Some(level) = self.config.access_log else {
+            return;
+        };
+        let status = response.status().as_u16();
+        if !level.logs(status) {
+            return;
+        }
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path(), |p| p.as_str());
+        let request_line = format!("{} {target} {:?}", parts.method, parts.version);
+        crate::access_log::Entry {
+            peer: peer.as_deref(),
+            role,
+            time: supa_keys::unix_now() as u64,
+            request_line: &request_line,
+            status,
+            size: response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+            referer: header_str(&parts.headers, "referer").unwrap_or(""),
+            user_agent: header_str(&parts.headers, "user-agent").unwrap_or(""),
+        }
+        .write();
     }
 
     async fn respond(
@@ -205,6 +252,7 @@ impl Service {
         let mut ctx = self.context(&method, &parts.headers, auth)?;
         ctx.path = parts.uri.path().to_owned();
         ctx.timer = timer.clone();
+        *timer.role.lock().unwrap_or_else(PoisonError::into_inner) = Some(ctx.role.clone());
         timer.lap(Phase::Jwt);
         // `db-plan-enabled`: a plan media type plans the statement that
         // would answer its `for` media type, which is negotiated as usual.
@@ -1338,16 +1386,19 @@ enum Phase {
 
 const PHASES: [&str; 5] = ["jwt", "parse", "plan", "transaction", "response"];
 
-/// Time spent per phase of one request: each lap ends a phase.
+/// Time spent per phase of one request (each lap ends a phase), and the
+/// role it ran as, for `Server-Timing` and the access log.
 #[derive(Debug)]
 struct Timer {
     state: Mutex<(std::time::Instant, [Option<f64>; 5])>,
+    role: Mutex<Option<String>>,
 }
 
 impl Default for Timer {
     fn default() -> Self {
         Self {
             state: Mutex::new((std::time::Instant::now(), [None; 5])),
+            role: Mutex::new(None),
         }
     }
 }

@@ -67,6 +67,8 @@ fn config() -> anyhow::Result<(RestConfig, tokio_postgres::Config, String, u16)>
         cors: Some(supa_rest::config::Cors::parse(
             &var("PGRST_SERVER_CORS_ALLOWED_ORIGINS").unwrap_or_default(),
         )),
+        // PostgREST's access log, at its default level.
+        access_log: Some(log_level()?),
     };
     let host = var("PGRST_SERVER_HOST").unwrap_or_else(|| "0.0.0.0".to_owned());
     let host = if host == "*" || host == "!4" {
@@ -82,12 +84,28 @@ fn config() -> anyhow::Result<(RestConfig, tokio_postgres::Config, String, u16)>
     Ok((config, db, host, port))
 }
 
+/// `PGRST_LOG_LEVEL` (crit, error, warn, info, debug; error by default).
+fn log_level() -> anyhow::Result<supa_rest::config::LogLevel> {
+    var("PGRST_LOG_LEVEL")
+        .as_deref()
+        .unwrap_or("error")
+        .parse()
+        .map_err(|e| anyhow::anyhow!("PGRST_LOG_LEVEL: {e}"))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The server's own messages (stderr) follow the same level; tracing
+    // has no `crit`, its `error` is the nearest.
+    let filter = match log_level()? {
+        supa_rest::config::LogLevel::Crit | supa_rest::config::LogLevel::Error => "error",
+        supa_rest::config::LogLevel::Warn => "warn",
+        supa_rest::config::LogLevel::Info => "info",
+        supa_rest::config::LogLevel::Debug => "debug",
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            var("PGRST_LOG_LEVEL").unwrap_or_else(|| "info".into()),
-        ))
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .init();
     let (config, db, host, port) = config()?;
     let pool = supa_rest::db::pool(db.clone(), config.pool_size.unwrap_or(10))?;
@@ -99,6 +117,10 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {host}:{port}"))?;
     tracing::info!(%host, port, "supa-rest listening");
-    axum::serve(listener, app).await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }
