@@ -344,7 +344,8 @@ mod tests {
                     "db_schema": "public, graphql_public",
                     "max_rows": 1000,
                     "db_extra_search_path": "public, extensions",
-                    "db_pool": null
+                    "db_pool": null,
+                    "db_plan_enabled": false
                 }
             })
         );

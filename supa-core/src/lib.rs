@@ -19,6 +19,7 @@ mod secret;
 
 pub mod directory;
 pub mod env;
+pub mod time;
 
 pub use config::{
     KeyRecord, PostgrestSettings, ProjectConfig, ProjectDatabase, ProjectStatus, Service,

@@ -436,23 +436,10 @@ fn amz_timestamp(unix_secs: i64) -> Result<String, Error> {
     if !(0..=253_402_300_799).contains(&unix_secs) {
         return Err(Error::Unsignable("the time is outside years 1970-9999"));
     }
-    let (days, secs) = (unix_secs / 86_400, unix_secs % 86_400);
-    // Days to civil date: the era-based algorithm of H. Hinnant's
-    // "chrono-Compatible Low-Level Date Algorithms".
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let t = supa_core::time::CivilTime::from_unix(unix_secs as u64);
     Ok(format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        secs / 3_600,
-        secs % 3_600 / 60,
-        secs % 60
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
     ))
 }
 

@@ -17,8 +17,9 @@ pub enum Error {
         code: &'static str,
         /// Message.
         message: String,
-        /// Details (text, or JSON such as a list of candidates).
-        details: Option<serde_json::Value>,
+        /// Details (text, or JSON such as a list of candidates); boxed,
+        /// as a JSON value would make every `Result` of the crate large.
+        details: Option<Box<serde_json::Value>>,
         /// Hint.
         hint: Option<String>,
     },
@@ -43,7 +44,7 @@ pub enum Error {
         /// HTTP status.
         status: u16,
         /// The body to send.
-        body: PostgrestErrorBody,
+        body: Box<PostgrestErrorBody>,
         /// Extra headers.
         headers: Vec<(String, String)>,
         /// A reason phrase of its own (`status_text`).
@@ -71,7 +72,7 @@ impl Error {
     /// Adds details that are JSON rather than text.
     pub fn with_details_json(mut self, d: serde_json::Value) -> Self {
         if let Error::Api { details, .. } = &mut self {
-            *details = Some(d);
+            *details = Some(Box::new(d));
         }
         self
     }
@@ -128,7 +129,7 @@ impl Error {
                 ..
             } => PostgrestErrorBody {
                 code: (*code).to_owned(),
-                details: details.clone(),
+                details: details.as_deref().cloned(),
                 hint: hint.clone(),
                 message: message.clone(),
             },
@@ -144,7 +145,7 @@ impl Error {
                 hint: hint.clone(),
                 message: message.clone(),
             },
-            Error::Raised { body, .. } => body.clone(),
+            Error::Raised { body, .. } => (**body).clone(),
         }
     }
 
@@ -256,7 +257,7 @@ fn raised(message: &str, detail: Option<&str>) -> Error {
     match status {
         Some(status) if (100..600).contains(&status) => Error::Raised {
             status,
-            body,
+            body: Box::new(body),
             headers,
             status_text,
         },

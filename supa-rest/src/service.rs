@@ -697,6 +697,7 @@ impl Service {
         b.finish(&outcome)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn update(
         &self,
         headers: &HeaderMap,

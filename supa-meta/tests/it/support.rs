@@ -168,9 +168,8 @@ impl PgMeta {
         let raw = loop {
             match self.exchange(path).await {
                 Ok(raw) => break raw,
-                Err(e) if attempt < 5 => {
+                Err(_) if attempt < 5 => {
                     attempt += 1;
-                    eprintln!("postgres-meta {path}: {e}; trying again");
                     tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
                 }
                 Err(e) => panic!("postgres-meta {path}: {e}"),

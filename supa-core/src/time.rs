@@ -1,0 +1,74 @@
+//! Calendar time from Unix time, UTC, for the formats that need it
+//! (SigV4's `X-Amz-Date`, the access log's `[02/Dec/2026:01:59:34 +0000]`)
+//! without a date library.
+
+/// A UTC date and time of day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CivilTime {
+    /// Year (proleptic Gregorian).
+    pub year: i64,
+    /// 1 to 12.
+    pub month: u32,
+    /// 1 to 31.
+    pub day: u32,
+    /// 0 to 23.
+    pub hour: u32,
+    /// 0 to 59.
+    pub minute: u32,
+    /// 0 to 59.
+    pub second: u32,
+}
+
+impl CivilTime {
+    /// The calendar time of `unix_secs` seconds after 1970-01-01T00:00:00Z.
+    pub fn from_unix(unix_secs: u64) -> Self {
+        let days = (unix_secs / 86_400) as i64;
+        let secs = (unix_secs % 86_400) as u32;
+        // Days to civil date: the era-based algorithm of H. Hinnant's
+        // "chrono-Compatible Low-Level Date Algorithms".
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        Self {
+            year: yoe + era * 400 + i64::from(month <= 2),
+            month,
+            day,
+            hour: secs / 3_600,
+            minute: secs % 3_600 / 60,
+            second: secs % 60,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_instants() {
+        let t = |y, mo, d, h, mi, s| CivilTime {
+            year: y,
+            month: mo,
+            day: d,
+            hour: h,
+            minute: mi,
+            second: s,
+        };
+        assert_eq!(CivilTime::from_unix(0), t(1970, 1, 1, 0, 0, 0));
+        // 2000-02-29, a leap day of a century leap year.
+        assert_eq!(CivilTime::from_unix(951_782_400), t(2000, 2, 29, 0, 0, 0));
+        assert_eq!(
+            CivilTime::from_unix(1_764_640_774),
+            t(2025, 12, 2, 1, 59, 34)
+        );
+        assert_eq!(
+            CivilTime::from_unix(253_402_300_799),
+            t(9999, 12, 31, 23, 59, 59)
+        );
+    }
+}
