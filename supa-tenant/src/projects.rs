@@ -485,6 +485,8 @@ impl Tenant {
                      CREATE ROLE authenticated NOLOGIN NOINHERIT; END IF;
                    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
                      CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS; END IF;
+                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_auth_admin') THEN
+                     CREATE ROLE supabase_auth_admin NOLOGIN NOINHERIT CREATEROLE; END IF;
                  END $$",
             )
             .await?;
