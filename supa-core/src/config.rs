@@ -251,6 +251,16 @@ pub struct ProjectConfig {
     /// How the data plane serves the project.
     #[serde(default)]
     pub postgrest: PostgrestSettings,
+    /// How the auth server serves the project.
+    #[serde(default)]
+    pub auth: crate::AuthSettings,
+    /// The SMTP password of `auth` (write-only in the Management API).
+    #[serde(
+        default,
+        serialize_with = "crate::secret::serialize_exposed_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub smtp_pass: Option<Secret<String>>,
     /// How an in-process data plane reaches the project's database
     /// (embedded upstream); absent for other upstreams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -312,6 +322,8 @@ mod tests {
             upstream,
             services: ServiceUpstreams::default(),
             postgrest: PostgrestSettings::default(),
+            auth: crate::AuthSettings::default(),
+            smtp_pass: None,
             database: None,
         }
     }
@@ -322,7 +334,15 @@ mod tests {
             function_url: "https://abc.lambda-url.eu-west-1.on.aws/".parse().unwrap(),
             region: "eu-west-1".into(),
         });
-        let v = serde_json::to_value(&c).unwrap();
+        let mut v = serde_json::to_value(&c).unwrap();
+        // The auth settings travel whole (their names are Supabase's, tested
+        // with them); the rest of the shape is fixed here.
+        let auth = v.as_object_mut().unwrap().remove("auth").unwrap();
+        assert_eq!(
+            (&auth["jwt_exp"], &auth["mailer_autoconfirm"]),
+            (&serde_json::json!(3600), &serde_json::json!(false))
+        );
+        assert!(v.get("smtp_pass").is_none());
         assert_eq!(
             v,
             serde_json::json!({

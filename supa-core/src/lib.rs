@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auth_settings;
 mod config;
 mod error;
 mod error_body;
@@ -21,6 +22,7 @@ pub mod directory;
 pub mod env;
 pub mod time;
 
+pub use auth_settings::AuthSettings;
 pub use config::{
     KeyRecord, PostgrestSettings, ProjectConfig, ProjectDatabase, ProjectStatus, Service,
     ServiceUpstreams, Upstream,

@@ -62,6 +62,14 @@ pub fn serialize_exposed<T: Serialize, S: Serializer>(
     secret.0.serialize(s)
 }
 
+/// [`serialize_exposed`] for an optional secret.
+pub(crate) fn serialize_exposed_option<T: Serialize, S: Serializer>(
+    secret: &Option<Secret<T>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    secret.as_ref().map(|v| &v.0).serialize(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

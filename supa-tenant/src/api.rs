@@ -171,6 +171,10 @@ fn management(family: Family) -> Router<Tenant> {
             get(get_postgrest).patch(patch_postgrest),
         )
         .route(
+            "/projects/{ref}/config/auth",
+            get(get_auth_config).patch(patch_auth_config),
+        )
+        .route(
             "/projects/{ref}/secrets",
             get(list_secrets).post(set_secrets).delete(unset_secrets),
         )
@@ -480,6 +484,27 @@ async fn patch_postgrest(
 ) -> ApiResult<Response> {
     let settings = tenant
         .update_postgrest_settings(&project_ref(&r)?, patch)
+        .await?;
+    Ok(Json(settings).into_response())
+}
+
+/// The project's auth settings, in Supabase's shape (`smtp_pass` null).
+async fn get_auth_config(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(tenant.auth_settings(&project_ref(&r)?).await?).into_response())
+}
+
+/// Changes the auth settings a body names; every gateway has them within
+/// a second.
+async fn patch_auth_config(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+    JsonBody(patch): JsonBody<serde_json::Map<String, serde_json::Value>>,
+) -> ApiResult<Response> {
+    let settings = tenant
+        .update_auth_settings(&project_ref(&r)?, patch)
         .await?;
     Ok(Json(settings).into_response())
 }

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auth_config;
 mod crypto;
 mod error;
 mod files;

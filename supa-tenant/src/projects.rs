@@ -571,7 +571,7 @@ impl Tenant {
     pub async fn project_config(&self, project_ref: &ProjectRef) -> Result<ProjectConfig, Error> {
         let row = sqlx::query(
             "SELECT p.status, p.jwt_secret_enc, p.upstream, p.postgrest, p.authenticator_password_enc,
-                    w.host, w.port
+                    p.auth, p.smtp_pass_enc, w.host, w.port
              FROM projects p JOIN workers w ON w.id = p.worker_id WHERE p.ref = $1",
         )
         .bind(project_ref.as_str())
@@ -608,6 +608,19 @@ impl Tenant {
             postgrest: row
                 .try_get::<sqlx::types::Json<PostgrestSettings>, _>("postgrest")?
                 .0,
+            auth: row
+                .try_get::<sqlx::types::Json<supa_core::AuthSettings>, _>("auth")?
+                .0,
+            smtp_pass: row
+                .try_get::<Option<Vec<u8>>, _>("smtp_pass_enc")?
+                .map(|sealed| {
+                    self.key.decrypt_string(
+                        &crate::auth_config::smtp_pass_context(project_ref),
+                        &sealed,
+                    )
+                })
+                .transpose()?
+                .map(Secret::new),
             database,
         })
     }

@@ -1,0 +1,104 @@
+//! A project's auth settings, as Supabase's Management API reads and
+//! changes them (`GET/PATCH /v1/projects/{ref}/config/auth`): a PATCH names
+//! only the fields it changes, `smtp_pass` is write-only and sealed, and
+//! gateways forget the old settings at once.
+
+use serde_json::{Map, Value};
+use supa_core::{AuthSettings, ProjectRef};
+
+use crate::tenant::Invalidation;
+use crate::{Error, Tenant};
+
+/// Sealing context of a project's SMTP password.
+pub(crate) fn smtp_pass_context(r: &ProjectRef) -> String {
+    format!("project:{r}:smtp_pass")
+}
+
+/// The settings as the API shows them: every field, `smtp_pass` null.
+fn shown(settings: &AuthSettings) -> Value {
+    let mut v = serde_json::to_value(settings).unwrap_or_default();
+    if let Value::Object(m) = &mut v {
+        m.insert("smtp_pass".into(), Value::Null);
+    }
+    v
+}
+
+impl Tenant {
+    /// The project's auth settings, in Supabase's shape.
+    pub async fn auth_settings(&self, project_ref: &ProjectRef) -> Result<Value, Error> {
+        let settings: sqlx::types::Json<AuthSettings> =
+            sqlx::query_scalar("SELECT auth FROM projects WHERE ref = $1")
+                .bind(project_ref.as_str())
+                .fetch_optional(&self.db)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
+        Ok(shown(&settings.0))
+    }
+
+    /// Changes the fields `patch` names; nothing changes when one is
+    /// unknown or invalid. `smtp_pass` is sealed (null removes it).
+    pub async fn update_auth_settings(
+        &self,
+        project_ref: &ProjectRef,
+        mut patch: Map<String, Value>,
+    ) -> Result<Value, Error> {
+        let smtp_pass = patch.remove("smtp_pass");
+        let mut tx = self.db.begin().await?;
+        let current: sqlx::types::Json<AuthSettings> =
+            sqlx::query_scalar("SELECT auth FROM projects WHERE ref = $1 FOR UPDATE")
+                .bind(project_ref.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
+        let Value::Object(mut merged) = serde_json::to_value(&current.0).unwrap_or_default() else {
+            return Err(Error::invalid("auth", "cannot read the current settings"));
+        };
+        for (field, value) in patch {
+            let Some(slot) = merged.get_mut(&field) else {
+                return Err(Error::invalid("auth", format!("unknown field {field:?}")));
+            };
+            // Each field alone first, so a wrong type names its field.
+            let mut probe = serde_json::to_value(AuthSettings::default()).unwrap_or_default();
+            probe[&field] = value.clone();
+            if let Err(e) = serde_json::from_value::<AuthSettings>(probe) {
+                return Err(Error::invalid("auth", format!("{field}: {e}")));
+            }
+            *slot = value;
+        }
+        let settings: AuthSettings = serde_json::from_value(Value::Object(merged))
+            .map_err(|e| Error::invalid("auth", e.to_string()))?;
+        settings.validate().map_err(|e| match e {
+            supa_core::Error::InvalidSetting { field, reason } => Error::invalid(field, reason),
+            other => Error::invalid(other.field(), other.to_string()),
+        })?;
+        let sealed = match smtp_pass {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(Value::String(p)) if !p.is_empty() => Some(Some(
+                self.key
+                    .encrypt(&smtp_pass_context(project_ref), p.as_bytes()),
+            )),
+            Some(_) => {
+                return Err(Error::invalid(
+                    "smtp_pass",
+                    "must be a non-empty string or null",
+                ));
+            }
+        };
+        sqlx::query("UPDATE projects SET auth = $2, updated_at = now() WHERE ref = $1")
+            .bind(project_ref.as_str())
+            .bind(sqlx::types::Json(&settings))
+            .execute(&mut *tx)
+            .await?;
+        if let Some(sealed) = sealed {
+            sqlx::query("UPDATE projects SET smtp_pass_enc = $2 WHERE ref = $1")
+                .bind(project_ref.as_str())
+                .bind(sealed)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.invalidate(Invalidation::Project(*project_ref));
+        Ok(shown(&settings))
+    }
+}
