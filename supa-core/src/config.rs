@@ -265,6 +265,10 @@ pub struct ProjectConfig {
     /// (embedded upstream); absent for other upstreams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<ProjectDatabase>,
+    /// How the auth server reaches it (`{ref}_auth`, acting as
+    /// `supabase_auth_admin`); absent for projects made before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_database: Option<ProjectDatabase>,
 }
 
 impl ProjectConfig {
@@ -280,7 +284,7 @@ impl ProjectConfig {
     }
 }
 
-/// The project database as its authenticator role logs in to it.
+/// The project database as one of its login roles reaches it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectDatabase {
     /// Worker host.
@@ -325,6 +329,7 @@ mod tests {
             auth: crate::AuthSettings::default(),
             smtp_pass: None,
             database: None,
+            auth_database: None,
         }
     }
 

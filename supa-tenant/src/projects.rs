@@ -184,6 +184,16 @@ fn authenticator_context(r: &ProjectRef) -> String {
     format!("project:{r}:authenticator_password")
 }
 
+/// The login of the project's auth server: `supabase_auth_admin` in its
+/// own database only.
+pub(crate) fn auth_login_name(r: &ProjectRef) -> String {
+    format!("{r}_auth")
+}
+
+fn auth_login_context(r: &ProjectRef) -> String {
+    format!("project:{r}:auth_password")
+}
+
 const PROJECT_COLUMNS: &str = "ref, name, worker_id, status,
     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at";
 
@@ -278,6 +288,7 @@ impl Tenant {
     ) -> Result<CreatedProject, Error> {
         let jwt_secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
         let authenticator_password = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
+        let auth_password = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
         let mut keys = None;
         for step in CreateStep::ALL {
             if let Some(progress) = options.progress {
@@ -287,14 +298,15 @@ impl Tenant {
                 CreateStep::PickWorker => *worker = self.pick_worker(worker_id).await?,
                 CreateStep::InsertRow => {
                     let inserted = sqlx::query(
-                        "INSERT INTO projects (ref, name, worker_id, status, authenticator_password_enc, jwt_secret_enc)
-                         VALUES ($1, $2, $3, 'COMING_UP', $4, $5)",
+                        "INSERT INTO projects (ref, name, worker_id, status, authenticator_password_enc, jwt_secret_enc, auth_password_enc)
+                         VALUES ($1, $2, $3, 'COMING_UP', $4, $5, $6)",
                     )
                     .bind(project_ref.as_str())
                     .bind(name)
                     .bind(worker.as_str())
                     .bind(self.key.encrypt(&authenticator_context(project_ref), authenticator_password.as_bytes()))
                     .bind(self.key.encrypt(&jwt_context(project_ref), jwt_secret.as_bytes()))
+                    .bind(self.key.encrypt(&auth_login_context(project_ref), auth_password.as_bytes()))
                     .execute(&self.db)
                     .await;
                     match inserted {
@@ -349,6 +361,31 @@ impl Tenant {
                         &[&database_name(project_ref), &role],
                     )
                     .await?;
+                    // The auth server's login: its sessions start as
+                    // supabase_auth_admin, which owns the auth schema of
+                    // every project; CONNECT keeps it to this one.
+                    let auth = auth_login_name(project_ref);
+                    execute_formatted(
+                        &pool,
+                        "CREATE ROLE %I LOGIN NOINHERIT PASSWORD %L",
+                        &[&auth, &auth_password],
+                    )
+                    .await?;
+                    execute_formatted(&pool, "GRANT supabase_auth_admin TO %I", &[&auth]).await?;
+                    execute_formatted(
+                        &pool,
+                        "ALTER ROLE %I SET role = %L",
+                        &[&auth, "supabase_auth_admin"],
+                    )
+                    .await?;
+                    execute_formatted(&pool, "ALTER ROLE %I SET search_path = auth", &[&auth])
+                        .await?;
+                    execute_formatted(
+                        &pool,
+                        "GRANT CONNECT ON DATABASE %I TO %I",
+                        &[&database_name(project_ref), &auth],
+                    )
+                    .await?;
                 }
                 CreateStep::IssueKeys => {
                     let publishable = self
@@ -397,7 +434,8 @@ impl Tenant {
                     }
                     CreateStep::CreateRoles => {
                         let pool = self.worker_pool(worker).await?;
-                        drop_role(&pool, &authenticator_name(project_ref)).await
+                        drop_role(&pool, &authenticator_name(project_ref)).await?;
+                        drop_role(&pool, &auth_login_name(project_ref)).await
                     }
                     CreateStep::CreateDatabase => {
                         let pool = self.worker_pool(worker).await?;
@@ -571,7 +609,7 @@ impl Tenant {
     pub async fn project_config(&self, project_ref: &ProjectRef) -> Result<ProjectConfig, Error> {
         let row = sqlx::query(
             "SELECT p.status, p.jwt_secret_enc, p.upstream, p.postgrest, p.authenticator_password_enc,
-                    p.auth, p.smtp_pass_enc, w.host, w.port
+                    p.auth, p.smtp_pass_enc, p.auth_password_enc, w.host, w.port
              FROM projects p JOIN workers w ON w.id = p.worker_id WHERE p.ref = $1",
         )
         .bind(project_ref.as_str())
@@ -580,22 +618,33 @@ impl Tenant {
         .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
         let status: String = row.try_get("status")?;
         let upstream: sqlx::types::Json<Upstream> = row.try_get("upstream")?;
+        let port: i32 = row.try_get("port")?;
+        let host: String = row.try_get("host")?;
+        let login = |user: String, password: String| ProjectDatabase {
+            host: host.clone(),
+            port: u16::try_from(port).unwrap_or(5432),
+            name: database_name(project_ref),
+            user,
+            password: Secret::new(password),
+        };
         let database = match upstream.0 {
-            Upstream::Embedded => {
-                let port: i32 = row.try_get("port")?;
-                Some(ProjectDatabase {
-                    host: row.try_get("host")?,
-                    port: u16::try_from(port).unwrap_or(5432),
-                    name: database_name(project_ref),
-                    user: authenticator_name(project_ref),
-                    password: Secret::new(self.key.decrypt_string(
-                        &authenticator_context(project_ref),
-                        row.try_get("authenticator_password_enc")?,
-                    )?),
-                })
-            }
+            Upstream::Embedded => Some(login(
+                authenticator_name(project_ref),
+                self.key.decrypt_string(
+                    &authenticator_context(project_ref),
+                    row.try_get("authenticator_password_enc")?,
+                )?,
+            )),
             _ => None,
         };
+        let auth_database = row
+            .try_get::<Option<Vec<u8>>, _>("auth_password_enc")?
+            .map(|sealed| {
+                self.key
+                    .decrypt_string(&auth_login_context(project_ref), &sealed)
+            })
+            .transpose()?
+            .map(|password| login(auth_login_name(project_ref), password));
         Ok(ProjectConfig {
             project_ref: *project_ref,
             status: crate::from_name(status).unwrap_or(ProjectStatus::Unknown),
@@ -622,7 +671,29 @@ impl Tenant {
                 .transpose()?
                 .map(Secret::new),
             database,
+            auth_database,
         })
+    }
+
+    /// The worker-side password of the project's auth server login, if the
+    /// project has one (projects made before it do not).
+    pub async fn auth_login_password(
+        &self,
+        project_ref: &ProjectRef,
+    ) -> Result<Option<Secret<String>>, Error> {
+        let sealed: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT auth_password_enc FROM projects WHERE ref = $1")
+                .bind(project_ref.as_str())
+                .fetch_optional(&self.db)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
+        sealed
+            .map(|s| {
+                self.key
+                    .decrypt_string(&auth_login_context(project_ref), &s)
+                    .map(Secret::new)
+            })
+            .transpose()
     }
 
     /// The worker-side password of the project's authenticator role.
@@ -657,6 +728,7 @@ impl Tenant {
         let pool = self.worker_pool(&worker).await?;
         drop_database(&pool, project_ref).await?;
         drop_role(&pool, &authenticator_name(project_ref)).await?;
+        drop_role(&pool, &auth_login_name(project_ref)).await?;
         let hashes: Vec<Vec<u8>> =
             sqlx::query_scalar("DELETE FROM api_keys WHERE project_ref = $1 RETURNING hash")
                 .bind(project_ref.as_str())

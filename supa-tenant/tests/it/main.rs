@@ -916,3 +916,83 @@ async fn concurrent_settings_changes_both_take_effect() {
     }
     tenant.delete_project(&r).await.unwrap();
 }
+
+/// The auth server's login of project `r` to `database`.
+async fn auth_login(
+    tenant: &Tenant,
+    r: &ProjectRef,
+    database: &str,
+) -> Result<PgConnection, sqlx::Error> {
+    let password = tenant.auth_login_password(r).await.unwrap().unwrap();
+    let pg = supa_testkit::cluster().postgres();
+    let options = sqlx::postgres::PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(pg.port())
+        .username(&format!("{r}_auth"))
+        .password(password.expose())
+        .database(database);
+    PgConnection::connect_with(&options).await
+}
+
+#[tokio::test]
+async fn the_auth_login_owns_the_auth_schema_of_its_project_only() {
+    let tenant = tenant().await;
+    let a = new_project(&tenant, "auth-a").await;
+    let b = new_project(&tenant, "auth-b").await;
+    let config = tenant.project_config(&a).await.unwrap();
+    let db = config
+        .auth_database
+        .clone()
+        .expect("a new project has an auth login");
+    assert_eq!(db.user, format!("{a}_auth"));
+    assert!(!format!("{config:?}").contains(db.password.expose()));
+
+    // Its sessions act as supabase_auth_admin, in the auth schema.
+    let mut conn = auth_login(&tenant, &a, &format!("proj_{a}")).await.unwrap();
+    let (role, path): (String, String) =
+        sqlx::query_as("SELECT current_user::text, current_setting('search_path')")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        (role.as_str(), path.as_str()),
+        ("supabase_auth_admin", "auth")
+    );
+    conn.execute(
+        "INSERT INTO users (id, aud, role, email, created_at, updated_at)
+         VALUES ('33333333-3333-3333-3333-333333333333', 'authenticated', 'authenticated', 'a@b.c', now(), now())",
+    )
+    .await
+    .unwrap();
+    // ...and nothing else: the project's own tables are not its business.
+    let mut owner = superuser(&format!("proj_{a}")).await;
+    owner
+        .execute("CREATE TABLE public.private_notes (id int)")
+        .await
+        .unwrap();
+    let refused = conn
+        .execute("SELECT * FROM public.private_notes")
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("permission denied"),
+        "{refused}"
+    );
+    // Another project's database is closed to it.
+    let denied = auth_login(&tenant, &a, &format!("proj_{b}"))
+        .await
+        .unwrap_err();
+    assert!(denied.to_string().contains("permission denied"), "{denied}");
+    drop(conn);
+
+    tenant.delete_project(&a).await.unwrap();
+    let mut c = superuser("postgres").await;
+    let left: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(format!("{a}_auth"))
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    assert!(!left, "deleting the project drops its auth login");
+    tenant.delete_project(&b).await.unwrap();
+}
