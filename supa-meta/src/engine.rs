@@ -4,10 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use serde_json::Value;
 use supa_core::{BoxFuture, DirectoryError, ProjectDatabase, ProjectRef};
-use tokio_postgres::NoTls;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::catalog::{self, Relation};
@@ -103,33 +102,12 @@ impl Meta {
             .await
             .map_err(|e| Error::Unavailable(e.to_string()))?
             .ok_or_else(|| Error::NotFound(format!("project {project} not found")))?;
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(&login.host)
-            .port(login.port)
-            .dbname(&login.name)
-            .user(&login.user)
-            .password(login.password.expose())
-            .application_name("supa-meta")
-            .options(format!(
-                "-c statement_timeout={}",
-                STATEMENT_TIMEOUT.as_millis()
-            ))
-            .connect_timeout(Duration::from_secs(10));
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(2)
-            .wait_timeout(Some(Duration::from_secs(10)))
-            .create_timeout(Some(Duration::from_secs(10)))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let mut config = supa_db::pg_config(&login, "supa-meta");
+        config.options(format!(
+            "-c statement_timeout={}",
+            STATEMENT_TIMEOUT.as_millis()
+        ));
+        let pool = supa_db::pool(config, 2).map_err(Error::Internal)?;
         self.pools.insert(*project, pool.clone());
         Ok(pool)
     }

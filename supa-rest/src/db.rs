@@ -5,12 +5,10 @@
 //! does for PostgREST's literals; statements go out unnamed with their
 //! parameter types in one round trip (`query_typed`).
 
-use std::time::Duration;
-
 use bytes::BytesMut;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, Row};
 
 use crate::Error;
 use crate::sql::Sql;
@@ -42,20 +40,7 @@ impl ToSql for Untyped<'_> {
 
 /// A bounded pool of connections to one database.
 pub fn pool(config: tokio_postgres::Config, max_size: usize) -> Result<Pool, Error> {
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(manager)
-        .max_size(max_size)
-        .wait_timeout(Some(Duration::from_secs(10)))
-        .create_timeout(Some(Duration::from_secs(10)))
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .build()
-        .map_err(|e| unavailable(&e.to_string()))
+    supa_db::pool(config, max_size).map_err(|e| unavailable(&e))
 }
 
 /// PGRST000/503: the database cannot be reached.

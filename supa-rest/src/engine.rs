@@ -9,40 +9,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, Response};
 use futures_util::StreamExt as _;
-use supa_core::Secret;
+use supa_core::ProjectDatabase;
 
 use crate::service::{Auth, Service};
 use crate::{Error, RestConfig};
-
-/// How to reach one project's database.
-#[derive(Debug, Clone)]
-pub struct ProjectDb {
-    /// Host.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// Database name (`proj_{ref}`).
-    pub database: String,
-    /// Login role (`{ref}_authenticator`).
-    pub user: String,
-    /// Its password.
-    pub password: Secret<String>,
-}
-
-impl ProjectDb {
-    /// As a driver configuration.
-    pub fn pg_config(&self) -> tokio_postgres::Config {
-        let mut c = tokio_postgres::Config::new();
-        c.host(&self.host)
-            .port(self.port)
-            .dbname(&self.database)
-            .user(&self.user)
-            .password(self.password.expose())
-            .application_name("supa-rest")
-            .connect_timeout(Duration::from_secs(10));
-        c
-    }
-}
 
 /// Serves many projects; cheap to clone.
 #[derive(Debug, Clone)]
@@ -89,7 +59,7 @@ impl Engine {
         &self,
         key: &str,
         config: &RestConfig,
-        db: &ProjectDb,
+        db: &ProjectDatabase,
     ) -> Result<Arc<Service>, Error> {
         if let Some(s) = self
             .services
@@ -99,10 +69,13 @@ impl Engine {
         {
             return Ok(s.clone());
         }
-        let pool = crate::db::pool(db.pg_config(), config.pool_size.unwrap_or(self.pool_size))?;
+        let pool = crate::db::pool(
+            supa_db::pg_config(db, "supa-rest"),
+            config.pool_size.unwrap_or(self.pool_size),
+        )?;
         let service = Arc::new(Service::new(config.clone(), pool)?);
         if self.listen {
-            listen_for_reloads(&service, db.pg_config());
+            listen_for_reloads(&service, supa_db::pg_config(db, "supa-rest"));
         }
         let mut map = self.services.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= self.max_projects && !map.contains_key(key) {
@@ -153,7 +126,7 @@ impl Engine {
         &self,
         key: &str,
         config: &RestConfig,
-        db: &ProjectDb,
+        db: &ProjectDatabase,
         request: Request<Body>,
         auth: Auth,
     ) -> Response<Body> {

@@ -26,6 +26,6 @@ pub mod service;
 pub mod sql;
 
 pub use config::{RestConfig, TxEnd};
-pub use engine::{Engine, ProjectDb, listen_for_reloads};
+pub use engine::{Engine, listen_for_reloads};
 pub use error::{Error, sqlstate_status};
 pub use service::{Auth, Service};

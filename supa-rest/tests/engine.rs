@@ -7,11 +7,11 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use serde_json::{Value, json};
-use supa_core::{ProjectRef, Secret};
-use supa_rest::{Auth, Engine, ProjectDb, RestConfig};
+use supa_core::{ProjectDatabase, ProjectRef, Secret};
+use supa_rest::{Auth, Engine, RestConfig};
 use supa_tenant::{CreateProject, Tenant};
 
-async fn project(tenant: &Tenant, name: &str) -> (ProjectRef, ProjectDb) {
+async fn project(tenant: &Tenant, name: &str) -> (ProjectRef, ProjectDatabase) {
     let created = tenant
         .create_project(CreateProject {
             name: name.into(),
@@ -20,10 +20,10 @@ async fn project(tenant: &Tenant, name: &str) -> (ProjectRef, ProjectDb) {
         .await
         .unwrap();
     let r = created.project.project_ref;
-    let db = ProjectDb {
+    let db = ProjectDatabase {
         host: "127.0.0.1".into(),
         port: supa_testkit::cluster().postgres().port(),
-        database: format!("proj_{r}"),
+        name: format!("proj_{r}"),
         user: format!("{r}_authenticator"),
         password: Secret::new(
             tenant
@@ -47,7 +47,7 @@ fn config() -> RestConfig {
 async fn call(
     engine: &Engine,
     key: &str,
-    db: &ProjectDb,
+    db: &ProjectDatabase,
     method: &str,
     path: &str,
     body: Option<Value>,
@@ -135,8 +135,8 @@ async fn projects_are_served_apart_with_gateway_claims() {
     assert_eq!(s, 404);
     assert_eq!(v["code"], "PGRST205");
     // B's authenticator cannot be pointed at A's database.
-    let stolen = ProjectDb {
-        database: db_a.database.clone(),
+    let stolen = ProjectDatabase {
+        name: db_a.name.clone(),
         ..db_b.clone()
     };
     let (s, v) = call(
@@ -231,7 +231,7 @@ async fn at_most_max_projects_pools_are_open() {
 async fn exchange(
     engine: &Engine,
     key: &str,
-    db: &ProjectDb,
+    db: &ProjectDatabase,
     config: &RestConfig,
     request: Request<Body>,
 ) -> (u16, axum::http::HeaderMap, Vec<u8>) {

@@ -13,7 +13,7 @@ use supa_core::{
     ProjectRef, Role, Service, Upstream,
 };
 use supa_keys::{JwtKey, MintCache, SigV4Signer, Validation};
-use supa_rest::{Auth, Engine, ProjectDb, RestConfig};
+use supa_rest::{Auth, Engine, RestConfig};
 
 use crate::metrics::Metrics;
 use crate::services::{self, KeyPolicy, Target};
@@ -61,7 +61,7 @@ struct ProjectState {
     config: ProjectConfig,
     jwt_key: JwtKey,
     rest: RestConfig,
-    db: Option<ProjectDb>,
+    db: Option<supa_core::ProjectDatabase>,
 }
 
 type CachedProject = Option<Arc<ProjectState>>;
@@ -436,13 +436,7 @@ impl Gateway {
                 let jwt_key = JwtKey::new(config.jwt_secret.expose().as_bytes()).map_err(|e| {
                     DirectoryError(format!("project {r} has an unusable JWT secret: {e}"))
                 })?;
-                let db = config.database.as_ref().map(|d| ProjectDb {
-                    host: d.host.clone(),
-                    port: d.port,
-                    database: d.name.clone(),
-                    user: d.user.clone(),
-                    password: d.password.clone(),
-                });
+                let db = config.database.clone();
                 Ok::<_, DirectoryError>(Some(Arc::new(ProjectState {
                     rest: rest_config(&config.postgrest),
                     config,
