@@ -26,7 +26,7 @@ pub use apikey::{
 pub use error::Error;
 pub use jwt::{
     Claims, DEFAULT_TTL_SECS, ISSUER, JwtKey, LEEWAY_SECS, MIN_SECRET_LEN, mint, mint_with_ttl,
-    unix_now, verify, verify_signature,
+    sign_claims, unix_now, verify, verify_signature,
 };
 pub use mint_cache::MintCache;
 pub use sigv4::{Credentials, Payload, SigV4Signer, SignedHeaders, SigningRequest};

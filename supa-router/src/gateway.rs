@@ -58,7 +58,9 @@ impl Default for GatewayConfig {
 /// What the gateway keeps per project once loaded.
 #[derive(Debug)]
 struct ProjectState {
-    config: ProjectConfig,
+    /// Shared with the services mounted in process, which find it in their
+    /// requests' extensions.
+    config: Arc<ProjectConfig>,
     jwt_key: JwtKey,
     rest: RestConfig,
     db: Option<supa_core::ProjectDatabase>,
@@ -259,7 +261,46 @@ impl Gateway {
         let started = std::time::Instant::now();
         if let Some(router) = mounted {
             *kind = "embedded";
-            let forwarded = forward_request(request, &sub_path, query.as_deref())?;
+            // A project's own service (auth...) gets its configuration, the
+            // caller's own bearer token (never an API key) and where
+            // clients reach it, as an http upstream is told.
+            let user_token = match entry.target {
+                Target::Project(_) => request
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .filter(|v| {
+                        v.to_str().is_ok_and(|t| {
+                            let token = t.get(7..).unwrap_or("");
+                            t.len() > 7
+                                && t[..7].eq_ignore_ascii_case("bearer ")
+                                && !token.starts_with("sb_")
+                                && Some(token) != key.as_deref()
+                        })
+                    })
+                    .cloned(),
+                Target::Platform => None,
+            };
+            let host = request.headers().get(header::HOST).cloned();
+            let mut forwarded = forward_request(request, &sub_path, query.as_deref())?;
+            if let Target::Project(_) = entry.target {
+                let h = forwarded.headers_mut();
+                if let Some(token) = user_token {
+                    h.insert(header::AUTHORIZATION, token);
+                }
+                if let Some(host) = host {
+                    h.insert("x-forwarded-host", host);
+                }
+                h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+                let prefix = if via_project_prefix {
+                    format!("/project/{project_ref}{}", entry.prefix)
+                } else {
+                    entry.prefix.to_owned()
+                };
+                if let Ok(v) = HeaderValue::from_str(&prefix) {
+                    h.insert("x-forwarded-prefix", v);
+                }
+                forwarded.extensions_mut().insert(project.config.clone());
+            }
             let response = services::serve_mounted(router, project_ref, forwarded).await;
             self.metrics.upstream_latency(kind, started.elapsed());
             return Ok(response);
@@ -439,7 +480,7 @@ impl Gateway {
                 let db = config.database.clone();
                 Ok::<_, DirectoryError>(Some(Arc::new(ProjectState {
                     rest: rest_config(&config.postgrest),
-                    config,
+                    config: Arc::new(config),
                     jwt_key,
                     db,
                 })))

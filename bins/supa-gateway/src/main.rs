@@ -76,7 +76,8 @@ async fn main() -> anyhow::Result<()> {
     // `/pg` goes to the tenant manager, which holds the admin logins.
     let gateway = Arc::new(
         Gateway::new(directory, config, metrics.clone())
-            .mount("/pg", remote_meta(&args.tenant_url, token.clone())),
+            .mount("/pg", remote_meta(&args.tenant_url, token.clone()))
+            .mount("/auth/v1", supa_auth::router(supa_auth::Auth::default())),
     );
     if let Some(url) = &args.redis_url {
         follow_invalidations(url, gateway.clone(), l2);

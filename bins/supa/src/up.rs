@@ -57,7 +57,8 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         .mount(
             "/pg",
             supa_tenant::api::pg_service(plane.tenant.clone(), plane.meta().clone()),
-        ),
+        )
+        .mount("/auth/v1", supa_auth::router(supa_auth::Auth::default())),
     );
     // Revocations and deletions reach this gateway's caches at once.
     let hook = gateway.clone();

@@ -1,0 +1,544 @@
+//! The endpoints, with GoTrue's request and response shapes.
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::store::{self, UserRow};
+use crate::{Auth, Error, Project};
+
+/// GoTrue's bcrypt cost.
+const BCRYPT_COST: u32 = 10;
+
+/// A bcrypt hash no password matches, checked when an address is unknown
+/// so that answering takes as long as for a known one.
+const DUMMY_HASH: &str = "$2a$10$CwTycUXWue0Thq9StjUM0uJ8.mHoZ6aM8HHhVNc2ReMCYm2bS6P7y";
+
+/// The router; every request must carry its project's
+/// `Arc<ProjectConfig>` in its extensions.
+pub fn router(auth: Auth) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/settings", get(settings))
+        .route("/signup", post(signup))
+        .route("/token", post(token))
+        .route("/user", get(user).put(update_user))
+        .route("/logout", post(logout))
+        .layer(axum::middleware::from_fn(api_version))
+        .with_state(auth)
+}
+
+/// GoTrue names its API version on every answer, and answers errors in
+/// the shape of the version a client sends.
+async fn api_version(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let versioned = request
+        .headers()
+        .get("x-supabase-api-version")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v >= crate::error::API_VERSION);
+    let mut response = next.run(request).await;
+    if versioned && let Some(e) = response.extensions_mut().remove::<Error>() {
+        let status = response.status();
+        response = (status, Json(e.body(true))).into_response();
+    }
+    response.headers_mut().insert(
+        "x-supabase-api-version",
+        axum::http::HeaderValue::from_static(crate::error::API_VERSION),
+    );
+    response
+}
+
+type Result<T> = std::result::Result<T, Error>;
+
+async fn health() -> Json<Value> {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "name": "GoTrue",
+        "description": "GoTrue is a user registration and authentication API",
+    }))
+}
+
+async fn settings(p: Project) -> Json<Value> {
+    let s = &p.settings;
+    Json(json!({
+        "external": {
+            "anonymous_users": s.external_anonymous_users_enabled,
+            "email": s.external_email_enabled,
+            "phone": s.external_phone_enabled,
+            "github": false, "google": false, "apple": false, "azure": false,
+            "bitbucket": false, "discord": false, "facebook": false, "figma": false,
+            "gitlab": false, "keycloak": false, "kakao": false, "linkedin_oidc": false,
+            "notion": false, "slack_oidc": false, "spotify": false, "twitch": false,
+            "twitter": false, "workos": false, "zoom": false,
+        },
+        "disable_signup": s.disable_signup,
+        "mailer_autoconfirm": s.mailer_autoconfirm,
+        "phone_autoconfirm": s.sms_autoconfirm,
+        "sms_provider": "",
+        "saml_enabled": false,
+    }))
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS has randomness");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// bcrypt off the async threads (about 50 ms at cost 10).
+async fn hash_password(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || bcrypt::hash(password, BCRYPT_COST))
+        .await
+        .map_err(Error::internal)?
+        .map_err(Error::internal)
+}
+
+async fn password_matches(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+        .await
+        .unwrap_or(false)
+}
+
+fn check_password(p: &Project, password: &str) -> Result<()> {
+    let min = usize::try_from(p.settings.password_min_length).unwrap_or(6);
+    if password.chars().count() < min {
+        let mut e = Error::new(
+            422,
+            "weak_password",
+            format!("Password should be at least {min} characters."),
+        );
+        e.reasons = vec!["length"];
+        return Err(e);
+    }
+    // bcrypt reads 72 bytes; GoTrue refuses longer passwords.
+    if password.len() > 72 {
+        return Err(Error::validation(
+            "Password cannot be longer than 72 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// An access token with GoTrue's claims, and the session answer.
+fn session(p: &Project, user: &UserRow, session_id: &str, refresh: &str) -> Value {
+    let now = supa_keys::unix_now();
+    let exp = now + p.settings.jwt_exp;
+    let u = &user.json;
+    let mut claims = Map::new();
+    for (k, v) in [
+        ("aud", json!("authenticated")),
+        ("exp", json!(exp)),
+        ("iat", json!(now)),
+        ("iss", json!(p.issuer)),
+        ("sub", json!(user.id)),
+        ("email", u["email"].clone()),
+        ("phone", u["phone"].clone()),
+        ("app_metadata", u["app_metadata"].clone()),
+        ("user_metadata", u["user_metadata"].clone()),
+        ("role", json!("authenticated")),
+        ("aal", json!("aal1")),
+        ("amr", json!([{"method": "password", "timestamp": now}])),
+        ("session_id", json!(session_id)),
+        ("is_anonymous", u["is_anonymous"].clone()),
+    ] {
+        claims.insert(k.into(), v);
+    }
+    json!({
+        "access_token": supa_keys::sign_claims(&p.jwt_key, &claims),
+        "token_type": "bearer",
+        "expires_in": p.settings.jwt_exp,
+        "expires_at": exp,
+        "refresh_token": refresh,
+        "user": u,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct SignupBody {
+    email: Option<String>,
+    password: Option<String>,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+async fn signup(
+    State(auth): State<Auth>,
+    p: Project,
+    body: Option<Json<SignupBody>>,
+) -> Result<Response> {
+    let Some(Json(body)) = body else {
+        return Err(Error::new(
+            400,
+            "bad_json",
+            "Could not parse request body as JSON",
+        ));
+    };
+    if p.settings.disable_signup {
+        return Err(Error::new(
+            422,
+            "signup_disabled",
+            "Signups not allowed for this instance",
+        ));
+    }
+    if !p.settings.external_email_enabled {
+        return Err(Error::new(
+            422,
+            "email_provider_disabled",
+            "Email signups are disabled",
+        ));
+    }
+    let email = body
+        .email
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| Error::validation("To signup, please provide your email"))?;
+    if !valid_email(&email) {
+        return Err(Error::new(
+            400,
+            "email_address_invalid",
+            format!("Email address \"{email}\" is invalid"),
+        ));
+    }
+    let password = body.password.unwrap_or_default();
+    check_password(&p, &password)?;
+    let metadata = match body.data {
+        None | Some(Value::Null) => json!({}),
+        Some(d @ Value::Object(_)) => d,
+        Some(_) => return Err(Error::validation("data must be an object")),
+    };
+    let hash = hash_password(password).await?;
+    let mut client = auth.client(&p).await?;
+    let tx = client.transaction().await?;
+    if store::user_by_email(&tx, &email).await?.is_some() {
+        return Err(Error::new(
+            422,
+            "user_already_exists",
+            "User already registered",
+        ));
+    }
+    let confirmed = p.settings.mailer_autoconfirm;
+    let user = store::insert_user(&tx, &email, &hash, &metadata, confirmed).await?;
+    let answer = if confirmed {
+        let refresh = random_token();
+        let session_id = store::start_session(&tx, &user.id, &refresh).await?;
+        let user = store::user_by_id(&tx, &user.id)
+            .await?
+            .ok_or_else(|| Error::internal("the new user is missing"))?;
+        session(&p, &user, &session_id, &refresh)
+    } else {
+        user.json
+    };
+    tx.commit().await?;
+    Ok(Json(answer).into_response())
+}
+
+/// A plausible address: something, `@`, a domain with a dot, no spaces.
+fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && email.len() <= 255
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+#[derive(Debug, Deserialize)]
+struct GrantQuery {
+    grant_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenBody {
+    email: Option<String>,
+    password: Option<String>,
+    refresh_token: Option<String>,
+}
+
+async fn token(
+    State(auth): State<Auth>,
+    p: Project,
+    Query(q): Query<GrantQuery>,
+    body: Option<Json<TokenBody>>,
+) -> Result<Response> {
+    let Some(Json(body)) = body else {
+        return Err(Error::new(
+            400,
+            "bad_json",
+            "Could not parse request body as JSON",
+        ));
+    };
+    match q.grant_type.as_deref() {
+        Some("password") => password_grant(&auth, &p, body).await,
+        Some("refresh_token") => refresh_grant(&auth, &p, body).await,
+        _ => Err(Error::new(
+            400,
+            "unsupported_grant_type",
+            "unsupported_grant_type",
+        )),
+    }
+}
+
+async fn password_grant(auth: &Auth, p: &Project, body: TokenBody) -> Result<Response> {
+    let invalid = || Error::new(400, "invalid_credentials", "Invalid login credentials");
+    let (Some(email), Some(password)) = (body.email, body.password) else {
+        return Err(invalid());
+    };
+    let mut client = auth.client(p).await?;
+    let tx = client.transaction().await?;
+    let user = store::user_by_email(&tx, email.trim()).await?;
+    // Unknown addresses cost a bcrypt check too: no timing tells them apart.
+    let hash = user
+        .as_ref()
+        .and_then(|u| u.encrypted_password.clone())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| DUMMY_HASH.to_owned());
+    let matches = password_matches(password, hash).await;
+    let Some(user) = user.filter(|_| matches) else {
+        return Err(invalid());
+    };
+    if user.banned {
+        return Err(Error::new(400, "user_banned", "User is banned"));
+    }
+    if !user.confirmed {
+        return Err(Error::new(
+            400,
+            "email_not_confirmed",
+            "Email not confirmed",
+        ));
+    }
+    let refresh = random_token();
+    let session_id = store::start_session(&tx, &user.id, &refresh).await?;
+    let user = store::user_by_id(&tx, &user.id)
+        .await?
+        .ok_or_else(invalid)?;
+    tx.commit().await?;
+    Ok(Json(session(p, &user, &session_id, &refresh)).into_response())
+}
+
+async fn refresh_grant(auth: &Auth, p: &Project, body: TokenBody) -> Result<Response> {
+    let not_found = || {
+        Error::new(
+            400,
+            "refresh_token_not_found",
+            "Invalid Refresh Token: Refresh Token Not Found",
+        )
+    };
+    let token = body
+        .refresh_token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(not_found)?;
+    let mut client = auth.client(p).await?;
+    let tx = client.transaction().await?;
+    let row = store::refresh_token(&tx, &token)
+        .await?
+        .ok_or_else(not_found)?;
+    let session_id = row.session.clone().ok_or_else(not_found)?;
+    if !store::session_exists(&tx, &session_id).await? {
+        return Err(not_found());
+    }
+    let interval = p.settings.security_refresh_token_reuse_interval as f64;
+    let fresh = if row.revoked {
+        // A token used again: within the reuse interval (parallel tabs)
+        // its child answers; later it is reuse, and the session's tokens
+        // are all revoked.
+        match store::child_of(&tx, &token).await? {
+            Some(child) if row.age <= interval => child,
+            _ => {
+                store::revoke_session_tokens(&tx, &session_id).await?;
+                tx.commit().await?;
+                return Err(Error::new(
+                    400,
+                    "refresh_token_already_used",
+                    "Invalid Refresh Token: Already Used",
+                ));
+            }
+        }
+    } else {
+        let fresh = random_token();
+        store::rotate(&tx, &row, &token, &fresh).await?;
+        fresh
+    };
+    let user = store::user_by_id(&tx, &row.user)
+        .await?
+        .ok_or_else(not_found)?;
+    if user.banned {
+        return Err(Error::new(400, "user_banned", "User is banned"));
+    }
+    tx.commit().await?;
+    Ok(Json(session(p, &user, &session_id, &fresh)).into_response())
+}
+
+/// The caller's verified access token: `(sub, session_id)`.
+fn caller(p: &Project, headers: &HeaderMap) -> Result<(String, Option<String>)> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            Error::new(
+                401,
+                "no_authorization",
+                "This endpoint requires a Bearer token",
+            )
+        })?;
+    let claims = supa_keys::verify(&p.jwt_key, bearer, supa_keys::unix_now()).map_err(|e| {
+        Error::new(
+            403,
+            "bad_jwt",
+            format!("invalid JWT: unable to parse or verify signature, {e}"),
+        )
+    })?;
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::new(403, "bad_jwt", "invalid claim: missing sub claim"))?;
+    let session = claims
+        .get("session_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok((sub.to_owned(), session))
+}
+
+/// The user of a verified token, whose session still exists.
+async fn current_user(
+    db: &impl deadpool_postgres::GenericClient,
+    sub: &str,
+    session: Option<&str>,
+) -> Result<UserRow> {
+    if let Some(s) = session
+        && !store::session_exists(db, s).await?
+    {
+        return Err(Error::new(
+            403,
+            "session_not_found",
+            "Session from session_id claim in JWT does not exist",
+        ));
+    }
+    store::user_by_id(db, sub).await?.ok_or_else(|| {
+        Error::new(
+            403,
+            "user_not_found",
+            "User from sub claim in JWT does not exist",
+        )
+    })
+}
+
+async fn user(State(auth): State<Auth>, p: Project, headers: HeaderMap) -> Result<Response> {
+    let (sub, session) = caller(&p, &headers)?;
+    let client = auth.client(&p).await?;
+    let user = current_user(&client, &sub, session.as_deref()).await?;
+    Ok(Json(user.json).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct UpdateBody {
+    email: Option<String>,
+    password: Option<String>,
+    data: Option<Value>,
+}
+
+async fn update_user(
+    State(auth): State<Auth>,
+    p: Project,
+    headers: HeaderMap,
+    body: Option<Json<UpdateBody>>,
+) -> Result<Response> {
+    let (sub, session) = caller(&p, &headers)?;
+    let Some(Json(body)) = body else {
+        return Err(Error::new(
+            400,
+            "bad_json",
+            "Could not parse request body as JSON",
+        ));
+    };
+    if body.email.is_some() {
+        // An address change is confirmed by mail, which comes with the
+        // outbox; until then it is refused rather than applied unconfirmed.
+        return Err(Error::new(
+            422,
+            "email_change_not_supported",
+            "Changing the e-mail address is not supported yet",
+        ));
+    }
+    let metadata = match body.data {
+        None => None,
+        Some(d @ Value::Object(_)) => Some(d),
+        Some(_) => return Err(Error::validation("data must be an object")),
+    };
+    let hash = match body.password {
+        Some(password) => {
+            check_password(&p, &password)?;
+            Some(hash_password(password).await?)
+        }
+        None => None,
+    };
+    let client = auth.client(&p).await?;
+    current_user(&client, &sub, session.as_deref()).await?;
+    store::update_user(&client, &sub, metadata.as_ref(), hash.as_deref()).await?;
+    let user = current_user(&client, &sub, session.as_deref()).await?;
+    Ok(Json(user.json).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct LogoutQuery {
+    scope: Option<String>,
+}
+
+async fn logout(
+    State(auth): State<Auth>,
+    p: Project,
+    Query(q): Query<LogoutQuery>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let (sub, session) = caller(&p, &headers)?;
+    let client = auth.client(&p).await?;
+    match q.scope.as_deref().unwrap_or("global") {
+        "global" => store::end_sessions(&client, &sub, None, false).await?,
+        "local" => store::end_sessions(&client, &sub, session.as_deref(), false).await?,
+        "others" => {
+            if let Some(s) = session.as_deref() {
+                store::end_sessions(&client, &sub, Some(s), true).await?
+            }
+        }
+        other => {
+            return Err(Error::validation(format!(
+                "Unsupported logout scope {other:?}"
+            )));
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert!(valid_email("ann@example.com"));
+        assert!(!valid_email("ann@localhost"));
+        assert!(!valid_email("ann example@x.io"));
+        assert!(!valid_email("@x.io"));
+    }
+
+    #[test]
+    fn the_dummy_hash_is_bcrypt_and_matches_nothing_likely() {
+        assert!(!bcrypt::verify("", DUMMY_HASH).unwrap());
+        assert!(!bcrypt::verify("password", DUMMY_HASH).unwrap());
+    }
+}

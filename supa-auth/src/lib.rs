@@ -1,0 +1,175 @@
+//! Supa's auth server: the `/auth/v1` API of Supabase's auth server
+//! (GoTrue) for every project, over the `auth` schema of each project
+//! database, as supabase-py and supabase-js call it.
+//!
+//! [`Auth`] is the multi-project engine (a small pool per project,
+//! bounded in number, closed when idle); [`router`] is its axum `Router`,
+//! which finds the project of each request in the request's extensions as
+//! an `Arc<ProjectConfig>` (the gateway puts it there, the standalone
+//! binary too) and where clients reach it in `X-Forwarded-Host` and
+//! `X-Forwarded-Prefix`. This first part signs users up with e-mail and password, grants
+//! sessions by password and by refresh token (rotated, with GoTrue's reuse
+//! interval and reuse detection), shows and updates the user, and signs
+//! out; access tokens carry GoTrue's claims and are signed with the
+//! project's JWT secret, so the gateway passes them through and the data
+//! plane applies RLS by `auth.uid()`.
+
+#![forbid(unsafe_code)]
+
+mod api;
+mod error;
+mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use api::router;
+pub use error::Error;
+use supa_core::{AuthSettings, ProjectConfig, ProjectDatabase, ProjectRef};
+use supa_keys::JwtKey;
+
+/// One project as its auth server needs it.
+#[derive(Clone)]
+pub struct AuthProject {
+    /// The project.
+    pub project_ref: ProjectRef,
+    /// Signs and verifies its access tokens.
+    pub jwt_key: JwtKey,
+    /// Its settings.
+    pub settings: AuthSettings,
+    /// The auth server's login to its database.
+    pub database: ProjectDatabase,
+    /// The `iss` of its access tokens (`{public URL}/auth/v1`).
+    pub issuer: String,
+}
+
+impl std::fmt::Debug for AuthProject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthProject")
+            .field("project_ref", &self.project_ref)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The engine: a pool per project database; cheap to clone.
+#[derive(Clone)]
+pub struct Auth {
+    pools: moka::sync::Cache<ProjectRef, supa_db::Pool>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("open_pools", &self.pools.entry_count())
+            .finish()
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self::new(200, Duration::from_secs(300))
+    }
+}
+
+impl Auth {
+    /// At most `max_projects` pools of 4 connections, each closed after
+    /// `idle` without a request.
+    pub fn new(max_projects: u64, idle: Duration) -> Self {
+        Self {
+            pools: moka::sync::Cache::builder()
+                .max_capacity(max_projects.max(1))
+                .time_to_idle(idle)
+                .build(),
+        }
+    }
+
+    /// Forgets a project's pool (deleted, login rotated).
+    pub fn evict(&self, project: &ProjectRef) {
+        self.pools.invalidate(project);
+    }
+
+    /// A connection to the project's database, acting as
+    /// `supabase_auth_admin`, timestamps in UTC.
+    pub(crate) async fn client(&self, project: &AuthProject) -> Result<supa_db::Object, Error> {
+        let pool = match self.pools.get(&project.project_ref) {
+            Some(p) => p,
+            None => {
+                let mut config = supa_db::pg_config(&project.database, "supa-auth");
+                config.options("-c TimeZone=UTC");
+                let pool = supa_db::pool(config, 4).map_err(Error::internal)?;
+                self.pools.insert(project.project_ref, pool.clone());
+                pool
+            }
+        };
+        pool.get()
+            .await
+            .map_err(|e| Error::internal(format!("project {}: {e}", project.project_ref)))
+    }
+}
+
+impl AuthProject {
+    /// The project of `config`, its tokens issued by `issuer`; a 503 when
+    /// it has no auth login (made before the auth server).
+    pub fn from_config(config: &ProjectConfig, issuer: String) -> Result<Self, Error> {
+        let database = config.auth_database.clone().ok_or_else(|| {
+            Error::new(
+                503,
+                "auth_unavailable",
+                "Auth is not available for this project",
+            )
+        })?;
+        let jwt_key =
+            JwtKey::new(config.jwt_secret.expose().as_bytes()).map_err(Error::internal)?;
+        Ok(Self {
+            project_ref: config.project_ref,
+            jwt_key,
+            settings: config.auth.clone(),
+            database,
+            issuer,
+        })
+    }
+}
+
+/// The project of a request, from its `Arc<ProjectConfig>` extension and
+/// forwarded headers.
+#[derive(Debug, Clone)]
+pub(crate) struct Project(pub Arc<AuthProject>);
+
+impl std::ops::Deref for Project {
+    type Target = AuthProject;
+    fn deref(&self) -> &AuthProject {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Project {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Error> {
+        let config = parts
+            .extensions
+            .get::<Arc<ProjectConfig>>()
+            .cloned()
+            .ok_or_else(|| Error::new(404, "not_found", "No project"))?;
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let issuer = format!(
+            "{}://{}{}",
+            header("x-forwarded-proto").unwrap_or_else(|| "http".into()),
+            header("x-forwarded-host")
+                .or_else(|| header("host"))
+                .unwrap_or_else(|| "localhost".into()),
+            header("x-forwarded-prefix").unwrap_or_else(|| "/auth/v1".into()),
+        );
+        Ok(Self(Arc::new(AuthProject::from_config(&config, issuer)?)))
+    }
+}
