@@ -153,10 +153,13 @@ def test_secret_key_from_a_browser_is_refused(a):
 
 
 def test_other_services_unknown_projects_health_and_cors(platform, a):
-    for service in ("auth", "storage", "realtime", "functions", "graphql"):
+    for service in ("storage", "realtime", "functions", "graphql"):
         r = httpx.get(f"{a['url']}/{service}/v1/anything", headers={"apikey": a["publishable_key"]})
         assert r.status_code == 404
         assert f"/{service}/v1" in r.json()["message"]
+    # Auth is served in process: a path it does not know is GoTrue's 404.
+    r = httpx.get(f"{a['url']}/auth/v1/anything", headers={"apikey": a["publishable_key"]})
+    assert r.status_code == 404 and r.json()["error_code"] == "not_found"
     r = httpx.get(f"{platform.gateway_url}/project/NOTAREF/rest/v1/todos")
     assert r.status_code == 404 and r.json() == {"message": "Project not found"}
     r = httpx.get(f"{platform.gateway_url}/project/{'q' * 20}/rest/v1/todos", headers={"apikey": a["publishable_key"]})

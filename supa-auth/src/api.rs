@@ -30,6 +30,7 @@ pub fn router(auth: Auth) -> Router {
         .route("/token", post(token))
         .route("/user", get(user).put(update_user))
         .route("/logout", post(logout))
+        .fallback(not_found)
         .layer(axum::middleware::from_fn(api_version))
         .with_state(auth)
 }
@@ -55,6 +56,11 @@ async fn api_version(request: axum::extract::Request, next: axum::middleware::Ne
 }
 
 type Result<T> = std::result::Result<T, Error>;
+
+/// A path GoTrue does not serve (yet): its 404.
+async fn not_found() -> Error {
+    Error::new(404, "not_found", "Not Found")
+}
 
 async fn health() -> Json<Value> {
     Json(json!({
