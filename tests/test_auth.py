@@ -151,8 +151,13 @@ def test_gotrues_refusals(platform, project):
     assert weak.value.reasons == ["length"]
     url = f"{project['url']}/auth/v1/user"
     headers = {"apikey": project["publishable_key"]}
-    no_token = httpx.get(url, headers=headers)
-    assert no_token.status_code == 401 and no_token.json()["error_code"] == "no_authorization"
+    malformed = httpx.post(f"{project['url']}/auth/v1/signup", headers={**headers, "Content-Type": "application/json"},
+                           content=b'{"email": ')
+    assert malformed.status_code == 400 and malformed.json()["error_code"] == "bad_json"
+    # Without a user's token the key's minted one has no user, as on Supabase.
+    no_user = httpx.get(url, headers=headers)
+    assert no_user.status_code == 403 and no_user.json()["error_code"] == "bad_jwt"
+    assert "missing sub claim" in no_user.json()["msg"]
     forged = jwt.encode({"sub": str(uuid.uuid4()), "role": "authenticated", "exp": int(time.time()) + 60}, "x" * 40, algorithm="HS256")
     bad = httpx.get(url, headers={**headers, "Authorization": f"Bearer {forged}"})
     assert bad.status_code == 403 and bad.json()["error_code"] == "bad_jwt"
@@ -175,3 +180,55 @@ def test_confirmation_and_disabled_sign_ups_follow_the_settings(platform, projec
         assert settings["disable_signup"] is True and settings["external"]["email"] is True
     finally:
         configure(platform, project, mailer_autoconfirm=True, disable_signup=False)
+
+
+def test_anonymous_sign_in_follows_the_setting(platform, project):
+    with pytest.raises(AuthApiError) as off:
+        client(project).auth.sign_in_anonymously()
+    assert off.value.code == "anonymous_provider_disabled"
+    configure(platform, project, external_anonymous_users_enabled=True)
+    try:
+        signed_in = client(project).auth.sign_in_anonymously()
+        assert signed_in.user.is_anonymous is True and signed_in.session is not None
+        claims = jwt.decode(signed_in.session.access_token, project["jwt_secret"],
+                            algorithms=["HS256"], audience="authenticated")
+        assert claims["is_anonymous"] is True and claims["amr"][0]["method"] == "anonymous"
+        assert claims["role"] == "authenticated"
+    finally:
+        configure(platform, project, external_anonymous_users_enabled=False)
+
+
+def test_the_admin_api_answers_the_secret_key_only(project):
+    admin = create_client(project["url"], project["secret_key"]).auth.admin
+    email = address()
+    created = admin.create_user({
+        "email": email, "password": "correct horse", "email_confirm": True,
+        "user_metadata": {"plan": "pro"}, "app_metadata": {"tier": 2},
+    }).user
+    assert created.email == email and created.email_confirmed_at is not None
+    assert created.app_metadata["tier"] == 2 and created.user_metadata == {"plan": "pro"}
+    assert email in [u.email for u in admin.list_users(page=1, per_page=1000)]
+    listed = httpx.get(f"{project['url']}/auth/v1/admin/users?per_page=1",
+                       headers={"apikey": project["secret_key"]})
+    assert int(listed.headers["x-total-count"]) >= 1 and 'rel="last"' in listed.headers["link"]
+    assert admin.get_user_by_id(created.id).user.email == email
+
+    updated = admin.update_user_by_id(created.id, {"user_metadata": {"x": 1}, "ban_duration": "24h"}).user
+    assert updated.user_metadata == {"plan": "pro", "x": 1}
+    with pytest.raises(AuthApiError) as banned:
+        client(project).auth.sign_in_with_password({"email": email, "password": "correct horse"})
+    assert banned.value.code == "user_banned"
+    admin.update_user_by_id(created.id, {"ban_duration": "none"})
+    assert client(project).auth.sign_in_with_password({"email": email, "password": "correct horse"}).session
+
+    with pytest.raises(AuthApiError) as taken:
+        admin.create_user({"email": email, "password": "correct horse"})
+    assert (taken.value.status, taken.value.code) == (422, "email_exists")
+    admin.delete_user(created.id)
+    with pytest.raises(AuthApiError) as gone:
+        admin.get_user_by_id(created.id)
+    assert (gone.value.status, gone.value.code) == (404, "user_not_found")
+
+    with pytest.raises(AuthApiError) as refused:
+        create_client(project["url"], project["publishable_key"]).auth.admin.list_users()
+    assert (refused.value.status, refused.value.code) == (403, "not_admin")

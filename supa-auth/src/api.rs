@@ -1,6 +1,6 @@
 //! The endpoints, with GoTrue's request and response shapes.
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -30,6 +30,16 @@ pub fn router(auth: Auth) -> Router {
         .route("/token", post(token))
         .route("/user", get(user).put(update_user))
         .route("/logout", post(logout))
+        .route(
+            "/admin/users",
+            get(admin_list_users).post(admin_create_user),
+        )
+        .route(
+            "/admin/users/{id}",
+            get(admin_get_user)
+                .put(admin_update_user)
+                .delete(admin_delete_user),
+        )
         .fallback(not_found)
         .layer(axum::middleware::from_fn(api_version))
         .with_state(auth)
@@ -56,6 +66,35 @@ async fn api_version(request: axum::extract::Request, next: axum::middleware::Ne
 }
 
 type Result<T> = std::result::Result<T, Error>;
+
+/// A JSON body; anything else (missing, malformed, the wrong shape) is
+/// GoTrue's 400 `bad_json` in its own body, never the framework's text.
+struct Body<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = Error;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> std::result::Result<Self, Error> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|_| bad_json())?;
+        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(text).map(Body).map_err(|e| {
+            Error::new(
+                400,
+                "bad_json",
+                format!("Could not parse request body as JSON: {e}"),
+            )
+        })
+    }
+}
 
 /// A path GoTrue does not serve (yet): its 404.
 async fn not_found() -> Error {
@@ -132,7 +171,7 @@ fn check_password(p: &Project, password: &str) -> Result<()> {
 }
 
 /// An access token with GoTrue's claims, and the session answer.
-fn session(p: &Project, user: &UserRow, session_id: &str, refresh: &str) -> Value {
+fn session(p: &Project, user: &UserRow, session_id: &str, refresh: &str, method: &str) -> Value {
     let now = supa_keys::unix_now();
     let exp = now + p.settings.jwt_exp;
     let u = &user.json;
@@ -149,7 +188,7 @@ fn session(p: &Project, user: &UserRow, session_id: &str, refresh: &str) -> Valu
         ("user_metadata", u["user_metadata"].clone()),
         ("role", json!("authenticated")),
         ("aal", json!("aal1")),
-        ("amr", json!([{"method": "password", "timestamp": now}])),
+        ("amr", json!([{"method": method, "timestamp": now}])),
         ("session_id", json!(session_id)),
         ("is_anonymous", u["is_anonymous"].clone()),
     ] {
@@ -176,21 +215,23 @@ struct SignupBody {
 async fn signup(
     State(auth): State<Auth>,
     p: Project,
-    body: Option<Json<SignupBody>>,
+    Body(body): Body<SignupBody>,
 ) -> Result<Response> {
-    let Some(Json(body)) = body else {
-        return Err(Error::new(
-            400,
-            "bad_json",
-            "Could not parse request body as JSON",
-        ));
-    };
     if p.settings.disable_signup {
         return Err(Error::new(
             422,
             "signup_disabled",
             "Signups not allowed for this instance",
         ));
+    }
+    let metadata = match body.data {
+        None | Some(Value::Null) => json!({}),
+        Some(d @ Value::Object(_)) => d,
+        Some(_) => return Err(Error::validation("data must be an object")),
+    };
+    // No address and no password: `signInAnonymously`.
+    if body.email.is_none() && body.password.is_none() {
+        return anonymous_signup(&auth, &p, &metadata).await;
     }
     if !p.settings.external_email_enabled {
         return Err(Error::new(
@@ -204,20 +245,9 @@ async fn signup(
         .map(|e| e.trim().to_owned())
         .filter(|e| !e.is_empty())
         .ok_or_else(|| Error::validation("To signup, please provide your email"))?;
-    if !valid_email(&email) {
-        return Err(Error::new(
-            400,
-            "email_address_invalid",
-            format!("Email address \"{email}\" is invalid"),
-        ));
-    }
+    check_email(&email)?;
     let password = body.password.unwrap_or_default();
     check_password(&p, &password)?;
-    let metadata = match body.data {
-        None | Some(Value::Null) => json!({}),
-        Some(d @ Value::Object(_)) => d,
-        Some(_) => return Err(Error::validation("data must be an object")),
-    };
     let hash = hash_password(password).await?;
     let mut client = auth.client(&p).await?;
     let tx = client.transaction().await?;
@@ -229,17 +259,73 @@ async fn signup(
         ));
     }
     let confirmed = p.settings.mailer_autoconfirm;
-    let user = store::insert_user(&tx, &email, &hash, &metadata, confirmed).await?;
+    let new = store::NewUser {
+        email: Some(&email),
+        password_hash: Some(&hash),
+        user_metadata: &metadata,
+        confirmed,
+        anonymous: false,
+    };
+    let user = store::insert_user(&tx, &new).await?;
     let answer = if confirmed {
-        let refresh = random_token();
-        let session_id = store::start_session(&tx, &user.id, &refresh).await?;
-        let user = store::user_by_id(&tx, &user.id)
-            .await?
-            .ok_or_else(|| Error::internal("the new user is missing"))?;
-        session(&p, &user, &session_id, &refresh)
+        signed_in(&tx, &p, &user.id, "password").await?
     } else {
         user.json
     };
+    tx.commit().await?;
+    Ok(Json(answer).into_response())
+}
+
+fn bad_json() -> Error {
+    Error::new(400, "bad_json", "Could not parse request body as JSON")
+}
+
+fn check_email(email: &str) -> Result<()> {
+    if valid_email(email) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            400,
+            "email_address_invalid",
+            format!("Email address \"{email}\" is invalid"),
+        ))
+    }
+}
+
+/// A new session of `user`, signed in by `method`.
+async fn signed_in(
+    db: &impl deadpool_postgres::GenericClient,
+    p: &Project,
+    user: &str,
+    method: &str,
+) -> Result<Value> {
+    let refresh = random_token();
+    let session_id = store::start_session(db, user, &refresh, method).await?;
+    let user = store::user_by_id(db, user)
+        .await?
+        .ok_or_else(|| Error::internal("the new user is missing"))?;
+    Ok(session(p, &user, &session_id, &refresh, method))
+}
+
+async fn anonymous_signup(auth: &Auth, p: &Project, metadata: &Value) -> Result<Response> {
+    if !p.settings.external_anonymous_users_enabled {
+        return Err(Error::new(
+            422,
+            "anonymous_provider_disabled",
+            "Anonymous sign-ins are disabled",
+        ));
+    }
+    let mut client = auth.client(p).await?;
+    let tx = client.transaction().await?;
+    let new = store::NewUser {
+        email: None,
+        password_hash: None,
+        user_metadata: metadata,
+        confirmed: false,
+        anonymous: true,
+    };
+    let user = store::insert_user(&tx, &new).await?;
+    let answer = signed_in(&tx, p, &user.id, "anonymous").await?;
     tx.commit().await?;
     Ok(Json(answer).into_response())
 }
@@ -273,15 +359,8 @@ async fn token(
     State(auth): State<Auth>,
     p: Project,
     Query(q): Query<GrantQuery>,
-    body: Option<Json<TokenBody>>,
+    Body(body): Body<TokenBody>,
 ) -> Result<Response> {
-    let Some(Json(body)) = body else {
-        return Err(Error::new(
-            400,
-            "bad_json",
-            "Could not parse request body as JSON",
-        ));
-    };
     match q.grant_type.as_deref() {
         Some("password") => password_grant(&auth, &p, body).await,
         Some("refresh_token") => refresh_grant(&auth, &p, body).await,
@@ -321,13 +400,9 @@ async fn password_grant(auth: &Auth, p: &Project, body: TokenBody) -> Result<Res
             "Email not confirmed",
         ));
     }
-    let refresh = random_token();
-    let session_id = store::start_session(&tx, &user.id, &refresh).await?;
-    let user = store::user_by_id(&tx, &user.id)
-        .await?
-        .ok_or_else(invalid)?;
+    let answer = signed_in(&tx, p, &user.id, "password").await?;
     tx.commit().await?;
-    Ok(Json(session(p, &user, &session_id, &refresh)).into_response())
+    Ok(Json(answer).into_response())
 }
 
 async fn refresh_grant(auth: &Auth, p: &Project, body: TokenBody) -> Result<Response> {
@@ -379,8 +454,9 @@ async fn refresh_grant(auth: &Auth, p: &Project, body: TokenBody) -> Result<Resp
     if user.banned {
         return Err(Error::new(400, "user_banned", "User is banned"));
     }
+    let method = store::session_method(&tx, &session_id).await?;
     tx.commit().await?;
-    Ok(Json(session(p, &user, &session_id, &fresh)).into_response())
+    Ok(Json(session(p, &user, &session_id, &fresh, &method)).into_response())
 }
 
 /// The caller's verified access token: `(sub, session_id)`.
@@ -462,16 +538,9 @@ async fn update_user(
     State(auth): State<Auth>,
     p: Project,
     headers: HeaderMap,
-    body: Option<Json<UpdateBody>>,
+    Body(body): Body<UpdateBody>,
 ) -> Result<Response> {
     let (sub, session) = caller(&p, &headers)?;
-    let Some(Json(body)) = body else {
-        return Err(Error::new(
-            400,
-            "bad_json",
-            "Could not parse request body as JSON",
-        ));
-    };
     if body.email.is_some() {
         // An address change is confirmed by mail, which comes with the
         // outbox; until then it is refused rather than applied unconfirmed.
@@ -530,9 +599,302 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Admin endpoints answer a `service_role` (or `supabase_admin`) token
+/// only: the one the gateway mints for a secret key, or a JWT signed with
+/// the project's secret.
+fn require_admin(p: &Project, headers: &HeaderMap) -> Result<()> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .ok_or_else(|| {
+            Error::new(
+                401,
+                "no_authorization",
+                "This endpoint requires a Bearer token",
+            )
+        })?;
+    let claims = supa_keys::verify(&p.jwt_key, bearer.trim(), supa_keys::unix_now())
+        .map_err(|e| Error::new(403, "bad_jwt", format!("invalid JWT: {e}")))?;
+    match claims.role() {
+        Some("service_role" | "supabase_admin") => Ok(()),
+        _ => Err(Error::new(403, "not_admin", "User not allowed")),
+    }
+}
+
+/// `page` and `per_page`, which clients send empty when unset.
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    page: Option<String>,
+    per_page: Option<String>,
+}
+
+fn number(v: Option<&str>, default: i64) -> i64 {
+    v.and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+}
+
+async fn admin_list_users(
+    State(auth): State<Auth>,
+    p: Project,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Result<Response> {
+    require_admin(&p, &headers)?;
+    let page = number(q.page.as_deref(), 1).max(1);
+    let per_page = number(q.per_page.as_deref(), 50).clamp(1, 1000);
+    let client = auth.client(&p).await?;
+    let (users, total) = store::list_users(&client, page, per_page).await?;
+    let mut response = Json(json!({"users": users, "aud": "authenticated"})).into_response();
+    let h = response.headers_mut();
+    h.insert("x-total-count", total.into());
+    // GoTrue's pagination links.
+    let last = ((total + per_page - 1) / per_page).max(1);
+    let mut links = Vec::new();
+    if page < last {
+        links.push(format!(
+            "</admin/users?page={}&per_page={per_page}>; rel=\"next\"",
+            page + 1
+        ));
+    }
+    links.push(format!(
+        "</admin/users?page={last}&per_page={per_page}>; rel=\"last\""
+    ));
+    if let Ok(v) = links.join(", ").parse() {
+        h.insert(header::LINK, v);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AdminUserBody {
+    email: Option<String>,
+    password: Option<String>,
+    #[serde(default)]
+    email_confirm: bool,
+    user_metadata: Option<Value>,
+    app_metadata: Option<Value>,
+    ban_duration: Option<String>,
+    #[serde(default)]
+    should_soft_delete: bool,
+}
+
+fn object(field: &str, v: Option<Value>) -> Result<Option<Value>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(o @ Value::Object(_)) => Ok(Some(o)),
+        Some(_) => Err(Error::validation(format!("{field} must be an object"))),
+    }
+}
+
+/// A ban duration as GoTrue reads it (Go's `300ms`, `1h30m`, `24h`), in
+/// whole seconds; `none` lifts a ban.
+fn ban_seconds(d: &str) -> Result<Option<i64>> {
+    if d == "none" {
+        return Ok(None);
+    }
+    let invalid = || Error::validation(format!("invalid format for ban duration: {d:?}"));
+    let mut total = 0f64;
+    let mut number = String::new();
+    let mut chars = d.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        if c == 'm' && chars.peek() == Some(&'s') {
+            unit.push('s');
+            chars.next();
+        }
+        let n: f64 = number.parse().map_err(|_| invalid())?;
+        number.clear();
+        total += n * match unit.as_str() {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(invalid()),
+        };
+    }
+    if !number.is_empty() || total <= 0.0 {
+        return Err(invalid());
+    }
+    Ok(Some(total.ceil() as i64))
+}
+
+/// A user id from a path: a UUID, checked before it reaches a cast.
+fn user_id(id: &str) -> Result<&str> {
+    let ok = id.len() == 36
+        && id.chars().enumerate().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        });
+    if ok { Ok(id) } else { Err(user_not_found()) }
+}
+
+fn user_not_found() -> Error {
+    Error::new(404, "user_not_found", "User not found")
+}
+
+fn email_exists() -> Error {
+    Error::new(
+        422,
+        "email_exists",
+        "A user with this email address has already been registered",
+    )
+}
+
+async fn optional_hash(p: &Project, password: Option<String>) -> Result<Option<String>> {
+    match password {
+        Some(password) => {
+            check_password(p, &password)?;
+            Ok(Some(hash_password(password).await?))
+        }
+        None => Ok(None),
+    }
+}
+
+async fn admin_create_user(
+    State(auth): State<Auth>,
+    p: Project,
+    headers: HeaderMap,
+    Body(body): Body<AdminUserBody>,
+) -> Result<Response> {
+    require_admin(&p, &headers)?;
+    let email = body
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| Error::validation("Unable to validate email address: invalid format"))?;
+    check_email(email)?;
+    let hash = optional_hash(&p, body.password).await?;
+    let metadata = object("user_metadata", body.user_metadata)?.unwrap_or_else(|| json!({}));
+    let app_metadata = object("app_metadata", body.app_metadata)?;
+    let mut client = auth.client(&p).await?;
+    let tx = client.transaction().await?;
+    if store::user_by_email(&tx, email).await?.is_some() {
+        return Err(email_exists());
+    }
+    let new = store::NewUser {
+        email: Some(email),
+        password_hash: hash.as_deref(),
+        user_metadata: &metadata,
+        confirmed: body.email_confirm,
+        anonymous: false,
+    };
+    let user = store::insert_user(&tx, &new).await?;
+    if app_metadata.is_some() {
+        let change = store::AdminChange {
+            app_metadata: app_metadata.as_ref(),
+            ..store::AdminChange::default()
+        };
+        store::admin_update(&tx, &user.id, &change).await?;
+    }
+    let user = store::user_by_id(&tx, &user.id)
+        .await?
+        .ok_or_else(user_not_found)?;
+    tx.commit().await?;
+    Ok(Json(user.json).into_response())
+}
+
+async fn admin_get_user(
+    State(auth): State<Auth>,
+    p: Project,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    require_admin(&p, &headers)?;
+    let client = auth.client(&p).await?;
+    let user = store::user_by_id(&client, user_id(&id)?)
+        .await?
+        .ok_or_else(user_not_found)?;
+    Ok(Json(user.json).into_response())
+}
+
+async fn admin_update_user(
+    State(auth): State<Auth>,
+    p: Project,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Body(body): Body<AdminUserBody>,
+) -> Result<Response> {
+    require_admin(&p, &headers)?;
+    let id = user_id(&id)?;
+    if let Some(email) = body.email.as_deref() {
+        check_email(email)?;
+    }
+    let hash = optional_hash(&p, body.password).await?;
+    let user_metadata = object("user_metadata", body.user_metadata)?;
+    let app_metadata = object("app_metadata", body.app_metadata)?;
+    let ban = body.ban_duration.as_deref().map(ban_seconds).transpose()?;
+    let mut client = auth.client(&p).await?;
+    let tx = client.transaction().await?;
+    store::user_by_id(&tx, id)
+        .await?
+        .ok_or_else(user_not_found)?;
+    if let Some(email) = body.email.as_deref()
+        && store::user_by_email(&tx, email)
+            .await?
+            .is_some_and(|u| u.id != id)
+    {
+        return Err(email_exists());
+    }
+    let change = store::AdminChange {
+        email: body.email.as_deref(),
+        password_hash: hash.as_deref(),
+        user_metadata: user_metadata.as_ref(),
+        app_metadata: app_metadata.as_ref(),
+        confirm_email: body.email_confirm,
+        ban_seconds: ban,
+    };
+    store::admin_update(&tx, id, &change).await?;
+    let user = store::user_by_id(&tx, id)
+        .await?
+        .ok_or_else(user_not_found)?;
+    tx.commit().await?;
+    Ok(Json(user.json).into_response())
+}
+
+async fn admin_delete_user(
+    State(auth): State<Auth>,
+    p: Project,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Body(body): Body<AdminUserBody>,
+) -> Result<Response> {
+    require_admin(&p, &headers)?;
+    let id = user_id(&id)?;
+    let soft = body.should_soft_delete;
+    let client = auth.client(&p).await?;
+    if !store::delete_user(&client, id, soft).await? {
+        return Err(user_not_found());
+    }
+    Ok(Json(json!({})).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ban_durations_read_as_go_writes_them() {
+        assert_eq!(ban_seconds("24h").unwrap(), Some(86_400));
+        assert_eq!(ban_seconds("1h30m").unwrap(), Some(5_400));
+        assert_eq!(ban_seconds("1500ms").unwrap(), Some(2));
+        assert_eq!(ban_seconds("none").unwrap(), None);
+        for bad in ["", "10", "3d", "h", "-1h"] {
+            assert!(ban_seconds(bad).is_err(), "{bad}");
+        }
+        assert!(user_id("not-a-uuid").is_err());
+        assert!(user_id("123e4567-e89b-12d3-a456-426614174000").is_ok());
+    }
 
     #[test]
     fn addresses() {

@@ -81,34 +81,55 @@ pub(crate) async fn user_by_id(
     Ok(row.as_ref().map(user_row))
 }
 
-/// Inserts an e-mail user and its identity; `confirmed` stamps the
-/// confirmation now (autoconfirm).
+/// A user to insert.
+#[derive(Debug)]
+pub(crate) struct NewUser<'a> {
+    pub email: Option<&'a str>,
+    pub password_hash: Option<&'a str>,
+    pub user_metadata: &'a Value,
+    /// Stamps the e-mail confirmation now.
+    pub confirmed: bool,
+    pub anonymous: bool,
+}
+
+/// Inserts a user, with its e-mail identity when it has an address.
 pub(crate) async fn insert_user(
     db: &impl GenericClient,
-    email: &str,
-    password_hash: &str,
-    metadata: &Value,
-    confirmed: bool,
+    new: &NewUser<'_>,
 ) -> Result<UserRow, Error> {
+    let app_metadata = if new.anonymous {
+        "{}"
+    } else {
+        r#"{"provider": "email", "providers": ["email"]}"#
+    };
     let row = db
         .query_one(
             "WITH u AS (
                INSERT INTO auth.users (instance_id, id, aud, role, email, encrypted_password,
                                        email_confirmed_at, raw_app_meta_data, raw_user_meta_data,
-                                       is_super_admin, created_at, updated_at)
+                                       is_super_admin, created_at, updated_at, is_anonymous)
                VALUES ('00000000-0000-0000-0000-000000000000', gen_random_uuid(), 'authenticated',
-                       'authenticated', lower($1), $2, CASE WHEN $4 THEN now() END,
-                       '{\"provider\": \"email\", \"providers\": [\"email\"]}', $3::text::jsonb, false, now(), now())
-               RETURNING id, email, email_confirmed_at)
-             INSERT INTO auth.identities (provider_id, user_id, identity_data, provider,
-                                          last_sign_in_at, created_at, updated_at)
-             SELECT u.id::text, u.id,
-                    jsonb_build_object('sub', u.id::text, 'email', u.email,
-                                       'email_verified', u.email_confirmed_at IS NOT NULL,
-                                       'phone_verified', false),
-                    'email', now(), now(), now()
-             FROM u RETURNING user_id::text",
-            &[&email, &password_hash, &metadata.to_string(), &confirmed],
+                       'authenticated', lower($1), $2, CASE WHEN $4 AND $1 IS NOT NULL THEN now() END,
+                       $6::text::jsonb, $3::text::jsonb, false, now(), now(), $5)
+               RETURNING id, email, email_confirmed_at),
+             i AS (
+               INSERT INTO auth.identities (provider_id, user_id, identity_data, provider,
+                                            last_sign_in_at, created_at, updated_at)
+               SELECT u.id::text, u.id,
+                      jsonb_build_object('sub', u.id::text, 'email', u.email,
+                                         'email_verified', u.email_confirmed_at IS NOT NULL,
+                                         'phone_verified', false),
+                      'email', now(), now(), now()
+               FROM u WHERE u.email IS NOT NULL)
+             SELECT id::text FROM u",
+            &[
+                &new.email,
+                &new.password_hash,
+                &new.user_metadata.to_string(),
+                &new.confirmed,
+                &new.anonymous,
+                &app_metadata,
+            ],
         )
         .await?;
     let id: String = row.get(0);
@@ -117,11 +138,124 @@ pub(crate) async fn insert_user(
         .ok_or_else(|| Error::internal("a user just inserted is missing"))
 }
 
+/// A page of users, newest first, and how many there are.
+pub(crate) async fn list_users(
+    db: &impl GenericClient,
+    page: i64,
+    per_page: i64,
+) -> Result<(Vec<Value>, i64), Error> {
+    let rows = db
+        .query(
+            &format!(
+                "{} ORDER BY u.created_at DESC, u.id LIMIT $1 OFFSET $2",
+                user_select("true")
+            ),
+            &[&per_page, &((page - 1) * per_page)],
+        )
+        .await?;
+    let total = db
+        .query_one(
+            "SELECT count(*) FROM auth.users WHERE deleted_at IS NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok((rows.iter().map(|r| user_row(r).json).collect(), total))
+}
+
+/// What an admin changes of a user; absent fields stay.
+#[derive(Debug, Default)]
+pub(crate) struct AdminChange<'a> {
+    pub email: Option<&'a str>,
+    pub password_hash: Option<&'a str>,
+    pub user_metadata: Option<&'a Value>,
+    pub app_metadata: Option<&'a Value>,
+    pub confirm_email: bool,
+    /// `Some(None)` lifts a ban; `Some(Some(seconds))` bans that long.
+    pub ban_seconds: Option<Option<i64>>,
+}
+
+/// Applies an admin's change.
+pub(crate) async fn admin_update(
+    db: &impl GenericClient,
+    user: &str,
+    change: &AdminChange<'_>,
+) -> Result<(), Error> {
+    let (ban_set, ban_seconds) = match change.ban_seconds {
+        None => (false, None),
+        Some(seconds) => (true, seconds),
+    };
+    db.execute(
+        "UPDATE auth.users SET
+           email = coalesce(lower($2), email),
+           encrypted_password = coalesce($3, encrypted_password),
+           raw_user_meta_data = CASE WHEN $4::text IS NULL THEN raw_user_meta_data
+                                     ELSE coalesce(raw_user_meta_data, '{}') || $4::text::jsonb END,
+           raw_app_meta_data = CASE WHEN $5::text IS NULL THEN raw_app_meta_data
+                                    ELSE coalesce(raw_app_meta_data, '{}') || $5::text::jsonb END,
+           email_confirmed_at = CASE WHEN $6 THEN coalesce(email_confirmed_at, now()) ELSE email_confirmed_at END,
+           banned_until = CASE WHEN NOT $7 THEN banned_until
+                               WHEN $8::int8 IS NULL THEN NULL
+                               ELSE now() + make_interval(secs => $8::int8) END,
+           updated_at = now()
+         WHERE id = $1::text::uuid",
+        &[
+            &user,
+            &change.email,
+            &change.password_hash,
+            &change.user_metadata.map(Value::to_string),
+            &change.app_metadata.map(Value::to_string),
+            &change.confirm_email,
+            &ban_set,
+            &ban_seconds,
+        ],
+    )
+    .await?;
+    if change.email.is_some() {
+        db.execute(
+            "UPDATE auth.identities SET identity_data = identity_data || jsonb_build_object('email', lower($2)),
+                                        updated_at = now()
+             WHERE user_id = $1::text::uuid AND provider = 'email'",
+            &[&user, &change.email],
+        )
+        .await?;
+    }
+    if change.ban_seconds.is_some_and(|s| s.is_some()) {
+        // A banned user's sessions end with the ban.
+        end_sessions(db, user, None, false).await?;
+    }
+    Ok(())
+}
+
+/// Deletes a user (their identities, sessions and factors go with them),
+/// or, soft, marks them deleted and frees their address.
+pub(crate) async fn delete_user(
+    db: &impl GenericClient,
+    user: &str,
+    soft: bool,
+) -> Result<bool, Error> {
+    let n = if soft {
+        end_sessions(db, user, None, false).await?;
+        db.execute(
+            "UPDATE auth.users SET deleted_at = now(), email = NULL, phone = NULL,
+                                   encrypted_password = '', updated_at = now()
+             WHERE id = $1::text::uuid AND deleted_at IS NULL",
+            &[&user],
+        )
+        .await?
+    } else {
+        db.execute("DELETE FROM auth.users WHERE id = $1::text::uuid", &[&user])
+            .await?
+    };
+    Ok(n > 0)
+}
+
 /// A new session of `user` and its first refresh token.
 pub(crate) async fn start_session(
     db: &impl GenericClient,
     user: &str,
     refresh_token: &str,
+    method: &str,
 ) -> Result<String, Error> {
     let row = db
         .query_one(
@@ -131,12 +265,30 @@ pub(crate) async fn start_session(
              t AS (
                INSERT INTO auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at, session_id)
                SELECT '00000000-0000-0000-0000-000000000000', $2, s.user_id::text, false, now(), now(), s.id FROM s),
+             a AS (
+               INSERT INTO auth.mfa_amr_claims (session_id, created_at, updated_at, authentication_method, id)
+               SELECT s.id, now(), now(), $3, gen_random_uuid() FROM s),
              u AS (UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1::text::uuid)
              SELECT id::text FROM s",
-            &[&user, &refresh_token],
+            &[&user, &refresh_token, &method],
         )
         .await?;
     Ok(row.get(0))
+}
+
+/// How a session was signed in (its first authentication method).
+pub(crate) async fn session_method(
+    db: &impl GenericClient,
+    session: &str,
+) -> Result<String, Error> {
+    let row = db
+        .query_opt(
+            "SELECT authentication_method FROM auth.mfa_amr_claims
+             WHERE session_id = $1::text::uuid ORDER BY created_at LIMIT 1",
+            &[&session],
+        )
+        .await?;
+    Ok(row.map_or_else(|| "password".to_owned(), |r| r.get(0)))
 }
 
 /// A refresh token's state.

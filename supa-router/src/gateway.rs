@@ -284,7 +284,19 @@ impl Gateway {
             let mut forwarded = forward_request(request, &sub_path, query.as_deref())?;
             if let Target::Project(_) = entry.target {
                 let h = forwarded.headers_mut();
-                if let Some(token) = user_token {
+                // Without a user's token, the key's role rides in a minted
+                // one, as on Supabase (admin endpoints need service_role).
+                let token = user_token.or_else(|| {
+                    let role = match key_kind? {
+                        KeyKind::Secret => supa_core::Role::ServiceRole,
+                        _ => supa_core::Role::Anon,
+                    };
+                    let minted =
+                        self.mints
+                            .get(&project.jwt_key, &project_ref, role, supa_keys::unix_now());
+                    HeaderValue::from_str(&format!("Bearer {minted}")).ok()
+                });
+                if let Some(token) = token {
                     h.insert(header::AUTHORIZATION, token);
                 }
                 if let Some(host) = host {
