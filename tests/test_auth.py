@@ -3,6 +3,7 @@
 `auth.uid()` through `/rest/v1`, refresh-token rotation and reuse
 detection, the user's own updates, sign-out, and GoTrue's refusals."""
 
+import json
 import time
 import uuid
 
@@ -232,3 +233,15 @@ def test_the_admin_api_answers_the_secret_key_only(project):
     with pytest.raises(AuthApiError) as refused:
         create_client(project["url"], project["publishable_key"]).auth.admin.list_users()
     assert (refused.value.status, refused.value.code) == (403, "not_admin")
+
+
+def test_the_cli_lists_a_projects_users(platform, project):
+    db = client(project)
+    email = address()
+    db.auth.sign_up({"email": email, "password": "correct horse"})
+    listed = json.loads(platform.cli("auth", "users", project["ref"], "--json").stdout)
+    mine = [u for u in listed if u["email"] == email]
+    assert len(mine) == 1 and mine[0]["confirmed"] is True and mine[0]["anonymous"] is False
+    assert "encrypted_password" not in mine[0]
+    table = platform.cli("auth", "users", project["ref"]).stdout
+    assert email in table

@@ -58,6 +58,21 @@ enum Command {
     /// Generate code from a project's database.
     #[command(subcommand)]
     Gen(GenCommand),
+    /// A project's auth users.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// List the project's users (newest last), without their secrets.
+    Users {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -337,6 +352,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             sql,
             api,
         } => Remote::new(&api)?.sql(&project_ref, &sql).await,
+        Command::Auth(AuthCommand::Users { project_ref, api }) => {
+            Remote::new(&api)?.auth_users(&project_ref).await
+        }
         Command::Gen(GenCommand::Types {
             project_ref,
             schemas,

@@ -244,6 +244,20 @@ impl Remote {
         Ok(())
     }
 
+    /// The project's users, as the auth schema has them (no hash, no
+    /// token).
+    pub(crate) async fn auth_users(&self, r: &ProjectRef) -> anyhow::Result<()> {
+        self.sql(
+            r,
+            "SELECT id, email, phone, is_anonymous AS anonymous,
+                    email_confirmed_at IS NOT NULL AS confirmed,
+                    coalesce(banned_until > now(), false) AS banned,
+                    created_at, last_sign_in_at
+             FROM auth.users WHERE deleted_at IS NULL ORDER BY created_at, id",
+        )
+        .await
+    }
+
     pub(crate) async fn sql(&self, r: &ProjectRef, sql: &str) -> anyhow::Result<()> {
         let rows = self.client.query(r, sql).await?;
         if self.json {
