@@ -245,3 +245,12 @@ def test_the_cli_lists_a_projects_users(platform, project):
     assert "encrypted_password" not in mine[0]
     table = platform.cli("auth", "users", project["ref"]).stdout
     assert email in table
+
+
+def test_sso_is_off_and_the_key_set_is_empty_for_hs256(project):
+    with pytest.raises(AuthApiError, match=r"SAML 2.0 is disabled") as sso:
+        client(project).auth.sign_in_with_sso({"domain": "example.com"})
+    assert (sso.value.status, sso.value.code) == (404, "saml_provider_disabled")
+    # Reached from browsers and token verifiers without a key.
+    jwks = httpx.get(f"{project['url']}/auth/v1/.well-known/jwks.json")
+    assert jwks.status_code == 200 and jwks.json() == {"keys": []}

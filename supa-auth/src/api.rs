@@ -40,6 +40,9 @@ pub fn router(auth: Auth) -> Router {
                 .put(admin_update_user)
                 .delete(admin_delete_user),
         )
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/sso", post(saml_disabled))
+        .route("/sso/saml/{*rest}", get(saml_disabled).post(saml_disabled))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(api_version))
         .with_state(auth)
@@ -94,6 +97,17 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
             )
         })
     }
+}
+
+/// The public keys of the project's asymmetric signing keys: none while
+/// access tokens are HS256, as GoTrue answers then.
+async fn jwks() -> Json<Value> {
+    Json(json!({"keys": []}))
+}
+
+/// SAML single sign-on is not offered: GoTrue's answer when it is off.
+async fn saml_disabled() -> Error {
+    Error::new(404, "saml_provider_disabled", "SAML 2.0 is disabled")
 }
 
 /// A path GoTrue does not serve (yet): its 404.
