@@ -238,11 +238,7 @@ async fn signup(
             "Signups not allowed for this instance",
         ));
     }
-    let metadata = match body.data {
-        None | Some(Value::Null) => json!({}),
-        Some(d @ Value::Object(_)) => d,
-        Some(_) => return Err(Error::validation("data must be an object")),
-    };
+    let metadata = object("data", body.data)?.unwrap_or_else(|| json!({}));
     // No address and no password: `signInAnonymously`.
     if body.email.is_none() && body.password.is_none() {
         return anonymous_signup(&auth, &p, &metadata).await;
@@ -473,8 +469,9 @@ async fn refresh_grant(auth: &Auth, p: &Project, body: TokenBody) -> Result<Resp
     Ok(Json(session(p, &user, &session_id, &fresh, &method)).into_response())
 }
 
-/// The caller's verified access token: `(sub, session_id)`.
-fn caller(p: &Project, headers: &HeaderMap) -> Result<(String, Option<String>)> {
+/// The bearer token's verified claims, as GoTrue's `requireAuthentication`
+/// reads them for both user and admin endpoints.
+fn bearer_claims(p: &Project, headers: &HeaderMap) -> Result<supa_keys::Claims> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -491,13 +488,18 @@ fn caller(p: &Project, headers: &HeaderMap) -> Result<(String, Option<String>)> 
                 "This endpoint requires a Bearer token",
             )
         })?;
-    let claims = supa_keys::verify(&p.jwt_key, bearer, supa_keys::unix_now()).map_err(|e| {
+    supa_keys::verify(&p.jwt_key, bearer, supa_keys::unix_now()).map_err(|e| {
         Error::new(
             403,
             "bad_jwt",
             format!("invalid JWT: unable to parse or verify signature, {e}"),
         )
-    })?;
+    })
+}
+
+/// The caller's verified access token: `(sub, session_id)`.
+fn caller(p: &Project, headers: &HeaderMap) -> Result<(String, Option<String>)> {
+    let claims = bearer_claims(p, headers)?;
     let sub = claims
         .get("sub")
         .and_then(Value::as_str)
@@ -564,18 +566,8 @@ async fn update_user(
             "Changing the e-mail address is not supported yet",
         ));
     }
-    let metadata = match body.data {
-        None => None,
-        Some(d @ Value::Object(_)) => Some(d),
-        Some(_) => return Err(Error::validation("data must be an object")),
-    };
-    let hash = match body.password {
-        Some(password) => {
-            check_password(&p, &password)?;
-            Some(hash_password(password).await?)
-        }
-        None => None,
-    };
+    let metadata = object("data", body.data)?;
+    let hash = optional_hash(&p, body.password).await?;
     let client = auth.client(&p).await?;
     current_user(&client, &sub, session.as_deref()).await?;
     store::update_user(&client, &sub, metadata.as_ref(), hash.as_deref()).await?;
@@ -617,23 +609,7 @@ async fn logout(
 /// only: the one the gateway mints for a secret key, or a JWT signed with
 /// the project's secret.
 fn require_admin(p: &Project, headers: &HeaderMap) -> Result<()> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .ok_or_else(|| {
-            Error::new(
-                401,
-                "no_authorization",
-                "This endpoint requires a Bearer token",
-            )
-        })?;
-    let claims = supa_keys::verify(&p.jwt_key, bearer.trim(), supa_keys::unix_now())
-        .map_err(|e| Error::new(403, "bad_jwt", format!("invalid JWT: {e}")))?;
-    match claims.role() {
+    match bearer_claims(p, headers)?.role() {
         Some("service_role" | "supabase_admin") => Ok(()),
         _ => Err(Error::new(403, "not_admin", "User not allowed")),
     }

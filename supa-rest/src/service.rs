@@ -249,9 +249,8 @@ impl Service {
     ) -> Result<Response<Body>, Error> {
         let target = target(parts.uri.path())?;
         let method = parts.method.clone();
-        let mut ctx = self.context(&method, &parts.headers, auth)?;
+        let mut ctx = self.context(&method, &parts.headers, auth, timer.clone())?;
         ctx.path = parts.uri.path().to_owned();
-        ctx.timer = timer.clone();
         *timer.role.lock().unwrap_or_else(PoisonError::into_inner) = Some(ctx.role.clone());
         timer.lap(Phase::Jwt);
         // `db-plan-enabled`: a plan media type plans the statement that
@@ -351,7 +350,13 @@ impl Service {
         }
     }
 
-    fn context(&self, method: &Method, headers: &HeaderMap, auth: Auth) -> Result<Context, Error> {
+    fn context(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        auth: Auth,
+        timer: Arc<Timer>,
+    ) -> Result<Context, Error> {
         let profile_name = if matches!(*method, Method::GET | Method::HEAD) {
             "accept-profile"
         } else {
@@ -393,7 +398,7 @@ impl Service {
             None => serde_json::json!({ "role": role }).to_string(),
         };
         Ok(Context {
-            timer: Arc::new(Timer::default()),
+            timer,
             plan: None,
             plan_output: Mutex::new(None),
             schema,

@@ -258,6 +258,12 @@ impl Gateway {
                 .unwrap_or_default();
             return Err(Error::ProjectUnavailable(status));
         }
+        // Where clients reach the gateway, for links a service builds.
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
         let started = std::time::Instant::now();
         if let Some(router) = mounted {
             *kind = "embedded";
@@ -280,7 +286,6 @@ impl Gateway {
                     .cloned(),
                 Target::Platform => None,
             };
-            let host = request.headers().get(header::HOST).cloned();
             let mut forwarded = forward_request(request, &sub_path, query.as_deref())?;
             if let Target::Project(_) = entry.target {
                 let h = forwarded.headers_mut();
@@ -299,18 +304,12 @@ impl Gateway {
                 if let Some(token) = token {
                     h.insert(header::AUTHORIZATION, token);
                 }
-                if let Some(host) = host {
-                    h.insert("x-forwarded-host", host);
-                }
-                h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
                 let prefix = if via_project_prefix {
                     format!("/project/{project_ref}{}", entry.prefix)
                 } else {
                     entry.prefix.to_owned()
                 };
-                if let Ok(v) = HeaderValue::from_str(&prefix) {
-                    h.insert("x-forwarded-prefix", v);
-                }
+                upstream::set_forwarded(h, host.as_deref(), &prefix);
                 forwarded.extensions_mut().insert(project.config.clone());
             }
             let response = services::serve_mounted(router, project_ref, forwarded).await;
@@ -325,11 +324,6 @@ impl Gateway {
         let now = supa_keys::unix_now();
         *kind = project.config.upstream.kind();
 
-        let host = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned);
         // Where clients see the data plane, for links the upstream builds.
         let prefix = if via_project_prefix {
             format!("/project/{project_ref}/rest/v1")
@@ -356,14 +350,7 @@ impl Gateway {
             let mut forwarded = forward_request(request, &data_path, query.as_deref())?;
             // As an http upstream is told: where clients reach it (the
             // OpenAPI document's host and base path).
-            let h = forwarded.headers_mut();
-            if let Some(v) = host.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
-                h.insert("x-forwarded-host", v);
-            }
-            h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-            if let Ok(v) = HeaderValue::from_str(&prefix) {
-                h.insert("x-forwarded-prefix", v);
-            }
+            upstream::set_forwarded(forwarded.headers_mut(), host.as_deref(), &prefix);
             let response = self
                 .engine
                 .handle(

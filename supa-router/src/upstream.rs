@@ -77,14 +77,21 @@ fn forwarded_headers(incoming: &HeaderMap, fwd: &Forward<'_>) -> HeaderMap {
         }
         out.append(name.clone(), value.clone());
     }
-    if let Some(host) = fwd.host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        out.insert("x-forwarded-host", host);
-    }
-    out.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    if let Ok(prefix) = HeaderValue::from_str(fwd.prefix) {
-        out.insert("x-forwarded-prefix", prefix);
-    }
+    set_forwarded(&mut out, fwd.host, fwd.prefix);
     out
+}
+
+/// Where clients reach a service (`X-Forwarded-Host`, `-Proto`, `-Prefix`),
+/// for the links and documents it builds; told alike to http upstreams and
+/// to services served in process.
+pub(crate) fn set_forwarded(h: &mut HeaderMap, host: Option<&str>, prefix: &str) {
+    if let Some(host) = host.and_then(|v| HeaderValue::from_str(v).ok()) {
+        h.insert("x-forwarded-host", host);
+    }
+    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Ok(prefix) = HeaderValue::from_str(prefix) {
+        h.insert("x-forwarded-prefix", prefix);
+    }
 }
 
 fn send_error(e: &reqwest::Error) -> Error {

@@ -487,6 +487,22 @@ async fn keys_list_reveal_create_and_revoke() {
     tenant.delete_project(&r).await.unwrap();
 }
 
+/// Connects to `database` as `user` with `password`.
+async fn login(
+    user: &str,
+    password: &supa_core::Secret<String>,
+    database: &str,
+) -> Result<PgConnection, sqlx::Error> {
+    let pg = supa_testkit::cluster().postgres();
+    let options = sqlx::postgres::PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(pg.port())
+        .username(user)
+        .password(password.expose())
+        .database(database);
+    PgConnection::connect_with(&options).await
+}
+
 /// Connects to `database` as project `r`'s authenticator.
 async fn authenticator(
     tenant: &Tenant,
@@ -494,14 +510,7 @@ async fn authenticator(
     database: &str,
 ) -> Result<PgConnection, sqlx::Error> {
     let password = tenant.authenticator_password(r).await.unwrap();
-    let pg = supa_testkit::cluster().postgres();
-    let options = sqlx::postgres::PgConnectOptions::new()
-        .host("127.0.0.1")
-        .port(pg.port())
-        .username(&format!("{r}_authenticator"))
-        .password(password.expose())
-        .database(database);
-    PgConnection::connect_with(&options).await
+    login(&format!("{r}_authenticator"), &password, database).await
 }
 
 #[tokio::test]
@@ -924,14 +933,7 @@ async fn auth_login(
     database: &str,
 ) -> Result<PgConnection, sqlx::Error> {
     let password = tenant.auth_login_password(r).await.unwrap().unwrap();
-    let pg = supa_testkit::cluster().postgres();
-    let options = sqlx::postgres::PgConnectOptions::new()
-        .host("127.0.0.1")
-        .port(pg.port())
-        .username(&format!("{r}_auth"))
-        .password(password.expose())
-        .database(database);
-    PgConnection::connect_with(&options).await
+    login(&format!("{r}_auth"), &password, database).await
 }
 
 #[tokio::test]
