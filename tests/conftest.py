@@ -129,7 +129,8 @@ def platform(redis_server):
             proc.kill()
         log.close()
         shutil.rmtree(data_dir, ignore_errors=True)
-        os.unlink(log.name)
+        if os.environ.get("SUPA_KEEP_LOG") is None:
+            os.unlink(log.name)
 
 
 def create_project(platform, name, schema_sql=None):

@@ -8,8 +8,9 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use crate::limits::{Bucket, ClientIp};
 use crate::store::{self, UserRow};
 use crate::{Auth, Error, Project};
 
@@ -23,7 +24,7 @@ const DUMMY_HASH: &str = "$2a$10$CwTycUXWue0Thq9StjUM0uJ8.mHoZ6aM8HHhVNc2ReMCYm2
 /// The router; every request must carry its project's
 /// `Arc<ProjectConfig>` in its extensions.
 pub fn router(auth: Auth) -> Router {
-    Router::new()
+    crate::links::routes(Router::new())
         .route("/health", get(health))
         .route("/settings", get(settings))
         .route("/signup", post(signup))
@@ -68,11 +69,11 @@ async fn api_version(request: axum::extract::Request, next: axum::middleware::Ne
     response
 }
 
-type Result<T> = std::result::Result<T, Error>;
+pub(crate) type Result<T> = std::result::Result<T, Error>;
 
 /// A JSON body; anything else (missing, malformed, the wrong shape) is
 /// GoTrue's 400 `bad_json` in its own body, never the framework's text.
-struct Body<T>(T);
+pub(crate) struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
     type Rejection = Error;
@@ -144,14 +145,14 @@ async fn settings(p: Project) -> Json<Value> {
     }))
 }
 
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the OS has randomness");
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// bcrypt off the async threads (about 50 ms at cost 10).
-async fn hash_password(password: String) -> Result<String> {
+pub(crate) async fn hash_password(password: String) -> Result<String> {
     tokio::task::spawn_blocking(move || bcrypt::hash(password, BCRYPT_COST))
         .await
         .map_err(Error::internal)?
@@ -164,7 +165,7 @@ async fn password_matches(password: String, hash: String) -> bool {
         .unwrap_or(false)
 }
 
-fn check_password(p: &Project, password: &str) -> Result<()> {
+pub(crate) fn check_password(p: &Project, password: &str) -> Result<()> {
     let min = usize::try_from(p.settings.password_min_length).unwrap_or(6);
     if password.chars().count() < min {
         let mut e = Error::new(
@@ -184,51 +185,21 @@ fn check_password(p: &Project, password: &str) -> Result<()> {
     Ok(())
 }
 
-/// An access token with GoTrue's claims, and the session answer.
-fn session(p: &Project, user: &UserRow, session_id: &str, refresh: &str, method: &str) -> Value {
-    let now = supa_keys::unix_now();
-    let exp = now + p.settings.jwt_exp;
-    let u = &user.json;
-    let mut claims = Map::new();
-    for (k, v) in [
-        ("aud", json!("authenticated")),
-        ("exp", json!(exp)),
-        ("iat", json!(now)),
-        ("iss", json!(p.issuer)),
-        ("sub", json!(user.id)),
-        ("email", u["email"].clone()),
-        ("phone", u["phone"].clone()),
-        ("app_metadata", u["app_metadata"].clone()),
-        ("user_metadata", u["user_metadata"].clone()),
-        ("role", json!("authenticated")),
-        ("aal", json!("aal1")),
-        ("amr", json!([{"method": method, "timestamp": now}])),
-        ("session_id", json!(session_id)),
-        ("is_anonymous", u["is_anonymous"].clone()),
-    ] {
-        claims.insert(k.into(), v);
-    }
-    json!({
-        "access_token": supa_keys::sign_claims(&p.jwt_key, &claims),
-        "token_type": "bearer",
-        "expires_in": p.settings.jwt_exp,
-        "expires_at": exp,
-        "refresh_token": refresh,
-        "user": u,
-    })
-}
-
 #[derive(Debug, Deserialize)]
 struct SignupBody {
     email: Option<String>,
     password: Option<String>,
     #[serde(default)]
     data: Option<Value>,
+    #[serde(flatten)]
+    pkce: crate::links::Pkce,
 }
 
 async fn signup(
     State(auth): State<Auth>,
     p: Project,
+    ip: ClientIp,
+    Query(q): Query<crate::links::RedirectQuery>,
     Body(body): Body<SignupBody>,
 ) -> Result<Response> {
     if p.settings.disable_signup {
@@ -241,6 +212,7 @@ async fn signup(
     let metadata = object("data", body.data)?.unwrap_or_else(|| json!({}));
     // No address and no password: `signInAnonymously`.
     if body.email.is_none() && body.password.is_none() {
+        auth.limits.take(&p, Bucket::Anonymous, &ip)?;
         return anonymous_signup(&auth, &p, &metadata).await;
     }
     if !p.settings.external_email_enabled {
@@ -258,39 +230,64 @@ async fn signup(
     check_email(&email)?;
     let password = body.password.unwrap_or_default();
     check_password(&p, &password)?;
+    let flow = body.pkce.get()?;
+    let confirmed = p.settings.mailer_autoconfirm;
+    if !confirmed {
+        auth.limits.mail_to(&p, &email)?;
+    }
+    let redirect_to = crate::links::redirect_target(&p, q.redirect_to.as_deref());
     let hash = hash_password(password).await?;
     let mut client = auth.client(&p).await?;
     let tx = client.transaction().await?;
-    if store::user_by_email(&tx, &email).await?.is_some() {
-        return Err(Error::new(
-            422,
-            "user_already_exists",
-            "User already registered",
-        ));
+    let existing = store::user_by_email(&tx, &email).await?;
+    let user = match existing {
+        Some(_) if confirmed => {
+            return Err(Error::new(
+                422,
+                "user_already_exists",
+                "User already registered",
+            ));
+        }
+        // A registered address gets the answer a new one gets (no
+        // enumeration), and no e-mail.
+        Some(u) if u.confirmed => {
+            return Ok(Json(store::obfuscated_user(&tx, &email).await?).into_response());
+        }
+        Some(u) => {
+            store::update_user(&tx, &u.id, Some(&metadata), Some(&hash)).await?;
+            u
+        }
+        None => {
+            let new = store::NewUser {
+                email: Some(&email),
+                password_hash: Some(&hash),
+                user_metadata: &metadata,
+                confirmed,
+                anonymous: false,
+            };
+            store::insert_user(&tx, &new).await?
+        }
+    };
+    if confirmed {
+        let answer = signed_in(&tx, &p, &user.id, "password").await?;
+        tx.commit().await?;
+        return Ok(Json(answer).into_response());
     }
-    let confirmed = p.settings.mailer_autoconfirm;
-    let new = store::NewUser {
-        email: Some(&email),
-        password_hash: Some(&hash),
-        user_metadata: &metadata,
-        confirmed,
-        anonymous: false,
-    };
-    let user = store::insert_user(&tx, &new).await?;
-    let answer = if confirmed {
-        signed_in(&tx, &p, &user.id, "password").await?
-    } else {
-        user.json
-    };
+    let id = crate::links::send_confirmation(&tx, &p, &user, &email, &redirect_to, flow.as_ref())
+        .await?;
+    let user = store::user_by_id(&tx, &user.id)
+        .await?
+        .ok_or_else(user_not_found)?;
     tx.commit().await?;
-    Ok(Json(answer).into_response())
+    crate::mail::deliver(&auth, &p, vec![id]);
+    Ok(Json(user.json).into_response())
 }
 
 fn bad_json() -> Error {
     Error::new(400, "bad_json", "Could not parse request body as JSON")
 }
 
-fn check_email(email: &str) -> Result<()> {
+pub(crate) fn check_email(email: &str) -> Result<()> {
     if valid_email(email) {
         Ok(())
     } else {
@@ -303,7 +300,7 @@ fn check_email(email: &str) -> Result<()> {
 }
 
 /// A new session of `user`, signed in by `method`.
-async fn signed_in(
+pub(crate) async fn signed_in(
     db: &impl deadpool_postgres::GenericClient,
     p: &Project,
     user: &str,
@@ -314,7 +311,7 @@ async fn signed_in(
     let user = store::user_by_id(db, user)
         .await?
         .ok_or_else(|| Error::internal("the new user is missing"))?;
-    Ok(session(p, &user, &session_id, &refresh, method))
+    crate::tokens::issue(db, p, &user, &session_id, &refresh).await
 }
 
 async fn anonymous_signup(auth: &Auth, p: &Project, metadata: &Value) -> Result<Response> {
@@ -363,17 +360,22 @@ struct TokenBody {
     email: Option<String>,
     password: Option<String>,
     refresh_token: Option<String>,
+    #[serde(flatten)]
+    pkce: crate::links::PkceGrant,
 }
 
 async fn token(
     State(auth): State<Auth>,
     p: Project,
+    ip: ClientIp,
     Query(q): Query<GrantQuery>,
     Body(body): Body<TokenBody>,
 ) -> Result<Response> {
+    auth.limits.take(&p, Bucket::Token, &ip)?;
     match q.grant_type.as_deref() {
         Some("password") => password_grant(&auth, &p, body).await,
         Some("refresh_token") => refresh_grant(&auth, &p, body).await,
+        Some("pkce") => crate::links::pkce_grant(&auth, &p, body.pkce).await,
         _ => Err(Error::new(
             400,
             "unsupported_grant_type",
@@ -464,14 +466,14 @@ async fn refresh_grant(auth: &Auth, p: &Project, body: TokenBody) -> Result<Resp
     if user.banned {
         return Err(Error::new(400, "user_banned", "User is banned"));
     }
-    let method = store::session_method(&tx, &session_id).await?;
+    let answer = crate::tokens::issue(&tx, p, &user, &session_id, &fresh).await?;
     tx.commit().await?;
-    Ok(Json(session(p, &user, &session_id, &fresh, &method)).into_response())
+    Ok(Json(answer).into_response())
 }
 
 /// The bearer token's verified claims, as GoTrue's `requireAuthentication`
 /// reads them for both user and admin endpoints.
-fn bearer_claims(p: &Project, headers: &HeaderMap) -> Result<supa_keys::Claims> {
+pub(crate) fn bearer_claims(p: &Project, headers: &HeaderMap) -> Result<supa_keys::Claims> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -498,7 +500,7 @@ fn bearer_claims(p: &Project, headers: &HeaderMap) -> Result<supa_keys::Claims> 
 }
 
 /// The caller's verified access token: `(sub, session_id)`.
-fn caller(p: &Project, headers: &HeaderMap) -> Result<(String, Option<String>)> {
+pub(crate) fn caller(p: &Project, headers: &HeaderMap) -> Result<(String, Option<String>)> {
     let claims = bearer_claims(p, headers)?;
     let sub = claims
         .get("sub")
@@ -513,7 +515,7 @@ fn caller(p: &Project, headers: &HeaderMap) -> Result<(String, Option<String>)> 
 }
 
 /// The user of a verified token, whose session still exists.
-async fn current_user(
+pub(crate) async fn current_user(
     db: &impl deadpool_postgres::GenericClient,
     sub: &str,
     session: Option<&str>,
@@ -548,30 +550,39 @@ struct UpdateBody {
     email: Option<String>,
     password: Option<String>,
     data: Option<Value>,
+    nonce: Option<String>,
 }
 
 async fn update_user(
     State(auth): State<Auth>,
     p: Project,
     headers: HeaderMap,
+    Query(q): Query<crate::links::RedirectQuery>,
     Body(body): Body<UpdateBody>,
 ) -> Result<Response> {
     let (sub, session) = caller(&p, &headers)?;
-    if body.email.is_some() {
-        // An address change is confirmed by mail, which comes with the
-        // outbox; until then it is refused rather than applied unconfirmed.
-        return Err(Error::new(
-            422,
-            "email_change_not_supported",
-            "Changing the e-mail address is not supported yet",
-        ));
-    }
     let metadata = object("data", body.data)?;
     let hash = optional_hash(&p, body.password).await?;
-    let client = auth.client(&p).await?;
-    current_user(&client, &sub, session.as_deref()).await?;
-    store::update_user(&client, &sub, metadata.as_ref(), hash.as_deref()).await?;
-    let user = current_user(&client, &sub, session.as_deref()).await?;
+    let redirect_to = crate::links::redirect_target(&p, q.redirect_to.as_deref());
+    let mut client = auth.client(&p).await?;
+    let tx = client.transaction().await?;
+    let user = current_user(&tx, &sub, session.as_deref()).await?;
+    if let Some(nonce) = body.nonce.as_deref().filter(|n| !n.is_empty()) {
+        crate::links::check_nonce(&tx, &p, &user, nonce).await?;
+    }
+    store::update_user(&tx, &sub, metadata.as_ref(), hash.as_deref()).await?;
+    let mut ids = Vec::new();
+    if let Some(email) = body
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        ids = crate::links::change_email(&tx, &auth, &p, &user, email, &redirect_to).await?;
+    }
+    let user = current_user(&tx, &sub, session.as_deref()).await?;
+    tx.commit().await?;
+    crate::mail::deliver(&auth, &p, ids);
     Ok(Json(user.json).into_response())
 }
 
@@ -608,7 +619,7 @@ async fn logout(
 /// Admin endpoints answer a `service_role` (or `supabase_admin`) token
 /// only: the one the gateway mints for a secret key, or a JWT signed with
 /// the project's secret.
-fn require_admin(p: &Project, headers: &HeaderMap) -> Result<()> {
+pub(crate) fn require_admin(p: &Project, headers: &HeaderMap) -> Result<()> {
     match bearer_claims(p, headers)?.role() {
         Some("service_role" | "supabase_admin") => Ok(()),
         _ => Err(Error::new(403, "not_admin", "User not allowed")),
@@ -671,7 +682,7 @@ struct AdminUserBody {
     should_soft_delete: bool,
 }
 
-fn object(field: &str, v: Option<Value>) -> Result<Option<Value>> {
+pub(crate) fn object(field: &str, v: Option<Value>) -> Result<Option<Value>> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(o @ Value::Object(_)) => Ok(Some(o)),
@@ -728,11 +739,11 @@ fn user_id(id: &str) -> Result<&str> {
     if ok { Ok(id) } else { Err(user_not_found()) }
 }
 
-fn user_not_found() -> Error {
+pub(crate) fn user_not_found() -> Error {
     Error::new(404, "user_not_found", "User not found")
 }
 
-fn email_exists() -> Error {
+pub(crate) fn email_exists() -> Error {
     Error::new(
         422,
         "email_exists",

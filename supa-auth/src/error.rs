@@ -47,7 +47,7 @@ impl Error {
 
     /// 500 `unexpected_failure`; the cause is logged, never sent.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing_free_log(&cause);
+        log(&cause);
         Self::new(
             500,
             "unexpected_failure",
@@ -63,7 +63,7 @@ impl Error {
 
 /// Server-side causes go to stderr: they may name the database, never a
 /// password or token (callers pass driver errors only).
-fn tracing_free_log(cause: &dyn std::fmt::Display) {
+pub(crate) fn log(cause: &dyn std::fmt::Display) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr().lock(), "supa-auth: {cause}");
 }

@@ -18,7 +18,12 @@
 
 mod api;
 mod error;
+mod limits;
+mod links;
+mod mail;
+pub mod schema;
 mod store;
+mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,8 +44,11 @@ pub struct AuthProject {
     pub settings: AuthSettings,
     /// The auth server's login to its database.
     pub database: ProjectDatabase,
-    /// The `iss` of its access tokens (`{public URL}/auth/v1`).
+    /// The `iss` of its access tokens (`{public URL}/auth/v1`), and where
+    /// e-mailed links lead.
     pub issuer: String,
+    /// The password of its SMTP server.
+    pub smtp_pass: Option<supa_core::Secret<String>>,
 }
 
 impl std::fmt::Debug for AuthProject {
@@ -56,6 +64,7 @@ impl std::fmt::Debug for AuthProject {
 #[derive(Clone)]
 pub struct Auth {
     pools: moka::sync::Cache<ProjectRef, supa_db::Pool>,
+    pub(crate) limits: limits::Limits,
 }
 
 impl std::fmt::Debug for Auth {
@@ -81,6 +90,7 @@ impl Auth {
                 .max_capacity(max_projects.max(1))
                 .time_to_idle(idle)
                 .build(),
+            limits: limits::Limits::default(),
         }
     }
 
@@ -92,19 +102,25 @@ impl Auth {
     /// A connection to the project's database, acting as
     /// `supabase_auth_admin`, timestamps in UTC.
     pub(crate) async fn client(&self, project: &AuthProject) -> Result<supa_db::Object, Error> {
-        let pool = match self.pools.get(&project.project_ref) {
-            Some(p) => p,
-            None => {
-                let mut config = supa_db::pg_config(&project.database, "supa-auth");
-                config.options("-c TimeZone=UTC");
-                let pool = supa_db::pool(config, 4).map_err(Error::internal)?;
-                self.pools.insert(project.project_ref, pool.clone());
-                pool
+        let connect = |pool: &supa_db::Pool| {
+            let pool = pool.clone();
+            async move {
+                pool.get()
+                    .await
+                    .map_err(|e| Error::internal(format!("project {}: {e}", project.project_ref)))
             }
         };
-        pool.get()
-            .await
-            .map_err(|e| Error::internal(format!("project {}: {e}", project.project_ref)))
+        if let Some(pool) = self.pools.get(&project.project_ref) {
+            return connect(&pool).await;
+        }
+        let mut config = supa_db::pg_config(&project.database, "supa-auth");
+        config.options("-c TimeZone=UTC");
+        let pool = supa_db::pool(config, 4).map_err(Error::internal)?;
+        let mut client = connect(&pool).await?;
+        // A project made before a schema addition gets it now.
+        schema::migrate(&mut client, false).await?;
+        self.pools.insert(project.project_ref, pool);
+        Ok(client)
     }
 }
 
@@ -127,6 +143,37 @@ impl AuthProject {
             settings: config.auth.clone(),
             database,
             issuer,
+            smtp_pass: config.smtp_pass.clone(),
+        })
+    }
+
+    /// Its SMTP server, when it has one (its e-mails stay in the outbox
+    /// otherwise).
+    pub(crate) fn smtp(&self) -> Option<mail::Smtp> {
+        let s = &self.settings;
+        let host = s.smtp_host.clone()?;
+        let port = s
+            .smtp_port
+            .as_deref()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(587);
+        let address = s.smtp_admin_email.clone().unwrap_or_else(|| {
+            let domain = url::Url::parse(&s.site_url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_else(|| "localhost".into());
+            format!("noreply@{domain}")
+        });
+        let from = match &s.smtp_sender_name {
+            Some(name) => format!("\"{}\" <{address}>", name.replace(['"', '\\'], "")),
+            None => address,
+        };
+        Some(mail::Smtp {
+            host,
+            port,
+            user: s.smtp_user.clone(),
+            pass: self.smtp_pass.clone(),
+            from,
         })
     }
 }

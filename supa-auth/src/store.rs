@@ -26,7 +26,16 @@ jsonb_build_object(
       'updated_at', i.updated_at, 'email', i.email) ORDER BY i.created_at)
     FROM auth.identities i WHERE i.user_id = u.id), '[]'),
   'created_at', u.created_at, 'updated_at', u.updated_at,
-  'is_anonymous', u.is_anonymous)";
+  'is_anonymous', u.is_anonymous)
+|| jsonb_strip_nulls(jsonb_build_object(
+  'invited_at', u.invited_at, 'confirmation_sent_at', u.confirmation_sent_at,
+  'recovery_sent_at', u.recovery_sent_at, 'new_email', nullif(u.email_change, ''),
+  'email_change_sent_at', u.email_change_sent_at, 'banned_until', u.banned_until,
+  'factors', (
+    SELECT jsonb_agg(jsonb_build_object(
+      'id', f.id, 'friendly_name', coalesce(f.friendly_name, ''), 'factor_type', f.factor_type,
+      'status', f.status, 'created_at', f.created_at, 'updated_at', f.updated_at) ORDER BY f.created_at)
+    FROM auth.mfa_factors f WHERE f.user_id = u.id)))";
 
 /// A user row's fields the server decides with.
 #[derive(Debug)]
@@ -276,21 +285,6 @@ pub(crate) async fn start_session(
     Ok(row.get(0))
 }
 
-/// How a session was signed in (its first authentication method).
-pub(crate) async fn session_method(
-    db: &impl GenericClient,
-    session: &str,
-) -> Result<String, Error> {
-    let row = db
-        .query_opt(
-            "SELECT authentication_method FROM auth.mfa_amr_claims
-             WHERE session_id = $1::text::uuid ORDER BY created_at LIMIT 1",
-            &[&session],
-        )
-        .await?;
-    Ok(row.map_or_else(|| "password".to_owned(), |r| r.get(0)))
-}
-
 /// A refresh token's state.
 #[derive(Debug)]
 pub(crate) struct RefreshRow {
@@ -443,4 +437,351 @@ pub(crate) async fn update_user(
     )
     .await?;
     Ok(())
+}
+
+/// A one-time token's column in `auth.users`, and its type in
+/// `auth.one_time_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenColumn {
+    /// Sign-up and invitation.
+    Confirmation,
+    /// Recovery and magic link.
+    Recovery,
+    /// An e-mail change, at the new address.
+    EmailChangeNew,
+    /// An e-mail change, at the current address.
+    EmailChangeCurrent,
+    /// Reauthentication before a password change.
+    Reauthentication,
+}
+
+impl TokenColumn {
+    /// The column (and `one_time_token_type` value).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Confirmation => "confirmation_token",
+            Self::Recovery => "recovery_token",
+            Self::EmailChangeNew => "email_change_token_new",
+            Self::EmailChangeCurrent => "email_change_token_current",
+            Self::Reauthentication => "reauthentication_token",
+        }
+    }
+
+    /// The column that says when it was sent.
+    fn sent_at(self) -> &'static str {
+        match self {
+            Self::Confirmation => "confirmation_sent_at",
+            Self::Recovery => "recovery_sent_at",
+            Self::EmailChangeNew | Self::EmailChangeCurrent => "email_change_sent_at",
+            Self::Reauthentication => "reauthentication_sent_at",
+        }
+    }
+}
+
+/// Stores a one-time token's hash for `user` (replacing the previous one
+/// of its kind), sent to `address` now.
+pub(crate) async fn set_token(
+    db: &impl GenericClient,
+    user: &str,
+    column: TokenColumn,
+    hash: &str,
+    address: &str,
+) -> Result<(), Error> {
+    // Both names come from `TokenColumn`, never from a request.
+    db.execute(
+        &format!(
+            "UPDATE auth.users SET {} = $2, {} = now(), updated_at = now() WHERE id = $1::text::uuid",
+            column.name(),
+            column.sent_at()
+        ),
+        &[&user, &hash],
+    )
+    .await?;
+    db.execute(
+        "INSERT INTO auth.one_time_tokens (id, user_id, token_type, token_hash, relates_to)
+         VALUES (gen_random_uuid(), $1::text::uuid, $2::text::auth.one_time_token_type, $3, lower($4))
+         ON CONFLICT (user_id, token_type) DO UPDATE
+           SET token_hash = excluded.token_hash, relates_to = excluded.relates_to, updated_at = now()",
+        &[&user, &column.name(), &hash, &address],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The user holding one of `hashes` in `column`, locked, with the
+/// token's age in seconds.
+pub(crate) async fn user_by_token(
+    db: &impl GenericClient,
+    column: TokenColumn,
+    hashes: &[String],
+) -> Result<Option<(UserRow, f64, String)>, Error> {
+    let row = db
+        .query_opt(
+            &format!(
+                "SELECT u.id::text, extract(epoch FROM now() - coalesce(u.{sent}, '-infinity'))::float8,
+                        u.{col}
+                 FROM auth.users u
+                 WHERE u.{col} = ANY($1) AND u.{col} <> '' AND u.deleted_at IS NULL
+                 FOR UPDATE",
+                col = column.name(),
+                sent = column.sent_at()
+            ),
+            &[&hashes],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let id: String = row.get(0);
+    let user = user_by_id(db, &id).await?;
+    Ok(user.map(|u| (u, row.get(1), row.get(2))))
+}
+
+/// Whether the user holds a token in `column`.
+pub(crate) async fn token_pending(
+    db: &impl GenericClient,
+    user: &str,
+    column: TokenColumn,
+) -> Result<bool, Error> {
+    let row = db
+        .query_one(
+            &format!(
+                "SELECT coalesce({}, '') <> '' FROM auth.users WHERE id = $1::text::uuid",
+                column.name()
+            ),
+            &[&user],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Uses up a token: it answers no more.
+pub(crate) async fn clear_token(
+    db: &impl GenericClient,
+    user: &str,
+    column: TokenColumn,
+) -> Result<(), Error> {
+    db.execute(
+        &format!(
+            "UPDATE auth.users SET {} = '', updated_at = now() WHERE id = $1::text::uuid",
+            column.name()
+        ),
+        &[&user],
+    )
+    .await?;
+    db.execute(
+        "DELETE FROM auth.one_time_tokens
+         WHERE user_id = $1::text::uuid AND token_type = $2::text::auth.one_time_token_type",
+        &[&user, &column.name()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Confirms the user's e-mail address (and its identity).
+pub(crate) async fn confirm_email(db: &impl GenericClient, user: &str) -> Result<(), Error> {
+    db.execute(
+        "UPDATE auth.users SET email_confirmed_at = coalesce(email_confirmed_at, now()), updated_at = now()
+         WHERE id = $1::text::uuid",
+        &[&user],
+    )
+    .await?;
+    db.execute(
+        "UPDATE auth.identities SET identity_data = identity_data || '{\"email_verified\": true}'
+         WHERE user_id = $1::text::uuid AND provider = 'email'",
+        &[&user],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Marks an invited user.
+pub(crate) async fn mark_invited(db: &impl GenericClient, user: &str) -> Result<(), Error> {
+    db.execute(
+        "UPDATE auth.users SET invited_at = now() WHERE id = $1::text::uuid",
+        &[&user],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A pending e-mail change: the new address, and how many of its
+/// confirmations have arrived (0 or 1).
+pub(crate) async fn email_change(
+    db: &impl GenericClient,
+    user: &str,
+) -> Result<(Option<String>, i16), Error> {
+    let row = db
+        .query_one(
+            "SELECT nullif(email_change, ''), coalesce(email_change_confirm_status, 0)::int2
+             FROM auth.users WHERE id = $1::text::uuid",
+            &[&user],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// Starts an e-mail change to `new` (tokens are set apart).
+pub(crate) async fn begin_email_change(
+    db: &impl GenericClient,
+    user: &str,
+    new: &str,
+) -> Result<(), Error> {
+    db.execute(
+        "UPDATE auth.users SET email_change = lower($2), email_change_confirm_status = 0,
+                               email_change_token_current = '', email_change_token_new = '',
+                               updated_at = now()
+         WHERE id = $1::text::uuid",
+        &[&user, &new],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records one of two confirmations of an e-mail change.
+pub(crate) async fn half_confirm_email_change(
+    db: &impl GenericClient,
+    user: &str,
+) -> Result<(), Error> {
+    db.execute(
+        "UPDATE auth.users SET email_change_confirm_status = 1, updated_at = now() WHERE id = $1::text::uuid",
+        &[&user],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Applies a pending e-mail change: the new address is the user's, and
+/// confirmed.
+pub(crate) async fn apply_email_change(db: &impl GenericClient, user: &str) -> Result<(), Error> {
+    db.execute(
+        "UPDATE auth.users SET email = email_change, email_change = '', email_change_confirm_status = 0,
+                               email_change_token_current = '', email_change_token_new = '',
+                               email_confirmed_at = coalesce(email_confirmed_at, now()),
+                               is_anonymous = false, updated_at = now()
+         WHERE id = $1::text::uuid AND coalesce(email_change, '') <> ''",
+        &[&user],
+    )
+    .await?;
+    db.execute(
+        "DELETE FROM auth.one_time_tokens WHERE user_id = $1::text::uuid
+           AND token_type IN ('email_change_token_new', 'email_change_token_current')",
+        &[&user],
+    )
+    .await?;
+    // The e-mail identity follows the address (an anonymous user gets one).
+    db.execute(
+        "INSERT INTO auth.identities (provider_id, user_id, identity_data, provider, last_sign_in_at, created_at, updated_at)
+         SELECT u.id::text, u.id, jsonb_build_object('sub', u.id::text, 'email', u.email,
+                'email_verified', true, 'phone_verified', false), 'email', now(), now(), now()
+         FROM auth.users u WHERE u.id = $1::text::uuid
+         ON CONFLICT (provider_id, provider) DO UPDATE
+           SET identity_data = auth.identities.identity_data || jsonb_build_object('email', excluded.identity_data ->> 'email'),
+               updated_at = now()",
+        &[&user],
+    )
+    .await?;
+    db.execute(
+        "UPDATE auth.users SET raw_app_meta_data = coalesce(raw_app_meta_data, '{}')
+             || '{\"provider\": \"email\"}'::jsonb
+             || jsonb_build_object('providers', (
+                  SELECT jsonb_agg(DISTINCT p) FROM (
+                    SELECT jsonb_array_elements_text(coalesce(raw_app_meta_data -> 'providers', '[]')) AS p
+                    UNION SELECT 'email') ps))
+         WHERE id = $1::text::uuid AND NOT (coalesce(raw_app_meta_data -> 'providers', '[]') ? 'email')",
+        &[&user],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A PKCE flow waiting for its code to be exchanged.
+#[derive(Debug)]
+pub(crate) struct FlowState {
+    pub user: Option<String>,
+    pub challenge: String,
+    pub method: String,
+    pub authentication_method: String,
+    /// Seconds since the code was issued (or the flow made).
+    pub age: f64,
+}
+
+/// Starts a PKCE flow; its auth code is returned.
+pub(crate) async fn insert_flow_state(
+    db: &impl GenericClient,
+    user: Option<&str>,
+    challenge: &str,
+    method: &str,
+    provider: &str,
+    authentication_method: &str,
+) -> Result<String, Error> {
+    let row = db
+        .query_one(
+            "INSERT INTO auth.flow_state (id, user_id, auth_code, code_challenge_method, code_challenge,
+                                         provider_type, created_at, updated_at, authentication_method)
+             VALUES (gen_random_uuid(), $1::text::uuid, gen_random_uuid()::text,
+                     $2::text::auth.code_challenge_method, $3, $4, now(), now(), $5)
+             RETURNING auth_code",
+            &[&user, &method, &challenge, &provider, &authentication_method],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// The newest flow of `user` by `authentication_method`, its code issued
+/// now; the code is returned.
+pub(crate) async fn issue_flow_code(
+    db: &impl GenericClient,
+    user: &str,
+    authentication_method: &str,
+) -> Result<Option<String>, Error> {
+    let row = db
+        .query_opt(
+            "UPDATE auth.flow_state SET auth_code_issued_at = now(), updated_at = now()
+             WHERE id = (SELECT id FROM auth.flow_state
+                         WHERE user_id = $1::text::uuid AND authentication_method = $2
+                         ORDER BY created_at DESC LIMIT 1)
+             RETURNING auth_code",
+            &[&user, &authentication_method],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// The flow of an auth code, taken (deleted: a code is exchanged once).
+pub(crate) async fn take_flow_state(
+    db: &impl GenericClient,
+    auth_code: &str,
+) -> Result<Option<FlowState>, Error> {
+    let row = db
+        .query_opt(
+            "DELETE FROM auth.flow_state WHERE auth_code = $1
+             RETURNING user_id::text, code_challenge, code_challenge_method::text,
+                       authentication_method,
+                       extract(epoch FROM now() - coalesce(auth_code_issued_at, created_at))::float8",
+            &[&auth_code],
+        )
+        .await?;
+    Ok(row.map(|r| FlowState {
+        user: r.get(0),
+        challenge: r.get(1),
+        method: r.get(2),
+        authentication_method: r.get(3),
+        age: r.get(4),
+    }))
+}
+
+/// What `/signup` answers for an address that already has a confirmed
+/// user: the shape of a new unconfirmed user, with nothing of theirs.
+pub(crate) async fn obfuscated_user(db: &impl GenericClient, email: &str) -> Result<Value, Error> {
+    let row = db
+        .query_one(
+            "SELECT jsonb_build_object(
+               'id', gen_random_uuid(), 'aud', 'authenticated', 'role', 'authenticated',
+               'email', lower($1), 'phone', '', 'confirmation_sent_at', now(),
+               'app_metadata', '{\"provider\": \"email\", \"providers\": [\"email\"]}'::jsonb,
+               'user_metadata', '{}'::jsonb, 'identities', '[]'::jsonb,
+               'created_at', now(), 'updated_at', now(), 'is_anonymous', false)::text",
+            &[&email],
+        )
+        .await?;
+    Ok(serde_json::from_str(row.get::<_, &str>(0)).unwrap_or_default())
 }

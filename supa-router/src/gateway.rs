@@ -286,9 +286,18 @@ impl Gateway {
                     .cloned(),
                 Target::Platform => None,
             };
+            let peer = request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip());
             let mut forwarded = forward_request(request, &sub_path, query.as_deref())?;
             if let Target::Project(_) = entry.target {
                 let h = forwarded.headers_mut();
+                // The service limits requests by client: the last hop of
+                // `X-Forwarded-For` is the one this gateway saw.
+                if let Some(peer) = peer {
+                    upstream::append_forwarded_for(h, peer);
+                }
                 // Without a user's token, the key's role rides in a minted
                 // one, as on Supabase (admin endpoints need service_role).
                 let token = user_token.or_else(|| {

@@ -94,6 +94,17 @@ pub(crate) fn set_forwarded(h: &mut HeaderMap, host: Option<&str>, prefix: &str)
     }
 }
 
+/// Appends `peer` to `X-Forwarded-For`, as proxies do.
+pub(crate) fn append_forwarded_for(h: &mut HeaderMap, peer: std::net::IpAddr) {
+    let value = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(before) if !before.trim().is_empty() => format!("{before}, {peer}"),
+        _ => peer.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert("x-forwarded-for", v);
+    }
+}
+
 fn send_error(e: &reqwest::Error) -> Error {
     if e.is_timeout() {
         Error::UpstreamTimeout

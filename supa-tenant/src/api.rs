@@ -174,6 +174,7 @@ fn management(family: Family) -> Router<Tenant> {
             "/projects/{ref}/config/auth",
             get(get_auth_config).patch(patch_auth_config),
         )
+        .route("/projects/{ref}/auth/outbox", get(auth_outbox))
         .route(
             "/projects/{ref}/secrets",
             get(list_secrets).post(set_secrets).delete(unset_secrets),
@@ -494,6 +495,29 @@ async fn get_auth_config(
     Path(r): Path<String>,
 ) -> ApiResult<Response> {
     Ok(Json(tenant.auth_settings(&project_ref(&r)?).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct OutboxQuery {
+    email: Option<String>,
+    limit: Option<i64>,
+}
+
+/// The project's auth e-mails, newest first (`?email=` one address's,
+/// `?limit=` at most that many, 100 by default).
+async fn auth_outbox(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+    Query(q): Query<OutboxQuery>,
+) -> ApiResult<Response> {
+    let mails = tenant
+        .auth_outbox(
+            &project_ref(&r)?,
+            q.email.as_deref(),
+            q.limit.unwrap_or(100),
+        )
+        .await?;
+    Ok(Json(mails).into_response())
 }
 
 /// Changes the auth settings a body names; every gateway has them within

@@ -101,4 +101,40 @@ impl Tenant {
         self.invalidate(Invalidation::Project(*project_ref));
         Ok(shown(&settings))
     }
+
+    /// The project's auth e-mails, newest first: the outbox (the mail
+    /// catcher of a project without SMTP, the delivery record of one
+    /// with it), optionally only those to `recipient`.
+    pub async fn auth_outbox(
+        &self,
+        project_ref: &ProjectRef,
+        recipient: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Value>, Error> {
+        let mut conn = self
+            .project_connection(project_ref, std::time::Duration::from_secs(10))
+            .await?;
+        // The auth server makes the outbox the first time it serves a
+        // project made before it existed.
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('auth.supa_outbox') IS NOT NULL")
+            .fetch_one(&mut conn)
+            .await?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<sqlx::types::Json<Value>> = sqlx::query_scalar(
+            "SELECT jsonb_build_object('id', id, 'created_at', created_at, 'kind', kind,
+                      'recipient', recipient, 'subject', subject, 'body', body,
+                      'smtp', smtp, 'sent_at', sent_at, 'attempts', attempts, 'last_error', last_error)
+             FROM auth.supa_outbox
+             WHERE $1::text IS NULL OR lower(recipient) = lower($1)
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(recipient)
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(&mut conn)
+        .await?;
+        sqlx::Connection::close(conn).await.ok();
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
 }

@@ -210,6 +210,22 @@ impl ManagementClient {
         self.send(Method::DELETE, &path, Some(names)).await
     }
 
+    /// The project's auth e-mails, newest first.
+    pub async fn auth_outbox(
+        &self,
+        r: &ProjectRef,
+        email: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Value>, Error> {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("limit", &limit.to_string());
+        if let Some(email) = email {
+            query.append_pair("email", email);
+        }
+        let path = format!("/v1/projects/{r}/auth/outbox?{}", query.finish());
+        self.send(Method::GET, &path, None::<&()>).await
+    }
+
     /// Runs SQL in the project's database; the rows of the last statement.
     pub async fn query(&self, r: &ProjectRef, sql: &str) -> Result<Vec<Value>, Error> {
         let path = format!("/v1/projects/{r}/database/query");

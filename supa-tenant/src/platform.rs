@@ -162,13 +162,15 @@ fn load_or_generate_token(path: &Path, prefix: &str) -> Result<Secret<String>, E
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets
-/// requests in flight finish.
+/// requests in flight finish. Each request knows its peer
+/// (`ConnectInfo<SocketAddr>`), for rate limits by client address.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    axum::serve(listener, router)
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| Error::io("serve HTTP", e))

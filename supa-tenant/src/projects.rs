@@ -22,7 +22,15 @@ use crate::{Error, Tenant};
 const TEMPLATE: &str = "supa_template";
 /// Serializes cluster-wide setup (API roles, template) between creators.
 const SETUP_LOCK: i64 = 0x5375_7061_5345_5450; // "SupaSETP"
-const BOOTSTRAP_SQL: &str = include_str!("bootstrap.sql");
+/// The template's script: `bootstrap.sql` with the auth server's schema
+/// and migrations where it names them, run as their owner.
+static BOOTSTRAP_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    include_str!("bootstrap.sql").replacen(
+        "-- @auth-schema: supa_auth::SCHEMA_SQL, then its migrations.\n",
+        &supa_auth::schema::full_script(),
+        1,
+    )
+});
 
 /// A project to create.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -551,7 +559,9 @@ impl Tenant {
                     .await?;
                 let options = pool.connect_options().as_ref().clone().database(TEMPLATE);
                 let template = sqlx::PgPool::connect_with(options).await?;
-                let applied = sqlx::raw_sql(BOOTSTRAP_SQL).execute(&template).await;
+                let applied = sqlx::raw_sql(AssertSqlSafe(BOOTSTRAP_SQL.as_str()))
+                    .execute(&template)
+                    .await;
                 template.close().await;
                 if let Err(e) = applied {
                     conn.execute(AssertSqlSafe(format!("DROP DATABASE {TEMPLATE}")))

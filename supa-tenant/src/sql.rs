@@ -37,6 +37,25 @@ impl Tenant {
         if query.trim().is_empty() {
             return Err(Error::invalid("query", "must not be empty"));
         }
+        let mut conn = self.project_connection(project_ref, timeout).await?;
+        let result = last_statement_rows(&mut conn, query).await;
+        if result.is_ok() && may_change_schema(query) {
+            // Data planes listening on the database reload on NOTIFY;
+            // gateways reload when told the project changed.
+            conn.execute("NOTIFY pgrst, 'reload schema'").await?;
+            self.invalidate(crate::Invalidation::Project(*project_ref));
+        }
+        conn.close().await.ok();
+        result
+    }
+
+    /// A connection to the project's database as the worker's admin,
+    /// statements limited to `timeout`, times in UTC.
+    pub(crate) async fn project_connection(
+        &self,
+        project_ref: &ProjectRef,
+        timeout: Duration,
+    ) -> Result<PgConnection, Error> {
         let worker: String = sqlx::query_scalar("SELECT worker_id FROM projects WHERE ref = $1")
             .bind(project_ref.as_str())
             .fetch_optional(&self.db)
@@ -54,16 +73,7 @@ impl Tenant {
             "SET statement_timeout = {millis}; SET TIME ZONE 'UTC'; SET DateStyle = 'ISO'; SET bytea_output = 'hex'; SET search_path = \"$user\", public, extensions"
         )))
         .await?;
-
-        let result = last_statement_rows(&mut conn, query).await;
-        if result.is_ok() && may_change_schema(query) {
-            // Data planes listening on the database reload on NOTIFY;
-            // gateways reload when told the project changed.
-            conn.execute("NOTIFY pgrst, 'reload schema'").await?;
-            self.invalidate(crate::Invalidation::Project(*project_ref));
-        }
-        conn.close().await.ok();
-        result
+        Ok(conn)
     }
 }
 

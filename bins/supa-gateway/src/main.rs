@@ -100,7 +100,13 @@ async fn main() -> anyhow::Result<()> {
             "/health",
             axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         );
-    let public = axum::serve(listener, gateway.router()).with_graceful_shutdown(stopped());
+    let public = axum::serve(
+        listener,
+        gateway
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped());
     let admin = axum::serve(admin_listener, admin).with_graceful_shutdown(stopped());
     let (public, admin) = tokio::join!(public, admin);
     public?;

@@ -58,7 +58,7 @@ enum Command {
     /// Generate code from a project's database.
     #[command(subcommand)]
     Gen(GenCommand),
-    /// A project's auth users.
+    /// A project's auth users and e-mails.
     #[command(subcommand)]
     Auth(AuthCommand),
 }
@@ -70,6 +70,21 @@ enum AuthCommand {
         /// Project ref.
         #[arg(value_name = "REF")]
         project_ref: ProjectRef,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List the e-mails the project's auth server sent, newest first, with
+    /// the link each carries (the mail catcher of a project without SMTP).
+    Outbox {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        /// Only those to this address.
+        #[arg(long)]
+        email: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -354,6 +369,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => Remote::new(&api)?.sql(&project_ref, &sql).await,
         Command::Auth(AuthCommand::Users { project_ref, api }) => {
             Remote::new(&api)?.auth_users(&project_ref).await
+        }
+        Command::Auth(AuthCommand::Outbox {
+            project_ref,
+            email,
+            limit,
+            api,
+        }) => {
+            Remote::new(&api)?
+                .auth_outbox(&project_ref, email.as_deref(), limit)
+                .await
         }
         Command::Gen(GenCommand::Types {
             project_ref,

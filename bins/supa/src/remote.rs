@@ -258,6 +258,42 @@ impl Remote {
         .await
     }
 
+    /// The project's auth e-mails, each with the first link it carries.
+    pub(crate) async fn auth_outbox(
+        &self,
+        r: &ProjectRef,
+        email: Option<&str>,
+        limit: i64,
+    ) -> anyhow::Result<()> {
+        let mails = self.client.auth_outbox(r, email, limit).await?;
+        if self.json {
+            return print_json(&mails);
+        }
+        let cells: Vec<Vec<String>> = mails
+            .iter()
+            .map(|m| {
+                let body = m["body"].as_str().unwrap_or("");
+                let status = if !m["smtp"].as_bool().unwrap_or(false) {
+                    "outbox".to_owned()
+                } else if !m["sent_at"].is_null() {
+                    "sent".to_owned()
+                } else {
+                    format!("pending ({} attempts)", m["attempts"])
+                };
+                vec![
+                    table::cell(&m["created_at"]),
+                    table::cell(&m["kind"]),
+                    table::cell(&m["recipient"]),
+                    status,
+                    first_link(body).unwrap_or_default(),
+                ]
+            })
+            .collect();
+        table::print(&["sent", "kind", "to", "status", "link"], &cells);
+        println!("({} e-mails)", mails.len());
+        Ok(())
+    }
+
     pub(crate) async fn sql(&self, r: &ProjectRef, sql: &str) -> anyhow::Result<()> {
         let rows = self.client.query(r, sql).await?;
         if self.json {
@@ -282,6 +318,18 @@ impl Remote {
         println!("({} rows)", rows.len());
         Ok(())
     }
+}
+
+/// The first `href` of an e-mail's HTML, unescaped.
+fn first_link(html: &str) -> Option<String> {
+    let start = html.find("href=\"")? + 6;
+    let end = html[start..].find('"')? + start;
+    Some(
+        html[start..end]
+            .replace("&amp;", "&")
+            .replace("&#34;", "\"")
+            .replace("&#39;", "'"),
+    )
 }
 
 fn status_name(status: &impl Serialize) -> String {
