@@ -24,7 +24,7 @@ const DUMMY_HASH: &str = "$2a$10$CwTycUXWue0Thq9StjUM0uJ8.mHoZ6aM8HHhVNc2ReMCYm2
 /// The router; every request must carry its project's
 /// `Arc<ProjectConfig>` in its extensions.
 pub fn router(auth: Auth) -> Router {
-    crate::links::routes(Router::new())
+    crate::mfa::routes(crate::links::routes(Router::new()))
         .route("/health", get(health))
         .route("/settings", get(settings))
         .route("/signup", post(signup))
@@ -727,7 +727,7 @@ fn ban_seconds(d: &str) -> Result<Option<i64>> {
 }
 
 /// A user id from a path: a UUID, checked before it reaches a cast.
-fn user_id(id: &str) -> Result<&str> {
+pub(crate) fn user_id(id: &str) -> Result<&str> {
     let ok = id.len() == 36
         && id.chars().enumerate().all(|(i, c)| {
             if matches!(i, 8 | 13 | 18 | 23) {

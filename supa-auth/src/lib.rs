@@ -21,6 +21,7 @@ mod error;
 mod limits;
 mod links;
 mod mail;
+mod mfa;
 pub mod schema;
 mod store;
 mod tokens;

@@ -25,6 +25,8 @@ pub(crate) enum Bucket {
     /// Anonymous sign-ins: `rate_limit_anonymous_users` per hour, the
     /// burst as large as the rate.
     Anonymous,
+    /// MFA challenges and verifications: 15 per minute.
+    Mfa,
 }
 
 impl Bucket {
@@ -35,6 +37,7 @@ impl Bucket {
             Self::Token => per(s.rate_limit_token_refresh, 300.0),
             Self::Verify => per(s.rate_limit_verify, 300.0),
             Self::Otp => per(s.rate_limit_otp, 3600.0),
+            Self::Mfa => per(15, 60.0),
             Self::Anonymous => (
                 s.rate_limit_anonymous_users as f64,
                 s.rate_limit_anonymous_users as f64 / 3600.0,

@@ -360,6 +360,34 @@ pub(crate) async fn rotate(
     Ok(())
 }
 
+/// Replaces every refresh token of a session with `refresh` (the session
+/// stepped up).
+pub(crate) async fn reissue(
+    db: &impl GenericClient,
+    user: &str,
+    session: &str,
+    refresh: &str,
+) -> Result<(), Error> {
+    // The child of the live token, so a client still holding that one
+    // gets this one within the reuse interval, as after a rotation.
+    db.execute(
+        "INSERT INTO auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at, parent, session_id)
+         SELECT '00000000-0000-0000-0000-000000000000', $1, $2, false, now(), now(),
+                (SELECT token FROM auth.refresh_tokens WHERE session_id = $3::text::uuid
+                   AND NOT coalesce(revoked, false) ORDER BY id DESC LIMIT 1),
+                $3::text::uuid",
+        &[&refresh, &user, &session],
+    )
+    .await?;
+    db.execute(
+        "UPDATE auth.refresh_tokens SET revoked = true, updated_at = now()
+         WHERE session_id = $1::text::uuid AND token <> $2 AND NOT coalesce(revoked, false)",
+        &[&session, &refresh],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Whether the session exists.
 pub(crate) async fn session_exists(db: &impl GenericClient, session: &str) -> Result<bool, Error> {
     let row = db
