@@ -98,7 +98,16 @@ impl IntoResponse for Error {
 
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
-        Self::internal(e)
+        // The server's message, not the driver's bare "db error".
+        match e.as_db_error() {
+            Some(db) => Self::internal(format!(
+                "{} {}: {}",
+                db.severity(),
+                db.code().code(),
+                db.message()
+            )),
+            None => Self::internal(e),
+        }
     }
 }
 

@@ -18,6 +18,7 @@
 
 mod api;
 mod error;
+pub mod gotrue_env;
 mod limits;
 mod links;
 mod mail;
@@ -45,9 +46,10 @@ pub struct AuthProject {
     pub settings: AuthSettings,
     /// The auth server's login to its database.
     pub database: ProjectDatabase,
-    /// The `iss` of its access tokens (`{public URL}/auth/v1`), and where
-    /// e-mailed links lead.
+    /// The `iss` of its access tokens (`{public URL}/auth/v1`).
     pub issuer: String,
+    /// Where e-mailed links lead (`{issuer}/verify`).
+    pub verify_url: String,
     /// The password of its SMTP server.
     pub smtp_pass: Option<supa_core::Secret<String>>,
 }
@@ -93,6 +95,38 @@ impl Auth {
                 .build(),
             limits: limits::Limits::default(),
         }
+    }
+
+    /// The engine of one database served standalone: its pool of `max`
+    /// connections, made from `config`, stays open.
+    pub fn single(
+        project: ProjectRef,
+        mut config: tokio_postgres::Config,
+        max: usize,
+    ) -> Result<Self, Error> {
+        config.options("-c TimeZone=UTC");
+        config.application_name("supa-auth");
+        let pool = supa_db::pool(config, max).map_err(Error::internal)?;
+        let auth = Self {
+            pools: moka::sync::Cache::builder().max_capacity(1).build(),
+            limits: limits::Limits::default(),
+        };
+        auth.pools.insert(project, pool);
+        Ok(auth)
+    }
+
+    /// Creates or brings up to date the auth schema of a standalone
+    /// database, as GoTrue migrates on start.
+    pub async fn migrate(&self, project: ProjectRef) -> Result<(), Error> {
+        let pool = self
+            .pools
+            .get(&project)
+            .ok_or_else(|| Error::internal("no database"))?;
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| Error::internal(format!("database: {e}")))?;
+        schema::migrate(&mut client, true).await
     }
 
     /// Forgets a project's pool (deleted, login rotated).
@@ -143,6 +177,7 @@ impl AuthProject {
             jwt_key,
             settings: config.auth.clone(),
             database,
+            verify_url: format!("{issuer}/verify"),
             issuer,
             smtp_pass: config.smtp_pass.clone(),
         })
@@ -179,6 +214,17 @@ impl AuthProject {
     }
 }
 
+/// Where clients reach a standalone server, configured rather than read
+/// from forwarded headers (GoTrue's `API_EXTERNAL_URL`): a request
+/// extension that overrides them.
+#[derive(Debug, Clone)]
+pub struct PublicUrls {
+    /// The `iss` of access tokens.
+    pub issuer: String,
+    /// Where e-mailed links lead.
+    pub verify_url: String,
+}
+
 /// The project of a request, from its `Arc<ProjectConfig>` extension and
 /// forwarded headers.
 #[derive(Debug, Clone)]
@@ -210,6 +256,11 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Project {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
+        if let Some(urls) = parts.extensions.get::<PublicUrls>() {
+            let mut project = AuthProject::from_config(&config, urls.issuer.clone())?;
+            project.verify_url.clone_from(&urls.verify_url);
+            return Ok(Self(Arc::new(project)));
+        }
         let issuer = format!(
             "{}://{}{}",
             header("x-forwarded-proto").unwrap_or_else(|| "http".into()),

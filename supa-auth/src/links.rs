@@ -203,8 +203,8 @@ pub(crate) async fn mint(
     }
     store::set_token(db, &user.id, link.column, &hashed, link.to).await?;
     let action_link = format!(
-        "{}/verify?token={hashed}&type={}&redirect_to={}",
-        p.issuer,
+        "{}?token={hashed}&type={}&redirect_to={}",
+        p.verify_url,
         link.verify_type,
         urlencode(link.redirect_to)
     );

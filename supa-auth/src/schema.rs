@@ -43,17 +43,24 @@ pub fn full_script() -> String {
 
 /// Brings the database's auth schema up to date: GoTrue's tables when
 /// `with_base` and they are missing, then every migration not yet
-/// recorded. Cheap when there is nothing to do (one query).
+/// recorded. Cheap when there is nothing to do (two queries).
 pub async fn migrate(client: &mut tokio_postgres::Client, with_base: bool) -> Result<(), Error> {
     let parts = migrations();
-    let done: i64 = client
+    let recorded: bool = client
         .query_one(
-            "SELECT CASE WHEN to_regclass('auth.supa_migrations') IS NULL THEN -1
-                         ELSE (SELECT count(*) FROM auth.supa_migrations) END",
+            "SELECT to_regclass('auth.supa_migrations') IS NOT NULL",
             &[],
         )
         .await?
         .get(0);
+    let done: i64 = if recorded {
+        client
+            .query_one("SELECT count(*) FROM auth.supa_migrations", &[])
+            .await?
+            .get(0)
+    } else {
+        -1
+    };
     if done == parts.len() as i64 {
         return Ok(());
     }

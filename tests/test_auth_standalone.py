@@ -1,0 +1,131 @@
+"""`supa-auth` standalone, configured only by GoTrue's environment, as
+it would replace the auth container of Supabase's docker-compose: it
+creates the auth schema in an empty database on first start and keeps it
+on the next, mails through the SMTP server it is given, and answers the
+real client (supabase-py's auth client, pointed at it directly)."""
+
+import os
+import re
+import secrets
+import subprocess
+import time
+import uuid
+
+import httpx
+import jwt
+import pytest
+from aiosmtpd.controller import Controller
+from supabase_auth import SyncGoTrueClient
+from supabase_auth.errors import AuthApiError
+
+from conftest import ROOT, create_project, free_port, stop, wait_for_port
+from test_auth_smtp import Inbox, wait_for
+
+SUPA_AUTH = ROOT / "target" / "debug" / "supa-auth"
+
+
+@pytest.fixture(scope="module")
+def database(platform):
+    """An empty database and its owner on the platform's cluster."""
+    host_project = create_project(platform, "auth-standalone-host")
+    name = f"gotrue_{uuid.uuid4().hex[:8]}"
+    password = secrets.token_hex(12)
+    with platform.client() as api:
+        for sql in (f"create role {name} login password '{password}'",
+                    f"create database {name} owner {name}"):
+            r = api.post(f"/v1/projects/{host_project['ref']}/database/query", json={"query": sql})
+            assert r.status_code == 201, r.text
+    service_token = (platform.data_dir / "service_token").read_text().strip()
+    db = httpx.get(f"{platform.api_url}/internal/v1/projects/{host_project['ref']}/config",
+                   headers={"Authorization": f"Bearer {service_token}"}).json()["database"]
+    return f"postgres://{name}:{password}@{db['host']}:{db['port']}/{name}"
+
+
+@pytest.fixture(scope="module")
+def smtp():
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, inbox
+    controller.stop()
+
+
+def start(database, smtp_port, log):
+    port = free_port()
+    secret = "standalone-jwt-secret-" + "x" * 20
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOTRUE_", "API_", "DATABASE_"))}
+    env.update({
+        "GOTRUE_JWT_SECRET": secret,
+        "GOTRUE_JWT_EXP": "600",
+        "DATABASE_URL": database,
+        "DB_NAMESPACE": "auth",
+        "GOTRUE_API_HOST": "127.0.0.1",
+        "PORT": str(port),
+        "API_EXTERNAL_URL": f"http://127.0.0.1:{port}",
+        "GOTRUE_SITE_URL": "http://localhost:3000",
+        "GOTRUE_URI_ALLOW_LIST": "https://app.example.com/**",
+        "GOTRUE_DISABLE_SIGNUP": "false",
+        "GOTRUE_MAILER_AUTOCONFIRM": "false",
+        "GOTRUE_SMTP_HOST": "127.0.0.1",
+        "GOTRUE_SMTP_PORT": str(smtp_port),
+        "GOTRUE_SMTP_ADMIN_EMAIL": "admin@example.com",
+        "GOTRUE_MAILER_SUBJECTS_CONFIRMATION": "Confirm your signup",
+        "GOTRUE_RATE_LIMIT_EMAIL_SENT": "100.0",
+        "GOTRUE_EXTERNAL_SKYPE_ENABLED": "true",
+    })
+    proc = subprocess.Popen([str(SUPA_AUTH)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    wait_for_port(port, proc, "supa-auth")
+    return f"http://127.0.0.1:{port}", secret, proc
+
+
+def test_a_drop_in_for_gotrue(database, smtp, tmp_path):
+    smtp_port, inbox = smtp
+    log_path = tmp_path / "supa-auth.log"
+    with open(log_path, "w") as log:
+        url, secret, proc = start(database, smtp_port, log)
+        try:
+            health = httpx.get(f"{url}/health").json()
+            assert health["name"] == "GoTrue"
+            auth = SyncGoTrueClient(url=url, headers={}, flow_type="implicit")
+            email = f"alone-{uuid.uuid4().hex[:10]}@example.com"
+            pending = auth.sign_up({"email": email, "password": "correct horse"})
+            assert pending.session is None
+            _, message, _ = wait_for(lambda: next((m for m in inbox.messages if m[0] == [email]), None))
+            assert message["Subject"] == "Confirm your signup"
+            link = re.search(r'href="([^"]+)"', message.get_body().get_content()).group(1).replace("&amp;", "&")
+            assert link.startswith(f"{url}/verify?token=")
+            landed = httpx.get(link, follow_redirects=False)
+            assert landed.status_code == 303 and landed.headers["location"].startswith("http://localhost:3000#access_token=")
+
+            session = auth.sign_in_with_password({"email": email, "password": "correct horse"}).session
+            claims = jwt.decode(session.access_token, secret, algorithms=["HS256"], audience="authenticated")
+            assert claims["iss"] == url and claims["exp"] - claims["iat"] == 600
+            assert auth.refresh_session().session.refresh_token != session.refresh_token
+            assert auth.get_user().user.email == email
+
+            service = jwt.encode({"role": "service_role", "exp": int(time.time()) + 60}, secret, algorithm="HS256")
+            admin = SyncGoTrueClient(url=url, headers={"Authorization": f"Bearer {service}"}).admin
+            assert email in [u.email for u in admin.list_users()]
+            with pytest.raises(AuthApiError) as refused:
+                SyncGoTrueClient(url=url, headers={"Authorization": f"Bearer {session.access_token}"}).admin.list_users()
+            assert refused.value.code == "not_admin"
+        finally:
+            stop(proc)
+        # The next start finds the schema and keeps the users.
+        url, secret, proc = start(database, smtp_port, log)
+        try:
+            again = SyncGoTrueClient(url=url, headers={}, flow_type="implicit")
+            assert again.sign_in_with_password({"email": email, "password": "correct horse"}).user.email == email
+        finally:
+            stop(proc)
+    text = log_path.read_text()
+    assert "GOTRUE_EXTERNAL_SKYPE_ENABLED" in text and "ignored" in text
+    assert text.count("GOTRUE_EXTERNAL_SKYPE_ENABLED") == 2, "once per start"
+    assert "correct horse" not in text
+
+
+def test_missing_settings_stop_the_server_with_a_clear_message():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOTRUE_", "DATABASE_"))}
+    env["GOTRUE_JWT_SECRET"] = "x" * 40
+    done = subprocess.run([str(SUPA_AUTH)], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0 and "DATABASE_URL" in done.stderr
