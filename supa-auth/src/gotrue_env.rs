@@ -29,6 +29,11 @@ pub struct GoTrueEnv {
     /// Where e-mailed links lead: `API_EXTERNAL_URL` and
     /// `GOTRUE_MAILER_URLPATHS_CONFIRMATION` (`/verify` by default).
     pub verify_url: String,
+    /// Where OAuth providers send users back: a provider's
+    /// `GOTRUE_EXTERNAL_*_REDIRECT_URI`, else `API_EXTERNAL_URL/callback`.
+    pub callback_url: String,
+    /// `GOTRUE_EXTERNAL_*_SECRET`, by provider.
+    pub provider_secrets: BTreeMap<String, Secret<String>>,
     /// `GOTRUE_*` variables this server does not read, to be logged once.
     pub ignored: Vec<String>,
 }
@@ -197,7 +202,28 @@ pub fn read(vars: impl IntoIterator<Item = (String, String)>) -> Result<GoTrueEn
             take("GOTRUE_MFA_MAX_ENROLLED_FACTORS"),
             d.mfa_max_enrolled_factors,
         )?,
+        external_github_enabled: flag(take("GOTRUE_EXTERNAL_GITHUB_ENABLED"), false)?,
+        external_github_client_id: take("GOTRUE_EXTERNAL_GITHUB_CLIENT_ID"),
+        external_github_url: take("GOTRUE_EXTERNAL_GITHUB_URL"),
+        external_google_enabled: flag(take("GOTRUE_EXTERNAL_GOOGLE_ENABLED"), false)?,
+        external_google_client_id: take("GOTRUE_EXTERNAL_GOOGLE_CLIENT_ID"),
+        external_google_url: take("GOTRUE_EXTERNAL_GOOGLE_URL"),
+        external_keycloak_enabled: flag(take("GOTRUE_EXTERNAL_KEYCLOAK_ENABLED"), false)?,
+        external_keycloak_client_id: take("GOTRUE_EXTERNAL_KEYCLOAK_CLIENT_ID"),
+        external_keycloak_url: take("GOTRUE_EXTERNAL_KEYCLOAK_URL"),
     };
+    let mut provider_secrets = BTreeMap::new();
+    let mut callback_url = None;
+    for provider in supa_core::OAUTH_PROVIDERS {
+        let upper = provider.to_uppercase();
+        if let Some(secret) = take(&format!("GOTRUE_EXTERNAL_{upper}_SECRET")) {
+            provider_secrets.insert(provider.to_owned(), Secret::new(secret));
+        }
+        // One callback serves every provider.
+        if let Some(uri) = take(&format!("GOTRUE_EXTERNAL_{upper}_REDIRECT_URI")) {
+            callback_url.get_or_insert(uri);
+        }
+    }
     settings
         .validate()
         .map_err(|e| bad("GOTRUE_*", &e.to_string()))?;
@@ -219,6 +245,7 @@ pub fn read(vars: impl IntoIterator<Item = (String, String)>) -> Result<GoTrueEn
         format!("{external}{confirmation_path}")
     };
     let smtp_pass = take("GOTRUE_SMTP_PASS").map(Secret::new);
+    let callback_url = callback_url.unwrap_or_else(|| format!("{external}/callback"));
     let ignored = vars
         .into_keys()
         .filter(|k| k.starts_with("GOTRUE_"))
@@ -232,6 +259,8 @@ pub fn read(vars: impl IntoIterator<Item = (String, String)>) -> Result<GoTrueEn
         port,
         issuer,
         verify_url,
+        callback_url,
+        provider_secrets,
         ignored,
     })
 }

@@ -104,6 +104,52 @@ pub struct AuthSettings {
     pub mfa_totp_verify_enabled: bool,
     /// Factors one user may have.
     pub mfa_max_enrolled_factors: i64,
+    /// Sign-in with GitHub.
+    pub external_github_enabled: bool,
+    /// The GitHub OAuth app's client id (its secret is write-only).
+    pub external_github_client_id: Option<String>,
+    /// A GitHub Enterprise server instead of github.com.
+    pub external_github_url: Option<String>,
+    /// Sign-in with Google.
+    pub external_google_enabled: bool,
+    /// The Google OAuth client id.
+    pub external_google_client_id: Option<String>,
+    /// Another OpenID issuer than accounts.google.com (tests, proxies).
+    pub external_google_url: Option<String>,
+    /// Sign-in with Keycloak, or any OpenID Connect provider.
+    pub external_keycloak_enabled: bool,
+    /// Its client id.
+    pub external_keycloak_client_id: Option<String>,
+    /// Its issuer (`https://host/realms/name`), where discovery is.
+    pub external_keycloak_url: Option<String>,
+}
+
+/// The OAuth providers a project may enable, as Supabase names them.
+pub const OAUTH_PROVIDERS: [&str; 3] = ["github", "google", "keycloak"];
+
+impl AuthSettings {
+    /// Whether `provider` is enabled, its client id and its URL override.
+    pub fn provider(&self, provider: &str) -> Option<(bool, Option<&str>, Option<&str>)> {
+        let (enabled, id, url) = match provider {
+            "github" => (
+                self.external_github_enabled,
+                &self.external_github_client_id,
+                &self.external_github_url,
+            ),
+            "google" => (
+                self.external_google_enabled,
+                &self.external_google_client_id,
+                &self.external_google_url,
+            ),
+            "keycloak" => (
+                self.external_keycloak_enabled,
+                &self.external_keycloak_client_id,
+                &self.external_keycloak_url,
+            ),
+            _ => return None,
+        };
+        Some((enabled, id.as_deref(), url.as_deref()))
+    }
 }
 
 impl Default for AuthSettings {
@@ -155,6 +201,15 @@ impl Default for AuthSettings {
             mfa_totp_enroll_enabled: true,
             mfa_totp_verify_enabled: true,
             mfa_max_enrolled_factors: 10,
+            external_github_enabled: false,
+            external_github_client_id: None,
+            external_github_url: None,
+            external_google_enabled: false,
+            external_google_client_id: None,
+            external_google_url: None,
+            external_keycloak_enabled: false,
+            external_keycloak_client_id: None,
+            external_keycloak_url: None,
         }
     }
 }
@@ -293,6 +348,35 @@ impl AuthSettings {
         }
         if self.hook_send_sms_enabled && self.hook_send_sms_uri.is_none() {
             return invalid("hook_send_sms_uri", "is required when the hook is enabled");
+        }
+        for (field, url) in [
+            ("external_github_url", &self.external_github_url),
+            ("external_google_url", &self.external_google_url),
+            ("external_keycloak_url", &self.external_keycloak_url),
+        ] {
+            if let Some(url) = url
+                && !is_web_url(url)
+            {
+                return invalid(field, format!("{url:?} is not an http(s) URL"));
+            }
+        }
+        if self.external_keycloak_enabled && self.external_keycloak_url.is_none() {
+            return invalid(
+                "external_keycloak_url",
+                "is required when Keycloak sign-in is enabled",
+            );
+        }
+        for provider in OAUTH_PROVIDERS {
+            if let Some((true, None, _)) = self.provider(provider) {
+                return invalid(
+                    match provider {
+                        "github" => "external_github_client_id",
+                        "google" => "external_google_client_id",
+                        _ => "external_keycloak_client_id",
+                    },
+                    "is required when the provider is enabled",
+                );
+            }
         }
         Ok(())
     }

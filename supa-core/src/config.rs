@@ -261,6 +261,14 @@ pub struct ProjectConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub smtp_pass: Option<Secret<String>>,
+    /// The client secrets of `auth`'s OAuth providers, by provider name
+    /// (write-only in the Management API).
+    #[serde(
+        default,
+        serialize_with = "crate::secret::serialize_exposed_map",
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    pub provider_secrets: std::collections::BTreeMap<String, Secret<String>>,
     /// How an in-process data plane reaches the project's database
     /// (embedded upstream); absent for other upstreams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -328,6 +336,7 @@ mod tests {
             postgrest: PostgrestSettings::default(),
             auth: crate::AuthSettings::default(),
             smtp_pass: None,
+            provider_secrets: Default::default(),
             database: None,
             auth_database: None,
         }

@@ -20,9 +20,11 @@ mod secret;
 
 pub mod directory;
 pub mod env;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod time;
 
-pub use auth_settings::AuthSettings;
+pub use auth_settings::{AuthSettings, OAUTH_PROVIDERS};
 pub use config::{
     KeyRecord, PostgrestSettings, ProjectConfig, ProjectDatabase, ProjectStatus, Service,
     ServiceUpstreams, Upstream,

@@ -70,6 +70,14 @@ pub(crate) fn serialize_exposed_option<T: Serialize, S: Serializer>(
     secret.as_ref().map(|v| &v.0).serialize(s)
 }
 
+/// [`serialize_exposed`] for a map of secrets.
+pub(crate) fn serialize_exposed_map<T: Serialize, S: Serializer>(
+    secrets: &std::collections::BTreeMap<String, Secret<T>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(secrets.iter().map(|(k, v)| (k, &v.0)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! Upstreams reached over the network: any PostgREST-compatible HTTP
 //! server, and AWS Lambda Function URLs signed with SigV4.
 
-use std::sync::{Mutex, Once, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -30,17 +30,7 @@ const SIGNED_BODY_LIMIT: usize = 6 << 20;
 
 /// A pooled HTTP client with rustls on `ring` (plain HTTP and HTTPS).
 pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {
-    static PROVIDER: Once = Once::new();
-    PROVIDER.call_once(|| {
-        // Fails only when a provider is already installed: fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(5))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build()
-        .expect("a client with static settings builds")
+    supa_core::http::client(timeout)
 }
 
 /// What to send upstream besides the client's request.

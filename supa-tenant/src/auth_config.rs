@@ -4,7 +4,7 @@
 //! gateways forget the old settings at once.
 
 use serde_json::{Map, Value};
-use supa_core::{AuthSettings, ProjectRef};
+use supa_core::{AuthSettings, OAUTH_PROVIDERS, ProjectRef};
 
 use crate::tenant::Invalidation;
 use crate::{Error, Tenant};
@@ -14,11 +14,25 @@ pub(crate) fn smtp_pass_context(r: &ProjectRef) -> String {
     format!("project:{r}:smtp_pass")
 }
 
-/// The settings as the API shows them: every field, `smtp_pass` null.
+/// Sealing context of a project's OAuth client secrets.
+pub(crate) fn provider_secrets_context(r: &ProjectRef) -> String {
+    format!("project:{r}:provider_secrets")
+}
+
+/// The write-only field of `provider`'s client secret.
+fn secret_field(provider: &str) -> String {
+    format!("external_{provider}_secret")
+}
+
+/// The settings as the API shows them: every field, the write-only ones
+/// (`smtp_pass`, `external_*_secret`) null.
 fn shown(settings: &AuthSettings) -> Value {
     let mut v = serde_json::to_value(settings).unwrap_or_default();
     if let Value::Object(m) = &mut v {
         m.insert("smtp_pass".into(), Value::Null);
+        for provider in OAUTH_PROVIDERS {
+            m.insert(secret_field(provider), Value::Null);
+        }
     }
     v
 }
@@ -36,13 +50,18 @@ impl Tenant {
     }
 
     /// Changes the fields `patch` names; nothing changes when one is
-    /// unknown or invalid. `smtp_pass` is sealed (null removes it).
+    /// unknown or invalid. `smtp_pass` and the providers' client secrets
+    /// are sealed (null removes one).
     pub async fn update_auth_settings(
         &self,
         project_ref: &ProjectRef,
         mut patch: Map<String, Value>,
     ) -> Result<Value, Error> {
         let smtp_pass = patch.remove("smtp_pass");
+        let provider_secrets: Vec<(&str, Value)> = OAUTH_PROVIDERS
+            .iter()
+            .filter_map(|p| patch.remove(&secret_field(p)).map(|v| (*p, v)))
+            .collect();
         let mut tx = self.db.begin().await?;
         let current: sqlx::types::Json<AuthSettings> =
             sqlx::query_scalar("SELECT auth FROM projects WHERE ref = $1 FOR UPDATE")
@@ -90,6 +109,41 @@ impl Tenant {
             .bind(sqlx::types::Json(&settings))
             .execute(&mut *tx)
             .await?;
+        if !provider_secrets.is_empty() {
+            let current: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT provider_secrets_enc FROM projects WHERE ref = $1")
+                    .bind(project_ref.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let context = provider_secrets_context(project_ref);
+            let mut secrets: Map<String, Value> = match current {
+                Some(sealed) => serde_json::from_str(&self.key.decrypt_string(&context, &sealed)?)
+                    .unwrap_or_default(),
+                None => Map::new(),
+            };
+            for (provider, value) in provider_secrets {
+                match value {
+                    Value::Null => secrets.remove(provider),
+                    Value::String(s) if !s.is_empty() => {
+                        secrets.insert(provider.to_owned(), Value::String(s))
+                    }
+                    _ => {
+                        return Err(Error::invalid(
+                            "auth",
+                            format!("{}: must be a non-empty string or null", secret_field(provider)),
+                        ));
+                    }
+                };
+            }
+            let sealed = self
+                .key
+                .encrypt(&context, Value::Object(secrets).to_string().as_bytes());
+            sqlx::query("UPDATE projects SET provider_secrets_enc = $2 WHERE ref = $1")
+                .bind(project_ref.as_str())
+                .bind(sealed)
+                .execute(&mut *tx)
+                .await?;
+        }
         if let Some(sealed) = sealed {
             sqlx::query("UPDATE projects SET smtp_pass_enc = $2 WHERE ref = $1")
                 .bind(project_ref.as_str())

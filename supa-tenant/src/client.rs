@@ -1,7 +1,6 @@
 //! A typed client of the Management API, for the `supa` CLI and for anyone
 //! scripting a remote tenant manager from Rust.
 
-use std::sync::Once;
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder};
@@ -26,15 +25,7 @@ pub struct ManagementClient {
 
 /// An HTTP client speaking plain HTTP and HTTPS (rustls on `ring`).
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, Error> {
-    static PROVIDER: Once = Once::new();
-    PROVIDER.call_once(|| {
-        // Fails only when another provider is already installed: fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
-        .map_err(|e| Error::Transport(format!("cannot build an HTTP client: {e}")))
+    Ok(supa_core::http::client(timeout))
 }
 
 impl ManagementClient {

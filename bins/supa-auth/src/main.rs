@@ -57,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
         postgrest: Default::default(),
         auth: env.settings,
         smtp_pass: env.smtp_pass,
+        provider_secrets: Default::default(),
         database: None,
         auth_database: Some(ProjectDatabase {
             host,
