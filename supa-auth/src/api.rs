@@ -24,7 +24,7 @@ const DUMMY_HASH: &str = "$2a$10$CwTycUXWue0Thq9StjUM0uJ8.mHoZ6aM8HHhVNc2ReMCYm2
 /// The router; every request must carry its project's
 /// `Arc<ProjectConfig>` in its extensions.
 pub fn router(auth: Auth) -> Router {
-    crate::mfa::routes(crate::links::routes(Router::new()))
+    crate::oauth::routes(crate::mfa::routes(crate::links::routes(Router::new())))
         .route("/health", get(health))
         .route("/settings", get(settings))
         .route("/signup", post(signup))
@@ -131,9 +131,11 @@ async fn settings(p: Project) -> Json<Value> {
             "anonymous_users": s.external_anonymous_users_enabled,
             "email": s.external_email_enabled,
             "phone": s.external_phone_enabled,
-            "github": false, "google": false, "apple": false, "azure": false,
+            "github": s.external_github_enabled, "google": s.external_google_enabled,
+            "keycloak": s.external_keycloak_enabled,
+            "apple": false, "azure": false,
             "bitbucket": false, "discord": false, "facebook": false, "figma": false,
-            "gitlab": false, "keycloak": false, "kakao": false, "linkedin_oidc": false,
+            "gitlab": false, "kakao": false, "linkedin_oidc": false,
             "notion": false, "slack_oidc": false, "spotify": false, "twitch": false,
             "twitter": false, "workos": false, "zoom": false,
         },
@@ -264,6 +266,7 @@ async fn signup(
                 user_metadata: &metadata,
                 confirmed,
                 anonymous: false,
+                provider: None,
             };
             store::insert_user(&tx, &new).await?
         }
@@ -330,6 +333,7 @@ async fn anonymous_signup(auth: &Auth, p: &Project, metadata: &Value) -> Result<
         user_metadata: metadata,
         confirmed: false,
         anonymous: true,
+        provider: None,
     };
     let user = store::insert_user(&tx, &new).await?;
     let answer = signed_in(&tx, p, &user.id, "anonymous").await?;
@@ -789,6 +793,7 @@ async fn admin_create_user(
         user_metadata: &metadata,
         confirmed: body.email_confirm,
         anonymous: false,
+        provider: None,
     };
     let user = store::insert_user(&tx, &new).await?;
     if app_metadata.is_some() {

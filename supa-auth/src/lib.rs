@@ -23,6 +23,7 @@ mod limits;
 mod links;
 mod mail;
 mod mfa;
+mod oauth;
 pub mod schema;
 mod store;
 mod tokens;
@@ -50,6 +51,10 @@ pub struct AuthProject {
     pub issuer: String,
     /// Where e-mailed links lead (`{issuer}/verify`).
     pub verify_url: String,
+    /// Where OAuth providers send users back (`{issuer}/callback`).
+    pub callback_url: String,
+    /// The client secrets of its OAuth providers.
+    pub provider_secrets: std::collections::BTreeMap<String, supa_core::Secret<String>>,
     /// The password of its SMTP server.
     pub smtp_pass: Option<supa_core::Secret<String>>,
 }
@@ -68,6 +73,10 @@ impl std::fmt::Debug for AuthProject {
 pub struct Auth {
     pools: moka::sync::Cache<ProjectRef, supa_db::Pool>,
     pub(crate) limits: limits::Limits,
+    /// Talks to OAuth providers.
+    pub(crate) http: reqwest::Client,
+    /// OpenID discovery documents, by issuer.
+    pub(crate) discovery: moka::sync::Cache<String, Arc<oauth::Endpoints>>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -94,6 +103,8 @@ impl Auth {
                 .time_to_idle(idle)
                 .build(),
             limits: limits::Limits::default(),
+            http: supa_core::http::client(Duration::from_secs(10)),
+            discovery: oauth::discovery_cache(),
         }
     }
 
@@ -110,6 +121,8 @@ impl Auth {
         let auth = Self {
             pools: moka::sync::Cache::builder().max_capacity(1).build(),
             limits: limits::Limits::default(),
+            http: supa_core::http::client(Duration::from_secs(10)),
+            discovery: oauth::discovery_cache(),
         };
         auth.pools.insert(project, pool);
         Ok(auth)
@@ -178,6 +191,8 @@ impl AuthProject {
             settings: config.auth.clone(),
             database,
             verify_url: format!("{issuer}/verify"),
+            callback_url: format!("{issuer}/callback"),
+            provider_secrets: config.provider_secrets.clone(),
             issuer,
             smtp_pass: config.smtp_pass.clone(),
         })
@@ -223,6 +238,8 @@ pub struct PublicUrls {
     pub issuer: String,
     /// Where e-mailed links lead.
     pub verify_url: String,
+    /// Where OAuth providers send users back.
+    pub callback_url: String,
 }
 
 /// The project of a request, from its `Arc<ProjectConfig>` extension and
@@ -259,6 +276,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Project {
         if let Some(urls) = parts.extensions.get::<PublicUrls>() {
             let mut project = AuthProject::from_config(&config, urls.issuer.clone())?;
             project.verify_url.clone_from(&urls.verify_url);
+            project.callback_url.clone_from(&urls.callback_url);
             return Ok(Self(Arc::new(project)));
         }
         let issuer = format!(

@@ -424,6 +424,7 @@ async fn magic(
                 user_metadata: &metadata,
                 confirmed: false,
                 anonymous: false,
+                provider: None,
             };
             let user = store::insert_user(&tx, &new).await?;
             send_confirmation(&tx, &p, &user, &email, &redirect_to, flow.as_ref()).await?
@@ -661,6 +662,7 @@ async fn invited_user(db: &impl GenericClient, email: &str, metadata: &Value) ->
                 user_metadata: metadata,
                 confirmed: false,
                 anonymous: false,
+                provider: None,
             };
             store::insert_user(db, &new).await?
         }
@@ -716,6 +718,7 @@ async fn generate_link(
                 user_metadata: &metadata,
                 confirmed: false,
                 anonymous: false,
+                provider: None,
             };
             let user = store::insert_user(&tx, &new).await?;
             (
@@ -1104,7 +1107,11 @@ pub(crate) async fn pkce_grant(auth: &Auth, p: &Project, body: PkceGrant) -> Res
             "email/signup" | "invite" | "magiclink" | "email_change" => "otp",
             other => other,
         };
-        api::signed_in(&tx, p, &user, method).await
+        let mut session = api::signed_in(&tx, p, &user, method).await?;
+        if let Some(token) = &flow.provider_token {
+            session["provider_token"] = json!(token);
+        }
+        Ok(session)
     }
     .await;
     match outcome {

@@ -99,6 +99,9 @@ pub(crate) struct NewUser<'a> {
     /// Stamps the e-mail confirmation now.
     pub confirmed: bool,
     pub anonymous: bool,
+    /// An external identity `(provider, provider_id, identity_data)`
+    /// instead of the e-mail one.
+    pub provider: Option<(&'a str, &'a str, &'a Value)>,
 }
 
 /// Inserts a user, with its e-mail identity when it has an address.
@@ -106,10 +109,15 @@ pub(crate) async fn insert_user(
     db: &impl GenericClient,
     new: &NewUser<'_>,
 ) -> Result<UserRow, Error> {
+    let provider = new.provider.map_or("email", |p| p.0);
     let app_metadata = if new.anonymous {
-        "{}"
+        "{}".to_owned()
     } else {
-        r#"{"provider": "email", "providers": ["email"]}"#
+        serde_json::json!({"provider": provider, "providers": [provider]}).to_string()
+    };
+    let (provider_id, identity_data) = match new.provider {
+        Some((_, id, data)) => (Some(id), Some(data.to_string())),
+        None => (None, None),
     };
     let row = db
         .query_one(
@@ -124,12 +132,13 @@ pub(crate) async fn insert_user(
              i AS (
                INSERT INTO auth.identities (provider_id, user_id, identity_data, provider,
                                             last_sign_in_at, created_at, updated_at)
-               SELECT u.id::text, u.id,
-                      jsonb_build_object('sub', u.id::text, 'email', u.email,
-                                         'email_verified', u.email_confirmed_at IS NOT NULL,
-                                         'phone_verified', false),
-                      'email', now(), now(), now()
-               FROM u WHERE u.email IS NOT NULL)
+               SELECT coalesce($7, u.id::text), u.id,
+                      coalesce($8::text::jsonb,
+                                jsonb_build_object('sub', u.id::text, 'email', u.email,
+                                                   'email_verified', u.email_confirmed_at IS NOT NULL,
+                                                   'phone_verified', false)),
+                      $9, now(), now(), now()
+               FROM u WHERE u.email IS NOT NULL OR $8 IS NOT NULL)
              SELECT id::text FROM u",
             &[
                 &new.email,
@@ -138,6 +147,9 @@ pub(crate) async fn insert_user(
                 &new.confirmed,
                 &new.anonymous,
                 &app_metadata,
+                &provider_id,
+                &identity_data,
+                &provider,
             ],
         )
         .await?;
@@ -730,9 +742,11 @@ pub(crate) struct FlowState {
     pub authentication_method: String,
     /// Seconds since the code was issued (or the flow made).
     pub age: f64,
+    /// The OAuth provider's access token, for the session answer.
+    pub provider_token: Option<String>,
 }
 
-/// Starts a PKCE flow; its auth code is returned.
+/// Starts a PKCE flow; its id and auth code are returned.
 pub(crate) async fn insert_flow_state(
     db: &impl GenericClient,
     user: Option<&str>,
@@ -740,18 +754,37 @@ pub(crate) async fn insert_flow_state(
     method: &str,
     provider: &str,
     authentication_method: &str,
-) -> Result<String, Error> {
+) -> Result<(String, String), Error> {
     let row = db
         .query_one(
             "INSERT INTO auth.flow_state (id, user_id, auth_code, code_challenge_method, code_challenge,
                                          provider_type, created_at, updated_at, authentication_method)
              VALUES (gen_random_uuid(), $1::text::uuid, gen_random_uuid()::text,
                      $2::text::auth.code_challenge_method, $3, $4, now(), now(), $5)
-             RETURNING auth_code",
+             RETURNING id::text, auth_code",
             &[&user, &method, &challenge, &provider, &authentication_method],
         )
         .await?;
-    Ok(row.get(0))
+    Ok((row.get(0), row.get(1)))
+}
+
+/// Ends the OAuth leg of a PKCE flow: its user and the provider's token;
+/// the auth code to hand the client is returned.
+pub(crate) async fn complete_flow(
+    db: &impl GenericClient,
+    flow: &str,
+    user: &str,
+    provider_token: &str,
+) -> Result<Option<String>, Error> {
+    let row = db
+        .query_opt(
+            "UPDATE auth.flow_state SET user_id = $2::text::uuid, provider_access_token = $3,
+                                        auth_code_issued_at = now(), updated_at = now()
+             WHERE id = $1::text::uuid RETURNING auth_code",
+            &[&flow, &user, &provider_token],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
 }
 
 /// The newest flow of `user` by `authentication_method`, its code issued
@@ -784,7 +817,8 @@ pub(crate) async fn take_flow_state(
             "DELETE FROM auth.flow_state WHERE auth_code = $1
              RETURNING user_id::text, code_challenge, code_challenge_method::text,
                        authentication_method,
-                       extract(epoch FROM now() - coalesce(auth_code_issued_at, created_at))::float8",
+                       extract(epoch FROM now() - coalesce(auth_code_issued_at, created_at))::float8,
+                       provider_access_token",
             &[&auth_code],
         )
         .await?;
@@ -794,6 +828,7 @@ pub(crate) async fn take_flow_state(
         method: r.get(2),
         authentication_method: r.get(3),
         age: r.get(4),
+        provider_token: r.get(5),
     }))
 }
 
@@ -812,4 +847,52 @@ pub(crate) async fn obfuscated_user(db: &impl GenericClient, email: &str) -> Res
         )
         .await?;
     Ok(serde_json::from_str(row.get::<_, &str>(0)).unwrap_or_default())
+}
+
+/// The user of an external identity, if it is known.
+pub(crate) async fn identity_user(
+    db: &impl GenericClient,
+    provider: &str,
+    provider_id: &str,
+) -> Result<Option<String>, Error> {
+    let row = db
+        .query_opt(
+            "SELECT user_id::text FROM auth.identities WHERE provider = $1 AND provider_id = $2",
+            &[&provider, &provider_id],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Links (or refreshes) an external identity of `user`: its data, its
+/// sign-in time, the provider in the user's `providers` and the identity's
+/// data in their metadata, as GoTrue keeps them after each sign-in.
+pub(crate) async fn link_identity(
+    db: &impl GenericClient,
+    user: &str,
+    provider: &str,
+    provider_id: &str,
+    data: &Value,
+) -> Result<(), Error> {
+    db.execute(
+        "INSERT INTO auth.identities (provider_id, user_id, identity_data, provider, last_sign_in_at, created_at, updated_at)
+         VALUES ($3, $1::text::uuid, $4::text::jsonb, $2, now(), now(), now())
+         ON CONFLICT (provider_id, provider) DO UPDATE
+           SET identity_data = excluded.identity_data, last_sign_in_at = now(), updated_at = now()",
+        &[&user, &provider, &provider_id, &data.to_string()],
+    )
+    .await?;
+    db.execute(
+        "UPDATE auth.users SET
+           raw_app_meta_data = coalesce(raw_app_meta_data, '{}') || jsonb_build_object('providers', (
+             SELECT jsonb_agg(DISTINCT p) FROM (
+               SELECT jsonb_array_elements_text(coalesce(raw_app_meta_data -> 'providers', '[]')) AS p
+               UNION SELECT $2) ps)),
+           raw_user_meta_data = coalesce(raw_user_meta_data, '{}') || $3::text::jsonb,
+           updated_at = now()
+         WHERE id = $1::text::uuid",
+        &[&user, &provider, &data.to_string()],
+    )
+    .await?;
+    Ok(())
 }

@@ -61,6 +61,13 @@ impl JwtKey {
         self.fingerprint
     }
 
+    /// A value only the holder of the secret can compute for `label`
+    /// (HMAC-SHA256 under the secret): server-side secrets derived per use,
+    /// such as a PKCE verifier, without storing them.
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
+        self.sign(label)
+    }
+
     fn sign(&self, signing_input: &[u8]) -> [u8; 32] {
         let mut mac = self.mac.clone();
         mac.update(signing_input);

@@ -130,7 +130,10 @@ impl Tenant {
                     _ => {
                         return Err(Error::invalid(
                             "auth",
-                            format!("{}: must be a non-empty string or null", secret_field(provider)),
+                            format!(
+                                "{}: must be a non-empty string or null",
+                                secret_field(provider)
+                            ),
                         ));
                     }
                 };

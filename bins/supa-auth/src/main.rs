@@ -57,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
         postgrest: Default::default(),
         auth: env.settings,
         smtp_pass: env.smtp_pass,
-        provider_secrets: Default::default(),
+        provider_secrets: env.provider_secrets,
         database: None,
         auth_database: Some(ProjectDatabase {
             host,
@@ -72,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
     let urls = PublicUrls {
         issuer: env.issuer,
         verify_url: env.verify_url,
+        callback_url: env.callback_url,
     };
     let app = supa_auth::router(auth)
         .layer(Extension(Arc::new(config)))
