@@ -190,6 +190,7 @@ pub(crate) fn check_password(p: &Project, password: &str) -> Result<()> {
 #[derive(Debug, Deserialize)]
 struct SignupBody {
     email: Option<String>,
+    phone: Option<String>,
     password: Option<String>,
     #[serde(default)]
     data: Option<Value>,
@@ -213,9 +214,19 @@ async fn signup(
     }
     let metadata = object("data", body.data)?.unwrap_or_else(|| json!({}));
     // No address and no password: `signInAnonymously`.
-    if body.email.is_none() && body.password.is_none() {
+    if body.email.is_none() && body.phone.is_none() && body.password.is_none() {
         auth.limits.take(&p, Bucket::Anonymous, &ip)?;
         return anonymous_signup(&auth, &p, &metadata).await;
+    }
+    if let (None, Some(phone)) = (&body.email, &body.phone) {
+        return phone_signup(
+            &auth,
+            &p,
+            phone,
+            body.password.unwrap_or_default(),
+            &metadata,
+        )
+        .await;
     }
     if !p.settings.external_email_enabled {
         return Err(Error::new(
@@ -262,6 +273,7 @@ async fn signup(
         None => {
             let new = store::NewUser {
                 email: Some(&email),
+                phone: None,
                 password_hash: Some(&hash),
                 user_metadata: &metadata,
                 confirmed,
@@ -317,6 +329,60 @@ pub(crate) async fn signed_in(
     crate::tokens::issue(db, p, &user, &session_id, &refresh).await
 }
 
+/// Sign-up with a phone number and password: confirmed at once with
+/// `sms_autoconfirm`, else by the code sent through the send-SMS hook.
+async fn phone_signup(
+    auth: &Auth,
+    p: &Project,
+    phone: &str,
+    password: String,
+    metadata: &Value,
+) -> Result<Response> {
+    crate::sms::require_phone_provider(p)?;
+    let phone = crate::sms::normalize(phone)?;
+    check_password(p, &password)?;
+    let hash = hash_password(password).await?;
+    let mut client = auth.client(p).await?;
+    let tx = client.transaction().await?;
+    if store::user_by_phone(&tx, &phone).await?.is_some() {
+        return Err(Error::new(
+            422,
+            "phone_exists",
+            "Phone number already registered by another user",
+        ));
+    }
+    let confirmed = p.settings.sms_autoconfirm;
+    let new = store::NewUser {
+        email: None,
+        phone: Some(&phone),
+        password_hash: Some(&hash),
+        user_metadata: metadata,
+        confirmed,
+        anonymous: false,
+        provider: None,
+    };
+    let user = store::insert_user(&tx, &new).await?;
+    let answer = if confirmed {
+        signed_in(&tx, p, &user.id, "password").await?
+    } else {
+        crate::sms::send_code(
+            &tx,
+            auth,
+            p,
+            &user,
+            &phone,
+            store::TokenColumn::Confirmation,
+        )
+        .await?;
+        store::user_by_id(&tx, &user.id)
+            .await?
+            .ok_or_else(user_not_found)?
+            .json
+    };
+    tx.commit().await?;
+    Ok(Json(answer).into_response())
+}
+
 async fn anonymous_signup(auth: &Auth, p: &Project, metadata: &Value) -> Result<Response> {
     if !p.settings.external_anonymous_users_enabled {
         return Err(Error::new(
@@ -329,6 +395,7 @@ async fn anonymous_signup(auth: &Auth, p: &Project, metadata: &Value) -> Result<
     let tx = client.transaction().await?;
     let new = store::NewUser {
         email: None,
+        phone: None,
         password_hash: None,
         user_metadata: metadata,
         confirmed: false,
@@ -362,6 +429,7 @@ struct GrantQuery {
 #[derive(Debug, Deserialize)]
 struct TokenBody {
     email: Option<String>,
+    phone: Option<String>,
     password: Option<String>,
     refresh_token: Option<String>,
     #[serde(flatten)]
@@ -390,12 +458,20 @@ async fn token(
 
 async fn password_grant(auth: &Auth, p: &Project, body: TokenBody) -> Result<Response> {
     let invalid = || Error::new(400, "invalid_credentials", "Invalid login credentials");
-    let (Some(email), Some(password)) = (body.email, body.password) else {
+    let Some(password) = body.password else {
         return Err(invalid());
     };
     let mut client = auth.client(p).await?;
     let tx = client.transaction().await?;
-    let user = store::user_by_email(&tx, email.trim()).await?;
+    let by_phone = body.email.is_none();
+    let user = match (body.email, body.phone) {
+        (Some(email), _) => store::user_by_email(&tx, email.trim()).await?,
+        (None, Some(phone)) => match crate::sms::normalize(&phone) {
+            Ok(phone) => store::user_by_phone(&tx, &phone).await?,
+            Err(_) => None,
+        },
+        (None, None) => return Err(invalid()),
+    };
     // Unknown addresses cost a bcrypt check too: no timing tells them apart.
     let hash = user
         .as_ref()
@@ -409,7 +485,14 @@ async fn password_grant(auth: &Auth, p: &Project, body: TokenBody) -> Result<Res
     if user.banned {
         return Err(Error::new(400, "user_banned", "User is banned"));
     }
-    if !user.confirmed {
+    if by_phone && !user.phone_confirmed {
+        return Err(Error::new(
+            400,
+            "phone_not_confirmed",
+            "Phone not confirmed",
+        ));
+    }
+    if !by_phone && !user.confirmed {
         return Err(Error::new(
             400,
             "email_not_confirmed",
@@ -789,6 +872,7 @@ async fn admin_create_user(
     }
     let new = store::NewUser {
         email: Some(email),
+        phone: None,
         password_hash: hash.as_deref(),
         user_metadata: &metadata,
         confirmed: body.email_confirm,

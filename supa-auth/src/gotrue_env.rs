@@ -32,8 +32,9 @@ pub struct GoTrueEnv {
     /// Where OAuth providers send users back: a provider's
     /// `GOTRUE_EXTERNAL_*_REDIRECT_URI`, else `API_EXTERNAL_URL/callback`.
     pub callback_url: String,
-    /// `GOTRUE_EXTERNAL_*_SECRET`, by provider.
-    pub provider_secrets: BTreeMap<String, Secret<String>>,
+    /// `GOTRUE_EXTERNAL_*_SECRET` and `GOTRUE_HOOK_SEND_SMS_SECRETS`, by
+    /// the setting's name (`external_github_secret`...).
+    pub auth_secrets: BTreeMap<String, Secret<String>>,
     /// `GOTRUE_*` variables this server does not read, to be logged once.
     pub ignored: Vec<String>,
 }
@@ -212,12 +213,15 @@ pub fn read(vars: impl IntoIterator<Item = (String, String)>) -> Result<GoTrueEn
         external_keycloak_client_id: take("GOTRUE_EXTERNAL_KEYCLOAK_CLIENT_ID"),
         external_keycloak_url: take("GOTRUE_EXTERNAL_KEYCLOAK_URL"),
     };
-    let mut provider_secrets = BTreeMap::new();
+    let mut auth_secrets = BTreeMap::new();
+    if let Some(secret) = take("GOTRUE_HOOK_SEND_SMS_SECRETS") {
+        auth_secrets.insert("hook_send_sms_secrets".to_owned(), Secret::new(secret));
+    }
     let mut callback_url = None;
     for provider in supa_core::OAUTH_PROVIDERS {
         let upper = provider.to_uppercase();
         if let Some(secret) = take(&format!("GOTRUE_EXTERNAL_{upper}_SECRET")) {
-            provider_secrets.insert(provider.to_owned(), Secret::new(secret));
+            auth_secrets.insert(format!("external_{provider}_secret"), Secret::new(secret));
         }
         // One callback serves every provider.
         if let Some(uri) = take(&format!("GOTRUE_EXTERNAL_{upper}_REDIRECT_URI")) {
@@ -260,7 +264,7 @@ pub fn read(vars: impl IntoIterator<Item = (String, String)>) -> Result<GoTrueEn
         issuer,
         verify_url,
         callback_url,
-        provider_secrets,
+        auth_secrets,
         ignored,
     })
 }
@@ -299,7 +303,7 @@ mod tests {
             ("GOTRUE_MAILER_URLPATHS_CONFIRMATION", "/auth/v1/verify"),
             ("GOTRUE_RATE_LIMIT_EMAIL_SENT", "30.0"),
             ("GOTRUE_SMTP_PASS", "smtp-password"),
-            ("GOTRUE_EXTERNAL_GOOGLE_ENABLED", "false"),
+            ("GOTRUE_EXTERNAL_SKYPE_ENABLED", "false"),
             ("GOTRUE_DB_DRIVER", "postgres"),
         ])
         .unwrap();
@@ -308,7 +312,7 @@ mod tests {
         assert_eq!(e.settings.rate_limit_email_sent, 30);
         assert_eq!(e.issuer, "http://localhost:8000");
         assert_eq!(e.verify_url, "http://localhost:8000/auth/v1/verify");
-        assert_eq!(e.ignored, ["GOTRUE_EXTERNAL_GOOGLE_ENABLED"]);
+        assert_eq!(e.ignored, ["GOTRUE_EXTERNAL_SKYPE_ENABLED"]);
         assert!(!format!("{e:?}").contains("smtp-password"));
         assert!(!format!("{e:?}").contains(":pw@"));
     }

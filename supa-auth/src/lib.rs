@@ -25,6 +25,7 @@ mod mail;
 mod mfa;
 mod oauth;
 pub mod schema;
+mod sms;
 mod store;
 mod tokens;
 
@@ -53,8 +54,9 @@ pub struct AuthProject {
     pub verify_url: String,
     /// Where OAuth providers send users back (`{issuer}/callback`).
     pub callback_url: String,
-    /// The client secrets of its OAuth providers.
-    pub provider_secrets: std::collections::BTreeMap<String, supa_core::Secret<String>>,
+    /// Its write-only settings (OAuth client secrets, hook secrets), by
+    /// field name.
+    pub auth_secrets: std::collections::BTreeMap<String, supa_core::Secret<String>>,
     /// The password of its SMTP server.
     pub smtp_pass: Option<supa_core::Secret<String>>,
 }
@@ -192,7 +194,7 @@ impl AuthProject {
             database,
             verify_url: format!("{issuer}/verify"),
             callback_url: format!("{issuer}/callback"),
-            provider_secrets: config.provider_secrets.clone(),
+            auth_secrets: config.auth_secrets.clone(),
             issuer,
             smtp_pass: config.smtp_pass.clone(),
         })

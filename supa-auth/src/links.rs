@@ -43,7 +43,7 @@ pub(crate) fn routes(router: Router<Auth>) -> Router<Auth> {
 }
 
 /// A one-time code of `len` digits, uniform.
-fn code(len: i64) -> String {
+pub(crate) fn code(len: i64) -> String {
     let len = usize::try_from(len).unwrap_or(6).clamp(6, 10);
     let mut out = String::with_capacity(len);
     while out.len() < len {
@@ -343,14 +343,60 @@ async fn otp(
     Query(q): Query<RedirectQuery>,
     Body(body): Body<OtpBody>,
 ) -> Result<Response> {
-    if body.phone.is_some() && body.email.is_none() {
-        return Err(Error::new(
-            400,
-            "phone_provider_disabled",
-            "Unsupported phone provider",
-        ));
+    if let (Some(phone), None) = (&body.phone, &body.email) {
+        auth.limits.take(&p, Bucket::Otp, &ip)?;
+        let metadata = api::object("data", body.data.clone())?.unwrap_or_else(|| json!({}));
+        return phone_otp(&auth, &p, phone, body.create_user, &metadata).await;
     }
     magic(auth, p, ip, q, body).await
+}
+
+/// `/otp` by phone: a code by SMS; a new number gets a user (unless
+/// `create_user` is false).
+async fn phone_otp(
+    auth: &Auth,
+    p: &Project,
+    phone: &str,
+    create_user: bool,
+    metadata: &Value,
+) -> Result<Response> {
+    crate::sms::require_phone_provider(p)?;
+    let phone = crate::sms::normalize(phone)?;
+    let mut client = auth.client(p).await?;
+    let tx = client.transaction().await?;
+    let user = match store::user_by_phone(&tx, &phone).await? {
+        Some(user) => user,
+        None if !create_user => {
+            return Err(Error::new(
+                422,
+                "otp_disabled",
+                "Signups not allowed for otp",
+            ));
+        }
+        None if p.settings.disable_signup => {
+            return Err(Error::new(
+                422,
+                "signup_disabled",
+                "Signups not allowed for this instance",
+            ));
+        }
+        None => {
+            let new = store::NewUser {
+                email: None,
+                phone: Some(&phone),
+                password_hash: None,
+                user_metadata: metadata,
+                confirmed: false,
+                anonymous: false,
+                provider: None,
+            };
+            store::insert_user(&tx, &new).await?
+        }
+    };
+    let message_id =
+        crate::sms::send_code(&tx, auth, p, &user, &phone, TokenColumn::Confirmation).await?;
+    tx.commit().await?;
+    Ok(Json(json!({"message_id": message_id})).into_response())
 }
 
 /// `POST /magiclink`, GoTrue's older name of `/otp` for e-mail.
@@ -420,6 +466,7 @@ async fn magic(
         None => {
             let new = store::NewUser {
                 email: Some(&email),
+                phone: None,
                 password_hash: None,
                 user_metadata: &metadata,
                 confirmed: false,
@@ -440,6 +487,7 @@ struct ResendBody {
     #[serde(rename = "type")]
     kind: Option<String>,
     email: Option<String>,
+    phone: Option<String>,
     #[serde(flatten)]
     pkce: Pkce,
 }
@@ -455,6 +503,23 @@ async fn resend(
 ) -> Result<Response> {
     auth.limits.take(&p, Bucket::Otp, &ip)?;
     let kind = body.kind.unwrap_or_default();
+    if kind == "sms" {
+        crate::sms::require_phone_provider(&p)?;
+        let phone = crate::sms::normalize(body.phone.as_deref().unwrap_or(""))?;
+        let mut client = auth.client(&p).await?;
+        let tx = client.transaction().await?;
+        let mut answer = json!({});
+        if let Some(user) = store::user_by_phone(&tx, &phone).await?
+            && !user.phone_confirmed
+        {
+            let id =
+                crate::sms::send_code(&tx, &auth, &p, &user, &phone, TokenColumn::Confirmation)
+                    .await?;
+            answer = json!({"message_id": id});
+        }
+        tx.commit().await?;
+        return Ok(Json(answer).into_response());
+    }
     if !matches!(kind.as_str(), "signup" | "email_change") {
         return Err(Error::validation(
             "Missing one of these types: signup, email_change, sms, phone_change",
@@ -658,6 +723,7 @@ async fn invited_user(db: &impl GenericClient, email: &str, metadata: &Value) ->
         None => {
             let new = store::NewUser {
                 email: Some(email),
+                phone: None,
                 password_hash: None,
                 user_metadata: metadata,
                 confirmed: false,
@@ -714,6 +780,7 @@ async fn generate_link(
             }
             let new = store::NewUser {
                 email: Some(&email),
+                phone: None,
                 password_hash: hash.as_deref(),
                 user_metadata: &metadata,
                 confirmed: false,
@@ -816,6 +883,7 @@ struct VerifyParams {
     token: Option<String>,
     token_hash: Option<String>,
     email: Option<String>,
+    phone: Option<String>,
     redirect_to: Option<String>,
 }
 
@@ -840,11 +908,12 @@ fn columns(kind: &str) -> Result<&'static [TokenColumn]> {
         "recovery" | "magiclink" => &[TokenColumn::Recovery],
         "email" => &[TokenColumn::Confirmation, TokenColumn::Recovery],
         "email_change" => &[TokenColumn::EmailChangeNew, TokenColumn::EmailChangeCurrent],
-        "sms" | "phone_change" => {
+        "sms" => &[TokenColumn::Confirmation],
+        "phone_change" => {
             return Err(Error::new(
-                400,
-                "phone_provider_disabled",
-                "Unsupported phone provider",
+                422,
+                "phone_change_not_supported",
+                "Changing the phone number is not supported",
             ));
         }
         _ => {
@@ -860,10 +929,17 @@ fn columns(kind: &str) -> Result<&'static [TokenColumn]> {
 async fn redeem(db: &impl GenericClient, p: &Project, v: &VerifyParams) -> Result<Verified> {
     let kind = v.kind.as_deref().unwrap_or("");
     let columns = columns(kind)?;
-    let hashes: Vec<String> = match (&v.token_hash, &v.token, &v.email) {
+    let by_phone = kind == "sms";
+    // A code is hashed with its address: the e-mail, or the phone number.
+    let address = match (&v.email, &v.phone) {
+        (_, Some(phone)) if by_phone => Some(crate::sms::normalize(phone)?),
+        (Some(e), _) if !by_phone => Some(e.trim().to_owned()),
+        _ => None,
+    };
+    let hashes: Vec<String> = match (&v.token_hash, &v.token, &address) {
         (Some(h), _, _) if !h.is_empty() => vec![h.clone()],
-        (_, Some(t), Some(e)) if !t.is_empty() && !e.is_empty() => {
-            let h = token_hash(e.trim(), t.trim());
+        (_, Some(t), Some(a)) if !t.is_empty() && !a.is_empty() => {
+            let h = token_hash(a, t.trim());
             vec![format!("{PKCE_PREFIX}{h}"), h]
         }
         // A link's `token` is the stored hash itself.
@@ -892,6 +968,10 @@ async fn redeem(db: &impl GenericClient, p: &Project, v: &VerifyParams) -> Resul
     }
     store::clear_token(db, &user.id, column).await?;
     let auth_method = match column {
+        TokenColumn::Confirmation if by_phone => {
+            store::confirm_phone(db, &user.id).await?;
+            "sms"
+        }
         TokenColumn::Confirmation => {
             store::confirm_email(db, &user.id).await?;
             if kind == "invite" {

@@ -84,8 +84,8 @@ fn provider(p: &AuthProject, name: &str) -> Result<Provider> {
         ));
     };
     let secret = p
-        .provider_secrets
-        .get(name)
+        .auth_secrets
+        .get(&format!("external_{name}_secret"))
         .map(|s| s.expose().clone())
         .unwrap_or_default();
     let url = url.map(|u| u.trim_end_matches('/').to_owned());
@@ -445,6 +445,7 @@ async fn sign_in(
                     }
                     let new = store::NewUser {
                         email: who.email.as_deref(),
+                        phone: None,
                         password_hash: None,
                         user_metadata: &who.data,
                         confirmed: who.email_verified || p.settings.mailer_autoconfirm,

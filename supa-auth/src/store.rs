@@ -31,6 +31,7 @@ jsonb_build_object(
   'invited_at', u.invited_at, 'confirmation_sent_at', u.confirmation_sent_at,
   'recovery_sent_at', u.recovery_sent_at, 'new_email', nullif(u.email_change, ''),
   'email_change_sent_at', u.email_change_sent_at, 'banned_until', u.banned_until,
+  'phone_confirmed_at', u.phone_confirmed_at,
   'factors', (
     SELECT jsonb_agg(jsonb_build_object(
       'id', f.id, 'friendly_name', coalesce(f.friendly_name, ''), 'factor_type', f.factor_type,
@@ -42,7 +43,10 @@ jsonb_build_object(
 pub(crate) struct UserRow {
     pub id: String,
     pub encrypted_password: Option<String>,
+    /// The e-mail address is confirmed.
     pub confirmed: bool,
+    /// The phone number is confirmed.
+    pub phone_confirmed: bool,
     pub banned: bool,
     pub json: Value,
 }
@@ -52,6 +56,7 @@ fn user_row(row: &tokio_postgres::Row) -> UserRow {
         id: row.get("id"),
         encrypted_password: row.get("encrypted_password"),
         confirmed: row.get("confirmed"),
+        phone_confirmed: row.get("phone_confirmed"),
         banned: row.get("banned"),
         json: serde_json::from_str(row.get::<_, &str>("json")).unwrap_or_default(),
     }
@@ -60,6 +65,7 @@ fn user_row(row: &tokio_postgres::Row) -> UserRow {
 fn user_select(condition: &str) -> String {
     format!(
         "SELECT u.id::text AS id, u.encrypted_password, u.email_confirmed_at IS NOT NULL AS confirmed,
+                u.phone_confirmed_at IS NOT NULL AS phone_confirmed,
                 coalesce(u.banned_until > now(), false) AS banned, ({USER_JSON})::text AS json
          FROM auth.users u WHERE {condition} AND u.deleted_at IS NULL"
     )
@@ -79,6 +85,34 @@ pub(crate) async fn user_by_email(
     Ok(row.as_ref().map(user_row))
 }
 
+/// The user with this phone number (digits only), if any.
+pub(crate) async fn user_by_phone(
+    db: &impl GenericClient,
+    phone: &str,
+) -> Result<Option<UserRow>, Error> {
+    let row = db
+        .query_opt(&user_select("u.phone = $1"), &[&phone])
+        .await?;
+    Ok(row.as_ref().map(user_row))
+}
+
+/// Confirms the user's phone number (and its identity).
+pub(crate) async fn confirm_phone(db: &impl GenericClient, user: &str) -> Result<(), Error> {
+    db.execute(
+        "UPDATE auth.users SET phone_confirmed_at = coalesce(phone_confirmed_at, now()), updated_at = now()
+         WHERE id = $1::text::uuid",
+        &[&user],
+    )
+    .await?;
+    db.execute(
+        "UPDATE auth.identities SET identity_data = identity_data || '{\"phone_verified\": true}'
+         WHERE user_id = $1::text::uuid AND provider = 'phone'",
+        &[&user],
+    )
+    .await?;
+    Ok(())
+}
+
 /// The user of this id, if any.
 pub(crate) async fn user_by_id(
     db: &impl GenericClient,
@@ -94,6 +128,8 @@ pub(crate) async fn user_by_id(
 #[derive(Debug)]
 pub(crate) struct NewUser<'a> {
     pub email: Option<&'a str>,
+    /// A phone number (digits only): the user signs in with it.
+    pub phone: Option<&'a str>,
     pub password_hash: Option<&'a str>,
     pub user_metadata: &'a Value,
     /// Stamps the e-mail confirmation now.
@@ -109,7 +145,11 @@ pub(crate) async fn insert_user(
     db: &impl GenericClient,
     new: &NewUser<'_>,
 ) -> Result<UserRow, Error> {
-    let provider = new.provider.map_or("email", |p| p.0);
+    let provider = match (new.provider, new.email) {
+        (Some(p), _) => p.0,
+        (None, None) if new.phone.is_some() => "phone",
+        _ => "email",
+    };
     let app_metadata = if new.anonymous {
         "{}".to_owned()
     } else {
@@ -124,21 +164,24 @@ pub(crate) async fn insert_user(
             "WITH u AS (
                INSERT INTO auth.users (instance_id, id, aud, role, email, encrypted_password,
                                        email_confirmed_at, raw_app_meta_data, raw_user_meta_data,
-                                       is_super_admin, created_at, updated_at, is_anonymous)
+                                       is_super_admin, created_at, updated_at, is_anonymous,
+                                       phone, phone_confirmed_at)
                VALUES ('00000000-0000-0000-0000-000000000000', gen_random_uuid(), 'authenticated',
                        'authenticated', lower($1), $2, CASE WHEN $4 AND $1 IS NOT NULL THEN now() END,
-                       $6::text::jsonb, $3::text::jsonb, false, now(), now(), $5)
-               RETURNING id, email, email_confirmed_at),
+                       $6::text::jsonb, $3::text::jsonb, false, now(), now(), $5,
+                       $10::text, CASE WHEN $4 AND $10::text IS NOT NULL THEN now() END)
+               RETURNING id, email, email_confirmed_at, phone, phone_confirmed_at),
              i AS (
                INSERT INTO auth.identities (provider_id, user_id, identity_data, provider,
                                             last_sign_in_at, created_at, updated_at)
                SELECT coalesce($7, u.id::text), u.id,
                       coalesce($8::text::jsonb,
-                                jsonb_build_object('sub', u.id::text, 'email', u.email,
+                                jsonb_strip_nulls(jsonb_build_object('sub', u.id::text, 'email', u.email,
+                                                   'phone', u.phone,
                                                    'email_verified', u.email_confirmed_at IS NOT NULL,
-                                                   'phone_verified', false)),
+                                                   'phone_verified', u.phone_confirmed_at IS NOT NULL))),
                       $9, now(), now(), now()
-               FROM u WHERE u.email IS NOT NULL OR $8 IS NOT NULL)
+               FROM u WHERE u.email IS NOT NULL OR u.phone IS NOT NULL OR $8 IS NOT NULL)
              SELECT id::text FROM u",
             &[
                 &new.email,
@@ -150,6 +193,7 @@ pub(crate) async fn insert_user(
                 &provider_id,
                 &identity_data,
                 &provider,
+                &new.phone,
             ],
         )
         .await?;

@@ -127,6 +127,15 @@ pub struct AuthSettings {
 /// The OAuth providers a project may enable, as Supabase names them.
 pub const OAUTH_PROVIDERS: [&str; 3] = ["github", "google", "keycloak"];
 
+/// The write-only auth settings besides `smtp_pass`: never shown, kept
+/// sealed apart from the rest.
+pub const AUTH_SECRET_FIELDS: [&str; 4] = [
+    "external_github_secret",
+    "external_google_secret",
+    "external_keycloak_secret",
+    "hook_send_sms_secrets",
+];
+
 impl AuthSettings {
     /// Whether `provider` is enabled, its client id and its URL override.
     pub fn provider(&self, provider: &str) -> Option<(bool, Option<&str>, Option<&str>)> {
@@ -246,14 +255,19 @@ fn is_web_url(s: &str) -> bool {
         .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
 }
 
-/// Where a hook runs: a function of the project's database, or HTTPS.
+/// Where a hook runs: a function of the project's database, HTTPS, or
+/// plain HTTP on this machine (a local service, a test).
 fn is_hook_uri(s: &str) -> bool {
     match s.strip_prefix("pg-functions://postgres/") {
         Some(rest) => {
             let parts: Vec<&str> = rest.split('/').collect();
             parts.len() == 2 && parts.iter().all(|p| !p.is_empty())
         }
-        None => url::Url::parse(s).is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some()),
+        None => url::Url::parse(s).is_ok_and(|u| match u.scheme() {
+            "https" => u.host_str().is_some(),
+            "http" => matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")),
+            _ => false,
+        }),
     }
 }
 

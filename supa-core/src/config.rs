@@ -261,14 +261,15 @@ pub struct ProjectConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub smtp_pass: Option<Secret<String>>,
-    /// The client secrets of `auth`'s OAuth providers, by provider name
-    /// (write-only in the Management API).
+    /// The write-only secrets of `auth` other than `smtp_pass`, by field
+    /// name ([`crate::AUTH_SECRET_FIELDS`]: OAuth client secrets, hook
+    /// signing secrets).
     #[serde(
         default,
         serialize_with = "crate::secret::serialize_exposed_map",
         skip_serializing_if = "std::collections::BTreeMap::is_empty"
     )]
-    pub provider_secrets: std::collections::BTreeMap<String, Secret<String>>,
+    pub auth_secrets: std::collections::BTreeMap<String, Secret<String>>,
     /// How an in-process data plane reaches the project's database
     /// (embedded upstream); absent for other upstreams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -336,7 +337,7 @@ mod tests {
             postgrest: PostgrestSettings::default(),
             auth: crate::AuthSettings::default(),
             smtp_pass: None,
-            provider_secrets: Default::default(),
+            auth_secrets: Default::default(),
             database: None,
             auth_database: None,
         }

@@ -4,7 +4,7 @@
 //! gateways forget the old settings at once.
 
 use serde_json::{Map, Value};
-use supa_core::{AuthSettings, OAUTH_PROVIDERS, ProjectRef};
+use supa_core::{AUTH_SECRET_FIELDS, AuthSettings, ProjectRef};
 
 use crate::tenant::Invalidation;
 use crate::{Error, Tenant};
@@ -14,14 +14,9 @@ pub(crate) fn smtp_pass_context(r: &ProjectRef) -> String {
     format!("project:{r}:smtp_pass")
 }
 
-/// Sealing context of a project's OAuth client secrets.
-pub(crate) fn provider_secrets_context(r: &ProjectRef) -> String {
-    format!("project:{r}:provider_secrets")
-}
-
-/// The write-only field of `provider`'s client secret.
-fn secret_field(provider: &str) -> String {
-    format!("external_{provider}_secret")
+/// Sealing context of a project's other write-only auth settings.
+pub(crate) fn auth_secrets_context(r: &ProjectRef) -> String {
+    format!("project:{r}:auth_secrets")
 }
 
 /// The settings as the API shows them: every field, the write-only ones
@@ -30,8 +25,8 @@ fn shown(settings: &AuthSettings) -> Value {
     let mut v = serde_json::to_value(settings).unwrap_or_default();
     if let Value::Object(m) = &mut v {
         m.insert("smtp_pass".into(), Value::Null);
-        for provider in OAUTH_PROVIDERS {
-            m.insert(secret_field(provider), Value::Null);
+        for field in AUTH_SECRET_FIELDS {
+            m.insert(field.into(), Value::Null);
         }
     }
     v
@@ -50,17 +45,17 @@ impl Tenant {
     }
 
     /// Changes the fields `patch` names; nothing changes when one is
-    /// unknown or invalid. `smtp_pass` and the providers' client secrets
-    /// are sealed (null removes one).
+    /// unknown or invalid. `smtp_pass` and the other write-only fields are
+    /// sealed (null removes one).
     pub async fn update_auth_settings(
         &self,
         project_ref: &ProjectRef,
         mut patch: Map<String, Value>,
     ) -> Result<Value, Error> {
         let smtp_pass = patch.remove("smtp_pass");
-        let provider_secrets: Vec<(&str, Value)> = OAUTH_PROVIDERS
+        let secrets_patch: Vec<(&str, Value)> = AUTH_SECRET_FIELDS
             .iter()
-            .filter_map(|p| patch.remove(&secret_field(p)).map(|v| (*p, v)))
+            .filter_map(|f| patch.remove(*f).map(|v| (*f, v)))
             .collect();
         let mut tx = self.db.begin().await?;
         let current: sqlx::types::Json<AuthSettings> =
@@ -109,39 +104,31 @@ impl Tenant {
             .bind(sqlx::types::Json(&settings))
             .execute(&mut *tx)
             .await?;
-        if !provider_secrets.is_empty() {
+        if !secrets_patch.is_empty() {
             let current: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT provider_secrets_enc FROM projects WHERE ref = $1")
+                sqlx::query_scalar("SELECT auth_secrets_enc FROM projects WHERE ref = $1")
                     .bind(project_ref.as_str())
                     .fetch_one(&mut *tx)
                     .await?;
-            let context = provider_secrets_context(project_ref);
+            let context = auth_secrets_context(project_ref);
             let mut secrets: Map<String, Value> = match current {
                 Some(sealed) => serde_json::from_str(&self.key.decrypt_string(&context, &sealed)?)
                     .unwrap_or_default(),
                 None => Map::new(),
             };
-            for (provider, value) in provider_secrets {
+            for (field, value) in secrets_patch {
                 match value {
-                    Value::Null => secrets.remove(provider),
+                    Value::Null => secrets.remove(field),
                     Value::String(s) if !s.is_empty() => {
-                        secrets.insert(provider.to_owned(), Value::String(s))
+                        secrets.insert(field.to_owned(), Value::String(s))
                     }
-                    _ => {
-                        return Err(Error::invalid(
-                            "auth",
-                            format!(
-                                "{}: must be a non-empty string or null",
-                                secret_field(provider)
-                            ),
-                        ));
-                    }
+                    _ => return Err(Error::invalid(field, "must be a non-empty string or null")),
                 };
             }
             let sealed = self
                 .key
                 .encrypt(&context, Value::Object(secrets).to_string().as_bytes());
-            sqlx::query("UPDATE projects SET provider_secrets_enc = $2 WHERE ref = $1")
+            sqlx::query("UPDATE projects SET auth_secrets_enc = $2 WHERE ref = $1")
                 .bind(project_ref.as_str())
                 .bind(sealed)
                 .execute(&mut *tx)

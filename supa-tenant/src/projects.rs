@@ -619,7 +619,7 @@ impl Tenant {
     pub async fn project_config(&self, project_ref: &ProjectRef) -> Result<ProjectConfig, Error> {
         let row = sqlx::query(
             "SELECT p.status, p.jwt_secret_enc, p.upstream, p.postgrest, p.authenticator_password_enc,
-                    p.auth, p.smtp_pass_enc, p.provider_secrets_enc, p.auth_password_enc, w.host, w.port
+                    p.auth, p.smtp_pass_enc, p.auth_secrets_enc, p.auth_password_enc, w.host, w.port
              FROM projects p JOIN workers w ON w.id = p.worker_id WHERE p.ref = $1",
         )
         .bind(project_ref.as_str())
@@ -680,10 +680,10 @@ impl Tenant {
                 })
                 .transpose()?
                 .map(Secret::new),
-            provider_secrets: match row.try_get::<Option<Vec<u8>>, _>("provider_secrets_enc")? {
+            auth_secrets: match row.try_get::<Option<Vec<u8>>, _>("auth_secrets_enc")? {
                 Some(sealed) => {
                     let text = self.key.decrypt_string(
-                        &crate::auth_config::provider_secrets_context(project_ref),
+                        &crate::auth_config::auth_secrets_context(project_ref),
                         &sealed,
                     )?;
                     serde_json::from_str::<std::collections::BTreeMap<String, String>>(&text)

@@ -57,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
         postgrest: Default::default(),
         auth: env.settings,
         smtp_pass: env.smtp_pass,
-        provider_secrets: env.provider_secrets,
+        auth_secrets: env.auth_secrets,
         database: None,
         auth_database: Some(ProjectDatabase {
             host,
