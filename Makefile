@@ -6,7 +6,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps build lint test-rust bindings pytest test bench bench-load bench-meta up clean
+.PHONY: help deps build lint test-rust bindings pytest test bench bench-load bench-meta bench-auth up clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -40,6 +40,7 @@ bench: deps ## criterion micro-benchmarks, control-plane latency, then gateway l
 	cargo bench -p supa-benches --bench control_plane
 	$(MAKE) bench-load
 	$(MAKE) bench-meta
+	$(MAKE) bench-auth
 
 bench-load: ## gateway load benchmarks against nginx and supa-rest direct (benches/load)
 	@scripts/bootstrap.sh bench
@@ -49,6 +50,12 @@ bench-load: ## gateway load benchmarks against nginx and supa-rest direct (bench
 bench-meta: deps ## supa-meta against postgres-meta on 1,000 tables (benches/meta)
 	cargo build --release --quiet -p supa-meta-bin
 	python3 benches/meta/run.py
+
+bench-auth: ## auth server: password grants against raw bcrypt, refresh grants, GET /user (benches/auth)
+	@scripts/bootstrap.sh bench
+	cargo build --release --quiet -p supa
+	cargo build --release --quiet -p supa-benches --bin bcrypt-rate
+	python3 benches/auth/run.py
 
 up: deps ## run the whole platform on the embedded default (data in ./.supa)
 	cargo build --release --quiet -p supa

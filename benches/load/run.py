@@ -56,10 +56,12 @@ def wait_port(port, proc=None, seconds=60):
     sys.exit(f"nothing listens on {port}")
 
 
-def wrk(url, headers=(), connections=CONNECTIONS, duration=DURATION):
+def wrk(url, headers=(), connections=CONNECTIONS, duration=DURATION, script=None):
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}", "--latency"]
     for h in headers:
         cmd += ["-H", h]
+    if script:
+        cmd += ["-s", script]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 

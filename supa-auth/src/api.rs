@@ -102,8 +102,9 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
 
 /// The public keys of the project's asymmetric signing keys: none while
 /// access tokens are HS256, as GoTrue answers then.
-async fn jwks() -> Json<Value> {
-    Json(json!({"keys": []}))
+async fn jwks(p: Project) -> Json<Value> {
+    let keys: Vec<Value> = p.signing_keys.iter().map(|k| k.public().jwk()).collect();
+    Json(json!({ "keys": keys }))
 }
 
 /// SAML single sign-on is not offered: GoTrue's answer when it is off.

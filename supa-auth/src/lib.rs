@@ -42,8 +42,12 @@ use supa_keys::JwtKey;
 pub struct AuthProject {
     /// The project.
     pub project_ref: ProjectRef,
-    /// Signs and verifies its access tokens.
+    /// Verifies its access tokens (and signs them, HS256, without an
+    /// ES256 key).
     pub jwt_key: JwtKey,
+    /// Its ES256 signing keys, the current one first: access tokens are
+    /// signed with it and every one is in the JWKS.
+    pub signing_keys: Vec<supa_keys::EsSigningKey>,
     /// Its settings.
     pub settings: AuthSettings,
     /// The auth server's login to its database.
@@ -185,11 +189,11 @@ impl AuthProject {
                 "Auth is not available for this project",
             )
         })?;
-        let jwt_key =
-            JwtKey::new(config.jwt_secret.expose().as_bytes()).map_err(Error::internal)?;
+        let (jwt_key, signing_keys) = supa_keys::project_keys(config).map_err(Error::internal)?;
         Ok(Self {
             project_ref: config.project_ref,
             jwt_key,
+            signing_keys,
             settings: config.auth.clone(),
             database,
             verify_url: format!("{issuer}/verify"),

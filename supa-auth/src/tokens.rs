@@ -79,7 +79,10 @@ pub(crate) async fn issue(
     };
     let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(exp);
     Ok(json!({
-        "access_token": supa_keys::sign_claims(&p.jwt_key, &claims),
+        "access_token": match p.signing_keys.first() {
+            Some(key) => key.sign_claims(&claims),
+            None => supa_keys::sign_claims(&p.jwt_key, &claims),
+        },
         "token_type": "bearer",
         "expires_in": exp - now,
         "expires_at": exp,

@@ -127,6 +127,11 @@ pub struct AuthSettings {
 /// The OAuth providers a project may enable, as Supabase names them.
 pub const OAUTH_PROVIDERS: [&str; 3] = ["github", "google", "keycloak"];
 
+/// Where a project's ES256 signing keys travel in
+/// [`crate::ProjectConfig::auth_secrets`]: a JSON array of private JWKs,
+/// the current one first. Made by the control plane, never by a PATCH.
+pub const JWT_SIGNING_KEYS: &str = "jwt_signing_keys";
+
 /// The write-only auth settings besides `smtp_pass`: never shown, kept
 /// sealed apart from the rest.
 pub const AUTH_SECRET_FIELDS: [&str; 4] = [

@@ -24,7 +24,7 @@ pub mod env;
 pub mod http;
 pub mod time;
 
-pub use auth_settings::{AUTH_SECRET_FIELDS, AuthSettings, OAUTH_PROVIDERS};
+pub use auth_settings::{AUTH_SECRET_FIELDS, AuthSettings, JWT_SIGNING_KEYS, OAUTH_PROVIDERS};
 pub use config::{
     KeyRecord, PostgrestSettings, ProjectConfig, ProjectDatabase, ProjectStatus, Service,
     ServiceUpstreams, Upstream,

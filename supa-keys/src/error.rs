@@ -17,9 +17,13 @@ pub enum Error {
     /// The JWT cannot be decoded (structure, base64 or JSON).
     #[error("malformed JWT: {0}")]
     MalformedJwt(&'static str),
-    /// The JWT's header names an algorithm other than HS256 (including `none`).
-    #[error("JWT algorithm {0:?} is not allowed: only HS256 is accepted")]
+    /// The JWT's header names an algorithm the project does not use
+    /// (`none`, `HS512`, ES256 without an ES256 key...).
+    #[error("JWT algorithm {0:?} is not allowed")]
     WrongAlgorithm(String),
+    /// A JSON Web Key that is not a P-256 key, or whose field is bad.
+    #[error("invalid JWK: bad or missing {0:?}")]
+    BadJwk(&'static str),
     /// The JWT's signature does not verify with the project's secret.
     #[error("JWT signature does not match")]
     BadSignature,

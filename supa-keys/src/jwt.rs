@@ -1,9 +1,10 @@
-//! HS256 JWTs, and nothing else.
+//! HS256 JWTs, and ES256 ones for projects that sign with a key pair.
 //!
-//! Only one algorithm is ever accepted, so there is no algorithm negotiation
-//! to confuse: the header's `alg` must be exactly `HS256` (`none`, `HS512`,
-//! `RS256`... are refused before the signature is looked at), and the
-//! signature is compared in constant time by `hmac`'s `verify_slice`.
+//! The algorithm is never negotiated: the header's `alg` must be exactly
+//! `HS256`, or `ES256` when the key holds ES256 public keys (and its `kid`
+//! names one of them); `none`, `HS512`, `RS256`... are refused before the
+//! signature is looked at. HMAC signatures are compared in constant time
+//! by `hmac`'s `verify_slice`.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -37,6 +38,8 @@ const HEADER_B64: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
 pub struct JwtKey {
     mac: Hmac<Sha256>,
     fingerprint: u64,
+    /// ES256 public keys also accepted (a project's signing keys).
+    es256: std::sync::Arc<[crate::EsPublicKey]>,
 }
 
 impl JwtKey {
@@ -52,7 +55,22 @@ impl JwtKey {
         let mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts any key length");
         let digest = Sha256::digest(secret);
         let fingerprint = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
-        Ok(Self { mac, fingerprint })
+        Ok(Self {
+            mac,
+            fingerprint,
+            es256: std::sync::Arc::new([]),
+        })
+    }
+
+    /// This key, also accepting ES256 tokens signed by `keys`.
+    pub fn with_es256(mut self, keys: Vec<crate::EsPublicKey>) -> Self {
+        self.es256 = keys.into();
+        self
+    }
+
+    /// The ES256 public keys it accepts.
+    pub fn es256_keys(&self) -> &[crate::EsPublicKey] {
+        &self.es256
     }
 
     /// A short identity of the secret (not the secret), so caches can tell
@@ -109,6 +127,20 @@ pub fn mint_with_ttl(
         now.saturating_add(ttl_secs)
     );
     signed(key, claims.as_bytes())
+}
+
+/// A project's verifying key (its HS256 secret, and the public halves of
+/// its ES256 signing keys) and those signing keys, the current first.
+pub fn project_keys(
+    config: &supa_core::ProjectConfig,
+) -> Result<(JwtKey, Vec<crate::EsSigningKey>), Error> {
+    let signing = match config.auth_secrets.get(supa_core::JWT_SIGNING_KEYS) {
+        Some(text) => crate::EsSigningKey::list_from_json(text.expose())?,
+        None => Vec::new(),
+    };
+    let key = JwtKey::new(config.jwt_secret.expose().as_bytes())?
+        .with_es256(signing.iter().map(|k| k.public().clone()).collect());
+    Ok((key, signing))
 }
 
 /// `header.claims.signature` for a JSON `claims` body.
@@ -178,6 +210,8 @@ impl Claims {
 struct Header<'a> {
     #[serde(borrow)]
     alg: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    kid: Option<std::borrow::Cow<'a, str>>,
     crit: Option<IgnoredAny>,
 }
 
@@ -201,16 +235,39 @@ pub fn verify_signature(key: &JwtKey, token: &str) -> Result<Map<String, Value>,
         .map_err(|_| Error::MalformedJwt("the header is not base64url"))?;
     let header: Header<'_> = serde_json::from_slice(&header_json)
         .map_err(|_| Error::MalformedJwt("the header is not a JSON object"))?;
-    match header.alg.as_deref() {
-        Some("HS256") => {}
+    let es256 = match header.alg.as_deref() {
+        Some("HS256") => false,
+        Some("ES256") if !key.es256.is_empty() => true,
         Some(other) => return Err(Error::WrongAlgorithm(other.to_owned())),
         None => return Err(Error::MalformedJwt("the header has no alg")),
-    }
+    };
     if header.crit.is_some() {
         // RFC 7515 4.1.11: critical extensions we do not implement must fail.
         return Err(Error::MalformedJwt(
             "the header has unsupported critical extensions",
         ));
+    }
+    let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+    if es256 {
+        // The key the header names; without a `kid`, the only key.
+        let public = match header.kid.as_deref() {
+            Some(kid) => key.es256.iter().find(|k| k.kid() == kid),
+            None if key.es256.len() == 1 => key.es256.first(),
+            None => None,
+        }
+        .ok_or(Error::BadSignature)?;
+        let mut signature = [0u8; 64];
+        match URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut signature) {
+            Ok(64) => {}
+            Ok(_) | Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+                return Err(Error::BadSignature);
+            }
+            Err(_) => return Err(Error::MalformedJwt("the signature is not base64url")),
+        }
+        if !public.verifies(signing_input.as_bytes(), &signature) {
+            return Err(Error::BadSignature);
+        }
+        return claims_of(payload_b64);
     }
 
     let mut signature = [0u8; 32];
@@ -221,19 +278,20 @@ pub fn verify_signature(key: &JwtKey, token: &str) -> Result<Map<String, Value>,
         }
         Err(_) => return Err(Error::MalformedJwt("the signature is not base64url")),
     }
-    let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
     let mut mac = key.mac.clone();
     mac.update(signing_input.as_bytes());
     mac.verify_slice(&signature)
         .map_err(|_| Error::BadSignature)?;
+    claims_of(payload_b64)
+}
 
+/// The claims of a token whose signature verified.
+fn claims_of(payload_b64: &str) -> Result<Map<String, Value>, Error> {
     let payload = URL_SAFE_NO_PAD
         .decode(payload_b64)
         .map_err(|_| Error::MalformedJwt("the claims are not base64url"))?;
-    let map: Map<String, Value> = serde_json::from_slice(&payload)
-        .map_err(|_| Error::MalformedJwt("the claims are not a JSON object"))?;
-
-    Ok(map)
+    serde_json::from_slice(&payload)
+        .map_err(|_| Error::MalformedJwt("the claims are not a JSON object"))
 }
 
 /// Verifies a token with the project's key at time `now` (Unix seconds):
@@ -370,6 +428,47 @@ mod tests {
             mint_with_ttl(&key(), &pr(), Role::ServiceRole, NOW, 60),
             forge(HS256, &claims, SECRET)
         );
+    }
+
+    #[test]
+    fn es256_tokens_verify_only_with_the_projects_keys() {
+        let signing = crate::EsSigningKey::generate();
+        let mut claims = Map::new();
+        claims.insert("sub".into(), serde_json::json!("u"));
+        claims.insert("exp".into(), serde_json::json!(unix_now() + 60));
+        let token = signing.sign_claims(&claims);
+        // A key without ES256 keys refuses the algorithm outright.
+        assert!(matches!(
+            verify(&key(), &token, unix_now()),
+            Err(Error::WrongAlgorithm(a)) if a == "ES256"
+        ));
+        let with = key().with_es256(vec![signing.public().clone()]);
+        assert_eq!(
+            verify(&with, &token, unix_now())
+                .unwrap()
+                .get("sub")
+                .unwrap(),
+            "u"
+        );
+        // HS256 tokens of the secret still verify.
+        let hs = sign_claims(&with, &claims);
+        assert!(verify(&with, &hs, unix_now()).is_ok());
+        // Another key pair, or a token whose claims changed, does not.
+        let other = key().with_es256(vec![crate::EsSigningKey::generate().public().clone()]);
+        assert!(matches!(
+            verify(&other, &token, unix_now()),
+            Err(Error::BadSignature)
+        ));
+        let (head, rest) = token.split_once('.').unwrap();
+        let (_, sig) = rest.split_once('.').unwrap();
+        let forged = format!(
+            "{head}.{}.{sig}",
+            URL_SAFE_NO_PAD.encode(br#"{"sub":"admin","exp":9999999999}"#)
+        );
+        assert!(matches!(
+            verify(&with, &forged, unix_now()),
+            Err(Error::BadSignature)
+        ));
     }
 
     #[test]

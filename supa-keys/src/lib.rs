@@ -15,6 +15,7 @@
 
 mod apikey;
 mod error;
+mod es256;
 mod jwt;
 mod mint_cache;
 mod sigv4;
@@ -24,9 +25,10 @@ pub use apikey::{
     consumer_name, display_prefix, generate, hash, hash_hex, parse, redact, validate,
 };
 pub use error::Error;
+pub use es256::{EsPublicKey, EsSigningKey};
 pub use jwt::{
     Claims, DEFAULT_TTL_SECS, ISSUER, JwtKey, LEEWAY_SECS, MIN_SECRET_LEN, mint, mint_with_ttl,
-    sign_claims, unix_now, verify, verify_signature,
+    project_keys, sign_claims, unix_now, verify, verify_signature,
 };
 pub use mint_cache::MintCache;
 pub use sigv4::{Credentials, Payload, SigV4Signer, SignedHeaders, SigningRequest};

@@ -81,11 +81,49 @@ struct Context {
     profile_header: bool,
 }
 
+/// The key of PostgREST's `jwt-secret`: a secret string, or (as PostgREST
+/// accepts) a JWK set whose `oct` key is the HS256 secret and whose P-256
+/// keys verify ES256 tokens (an auth server's JWKS).
+fn jwt_key(secret: &str) -> Result<JwtKey, supa_keys::Error> {
+    let text = secret.trim();
+    if !text.starts_with('{') {
+        return JwtKey::new(secret.as_bytes());
+    }
+    let set: serde_json::Value =
+        serde_json::from_str(text).map_err(|_| supa_keys::Error::BadJwk("keys"))?;
+    let keys = set["keys"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| vec![set.clone()]);
+    let mut hs = None;
+    let mut es = Vec::new();
+    for k in &keys {
+        match k["kty"].as_str() {
+            Some("oct") => {
+                use base64::Engine as _;
+                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(k["k"].as_str().unwrap_or(""))
+                    .map_err(|_| supa_keys::Error::BadJwk("k"))?;
+                hs = Some(bytes);
+            }
+            Some("EC") => es.push(supa_keys::EsPublicKey::from_jwk(k)?),
+            _ => {}
+        }
+    }
+    // Without an `oct` key no HS256 token can verify: a random secret.
+    let secret = hs.unwrap_or_else(|| {
+        let mut random = vec![0u8; 32];
+        getrandom::fill(&mut random).expect("the OS has randomness");
+        random
+    });
+    Ok(JwtKey::new(&secret)?.with_es256(es))
+}
+
 impl Service {
     /// A service over `pool` with `config`.
     pub fn new(config: RestConfig, pool: Pool) -> Result<Self, Error> {
         let jwt_key = match &config.jwt_secret {
-            Some(s) => Some(JwtKey::new(s.expose().as_bytes()).map_err(|e| {
+            Some(s) => Some(jwt_key(s.expose()).map_err(|e| {
                 Error::api(500, "PGRST300", "Server lacks JWT secret").with_details(e.to_string())
             })?),
             None => None,

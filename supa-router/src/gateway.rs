@@ -482,8 +482,9 @@ impl Gateway {
                 let Some(config) = directory.project_config(&r).await? else {
                     return Ok(None);
                 };
-                let jwt_key = JwtKey::new(config.jwt_secret.expose().as_bytes()).map_err(|e| {
-                    DirectoryError(format!("project {r} has an unusable JWT secret: {e}"))
+                // User tokens verify with the secret or an ES256 signing key.
+                let (jwt_key, _) = supa_keys::project_keys(&config).map_err(|e| {
+                    DirectoryError(format!("project {r} has unusable JWT keys: {e}"))
                 })?;
                 let db = config.database.clone();
                 Ok::<_, DirectoryError>(Some(Arc::new(ProjectState {

@@ -176,6 +176,10 @@ fn management(family: Family) -> Router<Tenant> {
         )
         .route("/projects/{ref}/auth/outbox", get(auth_outbox))
         .route(
+            "/projects/{ref}/config/auth/signing-keys",
+            get(list_signing_keys).post(add_signing_key),
+        )
+        .route(
             "/projects/{ref}/secrets",
             get(list_secrets).post(set_secrets).delete(unset_secrets),
         )
@@ -495,6 +499,32 @@ async fn get_auth_config(
     Path(r): Path<String>,
 ) -> ApiResult<Response> {
     Ok(Json(tenant.auth_settings(&project_ref(&r)?).await?).into_response())
+}
+
+/// The project's JWT signing keys (public halves).
+async fn list_signing_keys(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(tenant.signing_keys(&project_ref(&r)?).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSigningKey {
+    algorithm: String,
+}
+
+/// A new ES256 signing key, in use at once on every gateway.
+async fn add_signing_key(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+    JsonBody(body): JsonBody<NewSigningKey>,
+) -> ApiResult<Response> {
+    let key = tenant
+        .add_signing_key(&project_ref(&r)?, &body.algorithm)
+        .await?;
+    Ok((StatusCode::CREATED, Json(key)).into_response())
 }
 
 #[derive(Deserialize)]

@@ -4,7 +4,7 @@
 //! gateways forget the old settings at once.
 
 use serde_json::{Map, Value};
-use supa_core::{AUTH_SECRET_FIELDS, AuthSettings, ProjectRef};
+use supa_core::{AUTH_SECRET_FIELDS, AuthSettings, JWT_SIGNING_KEYS, ProjectRef};
 
 use crate::tenant::Invalidation;
 use crate::{Error, Tenant};
@@ -105,17 +105,7 @@ impl Tenant {
             .execute(&mut *tx)
             .await?;
         if !secrets_patch.is_empty() {
-            let current: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT auth_secrets_enc FROM projects WHERE ref = $1")
-                    .bind(project_ref.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
-            let context = auth_secrets_context(project_ref);
-            let mut secrets: Map<String, Value> = match current {
-                Some(sealed) => serde_json::from_str(&self.key.decrypt_string(&context, &sealed)?)
-                    .unwrap_or_default(),
-                None => Map::new(),
-            };
+            let mut secrets = self.auth_secrets(&mut tx, project_ref).await?;
             for (field, value) in secrets_patch {
                 match value {
                     Value::Null => secrets.remove(field),
@@ -125,13 +115,7 @@ impl Tenant {
                     _ => return Err(Error::invalid(field, "must be a non-empty string or null")),
                 };
             }
-            let sealed = self
-                .key
-                .encrypt(&context, Value::Object(secrets).to_string().as_bytes());
-            sqlx::query("UPDATE projects SET auth_secrets_enc = $2 WHERE ref = $1")
-                .bind(project_ref.as_str())
-                .bind(sealed)
-                .execute(&mut *tx)
+            self.store_auth_secrets(&mut tx, project_ref, secrets)
                 .await?;
         }
         if let Some(sealed) = sealed {
@@ -181,4 +165,121 @@ impl Tenant {
         sqlx::Connection::close(conn).await.ok();
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
+}
+
+impl Tenant {
+    /// The project's sealed write-only auth secrets, opened, read in `tx`
+    /// (its row locked by the caller).
+    async fn auth_secrets(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        project_ref: &ProjectRef,
+    ) -> Result<Map<String, Value>, Error> {
+        let current: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT auth_secrets_enc FROM projects WHERE ref = $1")
+                .bind(project_ref.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        Ok(match current {
+            Some(sealed) => serde_json::from_str(
+                &self
+                    .key
+                    .decrypt_string(&auth_secrets_context(project_ref), &sealed)?,
+            )
+            .unwrap_or_default(),
+            None => Map::new(),
+        })
+    }
+
+    /// Seals and stores the project's write-only auth secrets in `tx`.
+    async fn store_auth_secrets(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        project_ref: &ProjectRef,
+        secrets: Map<String, Value>,
+    ) -> Result<(), Error> {
+        let sealed = self.key.encrypt(
+            &auth_secrets_context(project_ref),
+            Value::Object(secrets).to_string().as_bytes(),
+        );
+        sqlx::query("UPDATE projects SET auth_secrets_enc = $2 WHERE ref = $1")
+            .bind(project_ref.as_str())
+            .bind(sealed)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+
+    /// The project's JWT signing keys as Supabase's API lists them: the
+    /// ES256 keys (the current one `in_use`, the one before it
+    /// `previously_used`, still accepted), public halves only.
+    pub async fn signing_keys(&self, project_ref: &ProjectRef) -> Result<Value, Error> {
+        let mut tx = self.db.begin().await?;
+        let secrets = self.auth_secrets(&mut tx, project_ref).await?;
+        tx.commit().await?;
+        Ok(shown_keys(&signing_keys_of(&secrets)?))
+    }
+
+    /// Makes a new ES256 signing key the project's current one: the auth
+    /// server signs access tokens with it from now on; the previous key
+    /// still verifies (older keys are dropped), as does the JWT secret.
+    pub async fn add_signing_key(
+        &self,
+        project_ref: &ProjectRef,
+        algorithm: &str,
+    ) -> Result<Value, Error> {
+        if algorithm != "ES256" {
+            return Err(Error::invalid(
+                "algorithm",
+                format!("{algorithm:?} is not supported: ES256 is"),
+            ));
+        }
+        let mut tx = self.db.begin().await?;
+        sqlx::query("SELECT 1 FROM projects WHERE ref = $1 FOR UPDATE")
+            .bind(project_ref.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
+        let mut secrets = self.auth_secrets(&mut tx, project_ref).await?;
+        let mut keys = signing_keys_of(&secrets)?;
+        keys.insert(0, supa_keys::EsSigningKey::generate());
+        keys.truncate(2);
+        let list: Vec<Value> = keys
+            .iter()
+            .map(supa_keys::EsSigningKey::private_jwk)
+            .collect();
+        secrets.insert(
+            JWT_SIGNING_KEYS.into(),
+            Value::String(Value::Array(list).to_string()),
+        );
+        self.store_auth_secrets(&mut tx, project_ref, secrets)
+            .await?;
+        tx.commit().await?;
+        self.invalidate(Invalidation::Project(*project_ref));
+        Ok(shown_keys(&keys[..1])["keys"][0].clone())
+    }
+}
+
+fn signing_keys_of(secrets: &Map<String, Value>) -> Result<Vec<supa_keys::EsSigningKey>, Error> {
+    match secrets.get(JWT_SIGNING_KEYS).and_then(Value::as_str) {
+        Some(text) => supa_keys::EsSigningKey::list_from_json(text)
+            .map_err(|e| Error::Config(format!("stored signing keys: {e}"))),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn shown_keys(keys: &[supa_keys::EsSigningKey]) -> Value {
+    let keys: Vec<Value> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            serde_json::json!({
+                "id": k.public().kid(),
+                "algorithm": "ES256",
+                "status": if i == 0 { "in_use" } else { "previously_used" },
+                "public_jwk": k.public().jwk(),
+            })
+        })
+        .collect();
+    serde_json::json!({ "keys": keys })
 }
