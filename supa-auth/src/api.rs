@@ -24,29 +24,31 @@ const DUMMY_HASH: &str = "$2a$10$CwTycUXWue0Thq9StjUM0uJ8.mHoZ6aM8HHhVNc2ReMCYm2
 /// The router; every request must carry its project's
 /// `Arc<ProjectConfig>` in its extensions.
 pub fn router(auth: Auth) -> Router {
-    crate::oauth::routes(crate::mfa::routes(crate::links::routes(Router::new())))
-        .route("/health", get(health))
-        .route("/settings", get(settings))
-        .route("/signup", post(signup))
-        .route("/token", post(token))
-        .route("/user", get(user).put(update_user))
-        .route("/logout", post(logout))
-        .route(
-            "/admin/users",
-            get(admin_list_users).post(admin_create_user),
-        )
-        .route(
-            "/admin/users/{id}",
-            get(admin_get_user)
-                .put(admin_update_user)
-                .delete(admin_delete_user),
-        )
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/sso", post(saml_disabled))
-        .route("/sso/saml/{*rest}", get(saml_disabled).post(saml_disabled))
-        .fallback(not_found)
-        .layer(axum::middleware::from_fn(api_version))
-        .with_state(auth)
+    crate::oauth_server::routes(crate::oauth::routes(crate::mfa::routes(
+        crate::links::routes(Router::new()),
+    )))
+    .route("/health", get(health))
+    .route("/settings", get(settings))
+    .route("/signup", post(signup))
+    .route("/token", post(token))
+    .route("/user", get(user).put(update_user))
+    .route("/logout", post(logout))
+    .route(
+        "/admin/users",
+        get(admin_list_users).post(admin_create_user),
+    )
+    .route(
+        "/admin/users/{id}",
+        get(admin_get_user)
+            .put(admin_update_user)
+            .delete(admin_delete_user),
+    )
+    .route("/.well-known/jwks.json", get(jwks))
+    .route("/sso", post(saml_disabled))
+    .route("/sso/saml/{*rest}", get(saml_disabled).post(saml_disabled))
+    .fallback(not_found)
+    .layer(axum::middleware::from_fn(api_version))
+    .with_state(auth)
 }
 
 /// GoTrue names its API version on every answer, and answers errors in

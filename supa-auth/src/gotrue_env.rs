@@ -212,6 +212,13 @@ pub fn read(vars: impl IntoIterator<Item = (String, String)>) -> Result<GoTrueEn
         external_keycloak_enabled: flag(take("GOTRUE_EXTERNAL_KEYCLOAK_ENABLED"), false)?,
         external_keycloak_client_id: take("GOTRUE_EXTERNAL_KEYCLOAK_CLIENT_ID"),
         external_keycloak_url: take("GOTRUE_EXTERNAL_KEYCLOAK_URL"),
+        oauth_server_enabled: flag(take("GOTRUE_OAUTH_SERVER_ENABLED"), false)?,
+        oauth_server_allow_dynamic_registration: flag(
+            take("GOTRUE_OAUTH_SERVER_ALLOW_DYNAMIC_REGISTRATION"),
+            false,
+        )?,
+        oauth_server_authorization_path: take("GOTRUE_OAUTH_SERVER_AUTHORIZATION_PATH")
+            .unwrap_or(d.oauth_server_authorization_path),
     };
     let mut auth_secrets = BTreeMap::new();
     if let Some(secret) = take("GOTRUE_HOOK_SEND_SMS_SECRETS") {

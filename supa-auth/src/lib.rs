@@ -24,6 +24,7 @@ mod links;
 mod mail;
 mod mfa;
 mod oauth;
+mod oauth_server;
 pub mod schema;
 mod sms;
 mod store;

@@ -23,3 +23,49 @@ CREATE TABLE IF NOT EXISTS auth.supa_outbox (
 );
 CREATE INDEX IF NOT EXISTS supa_outbox_created_at_idx ON auth.supa_outbox (created_at DESC);
 COMMENT ON TABLE auth.supa_outbox IS 'Supa: e-mails sent by the auth server (the outbox without SMTP).';
+
+-- migration: 20261202_oauth_server
+-- The OAuth 2.1 server: clients registered by admins (or dynamically),
+-- authorization requests waiting for a user's consent, the consents
+-- given, and which sessions a client holds. Secrets and codes are stored
+-- as SHA-256 hashes only.
+CREATE TABLE IF NOT EXISTS auth.supa_oauth_clients (
+  id uuid PRIMARY KEY,
+  client_secret_hash text,
+  registration_type text NOT NULL,
+  client_type text NOT NULL,
+  token_endpoint_auth_method text NOT NULL,
+  client_name text,
+  client_uri text,
+  logo_uri text,
+  redirect_uris text[] NOT NULL,
+  grant_types text[] NOT NULL,
+  response_types text[] NOT NULL,
+  scope text,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS auth.supa_oauth_authorizations (
+  id uuid PRIMARY KEY,
+  client_id uuid NOT NULL REFERENCES auth.supa_oauth_clients (id) ON DELETE CASCADE,
+  user_id uuid REFERENCES auth.users (id) ON DELETE CASCADE,
+  redirect_uri text NOT NULL,
+  scope text NOT NULL,
+  state text,
+  code_challenge text NOT NULL,
+  code_hash text UNIQUE,
+  status text NOT NULL DEFAULT 'pending',
+  created_at timestamptz NOT NULL DEFAULT now(),
+  approved_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS auth.supa_oauth_consents (
+  user_id uuid NOT NULL REFERENCES auth.users (id) ON DELETE CASCADE,
+  client_id uuid NOT NULL REFERENCES auth.supa_oauth_clients (id) ON DELETE CASCADE,
+  scopes text NOT NULL,
+  granted_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (user_id, client_id)
+);
+CREATE TABLE IF NOT EXISTS auth.supa_oauth_sessions (
+  session_id uuid PRIMARY KEY REFERENCES auth.sessions (id) ON DELETE CASCADE,
+  client_id uuid NOT NULL REFERENCES auth.supa_oauth_clients (id) ON DELETE CASCADE
+);

@@ -39,13 +39,16 @@ pub(crate) async fn issue(
                                 'method', a.authentication_method,
                                 'timestamp', extract(epoch FROM a.created_at)::int8)
                               ORDER BY a.created_at DESC)
-                              FROM auth.mfa_amr_claims a WHERE a.session_id = s.id), '[]')::text
+                              FROM auth.mfa_amr_claims a WHERE a.session_id = s.id), '[]')::text,
+                    (SELECT o.client_id::text FROM auth.supa_oauth_sessions o WHERE o.session_id = s.id)
              FROM auth.sessions s WHERE s.id = $1::text::uuid",
             &[&session_id],
         )
         .await?;
     let aal: String = row.get(0);
     let amr: Value = serde_json::from_str(row.get::<_, &str>(1)).unwrap_or_else(|_| json!([]));
+    // A session of an OAuth client names it, as GoTrue's tokens do.
+    let client_id: Option<String> = row.get(2);
     let now = supa_keys::unix_now();
     let exp = now + p.settings.jwt_exp;
     let u = &user.json;
@@ -67,6 +70,9 @@ pub(crate) async fn issue(
         ("is_anonymous", u["is_anonymous"].clone()),
     ] {
         claims.insert(k.into(), v);
+    }
+    if let Some(client_id) = client_id {
+        claims.insert("client_id".into(), json!(client_id));
     }
     let method = amr
         .get(0)

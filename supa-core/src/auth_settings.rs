@@ -122,6 +122,13 @@ pub struct AuthSettings {
     pub external_keycloak_client_id: Option<String>,
     /// Its issuer (`https://host/realms/name`), where discovery is.
     pub external_keycloak_url: Option<String>,
+    /// The project is an OAuth 2.1 authorization server for third-party
+    /// clients (`/oauth/authorize`, `/oauth/token`).
+    pub oauth_server_enabled: bool,
+    /// Clients may register themselves (RFC 7591).
+    pub oauth_server_allow_dynamic_registration: bool,
+    /// The app's consent page, on the site URL.
+    pub oauth_server_authorization_path: String,
 }
 
 /// The OAuth providers a project may enable, as Supabase names them.
@@ -224,6 +231,9 @@ impl Default for AuthSettings {
             external_keycloak_enabled: false,
             external_keycloak_client_id: None,
             external_keycloak_url: None,
+            oauth_server_enabled: false,
+            oauth_server_allow_dynamic_registration: false,
+            oauth_server_authorization_path: "/oauth/consent".into(),
         }
     }
 }
@@ -383,6 +393,16 @@ impl AuthSettings {
             return invalid(
                 "external_keycloak_url",
                 "is required when Keycloak sign-in is enabled",
+            );
+        }
+        if !self.oauth_server_authorization_path.starts_with('/')
+            || self
+                .oauth_server_authorization_path
+                .contains(char::is_whitespace)
+        {
+            return invalid(
+                "oauth_server_authorization_path",
+                "must be a path starting with /",
             );
         }
         for provider in OAUTH_PROVIDERS {

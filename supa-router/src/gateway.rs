@@ -270,6 +270,8 @@ impl Gateway {
             // A project's own service (auth...) gets its configuration, the
             // caller's own bearer token (never an API key) and where
             // clients reach it, as an http upstream is told.
+            // Other schemes (an OAuth client's `Basic` credentials at the
+            // auth server's token endpoint) are the service's to check.
             let user_token = match entry.target {
                 Target::Project(_) => request
                     .headers()
@@ -277,10 +279,8 @@ impl Gateway {
                     .filter(|v| {
                         v.to_str().is_ok_and(|t| {
                             let token = t.get(7..).unwrap_or("");
-                            t.len() > 7
-                                && t[..7].eq_ignore_ascii_case("bearer ")
-                                && !token.starts_with("sb_")
-                                && Some(token) != key.as_deref()
+                            let bearer = t.len() > 7 && t[..7].eq_ignore_ascii_case("bearer ");
+                            !bearer || (!token.starts_with("sb_") && Some(token) != key.as_deref())
                         })
                     })
                     .cloned(),

@@ -79,6 +79,11 @@ pub const SERVICES: &[ServiceEntry] = &[
             "/callback",
             "/authorize",
             "/.well-known/jwks.json",
+            // The OAuth 2.1 server's third-party clients hold no API key.
+            "/oauth/authorize",
+            "/oauth/token",
+            "/oauth/clients/register",
+            "/.well-known/oauth-authorization-server",
         ]),
         target: Target::Project(Service::Auth),
     },
