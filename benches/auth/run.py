@@ -111,24 +111,31 @@ def main():
         grant = wrk_lua(f"{base}/token?grant_type=password", POST_LUA, {"KEY": key, "BODY": body})
         results["a:password grant"] = grant
 
-        # Refresh tokens no client has used, one per request.
-        rows = api.post(f"/v1/projects/{ref}/database/query", json={"query": f"""
-            WITH s AS (
-              INSERT INTO auth.sessions (id, user_id, created_at, updated_at, aal)
-              SELECT gen_random_uuid(), '{user_id}', now(), now(), 'aal1' FROM generate_series(1, {REFRESH_TOKENS})
-              RETURNING id)
-            INSERT INTO auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at, session_id)
-            SELECT '00000000-0000-0000-0000-000000000000', md5(random()::text || id::text), '{user_id}', false,
-                   now(), now(), id FROM s
-            RETURNING token"""}).json()
-        tokens = Path(work) / "tokens.txt"
-        tokens.write_text("\n".join(r["token"] for r in rows) + "\n")
-        results["b:refresh grant"] = wrk_lua(f"{base}/token?grant_type=refresh_token", REFRESH_LUA,
-                                             {"KEY": key, "TOKENS": str(tokens)})
+        # Refresh tokens no client has used, one per request, a set per run.
+        def fresh_tokens(name):
+            rows = api.post(f"/v1/projects/{ref}/database/query", json={"query": f"""
+                WITH s AS (
+                  INSERT INTO auth.sessions (id, user_id, created_at, updated_at, aal)
+                  SELECT gen_random_uuid(), '{user_id}', now(), now(), 'aal1'
+                  FROM generate_series(1, {REFRESH_TOKENS})
+                  RETURNING id)
+                INSERT INTO auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at,
+                                                 session_id)
+                SELECT '00000000-0000-0000-0000-000000000000', md5(random()::text || id::text), '{user_id}',
+                       false, now(), now(), id FROM s
+                RETURNING token"""}).json()
+            path = Path(work) / f"{name}.txt"
+            path.write_text("\n".join(r["token"] for r in rows) + "\n")
+            return str(path)
+
+        refresh_url = f"{base}/token?grant_type=refresh_token"
+        results["b:refresh grant"] = wrk_lua(refresh_url, REFRESH_LUA, {"KEY": key, "TOKENS": fresh_tokens("a")})
+        results["b:refresh grant:low"] = wrk_lua(refresh_url, REFRESH_LUA, {"KEY": key, "TOKENS": fresh_tokens("b")},
+                                                 connections=2)
         results["c:GET /user"] = wrk(f"{base}/user", [f"apikey: {key}", f"Authorization: Bearer {access}"],
                                      connections=CONNECTIONS, duration=DURATION)
         results["c:GET /user:low"] = wrk(f"{base}/user", [f"apikey: {key}", f"Authorization: Bearer {access}"],
-                                         connections=1, duration=DURATION)
+                                         connections=2, duration=DURATION)
     finally:
         for p in reversed(procs):
             stop(p)

@@ -525,7 +525,7 @@ async fn refresh_grant(auth: &Auth, p: &Project, body: TokenBody) -> Result<Resp
         .await?
         .ok_or_else(not_found)?;
     let session_id = row.session.clone().ok_or_else(not_found)?;
-    if !store::session_exists(&tx, &session_id).await? {
+    if !row.session_live {
         return Err(not_found());
     }
     let interval = p.settings.security_refresh_token_reuse_interval as f64;

@@ -75,6 +75,10 @@ impl std::fmt::Debug for AuthProject {
     }
 }
 
+/// Connections per project, opened on demand: as many as the data plane
+/// keeps, so sign-ins and refreshes under load do not queue for one.
+pub const POOL_SIZE: usize = 10;
+
 /// The engine: a pool per project database; cheap to clone.
 #[derive(Clone)]
 pub struct Auth {
@@ -101,7 +105,7 @@ impl Default for Auth {
 }
 
 impl Auth {
-    /// At most `max_projects` pools of 4 connections, each closed after
+    /// At most `max_projects` pools of [`POOL_SIZE`] connections, each closed after
     /// `idle` without a request.
     pub fn new(max_projects: u64, idle: Duration) -> Self {
         Self {
@@ -170,7 +174,7 @@ impl Auth {
         }
         let mut config = supa_db::pg_config(&project.database, "supa-auth");
         config.options("-c TimeZone=UTC");
-        let pool = supa_db::pool(config, 4).map_err(Error::internal)?;
+        let pool = supa_db::pool(config, POOL_SIZE).map_err(Error::internal)?;
         let mut client = connect(&pool).await?;
         // A project made before a schema addition gets it now.
         schema::migrate(&mut client, false).await?;

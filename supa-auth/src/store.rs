@@ -38,6 +38,15 @@ jsonb_build_object(
       'status', f.status, 'created_at', f.created_at, 'updated_at', f.updated_at) ORDER BY f.created_at)
     FROM auth.mfa_factors f WHERE f.user_id = u.id)))";
 
+/// `sql` prepared once per connection (the pool keeps a statement cache):
+/// the hot queries then cost one round trip, not two.
+pub(crate) async fn prepared(
+    db: &impl GenericClient,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, Error> {
+    Ok(db.prepare_cached(sql).await?)
+}
+
 /// A user row's fields the server decides with.
 #[derive(Debug)]
 pub(crate) struct UserRow {
@@ -78,7 +87,11 @@ pub(crate) async fn user_by_email(
 ) -> Result<Option<UserRow>, Error> {
     let row = db
         .query_opt(
-            &user_select("lower(u.email) = lower($1) AND NOT u.is_sso_user"),
+            &prepared(
+                db,
+                &user_select("lower(u.email) = lower($1) AND NOT u.is_sso_user"),
+            )
+            .await?,
             &[&email],
         )
         .await?;
@@ -91,7 +104,10 @@ pub(crate) async fn user_by_phone(
     phone: &str,
 ) -> Result<Option<UserRow>, Error> {
     let row = db
-        .query_opt(&user_select("u.phone = $1"), &[&phone])
+        .query_opt(
+            &prepared(db, &user_select("u.phone = $1")).await?,
+            &[&phone],
+        )
         .await?;
     Ok(row.as_ref().map(user_row))
 }
@@ -119,7 +135,10 @@ pub(crate) async fn user_by_id(
     id: &str,
 ) -> Result<Option<UserRow>, Error> {
     let row = db
-        .query_opt(&user_select("u.id = $1::text::uuid"), &[&id])
+        .query_opt(
+            &prepared(db, &user_select("u.id = $1::text::uuid")).await?,
+            &[&id],
+        )
         .await?;
     Ok(row.as_ref().map(user_row))
 }
@@ -324,7 +343,7 @@ pub(crate) async fn start_session(
 ) -> Result<String, Error> {
     let row = db
         .query_one(
-            "WITH s AS (
+            &prepared(db, "WITH s AS (
                INSERT INTO auth.sessions (id, user_id, created_at, updated_at, aal)
                VALUES (gen_random_uuid(), $1::text::uuid, now(), now(), 'aal1') RETURNING id, user_id),
              t AS (
@@ -334,7 +353,7 @@ pub(crate) async fn start_session(
                INSERT INTO auth.mfa_amr_claims (session_id, created_at, updated_at, authentication_method, id)
                SELECT s.id, now(), now(), $3, gen_random_uuid() FROM s),
              u AS (UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1::text::uuid)
-             SELECT id::text FROM s",
+             SELECT id::text FROM s").await?,
             &[&user, &refresh_token, &method],
         )
         .await?;
@@ -350,6 +369,8 @@ pub(crate) struct RefreshRow {
     pub revoked: bool,
     /// Seconds since it was last changed (revoked).
     pub age: f64,
+    /// Its session still exists (not signed out).
+    pub session_live: bool,
 }
 
 /// The refresh token `token`, locked for update.
@@ -359,9 +380,14 @@ pub(crate) async fn refresh_token(
 ) -> Result<Option<RefreshRow>, Error> {
     let row = db
         .query_opt(
-            "SELECT id, user_id, session_id::text AS session, coalesce(revoked, false) AS revoked,
-                    extract(epoch FROM now() - coalesce(updated_at, created_at))::float8 AS age
-             FROM auth.refresh_tokens WHERE token = $1 FOR UPDATE",
+            &prepared(
+                db,
+                "SELECT t.id, t.user_id, t.session_id::text AS session, coalesce(t.revoked, false) AS revoked,
+                        extract(epoch FROM now() - coalesce(t.updated_at, t.created_at))::float8 AS age,
+                        EXISTS (SELECT 1 FROM auth.sessions s WHERE s.id = t.session_id) AS session_live
+                 FROM auth.refresh_tokens t WHERE t.token = $1 FOR UPDATE OF t",
+            )
+            .await?,
             &[&token],
         )
         .await?;
@@ -371,6 +397,7 @@ pub(crate) async fn refresh_token(
         session: r.get("session"),
         revoked: r.get("revoked"),
         age: r.get("age"),
+        session_live: r.get("session_live"),
     }))
 }
 
@@ -382,8 +409,8 @@ pub(crate) async fn child_of(
 ) -> Result<Option<String>, Error> {
     let row = db
         .query_opt(
-            "SELECT token FROM auth.refresh_tokens WHERE parent = $1 AND NOT coalesce(revoked, false)
-             ORDER BY id DESC LIMIT 1",
+            &prepared(db, "SELECT token FROM auth.refresh_tokens WHERE parent = $1 AND NOT coalesce(revoked, false)
+             ORDER BY id DESC LIMIT 1").await?,
             &[&token],
         )
         .await?;
@@ -397,20 +424,19 @@ pub(crate) async fn rotate(
     old_token: &str,
     new: &str,
 ) -> Result<(), Error> {
+    // One statement, one round trip: revoke, insert the child, touch the
+    // session.
     db.execute(
-        "UPDATE auth.refresh_tokens SET revoked = true, updated_at = now() WHERE id = $1",
-        &[&old.id],
-    )
-    .await?;
-    db.execute(
-        "INSERT INTO auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at, parent, session_id)
-         VALUES ('00000000-0000-0000-0000-000000000000', $1, $2, false, now(), now(), $3, $4::text::uuid)",
-        &[&new, &old.user, &old_token, &old.session],
-    )
-    .await?;
-    db.execute(
-        "UPDATE auth.sessions SET refreshed_at = now()::timestamp, updated_at = now() WHERE id = $1::text::uuid",
-        &[&old.session],
+        &prepared(
+            db,
+            "WITH r AS (UPDATE auth.refresh_tokens SET revoked = true, updated_at = now() WHERE id = $5),
+                  s AS (UPDATE auth.sessions SET refreshed_at = now()::timestamp, updated_at = now()
+                        WHERE id = $4::text::uuid)
+             INSERT INTO auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at, parent, session_id)
+             VALUES ('00000000-0000-0000-0000-000000000000', $1, $2, false, now(), now(), $3, $4::text::uuid)",
+        )
+        .await?,
+        &[&new, &old.user, &old_token, &old.session, &old.id],
     )
     .await?;
     Ok(())
@@ -448,7 +474,11 @@ pub(crate) async fn reissue(
 pub(crate) async fn session_exists(db: &impl GenericClient, session: &str) -> Result<bool, Error> {
     let row = db
         .query_one(
-            "SELECT EXISTS (SELECT 1 FROM auth.sessions WHERE id = $1::text::uuid)",
+            &prepared(
+                db,
+                "SELECT EXISTS (SELECT 1 FROM auth.sessions WHERE id = $1::text::uuid)",
+            )
+            .await?,
             &[&session],
         )
         .await?;

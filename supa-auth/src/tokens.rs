@@ -34,14 +34,14 @@ pub(crate) async fn issue(
 ) -> Result<Value, Error> {
     let row = db
         .query_one(
-            "SELECT coalesce(s.aal::text, 'aal1'),
+            &crate::store::prepared(db, "SELECT coalesce(s.aal::text, 'aal1'),
                     coalesce((SELECT jsonb_agg(jsonb_build_object(
                                 'method', a.authentication_method,
                                 'timestamp', extract(epoch FROM a.created_at)::int8)
                               ORDER BY a.created_at DESC)
                               FROM auth.mfa_amr_claims a WHERE a.session_id = s.id), '[]')::text,
                     (SELECT o.client_id::text FROM auth.supa_oauth_sessions o WHERE o.session_id = s.id)
-             FROM auth.sessions s WHERE s.id = $1::text::uuid",
+             FROM auth.sessions s WHERE s.id = $1::text::uuid").await?,
             &[&session_id],
         )
         .await?;
