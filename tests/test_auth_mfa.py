@@ -16,7 +16,7 @@ import pytest
 from supabase import ClientOptions, create_client
 from supabase_auth.errors import AuthApiError
 
-from conftest import create_project
+from conftest import configure_auth, create_project
 
 SCHEMA = """
 create table secrets (id int primary key, body text);
@@ -40,11 +40,7 @@ def totp(secret, at=None):
 @pytest.fixture(scope="module")
 def project(platform):
     created = create_project(platform, "auth-mfa", SCHEMA)
-    with platform.client() as api:
-        r = api.patch(f"/v1/projects/{created['ref']}/config/auth", json={
-            "mailer_autoconfirm": True, "rate_limit_token_refresh": 1_000_000})
-        assert r.status_code == 200, r.text
-    time.sleep(0.1)
+    configure_auth(platform, created, mailer_autoconfirm=True, rate_limit_token_refresh=1_000_000)
     return created
 
 

@@ -15,7 +15,7 @@ import pytest
 from supabase import ClientOptions, create_client
 from supabase_auth.errors import AuthApiError
 
-from conftest import create_project
+from conftest import create_project, configure_auth as configure
 from oauth_provider import Provider
 
 APP = "https://app.example.com/cb"
@@ -37,13 +37,6 @@ def provider(platform, project):
               rate_limit_token_refresh=1_000_000)
     yield p
     p.close()
-
-
-def configure(platform, project, **settings):
-    with platform.client() as api:
-        r = api.patch(f"/v1/projects/{project['ref']}/config/auth", json=settings)
-        assert r.status_code == 200, r.text
-    time.sleep(0.1)
 
 
 def browse(url, hops=3):

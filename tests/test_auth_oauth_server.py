@@ -18,7 +18,7 @@ import pytest
 from supabase import ClientOptions, create_client
 from supabase_auth.types import CreateOAuthClientParams, UpdateOAuthClientParams
 
-from conftest import create_project
+from conftest import create_project, configure_auth as configure
 
 SCHEMA = """
 create table notes (id bigint generated always as identity primary key,
@@ -36,13 +36,6 @@ def project(platform):
     configure(platform, created, oauth_server_enabled=True, mailer_autoconfirm=True,
               site_url="http://localhost:3000", rate_limit_token_refresh=1_000_000)
     return created
-
-
-def configure(platform, project, **settings):
-    with platform.client() as api:
-        r = api.patch(f"/v1/projects/{project['ref']}/config/auth", json=settings)
-        assert r.status_code == 200, r.text
-    time.sleep(0.1)
 
 
 def user(project):

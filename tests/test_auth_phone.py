@@ -19,7 +19,7 @@ import pytest
 from supabase import ClientOptions, create_client
 from supabase_auth.errors import AuthApiError, AuthRetryableError
 
-from conftest import create_project
+from conftest import create_project, configure_auth as configure
 
 HOOK = """
 create table public.sms_sent (phone text, otp text, at timestamptz default now());
@@ -41,13 +41,6 @@ def project(platform):
               hook_send_sms_uri="pg-functions://postgres/public/send_sms",
               rate_limit_otp=1_000_000, rate_limit_verify=1_000_000, rate_limit_token_refresh=1_000_000)
     return created
-
-
-def configure(platform, project, **settings):
-    with platform.client() as api:
-        r = api.patch(f"/v1/projects/{project['ref']}/config/auth", json=settings)
-        assert r.status_code == 200, r.text
-    time.sleep(0.1)
 
 
 def client(project):

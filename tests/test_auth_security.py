@@ -16,7 +16,7 @@ import pytest
 from supabase import ClientOptions, create_client
 from supabase_auth.errors import AuthApiError
 
-from conftest import create_project
+from conftest import configure_auth, create_project
 
 SCHEMA = """
 create table staff_only (id int primary key, body text);
@@ -32,12 +32,9 @@ NASTY = "'; drop table auth.users; -- \" \\ $1 %s \u0000x"
 @pytest.fixture(scope="module")
 def project(platform):
     created = create_project(platform, "auth-security", SCHEMA)
-    with platform.client() as api:
-        r = api.patch(f"/v1/projects/{created['ref']}/config/auth", json={
-            "mailer_autoconfirm": True, "rate_limit_token_refresh": 1_000_000, "rate_limit_verify": 1_000_000,
-            "rate_limit_otp": 1_000_000, "rate_limit_email_sent": 1_000_000, "smtp_max_frequency": 0})
-        assert r.status_code == 200, r.text
-    time.sleep(0.1)
+    configure_auth(platform, created, mailer_autoconfirm=True, rate_limit_token_refresh=1_000_000,
+                   rate_limit_verify=1_000_000, rate_limit_otp=1_000_000, rate_limit_email_sent=1_000_000,
+                   smtp_max_frequency=0)
     return created
 
 

@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from supabase import ClientOptions, create_client
 
-from conftest import create_project
+from conftest import create_project, configure_auth as configure
 
 PASSWORD = "smtp-" + uuid.uuid4().hex
 
@@ -51,13 +51,6 @@ def smtp_server():
     controller.start()
     yield controller, inbox
     controller.stop()
-
-
-def configure(platform, project, **settings):
-    with platform.client() as api:
-        r = api.patch(f"/v1/projects/{project['ref']}/config/auth", json=settings)
-        assert r.status_code == 200, r.text
-    time.sleep(0.1)
 
 
 def outbox(platform, project, email_address):

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "load"))
-from run import RELEASE, ROOT, free_port, spawn, stop, wait_port, wrk  # noqa: E402
+from run import RELEASE, ROOT, start_platform, stop, wrk  # noqa: E402
 
 DURATION = os.environ.get("BENCH_DURATION", "10s")
 CONNECTIONS = int(os.environ.get("BENCH_AUTH_CONNECTIONS", "8"))
@@ -75,21 +75,8 @@ def main():
     procs = []
     results = {}
     try:
-        api_port, gw_port = free_port(), free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SUPA_")}
-        up = spawn(work, "supa-up", [str(RELEASE / "supa"), "up", "--data-dir", f"{work}/supa", "--api-port",
-                                     str(api_port), "--gateway-port", str(gw_port), "--log", "warn"], env)
+        up, api_url, gw_url, token, _ = start_platform(work)
         procs.append(up)
-        wait_port(api_port, up)
-        api_url, gw_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{gw_port}"
-        for _ in range(600):
-            try:
-                if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        token = Path(f"{work}/supa/admin_token").read_text().strip()
         api = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
         project = api.post("/v1/projects", json={"name": "auth-bench"}).json()
         ref, key = project["ref"], project["publishable_key"]

@@ -119,6 +119,28 @@ def stop(proc):
         proc.kill()
 
 
+def start_platform(work):
+    """A release `supa up` in `work`, answering: (process, Management API
+    URL, gateway URL, admin token, service token)."""
+    api_port, gw_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPA_")}
+    up = spawn(work, "supa-up", [str(RELEASE / "supa"), "up", "--data-dir", f"{work}/supa", "--api-port",
+                                 str(api_port), "--gateway-port", str(gw_port), "--log", "warn"], env)
+    wait_port(api_port, up)
+    api_url, gw_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{gw_port}"
+    # The port is bound before start-up ends; /health answers once it has.
+    for _ in range(600):
+        try:
+            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    token = Path(f"{work}/supa/admin_token").read_text().strip()
+    service = Path(f"{work}/supa/service_token").read_text().strip()
+    return up, api_url, gw_url, token, service
+
+
 def main():
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool):
@@ -129,23 +151,9 @@ def main():
     procs = []
     results = {}
     try:
-        api_port, gw_port = free_port(), free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SUPA_")}
-        up = spawn(work, "supa-up", [str(RELEASE / "supa"), "up", "--data-dir", f"{work}/supa", "--api-port",
-                                     str(api_port), "--gateway-port", str(gw_port), "--log", "warn"], env)
+        up, api_url, gw_url, token, service = start_platform(work)
         procs.append(up)
-        wait_port(api_port, up)
-        api_url, gw_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{gw_port}"
-        # The port is bound before start-up ends; /health answers once it has.
-        for _ in range(600):
-            try:
-                if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        token = Path(f"{work}/supa/admin_token").read_text().strip()
-        service = Path(f"{work}/supa/service_token").read_text().strip()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SUPA_")}
         api = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
         # (a) overhead against a fixed JSON upstream.

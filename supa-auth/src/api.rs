@@ -209,11 +209,7 @@ async fn signup(
     Body(body): Body<SignupBody>,
 ) -> Result<Response> {
     if p.settings.disable_signup {
-        return Err(Error::new(
-            422,
-            "signup_disabled",
-            "Signups not allowed for this instance",
-        ));
+        return Err(signup_disabled());
     }
     let metadata = object("data", body.data)?.unwrap_or_else(|| json!({}));
     // No address and no password: `signInAnonymously`.
@@ -299,6 +295,15 @@ async fn signup(
     tx.commit().await?;
     crate::mail::deliver(&auth, &p, vec![id]);
     Ok(Json(user.json).into_response())
+}
+
+/// GoTrue's refusal when sign-ups are off.
+pub(crate) fn signup_disabled() -> Error {
+    Error::new(
+        422,
+        "signup_disabled",
+        "Signups not allowed for this instance",
+    )
 }
 
 fn bad_json() -> Error {

@@ -19,6 +19,7 @@
 mod api;
 mod error;
 pub mod gotrue_env;
+mod hooks;
 mod limits;
 mod links;
 mod mail;

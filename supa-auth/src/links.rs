@@ -179,6 +179,29 @@ pub(crate) struct Link<'a> {
     pub new_email: &'a str,
 }
 
+impl<'a> Link<'a> {
+    /// A link of `kind` mailed to `email` itself, redeemed by `/verify`
+    /// with `verify_type`, without a PKCE flow.
+    fn to(kind: Kind, email: &'a str, verify_type: &'a str, redirect_to: &'a str) -> Self {
+        let column = match kind {
+            Kind::Confirmation | Kind::Invite => TokenColumn::Confirmation,
+            Kind::Recovery | Kind::MagicLink => TokenColumn::Recovery,
+            Kind::EmailChange => TokenColumn::EmailChangeNew,
+            Kind::Reauthentication => TokenColumn::Reauthentication,
+        };
+        Self {
+            kind,
+            column,
+            to: email,
+            verify_type,
+            redirect_to,
+            flow: None,
+            email,
+            new_email: "",
+        }
+    }
+}
+
 /// The token of a link, stored; its hash, code and action link.
 pub(crate) struct Minted {
     pub code: String,
@@ -251,14 +274,8 @@ pub(crate) async fn send_confirmation(
     flow: Option<&(String, String)>,
 ) -> Result<i64> {
     let link = Link {
-        kind: Kind::Confirmation,
-        column: TokenColumn::Confirmation,
-        to: email,
-        verify_type: "signup",
-        redirect_to,
         flow: flow.map(|f| (f, "email/signup")),
-        email,
-        new_email: "",
+        ..Link::to(Kind::Confirmation, email, "signup", redirect_to)
     };
     send(db, p, user, &link).await
 }
@@ -304,14 +321,8 @@ async fn recover(
         return Ok(Json(json!({})).into_response());
     };
     let link = Link {
-        kind: Kind::Recovery,
-        column: TokenColumn::Recovery,
-        to: &email,
-        verify_type: "recovery",
-        redirect_to: &redirect_to,
         flow: flow.as_ref().map(|f| (f, "recovery")),
-        email: &email,
-        new_email: "",
+        ..Link::to(Kind::Recovery, &email, "recovery", &redirect_to)
     };
     let id = send(&tx, &p, &user, &link).await?;
     tx.commit().await?;
@@ -351,6 +362,21 @@ async fn otp(
     magic(auth, p, ip, q, body).await
 }
 
+/// Whether `/otp` may make a user for an unknown address or number.
+fn new_user_allowed(p: &Project, create_user: bool) -> Result<()> {
+    if !create_user {
+        return Err(Error::new(
+            422,
+            "otp_disabled",
+            "Signups not allowed for otp",
+        ));
+    }
+    if p.settings.disable_signup {
+        return Err(api::signup_disabled());
+    }
+    Ok(())
+}
+
 /// `/otp` by phone: a code by SMS; a new number gets a user (unless
 /// `create_user` is false).
 async fn phone_otp(
@@ -366,21 +392,8 @@ async fn phone_otp(
     let tx = client.transaction().await?;
     let user = match store::user_by_phone(&tx, &phone).await? {
         Some(user) => user,
-        None if !create_user => {
-            return Err(Error::new(
-                422,
-                "otp_disabled",
-                "Signups not allowed for otp",
-            ));
-        }
-        None if p.settings.disable_signup => {
-            return Err(Error::new(
-                422,
-                "signup_disabled",
-                "Signups not allowed for this instance",
-            ));
-        }
         None => {
+            new_user_allowed(p, create_user)?;
             let new = store::NewUser {
                 email: None,
                 phone: Some(&phone),
@@ -435,35 +448,16 @@ async fn magic(
     let id = match store::user_by_email(&tx, &email).await? {
         Some(user) if user.confirmed => {
             let link = Link {
-                kind: Kind::MagicLink,
-                column: TokenColumn::Recovery,
-                to: &email,
-                verify_type: "magiclink",
-                redirect_to: &redirect_to,
                 flow: flow.as_ref().map(|f| (f, "magiclink")),
-                email: &email,
-                new_email: "",
+                ..Link::to(Kind::MagicLink, &email, "magiclink", &redirect_to)
             };
             send(&tx, &p, &user, &link).await?
         }
         Some(user) => {
             send_confirmation(&tx, &p, &user, &email, &redirect_to, flow.as_ref()).await?
         }
-        None if !body.create_user => {
-            return Err(Error::new(
-                422,
-                "otp_disabled",
-                "Signups not allowed for otp",
-            ));
-        }
-        None if p.settings.disable_signup => {
-            return Err(Error::new(
-                422,
-                "signup_disabled",
-                "Signups not allowed for this instance",
-            ));
-        }
         None => {
+            new_user_allowed(&p, body.create_user)?;
             let new = store::NewUser {
                 email: Some(&email),
                 phone: None,
@@ -653,16 +647,12 @@ async fn reauthenticate(
         ));
     }
     auth.limits.mail_to(&p, &email)?;
-    let link = Link {
-        kind: Kind::Reauthentication,
-        column: TokenColumn::Reauthentication,
-        to: &email,
-        verify_type: "reauthentication",
-        redirect_to: &p.settings.site_url,
-        flow: None,
-        email: &email,
-        new_email: "",
-    };
+    let link = Link::to(
+        Kind::Reauthentication,
+        &email,
+        "reauthentication",
+        &p.settings.site_url,
+    );
     let id = send(&tx, &p, &user, &link).await?;
     tx.commit().await?;
     mail::deliver(&auth, &p, vec![id]);
@@ -691,7 +681,7 @@ async fn invite(
     let mut client = auth.client(&p).await?;
     let tx = client.transaction().await?;
     let user = invited_user(&tx, &email, &metadata).await?;
-    let link = invite_link(&email, &redirect_to);
+    let link = Link::to(Kind::Invite, &email, "invite", &redirect_to);
     let id = send(&tx, &p, &user, &link).await?;
     let user = store::user_by_id(&tx, &user.id)
         .await?
@@ -699,19 +689,6 @@ async fn invite(
     tx.commit().await?;
     mail::deliver(&auth, &p, vec![id]);
     Ok(Json(user.json).into_response())
-}
-
-fn invite_link<'a>(email: &'a str, redirect_to: &'a str) -> Link<'a> {
-    Link {
-        kind: Kind::Invite,
-        column: TokenColumn::Confirmation,
-        to: email,
-        verify_type: "invite",
-        redirect_to,
-        flow: None,
-        email,
-        new_email: "",
-    }
 }
 
 /// The user an invitation is for: new, or invited before and not yet
@@ -790,12 +767,12 @@ async fn generate_link(
             let user = store::insert_user(&tx, &new).await?;
             (
                 user,
-                link_for(Kind::Confirmation, &email, "signup", &redirect_to),
+                Link::to(Kind::Confirmation, &email, "signup", &redirect_to),
             )
         }
         "invite" => {
             let user = invited_user(&tx, &email, &metadata).await?;
-            (user, invite_link(&email, &redirect_to))
+            (user, Link::to(Kind::Invite, &email, "invite", &redirect_to))
         }
         "magiclink" | "recovery" => {
             let user = existing.ok_or_else(api::user_not_found)?;
@@ -804,7 +781,7 @@ async fn generate_link(
             } else {
                 Kind::Recovery
             };
-            (user, link_for(k, &email, &kind, &redirect_to))
+            (user, Link::to(k, &email, &kind, &redirect_to))
         }
         "email_change_current" | "email_change_new" => {
             let user = existing.ok_or_else(api::user_not_found)?;
@@ -852,28 +829,6 @@ async fn generate_link(
     answer["verification_type"] = json!(link.verify_type);
     answer["redirect_to"] = json!(redirect_to);
     Ok(Json(answer).into_response())
-}
-
-fn link_for<'a>(
-    kind: Kind,
-    email: &'a str,
-    verify_type: &'a str,
-    redirect_to: &'a str,
-) -> Link<'a> {
-    let column = match kind {
-        Kind::Confirmation | Kind::Invite => TokenColumn::Confirmation,
-        _ => TokenColumn::Recovery,
-    };
-    Link {
-        kind,
-        column,
-        to: email,
-        verify_type,
-        redirect_to,
-        flow: None,
-        email,
-        new_email: "",
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]

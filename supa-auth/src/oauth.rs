@@ -437,11 +437,7 @@ async fn sign_in(
                 Some(u) => u.id,
                 None => {
                     if p.settings.disable_signup {
-                        return Err(Error::new(
-                            422,
-                            "signup_disabled",
-                            "Signups not allowed for this instance",
-                        ));
+                        return Err(api::signup_disabled());
                     }
                     let new = store::NewUser {
                         email: who.email.as_deref(),

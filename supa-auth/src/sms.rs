@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use deadpool_postgres::GenericClient;
 use hmac::{KeyInit as _, Mac as _};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::api::{self, Result};
 use crate::store::{self, TokenColumn, UserRow};
@@ -88,40 +88,11 @@ pub(crate) async fn send_code(
     .await?;
     let payload = json!({"user": user.json, "sms": {"otp": code}});
     let message_id = api::random_token();
-    match uri.strip_prefix("pg-functions://postgres/") {
-        Some(path) => {
-            let (schema, function) = path.split_once('/').unwrap_or((path, ""));
-            let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-            // The name is quoted; the payload is bound.
-            let row = db
-                .query_one(
-                    &format!(
-                        "SELECT to_jsonb({}.{}($1::text::jsonb))::text",
-                        quote(schema),
-                        quote(function)
-                    ),
-                    &[&payload.to_string()],
-                )
+    match crate::hooks::pg_function(uri) {
+        Some(function) => {
+            crate::hooks::call(db, &function, &payload)
                 .await
-                .map_err(|e| {
-                    send_failed(format!(
-                        "Error running hook URI: {}",
-                        e.as_db_error()
-                            .map_or_else(|| e.to_string(), |d| d.message().to_owned())
-                    ))
-                })?;
-            let answer: Value = row
-                .get::<_, Option<&str>>(0)
-                .and_then(|t| serde_json::from_str(t).ok())
-                .unwrap_or(Value::Null);
-            if let Some(error) = answer.get("error") {
-                return Err(send_failed(
-                    error["message"]
-                        .as_str()
-                        .unwrap_or("Hook failed")
-                        .to_owned(),
-                ));
-            }
+                .map_err(|e| send_failed(e.message))?;
         }
         None => {
             let body = payload.to_string();

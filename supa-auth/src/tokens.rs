@@ -104,20 +104,15 @@ fn hook_function(p: &AuthProject) -> Result<Option<String>, Error> {
         return Ok(None);
     }
     let uri = s.hook_custom_access_token_uri.as_deref().unwrap_or("");
-    let Some((schema, function)) = uri
-        .strip_prefix("pg-functions://postgres/")
-        .and_then(|rest| rest.split_once('/'))
-    else {
-        // An HTTPS hook is not run here: refusing beats a token without
-        // the claims the project counts on.
-        return Err(Error::new(
+    // An HTTPS hook is not run here: refusing beats a token without the
+    // claims the project counts on.
+    crate::hooks::pg_function(uri).map(Some).ok_or_else(|| {
+        Error::new(
             500,
             "hook_unsupported",
             "Only pg-functions:// access token hooks are supported",
-        ));
-    };
-    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    Ok(Some(format!("{}.{}", quote(schema), quote(function))))
+        )
+    })
 }
 
 /// Runs the custom access-token hook as Supabase does: the function gets
@@ -132,36 +127,9 @@ async fn run_hook(
 ) -> Result<Map<String, Value>, Error> {
     let event = json!({"user_id": user, "claims": claims, "authentication_method": method});
     let hook_error = |msg: String| Error::new(500, "unexpected_failure", msg);
-    // The function name is quoted above; the event is bound.
-    let row = db
-        .query_one(
-            &format!("SELECT to_jsonb({function}($1::text::jsonb))::text"),
-            &[&event.to_string()],
-        )
+    let answer = crate::hooks::call(db, function, &event)
         .await
-        .map_err(|e| {
-            hook_error(format!(
-                "Error running hook URI: {}",
-                e.as_db_error()
-                    .map_or_else(|| e.to_string(), |d| d.message().to_owned())
-            ))
-        })?;
-    let answer: Value = row
-        .get::<_, Option<&str>>(0)
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or(Value::Null);
-    if let Some(error) = answer.get("error") {
-        let status = error["http_code"]
-            .as_u64()
-            .and_then(|c| u16::try_from(c).ok())
-            .filter(|c| (400..600).contains(c))
-            .unwrap_or(500);
-        let msg = error["message"]
-            .as_str()
-            .unwrap_or("Hook failed")
-            .to_owned();
-        return Err(Error::new(status, "unexpected_failure", msg));
-    }
+        .map_err(|e| Error::new(e.status.unwrap_or(500), "unexpected_failure", e.message))?;
     let Some(Value::Object(out)) = answer.get("claims").cloned() else {
         return Err(hook_error(
             "output claims do not conform to the expected schema: claims is required".into(),
