@@ -4,6 +4,8 @@ creates the auth schema in an empty database on first start and keeps it
 on the next, mails through the SMTP server it is given, and answers the
 real client (supabase-py's auth client, pointed at it directly)."""
 
+import base64
+import json
 import os
 import re
 import secrets
@@ -15,6 +17,7 @@ import httpx
 import jwt
 import pytest
 from aiosmtpd.controller import Controller
+from cryptography.hazmat.primitives.asymmetric import ec
 from supabase_auth import SyncGoTrueClient
 from supabase_auth.errors import AuthApiError
 
@@ -50,7 +53,16 @@ def smtp():
     controller.stop()
 
 
-def start(database, smtp_port, log):
+def es256_jwk():
+    """A P-256 private key as a JWK, made here apart from the server."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    numbers = key.private_numbers()
+    b64 = lambda n: base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()  # noqa: E731
+    return {"kty": "EC", "crv": "P-256", "kid": "compose-key", "d": b64(numbers.private_value),
+            "x": b64(numbers.public_numbers.x), "y": b64(numbers.public_numbers.y)}
+
+
+def start(database, smtp_port, log, extra=None):
     port = free_port()
     secret = "standalone-jwt-secret-" + "x" * 20
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GOTRUE_", "API_", "DATABASE_"))}
@@ -72,6 +84,7 @@ def start(database, smtp_port, log):
         "GOTRUE_MAILER_SUBJECTS_CONFIRMATION": "Confirm your signup",
         "GOTRUE_RATE_LIMIT_EMAIL_SENT": "100.0",
         "GOTRUE_EXTERNAL_SKYPE_ENABLED": "true",
+        **(extra or {}),
     })
     proc = subprocess.Popen([str(SUPA_AUTH)], env=env, stdout=log, stderr=subprocess.STDOUT)
     wait_for_port(port, proc, "supa-auth")
@@ -111,11 +124,18 @@ def test_a_drop_in_for_gotrue(database, smtp, tmp_path):
             assert refused.value.code == "not_admin"
         finally:
             stop(proc)
-        # The next start finds the schema and keeps the users.
-        url, secret, proc = start(database, smtp_port, log)
+        # The next start finds the schema and keeps the users; with
+        # GOTRUE_JWT_KEYS its tokens are ES256, verifiable with the JWKS.
+        key = es256_jwk()
+        url, secret, proc = start(database, smtp_port, log, {"GOTRUE_JWT_KEYS": json.dumps([key])})
         try:
             again = SyncGoTrueClient(url=url, headers={}, flow_type="implicit")
-            assert again.sign_in_with_password({"email": email, "password": "correct horse"}).user.email == email
+            session = again.sign_in_with_password({"email": email, "password": "correct horse"}).session
+            assert session.user.email == email
+            jwks = httpx.get(f"{url}/.well-known/jwks.json").json()["keys"]
+            assert [k["kid"] for k in jwks] == ["compose-key"] and "d" not in jwks[0]
+            assert jwt.get_unverified_header(session.access_token)["alg"] == "ES256"
+            jwt.decode(session.access_token, jwt.PyJWK(jwks[0]).key, algorithms=["ES256"], audience="authenticated")
         finally:
             stop(proc)
     text = log_path.read_text()

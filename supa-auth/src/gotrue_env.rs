@@ -221,6 +221,15 @@ pub fn read(vars: impl IntoIterator<Item = (String, String)>) -> Result<GoTrueEn
             .unwrap_or(d.oauth_server_authorization_path),
     };
     let mut auth_secrets = BTreeMap::new();
+    // GoTrue's signing keys: a JSON array of JWKs. P-256 private keys sign
+    // (the first one) and verify; an `oct` key is the HS256 secret GoTrue
+    // already has in GOTRUE_JWT_SECRET.
+    if let Some(keys) = take("GOTRUE_JWT_KEYS") {
+        auth_secrets.insert(
+            supa_core::JWT_SIGNING_KEYS.to_owned(),
+            Secret::new(signing_keys(&keys).map_err(|why| bad("GOTRUE_JWT_KEYS", &why))?),
+        );
+    }
     if let Some(secret) = take("GOTRUE_HOOK_SEND_SMS_SECRETS") {
         auth_secrets.insert("hook_send_sms_secrets".to_owned(), Secret::new(secret));
     }
@@ -276,6 +285,27 @@ pub fn read(vars: impl IntoIterator<Item = (String, String)>) -> Result<GoTrueEn
     })
 }
 
+/// The ES256 private keys of a JWK array, as Supa keeps signing keys.
+fn signing_keys(text: &str) -> Result<String, String> {
+    let keys: Vec<serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| format!("not a JSON array of JWKs: {e}"))?;
+    let mut ec = Vec::new();
+    for key in keys {
+        match key["kty"].as_str() {
+            Some("oct") => {}
+            Some("EC") => {
+                supa_keys::EsSigningKey::from_jwk(&key).map_err(|e| e.to_string())?;
+                ec.push(key);
+            }
+            other => return Err(format!("key type {other:?} is not supported (EC P-256 is)")),
+        }
+    }
+    if ec.is_empty() {
+        return Err("no EC P-256 private key to sign with".into());
+    }
+    Ok(serde_json::Value::Array(ec).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +352,29 @@ mod tests {
         assert_eq!(e.ignored, ["GOTRUE_EXTERNAL_SKYPE_ENABLED"]);
         assert!(!format!("{e:?}").contains("smtp-password"));
         assert!(!format!("{e:?}").contains(":pw@"));
+    }
+
+    #[test]
+    fn jwt_keys_become_signing_keys() {
+        let key = supa_keys::EsSigningKey::generate();
+        let keys =
+            serde_json::json!([{"kty": "oct", "k": "c2VjcmV0"}, key.private_jwk()]).to_string();
+        let e = env(&[
+            ("GOTRUE_JWT_SECRET", "s"),
+            ("DATABASE_URL", "postgres://x"),
+            ("GOTRUE_JWT_KEYS", &keys),
+        ])
+        .unwrap();
+        let stored = e.auth_secrets[supa_core::JWT_SIGNING_KEYS].expose();
+        let parsed = supa_keys::EsSigningKey::list_from_json(stored).unwrap();
+        assert_eq!(parsed[0].public(), key.public());
+        let rsa = r#"[{"kty": "RSA", "n": "x", "e": "AQAB"}]"#;
+        let err = env(&[
+            ("GOTRUE_JWT_SECRET", "s"),
+            ("DATABASE_URL", "postgres://x"),
+            ("GOTRUE_JWT_KEYS", rsa),
+        ]);
+        assert!(err.unwrap_err().msg.contains("GOTRUE_JWT_KEYS"));
     }
 
     #[test]

@@ -78,10 +78,14 @@ impl EsSigningKey {
         }
         let d = coordinate(jwk, "d")?;
         let key = SigningKey::from_slice(&d).map_err(|_| Error::BadJwk("d"))?;
-        let signing = Self::from_key(key);
-        if EsPublicKey::from_jwk(jwk)?.key != signing.public.key {
+        let mut signing = Self::from_key(key);
+        // The public half as the JWK states it (with its `kid`), which must
+        // be the private key's.
+        let public = EsPublicKey::from_jwk(jwk)?;
+        if public.key != signing.public.key {
             return Err(Error::BadJwk("x"));
         }
+        signing.public = public;
         Ok(signing)
     }
 
