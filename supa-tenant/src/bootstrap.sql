@@ -62,3 +62,16 @@ $$;
 RESET ROLE;
 GRANT EXECUTE ON FUNCTION auth.email() TO anon, authenticated, service_role;
 -- The API roles see none of these tables; the auth server writes them.
+
+-- Supabase Storage's schema, owned by `supabase_storage_admin`: the API
+-- roles may use its tables, and row level security (on, with no policies)
+-- decides what each request sees, so policies written for Supabase
+-- Storage work unchanged.
+CREATE SCHEMA IF NOT EXISTS storage;
+ALTER SCHEMA storage OWNER TO supabase_storage_admin;
+SET ROLE supabase_storage_admin;
+-- @storage-schema: supa_storage::schema::SCHEMA_SQL
+RESET ROLE;
+GRANT USAGE ON SCHEMA storage TO anon, authenticated, service_role;
+GRANT ALL ON storage.buckets, storage.objects, storage.s3_multipart_uploads,
+  storage.s3_multipart_uploads_parts TO anon, authenticated, service_role;

@@ -23,13 +23,20 @@ const TEMPLATE: &str = "supa_template";
 /// Serializes cluster-wide setup (API roles, template) between creators.
 const SETUP_LOCK: i64 = 0x5375_7061_5345_5450; // "SupaSETP"
 /// The template's script: `bootstrap.sql` with the auth server's schema
-/// and migrations where it names them, run as their owner.
+/// and migrations, and the storage schema, where it names them, each run
+/// as its owner.
 static BOOTSTRAP_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    include_str!("bootstrap.sql").replacen(
-        "-- @auth-schema: supa_auth::SCHEMA_SQL, then its migrations.\n",
-        &supa_auth::schema::full_script(),
-        1,
-    )
+    include_str!("bootstrap.sql")
+        .replacen(
+            "-- @auth-schema: supa_auth::SCHEMA_SQL, then its migrations.\n",
+            &supa_auth::schema::full_script(),
+            1,
+        )
+        .replacen(
+            "-- @storage-schema: supa_storage::schema::SCHEMA_SQL\n",
+            supa_storage::schema::SCHEMA_SQL,
+            1,
+        )
 });
 
 /// A project to create.
@@ -533,6 +540,8 @@ impl Tenant {
                      CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS; END IF;
                    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_auth_admin') THEN
                      CREATE ROLE supabase_auth_admin NOLOGIN NOINHERIT CREATEROLE; END IF;
+                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_storage_admin') THEN
+                     CREATE ROLE supabase_storage_admin NOLOGIN NOINHERIT; END IF;
                  END $$",
             )
             .await?;
