@@ -254,6 +254,9 @@ pub struct ProjectConfig {
     /// How the auth server serves the project.
     #[serde(default)]
     pub auth: crate::AuthSettings,
+    /// How the storage server serves the project.
+    #[serde(default)]
+    pub storage: crate::StorageSettings,
     /// The SMTP password of `auth` (write-only in the Management API).
     #[serde(
         default,
@@ -337,6 +340,7 @@ mod tests {
             postgrest: PostgrestSettings::default(),
             auth: crate::AuthSettings::default(),
             smtp_pass: None,
+            storage: Default::default(),
             auth_secrets: Default::default(),
             database: None,
             auth_database: None,
@@ -381,9 +385,18 @@ mod tests {
                     "db_extra_search_path": "public, extensions",
                     "db_pool": null,
                     "db_plan_enabled": false
+                },
+                "storage": {
+                    "fileSizeLimit": 52428800,
+                    "features": {
+                        "imageTransformation": {"enabled": true},
+                        "s3Protocol": {"enabled": true}
+                    }
                 }
             })
         );
+        // Write-only auth secrets travel only when there are some.
+        assert!(v.get("auth_secrets").is_none());
         assert_eq!(serde_json::from_value::<ProjectConfig>(v).unwrap(), c);
         // Debug output masks the secret.
         assert!(!format!("{c:?}").contains("ssss"));

@@ -17,6 +17,7 @@ mod error_body;
 mod project_ref;
 mod role;
 mod secret;
+mod storage_settings;
 
 pub mod directory;
 pub mod env;
@@ -35,3 +36,6 @@ pub use error_body::{GatewayErrorBody, PostgrestErrorBody};
 pub use project_ref::ProjectRef;
 pub use role::{KeyKind, Role};
 pub use secret::{Secret, serialize_exposed};
+pub use storage_settings::{
+    DEFAULT_FILE_SIZE_LIMIT, Feature, MAX_FILE_SIZE_LIMIT, StorageFeatures, StorageSettings,
+};

@@ -176,6 +176,10 @@ fn management(family: Family) -> Router<Tenant> {
         )
         .route("/projects/{ref}/auth/outbox", get(auth_outbox))
         .route(
+            "/projects/{ref}/config/storage",
+            get(get_storage_config).patch(patch_storage_config),
+        )
+        .route(
             "/projects/{ref}/config/auth/signing-keys",
             get(list_signing_keys).post(add_signing_key),
         )
@@ -499,6 +503,26 @@ async fn get_auth_config(
     Path(r): Path<String>,
 ) -> ApiResult<Response> {
     Ok(Json(tenant.auth_settings(&project_ref(&r)?).await?).into_response())
+}
+
+/// The project's storage settings, in Supabase's shape.
+async fn get_storage_config(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(tenant.storage_settings(&project_ref(&r)?).await?).into_response())
+}
+
+/// Changes the storage settings a body names (nested `features` merge).
+async fn patch_storage_config(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+    JsonBody(patch): JsonBody<Value>,
+) -> ApiResult<Response> {
+    let settings = tenant
+        .update_storage_settings(&project_ref(&r)?, patch)
+        .await?;
+    Ok(Json(settings).into_response())
 }
 
 /// The project's JWT signing keys (public halves).

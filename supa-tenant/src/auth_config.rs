@@ -260,6 +260,77 @@ impl Tenant {
     }
 }
 
+/// RFC 7396 merge patch: objects merge key by key, anything else
+/// replaces.
+fn merge(target: &mut Value, patch: Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                match t.get_mut(&k) {
+                    Some(slot) if v.is_object() => merge(slot, v),
+                    _ => {
+                        t.insert(k, v);
+                    }
+                }
+            }
+        }
+        (t, p) => *t = p,
+    }
+}
+
+impl Tenant {
+    /// The project's storage settings, in Supabase's shape.
+    pub async fn storage_settings(
+        &self,
+        project_ref: &ProjectRef,
+    ) -> Result<supa_core::StorageSettings, Error> {
+        let settings: sqlx::types::Json<supa_core::StorageSettings> =
+            sqlx::query_scalar("SELECT storage FROM projects WHERE ref = $1")
+                .bind(project_ref.as_str())
+                .fetch_optional(&self.db)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
+        Ok(settings.0)
+    }
+
+    /// Merges `patch` (nested, as Supabase's PATCH takes `features`) into
+    /// the storage settings; an unknown field or a bad value changes
+    /// nothing. Gateways forget the old settings at once.
+    pub async fn update_storage_settings(
+        &self,
+        project_ref: &ProjectRef,
+        patch: Value,
+    ) -> Result<supa_core::StorageSettings, Error> {
+        if !patch.is_object() {
+            return Err(Error::invalid("storage", "the body must be a JSON object"));
+        }
+        let mut tx = self.db.begin().await?;
+        let current: sqlx::types::Json<supa_core::StorageSettings> =
+            sqlx::query_scalar("SELECT storage FROM projects WHERE ref = $1 FOR UPDATE")
+                .bind(project_ref.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
+        let mut merged = serde_json::to_value(&current.0).unwrap_or_default();
+        merge(&mut merged, patch);
+        // The error names the field's path (`features.s3Protocol.enabled`).
+        let settings: supa_core::StorageSettings = serde_path_to_error::deserialize(merged)
+            .map_err(|e| Error::invalid("storage", format!("{}: {}", e.path(), e.inner())))?;
+        settings.validate().map_err(|e| match e {
+            supa_core::Error::InvalidSetting { field, reason } => Error::invalid(field, reason),
+            other => Error::invalid(other.field(), other.to_string()),
+        })?;
+        sqlx::query("UPDATE projects SET storage = $2, updated_at = now() WHERE ref = $1")
+            .bind(project_ref.as_str())
+            .bind(sqlx::types::Json(&settings))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.invalidate(Invalidation::Project(*project_ref));
+        Ok(settings)
+    }
+}
+
 fn signing_keys_of(secrets: &Map<String, Value>) -> Result<Vec<supa_keys::EsSigningKey>, Error> {
     match secrets.get(JWT_SIGNING_KEYS).and_then(Value::as_str) {
         Some(text) => supa_keys::EsSigningKey::list_from_json(text)

@@ -57,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
         postgrest: Default::default(),
         auth: env.settings,
         smtp_pass: env.smtp_pass,
+        storage: Default::default(),
         auth_secrets: env.auth_secrets,
         database: None,
         auth_database: Some(ProjectDatabase {
