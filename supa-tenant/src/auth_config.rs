@@ -35,13 +35,8 @@ fn shown(settings: &AuthSettings) -> Value {
 impl Tenant {
     /// The project's auth settings, in Supabase's shape.
     pub async fn auth_settings(&self, project_ref: &ProjectRef) -> Result<Value, Error> {
-        let settings: sqlx::types::Json<AuthSettings> =
-            sqlx::query_scalar("SELECT auth FROM projects WHERE ref = $1")
-                .bind(project_ref.as_str())
-                .fetch_optional(&self.db)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
-        Ok(shown(&settings.0))
+        let settings: AuthSettings = self.settings_column(project_ref, "auth").await?;
+        Ok(shown(&settings))
     }
 
     /// Changes the fields `patch` names; nothing changes when one is
@@ -284,13 +279,7 @@ impl Tenant {
         &self,
         project_ref: &ProjectRef,
     ) -> Result<supa_core::StorageSettings, Error> {
-        let settings: sqlx::types::Json<supa_core::StorageSettings> =
-            sqlx::query_scalar("SELECT storage FROM projects WHERE ref = $1")
-                .bind(project_ref.as_str())
-                .fetch_optional(&self.db)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
-        Ok(settings.0)
+        self.settings_column(project_ref, "storage").await
     }
 
     /// Merges `patch` (nested, as Supabase's PATCH takes `features`) into

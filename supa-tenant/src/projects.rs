@@ -821,12 +821,26 @@ impl Tenant {
         &self,
         project_ref: &ProjectRef,
     ) -> Result<PostgrestSettings, Error> {
-        let settings: sqlx::types::Json<PostgrestSettings> =
-            sqlx::query_scalar("SELECT postgrest FROM projects WHERE ref = $1")
-                .bind(project_ref.as_str())
-                .fetch_optional(&self.db)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
+        self.settings_column(project_ref, "postgrest").await
+    }
+
+    /// A project's settings kept as JSON in `column` (one of the project
+    /// row's settings columns, never a caller's string).
+    pub(crate) async fn settings_column<T>(
+        &self,
+        project_ref: &ProjectRef,
+        column: &'static str,
+    ) -> Result<T, Error>
+    where
+        T: serde::de::DeserializeOwned + Send + Unpin + 'static,
+    {
+        let settings: sqlx::types::Json<T> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT {column} FROM projects WHERE ref = $1"
+        )))
+        .bind(project_ref.as_str())
+        .fetch_optional(&self.db)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
         Ok(settings.0)
     }
 
