@@ -281,6 +281,11 @@ pub struct ProjectConfig {
     /// `supabase_auth_admin`); absent for projects made before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_database: Option<ProjectDatabase>,
+    /// How the storage server reaches it (`{ref}_storage`, acting as
+    /// `supabase_storage_admin` or the request's API role); absent for
+    /// projects made before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_database: Option<ProjectDatabase>,
 }
 
 impl ProjectConfig {
@@ -344,6 +349,7 @@ mod tests {
             auth_secrets: Default::default(),
             database: None,
             auth_database: None,
+            storage_database: None,
         }
     }
 

@@ -42,8 +42,40 @@ pub const CONFIG: &str = "SUPA_CONFIG";
 /// Log filter in `tracing` syntax (default `info`).
 pub const LOG: &str = "SUPA_LOG";
 
+/// Where object bytes live: `file` (default) or `s3`.
+pub const STORAGE_BACKEND: &str = "SUPA_STORAGE_BACKEND";
+/// The file backend's directory (default `DATA_DIR/storage`).
+pub const STORAGE_PATH: &str = "SUPA_STORAGE_PATH";
+/// The S3 backend's bucket.
+pub const STORAGE_S3_BUCKET: &str = "SUPA_STORAGE_S3_BUCKET";
+/// The S3 backend's endpoint (AWS when unset).
+pub const STORAGE_S3_ENDPOINT: &str = "SUPA_STORAGE_S3_ENDPOINT";
+/// The S3 backend's region (default `us-east-1`).
+pub const STORAGE_S3_REGION: &str = "SUPA_STORAGE_S3_REGION";
+/// Path-style requests to the S3 backend (`true` for most S3-compatible
+/// servers).
+pub const STORAGE_S3_FORCE_PATH_STYLE: &str = "SUPA_STORAGE_S3_FORCE_PATH_STYLE";
+
 /// Every variable with a one-line description, for docs and `--help`.
 pub const ALL: &[(&str, &str)] = &[
+    (
+        STORAGE_BACKEND,
+        "where object bytes live: file (default, DATA_DIR/storage) or s3",
+    ),
+    (STORAGE_PATH, "the file storage backend's directory"),
+    (STORAGE_S3_BUCKET, "the S3 storage backend's bucket"),
+    (
+        STORAGE_S3_ENDPOINT,
+        "the S3 storage backend's endpoint (AWS when unset)",
+    ),
+    (
+        STORAGE_S3_REGION,
+        "the S3 storage backend's region (default us-east-1)",
+    ),
+    (
+        STORAGE_S3_FORCE_PATH_STYLE,
+        "path-style requests to the S3 storage backend",
+    ),
     (
         DATA_DIR,
         "data directory for the embedded cluster and master key (default ./.supa)",

@@ -237,7 +237,15 @@ impl Gateway {
         let via_project_prefix = path.starts_with("/project/");
 
         let (key, query) = api_key(request.headers(), request.uri());
-        let key_kind = if entry.policy.needs_key(&sub_path) {
+        let key_kind = if !entry.policy.needs_key(&sub_path) {
+            // An open path still carries the role of a good key (creating
+            // a signed URL); a bad one there is ignored, not refused, so
+            // public links keep working in a browser with a stale key.
+            match key.as_deref() {
+                Some(key) => self.check_key(&project_ref, key).await.ok(),
+                None => None,
+            }
+        } else {
             let key = key.as_deref().ok_or(Error::NoApiKey)?;
             let key_kind = self.check_key(&project_ref, key).await?;
             if key_kind == KeyKind::Secret && from_browser(request.headers()) {
@@ -247,8 +255,6 @@ impl Gateway {
                 return Err(Error::SecretKeyRequired);
             }
             Some(key_kind)
-        } else {
-            None
         };
         let project = self.project(&project_ref).await?;
         if !project.config.status.is_serving() {

@@ -90,7 +90,18 @@ pub const SERVICES: &[ServiceEntry] = &[
     ServiceEntry {
         prefix: "/storage/v1",
         name: "storage (/storage/v1)",
-        policy: KeyPolicy::RequiredExcept(&["/object/public", "/object/sign", "/s3"]),
+        // Public objects, signed URLs (download and upload) and the S3
+        // protocol (SigV4) are reached without an API key; the server
+        // checks what they carry.
+        policy: KeyPolicy::RequiredExcept(&[
+            "/object/public",
+            "/object/info/public",
+            "/object/sign",
+            "/object/upload/sign",
+            "/render/image/public",
+            "/render/image/sign",
+            "/s3",
+        ]),
         target: Target::Project(Service::Storage),
     },
     ServiceEntry {

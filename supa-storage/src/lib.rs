@@ -1,13 +1,178 @@
 //! Supa's storage server: Supabase Storage's `/storage/v1` for every
 //! project, as storage3 (supabase-py) and storage-js call it.
 //!
-//! So far this crate owns the storage schema every project database is
-//! made with ([`schema::SCHEMA_SQL`]: Supabase's `storage.buckets`,
-//! `storage.objects`, the S3 multipart tables, `storage.migrations` and
-//! the helper functions policies use), so SQL and row level security
-//! policies written for Supabase Storage work unchanged; the HTTP engine
-//! comes next.
+//! Metadata lives where Supabase keeps it, in the `storage` schema of each
+//! project database ([`schema::SCHEMA_SQL`]: `storage.buckets`,
+//! `storage.objects`, the S3 multipart tables and the helper functions
+//! policies use), and every read and write of it on behalf of a caller
+//! runs as the caller's API role with its JWT claims, so row level
+//! security policies written for Supabase Storage decide here too. Bytes
+//! live in a [`Backend`] (`object_store`: the local filesystem or any
+//! S3-compatible service), one key per object version, so replacing an
+//! object is atomic for readers.
+//!
+//! [`Storage`] is the multi-project engine (a small pool per project,
+//! bounded in number, closed when idle, and the backend); [`router`] is
+//! its axum `Router`, which finds the project of each request in the
+//! request's extensions as an `Arc<ProjectConfig>` (the gateway puts it
+//! there, the standalone binary too).
 
 #![forbid(unsafe_code)]
 
+mod api;
+mod backend;
+mod error;
+mod names;
 pub mod schema;
+mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use api::router;
+pub use backend::{Backend, BackendConfig, S3Config};
+pub use error::Error;
+use supa_core::{ProjectConfig, ProjectDatabase, ProjectRef, StorageSettings};
+use supa_keys::JwtKey;
+
+/// Connections per project, opened on demand.
+pub const POOL_SIZE: usize = 10;
+
+/// One project as its storage server needs it.
+#[derive(Clone)]
+pub struct StorageProject {
+    /// The project (the first segment of its object keys).
+    pub project_ref: ProjectRef,
+    /// Verifies callers' tokens and signs URL tokens.
+    pub jwt_key: JwtKey,
+    /// Its limits and features.
+    pub settings: StorageSettings,
+    /// The storage server's login to its database.
+    pub database: ProjectDatabase,
+}
+
+impl std::fmt::Debug for StorageProject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageProject")
+            .field("project_ref", &self.project_ref)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StorageProject {
+    /// The project of `config`; a 503 when it has no storage login (made
+    /// before the storage server).
+    pub fn from_config(config: &ProjectConfig) -> Result<Self, Error> {
+        let database = config.storage_database.clone().ok_or_else(|| {
+            Error::new(
+                503,
+                "FeatureNotEnabled",
+                "Storage is not available for this project",
+            )
+            .with_http_status(503)
+        })?;
+        let (jwt_key, _) = supa_keys::project_keys(config).map_err(Error::internal)?;
+        Ok(Self {
+            project_ref: config.project_ref,
+            jwt_key,
+            settings: config.storage.clone(),
+            database,
+        })
+    }
+}
+
+/// The engine: a pool per project database and the bytes' backend; cheap
+/// to clone.
+#[derive(Clone)]
+pub struct Storage {
+    pools: moka::sync::Cache<ProjectRef, supa_db::Pool>,
+    backend: Backend,
+    /// The first segment of object keys when it is not the project ref
+    /// (a standalone server's `TENANT_ID`).
+    tenant: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("backend", &self.backend.describe())
+            .field("open_pools", &self.pools.entry_count())
+            .finish()
+    }
+}
+
+impl Storage {
+    /// At most `max_projects` pools of [`POOL_SIZE`] connections, each
+    /// closed after `idle` without a request.
+    pub fn new(backend: Backend, max_projects: u64, idle: Duration) -> Self {
+        Self {
+            pools: moka::sync::Cache::builder()
+                .max_capacity(max_projects.max(1))
+                .time_to_idle(idle)
+                .build(),
+            backend,
+            tenant: None,
+        }
+    }
+
+    /// The engine of one database served standalone: its pool of `max`
+    /// connections, made from `config`, stays open; object keys start
+    /// with `tenant`.
+    pub fn single(
+        project: ProjectRef,
+        tenant: &str,
+        mut config: tokio_postgres::Config,
+        max: usize,
+        backend: Backend,
+    ) -> Result<Self, Error> {
+        config.application_name("supa-storage");
+        let pool = supa_db::pool(config, max).map_err(Error::internal)?;
+        let storage = Self {
+            pools: moka::sync::Cache::builder().max_capacity(1).build(),
+            backend,
+            tenant: Some(tenant.into()),
+        };
+        storage.pools.insert(project, pool);
+        Ok(storage)
+    }
+
+    /// Where the bytes are.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Forgets a project's pool (deleted, login rotated).
+    pub fn evict(&self, project: &ProjectRef) {
+        self.pools.invalidate(project);
+    }
+
+    /// Removes every byte of a deleted project; the number of keys removed.
+    pub async fn delete_project(&self, project: &ProjectRef) -> Result<u64, Error> {
+        self.evict(project);
+        let prefix = object_store::path::Path::from(self.prefix(project));
+        self.backend.remove_prefix(&prefix).await
+    }
+
+    /// The first segment of a project's object keys.
+    pub(crate) fn prefix(&self, project: &ProjectRef) -> String {
+        match &self.tenant {
+            Some(t) => t.to_string(),
+            None => project.to_string(),
+        }
+    }
+
+    /// A connection to the project's database, acting as
+    /// `supabase_storage_admin`.
+    pub(crate) async fn client(&self, project: &StorageProject) -> Result<supa_db::Object, Error> {
+        let pool = match self.pools.get(&project.project_ref) {
+            Some(pool) => pool,
+            None => {
+                let config = supa_db::pg_config(&project.database, "supa-storage");
+                let pool = supa_db::pool(config, POOL_SIZE).map_err(Error::internal)?;
+                self.pools.insert(project.project_ref, pool.clone());
+                pool
+            }
+        };
+        Ok(pool.get().await?)
+    }
+}

@@ -10,6 +10,9 @@ pub enum Error {
     /// A PostgreSQL server command (initdb, pg_ctl) failed.
     #[error("embedded PostgreSQL: {0}")]
     Embedded(String),
+    /// The object store (storage bytes) failed or cannot be opened.
+    #[error("object storage: {0}")]
+    Storage(String),
     /// A file or process operation failed.
     #[error("could not {context}: {source}")]
     Io {

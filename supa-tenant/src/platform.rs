@@ -38,6 +38,9 @@ pub struct Settings {
     pub redis_url: Option<Secret<String>>,
     /// How projects are spread over workers.
     pub placement: Placement,
+    /// Where object bytes live; `None` is the filesystem under
+    /// `DIR/storage`.
+    pub storage: Option<supa_storage::BackendConfig>,
 }
 
 /// A started control plane.
@@ -51,6 +54,7 @@ pub struct ControlPlane {
     pub admin_token_file: Option<PathBuf>,
     embedded: Option<EmbeddedPostgres>,
     meta: supa_meta::Meta,
+    objects: supa_storage::Backend,
 }
 
 impl ControlPlane {
@@ -81,9 +85,18 @@ impl ControlPlane {
                 (Some(pg), url)
             }
         };
+        let storage =
+            settings
+                .storage
+                .clone()
+                .unwrap_or_else(|| supa_storage::BackendConfig::File {
+                    root: settings.data_dir.join("storage"),
+                });
+        let objects = supa_storage::Backend::new(&storage).map_err(Error::Storage)?;
         let tenant = Tenant::connect(url.expose(), key)
             .await?
-            .with_placement(settings.placement);
+            .with_placement(settings.placement)
+            .with_object_store(objects.clone());
         if let Some(pg) = &embedded {
             tenant
                 .upsert_worker(NewWorker {
@@ -120,6 +133,7 @@ impl ControlPlane {
             tokens: ApiTokens { admin, service },
             admin_token_file,
             embedded,
+            objects,
         })
     }
 
@@ -132,6 +146,11 @@ impl ControlPlane {
     /// gateway's `/pg`.
     pub fn meta(&self) -> &supa_meta::Meta {
         &self.meta
+    }
+
+    /// Where object bytes live, to share with an in-process storage server.
+    pub fn object_store(&self) -> &supa_storage::Backend {
+        &self.objects
     }
 
     /// The embedded cluster, when there is one.
@@ -219,14 +238,78 @@ pub struct SettingsArgs {
     /// Log filter (`tracing` syntax, e.g. `info,supa_tenant=debug`).
     #[arg(long, env = supa_core::env::LOG, default_value = "info")]
     pub log: String,
+    /// Where object bytes live.
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// Where the storage server keeps object bytes, as flags with their
+/// `SUPA_STORAGE_*` variables; S3 credentials come from the usual `AWS_*`
+/// variables.
+#[cfg(feature = "clap")]
+#[derive(Debug, Clone, clap::Args)]
+pub struct StorageArgs {
+    /// `file` (the data dir, or --storage-path) or `s3`.
+    #[arg(long, env = supa_core::env::STORAGE_BACKEND, default_value = "file")]
+    pub storage_backend: String,
+    /// The directory of the file backend (default DATA_DIR/storage).
+    #[arg(long, env = supa_core::env::STORAGE_PATH)]
+    pub storage_path: Option<PathBuf>,
+    /// The S3 bucket that holds every project's objects.
+    #[arg(long, env = supa_core::env::STORAGE_S3_BUCKET)]
+    pub storage_s3_bucket: Option<String>,
+    /// The S3 endpoint (AWS when unset).
+    #[arg(long, env = supa_core::env::STORAGE_S3_ENDPOINT)]
+    pub storage_s3_endpoint: Option<String>,
+    /// The S3 region.
+    #[arg(long, env = supa_core::env::STORAGE_S3_REGION, default_value = "us-east-1")]
+    pub storage_s3_region: String,
+    /// Path-style S3 requests (most S3-compatible servers).
+    #[arg(long, env = supa_core::env::STORAGE_S3_FORCE_PATH_STYLE, default_value_t = false)]
+    pub storage_s3_force_path_style: bool,
+}
+
+#[cfg(feature = "clap")]
+impl StorageArgs {
+    /// The backend these flags name (`None`: files under the data dir).
+    pub fn backend(&self) -> Result<Option<supa_storage::BackendConfig>, Error> {
+        match self.storage_backend.as_str() {
+            "file" => Ok(self
+                .storage_path
+                .clone()
+                .map(|root| supa_storage::BackendConfig::File { root })),
+            "s3" => {
+                let bucket = self.storage_s3_bucket.clone().ok_or_else(|| {
+                    Error::Config(format!(
+                        "{} is required with the s3 backend",
+                        supa_core::env::STORAGE_S3_BUCKET
+                    ))
+                })?;
+                Ok(Some(supa_storage::BackendConfig::S3(
+                    supa_storage::S3Config {
+                        bucket,
+                        endpoint: self.storage_s3_endpoint.clone(),
+                        region: self.storage_s3_region.clone(),
+                        force_path_style: self.storage_s3_force_path_style,
+                        access_key_id: None,
+                        secret_access_key: None,
+                    },
+                )))
+            }
+            other => Err(Error::Config(format!(
+                "unknown storage backend {other:?} (file or s3)"
+            ))),
+        }
+    }
 }
 
 #[cfg(feature = "clap")]
 impl SettingsArgs {
     /// The settings, with the management database at `database_url`
     /// (`None`: an embedded cluster in the data dir).
-    pub fn into_settings(self, database_url: Option<String>) -> Settings {
-        Settings {
+    pub fn into_settings(self, database_url: Option<String>) -> Result<Settings, Error> {
+        Ok(Settings {
+            storage: self.storage.backend()?,
             data_dir: self.data_dir,
             database_url: database_url.map(Secret::new),
             master_key: self.master_key.map(Secret::new),
@@ -234,6 +317,6 @@ impl SettingsArgs {
             service_token: self.service_token.map(Secret::new),
             redis_url: self.redis_url.map(Secret::new),
             placement: self.placement,
-        }
+        })
     }
 }

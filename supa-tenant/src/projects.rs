@@ -209,6 +209,17 @@ fn auth_login_context(r: &ProjectRef) -> String {
     format!("project:{r}:auth_password")
 }
 
+/// The login of the project's storage server: `supabase_storage_admin`
+/// in its own database, and a member of the API roles, which each request
+/// acts as (so RLS decides, as on Supabase).
+pub(crate) fn storage_login_name(r: &ProjectRef) -> String {
+    format!("{r}_storage")
+}
+
+fn storage_login_context(r: &ProjectRef) -> String {
+    format!("project:{r}:storage_password")
+}
+
 const PROJECT_COLUMNS: &str = "ref, name, worker_id, status,
     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at";
 
@@ -304,6 +315,7 @@ impl Tenant {
         let jwt_secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
         let authenticator_password = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
         let auth_password = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
+        let storage_password = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
         let mut keys = None;
         for step in CreateStep::ALL {
             if let Some(progress) = options.progress {
@@ -313,8 +325,8 @@ impl Tenant {
                 CreateStep::PickWorker => *worker = self.pick_worker(worker_id).await?,
                 CreateStep::InsertRow => {
                     let inserted = sqlx::query(
-                        "INSERT INTO projects (ref, name, worker_id, status, authenticator_password_enc, jwt_secret_enc, auth_password_enc)
-                         VALUES ($1, $2, $3, 'COMING_UP', $4, $5, $6)",
+                        "INSERT INTO projects (ref, name, worker_id, status, authenticator_password_enc, jwt_secret_enc, auth_password_enc, storage_password_enc)
+                         VALUES ($1, $2, $3, 'COMING_UP', $4, $5, $6, $7)",
                     )
                     .bind(project_ref.as_str())
                     .bind(name)
@@ -322,6 +334,7 @@ impl Tenant {
                     .bind(self.key.encrypt(&authenticator_context(project_ref), authenticator_password.as_bytes()))
                     .bind(self.key.encrypt(&jwt_context(project_ref), jwt_secret.as_bytes()))
                     .bind(self.key.encrypt(&auth_login_context(project_ref), auth_password.as_bytes()))
+                    .bind(self.key.encrypt(&storage_login_context(project_ref), storage_password.as_bytes()))
                     .execute(&self.db)
                     .await;
                     match inserted {
@@ -401,6 +414,33 @@ impl Tenant {
                         &[&database_name(project_ref), &auth],
                     )
                     .await?;
+                    // The storage server's login: supabase_storage_admin for
+                    // its own bookkeeping, and each request's API role.
+                    let storage = storage_login_name(project_ref);
+                    execute_formatted(
+                        &pool,
+                        "CREATE ROLE %I LOGIN NOINHERIT PASSWORD %L",
+                        &[&storage, &storage_password],
+                    )
+                    .await?;
+                    execute_formatted(
+                        &pool,
+                        "GRANT supabase_storage_admin, anon, authenticated, service_role TO %I",
+                        &[&storage],
+                    )
+                    .await?;
+                    execute_formatted(
+                        &pool,
+                        "ALTER ROLE %I SET role = %L",
+                        &[&storage, "supabase_storage_admin"],
+                    )
+                    .await?;
+                    execute_formatted(
+                        &pool,
+                        "GRANT CONNECT ON DATABASE %I TO %I",
+                        &[&database_name(project_ref), &storage],
+                    )
+                    .await?;
                 }
                 CreateStep::IssueKeys => {
                     let publishable = self
@@ -450,7 +490,8 @@ impl Tenant {
                     CreateStep::CreateRoles => {
                         let pool = self.worker_pool(worker).await?;
                         drop_role(&pool, &authenticator_name(project_ref)).await?;
-                        drop_role(&pool, &auth_login_name(project_ref)).await
+                        drop_role(&pool, &auth_login_name(project_ref)).await?;
+                        drop_role(&pool, &storage_login_name(project_ref)).await
                     }
                     CreateStep::CreateDatabase => {
                         let pool = self.worker_pool(worker).await?;
@@ -628,7 +669,7 @@ impl Tenant {
     pub async fn project_config(&self, project_ref: &ProjectRef) -> Result<ProjectConfig, Error> {
         let row = sqlx::query(
             "SELECT p.status, p.jwt_secret_enc, p.upstream, p.postgrest, p.authenticator_password_enc,
-                    p.auth, p.smtp_pass_enc, p.auth_secrets_enc, p.auth_password_enc, p.storage, w.host, w.port
+                    p.auth, p.smtp_pass_enc, p.auth_secrets_enc, p.auth_password_enc, p.storage_password_enc, p.storage, w.host, w.port
              FROM projects p JOIN workers w ON w.id = p.worker_id WHERE p.ref = $1",
         )
         .bind(project_ref.as_str())
@@ -664,6 +705,14 @@ impl Tenant {
             })
             .transpose()?
             .map(|password| login(auth_login_name(project_ref), password));
+        let storage_database = row
+            .try_get::<Option<Vec<u8>>, _>("storage_password_enc")?
+            .map(|sealed| {
+                self.key
+                    .decrypt_string(&storage_login_context(project_ref), &sealed)
+            })
+            .transpose()?
+            .map(|password| login(storage_login_name(project_ref), password));
         Ok(ProjectConfig {
             project_ref: *project_ref,
             status: crate::from_name(status).unwrap_or(ProjectStatus::Unknown),
@@ -708,6 +757,7 @@ impl Tenant {
             },
             database,
             auth_database,
+            storage_database,
         })
     }
 
@@ -765,6 +815,14 @@ impl Tenant {
         drop_database(&pool, project_ref).await?;
         drop_role(&pool, &authenticator_name(project_ref)).await?;
         drop_role(&pool, &auth_login_name(project_ref)).await?;
+        drop_role(&pool, &storage_login_name(project_ref)).await?;
+        if let Some(objects) = &self.objects {
+            let removed = objects
+                .remove_prefix(&project_ref.as_str().into())
+                .await
+                .map_err(|e| Error::Storage(e.to_string()))?;
+            tracing::info!(%project_ref, removed, "deleted the project's objects");
+        }
         let hashes: Vec<Vec<u8>> =
             sqlx::query_scalar("DELETE FROM api_keys WHERE project_ref = $1 RETURNING hash")
                 .bind(project_ref.as_str())

@@ -51,6 +51,9 @@ pub struct Tenant {
     pub(crate) placement: Placement,
     pub(crate) round_robin: Arc<AtomicUsize>,
     hooks: Arc<Mutex<Vec<Hook>>>,
+    /// Where projects' object bytes live, so deleting a project removes
+    /// them.
+    pub(crate) objects: Option<supa_storage::Backend>,
 }
 
 impl std::fmt::Debug for Tenant {
@@ -84,6 +87,7 @@ impl Tenant {
             placement: Placement::default(),
             round_robin: Arc::default(),
             hooks: Arc::default(),
+            objects: None,
         })
     }
 
@@ -100,6 +104,13 @@ impl Tenant {
             pool.close().await;
         }
         self.db.close().await;
+    }
+
+    /// Where projects' object bytes live: deleting a project removes its
+    /// bytes there.
+    pub fn with_object_store(mut self, backend: supa_storage::Backend) -> Self {
+        self.objects = Some(backend);
+        self
     }
 
     /// Chooses how new projects are spread over workers.

@@ -69,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
                 String::from_utf8_lossy(db.get_password().unwrap_or_default()).into_owned(),
             ),
         }),
+        storage_database: None,
     };
     let urls = PublicUrls {
         issuer: env.issuer,

@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let plane = ControlPlane::start(args.settings.into_settings(Some(args.database_url))).await?;
+    let plane = ControlPlane::start(args.settings.into_settings(Some(args.database_url))?).await?;
     tracing::info!(%addr, "tenant manager listening");
     platform::serve(listener, plane.router(), platform::shutdown_signal()).await?;
     plane.shutdown().await?;

@@ -43,7 +43,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let gateway_listener = tokio::net::TcpListener::bind(gateway_addr)
         .await
         .with_context(|| format!("cannot listen on {gateway_addr} (use --gateway-port)"))?;
-    let plane = ControlPlane::start(args.settings.into_settings(args.database_url)).await?;
+    let plane = ControlPlane::start(args.settings.into_settings(args.database_url)?).await?;
     let metrics = Arc::new(Metrics::default());
     let gateway = Arc::new(
         Gateway::new(
@@ -58,7 +58,15 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
             "/pg",
             supa_tenant::api::pg_service(plane.tenant.clone(), plane.meta().clone()),
         )
-        .mount("/auth/v1", supa_auth::router(supa_auth::Auth::default())),
+        .mount("/auth/v1", supa_auth::router(supa_auth::Auth::default()))
+        .mount(
+            "/storage/v1",
+            supa_storage::router(supa_storage::Storage::new(
+                plane.object_store().clone(),
+                200,
+                std::time::Duration::from_secs(300),
+            )),
+        ),
     );
     // Revocations and deletions reach this gateway's caches at once.
     let hook = gateway.clone();
