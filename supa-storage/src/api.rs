@@ -308,10 +308,14 @@ fn parse_size(value: &Value) -> Result<Option<i64>> {
     }
 }
 
-fn check_bucket_settings(
-    project: &StorageProject,
-    body: &BucketBody,
-) -> Result<(Option<Option<i64>>, Option<Option<Vec<String>>>)> {
+/// A bucket's checked limits; `None` leaves a field as it is, `Some(None)`
+/// clears it.
+struct BucketLimits {
+    size: Option<Option<i64>>,
+    types: Option<Option<Vec<String>>>,
+}
+
+fn check_bucket_settings(project: &StorageProject, body: &BucketBody) -> Result<BucketLimits> {
     let limit = match &body.file_size_limit {
         Some(v) => {
             let limit = parse_size(v.as_ref().unwrap_or(&Value::Null))?;
@@ -331,7 +335,10 @@ fn check_bucket_settings(
             "Invalid mime type pattern: {bad}"
         )));
     }
-    Ok((limit, body.allowed_mime_types.clone()))
+    Ok(BucketLimits {
+        size: limit,
+        types: body.allowed_mime_types.clone(),
+    })
 }
 
 async fn create_bucket(
@@ -347,7 +354,7 @@ async fn create_bucket(
     let id = body.id.clone().unwrap_or_else(|| name.clone());
     bucket_name(&id)?;
     bucket_name(&name)?;
-    let (limit, types) = check_bucket_settings(&project, &body)?;
+    let BucketLimits { size: limit, types } = check_bucket_settings(&project, &body)?;
     let mut client = storage.client(&project).await?;
     let tx = store::begin_as(&mut client, &caller).await?;
     let sql = format!(
@@ -386,7 +393,7 @@ async fn update_bucket(
     body: Body,
 ) -> Result<Response> {
     let body: BucketBody = json_body(body).await?;
-    let (limit, types) = check_bucket_settings(&project, &body)?;
+    let BucketLimits { size: limit, types } = check_bucket_settings(&project, &body)?;
     let mut client = storage.client(&project).await?;
     let tx = store::begin_as(&mut client, &caller).await?;
     let updated = tx
@@ -667,17 +674,22 @@ async fn receive(
     .await
 }
 
+/// An object row as an upload, a copy or a signed upload writes it.
+struct Row<'a> {
+    bucket: &'a str,
+    name: &'a str,
+    owner: &'a Option<String>,
+    version: &'a str,
+    metadata: &'a Value,
+    user_metadata: &'a Option<Value>,
+}
+
 /// The row write of an upload, run first as a test (rolled back, so a
 /// caller RLS refuses never sends bytes anywhere) and then for real.
 async fn write_row(
     tx: &deadpool_postgres::Transaction<'_>,
     mode: Mode,
-    bucket: &str,
-    name: &str,
-    owner: &Option<String>,
-    version: &str,
-    metadata: &Value,
-    user_metadata: &Option<Value>,
+    row: Row<'_>,
 ) -> Result<String> {
     let owner_sql = owner_uuid(3);
     let sql = match mode {
@@ -701,13 +713,20 @@ async fn write_row(
             )
         }
     };
-    let row = tx
-        .query_opt(
-            &sql,
-            &[&bucket, &name, owner, &version, metadata, user_metadata],
-        )
-        .await?;
-    row.map(|r| r.get(0)).ok_or_else(Error::no_such_key)
+    tx.query_opt(
+        &sql,
+        &[
+            &row.bucket,
+            &row.name,
+            row.owner,
+            &row.version,
+            row.metadata,
+            row.user_metadata,
+        ],
+    )
+    .await?
+    .map(|r| r.get(0))
+    .ok_or_else(Error::no_such_key)
 }
 
 fn new_version() -> String {
@@ -789,12 +808,14 @@ where
         write_row(
             &tx,
             mode,
-            bucket,
-            name,
-            &owner,
-            &version,
-            &probe,
-            &incoming.user_metadata,
+            Row {
+                bucket,
+                name,
+                owner: &owner,
+                version: &version,
+                metadata: &probe,
+                user_metadata: &incoming.user_metadata,
+            },
         )
         .await?;
         tx.rollback().await?;
@@ -827,12 +848,14 @@ where
         let id = write_row(
             &tx,
             mode,
-            bucket,
-            name,
-            &owner,
-            &version,
-            &metadata,
-            &incoming.user_metadata,
+            Row {
+                bucket,
+                name,
+                owner: &owner,
+                version: &version,
+                metadata: &metadata,
+                user_metadata: &incoming.user_metadata,
+            },
         )
         .await?;
         tx.commit().await?;
@@ -1384,12 +1407,14 @@ async fn copy_object(
         let id = write_row(
             &tx,
             mode,
-            to_bucket,
-            to,
-            &caller.sub,
-            &version,
-            &metadata.unwrap_or_else(|| json!({})),
-            &user_metadata,
+            Row {
+                bucket: to_bucket,
+                name: to,
+                owner: &caller.sub,
+                version: &version,
+                metadata: &metadata.unwrap_or_else(|| json!({})),
+                user_metadata: &user_metadata,
+            },
         )
         .await?;
         tx.commit().await?;
@@ -1653,12 +1678,14 @@ async fn sign_upload(
     write_row(
         &tx,
         mode,
-        &bucket,
-        &name,
-        &caller.sub,
-        &new_version(),
-        &json!({}),
-        &None,
+        Row {
+            bucket: &bucket,
+            name: &name,
+            owner: &caller.sub,
+            version: &new_version(),
+            metadata: &json!({}),
+            user_metadata: &None,
+        },
     )
     .await?;
     tx.rollback().await?;
