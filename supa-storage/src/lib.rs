@@ -24,6 +24,7 @@ mod backend;
 mod error;
 mod names;
 pub mod schema;
+pub mod storage_env;
 mod store;
 
 use std::sync::Arc;
@@ -134,6 +135,16 @@ impl Storage {
         };
         storage.pools.insert(project, pool);
         Ok(storage)
+    }
+
+    /// Creates the storage schema of a standalone database that has none.
+    pub async fn migrate(&self, project: ProjectRef) -> Result<(), Error> {
+        let pool = self
+            .pools
+            .get(&project)
+            .ok_or_else(|| Error::internal("no database"))?;
+        let mut client = pool.get().await?;
+        schema::migrate(&mut client).await.map_err(Error::from)
     }
 
     /// Where the bytes are.

@@ -8,6 +8,46 @@
 /// `supabase_storage_admin`).
 pub const SCHEMA_SQL: &str = include_str!("schema.sql");
 
+/// What the API roles may use of the schema (row level security decides
+/// the rest), run after [`SCHEMA_SQL`] by a role that may grant it.
+pub const GRANTS_SQL: &str = "GRANT USAGE ON SCHEMA storage TO anon, authenticated, service_role;
+GRANT ALL ON storage.buckets, storage.objects, storage.s3_multipart_uploads,
+  storage.s3_multipart_uploads_parts TO anon, authenticated, service_role;
+";
+
+/// Creates the storage schema in a standalone server's database when it
+/// has none (as Supabase Storage migrates on start), with the API roles
+/// it grants to. One server at a time does it (an advisory lock).
+pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('supa-storage schema'))",
+        &[],
+    )
+    .await?;
+    let missing: bool = tx
+        .query_one("SELECT to_regclass('storage.buckets') IS NULL", &[])
+        .await?
+        .get(0);
+    if missing {
+        tx.batch_execute(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
+                 CREATE ROLE anon NOLOGIN NOINHERIT; END IF;
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
+                 CREATE ROLE authenticated NOLOGIN NOINHERIT; END IF;
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
+                 CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS; END IF;
+             END $$;
+             CREATE SCHEMA IF NOT EXISTS storage;",
+        )
+        .await?;
+        tx.batch_execute(SCHEMA_SQL).await?;
+        tx.batch_execute(GRANTS_SQL).await?;
+    }
+    tx.commit().await
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

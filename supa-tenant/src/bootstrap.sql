@@ -72,6 +72,4 @@ ALTER SCHEMA storage OWNER TO supabase_storage_admin;
 SET ROLE supabase_storage_admin;
 -- @storage-schema: supa_storage::schema::SCHEMA_SQL
 RESET ROLE;
-GRANT USAGE ON SCHEMA storage TO anon, authenticated, service_role;
-GRANT ALL ON storage.buckets, storage.objects, storage.s3_multipart_uploads,
-  storage.s3_multipart_uploads_parts TO anon, authenticated, service_role;
+-- @storage-grants: supa_storage::schema::GRANTS_SQL

@@ -37,6 +37,11 @@ static BOOTSTRAP_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
             supa_storage::schema::SCHEMA_SQL,
             1,
         )
+        .replacen(
+            "-- @storage-grants: supa_storage::schema::GRANTS_SQL\n",
+            supa_storage::schema::GRANTS_SQL,
+            1,
+        )
 });
 
 /// A project to create.

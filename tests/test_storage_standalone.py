@@ -1,0 +1,170 @@
+"""`supa-storage` standalone, configured only by Supabase Storage's
+environment, as it would replace the storage container of Supabase's
+docker-compose: it creates the storage schema in an empty database, keeps
+bytes on the filesystem (under `FILE_STORAGE_BACKEND_PATH/TENANT_ID`) or in
+a real S3-compatible server (moto's server mode), and answers storage3
+pointed at it directly. Deleting a project through the platform deletes
+its objects."""
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import httpx
+import jwt
+import pytest
+from storage3 import SyncStorageClient
+from storage3.exceptions import StorageApiError
+from supabase import create_client
+
+from conftest import ROOT, create_project, free_port, stop, wait_for_port
+
+SUPA_STORAGE = ROOT / "target" / "debug" / "supa-storage"
+SECRET = "standalone-storage-secret-" + "x" * 16
+
+
+@pytest.fixture(scope="module")
+def database(platform):
+    """An empty database whose owner may act as the API roles, as
+    Supabase's `supabase_storage_admin` may."""
+    host_project = create_project(platform, "storage-standalone-host")
+    name = f"storage_{uuid.uuid4().hex[:8]}"
+    password = secrets.token_hex(12)
+    with platform.client() as api:
+        for sql in (f"create role {name} login password '{password}'",
+                    f"grant anon, authenticated, service_role to {name}",
+                    f"create database {name} owner {name}"):
+            r = api.post(f"/v1/projects/{host_project['ref']}/database/query", json={"query": sql})
+            assert r.status_code == 201, r.text
+    service_token = (platform.data_dir / "service_token").read_text().strip()
+    db = httpx.get(f"{platform.api_url}/internal/v1/projects/{host_project['ref']}/config",
+                   headers={"Authorization": f"Bearer {service_token}"}).json()["database"]
+    return f"postgres://{name}:{password}@{db['host']}:{db['port']}/{name}"
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """moto's S3 server on a free port, with one bucket."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, proc, "moto server")
+    endpoint = f"http://127.0.0.1:{port}"
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="test", aws_secret_access_key="test")
+    s3.create_bucket(Bucket="supa-objects")
+    yield endpoint, s3
+    stop(proc)
+
+
+def token(role, sub=None):
+    now = int(time.time())
+    claims = {"role": role, "iat": now, "exp": now + 600}
+    if sub:
+        claims["sub"] = sub
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+def start(database, extra):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("STORAGE_", "FILE_", "AWS_", "DATABASE_", "SERVER_"))}
+    env.update({"DATABASE_URL": database, "PGRST_JWT_SECRET": SECRET, "ANON_KEY": token("anon"),
+                "SERVICE_KEY": token("service_role"), "FILE_SIZE_LIMIT": "1000000", "TENANT_ID": "stub",
+                "REGION": "local", "IMAGE_TRANSFORMATION_ENABLED": "true", "SERVER_HOST": "127.0.0.1",
+                "SERVER_PORT": str(port), **extra})
+    proc = subprocess.Popen([str(SUPA_STORAGE)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for_port(port, proc, "supa-storage")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def client(url, role="service_role", sub=None):
+    t = token(role, sub)
+    return SyncStorageClient(url + "/", {"apikey": t, "Authorization": f"Bearer {t}"})
+
+
+def exercise(url, bucket):
+    """The same calls a Supabase app makes, through storage3."""
+    admin = client(url)
+    admin.create_bucket(bucket)
+    files = admin.from_(bucket)
+    files.upload("a/hello.txt", b"hello standalone", {"content-type": "text/plain"})
+    assert files.download("a/hello.txt") == b"hello standalone"
+    assert [e["name"] for e in files.list("a")] == ["hello.txt"]
+    big = os.urandom(700_000)
+    files.upload("a/big.bin", big)
+    assert files.download("a/big.bin") == big
+    too_big = pytest.raises(StorageApiError, files.upload, "a/huge.bin", b"x" * 1_000_001)
+    assert too_big.value.status == "413"
+    # RLS: anon sees nothing without a policy.
+    assert client(url, "anon").from_(bucket).list("a") == []
+    with pytest.raises(StorageApiError):
+        client(url, "anon").from_(bucket).upload("a/anon.txt", b"x")
+    signed = files.create_signed_url("a/hello.txt", 60)["signedURL"]
+    assert httpx.get(signed).content == b"hello standalone"
+
+
+def test_file_backend_and_restart(database):
+    root = Path(tempfile.mkdtemp(prefix="supa-storage-files-"))
+    extra = {"STORAGE_BACKEND": "file", "FILE_STORAGE_BACKEND_PATH": str(root)}
+    proc, url = start(database, extra)
+    try:
+        exercise(url, "files")
+        stored = [p.relative_to(root).parts[:3] for p in root.rglob("*") if p.is_file()]
+        assert sorted(set(stored)) == [("stub", "files", "a")]
+    finally:
+        stop(proc)
+    # A restart finds the schema and the objects where they were.
+    proc, url = start(database, extra)
+    try:
+        assert client(url).from_("files").download("a/hello.txt") == b"hello standalone"
+    finally:
+        stop(proc)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_s3_backend_against_a_real_s3_server(database, s3_server):
+    endpoint, s3 = s3_server
+    proc, url = start(database, {"STORAGE_BACKEND": "s3", "STORAGE_S3_BUCKET": "supa-objects",
+                                 "STORAGE_S3_ENDPOINT": endpoint, "STORAGE_S3_FORCE_PATH_STYLE": "true",
+                                 "STORAGE_S3_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test",
+                                 "AWS_SECRET_ACCESS_KEY": "test"})
+    try:
+        exercise(url, "in-s3")
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="supa-objects", Prefix="stub/in-s3/")["Contents"]]
+        assert len(keys) == 2 and all(k.startswith(("stub/in-s3/a/hello.txt/", "stub/in-s3/a/big.bin/")) for k in keys)
+        # A replaced object's old version is gone from the backend.
+        client(url).from_("in-s3").upload("a/hello.txt", b"v2", {"upsert": "true"})
+        after = [o["Key"] for o in s3.list_objects_v2(Bucket="supa-objects", Prefix="stub/in-s3/a/hello.txt/")["Contents"]]
+        assert len(after) == 1 and after[0] not in keys
+        client(url).from_("in-s3").remove(["a/big.bin"])
+        left = s3.list_objects_v2(Bucket="supa-objects", Prefix="stub/in-s3/a/big.bin/")
+        assert left.get("KeyCount", 0) == 0
+    finally:
+        stop(proc)
+
+
+def test_missing_settings_are_named(database):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH_JWT", "PGRST_", "DATABASE_"))}
+    env["DATABASE_URL"] = database
+    done = subprocess.run([str(SUPA_STORAGE)], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0 and "AUTH_JWT_SECRET" in done.stderr
+
+
+def test_deleting_a_project_deletes_its_objects(platform):
+    project = create_project(platform, "storage-delete")
+    admin = create_client(project["url"], project["secret_key"]).storage
+    admin.create_bucket("doomed")
+    admin.from_("doomed").upload("x/y.txt", b"bytes")
+    objects = platform.data_dir / "storage" / project["ref"]
+    assert any(p.is_file() for p in objects.rglob("*"))
+    with platform.client() as api:
+        assert api.delete(f"/v1/projects/{project['ref']}").status_code == 200
+    assert not any(p.is_file() for p in objects.rglob("*")) if objects.exists() else True
