@@ -79,6 +79,10 @@ pub fn router(storage: Storage) -> Router {
         )
         .route("/status", get(|| async { StatusCode::OK }))
         .fallback(|| async { Error::new(404, "NotFound", "Route not found").with_http_status(404) })
+        .method_not_allowed_fallback(|| async {
+            Error::new(405, "MethodNotAllowed", "Method not allowed for this route")
+                .with_http_status(405)
+        })
         // Bodies stream to the backend under the project's own limit.
         .layer(DefaultBodyLimit::disable())
         .with_state(storage)
