@@ -116,7 +116,9 @@ mod tests {
             ("IMAGE_TRANSFORMATION_ENABLED", "true"),
         ])
         .unwrap();
-        assert!(matches!(e.backend, BackendConfig::File { root } if root == "/var/lib/storage"));
+        assert!(
+            matches!(e.backend, BackendConfig::File { root } if root == std::path::Path::new("/var/lib/storage"))
+        );
         assert_eq!(e.settings.file_size_limit, 52_428_800);
         assert!(e.settings.features.image_transformation.enabled);
         assert_eq!((e.tenant_id.as_str(), e.port), ("stub", 5000));
