@@ -83,7 +83,7 @@ pub const POOL_SIZE: usize = 10;
 /// The engine: a pool per project database; cheap to clone.
 #[derive(Clone)]
 pub struct Auth {
-    pools: moka::sync::Cache<ProjectRef, supa_db::Pool>,
+    pools: supa_db::Pools,
     pub(crate) limits: limits::Limits,
     /// Talks to OAuth providers.
     pub(crate) http: reqwest::Client,
@@ -94,7 +94,7 @@ pub struct Auth {
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Auth")
-            .field("open_pools", &self.pools.entry_count())
+            .field("open_pools", &self.pools.open())
             .finish()
     }
 }
@@ -110,10 +110,7 @@ impl Auth {
     /// `idle` without a request.
     pub fn new(max_projects: u64, idle: Duration) -> Self {
         Self {
-            pools: moka::sync::Cache::builder()
-                .max_capacity(max_projects.max(1))
-                .time_to_idle(idle)
-                .build(),
+            pools: supa_db::Pools::new(max_projects, idle),
             limits: limits::Limits::default(),
             http: supa_core::http::client(Duration::from_secs(10)),
             discovery: oauth::discovery_cache(),
@@ -130,14 +127,12 @@ impl Auth {
         config.options("-c TimeZone=UTC");
         config.application_name("supa-auth");
         let pool = supa_db::pool(config, max).map_err(Error::internal)?;
-        let auth = Self {
-            pools: moka::sync::Cache::builder().max_capacity(1).build(),
+        Ok(Self {
+            pools: supa_db::Pools::single(project, pool),
             limits: limits::Limits::default(),
             http: supa_core::http::client(Duration::from_secs(10)),
             discovery: oauth::discovery_cache(),
-        };
-        auth.pools.insert(project, pool);
-        Ok(auth)
+        })
     }
 
     /// Creates or brings up to date the auth schema of a standalone
@@ -156,7 +151,7 @@ impl Auth {
 
     /// Forgets a project's pool (deleted, login rotated).
     pub fn evict(&self, project: &ProjectRef) {
-        self.pools.invalidate(project);
+        self.pools.evict(project);
     }
 
     /// A connection to the project's database, acting as

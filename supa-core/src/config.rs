@@ -289,6 +289,27 @@ pub struct ProjectConfig {
 }
 
 impl ProjectConfig {
+    /// The one active project of a standalone server (`supa-auth`,
+    /// `supa-storage`), signed with `jwt_secret`, everything else at its
+    /// default; the server sets its own settings and login on it.
+    pub fn standalone(project_ref: ProjectRef, jwt_secret: Secret<String>) -> Self {
+        Self {
+            project_ref,
+            status: ProjectStatus::ActiveHealthy,
+            jwt_secret,
+            upstream: Upstream::default(),
+            services: ServiceUpstreams::default(),
+            postgrest: PostgrestSettings::default(),
+            auth: crate::AuthSettings::default(),
+            storage: crate::StorageSettings::default(),
+            smtp_pass: None,
+            auth_secrets: Default::default(),
+            database: None,
+            auth_database: None,
+            storage_database: None,
+        }
+    }
+
     /// Where `service`'s requests for this project go.
     pub fn upstream_of(&self, service: Service) -> &Upstream {
         match service {
@@ -337,19 +358,11 @@ mod tests {
 
     fn config(upstream: Upstream) -> ProjectConfig {
         ProjectConfig {
-            project_ref: ProjectRef::parse("runvpplxfmoostzzpjco").unwrap(),
-            status: ProjectStatus::ActiveHealthy,
-            jwt_secret: Secret::new("s".repeat(40)),
             upstream,
-            services: ServiceUpstreams::default(),
-            postgrest: PostgrestSettings::default(),
-            auth: crate::AuthSettings::default(),
-            smtp_pass: None,
-            storage: Default::default(),
-            auth_secrets: Default::default(),
-            database: None,
-            auth_database: None,
-            storage_database: None,
+            ..ProjectConfig::standalone(
+                ProjectRef::parse("runvpplxfmoostzzpjco").unwrap(),
+                Secret::new("s".repeat(40)),
+            )
         }
     }
 

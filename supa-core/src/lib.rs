@@ -23,6 +23,8 @@ pub mod directory;
 pub mod env;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "signal")]
+pub mod signal;
 pub mod time;
 
 pub use auth_settings::{AUTH_SECRET_FIELDS, AuthSettings, JWT_SIGNING_KEYS, OAUTH_PROVIDERS};

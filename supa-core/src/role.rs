@@ -18,6 +18,18 @@ pub enum Role {
 }
 
 impl Role {
+    /// Creates the three roles in a cluster that lacks them, as Supabase
+    /// has them: no login, no inherited privileges, `service_role`
+    /// bypassing row level security. Safe to run again.
+    pub const CREATE_SQL: &str = "DO $$ BEGIN
+       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
+         CREATE ROLE anon NOLOGIN NOINHERIT; END IF;
+       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
+         CREATE ROLE authenticated NOLOGIN NOINHERIT; END IF;
+       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
+         CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS; END IF;
+     END $$";
+
     /// Every role, in a stable order.
     pub const ALL: [Role; 3] = [Role::Anon, Role::Authenticated, Role::ServiceRole];
 

@@ -1,8 +1,10 @@
 //! Shared database plumbing of the services that work in project databases
-//! (the data plane, the metadata API, the auth server): a driver
-//! configuration from a [`ProjectDatabase`] login, and the bounded pool
-//! each keeps per project, built the same way everywhere (fast recycling,
-//! 10 s to connect and to wait for a connection).
+//! (the data plane, the metadata API, the auth and storage servers): a
+//! driver configuration from a [`ProjectDatabase`] login and back, the
+//! bounded pool each keeps per project, built the same way everywhere (fast
+//! recycling, 10 s to connect and to wait for a connection), and the
+//! bounded set of those pools an engine serving many projects holds
+//! ([`Pools`]).
 
 #![forbid(unsafe_code)]
 
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 pub use deadpool_postgres::{Object, Pool};
-use supa_core::ProjectDatabase;
+use supa_core::{ProjectDatabase, ProjectRef, Secret};
 use tokio_postgres::NoTls;
 
 /// How long connecting, and waiting for a pooled connection, may take.
@@ -28,6 +30,27 @@ pub fn pg_config(login: &ProjectDatabase, application: &str) -> tokio_postgres::
         .application_name(application)
         .connect_timeout(CONNECT_TIMEOUT);
     c
+}
+
+/// The login a driver configuration (a standalone server's
+/// `DATABASE_URL`) names: its first host (a Unix socket directory stays a
+/// path, which [`pg_config`] reads back as one), port, database, user and
+/// password, with libpq's defaults for what it leaves out.
+pub fn login_of(config: &tokio_postgres::Config) -> ProjectDatabase {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".into(),
+    };
+    ProjectDatabase {
+        host,
+        port: config.get_ports().first().copied().unwrap_or(5432),
+        name: config.get_dbname().unwrap_or("postgres").to_owned(),
+        user: config.get_user().unwrap_or("postgres").to_owned(),
+        password: Secret::new(
+            String::from_utf8_lossy(config.get_password().unwrap_or_default()).into_owned(),
+        ),
+    }
 }
 
 /// A pool of at most `max_size` connections made with `config`, opened on
@@ -49,10 +72,97 @@ pub fn pool(config: tokio_postgres::Config, max_size: usize) -> Result<Pool, Str
         .map_err(|e| e.to_string())
 }
 
+/// Runs `step` (a standalone server's schema migration) until it
+/// succeeds, once a second, at most `tries` times: a server started with
+/// its database (docker-compose) waits for it. The error is the last one.
+pub async fn when_ready<T, E: std::fmt::Display>(
+    tries: u32,
+    mut step: impl AsyncFnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let mut tried = 1;
+    loop {
+        match step().await {
+            Ok(done) => return Ok(done),
+            Err(e) if tried < tries => {
+                tracing::warn!(error = %e, "database not ready; retrying");
+                tried += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The pools of an engine that serves many projects: one per project,
+/// opened on demand, at most `max_projects` of them, each closed after
+/// `idle` without a request. Cheap to clone.
+#[derive(Clone)]
+pub struct Pools(moka::sync::Cache<ProjectRef, Pool>);
+
+impl std::fmt::Debug for Pools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pools")
+            .field("open", &self.0.entry_count())
+            .finish()
+    }
+}
+
+impl Pools {
+    /// At most `max_projects` pools, each closed after `idle` unused.
+    pub fn new(max_projects: u64, idle: Duration) -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(max_projects.max(1))
+                .time_to_idle(idle)
+                .build(),
+        )
+    }
+
+    /// The one pool of a standalone server, kept open.
+    pub fn single(project: ProjectRef, pool: Pool) -> Self {
+        let pools = Self(moka::sync::Cache::builder().max_capacity(1).build());
+        pools.insert(project, pool);
+        pools
+    }
+
+    /// The project's pool, if open.
+    pub fn get(&self, project: &ProjectRef) -> Option<Pool> {
+        self.0.get(project)
+    }
+
+    /// The project's pool, opened by `open` when it has none.
+    pub fn get_or_open(
+        &self,
+        project: &ProjectRef,
+        open: impl FnOnce() -> Result<Pool, String>,
+    ) -> Result<Pool, String> {
+        if let Some(pool) = self.0.get(project) {
+            return Ok(pool);
+        }
+        let pool = open()?;
+        self.insert(*project, pool.clone());
+        Ok(pool)
+    }
+
+    /// Keeps `pool` as the project's.
+    pub fn insert(&self, project: ProjectRef, pool: Pool) {
+        self.0.insert(project, pool);
+    }
+
+    /// Forgets a project's pool (deleted, login rotated).
+    pub fn evict(&self, project: &ProjectRef) {
+        self.0.invalidate(project);
+    }
+
+    /// How many pools are open.
+    pub fn open(&self) -> u64 {
+        self.0.entry_count()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use supa_core::Secret;
 
     #[test]
     fn logins_become_driver_configurations() {
@@ -70,7 +180,34 @@ mod tests {
         assert_eq!(c.get_application_name(), Some("supa-auth"));
         assert_eq!(c.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
         // Building a pool opens nothing: no server is needed here.
-        let p = pool(c, 3).unwrap();
+        let p = pool(c.clone(), 3).unwrap();
         assert_eq!(p.status().max_size, 3);
+        // And back: the login a URL names.
+        let back = login_of(&c);
+        assert_eq!((back.host.as_str(), back.port, back.user.as_str()), ("127.0.0.1", 6543, "abcdefghijabcdefghij_auth"));
+        assert_eq!(back.password.expose(), "pw");
+        let socket: tokio_postgres::Config = "host=/run/postgresql dbname=d".parse().unwrap();
+        assert_eq!(login_of(&socket).host, "/run/postgresql");
+        assert_eq!(pg_config(&login_of(&socket), "x").get_hosts(), socket.get_hosts());
+    }
+
+    #[test]
+    fn pools_are_kept_per_project_until_evicted() {
+        let project = ProjectRef::parse("abcdefghijabcdefghij").unwrap();
+        let config: tokio_postgres::Config = "host=127.0.0.1 dbname=d".parse().unwrap();
+        let pools = Pools::new(10, Duration::from_secs(60));
+        let mut opened = 0;
+        for _ in 0..3 {
+            pools
+                .get_or_open(&project, || {
+                    opened += 1;
+                    pool(config.clone(), 1)
+                })
+                .unwrap();
+        }
+        assert_eq!(opened, 1);
+        assert!(pools.get(&project).is_some());
+        pools.evict(&project);
+        assert!(pools.get(&project).is_none());
     }
 }

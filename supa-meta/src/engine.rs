@@ -47,14 +47,14 @@ type ChangeHook = Arc<dyn Fn(&ProjectRef) + Send + Sync>;
 #[derive(Clone)]
 pub struct Meta {
     connector: Arc<dyn Connector>,
-    pools: moka::sync::Cache<ProjectRef, Pool>,
+    pools: supa_db::Pools,
     on_change: Option<ChangeHook>,
 }
 
 impl std::fmt::Debug for Meta {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Meta")
-            .field("open_pools", &self.pools.entry_count())
+            .field("open_pools", &self.pools.open())
             .finish_non_exhaustive()
     }
 }
@@ -65,10 +65,7 @@ impl Meta {
     pub fn new(connector: Arc<dyn Connector>, max_projects: u64, idle: Duration) -> Self {
         Self {
             connector,
-            pools: moka::sync::Cache::builder()
-                .max_capacity(max_projects.max(1))
-                .time_to_idle(idle)
-                .build(),
+            pools: supa_db::Pools::new(max_projects, idle),
             on_change: None,
         }
     }
@@ -89,7 +86,7 @@ impl Meta {
 
     /// Forgets a project's pool (deleted, credentials rotated).
     pub fn evict(&self, project: &ProjectRef) {
-        self.pools.invalidate(project);
+        self.pools.evict(project);
     }
 
     async fn pool(&self, project: &ProjectRef) -> Result<Pool, Error> {

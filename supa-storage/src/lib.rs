@@ -86,7 +86,7 @@ impl StorageProject {
 /// to clone.
 #[derive(Clone)]
 pub struct Storage {
-    pools: moka::sync::Cache<ProjectRef, supa_db::Pool>,
+    pools: supa_db::Pools,
     backend: Backend,
     /// The first segment of object keys when it is not the project ref
     /// (a standalone server's `TENANT_ID`).
@@ -97,7 +97,7 @@ impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Storage")
             .field("backend", &self.backend.describe())
-            .field("open_pools", &self.pools.entry_count())
+            .field("open_pools", &self.pools.open())
             .finish()
     }
 }
@@ -107,10 +107,7 @@ impl Storage {
     /// closed after `idle` without a request.
     pub fn new(backend: Backend, max_projects: u64, idle: Duration) -> Self {
         Self {
-            pools: moka::sync::Cache::builder()
-                .max_capacity(max_projects.max(1))
-                .time_to_idle(idle)
-                .build(),
+            pools: supa_db::Pools::new(max_projects, idle),
             backend,
             tenant: None,
         }
@@ -128,13 +125,11 @@ impl Storage {
     ) -> Result<Self, Error> {
         config.application_name("supa-storage");
         let pool = supa_db::pool(config, max).map_err(Error::internal)?;
-        let storage = Self {
-            pools: moka::sync::Cache::builder().max_capacity(1).build(),
+        Ok(Self {
+            pools: supa_db::Pools::single(project, pool),
             backend,
             tenant: Some(tenant.into()),
-        };
-        storage.pools.insert(project, pool);
-        Ok(storage)
+        })
     }
 
     /// Creates the storage schema of a standalone database that has none.
@@ -154,7 +149,7 @@ impl Storage {
 
     /// Forgets a project's pool (deleted, login rotated).
     pub fn evict(&self, project: &ProjectRef) {
-        self.pools.invalidate(project);
+        self.pools.evict(project);
     }
 
     /// Removes every byte of a deleted project; the number of keys removed.
@@ -175,15 +170,15 @@ impl Storage {
     /// A connection to the project's database, acting as
     /// `supabase_storage_admin`.
     pub(crate) async fn client(&self, project: &StorageProject) -> Result<supa_db::Object, Error> {
-        let pool = match self.pools.get(&project.project_ref) {
-            Some(pool) => pool,
-            None => {
-                let config = supa_db::pg_config(&project.database, "supa-storage");
-                let pool = supa_db::pool(config, POOL_SIZE).map_err(Error::internal)?;
-                self.pools.insert(project.project_ref, pool.clone());
-                pool
-            }
-        };
+        let pool = self
+            .pools
+            .get_or_open(&project.project_ref, || {
+                supa_db::pool(
+                    supa_db::pg_config(&project.database, "supa-storage"),
+                    POOL_SIZE,
+                )
+            })
+            .map_err(Error::internal)?;
         Ok(pool.get().await?)
     }
 }

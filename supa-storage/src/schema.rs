@@ -30,18 +30,8 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), tokio_po
         .await?
         .get(0);
     if missing {
-        tx.batch_execute(
-            "DO $$ BEGIN
-               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
-                 CREATE ROLE anon NOLOGIN NOINHERIT; END IF;
-               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
-                 CREATE ROLE authenticated NOLOGIN NOINHERIT; END IF;
-               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
-                 CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS; END IF;
-             END $$;
-             CREATE SCHEMA IF NOT EXISTS storage;",
-        )
-        .await?;
+        tx.batch_execute(supa_core::Role::CREATE_SQL).await?;
+        tx.batch_execute("CREATE SCHEMA IF NOT EXISTS storage").await?;
         tx.batch_execute(SCHEMA_SQL).await?;
         tx.batch_execute(GRANTS_SQL).await?;
     }

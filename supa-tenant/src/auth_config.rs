@@ -76,10 +76,7 @@ impl Tenant {
         }
         let settings: AuthSettings = serde_json::from_value(Value::Object(merged))
             .map_err(|e| Error::invalid("auth", e.to_string()))?;
-        settings.validate().map_err(|e| match e {
-            supa_core::Error::InvalidSetting { field, reason } => Error::invalid(field, reason),
-            other => Error::invalid(other.field(), other.to_string()),
-        })?;
+        settings.validate().map_err(Error::setting)?;
         let sealed = match smtp_pass {
             None => None,
             Some(Value::Null) => Some(None),
@@ -305,10 +302,7 @@ impl Tenant {
         // The error names the field's path (`features.s3Protocol.enabled`).
         let settings: supa_core::StorageSettings = serde_path_to_error::deserialize(merged)
             .map_err(|e| Error::invalid("storage", format!("{}: {}", e.path(), e.inner())))?;
-        settings.validate().map_err(|e| match e {
-            supa_core::Error::InvalidSetting { field, reason } => Error::invalid(field, reason),
-            other => Error::invalid(other.field(), other.to_string()),
-        })?;
+        settings.validate().map_err(Error::setting)?;
         sqlx::query("UPDATE projects SET storage = $2, updated_at = now() WHERE ref = $1")
             .bind(project_ref.as_str())
             .bind(sqlx::types::Json(&settings))

@@ -90,6 +90,14 @@ impl Error {
         }
     }
 
+    /// A setting the core types refuse, named by its field.
+    pub(crate) fn setting(e: supa_core::Error) -> Self {
+        match e {
+            supa_core::Error::InvalidSetting { field, reason } => Error::invalid(field, reason),
+            other => Error::invalid(other.field(), other.to_string()),
+        }
+    }
+
     pub(crate) fn with_context(self, context: &str) -> Self {
         match self {
             Error::Embedded(m) => Error::Embedded(format!("{m} ({context})")),

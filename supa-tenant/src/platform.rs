@@ -196,20 +196,7 @@ pub async fn serve(
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what ECS and Kubernetes send).
-pub async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
-}
+pub use supa_core::signal::stopped as shutdown_signal;
 
 /// The control-plane settings every binary shares, as command-line flags
 /// with their `SUPA_*` variables (`supa up`, `supa-tenant-manager`).

@@ -576,14 +576,10 @@ impl Tenant {
             .execute(&mut *conn)
             .await?;
         let result: Result<(), Error> = async {
+            conn.execute(supa_core::Role::CREATE_SQL).await?;
+            // The service admins own their schemas in every project.
             conn.execute(
                 "DO $$ BEGIN
-                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
-                     CREATE ROLE anon NOLOGIN NOINHERIT; END IF;
-                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
-                     CREATE ROLE authenticated NOLOGIN NOINHERIT; END IF;
-                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
-                     CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS; END IF;
                    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_auth_admin') THEN
                      CREATE ROLE supabase_auth_admin NOLOGIN NOINHERIT CREATEROLE; END IF;
                    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_storage_admin') THEN
@@ -940,10 +936,7 @@ impl Tenant {
         if let Some(v) = patch.db_plan_enabled {
             settings.db_plan_enabled = v;
         }
-        settings.validate().map_err(|e| match e {
-            supa_core::Error::InvalidSetting { field, reason } => Error::invalid(field, reason),
-            other => Error::invalid(other.field(), other.to_string()),
-        })?;
+        settings.validate().map_err(Error::setting)?;
         sqlx::query("UPDATE projects SET postgrest = $2, updated_at = now() WHERE ref = $1")
             .bind(project_ref.as_str())
             .bind(sqlx::types::Json(&settings))

@@ -5,12 +5,11 @@
 //! migrates the auth schema on start, as GoTrue does.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Extension;
 use supa_auth::{Auth, PublicUrls, gotrue_env};
-use supa_core::{ProjectConfig, ProjectDatabase, ProjectRef, ProjectStatus, Secret};
+use supa_core::{ProjectConfig, ProjectRef};
 
 /// The one project a standalone server serves.
 const REF: &str = "standaloneauthserver";
@@ -37,39 +36,15 @@ async fn main() -> anyhow::Result<()> {
     let project_ref = ProjectRef::parse(REF)?;
     let auth = Auth::single(project_ref, db.clone(), 10).map_err(|e| anyhow::anyhow!(e.msg))?;
     // The database may start after this server (docker-compose): wait.
-    let mut tries = 0;
-    while let Err(e) = auth.migrate(project_ref).await {
-        tries += 1;
-        anyhow::ensure!(tries < 30, "cannot prepare the auth schema: {e}");
-        tracing::warn!(error = %e, "database not ready; retrying");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let host = match db.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        _ => "localhost".into(),
-    };
+    supa_db::when_ready(30, async || auth.migrate(project_ref).await)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot prepare the auth schema: {e}"))?;
     let config = ProjectConfig {
-        project_ref,
-        status: ProjectStatus::ActiveHealthy,
-        jwt_secret: env.jwt_secret,
-        upstream: Default::default(),
-        services: Default::default(),
-        postgrest: Default::default(),
         auth: env.settings,
         smtp_pass: env.smtp_pass,
-        storage: Default::default(),
         auth_secrets: env.auth_secrets,
-        database: None,
-        auth_database: Some(ProjectDatabase {
-            host,
-            port: db.get_ports().first().copied().unwrap_or(5432),
-            name: db.get_dbname().unwrap_or("postgres").to_owned(),
-            user: db.get_user().unwrap_or("postgres").to_owned(),
-            password: Secret::new(
-                String::from_utf8_lossy(db.get_password().unwrap_or_default()).into_owned(),
-            ),
-        }),
-        storage_database: None,
+        auth_database: Some(supa_db::login_of(&db)),
+        ..ProjectConfig::standalone(project_ref, env.jwt_secret)
     };
     let urls = PublicUrls {
         issuer: env.issuer,
@@ -87,14 +62,7 @@ async fn main() -> anyhow::Result<()> {
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    })
+    .with_graceful_shutdown(supa_core::signal::stopped())
     .await?;
     Ok(())
 }

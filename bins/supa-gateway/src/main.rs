@@ -106,20 +106,10 @@ async fn main() -> anyhow::Result<()> {
             .router()
             .into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(stopped());
-    let admin = axum::serve(admin_listener, admin).with_graceful_shutdown(stopped());
+    .with_graceful_shutdown(supa_core::signal::stopped());
+    let admin = axum::serve(admin_listener, admin).with_graceful_shutdown(supa_core::signal::stopped());
     let (public, admin) = tokio::join!(public, admin);
     public?;
     admin?;
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM (what ECS and Kubernetes send).
-async fn stopped() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM can be handled");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

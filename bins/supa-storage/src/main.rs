@@ -6,11 +6,10 @@
 //! storage schema on start when the database has none.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Extension;
-use supa_core::{ProjectConfig, ProjectDatabase, ProjectRef, ProjectStatus, Secret};
+use supa_core::{ProjectConfig, ProjectRef};
 use supa_storage::{Backend, Storage, storage_env};
 
 /// The one project a standalone server serves.
@@ -36,39 +35,13 @@ async fn main() -> anyhow::Result<()> {
     let storage = Storage::single(project_ref, &env.tenant_id, db.clone(), 10, backend)
         .map_err(|e| anyhow::anyhow!(e.message))?;
     // The database may start after this server (docker-compose): wait.
-    let mut tries = 0;
-    while let Err(e) = storage.migrate(project_ref).await {
-        tries += 1;
-        anyhow::ensure!(tries < 30, "cannot prepare the storage schema: {e}");
-        tracing::warn!(error = %e, "database not ready; retrying");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let host = match db.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        _ => "localhost".into(),
-    };
+    supa_db::when_ready(30, async || storage.migrate(project_ref).await)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot prepare the storage schema: {e}"))?;
     let config = ProjectConfig {
-        project_ref,
-        status: ProjectStatus::ActiveHealthy,
-        jwt_secret: env.jwt_secret,
-        upstream: Default::default(),
-        services: Default::default(),
-        postgrest: Default::default(),
-        auth: Default::default(),
         storage: env.settings,
-        smtp_pass: None,
-        auth_secrets: Default::default(),
-        database: None,
-        auth_database: None,
-        storage_database: Some(ProjectDatabase {
-            host,
-            port: db.get_ports().first().copied().unwrap_or(5432),
-            name: db.get_dbname().unwrap_or("postgres").to_owned(),
-            user: db.get_user().unwrap_or("postgres").to_owned(),
-            password: Secret::new(
-                String::from_utf8_lossy(db.get_password().unwrap_or_default()).into_owned(),
-            ),
-        }),
+        storage_database: Some(supa_db::login_of(&db)),
+        ..ProjectConfig::standalone(project_ref, env.jwt_secret)
     };
     tracing::info!(backend = storage.backend().describe(), "supa-storage ready");
     let app = supa_storage::router(storage).layer(Extension(Arc::new(config)));
@@ -77,15 +50,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}:{}", env.host, env.port))?;
     tracing::info!(host = %env.host, port = env.port, "supa-storage listening");
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        })
+        .with_graceful_shutdown(supa_core::signal::stopped())
         .await?;
     Ok(())
 }
