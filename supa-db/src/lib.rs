@@ -184,11 +184,17 @@ mod tests {
         assert_eq!(p.status().max_size, 3);
         // And back: the login a URL names.
         let back = login_of(&c);
-        assert_eq!((back.host.as_str(), back.port, back.user.as_str()), ("127.0.0.1", 6543, "abcdefghijabcdefghij_auth"));
+        assert_eq!(
+            (back.host.as_str(), back.port, back.user.as_str()),
+            ("127.0.0.1", 6543, "abcdefghijabcdefghij_auth")
+        );
         assert_eq!(back.password.expose(), "pw");
         let socket: tokio_postgres::Config = "host=/run/postgresql dbname=d".parse().unwrap();
         assert_eq!(login_of(&socket).host, "/run/postgresql");
-        assert_eq!(pg_config(&login_of(&socket), "x").get_hosts(), socket.get_hosts());
+        assert_eq!(
+            pg_config(&login_of(&socket), "x").get_hosts(),
+            socket.get_hosts()
+        );
     }
 
     #[test]

@@ -144,6 +144,25 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
     }
 }
 
+/// An object's `/{bucket}/{*name}` path, both names checked.
+struct ObjectPath {
+    bucket: String,
+    name: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ObjectPath {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self> {
+        let Path((bucket, name)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Error::invalid_request(e.body_text()))?;
+        bucket_name(&bucket)?;
+        object_key(&name)?;
+        Ok(Self { bucket, name })
+    }
+}
+
 fn jwt_error(e: supa_keys::Error) -> Error {
     match e {
         supa_keys::Error::Expired => Error::invalid_jwt("jwt expired"),
@@ -542,7 +561,7 @@ fn is_upsert(headers: &HeaderMap) -> bool {
 async fn upload(
     State(storage): State<Storage>,
     Auth(project, caller): Auth,
-    Path((bucket, name)): Path<(String, String)>,
+    ObjectPath { bucket, name }: ObjectPath,
     request: Request,
 ) -> Result<Response> {
     let mode = if is_upsert(request.headers()) {
@@ -565,7 +584,7 @@ async fn upload(
 async fn update(
     State(storage): State<Storage>,
     Auth(project, caller): Auth,
-    Path((bucket, name)): Path<(String, String)>,
+    ObjectPath { bucket, name }: ObjectPath,
     request: Request,
 ) -> Result<Response> {
     receive(
@@ -591,8 +610,6 @@ async fn receive(
     mode: Mode,
     request: Request,
 ) -> Result<Response> {
-    bucket_name(bucket)?;
-    object_key(name)?;
     let headers = request.headers().clone();
     let declared_length = header_str(&headers, "content-length").and_then(|v| v.parse().ok());
     let content_type = header_str(&headers, "content-type").unwrap_or("");
@@ -717,8 +734,9 @@ async fn write_row(
             )
         }
     };
+    let statement = tx.prepare_cached(&sql).await?;
     tx.query_opt(
-        &sql,
+        &statement,
         &[
             &row.bucket,
             &row.name,
@@ -784,8 +802,7 @@ where
     S: futures_util::Stream<Item = std::result::Result<Bytes, E>> + Send,
     E: std::fmt::Display,
 {
-    let mut client = storage.client(project).await?;
-    let limits = store::bucket_limits(&client, bucket).await?;
+    let limits = store::bucket_limits(&storage.client(project).await?, bucket).await?;
     let limit = limits
         .file_size_limit
         .map_or(project.settings.file_size_limit, |l| {
@@ -800,30 +817,19 @@ where
     }
     let owner = writer.owner();
     let version = new_version();
+    let row = |metadata| Row {
+        bucket,
+        name,
+        owner: &owner,
+        version: &version,
+        metadata,
+        user_metadata: &incoming.user_metadata,
+    };
     // Would the caller be allowed to write this row? Asked before any byte
     // is stored, then rolled back.
-    {
-        let tx = client.transaction().await?;
-        if let Writer::Caller(caller) = writer {
-            store::set_caller(&tx, caller).await?;
-        }
-        let probe =
-            json!({"size": incoming.declared_length.unwrap_or(0), "mimetype": incoming.mime});
-        write_row(
-            &tx,
-            mode,
-            Row {
-                bucket,
-                name,
-                owner: &owner,
-                version: &version,
-                metadata: &probe,
-                user_metadata: &incoming.user_metadata,
-            },
-        )
-        .await?;
-        tx.rollback().await?;
-    }
+    let probe = json!({"size": incoming.declared_length.unwrap_or(0), "mimetype": incoming.mime});
+    write_as(storage, project, writer, mode, row(&probe), false).await?;
+    // No database connection is held while the bytes stream in.
     let prefix = storage.prefix(&project.project_ref);
     let key = Backend::key(&prefix, bucket, name, Some(&version));
     let written = storage.backend().write(&key, body, limit).await?;
@@ -836,37 +842,7 @@ where
         "contentLength": written.size,
         "httpStatusCode": 200,
     });
-    let committed: Result<(String, Option<String>)> = async {
-        let tx = client.transaction().await?;
-        // The replaced version, locked, read before acting as the caller.
-        let old: Option<String> = tx
-            .query_opt(
-                "SELECT version FROM storage.objects WHERE bucket_id = $1 AND name = $2 FOR UPDATE",
-                &[&bucket, &name],
-            )
-            .await?
-            .and_then(|r| r.get(0));
-        if let Writer::Caller(caller) = writer {
-            store::set_caller(&tx, caller).await?;
-        }
-        let id = write_row(
-            &tx,
-            mode,
-            Row {
-                bucket,
-                name,
-                owner: &owner,
-                version: &version,
-                metadata: &metadata,
-                user_metadata: &incoming.user_metadata,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok((id, old))
-    }
-    .await;
-    match committed {
+    match write_as(storage, project, writer, mode, row(&metadata), true).await {
         Ok((id, old)) => {
             if let Some(old) = old.filter(|o| *o != version) {
                 let old_key = Backend::key(&prefix, bucket, name, Some(&old));
@@ -883,6 +859,43 @@ where
     }
 }
 
+/// Writes an upload's row as its writer: committed, with the version it
+/// replaced (read and locked before acting as the caller), or rolled back
+/// (`commit` false: only asking whether the write is allowed).
+async fn write_as(
+    storage: &Storage,
+    project: &StorageProject,
+    writer: &Writer,
+    mode: Mode,
+    row: Row<'_>,
+    commit: bool,
+) -> Result<(String, Option<String>)> {
+    let mut client = storage.client(project).await?;
+    let tx = client.transaction().await?;
+    let mut old = None;
+    if commit {
+        let statement = tx
+            .prepare_cached(
+                "SELECT version FROM storage.objects WHERE bucket_id = $1 AND name = $2 FOR UPDATE",
+            )
+            .await?;
+        old = tx
+            .query_opt(&statement, &[&row.bucket, &row.name])
+            .await?
+            .and_then(|r| r.get(0));
+    }
+    if let Writer::Caller(caller) = writer {
+        store::set_caller(&tx, caller).await?;
+    }
+    let id = write_row(&tx, mode, row).await?;
+    if commit {
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
+    Ok((id, old))
+}
+
 // --------------------------------------------------------------- downloads
 
 #[derive(Debug, Default, Deserialize)]
@@ -894,12 +907,10 @@ struct DownloadQuery {
 async fn download_authenticated(
     State(storage): State<Storage>,
     Auth(project, caller): Auth,
-    Path((bucket, name)): Path<(String, String)>,
+    ObjectPath { bucket, name }: ObjectPath,
     Query(query): Query<DownloadQuery>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    bucket_name(&bucket)?;
-    object_key(&name)?;
     let mut client = storage.client(&project).await?;
     let tx = store::begin_as(&mut client, &caller).await?;
     let row = store::find_object(&tx, &bucket, &name).await?;
@@ -919,12 +930,10 @@ async fn download_authenticated(
 async fn download_public(
     State(storage): State<Storage>,
     Project(project): Project,
-    Path((bucket, name)): Path<(String, String)>,
+    ObjectPath { bucket, name }: ObjectPath,
     Query(query): Query<DownloadQuery>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    bucket_name(&bucket)?;
-    object_key(&name)?;
     let client = storage.client(&project).await?;
     let limits = store::bucket_limits(&client, &bucket).await?;
     if !limits.public {
@@ -947,7 +956,7 @@ async fn download_public(
 async fn download_signed(
     State(storage): State<Storage>,
     Project(project): Project,
-    Path((bucket, name)): Path<(String, String)>,
+    ObjectPath { bucket, name }: ObjectPath,
     Query(query): Query<DownloadQuery>,
     headers: HeaderMap,
 ) -> Result<Response> {
@@ -955,8 +964,7 @@ async fn download_signed(
         .token
         .as_deref()
         .ok_or_else(|| Error::invalid_signature("Missing token"))?;
-    let claims = signed_claims(&project, token, &bucket, &name)?;
-    drop(claims);
+    signed_claims(&project, token, &bucket, &name)?;
     let client = storage.client(&project).await?;
     let row = store::find_object(&client, &bucket, &name).await?;
     drop(client);
@@ -1128,10 +1136,8 @@ fn info_sql() -> String {
 async fn info_authenticated(
     State(storage): State<Storage>,
     Auth(project, caller): Auth,
-    Path((bucket, name)): Path<(String, String)>,
+    ObjectPath { bucket, name }: ObjectPath,
 ) -> Result<Response> {
-    bucket_name(&bucket)?;
-    object_key(&name)?;
     let mut client = storage.client(&project).await?;
     let tx = store::begin_as(&mut client, &caller).await?;
     let row = tx
@@ -1145,10 +1151,8 @@ async fn info_authenticated(
 async fn info_public(
     State(storage): State<Storage>,
     Project(project): Project,
-    Path((bucket, name)): Path<(String, String)>,
+    ObjectPath { bucket, name }: ObjectPath,
 ) -> Result<Response> {
-    bucket_name(&bucket)?;
-    object_key(&name)?;
     let client = storage.client(&project).await?;
     if !store::bucket_limits(&client, &bucket).await?.public {
         return Err(Error::no_such_bucket());
@@ -1450,10 +1454,8 @@ fn deleted_json() -> String {
 async fn delete_one(
     State(storage): State<Storage>,
     Auth(project, caller): Auth,
-    Path((bucket, name)): Path<(String, String)>,
+    ObjectPath { bucket, name }: ObjectPath,
 ) -> Result<Response> {
-    bucket_name(&bucket)?;
-    object_key(&name)?;
     let mut client = storage.client(&project).await?;
     let tx = store::begin_as(&mut client, &caller).await?;
     let row = tx
@@ -1592,12 +1594,10 @@ fn expiry(n: Number) -> Result<i64> {
 async fn sign_one(
     State(storage): State<Storage>,
     Auth(project, caller): Auth,
-    Path((bucket, name)): Path<(String, String)>,
+    ObjectPath { bucket, name }: ObjectPath,
     body: Body,
 ) -> Result<Response> {
     let body: SignBody = json_body(body).await?;
-    bucket_name(&bucket)?;
-    object_key(&name)?;
     let exp = expiry(body.expires_in)?;
     let mut client = storage.client(&project).await?;
     let tx = store::begin_as(&mut client, &caller).await?;
@@ -1668,11 +1668,9 @@ async fn sign_many(
 async fn sign_upload(
     State(storage): State<Storage>,
     Auth(project, caller): Auth,
-    Path((bucket, name)): Path<(String, String)>,
+    ObjectPath { bucket, name }: ObjectPath,
     headers: HeaderMap,
 ) -> Result<Response> {
-    bucket_name(&bucket)?;
-    object_key(&name)?;
     let upsert = is_upsert(&headers);
     let mode = if upsert { Mode::Upsert } else { Mode::Create };
     let mut client = storage.client(&project).await?;
@@ -1713,7 +1711,7 @@ async fn sign_upload(
 async fn upload_signed(
     State(storage): State<Storage>,
     Project(project): Project,
-    Path((bucket, name)): Path<(String, String)>,
+    ObjectPath { bucket, name }: ObjectPath,
     Query(query): Query<DownloadQuery>,
     request: Request,
 ) -> Result<Response> {

@@ -31,7 +31,8 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), tokio_po
         .get(0);
     if missing {
         tx.batch_execute(supa_core::Role::CREATE_SQL).await?;
-        tx.batch_execute("CREATE SCHEMA IF NOT EXISTS storage").await?;
+        tx.batch_execute("CREATE SCHEMA IF NOT EXISTS storage")
+            .await?;
         tx.batch_execute(SCHEMA_SQL).await?;
         tx.batch_execute(GRANTS_SQL).await?;
     }

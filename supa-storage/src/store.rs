@@ -44,13 +44,17 @@ pub(crate) async fn begin_as<'a>(
 
 /// Makes the rest of `tx` act as `caller`.
 pub(crate) async fn set_caller(tx: &Transaction<'_>, caller: &Caller) -> Result<(), Error> {
-    tx.execute(
-        "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
-                set_config('request.jwt.claim.role', $1, true),
-                set_config('request.jwt.claim.sub', coalesce($3, ''), true)",
-        &[&caller.role, &caller.claims, &caller.sub],
-    )
-    .await?;
+    // Prepared once per connection (the pool keeps a statement cache), so
+    // each statement of a request costs one round trip, not two.
+    let statement = tx
+        .prepare_cached(
+            "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
+                    set_config('request.jwt.claim.role', $1, true),
+                    set_config('request.jwt.claim.sub', coalesce($3, ''), true)",
+        )
+        .await?;
+    tx.execute(&statement, &[&caller.role, &caller.claims, &caller.sub])
+        .await?;
     Ok(())
 }
 
@@ -67,11 +71,13 @@ pub(crate) async fn bucket_limits(
     client: &impl deadpool_postgres::GenericClient,
     id: &str,
 ) -> Result<BucketLimits, Error> {
-    let row = client
-        .query_opt(
+    let statement = client
+        .prepare_cached(
             "SELECT public, file_size_limit, allowed_mime_types FROM storage.buckets WHERE id = $1",
-            &[&id],
         )
+        .await?;
+    let row = client
+        .query_opt(&statement, &[&id])
         .await?
         .ok_or_else(Error::no_such_bucket)?;
     Ok(BucketLimits {
@@ -99,8 +105,9 @@ pub(crate) async fn find_object(
     let sql = "SELECT version, coalesce(metadata, '{}'::jsonb),
                 to_char(updated_at AT TIME ZONE 'UTC', 'Dy, DD Mon YYYY HH24:MI:SS \"GMT\"')
          FROM storage.objects WHERE bucket_id = $1 AND name = $2";
+    let statement = client.prepare_cached(sql).await?;
     let row = client
-        .query_opt(sql, &[&bucket, &name])
+        .query_opt(&statement, &[&bucket, &name])
         .await?
         .ok_or_else(Error::no_such_key)?;
     Ok(ObjectRow {

@@ -107,7 +107,8 @@ async fn main() -> anyhow::Result<()> {
             .into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(supa_core::signal::stopped());
-    let admin = axum::serve(admin_listener, admin).with_graceful_shutdown(supa_core::signal::stopped());
+    let admin =
+        axum::serve(admin_listener, admin).with_graceful_shutdown(supa_core::signal::stopped());
     let (public, admin) = tokio::join!(public, admin);
     public?;
     admin?;
