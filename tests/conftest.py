@@ -3,12 +3,14 @@ free ports and a throwaway data dir, stopped (with its embedded PostgreSQL)
 when the session ends."""
 
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,6 +152,26 @@ def create_project(platform, name, schema_sql=None):
     created["jwt_secret"] = config["jwt_secret"]
     created["url"] = f"{platform.gateway_url}/project/{created['ref']}"
     return created
+
+
+def empty_database(platform, prefix, *grants):
+    """The URL of an empty database on the platform's cluster, owned by a
+    new login that also gets `grants` (roles it may act as), for a
+    standalone server that replaces one of Supabase's containers."""
+    host_project = create_project(platform, f"{prefix}-host")
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    password = secrets.token_hex(12)
+    statements = [f"create role {name} login password '{password}'"]
+    statements += [f"grant {', '.join(grants)} to {name}"] if grants else []
+    statements.append(f"create database {name} owner {name}")
+    with platform.client() as api:
+        for sql in statements:
+            r = api.post(f"/v1/projects/{host_project['ref']}/database/query", json={"query": sql})
+            assert r.status_code == 201, r.text
+    service_token = (platform.data_dir / "service_token").read_text().strip()
+    db = httpx.get(f"{platform.api_url}/internal/v1/projects/{host_project['ref']}/config",
+                   headers={"Authorization": f"Bearer {service_token}"}).json()["database"]
+    return f"postgres://{name}:{password}@{db['host']}:{db['port']}/{name}"
 
 
 def configure_auth(platform, project, **settings):

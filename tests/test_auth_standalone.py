@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import re
-import secrets
 import subprocess
 import time
 import uuid
@@ -21,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from supabase_auth import SyncGoTrueClient
 from supabase_auth.errors import AuthApiError
 
-from conftest import ROOT, create_project, free_port, stop, wait_for_port
+from conftest import ROOT, empty_database, free_port, stop, wait_for_port
 from test_auth_smtp import Inbox, wait_for
 
 SUPA_AUTH = ROOT / "target" / "debug" / "supa-auth"
@@ -30,18 +29,7 @@ SUPA_AUTH = ROOT / "target" / "debug" / "supa-auth"
 @pytest.fixture(scope="module")
 def database(platform):
     """An empty database and its owner on the platform's cluster."""
-    host_project = create_project(platform, "auth-standalone-host")
-    name = f"gotrue_{uuid.uuid4().hex[:8]}"
-    password = secrets.token_hex(12)
-    with platform.client() as api:
-        for sql in (f"create role {name} login password '{password}'",
-                    f"create database {name} owner {name}"):
-            r = api.post(f"/v1/projects/{host_project['ref']}/database/query", json={"query": sql})
-            assert r.status_code == 201, r.text
-    service_token = (platform.data_dir / "service_token").read_text().strip()
-    db = httpx.get(f"{platform.api_url}/internal/v1/projects/{host_project['ref']}/config",
-                   headers={"Authorization": f"Bearer {service_token}"}).json()["database"]
-    return f"postgres://{name}:{password}@{db['host']}:{db['port']}/{name}"
+    return empty_database(platform, "gotrue")
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,11 @@ pointed at it directly. Deleting a project through the platform deletes
 its objects."""
 
 import os
-import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import boto3
@@ -24,7 +22,7 @@ from storage3 import SyncStorageClient
 from storage3.exceptions import StorageApiError
 from supabase import create_client
 
-from conftest import ROOT, create_project, free_port, stop, wait_for_port
+from conftest import ROOT, create_project, empty_database, free_port, stop, wait_for_port
 
 SUPA_STORAGE = ROOT / "target" / "debug" / "supa-storage"
 SECRET = "standalone-storage-secret-" + "x" * 16
@@ -34,19 +32,7 @@ SECRET = "standalone-storage-secret-" + "x" * 16
 def database(platform):
     """An empty database whose owner may act as the API roles, as
     Supabase's `supabase_storage_admin` may."""
-    host_project = create_project(platform, "storage-standalone-host")
-    name = f"storage_{uuid.uuid4().hex[:8]}"
-    password = secrets.token_hex(12)
-    with platform.client() as api:
-        for sql in (f"create role {name} login password '{password}'",
-                    f"grant anon, authenticated, service_role to {name}",
-                    f"create database {name} owner {name}"):
-            r = api.post(f"/v1/projects/{host_project['ref']}/database/query", json={"query": sql})
-            assert r.status_code == 201, r.text
-    service_token = (platform.data_dir / "service_token").read_text().strip()
-    db = httpx.get(f"{platform.api_url}/internal/v1/projects/{host_project['ref']}/config",
-                   headers={"Authorization": f"Bearer {service_token}"}).json()["database"]
-    return f"postgres://{name}:{password}@{db['host']}:{db['port']}/{name}"
+    return empty_database(platform, "storage", "anon", "authenticated", "service_role")
 
 
 @pytest.fixture(scope="module")
