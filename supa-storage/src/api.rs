@@ -333,12 +333,12 @@ fn parse_size(value: &Value) -> Result<Option<i64>> {
 
 /// A bucket's checked limits; `None` leaves a field as it is, `Some(None)`
 /// clears it.
-struct BucketLimits {
+struct BucketChange {
     size: Option<Option<i64>>,
     types: Option<Option<Vec<String>>>,
 }
 
-fn check_bucket_settings(project: &StorageProject, body: &BucketBody) -> Result<BucketLimits> {
+fn check_bucket_settings(project: &StorageProject, body: &BucketBody) -> Result<BucketChange> {
     let limit = match &body.file_size_limit {
         Some(v) => {
             let limit = parse_size(v.as_ref().unwrap_or(&Value::Null))?;
@@ -358,7 +358,7 @@ fn check_bucket_settings(project: &StorageProject, body: &BucketBody) -> Result<
             "Invalid mime type pattern: {bad}"
         )));
     }
-    Ok(BucketLimits {
+    Ok(BucketChange {
         size: limit,
         types: body.allowed_mime_types.clone(),
     })
@@ -377,7 +377,7 @@ async fn create_bucket(
     let id = body.id.clone().unwrap_or_else(|| name.clone());
     bucket_name(&id)?;
     bucket_name(&name)?;
-    let BucketLimits { size: limit, types } = check_bucket_settings(&project, &body)?;
+    let BucketChange { size: limit, types } = check_bucket_settings(&project, &body)?;
     let mut client = storage.client(&project).await?;
     let tx = store::begin_as(&mut client, &caller).await?;
     let sql = format!(
@@ -416,7 +416,7 @@ async fn update_bucket(
     body: Body,
 ) -> Result<Response> {
     let body: BucketBody = json_body(body).await?;
-    let BucketLimits { size: limit, types } = check_bucket_settings(&project, &body)?;
+    let BucketChange { size: limit, types } = check_bucket_settings(&project, &body)?;
     let mut client = storage.client(&project).await?;
     let tx = store::begin_as(&mut client, &caller).await?;
     let updated = tx
@@ -1523,7 +1523,7 @@ async fn delete_many(
 fn encode_path(bucket: &str, name: &str) -> String {
     std::iter::once(bucket)
         .chain(name.split('/'))
-        .map(|s| utf8_percent_encode(s, crate::api::SEGMENT).to_string())
+        .map(|s| utf8_percent_encode(s, SEGMENT).to_string())
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -1544,7 +1544,7 @@ const ATTR_CHAR: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// What a path segment keeps unescaped in a signed URL.
-pub(crate) const SEGMENT: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+const SEGMENT: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')

@@ -289,18 +289,6 @@ impl Backend {
         }
     }
 
-    /// Every key under `prefix` with its last change, as the sweeper walks
-    /// them.
-    pub fn list(
-        &self,
-        prefix: &Path,
-    ) -> futures_util::stream::BoxStream<'static, Result<object_store::ObjectMeta, Error>> {
-        self.store
-            .list(Some(prefix))
-            .map_err(|e| Error::internal(format!("object store: {e}")))
-            .boxed()
-    }
-
     /// Removes every key under `prefix` (a project's or a bucket's bytes).
     pub async fn remove_prefix(&self, prefix: &Path) -> Result<u64, Error> {
         let locations = self

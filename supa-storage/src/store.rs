@@ -24,12 +24,13 @@ pub(crate) fn iso(column: &str) -> String {
     format!(r#"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"#)
 }
 
-/// The owner uuid of `sub` in SQL, for the deprecated `owner` column.
-pub(crate) const OWNER_UUID: &str = "CASE WHEN $OWNER ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN $OWNER::uuid END";
-
-/// `OWNER_UUID` reading parameter `$n`.
+/// The deprecated `owner` column's uuid of the `sub` in parameter `$n`
+/// (null when the subject is not a uuid).
 pub(crate) fn owner_uuid(n: usize) -> String {
-    OWNER_UUID.replace("$OWNER", &format!("${n}::text"))
+    format!(
+        "CASE WHEN ${n}::text ~* '^[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}$' \
+         THEN ${n}::text::uuid END"
+    )
 }
 
 /// Begins a transaction that acts as `caller`.
