@@ -6,6 +6,7 @@ a real S3-compatible server (moto's server mode), and answers storage3
 pointed at it directly. Deleting a project through the platform deletes
 its objects."""
 
+import base64
 import os
 import shutil
 import subprocess
@@ -154,3 +155,46 @@ def test_deleting_a_project_deletes_its_objects(platform):
     with platform.client() as api:
         assert api.delete(f"/v1/projects/{project['ref']}").status_code == 200
     assert not any(p.is_file() for p in objects.rglob("*")) if objects.exists() else True
+
+
+def test_resumable_uploads_on_s3_and_their_expiry(database, s3_server):
+    """TUS pieces and state kept in a real S3 server; an upload older than
+    `TUS_URL_EXPIRY_MS` answers 410 Gone."""
+    endpoint, s3 = s3_server
+    proc, url = start(database, {"STORAGE_BACKEND": "s3", "STORAGE_S3_BUCKET": "supa-objects",
+                                 "STORAGE_S3_ENDPOINT": endpoint, "STORAGE_S3_FORCE_PATH_STYLE": "true",
+                                 "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                                 "FILE_SIZE_LIMIT": str(50 * 1024 * 1024), "TUS_URL_EXPIRY_MS": "3000"})
+    t = token("service_role")
+    tus = {"Authorization": f"Bearer {t}", "Tus-Resumable": "1.0.0"}
+
+    def create(name, length):
+        meta = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}"
+                        for k, v in {"bucketName": "tus", "objectName": name}.items())
+        r = httpx.post(f"{url}/upload/resumable", headers={**tus, "Upload-Length": str(length),
+                                                          "Upload-Metadata": meta})
+        assert r.status_code == 201, r.text
+        return r.headers["location"]
+
+    def patch(location, offset, body):
+        return httpx.patch(location, content=body, timeout=60, headers={
+            **tus, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"})
+
+    try:
+        client(url).create_bucket("tus")
+        data = os.urandom(9 * 1024 * 1024 + 5)
+        location = create("s3/big.bin", len(data))
+        assert location.startswith(f"{url}/upload/resumable/")
+        assert patch(location, 0, data[:5_000_000]).status_code == 204
+        pending = s3.list_objects_v2(Bucket="supa-objects", Prefix="stub/%7Euploads/")
+        assert pending["KeyCount"] == 2  # the state and one piece
+        assert patch(location, 5_000_000, data[5_000_000:]).status_code == 204
+        assert client(url).from_("tus").download("s3/big.bin") == data
+        assert s3.list_objects_v2(Bucket="supa-objects", Prefix="stub/%7Euploads/")["KeyCount"] == 0
+
+        stale = create("s3/stale.bin", 10)
+        time.sleep(3.5)
+        assert httpx.head(stale, headers=tus).status_code == 410
+        assert patch(stale, 0, b"0123456789").status_code == 410
+    finally:
+        stop(proc)

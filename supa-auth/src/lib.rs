@@ -273,26 +273,15 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Project {
             .get::<Arc<ProjectConfig>>()
             .cloned()
             .ok_or_else(|| Error::new(404, "not_found", "No project"))?;
-        let header = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
         if let Some(urls) = parts.extensions.get::<PublicUrls>() {
             let mut project = AuthProject::from_config(&config, urls.issuer.clone())?;
             project.verify_url.clone_from(&urls.verify_url);
             project.callback_url.clone_from(&urls.callback_url);
             return Ok(Self(Arc::new(project)));
         }
-        let issuer = format!(
-            "{}://{}{}",
-            header("x-forwarded-proto").unwrap_or_else(|| "http".into()),
-            header("x-forwarded-host")
-                .or_else(|| header("host"))
-                .unwrap_or_else(|| "localhost".into()),
-            header("x-forwarded-prefix").unwrap_or_else(|| "/auth/v1".into()),
+        let issuer = supa_core::public_base_url(
+            |name| parts.headers.get(name).and_then(|v| v.to_str().ok()),
+            "/auth/v1",
         );
         Ok(Self(Arc::new(AuthProject::from_config(&config, issuer)?)))
     }

@@ -15,6 +15,7 @@ mod config;
 mod error;
 mod error_body;
 mod project_ref;
+mod public_url;
 mod role;
 mod secret;
 mod storage_settings;
@@ -36,6 +37,7 @@ pub use directory::{BoxFuture, DirectoryError, ProjectDirectory};
 pub use error::Error;
 pub use error_body::{GatewayErrorBody, PostgrestErrorBody};
 pub use project_ref::ProjectRef;
+pub use public_url::public_base_url;
 pub use role::{KeyKind, Role};
 pub use secret::{Secret, serialize_exposed};
 pub use storage_settings::{

@@ -45,9 +45,52 @@ impl CivilTime {
     }
 }
 
+/// `unix_secs` as an HTTP date (RFC 9110 IMF-fixdate):
+/// `Wed, 02 Dec 2026 08:57:38 GMT`.
+pub fn http_date(unix_secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let t = CivilTime::from_unix(unix_secs);
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[(unix_secs / 86_400 % 7) as usize],
+        t.day,
+        MONTHS[t.month as usize - 1],
+        t.year,
+        t.hour,
+        t.minute,
+        t.second
+    )
+}
+
+/// `unix_millis` as ISO 8601 with milliseconds, as JavaScript's
+/// `toISOString` and S3's XML write it: `2026-12-02T08:57:38.123Z`.
+pub fn iso8601_millis(unix_millis: u64) -> String {
+    let t = CivilTime::from_unix(unix_millis / 1_000);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year,
+        t.month,
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
+        unix_millis % 1_000
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_and_iso_dates() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(1_796_201_858), "Wed, 02 Dec 2026 08:57:38 GMT");
+        assert_eq!(iso8601_millis(1_796_201_858_123), "2026-12-02T08:57:38.123Z");
+    }
 
     #[test]
     fn known_instants() {

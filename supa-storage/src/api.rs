@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use supa_core::ProjectConfig;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Written};
 use crate::error::Result;
 use crate::names::{self, bucket_name, object_key};
 use crate::store::{self, Caller, iso, owner_uuid};
@@ -78,6 +78,7 @@ pub fn router(storage: Storage) -> Router {
                 .delete(delete_one),
         )
         .route("/status", get(|| async { StatusCode::OK }))
+        .merge(crate::tus::routes())
         .fallback(|| async { Error::new(404, "NotFound", "Route not found").with_http_status(404) })
         .method_not_allowed_fallback(|| async {
             Error::new(405, "MethodNotAllowed", "Method not allowed for this route")
@@ -89,7 +90,7 @@ pub fn router(storage: Storage) -> Router {
 }
 
 /// The project of a request.
-struct Project(Arc<StorageProject>);
+pub(crate) struct Project(pub Arc<StorageProject>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Project {
     type Rejection = Error;
@@ -107,7 +108,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Project {
 }
 
 /// The verified caller of a request that needs one.
-struct Auth(Arc<StorageProject>, Caller);
+pub(crate) struct Auth(pub Arc<StorageProject>, pub Caller);
 
 impl<S: Send + Sync> FromRequestParts<S> for Auth {
     type Rejection = Error;
@@ -163,7 +164,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ObjectPath {
     }
 }
 
-fn jwt_error(e: supa_keys::Error) -> Error {
+pub(crate) fn jwt_error(e: supa_keys::Error) -> Error {
     match e {
         supa_keys::Error::Expired => Error::invalid_jwt("jwt expired"),
         supa_keys::Error::BadSignature => Error::invalid_jwt("invalid signature"),
@@ -172,7 +173,7 @@ fn jwt_error(e: supa_keys::Error) -> Error {
 }
 
 /// A JSON body of at most [`JSON_LIMIT`] bytes.
-async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T> {
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T> {
     let bytes = axum::body::to_bytes(body, JSON_LIMIT)
         .await
         .map_err(|_| Error::invalid_request("The request body is too large or was interrupted"))?;
@@ -215,7 +216,7 @@ impl<'de> Deserialize<'de> for Number {
     }
 }
 
-fn ok_json(value: Value) -> Response {
+pub(crate) fn ok_json(value: Value) -> Response {
     axum::Json(value).into_response()
 }
 
@@ -499,7 +500,7 @@ async fn delete_bucket(
 
 /// How an upload treats an existing object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     /// `POST`: a new object; an existing one is a conflict.
     Create,
     /// `POST` with `x-upsert: true`: create or replace.
@@ -511,13 +512,13 @@ enum Mode {
 /// Who writes an object: a caller's role, or the server itself on behalf
 /// of a signed upload URL's owner.
 #[derive(Debug, Clone)]
-enum Writer {
+pub(crate) enum Writer {
     Caller(Caller),
     Signed { owner: Option<String> },
 }
 
 impl Writer {
-    fn owner(&self) -> Option<String> {
+    pub(crate) fn owner(&self) -> Option<String> {
         match self {
             Writer::Caller(c) => c.sub.clone(),
             Writer::Signed { owner } => owner.clone(),
@@ -527,19 +528,19 @@ impl Writer {
 
 /// What an upload carries besides its bytes.
 #[derive(Debug, Clone)]
-struct Incoming {
-    mime: String,
-    cache_control: String,
-    user_metadata: Option<Value>,
-    declared_length: Option<u64>,
+pub(crate) struct Incoming {
+    pub mime: String,
+    pub cache_control: String,
+    pub user_metadata: Option<Value>,
+    pub declared_length: Option<u64>,
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// `3600` becomes `max-age=3600`, as Supabase stores it.
-fn cache_control(value: Option<&str>, default: &str) -> String {
+pub(crate) fn cache_control(value: Option<&str>, default: &str) -> String {
     match value.map(str::trim).filter(|v| !v.is_empty()) {
         Some(v) if v.chars().all(|c| c.is_ascii_digit()) => format!("max-age={v}"),
         Some(v) => v.to_owned(),
@@ -547,14 +548,14 @@ fn cache_control(value: Option<&str>, default: &str) -> String {
     }
 }
 
-fn parse_user_metadata(text: &str) -> Result<Value> {
+pub(crate) fn parse_user_metadata(text: &str) -> Result<Value> {
     match serde_json::from_str::<Value>(text) {
         Ok(v @ Value::Object(_)) => Ok(v),
         _ => Err(Error::invalid_request("metadata must be a JSON object")),
     }
 }
 
-fn is_upsert(headers: &HeaderMap) -> bool {
+pub(crate) fn is_upsert(headers: &HeaderMap) -> bool {
     header_str(headers, "x-upsert").is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
@@ -751,7 +752,7 @@ async fn write_row(
     .ok_or_else(Error::no_such_key)
 }
 
-fn new_version() -> String {
+pub(crate) fn new_version() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the OS random source is available");
     // A random (v4) UUID, as Supabase names versions.
@@ -774,17 +775,97 @@ fn now_iso() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let t = supa_core::time::CivilTime::from_unix(now.as_secs());
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year,
-        t.month,
-        t.day,
-        t.hour,
-        t.minute,
-        t.second,
-        now.subsec_millis()
-    )
+    supa_core::time::iso8601_millis(now.as_millis() as u64)
+}
+
+/// An upload on its way in: where it goes, who writes it and how.
+pub(crate) struct Upload<'a> {
+    pub storage: &'a Storage,
+    pub project: &'a StorageProject,
+    pub writer: &'a Writer,
+    pub bucket: &'a str,
+    pub name: &'a str,
+    pub mode: Mode,
+    pub incoming: &'a Incoming,
+    /// The version key the bytes go to.
+    pub version: String,
+}
+
+impl Upload<'_> {
+    fn row<'r>(&'r self, owner: &'r Option<String>, metadata: &'r Value) -> Row<'r> {
+        Row {
+            bucket: self.bucket,
+            name: self.name,
+            owner,
+            version: &self.version,
+            metadata,
+            user_metadata: &self.incoming.user_metadata,
+        }
+    }
+
+    /// The key of this version's bytes.
+    pub(crate) fn key(&self) -> object_store::path::Path {
+        let prefix = self.storage.prefix(&self.project.project_ref);
+        Backend::key(&prefix, self.bucket, self.name, Some(&self.version))
+    }
+
+    /// Checks the upload before any byte is stored: the size and type
+    /// limits, and whether the writer may write the row (asked, then
+    /// rolled back). Gives the size limit for the bytes.
+    pub(crate) async fn admit(&self) -> Result<u64> {
+        let limits =
+            store::bucket_limits(&self.storage.client(self.project).await?, self.bucket).await?;
+        let project_limit = self.project.settings.file_size_limit;
+        let limit = limits
+            .file_size_limit
+            .map_or(project_limit, |l| l.min(project_limit))
+            .max(0) as u64;
+        if self.incoming.declared_length.is_some_and(|n| n > limit) {
+            return Err(Error::too_large());
+        }
+        if !names::mime_allowed(&self.incoming.mime, limits.allowed_mime_types.as_deref()) {
+            return Err(Error::invalid_mime_type(&self.incoming.mime));
+        }
+        let owner = self.writer.owner();
+        let probe = json!({
+            "size": self.incoming.declared_length.unwrap_or(0),
+            "mimetype": self.incoming.mime,
+        });
+        write_as(self, self.row(&owner, &probe), false).await?;
+        Ok(limit)
+    }
+
+    /// Writes the row naming the stored bytes, then removes the version it
+    /// replaced; when the row cannot be written, removes the new bytes.
+    /// Gives the object's id.
+    pub(crate) async fn commit(&self, written: &Written) -> Result<String> {
+        let metadata = json!({
+            "eTag": format!("\"{}\"", written.md5),
+            "size": written.size,
+            "mimetype": self.incoming.mime,
+            "cacheControl": self.incoming.cache_control,
+            "lastModified": now_iso(),
+            "contentLength": written.size,
+            "httpStatusCode": 200,
+        });
+        let owner = self.writer.owner();
+        let backend = self.storage.backend();
+        match write_as(self, self.row(&owner, &metadata), true).await {
+            Ok((id, old)) => {
+                if let Some(old) = old.filter(|o| *o != self.version) {
+                    let prefix = self.storage.prefix(&self.project.project_ref);
+                    backend
+                        .remove(&Backend::key(&prefix, self.bucket, self.name, Some(&old)))
+                        .await;
+                }
+                Ok(id)
+            }
+            Err(e) => {
+                backend.remove(&self.key()).await;
+                Err(e)
+            }
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -802,75 +883,34 @@ where
     S: futures_util::Stream<Item = std::result::Result<Bytes, E>> + Send,
     E: std::fmt::Display,
 {
-    let limits = store::bucket_limits(&storage.client(project).await?, bucket).await?;
-    let limit = limits
-        .file_size_limit
-        .map_or(project.settings.file_size_limit, |l| {
-            l.min(project.settings.file_size_limit)
-        })
-        .max(0) as u64;
-    if incoming.declared_length.is_some_and(|n| n > limit) {
-        return Err(Error::too_large());
-    }
-    if !names::mime_allowed(&incoming.mime, limits.allowed_mime_types.as_deref()) {
-        return Err(Error::invalid_mime_type(&incoming.mime));
-    }
-    let owner = writer.owner();
-    let version = new_version();
-    let row = |metadata| Row {
+    let upload = Upload {
+        storage,
+        project,
+        writer,
         bucket,
         name,
-        owner: &owner,
-        version: &version,
-        metadata,
-        user_metadata: &incoming.user_metadata,
+        mode,
+        incoming: &incoming,
+        version: new_version(),
     };
-    // Would the caller be allowed to write this row? Asked before any byte
-    // is stored, then rolled back.
-    let probe = json!({"size": incoming.declared_length.unwrap_or(0), "mimetype": incoming.mime});
-    write_as(storage, project, writer, mode, row(&probe), false).await?;
+    let limit = upload.admit().await?;
     // No database connection is held while the bytes stream in.
-    let prefix = storage.prefix(&project.project_ref);
-    let key = Backend::key(&prefix, bucket, name, Some(&version));
-    let written = storage.backend().write(&key, body, limit).await?;
-    let metadata = json!({
-        "eTag": format!("\"{}\"", written.md5),
-        "size": written.size,
-        "mimetype": incoming.mime,
-        "cacheControl": incoming.cache_control,
-        "lastModified": now_iso(),
-        "contentLength": written.size,
-        "httpStatusCode": 200,
-    });
-    match write_as(storage, project, writer, mode, row(&metadata), true).await {
-        Ok((id, old)) => {
-            if let Some(old) = old.filter(|o| *o != version) {
-                let old_key = Backend::key(&prefix, bucket, name, Some(&old));
-                storage.backend().remove(&old_key).await;
-            }
-            Ok(ok_json(
-                json!({ "Id": id, "Key": format!("{bucket}/{name}") }),
-            ))
-        }
-        Err(e) => {
-            storage.backend().remove(&key).await;
-            Err(e)
-        }
-    }
+    let written = storage.backend().write(&upload.key(), body, limit).await?;
+    let id = upload.commit(&written).await?;
+    Ok(ok_json(
+        json!({ "Id": id, "Key": format!("{bucket}/{name}") }),
+    ))
 }
 
 /// Writes an upload's row as its writer: committed, with the version it
 /// replaced (read and locked before acting as the caller), or rolled back
 /// (`commit` false: only asking whether the write is allowed).
 async fn write_as(
-    storage: &Storage,
-    project: &StorageProject,
-    writer: &Writer,
-    mode: Mode,
+    upload: &Upload<'_>,
     row: Row<'_>,
     commit: bool,
 ) -> Result<(String, Option<String>)> {
-    let mut client = storage.client(project).await?;
+    let mut client = upload.storage.client(upload.project).await?;
     let tx = client.transaction().await?;
     let mut old = None;
     if commit {
@@ -884,10 +924,10 @@ async fn write_as(
             .await?
             .and_then(|r| r.get(0));
     }
-    if let Writer::Caller(caller) = writer {
+    if let Writer::Caller(caller) = upload.writer {
         store::set_caller(&tx, caller).await?;
     }
-    let id = write_row(&tx, mode, row).await?;
+    let id = write_row(&tx, upload.mode, row).await?;
     if commit {
         tx.commit().await?;
     } else {

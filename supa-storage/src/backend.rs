@@ -86,6 +86,17 @@ pub struct Reading {
     pub range: Range<u64>,
 }
 
+/// A key found by [`Backend::list`].
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The key.
+    pub key: Path,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was written, in Unix seconds.
+    pub modified: i64,
+}
+
 /// Why a write did not store the object.
 #[derive(Debug)]
 pub enum WriteError {
@@ -269,6 +280,69 @@ impl Backend {
             GetResultPayload::Stream(stream) => stream.map_err(std::io::Error::other).boxed(),
         };
         Ok(Reading { body, size, range })
+    }
+
+    /// Stores a small blob (an upload's state) in one PUT.
+    pub async fn put_small(&self, key: &Path, bytes: Bytes) -> Result<(), Error> {
+        self.store
+            .put(key, bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::internal(format!("object store: {e}")))
+    }
+
+    /// Reads a small blob; `None` when it does not exist.
+    pub async fn get_small(&self, key: &Path) -> Result<Option<Bytes>, Error> {
+        match self.store.get(key).await {
+            Ok(result) => result
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| Error::internal(format!("object store: {e}"))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::internal(format!("object store: {e}"))),
+        }
+    }
+
+    /// Every key under `prefix` with its size and age (last modified, in
+    /// Unix seconds), in key order.
+    pub async fn list(&self, prefix: &Path) -> Result<Vec<Listed>, Error> {
+        let mut listed: Vec<Listed> = self
+            .store
+            .list(Some(prefix))
+            .map_ok(|meta| Listed {
+                key: meta.location,
+                size: meta.size,
+                modified: meta.last_modified.timestamp(),
+            })
+            .try_collect()
+            .await
+            .map_err(|e| Error::internal(format!("object store: {e}")))?;
+        listed.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(listed)
+    }
+
+    /// Writes the concatenation of `parts` to `to`, streaming: the pieces
+    /// of a resumable or multipart upload become one object.
+    pub async fn concat(&self, parts: &[Path], to: &Path, limit: u64) -> Result<Written, Error> {
+        let this = self.clone();
+        let parts = parts.to_vec();
+        let body = futures_util::stream::iter(parts)
+            .then(move |part| {
+                let this = this.clone();
+                async move { this.read(&part, None).await.map(|r| r.body) }
+            })
+            .map_ok(|body| body.map_err(|e| Error::internal(format!("io: {e}"))))
+            .try_flatten()
+            // Boxed: the closures' types would otherwise leak into every
+            // caller's future.
+            .boxed();
+        match self.write(to, body, limit).await {
+            Ok(written) => Ok(written),
+            // A part that cannot be read is the server's failure.
+            Err(WriteError::Body(cause)) => Err(Error::internal(cause)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Copies the bytes of one key to another.

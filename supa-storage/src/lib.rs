@@ -26,6 +26,7 @@ mod names;
 pub mod schema;
 pub mod storage_env;
 mod store;
+mod tus;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,10 @@ pub use backend::{Backend, BackendConfig, S3Config};
 pub use error::Error;
 use supa_core::{ProjectConfig, ProjectDatabase, ProjectRef, StorageSettings};
 use supa_keys::JwtKey;
+
+/// How long a resumable upload may take by default (Supabase's upload
+/// URLs last up to 24 hours).
+pub const DEFAULT_UPLOAD_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Connections per project, opened on demand.
 pub const POOL_SIZE: usize = 10;
@@ -91,6 +96,8 @@ pub struct Storage {
     /// The first segment of object keys when it is not the project ref
     /// (a standalone server's `TENANT_ID`).
     tenant: Option<Arc<str>>,
+    /// How long a resumable upload may take.
+    upload_expiry: Duration,
 }
 
 impl std::fmt::Debug for Storage {
@@ -110,6 +117,7 @@ impl Storage {
             pools: supa_db::Pools::new(max_projects, idle),
             backend,
             tenant: None,
+            upload_expiry: DEFAULT_UPLOAD_EXPIRY,
         }
     }
 
@@ -129,6 +137,7 @@ impl Storage {
             pools: supa_db::Pools::single(project, pool),
             backend,
             tenant: Some(tenant.into()),
+            upload_expiry: DEFAULT_UPLOAD_EXPIRY,
         })
     }
 
@@ -140,6 +149,17 @@ impl Storage {
             .ok_or_else(|| Error::internal("no database"))?;
         let mut client = pool.get().await?;
         schema::migrate(&mut client).await.map_err(Error::from)
+    }
+
+    /// Resumable uploads expire `expiry` after they were created.
+    pub fn with_upload_expiry(mut self, expiry: Duration) -> Self {
+        self.upload_expiry = expiry;
+        self
+    }
+
+    /// How long a resumable upload may take.
+    pub fn upload_expiry(&self) -> Duration {
+        self.upload_expiry
     }
 
     /// Where the bytes are.

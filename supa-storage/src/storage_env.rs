@@ -26,6 +26,8 @@ pub struct StorageEnv {
     pub host: String,
     /// `SERVER_PORT` (default 5000).
     pub port: u16,
+    /// `TUS_URL_EXPIRY_MS`: how long a resumable upload may take.
+    pub upload_expiry: std::time::Duration,
 }
 
 /// Reads the configuration from `vars`; the error names the variable.
@@ -81,7 +83,16 @@ pub fn read(vars: impl IntoIterator<Item = (String, String)>) -> Result<StorageE
             .map_err(|_| format!("SERVER_PORT must be a port number, not {p:?}"))?,
         None => 5000,
     };
+    let upload_expiry = match get(&["TUS_URL_EXPIRY_MS"]) {
+        Some(ms) => std::time::Duration::from_millis(
+            ms.trim()
+                .parse()
+                .map_err(|_| format!("TUS_URL_EXPIRY_MS must be milliseconds, not {ms:?}"))?,
+        ),
+        None => crate::DEFAULT_UPLOAD_EXPIRY,
+    };
     Ok(StorageEnv {
+        upload_expiry,
         database_url,
         jwt_secret,
         backend,
@@ -135,6 +146,7 @@ mod tests {
             ("STORAGE_S3_FORCE_PATH_STYLE", "true"),
             ("STORAGE_S3_REGION", "eu-west-1"),
             ("SERVER_PORT", "5001"),
+            ("TUS_URL_EXPIRY_MS", "1500"),
         ])
         .unwrap();
         let BackendConfig::S3(s3) = e.backend else {
@@ -144,6 +156,7 @@ mod tests {
         assert_eq!(s3.endpoint.as_deref(), Some("http://minio:9000"));
         assert!(s3.force_path_style);
         assert_eq!((s3.region.as_str(), e.port), ("eu-west-1", 5001));
+        assert_eq!(e.upload_expiry, std::time::Duration::from_millis(1500));
         assert!(
             env(&[("AUTH_JWT_SECRET", "s")])
                 .unwrap_err()

@@ -33,7 +33,8 @@ async fn main() -> anyhow::Result<()> {
     let backend = Backend::new(&env.backend).map_err(|e| anyhow::anyhow!(e))?;
     let project_ref = ProjectRef::parse(REF)?;
     let storage = Storage::single(project_ref, &env.tenant_id, db.clone(), 10, backend)
-        .map_err(|e| anyhow::anyhow!(e.message))?;
+        .map_err(|e| anyhow::anyhow!(e.message))?
+        .with_upload_expiry(env.upload_expiry);
     // The database may start after this server (docker-compose): wait.
     supa_db::when_ready(30, async || storage.migrate(project_ref).await)
         .await
