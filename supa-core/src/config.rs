@@ -273,6 +273,18 @@ pub struct ProjectConfig {
         skip_serializing_if = "std::collections::BTreeMap::is_empty"
     )]
     pub auth_secrets: std::collections::BTreeMap<String, Secret<String>>,
+    /// The project's live publishable key (public by design): S3 clients
+    /// that send a user's JWT as their session token sign with it, as
+    /// Supabase's S3 endpoint has them sign with the anon key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publishable_key: Option<String>,
+    /// The secrets of the project's S3 access keys, by access key id.
+    #[serde(
+        default,
+        serialize_with = "crate::secret::serialize_exposed_map",
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    pub s3_credentials: std::collections::BTreeMap<String, Secret<String>>,
     /// How an in-process data plane reaches the project's database
     /// (embedded upstream); absent for other upstreams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -304,6 +316,8 @@ impl ProjectConfig {
             storage: crate::StorageSettings::default(),
             smtp_pass: None,
             auth_secrets: Default::default(),
+            publishable_key: None,
+            s3_credentials: Default::default(),
             database: None,
             auth_database: None,
             storage_database: None,

@@ -4,7 +4,10 @@
 /// the gateway sets (`X-Forwarded-Proto`, `-Host`, `-Prefix`) or, served
 /// directly, `Host` and `default_prefix`; services build the links they
 /// hand out (issuer, upload locations) from it.
-pub fn public_base_url<'a>(header: impl Fn(&str) -> Option<&'a str>, default_prefix: &str) -> String {
+pub fn public_base_url<'a>(
+    header: impl Fn(&str) -> Option<&'a str>,
+    default_prefix: &str,
+) -> String {
     format!(
         "{}://{}{}",
         header("x-forwarded-proto").unwrap_or("http"),
@@ -22,7 +25,10 @@ mod tests {
     #[test]
     fn forwarded_headers_win_over_the_direct_ones() {
         let direct = |name: &str| (name == "host").then_some("10.0.0.1:5000");
-        assert_eq!(public_base_url(direct, "/storage/v1"), "http://10.0.0.1:5000/storage/v1");
+        assert_eq!(
+            public_base_url(direct, "/storage/v1"),
+            "http://10.0.0.1:5000/storage/v1"
+        );
         let proxied = |name: &str| match name {
             "x-forwarded-proto" => Some("https"),
             "x-forwarded-host" => Some("api.example.com"),
@@ -34,6 +40,9 @@ mod tests {
             public_base_url(proxied, "/storage/v1"),
             "https://api.example.com/project/abc/storage/v1"
         );
-        assert_eq!(public_base_url(|_| None, "/auth/v1"), "http://localhost/auth/v1");
+        assert_eq!(
+            public_base_url(|_| None, "/auth/v1"),
+            "http://localhost/auth/v1"
+        );
     }
 }

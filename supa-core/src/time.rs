@@ -43,6 +43,32 @@ impl CivilTime {
             second: secs % 60,
         }
     }
+
+    /// Seconds since 1970-01-01T00:00:00Z; `None` for fields out of range.
+    pub fn to_unix(&self) -> Option<i64> {
+        if !(1..=12).contains(&self.month)
+            || !(1..=31).contains(&self.day)
+            || self.hour > 23
+            || self.minute > 59
+            || self.second > 60
+        {
+            return None;
+        }
+        // Civil date to days: the inverse of `from_unix`'s algorithm.
+        let y = self.year - i64::from(self.month <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let m = i64::from(self.month);
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(self.day) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        Some(
+            days * 86_400
+                + i64::from(self.hour) * 3_600
+                + i64::from(self.minute) * 60
+                + i64::from(self.second),
+        )
+    }
 }
 
 /// `unix_secs` as an HTTP date (RFC 9110 IMF-fixdate):
@@ -86,10 +112,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn to_unix_inverts_from_unix() {
+        for t in [
+            0u64,
+            951_782_400,
+            1_796_201_858,
+            4_102_444_799,
+            253_402_300_799,
+        ] {
+            assert_eq!(CivilTime::from_unix(t).to_unix(), Some(t as i64));
+        }
+        let mut bad = CivilTime::from_unix(0);
+        bad.month = 13;
+        assert_eq!(bad.to_unix(), None);
+    }
+
+    #[test]
     fn http_and_iso_dates() {
         assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
         assert_eq!(http_date(1_796_201_858), "Wed, 02 Dec 2026 08:57:38 GMT");
-        assert_eq!(iso8601_millis(1_796_201_858_123), "2026-12-02T08:57:38.123Z");
+        assert_eq!(
+            iso8601_millis(1_796_201_858_123),
+            "2026-12-02T08:57:38.123Z"
+        );
     }
 
     #[test]

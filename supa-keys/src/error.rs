@@ -52,6 +52,18 @@ pub enum Error {
     /// A request that SigV4 cannot sign (a URL without a host, ...).
     #[error("cannot sign request: {0}")]
     Unsignable(&'static str),
+    /// A SigV4 signature that cannot be read (its header or query).
+    #[error("malformed signature: {0}")]
+    MalformedSignature(&'static str),
+    /// A SigV4 signature that does not match the request.
+    #[error("the request signature does not match")]
+    SignatureMismatch,
+    /// A presigned URL past its expiry.
+    #[error("the request has expired")]
+    SignatureExpired,
+    /// A signed request whose time is too far from the server's.
+    #[error("the difference between the request time and the server's time is too large")]
+    RequestTimeSkewed,
 }
 
 impl Error {
@@ -73,11 +85,25 @@ impl Error {
         )
     }
 
-    /// The HTTP status a gateway answers with: 401 for credentials, 400 for
-    /// everything else (configuration or a request that cannot be signed).
+    /// Whether this is a rejection of a SigV4 signature a client sent.
+    pub fn is_signature_error(&self) -> bool {
+        matches!(
+            self,
+            Error::MalformedSignature(_)
+                | Error::SignatureMismatch
+                | Error::SignatureExpired
+                | Error::RequestTimeSkewed
+        )
+    }
+
+    /// The HTTP status a gateway answers with: 401 for credentials, 403 for
+    /// a SigV4 signature (as S3 answers), 400 for everything else
+    /// (configuration or a request that cannot be signed).
     pub fn status(&self) -> u16 {
         if self.is_key_error() || self.is_jwt_error() {
             401
+        } else if self.is_signature_error() {
+            403
         } else {
             400
         }

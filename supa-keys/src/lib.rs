@@ -19,6 +19,7 @@ mod es256;
 mod jwt;
 mod mint_cache;
 mod sigv4;
+mod sigv4_verify;
 
 pub use apikey::{
     CHECKSUM_LEN, DISPLAY_PREFIX_LEN, LEGACY_RANDOM_LEN, ParsedKey, RANDOM_LEN, Validation,
@@ -32,3 +33,4 @@ pub use jwt::{
 };
 pub use mint_cache::MintCache;
 pub use sigv4::{Credentials, Payload, SigV4Signer, SignedHeaders, SigningRequest};
+pub use sigv4_verify::{ReceivedRequest, S3Signature};

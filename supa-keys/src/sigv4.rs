@@ -1,4 +1,5 @@
-//! AWS Signature Version 4 for requests to Lambda Function URLs.
+//! AWS Signature Version 4 for requests to Lambda Function URLs (and
+//! to any service but S3; [`crate::S3Signature`] verifies S3's).
 //!
 //! The derived signing key depends only on the secret, the day, the region
 //! and the service, so it is computed once per day and region and cached:
@@ -276,13 +277,13 @@ impl SigV4Signer {
     }
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+pub(crate) fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
     mac.update(data);
     mac.finalize().into_bytes().into()
 }
 
-fn push_hex(bytes: &[u8], out: &mut String) {
+pub(crate) fn push_hex(bytes: &[u8], out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for &b in bytes {
         out.push(HEX[usize::from(b >> 4)] as char);
@@ -348,7 +349,7 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
 }
 
-fn percent_encode(bytes: &[u8], keep_slash: bool, out: &mut String) {
+pub(crate) fn percent_encode(bytes: &[u8], keep_slash: bool, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in bytes {
         if is_unreserved(b) || (keep_slash && b == b'/') {
@@ -361,7 +362,7 @@ fn percent_encode(bytes: &[u8], keep_slash: bool, out: &mut String) {
     }
 }
 
-fn percent_decode(s: &str) -> Vec<u8> {
+pub(crate) fn percent_decode(s: &str) -> Vec<u8> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -408,9 +409,16 @@ fn canonical_uri(path: &str, out: &mut String) {
 
 /// Parameters decoded, strictly re-encoded and sorted by name, then value.
 fn canonical_query(query: &str, out: &mut String) {
+    canonical_query_filtered(query, out, |_| true);
+}
+
+/// [`canonical_query`] of the parameters whose raw name `keep` accepts
+/// (a presigned URL's own signature is left out of what it signs).
+pub(crate) fn canonical_query_filtered(query: &str, out: &mut String, keep: impl Fn(&str) -> bool) {
     let mut pairs: Vec<(String, String)> = query
         .split('&')
         .filter(|p| !p.is_empty())
+        .filter(|p| keep(p.split_once('=').map_or(*p, |(n, _)| n)))
         .map(|p| {
             let (name, value) = p.split_once('=').unwrap_or((p, ""));
             let mut n = String::with_capacity(name.len());

@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::api::{
-    Auth, Incoming, Mode, Upload, Writer, cache_control, header_str, is_upsert,
-    new_version, parse_user_metadata,
+    Auth, Incoming, Mode, Upload, Writer, cache_control, header_str, is_upsert, new_version,
+    parse_user_metadata,
 };
 use crate::error::Result;
 use crate::names::{bucket_name, object_key};
@@ -126,7 +126,9 @@ fn metadata(headers: &HeaderMap) -> Result<std::collections::HashMap<String, Str
             .decode(value.trim())
             .ok()
             .and_then(|v| String::from_utf8(v).ok())
-            .ok_or_else(|| Error::invalid_request(format!("Upload-Metadata {key} is not base64")))?;
+            .ok_or_else(|| {
+                Error::invalid_request(format!("Upload-Metadata {key} is not base64"))
+            })?;
         out.insert(key.to_owned(), value);
     }
     Ok(out)

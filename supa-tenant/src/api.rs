@@ -180,6 +180,14 @@ fn management(family: Family) -> Router<Tenant> {
             get(get_storage_config).patch(patch_storage_config),
         )
         .route(
+            "/projects/{ref}/storage/s3-credentials",
+            get(list_s3_credentials).post(create_s3_credential),
+        )
+        .route(
+            "/projects/{ref}/storage/s3-credentials/{id}",
+            delete(delete_s3_credential),
+        )
+        .route(
             "/projects/{ref}/config/auth/signing-keys",
             get(list_signing_keys).post(add_signing_key),
         )
@@ -523,6 +531,41 @@ async fn patch_storage_config(
         .update_storage_settings(&project_ref(&r)?, patch)
         .await?;
     Ok(Json(settings).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NewS3Credential {
+    #[serde(default)]
+    description: String,
+}
+
+/// A new S3 access key; its secret is in this answer only.
+async fn create_s3_credential(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+    JsonBody(body): JsonBody<NewS3Credential>,
+) -> ApiResult<Response> {
+    let created = tenant
+        .create_s3_credential(&project_ref(&r)?, &body.description)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// The project's S3 access keys, without secrets.
+async fn list_s3_credentials(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(tenant.list_s3_credentials(&project_ref(&r)?).await?).into_response())
+}
+
+/// Revokes an S3 access key at once on every gateway.
+async fn delete_s3_credential(
+    State(tenant): State<Tenant>,
+    Path((r, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    Ok(Json(tenant.delete_s3_credential(&project_ref(&r)?, &id).await?).into_response())
 }
 
 /// The project's JWT signing keys (public halves).

@@ -165,6 +165,8 @@ impl Tenant {
         .ok_or_else(|| Error::NotFound(format!("API key {id}")))?;
         let revoked = self.key_from_row(&row, false)?;
         self.invalidate(Invalidation::Key(revoked.hash.clone()));
+        // The config carries the publishable key (S3 session signatures).
+        self.invalidate(Invalidation::Project(*project_ref));
         Ok(revoked)
     }
 

@@ -17,6 +17,7 @@ mod files;
 mod keys;
 mod meta;
 mod projects;
+mod s3_credentials;
 mod secrets;
 mod sql;
 mod tenant;

@@ -756,6 +756,15 @@ impl Tenant {
                 }
                 None => Default::default(),
             },
+            publishable_key: sqlx::query_scalar(
+                "SELECT publishable_key FROM api_keys
+                 WHERE project_ref = $1 AND kind = 'publishable' AND revoked_at IS NULL",
+            )
+            .bind(project_ref.as_str())
+            .fetch_optional(&self.db)
+            .await?
+            .flatten(),
+            s3_credentials: self.s3_secrets(project_ref).await?,
             database,
             auth_database,
             storage_database,
