@@ -59,11 +59,14 @@ def token(role, sub=None):
     return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
+ANON_KEY = jwt.encode({"role": "anon", "iat": 1_700_000_000, "exp": 4_000_000_000}, SECRET, algorithm="HS256")
+
+
 def start(database, extra):
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("STORAGE_", "FILE_", "AWS_", "DATABASE_", "SERVER_"))}
-    env.update({"DATABASE_URL": database, "PGRST_JWT_SECRET": SECRET, "ANON_KEY": token("anon"),
+    env.update({"DATABASE_URL": database, "PGRST_JWT_SECRET": SECRET, "ANON_KEY": ANON_KEY,
                 "SERVICE_KEY": token("service_role"), "FILE_SIZE_LIMIT": "1000000", "TENANT_ID": "stub",
                 "REGION": "local", "IMAGE_TRANSFORMATION_ENABLED": "true", "SERVER_HOST": "127.0.0.1",
                 "SERVER_PORT": str(port), **extra})
@@ -198,3 +201,46 @@ def test_resumable_uploads_on_s3_and_their_expiry(database, s3_server):
         assert patch(stale, 0, b"0123456789").status_code == 410
     finally:
         stop(proc)
+
+
+def test_the_s3_protocol_with_supabases_access_key_variables(database):
+    """`S3_PROTOCOL_ACCESS_KEY_ID`/`_SECRET` sign S3 requests to `/s3`
+    (Supabase's docker-compose names); `ANON_KEY` with a user's JWT as
+    session token acts as that user."""
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    root = Path(tempfile.mkdtemp(prefix="supa-storage-s3-"))
+    key_id, secret = "625729a08b95bf1b7ff351a663f3a23c", "850181e4652dd023b7a98c58ae0d2d34"
+    proc, url = start(database, {"STORAGE_BACKEND": "file", "FILE_STORAGE_BACKEND_PATH": str(root),
+                                 "FILE_SIZE_LIMIT": str(50 * 1024 * 1024),
+                                 "S3_PROTOCOL_ACCESS_KEY_ID": key_id, "S3_PROTOCOL_ACCESS_KEY_SECRET": secret})
+
+    def s3(key, sec, session=None):
+        return boto3.client("s3", endpoint_url=f"{url}/s3", region_name="local", aws_access_key_id=key,
+                            aws_secret_access_key=sec, aws_session_token=session,
+                            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+
+    try:
+        admin = s3(key_id, secret)
+        admin.create_bucket(Bucket="s3-standalone")
+        admin.put_object(Bucket="s3-standalone", Key="a/b.txt", Body=b"over s3")
+        assert client(url).from_("s3-standalone").download("a/b.txt") == b"over s3"
+        data = os.urandom(6 * 1024 * 1024)
+        up = admin.create_multipart_upload(Bucket="s3-standalone", Key="m.bin")["UploadId"]
+        e1 = admin.upload_part(Bucket="s3-standalone", Key="m.bin", UploadId=up, PartNumber=1,
+                               Body=data[:5 * 1024 * 1024])["ETag"]
+        e2 = admin.upload_part(Bucket="s3-standalone", Key="m.bin", UploadId=up, PartNumber=2,
+                               Body=data[5 * 1024 * 1024:])["ETag"]
+        admin.complete_multipart_upload(Bucket="s3-standalone", Key="m.bin", UploadId=up, MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+        assert admin.get_object(Bucket="s3-standalone", Key="m.bin")["Body"].read() == data
+        with pytest.raises(ClientError) as wrong:
+            s3(key_id, "0" * 32).list_buckets()
+        assert wrong.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+        # Session mode: anon key as secret, the JWT decides (no policy: nothing).
+        user = s3("standalonestorageone", ANON_KEY, token("authenticated", "6c1c2c62-1f5a-4f43-9a1b-2f5f5a0c2d11"))
+        assert user.list_objects_v2(Bucket="s3-standalone")["KeyCount"] == 0
+    finally:
+        stop(proc)
+        shutil.rmtree(root, ignore_errors=True)

@@ -79,6 +79,7 @@ pub fn router(storage: Storage) -> Router {
         )
         .route("/status", get(|| async { StatusCode::OK }))
         .merge(crate::tus::routes())
+        .merge(crate::s3::routes())
         .fallback(|| async { Error::new(404, "NotFound", "Route not found").with_http_status(404) })
         .method_not_allowed_fallback(|| async {
             Error::new(405, "MethodNotAllowed", "Method not allowed for this route")
@@ -129,20 +130,25 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
             .ok_or_else(|| {
                 Error::invalid_jwt("headers must have required property 'authorization'")
             })?;
-        let claims =
-            supa_keys::verify(&project.jwt_key, token, supa_keys::unix_now()).map_err(jwt_error)?;
-        let role = claims
-            .role()
-            .ok_or_else(|| Error::invalid_jwt("the token has no role"))?
-            .to_owned();
-        let sub = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
-        let caller = Caller {
-            role,
-            claims: claims.to_json(),
-            sub,
-        };
+        let caller = caller_of(&project, token)?;
         Ok(Self(project, caller))
     }
+}
+
+/// The caller a JWT of the project names.
+pub(crate) fn caller_of(project: &StorageProject, token: &str) -> Result<Caller> {
+    let claims =
+        supa_keys::verify(&project.jwt_key, token, supa_keys::unix_now()).map_err(jwt_error)?;
+    let role = claims
+        .role()
+        .ok_or_else(|| Error::invalid_jwt("the token has no role"))?
+        .to_owned();
+    let sub = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
+    Ok(Caller {
+        role,
+        claims: claims.to_json(),
+        sub,
+    })
 }
 
 /// An object's `/{bucket}/{*name}` path, both names checked.
@@ -381,31 +387,18 @@ async fn create_bucket(
     let BucketChange { size: limit, types } = check_bucket_settings(&project, &body)?;
     let mut client = storage.client(&project).await?;
     let tx = store::begin_as(&mut client, &caller).await?;
-    let sql = format!(
-        "INSERT INTO storage.buckets (id, name, owner, owner_id, public, file_size_limit, allowed_mime_types)
-         VALUES ($1, $2, {}, $3, $4, $5, $6)",
-        owner_uuid(3)
-    );
-    let inserted = tx
-        .execute(
-            &sql,
-            &[
-                &id,
-                &name,
-                &caller.sub,
-                &body.public.unwrap_or(false),
-                &limit.flatten(),
-                &types.flatten(),
-            ],
-        )
-        .await;
-    match inserted {
-        Ok(_) => {}
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
-            return Err(Error::bucket_exists());
-        }
-        Err(e) => return Err(e.into()),
-    }
+    store::insert_bucket(
+        &tx,
+        store::NewBucket {
+            id: &id,
+            name: &name,
+            owner: &caller.sub,
+            public: body.public.unwrap_or(false),
+            file_size_limit: limit.flatten(),
+            allowed_mime_types: types.flatten(),
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(ok_json(json!({ "name": id })))
 }
@@ -481,17 +474,7 @@ async fn delete_bucket(
 ) -> Result<Response> {
     let mut client = storage.client(&project).await?;
     let tx = store::begin_as(&mut client, &caller).await?;
-    let deleted = tx
-        .execute("DELETE FROM storage.buckets WHERE id = $1", &[&id])
-        .await;
-    match deleted {
-        Ok(0) => return Err(Error::no_such_bucket()),
-        Ok(_) => {}
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => {
-            return Err(Error::bucket_not_empty());
-        }
-        Err(e) => return Err(e.into()),
-    }
+    store::delete_bucket(&tx, &id).await?;
     tx.commit().await?;
     Ok(message("Successfully deleted"))
 }
@@ -1021,7 +1004,7 @@ async fn download_signed(
 }
 
 /// A byte range a client asked for, as the backend takes it.
-fn requested_range(headers: &HeaderMap) -> Option<GetRange> {
+pub(crate) fn requested_range(headers: &HeaderMap) -> Option<GetRange> {
     let spec = header_str(headers, "range")?
         .trim()
         .strip_prefix("bytes=")?;
@@ -1055,7 +1038,7 @@ fn same_etag(header: &str, etag: &str) -> bool {
 }
 
 /// Streams an object's bytes with Supabase's headers.
-async fn serve(
+pub(crate) async fn serve(
     storage: &Storage,
     project: &StorageProject,
     bucket: &str,
@@ -1294,59 +1277,37 @@ async fn list_v2(
         .sort_by
         .and_then(|s| s.order)
         .is_some_and(|o| o.eq_ignore_ascii_case("desc"));
-    // After a folder, the cursor skips everything under it.
-    let cursor = body.cursor.map(|c| {
-        if c.ends_with('/') && !descending {
-            format!("{c}\u{10FFFF}")
-        } else {
-            c
-        }
-    });
-    let (cmp, order) = if descending {
-        ("<", "DESC")
-    } else {
-        (">", "ASC")
-    };
-    let sql = format!(
-        "SELECT k, folder IS NOT NULL, id::text, name, {}, {}, metadata FROM (
-           SELECT DISTINCT ON (coalesce(folder, name) COLLATE \"C\") coalesce(folder, name) AS k, folder, id, name,
-                  updated_at, created_at, metadata
-           FROM (SELECT CASE WHEN $4 AND strpos(substr(name, char_length($2) + 1), '/') > 0
-                        THEN substr(name, 1, char_length($2) + strpos(substr(name, char_length($2) + 1), '/'))
-                        END AS folder, *
-                 FROM storage.objects
-                 WHERE bucket_id = $1 AND starts_with(name, $2)
-                   AND ($3::text IS NULL OR name COLLATE \"C\" {cmp} $3)) o
-           ORDER BY coalesce(folder, name) COLLATE \"C\" {order}) d
-         ORDER BY k COLLATE \"C\" {order} LIMIT $5",
-        iso("updated_at"),
-        iso("created_at")
-    );
     let mut client = storage.client(&project).await?;
     let tx = store::begin_as(&mut client, &caller).await?;
-    let rows = tx
-        .query(&sql, &[&bucket, &prefix, &cursor, &delimiter, &(limit + 1)])
-        .await?;
+    let page = store::list_page(
+        &tx,
+        &bucket,
+        &prefix,
+        body.cursor.as_deref(),
+        delimiter.then_some("/"),
+        descending,
+        limit,
+    )
+    .await?;
     tx.commit().await?;
-    let has_next = rows.len() as i64 > limit;
+    let has_next = page.len() as i64 > limit;
     let mut folders = Vec::new();
     let mut objects = Vec::new();
     let mut last = None;
-    for row in rows.iter().take(limit as usize) {
-        let key: String = row.get(0);
-        if row.get::<_, bool>(1) {
-            folders.push(json!({ "key": key, "name": key }));
+    for entry in page.into_iter().take(limit as usize) {
+        if entry.folder {
+            folders.push(json!({ "key": entry.key, "name": entry.key }));
         } else {
             objects.push(json!({
-                "id": row.get::<_, Option<String>>(2),
-                "key": key,
-                "name": row.get::<_, String>(3),
-                "updated_at": row.get::<_, Option<String>>(4),
-                "created_at": row.get::<_, Option<String>>(5),
-                "metadata": row.get::<_, Option<Value>>(6),
+                "id": entry.id,
+                "key": entry.key,
+                "name": entry.key,
+                "updated_at": entry.updated_at,
+                "created_at": entry.created_at,
+                "metadata": entry.metadata,
             }));
         }
-        last = Some(key);
+        last = Some(entry.key);
     }
     let mut answer = json!({ "hasNext": has_next, "folders": folders, "objects": objects });
     if has_next {
@@ -1431,11 +1392,57 @@ async fn copy_object(
     Auth(project, caller): Auth,
     request: Request,
 ) -> Result<Response> {
-    let upsert = is_upsert(request.headers());
+    let mode = if is_upsert(request.headers()) {
+        Mode::Upsert
+    } else {
+        Mode::Create
+    };
     let body: MoveBody = json_body(request.into_body()).await?;
     let (from_bucket, from, to_bucket, to) = body.checked()?;
-    let mut client = storage.client(&project).await?;
-    let tx = store::begin_as(&mut client, &caller).await?;
+    let copied = copy_as(
+        &storage,
+        &project,
+        &caller,
+        (from_bucket, from),
+        (to_bucket, to),
+        mode,
+    )
+    .await?;
+    Ok(ok_json(
+        json!({ "Id": copied.id, "Key": format!("{to_bucket}/{to}") }),
+    ))
+}
+
+/// What a copy made.
+pub(crate) struct Copied {
+    pub id: String,
+    /// The copy's metadata (the source's: size, type, ETag).
+    pub metadata: Value,
+}
+
+/// Copies an object as `caller` (who must be allowed to read the source
+/// and write the destination); a replaced destination's bytes are removed
+/// after commit, the copy's bytes when the row is refused.
+pub(crate) async fn copy_as(
+    storage: &Storage,
+    project: &StorageProject,
+    caller: &Caller,
+    (from_bucket, from): (&str, &str),
+    (to_bucket, to): (&str, &str),
+    mode: Mode,
+) -> Result<Copied> {
+    let mut client = storage.client(project).await?;
+    let tx = client.transaction().await?;
+    // The version a replacing copy makes unreachable, read before acting
+    // as the caller (who may not see it).
+    let replaced: Option<String> = tx
+        .query_opt(
+            "SELECT version FROM storage.objects WHERE bucket_id = $1 AND name = $2 FOR UPDATE",
+            &[&to_bucket, &to],
+        )
+        .await?
+        .and_then(|r| r.get(0));
+    store::set_caller(&tx, caller).await?;
     let source = tx
         .query_opt(
             "SELECT version, metadata, user_metadata FROM storage.objects WHERE bucket_id = $1 AND name = $2",
@@ -1445,12 +1452,12 @@ async fn copy_object(
         .ok_or_else(Error::no_such_key)?;
     let (source_version, metadata, user_metadata): (Option<String>, Option<Value>, Option<Value>) =
         (source.get(0), source.get(1), source.get(2));
+    let metadata = metadata.unwrap_or_else(|| json!({}));
     let prefix = storage.prefix(&project.project_ref);
     let version = new_version();
     let old_key = Backend::key(&prefix, from_bucket, from, source_version.as_deref());
     let new_key = Backend::key(&prefix, to_bucket, to, Some(&version));
     storage.backend().copy(&old_key, &new_key).await?;
-    let mode = if upsert { Mode::Upsert } else { Mode::Create };
     let copied: Result<String> = async {
         let id = write_row(
             &tx,
@@ -1460,7 +1467,7 @@ async fn copy_object(
                 name: to,
                 owner: &caller.sub,
                 version: &version,
-                metadata: &metadata.unwrap_or_else(|| json!({})),
+                metadata: &metadata,
                 user_metadata: &user_metadata,
             },
         )
@@ -1470,9 +1477,15 @@ async fn copy_object(
     }
     .await;
     match copied {
-        Ok(id) => Ok(ok_json(
-            json!({ "Id": id, "Key": format!("{to_bucket}/{to}") }),
-        )),
+        Ok(id) => {
+            if let Some(replaced) = replaced {
+                storage
+                    .backend()
+                    .remove(&Backend::key(&prefix, to_bucket, to, Some(&replaced)))
+                    .await;
+            }
+            Ok(Copied { id, metadata })
+        }
         Err(e) => {
             storage.backend().remove(&new_key).await;
             Err(e)
@@ -1496,24 +1509,47 @@ async fn delete_one(
     Auth(project, caller): Auth,
     ObjectPath { bucket, name }: ObjectPath,
 ) -> Result<Response> {
-    let mut client = storage.client(&project).await?;
-    let tx = store::begin_as(&mut client, &caller).await?;
-    let row = tx
-        .query_opt(
-            "DELETE FROM storage.objects WHERE bucket_id = $1 AND name = $2 RETURNING version",
-            &[&bucket, &name],
-        )
+    if delete_as(&storage, &project, &caller, &bucket, &[name])
         .await?
-        .ok_or_else(Error::no_such_key)?;
-    tx.commit().await?;
-    let key = Backend::key(
-        &storage.prefix(&project.project_ref),
-        &bucket,
-        &name,
-        row.get::<_, Option<String>>(0).as_deref(),
-    );
-    storage.backend().remove(&key).await;
+        .is_empty()
+    {
+        return Err(Error::no_such_key());
+    }
     Ok(message("Successfully deleted"))
+}
+
+/// Deletes the objects `names` of `bucket` that `caller` may delete, then
+/// their bytes; gives each deleted object's name and row as JSON.
+pub(crate) async fn delete_as(
+    storage: &Storage,
+    project: &StorageProject,
+    caller: &Caller,
+    bucket: &str,
+    names: &[String],
+) -> Result<Vec<(String, String)>> {
+    let mut client = storage.client(project).await?;
+    let tx = store::begin_as(&mut client, caller).await?;
+    let sql = format!(
+        "DELETE FROM storage.objects WHERE bucket_id = $1 AND name = ANY($2)
+         RETURNING name, version, {}",
+        deleted_json()
+    );
+    let rows = tx.query(&sql, &[&bucket, &names]).await?;
+    tx.commit().await?;
+    let prefix = storage.prefix(&project.project_ref);
+    let mut deleted = Vec::with_capacity(rows.len());
+    for row in rows {
+        let name: String = row.get(0);
+        let key = Backend::key(
+            &prefix,
+            bucket,
+            &name,
+            row.get::<_, Option<String>>(1).as_deref(),
+        );
+        storage.backend().remove(&key).await;
+        deleted.push((name, row.get::<_, String>(2)));
+    }
+    Ok(deleted)
 }
 
 #[derive(Debug, Deserialize)]
@@ -1534,28 +1570,9 @@ async fn delete_many(
             "body/prefixes must have between 1 and 1000 items",
         ));
     }
-    let mut client = storage.client(&project).await?;
-    let tx = store::begin_as(&mut client, &caller).await?;
-    let sql = format!(
-        "DELETE FROM storage.objects WHERE bucket_id = $1 AND name = ANY($2)
-         RETURNING name, version, {}",
-        deleted_json()
-    );
-    let rows = tx.query(&sql, &[&bucket, &body.prefixes]).await?;
-    tx.commit().await?;
-    let prefix = storage.prefix(&project.project_ref);
-    let mut deleted = Vec::with_capacity(rows.len());
-    for row in rows {
-        let key = Backend::key(
-            &prefix,
-            &bucket,
-            row.get(0),
-            row.get::<_, Option<String>>(1).as_deref(),
-        );
-        storage.backend().remove(&key).await;
-        deleted.push(row.get::<_, String>(2));
-    }
-    Ok(json_text(format!("[{}]", deleted.join(","))))
+    let deleted = delete_as(&storage, &project, &caller, &bucket, &body.prefixes).await?;
+    let rows: Vec<String> = deleted.into_iter().map(|(_, row)| row).collect();
+    Ok(json_text(format!("[{}]", rows.join(","))))
 }
 
 // ------------------------------------------------------------ signed URLs

@@ -23,6 +23,7 @@ mod api;
 mod backend;
 mod error;
 mod names;
+mod s3;
 pub mod schema;
 pub mod storage_env;
 mod store;
@@ -55,6 +56,11 @@ pub struct StorageProject {
     pub settings: StorageSettings,
     /// The storage server's login to its database.
     pub database: ProjectDatabase,
+    /// The secrets of its S3 access keys, by access key id.
+    pub s3_credentials: std::collections::BTreeMap<String, supa_core::Secret<String>>,
+    /// The key S3 clients sign with when a user's JWT is their session
+    /// token.
+    pub publishable_key: Option<String>,
 }
 
 impl std::fmt::Debug for StorageProject {
@@ -83,6 +89,8 @@ impl StorageProject {
             jwt_key,
             settings: config.storage.clone(),
             database,
+            s3_credentials: config.s3_credentials.clone(),
+            publishable_key: config.publishable_key.clone(),
         })
     }
 }

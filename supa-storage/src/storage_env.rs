@@ -28,6 +28,12 @@ pub struct StorageEnv {
     pub port: u16,
     /// `TUS_URL_EXPIRY_MS`: how long a resumable upload may take.
     pub upload_expiry: std::time::Duration,
+    /// `S3_PROTOCOL_ACCESS_KEY_ID` and `S3_PROTOCOL_ACCESS_KEY_SECRET`: the
+    /// access key of the S3 endpoint.
+    pub s3_credential: Option<(String, Secret<String>)>,
+    /// `ANON_KEY`: what S3 clients sign with when a user's JWT is their
+    /// session token.
+    pub anon_key: Option<String>,
 }
 
 /// Reads the configuration from `vars`; the error names the variable.
@@ -91,8 +97,22 @@ pub fn read(vars: impl IntoIterator<Item = (String, String)>) -> Result<StorageE
         ),
         None => crate::DEFAULT_UPLOAD_EXPIRY,
     };
+    let s3_credential = match (
+        get(&["S3_PROTOCOL_ACCESS_KEY_ID"]),
+        get(&["S3_PROTOCOL_ACCESS_KEY_SECRET"]),
+    ) {
+        (Some(id), Some(secret)) => Some((id, Secret::new(secret))),
+        (None, None) => None,
+        _ => {
+            return Err(
+                "S3_PROTOCOL_ACCESS_KEY_ID and S3_PROTOCOL_ACCESS_KEY_SECRET go together".into(),
+            );
+        }
+    };
     Ok(StorageEnv {
         upload_expiry,
+        s3_credential,
+        anon_key: get(&["ANON_KEY"]),
         database_url,
         jwt_secret,
         backend,
@@ -125,8 +145,13 @@ mod tests {
             ("TENANT_ID", "stub"),
             ("REGION", "local"),
             ("IMAGE_TRANSFORMATION_ENABLED", "true"),
+            ("S3_PROTOCOL_ACCESS_KEY_ID", "625729a08b95bf1b7ff351a663f3a23c"),
+            ("S3_PROTOCOL_ACCESS_KEY_SECRET", "850181e4652dd023b7a98c58ae0d2d34"),
         ])
         .unwrap();
+        let (id, secret) = e.s3_credential.clone().unwrap();
+        assert_eq!(id, "625729a08b95bf1b7ff351a663f3a23c");
+        assert_eq!(secret.expose(), "850181e4652dd023b7a98c58ae0d2d34");
         assert!(
             matches!(e.backend, BackendConfig::File { root } if root == std::path::Path::new("/var/lib/storage"))
         );

@@ -117,3 +117,143 @@ pub(crate) async fn find_object(
         last_modified: row.get(2),
     })
 }
+
+/// One entry of a listing page: an object, or a folder (a common prefix
+/// up to and including the delimiter).
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// The object's name, or the folder's prefix.
+    pub key: String,
+    pub folder: bool,
+    pub id: Option<String>,
+    pub updated_at: Option<String>,
+    pub created_at: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Up to `limit + 1` entries of `bucket` under `prefix` after `cursor`
+/// (exclusive) in byte order, or before it when `descending`; with a
+/// `delimiter`, the names that have it after the prefix are rolled up into
+/// one folder entry each (S3's common prefixes). The extra entry tells the
+/// caller there is a next page.
+pub(crate) async fn list_page(
+    client: &impl deadpool_postgres::GenericClient,
+    bucket: &str,
+    prefix: &str,
+    cursor: Option<&str>,
+    delimiter: Option<&str>,
+    descending: bool,
+    limit: i64,
+) -> Result<Vec<Entry>, Error> {
+    // After a folder, the cursor skips everything under it (U+10FFFF sorts
+    // after any character in byte order).
+    let cursor = cursor.map(|c| match delimiter {
+        Some(d) if c.ends_with(d) && !descending => format!("{c}\u{10FFFF}"),
+        _ => c.to_owned(),
+    });
+    let (cmp, order) = if descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    let sql = format!(
+        "SELECT k, folder IS NOT NULL, id::text, {}, {}, metadata FROM (
+           SELECT DISTINCT ON (coalesce(folder, name) COLLATE \"C\") coalesce(folder, name) AS k, folder, id,
+                  updated_at, created_at, metadata
+           FROM (SELECT CASE WHEN $4::text <> '' AND strpos(substr(name, char_length($2) + 1), $4) > 0
+                        THEN substr(name, 1, char_length($2) + strpos(substr(name, char_length($2) + 1), $4)
+                                         + char_length($4) - 1)
+                        END AS folder, *
+                 FROM storage.objects
+                 WHERE bucket_id = $1 AND starts_with(name, $2)
+                   AND ($3::text IS NULL OR name COLLATE \"C\" {cmp} $3)) o
+           ORDER BY coalesce(folder, name) COLLATE \"C\" {order}) d
+         ORDER BY k COLLATE \"C\" {order} LIMIT $5",
+        iso("updated_at"),
+        iso("created_at")
+    );
+    let rows = client
+        .query(
+            &sql,
+            &[
+                &bucket,
+                &prefix,
+                &cursor,
+                &delimiter.unwrap_or(""),
+                &(limit + 1),
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| Entry {
+            key: row.get(0),
+            folder: row.get(1),
+            id: row.get(2),
+            updated_at: row.get(3),
+            created_at: row.get(4),
+            metadata: row.get(5),
+        })
+        .collect())
+}
+
+/// A bucket to create.
+pub(crate) struct NewBucket<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    /// The creator's `sub`.
+    pub owner: &'a Option<String>,
+    pub public: bool,
+    pub file_size_limit: Option<i64>,
+    pub allowed_mime_types: Option<Vec<String>>,
+}
+
+/// Creates a bucket (`BucketAlreadyExists` when the id is taken).
+pub(crate) async fn insert_bucket(
+    client: &impl deadpool_postgres::GenericClient,
+    bucket: NewBucket<'_>,
+) -> Result<(), Error> {
+    let sql = format!(
+        "INSERT INTO storage.buckets (id, name, owner, owner_id, public, file_size_limit, allowed_mime_types)
+         VALUES ($1, $2, {}, $3, $4, $5, $6)",
+        owner_uuid(3)
+    );
+    match client
+        .execute(
+            &sql,
+            &[
+                &bucket.id,
+                &bucket.name,
+                bucket.owner,
+                &bucket.public,
+                &bucket.file_size_limit,
+                &bucket.allowed_mime_types,
+            ],
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            Err(Error::bucket_exists())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes an empty bucket (`ResourceNotEmpty` when it holds objects).
+pub(crate) async fn delete_bucket(
+    client: &impl deadpool_postgres::GenericClient,
+    id: &str,
+) -> Result<(), Error> {
+    match client
+        .execute("DELETE FROM storage.buckets WHERE id = $1", &[&id])
+        .await
+    {
+        Ok(0) => Err(Error::no_such_bucket()),
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => {
+            Err(Error::bucket_not_empty())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,7 +1,8 @@
 //! `supa-storage`: one database's storage server standalone, configured by
 //! Supabase Storage's own environment (`DATABASE_URL`, `AUTH_JWT_SECRET`,
 //! `STORAGE_BACKEND`, `FILE_STORAGE_BACKEND_PATH`, `STORAGE_S3_*`,
-//! `FILE_SIZE_LIMIT`, `TENANT_ID`, `SERVER_PORT`, ...), so it can replace
+//! `FILE_SIZE_LIMIT`, `TENANT_ID`, `SERVER_PORT`, `TUS_URL_EXPIRY_MS`,
+//! `S3_PROTOCOL_ACCESS_KEY_ID`/`_SECRET`, ...), so it can replace
 //! the storage container of Supabase's docker-compose. It creates the
 //! storage schema on start when the database has none.
 
@@ -42,6 +43,8 @@ async fn main() -> anyhow::Result<()> {
     let config = ProjectConfig {
         storage: env.settings,
         storage_database: Some(supa_db::login_of(&db)),
+        s3_credentials: env.s3_credential.into_iter().collect(),
+        publishable_key: env.anon_key,
         ..ProjectConfig::standalone(project_ref, env.jwt_secret)
     };
     tracing::info!(backend = storage.backend().describe(), "supa-storage ready");
