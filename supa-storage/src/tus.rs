@@ -57,8 +57,8 @@ struct UploadState {
     upsert: bool,
     /// The creator's `sub`: only they (or the service role) continue it.
     owner: Option<String>,
-    /// Unix seconds after which the upload is gone.
-    expires: i64,
+    /// Unix milliseconds after which the upload is gone.
+    expires_ms: u64,
 }
 
 /// TUS's routes, under the storage router.
@@ -178,7 +178,7 @@ async fn load(
     if caller.role != "service_role" && caller.sub != state.owner {
         return Err(Error::no_such_upload());
     }
-    if state.expires < supa_keys::unix_now() {
+    if state.expires_ms < now_ms() {
         return Err(Error::new(410, "NoSuchUpload", "The upload has expired"));
     }
     Ok((dir, state))
@@ -210,8 +210,14 @@ async fn pieces(storage: &Storage, dir: &Key) -> Result<(Vec<Key>, u64)> {
     Ok((chain, end))
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn expires_header(state: &UploadState) -> HeaderValue {
-    HeaderValue::from_str(&supa_core::time::http_date(state.expires.max(0) as u64))
+    HeaderValue::from_str(&supa_core::time::http_date(state.expires_ms / 1000))
         .expect("an HTTP date is a header value")
 }
 
@@ -301,7 +307,7 @@ async fn create_upload(
         user_metadata: incoming.user_metadata.clone(),
         upsert,
         owner: writer.owner(),
-        expires: supa_keys::unix_now() + storage.upload_expiry().as_secs() as i64,
+        expires_ms: now_ms() + storage.upload_expiry().as_millis() as u64,
     };
     let dir = folder(storage, project, &id)?;
     let blob = serde_json::to_vec(&state).map_err(Error::internal)?;
