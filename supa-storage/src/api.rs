@@ -65,6 +65,18 @@ pub fn router(storage: Storage) -> Router {
         )
         .route("/object/info/public/{bucket}/{*name}", get(info_public))
         .route(
+            "/render/image/public/{bucket}/{*name}",
+            get(crate::render::render_public),
+        )
+        .route(
+            "/render/image/authenticated/{bucket}/{*name}",
+            get(crate::render::render_authenticated),
+        )
+        .route(
+            "/render/image/sign/{bucket}/{*name}",
+            get(crate::render::render_signed),
+        )
+        .route(
             "/object/info/authenticated/{bucket}/{*name}",
             get(info_authenticated),
         )
@@ -152,9 +164,9 @@ pub(crate) fn caller_of(project: &StorageProject, token: &str) -> Result<Caller>
 }
 
 /// An object's `/{bucket}/{*name}` path, both names checked.
-struct ObjectPath {
-    bucket: String,
-    name: String,
+pub(crate) struct ObjectPath {
+    pub bucket: String,
+    pub name: String,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ObjectPath {
@@ -1615,7 +1627,7 @@ fn sign(project: &StorageProject, claims: Value) -> String {
 }
 
 /// The claims of a signed URL's token for `bucket/name`.
-fn signed_claims(
+pub(crate) fn signed_claims(
     project: &StorageProject,
     token: &str,
     bucket: &str,
@@ -1639,6 +1651,9 @@ struct SignBody {
     expires_in: Number,
     #[serde(default)]
     paths: Vec<String>,
+    /// Image transformation options of a signed rendition.
+    #[serde(default)]
+    transform: Option<Value>,
 }
 
 fn expiry(n: Number) -> Result<i64> {
@@ -1656,16 +1671,28 @@ async fn sign_one(
 ) -> Result<Response> {
     let body: SignBody = json_body(body).await?;
     let exp = expiry(body.expires_in)?;
+    // A transformation rides in the token, and the URL renders it.
+    let transform = body
+        .transform
+        .as_ref()
+        .map(crate::render::Transform::from_json)
+        .transpose()?;
     let mut client = storage.client(&project).await?;
     let tx = store::begin_as(&mut client, &caller).await?;
     store::find_object(&tx, &bucket, &name).await?;
     tx.commit().await?;
-    let token = sign(
-        &project,
-        json!({"url": format!("{bucket}/{name}"), "iat": supa_keys::unix_now(), "exp": exp}),
-    );
+    let mut claims =
+        json!({"url": format!("{bucket}/{name}"), "iat": supa_keys::unix_now(), "exp": exp});
+    let route = match &transform {
+        Some(t) => {
+            claims["transformations"] = json!(t.canonical());
+            "render/image/sign"
+        }
+        None => "object/sign",
+    };
+    let token = sign(&project, claims);
     Ok(ok_json(json!({
-        "signedURL": format!("/object/sign/{}?token={token}", encode_path(&bucket, &name))
+        "signedURL": format!("/{route}/{}?token={token}", encode_path(&bucket, &name))
     })))
 }
 

@@ -23,6 +23,7 @@ mod api;
 mod backend;
 mod error;
 mod names;
+mod render;
 mod s3;
 pub mod schema;
 pub mod storage_env;

@@ -145,8 +145,14 @@ mod tests {
             ("TENANT_ID", "stub"),
             ("REGION", "local"),
             ("IMAGE_TRANSFORMATION_ENABLED", "true"),
-            ("S3_PROTOCOL_ACCESS_KEY_ID", "625729a08b95bf1b7ff351a663f3a23c"),
-            ("S3_PROTOCOL_ACCESS_KEY_SECRET", "850181e4652dd023b7a98c58ae0d2d34"),
+            (
+                "S3_PROTOCOL_ACCESS_KEY_ID",
+                "625729a08b95bf1b7ff351a663f3a23c",
+            ),
+            (
+                "S3_PROTOCOL_ACCESS_KEY_SECRET",
+                "850181e4652dd023b7a98c58ae0d2d34",
+            ),
         ])
         .unwrap();
         let (id, secret) = e.s3_credential.clone().unwrap();
