@@ -158,6 +158,15 @@ impl Backend {
         }
     }
 
+    /// A backend over any `ObjectStore` (another service object_store
+    /// speaks to, or a wrapper that injects faults in tests).
+    pub fn from_store(store: Arc<dyn ObjectStore>, description: &str) -> Self {
+        Self {
+            store,
+            description: description.into(),
+        }
+    }
+
     /// Where the bytes are (`file:/path`, `s3:bucket`), for logs.
     pub fn describe(&self) -> &str {
         &self.description

@@ -28,6 +28,7 @@ mod s3;
 pub mod schema;
 pub mod storage_env;
 mod store;
+mod sweep;
 mod tus;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub use backend::{Backend, BackendConfig, S3Config};
 pub use error::Error;
 use supa_core::{ProjectConfig, ProjectDatabase, ProjectRef, StorageSettings};
 use supa_keys::JwtKey;
+pub use sweep::{SWEEP_GRACE, SWEEP_INTERVAL, Swept};
 
 /// How long a resumable upload may take by default (Supabase's upload
 /// URLs last up to 24 hours).

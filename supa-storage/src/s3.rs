@@ -46,7 +46,7 @@ use crate::{Error, Storage, StorageProject};
 
 /// The folder of a project's multipart uploads in progress (stored as
 /// `%7Emultipart`; `~` is not a bucket name character).
-const MULTIPART: &str = "~multipart";
+pub(crate) const MULTIPART: &str = "~multipart";
 
 /// S3's smallest part, but for the last.
 const MIN_PART: i64 = 5 * 1024 * 1024;

@@ -48,6 +48,12 @@ async fn main() -> anyhow::Result<()> {
         ..ProjectConfig::standalone(project_ref, env.jwt_secret)
     };
     tracing::info!(backend = storage.backend().describe(), "supa-storage ready");
+    let swept = config.clone();
+    tokio::spawn(storage.clone().sweep_forever(
+        supa_storage::SWEEP_INTERVAL,
+        supa_storage::SWEEP_GRACE,
+        move || std::future::ready(vec![swept.clone()]),
+    ));
     let app = supa_storage::router(storage).layer(Extension(Arc::new(config)));
     let listener = tokio::net::TcpListener::bind((env.host.as_str(), env.port))
         .await

@@ -45,6 +45,11 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {gateway_addr} (use --gateway-port)"))?;
     let plane = ControlPlane::start(args.settings.into_settings(args.database_url)?).await?;
     let metrics = Arc::new(Metrics::default());
+    let storage = supa_storage::Storage::new(
+        plane.object_store().clone(),
+        200,
+        std::time::Duration::from_secs(300),
+    );
     let gateway = Arc::new(
         Gateway::new(
             Arc::new(plane.tenant.clone()),
@@ -59,15 +64,26 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
             supa_tenant::api::pg_service(plane.tenant.clone(), plane.meta().clone()),
         )
         .mount("/auth/v1", supa_auth::router(supa_auth::Auth::default()))
-        .mount(
-            "/storage/v1",
-            supa_storage::router(supa_storage::Storage::new(
-                plane.object_store().clone(),
-                200,
-                std::time::Duration::from_secs(300),
-            )),
-        ),
+        .mount("/storage/v1", supa_storage::router(storage.clone())),
     );
+    // Bytes a crash left without a row are removed once they are old.
+    let tenant = plane.tenant.clone();
+    tokio::spawn(storage.sweep_forever(
+        supa_storage::SWEEP_INTERVAL,
+        supa_storage::SWEEP_GRACE,
+        move || {
+            let tenant = tenant.clone();
+            async move {
+                let mut configs = Vec::new();
+                for project in tenant.list_projects().await.unwrap_or_default() {
+                    if let Ok(config) = tenant.project_config(&project.project_ref).await {
+                        configs.push(config);
+                    }
+                }
+                configs
+            }
+        },
+    ));
     // Revocations and deletions reach this gateway's caches at once.
     let hook = gateway.clone();
     plane.tenant.on_invalidate(move |what| {
