@@ -9,6 +9,7 @@
 
 mod local;
 mod remote;
+mod storage;
 mod table;
 mod up;
 
@@ -61,6 +62,47 @@ enum Command {
     /// A project's auth users and e-mails.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// A project's buckets and objects (`ss:///bucket/path`).
+    #[command(subcommand)]
+    Storage(StorageCommand),
+}
+
+#[derive(Subcommand)]
+enum StorageCommand {
+    /// List the buckets, or the folders and objects under a path.
+    Ls {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        /// `ss:///bucket/prefix`; the buckets when absent.
+        path: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Copy a local file to `ss:///bucket/path` (replacing what is there)
+    /// or an object to a local file, with a progress bar.
+    Cp {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        /// From.
+        from: String,
+        /// To.
+        to: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Remove objects.
+    Rm {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        /// `ss:///bucket/path`, one or more.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -379,6 +421,37 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Remote::new(&api)?
                 .auth_outbox(&project_ref, email.as_deref(), limit)
                 .await
+        }
+        Command::Storage(command) => {
+            let (project_ref, api) = match &command {
+                StorageCommand::Ls {
+                    project_ref, api, ..
+                }
+                | StorageCommand::Cp {
+                    project_ref, api, ..
+                }
+                | StorageCommand::Rm {
+                    project_ref, api, ..
+                } => (project_ref, api),
+            };
+            let remote = Remote::new(api)?;
+            let cli = storage::StorageCli::new(&remote, project_ref).await?;
+            match &command {
+                StorageCommand::Ls { path, .. } => {
+                    for name in cli.ls(path.as_deref()).await? {
+                        println!("{name}");
+                    }
+                }
+                StorageCommand::Cp { from, to, .. } => {
+                    let bytes = cli.cp(from, to).await?;
+                    eprintln!("Copied {bytes} bytes.");
+                }
+                StorageCommand::Rm { paths, .. } => {
+                    let removed = cli.rm(paths).await?;
+                    eprintln!("Removed {removed} of {} objects.", paths.len());
+                }
+            }
+            Ok(())
         }
         Command::Gen(GenCommand::Types {
             project_ref,

@@ -48,6 +48,16 @@ impl Remote {
         })
     }
 
+    /// The Management API client.
+    pub(crate) fn client(&self) -> &ManagementClient {
+        &self.client
+    }
+
+    /// The gateway's public URL.
+    pub(crate) fn gateway_url(&self) -> &str {
+        &self.gateway_url
+    }
+
     pub(crate) async fn create_project(
         &self,
         name: String,
