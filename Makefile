@@ -6,7 +6,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps build lint test-rust bindings pytest test bench bench-load bench-meta bench-auth up clean
+.PHONY: help deps build lint test-rust bindings pytest test bench bench-load bench-meta bench-auth bench-storage up clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -41,6 +41,7 @@ bench: deps ## criterion micro-benchmarks, control-plane latency, then gateway l
 	$(MAKE) bench-load
 	$(MAKE) bench-meta
 	$(MAKE) bench-auth
+	$(MAKE) bench-storage
 
 bench-load: ## gateway load benchmarks against nginx and supa-rest direct (benches/load)
 	@scripts/bootstrap.sh bench
@@ -56,6 +57,11 @@ bench-auth: ## auth server: password grants against raw bcrypt, refresh grants, 
 	cargo build --release --quiet -p supa
 	cargo build --release --quiet -p supa-benches --bin bcrypt-rate
 	python3 benches/auth/run.py
+
+bench-storage: ## storage: 1 GiB up/down against cp, 4 KiB downloads against nginx, uploads (benches/storage)
+	@scripts/bootstrap.sh bench
+	cargo build --release --quiet -p supa
+	python3 benches/storage/run.py
 
 up: deps ## run the whole platform on the embedded default (data in ./.supa)
 	cargo build --release --quiet -p supa
