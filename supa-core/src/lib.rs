@@ -24,6 +24,8 @@ pub mod directory;
 pub mod env;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "serve")]
+pub mod serve;
 #[cfg(feature = "signal")]
 pub mod signal;
 pub mod time;

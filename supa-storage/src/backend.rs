@@ -118,6 +118,39 @@ impl From<WriteError> for Error {
     }
 }
 
+/// MD5 of a stream, computed on a thread of its own while the bytes are
+/// written, so hashing (the slowest step of a large upload) overlaps the
+/// I/O instead of adding to it.
+struct Hasher {
+    chunks: tokio::sync::mpsc::Sender<Bytes>,
+    digest: tokio::task::JoinHandle<String>,
+}
+
+impl Hasher {
+    fn start() -> Self {
+        // A few chunks in flight bound the memory it holds.
+        let (chunks, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+        let digest = tokio::task::spawn_blocking(move || {
+            let mut md5 = Md5::new();
+            while let Some(chunk) = rx.blocking_recv() {
+                md5.update(&chunk);
+            }
+            hex::encode(md5.finalize())
+        });
+        Self { chunks, digest }
+    }
+
+    async fn update(&self, chunk: Bytes) {
+        // The receiver lives until `finish`.
+        let _ = self.chunks.send(chunk).await;
+    }
+
+    async fn finish(self) -> String {
+        drop(self.chunks);
+        self.digest.await.unwrap_or_default()
+    }
+}
+
 impl Backend {
     /// Opens the store `config` names.
     pub fn new(config: &BackendConfig) -> Result<Self, String> {
@@ -191,7 +224,7 @@ impl Backend {
         E: std::fmt::Display,
     {
         let mut body = std::pin::pin!(body);
-        let mut md5 = Md5::new();
+        let md5 = Hasher::start();
         let mut size = 0u64;
         // Small objects (most of them) are one PUT; a larger one becomes a
         // multipart upload once its first part is full.
@@ -205,7 +238,7 @@ impl Backend {
                 if size > limit {
                     return Err(WriteError::TooLarge);
                 }
-                md5.update(&chunk);
+                md5.update(chunk.clone()).await;
                 match upload.as_mut() {
                     Some(upload) => {
                         upload
@@ -257,7 +290,7 @@ impl Backend {
         }
         Ok(Written {
             size,
-            md5: hex::encode(md5.finalize()),
+            md5: md5.finish().await,
         })
     }
 

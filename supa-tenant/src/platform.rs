@@ -189,7 +189,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
+    axum::serve(supa_core::serve::nodelay(listener), service)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| Error::io("serve HTTP", e))

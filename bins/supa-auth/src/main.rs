@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}:{}", env.host, env.port))?;
     tracing::info!(host = %env.host, port = env.port, "supa-auth listening");
     axum::serve(
-        listener,
+        supa_core::serve::nodelay(listener),
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(supa_core::signal::stopped())

@@ -101,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
             axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         );
     let public = axum::serve(
-        listener,
+        supa_core::serve::nodelay(listener),
         gateway
             .router()
             .into_make_service_with_connect_info::<SocketAddr>(),

@@ -78,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, "supa-meta serving");
-    axum::serve(listener, app)
+    axum::serve(supa_core::serve::nodelay(listener), app)
         .with_graceful_shutdown(supa_core::signal::stopped())
         .await?;
     Ok(())

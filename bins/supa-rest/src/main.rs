@@ -118,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {host}:{port}"))?;
     tracing::info!(%host, port, "supa-rest listening");
     axum::serve(
-        listener,
+        supa_core::serve::nodelay(listener),
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .await?;

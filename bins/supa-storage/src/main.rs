@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", env.host, env.port))?;
     tracing::info!(host = %env.host, port = env.port, "supa-storage listening");
-    axum::serve(listener, app)
+    axum::serve(supa_core::serve::nodelay(listener), app)
         .with_graceful_shutdown(supa_core::signal::stopped())
         .await?;
     Ok(())
