@@ -78,26 +78,13 @@ def timed_with_rss(pid, cmd):
     return elapsed, (peak[0] - base) / 1024
 
 
-def main():
-    work = tempfile.mkdtemp(prefix="supa-bench-storage-")
-    os.chmod(work, 0o711)
-    procs = []
-    results = {}
+def big_transfers(work, etag, results):
+    """(a) with the file backend's ETags made by `etag`."""
+    up, api_url, gw_url, token, _ = start_platform(work, "--storage-file-etag", etag)
     try:
-        up, api_url, gw_url, token, _ = start_platform(work)
-        procs.append(up)
-        api = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
-        project = api.post("/v1/projects", json={"name": "storage-bench"}).json()
-        ref, key = project["ref"], project["secret_key"]
-        api.patch(f"/v1/projects/{ref}/config/storage", json={"fileSizeLimit": 4 * BIG}).raise_for_status()
-        time.sleep(0.3)
-        base = f"{gw_url}/project/{ref}/storage/v1"
-        auth = {"apikey": key, "Authorization": f"Bearer {key}"}
-        httpx.post(f"{base}/bucket", headers=auth, json={"name": "bench", "public": True}).raise_for_status()
-
-        # (a) 1 GiB against cp on the same disk: the source in the page
-        # cache for all three, dirty pages flushed before each run, the
-        # median of REPEAT runs.
+        ref, key, base = project(api_url, token, gw_url, f"big-{etag}")
+        # The source in the page cache for all three, dirty pages flushed
+        # before each run, the median of REPEAT runs.
         big = Path(work) / "big.bin"
         with open(big, "wb") as f:
             for _ in range(max(1, BIG // (64 * 1024 * 1024))):
@@ -116,19 +103,42 @@ def main():
             subprocess.run(["sync"], check=True)
             runs["download"].append(timed_with_rss(up.pid, curl + ["-o", str(back), f"{base}/object/bench/big.bin"]))
             back.unlink()
-        mib = BIG / 1024 / 1024
-        cp_seconds = statistics.median(t for t, _ in runs["cp"])
-        for name, samples in runs.items():
-            seconds = statistics.median(t for t, _ in samples)
-            results[f"a:{name}"] = {"seconds": seconds, "mib_per_s": mib / seconds, "vs_cp": cp_seconds / seconds,
-                                    "rss_growth_mib": max(r for _, r in samples),
-                                    "runs": [round(t, 3) for t, _ in samples]}
         big.unlink()
+    finally:
+        stop(up)
+    mib = BIG / 1024 / 1024
+    cp_seconds = statistics.median(t for t, _ in runs["cp"])
+    for name, samples in runs.items():
+        seconds = statistics.median(t for t, _ in samples)
+        results[f"a:{etag}:{name}"] = {"seconds": seconds, "mib_per_s": mib / seconds, "vs_cp": cp_seconds / seconds,
+                                       "rss_growth_mib": max(r for _, r in samples),
+                                       "runs": [round(t, 3) for t, _ in samples]}
 
-        # (b) 4 KiB objects.
+
+def project(api_url, token, gw_url, name):
+    """A project with a public bucket `bench`: (ref, secret key, storage URL)."""
+    api = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+    created = api.post("/v1/projects", json={"name": name}).json()
+    ref, key = created["ref"], created["secret_key"]
+    api.patch(f"/v1/projects/{ref}/config/storage", json={"fileSizeLimit": 4 * BIG}).raise_for_status()
+    time.sleep(0.3)
+    base = f"{gw_url}/project/{ref}/storage/v1"
+    httpx.post(f"{base}/bucket", headers={"apikey": key, "Authorization": f"Bearer {key}"},
+               json={"name": "bench", "public": True}).raise_for_status()
+    return ref, key, base
+
+
+def small_objects(work, results):
+    """(b) 4 KiB downloads against nginx, and uploads."""
+    procs = []
+    try:
+        up, api_url, gw_url, token, _ = start_platform(work)
+        procs.append(up)
+        ref, key, base = project(api_url, token, gw_url, "small")
         small = os.urandom(4096)
-        httpx.post(f"{base}/object/bench/small.bin", headers={**auth, "Content-Type": "application/octet-stream"},
-                   content=small).raise_for_status()
+        httpx.post(f"{base}/object/bench/small.bin", content=small, headers={
+            "apikey": key, "Authorization": f"Bearer {key}", "Content-Type": "application/octet-stream"},
+        ).raise_for_status()
         www = Path(work) / "www"
         www.mkdir()
         (www / "small.bin").write_bytes(small)
@@ -146,18 +156,29 @@ def main():
         for p in reversed(procs):
             stop(p)
     results["b:download vs nginx"] = round(results["b:supa download"]["rps"] / results["b:nginx download"]["rps"], 3)
+
+
+def main():
+    results = {}
+    for etag in ("md5", "mtime"):
+        work = tempfile.mkdtemp(prefix="supa-bench-storage-")
+        os.chmod(work, 0o711)
+        big_transfers(work, etag, results)
+    work = tempfile.mkdtemp(prefix="supa-bench-storage-")
+    os.chmod(work, 0o711)
+    small_objects(work, results)
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     (out / "storage.json").write_text(json.dumps(results, indent=2))
-    print(f"{'1 GiB':20} {'seconds':>8} {'MiB/s':>8} {'vs cp':>7} {'RSS +MiB':>9}")
-    for name in ("a:cp", "a:upload", "a:download"):
-        r = results[name]
-        print(f"{name[2:]:20} {r['seconds']:>8.2f} {r['mib_per_s']:>8.0f} {r.get('vs_cp', 1):>6.2f}x "
-              f"{r.get('rss_growth_mib', 0):>9.1f}")
-    print(f"{'4 KiB':20} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(f"{'1 GiB':24} {'seconds':>8} {'MiB/s':>8} {'vs cp':>7} {'RSS +MiB':>9}  runs")
+    for name, r in results.items():
+        if name.startswith("a:"):
+            print(f"{name[2:]:24} {r['seconds']:>8.2f} {r['mib_per_s']:>8.0f} {r['vs_cp']:>6.2f}x "
+                  f"{r['rss_growth_mib']:>9.1f}  {r['runs']}")
+    print(f"{'4 KiB':24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
     for name in ("b:nginx download", "b:supa download", "b:supa upload"):
         r = results[name]
-        print(f"{name[2:]:20} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['non_2xx']:>8}")
+        print(f"{name[2:]:24} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['non_2xx']:>8}")
     print(f"download / nginx: {results['b:download vs nginx']:.2f}x")
 
 

@@ -55,6 +55,8 @@ pub const STORAGE_S3_REGION: &str = "SUPA_STORAGE_S3_REGION";
 /// Path-style requests to the S3 backend (`true` for most S3-compatible
 /// servers).
 pub const STORAGE_S3_FORCE_PATH_STYLE: &str = "SUPA_STORAGE_S3_FORCE_PATH_STYLE";
+/// How the file storage backend makes ETags: `md5` or `mtime`.
+pub const STORAGE_FILE_ETAG: &str = "SUPA_STORAGE_FILE_ETAG";
 
 /// Every variable with a one-line description, for docs and `--help`.
 pub const ALL: &[(&str, &str)] = &[
@@ -75,6 +77,10 @@ pub const ALL: &[(&str, &str)] = &[
     (
         STORAGE_S3_FORCE_PATH_STYLE,
         "path-style requests to the S3 storage backend",
+    ),
+    (
+        STORAGE_FILE_ETAG,
+        "the file storage backend's ETags: md5 (default) or mtime",
     ),
     (
         DATA_DIR,

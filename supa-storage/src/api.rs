@@ -835,7 +835,7 @@ impl Upload<'_> {
     /// Gives the object's id.
     pub(crate) async fn commit(&self, written: &Written) -> Result<String> {
         let metadata = json!({
-            "eTag": format!("\"{}\"", written.md5),
+            "eTag": format!("\"{}\"", written.etag),
             "size": written.size,
             "mimetype": self.incoming.mime,
             "cacheControl": self.incoming.cache_control,
@@ -970,11 +970,7 @@ async fn download_public(
     headers: HeaderMap,
 ) -> Result<Response> {
     let client = storage.client(&project).await?;
-    let limits = store::bucket_limits(&client, &bucket).await?;
-    if !limits.public {
-        return Err(Error::no_such_bucket());
-    }
-    let row = store::find_object(&client, &bucket, &name).await?;
+    let row = store::find_public_object(&client, &bucket, &name).await?;
     drop(client);
     serve(
         &storage,

@@ -37,9 +37,35 @@ pub enum BackendConfig {
     File {
         /// The root directory (created if missing).
         root: PathBuf,
+        /// How ETags are made.
+        etag: FileEtag,
     },
     /// An S3-compatible service.
     S3(S3Config),
+}
+
+/// How the filesystem backend makes an object's ETag (Supabase Storage's
+/// `STORAGE_FILE_ETAG_ALGORITHM`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FileEtag {
+    /// The MD5 of the bytes, as S3 gives it (the default).
+    #[default]
+    Md5,
+    /// The write's time and size: no pass over the bytes, so large
+    /// uploads run at the disk's speed; still new for every version.
+    Mtime,
+}
+
+impl std::str::FromStr for FileEtag {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "md5" => Ok(Self::Md5),
+            "mtime" => Ok(Self::Mtime),
+            other => Err(format!("the ETag algorithm is md5 or mtime, not {other:?}")),
+        }
+    }
 }
 
 /// An S3-compatible bucket that holds every project's objects.
@@ -65,6 +91,8 @@ pub struct S3Config {
 pub struct Backend {
     store: Arc<dyn ObjectStore>,
     description: Arc<str>,
+    /// Whether ETags are the bytes' MD5.
+    md5: bool,
 }
 
 /// What a write stored.
@@ -72,8 +100,9 @@ pub struct Backend {
 pub struct Written {
     /// Bytes written.
     pub size: u64,
-    /// Hex MD5 of the bytes (the object's ETag, as S3 gives it).
-    pub md5: String,
+    /// The object's ETag, unquoted: the hex MD5 of the bytes, as S3 gives
+    /// it, unless the backend is told otherwise ([`FileEtag`]).
+    pub etag: String,
 }
 
 /// An object being read.
@@ -118,36 +147,60 @@ impl From<WriteError> for Error {
     }
 }
 
-/// MD5 of a stream, computed on a thread of its own while the bytes are
-/// written, so hashing (the slowest step of a large upload) overlaps the
-/// I/O instead of adding to it.
-struct Hasher {
-    chunks: tokio::sync::mpsc::Sender<Bytes>,
-    digest: tokio::task::JoinHandle<String>,
+/// MD5 of a stream. The first MiB is hashed in place (most objects are
+/// small, and a thread per upload would cost more than it saves); past it,
+/// on a thread of its own while the bytes are written, so hashing (the
+/// slowest step of a large upload) overlaps the I/O instead of adding to it.
+enum Hasher {
+    Inline(Md5, usize),
+    Threaded {
+        chunks: tokio::sync::mpsc::Sender<Bytes>,
+        digest: tokio::task::JoinHandle<String>,
+    },
 }
+
+/// Bytes hashed in place before the hashing moves to its own thread.
+const INLINE_HASH: usize = 1024 * 1024;
 
 impl Hasher {
     fn start() -> Self {
-        // A few chunks in flight bound the memory it holds.
-        let (chunks, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
-        let digest = tokio::task::spawn_blocking(move || {
-            let mut md5 = Md5::new();
-            while let Some(chunk) = rx.blocking_recv() {
-                md5.update(&chunk);
-            }
-            hex::encode(md5.finalize())
-        });
-        Self { chunks, digest }
+        Self::Inline(Md5::new(), 0)
     }
 
-    async fn update(&self, chunk: Bytes) {
-        // The receiver lives until `finish`.
-        let _ = self.chunks.send(chunk).await;
+    async fn update(&mut self, chunk: Bytes) {
+        match self {
+            Self::Inline(md5, seen) if *seen + chunk.len() <= INLINE_HASH => {
+                md5.update(&chunk);
+                *seen += chunk.len();
+            }
+            Self::Inline(md5, _) => {
+                // A few chunks in flight bound the memory it holds.
+                let (chunks, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+                let mut md5 = std::mem::take(md5);
+                let digest = tokio::task::spawn_blocking(move || {
+                    while let Some(chunk) = rx.blocking_recv() {
+                        md5.update(&chunk);
+                    }
+                    hex::encode(md5.finalize())
+                });
+                // The receiver lives until `finish`.
+                let _ = chunks.send(chunk).await;
+                *self = Self::Threaded { chunks, digest };
+            }
+            Self::Threaded { chunks, .. } => {
+                let _ = chunks.send(chunk).await;
+            }
+        }
     }
 
     async fn finish(self) -> String {
-        drop(self.chunks);
-        self.digest.await.unwrap_or_default()
+        match self {
+            Self::Inline(md5, _) => hex::encode(md5.finalize()),
+            Self::Threaded { chunks, digest } => {
+                drop(chunks);
+                digest.await.unwrap_or_default()
+            }
+        }
     }
 }
 
@@ -155,7 +208,7 @@ impl Backend {
     /// Opens the store `config` names.
     pub fn new(config: &BackendConfig) -> Result<Self, String> {
         match config {
-            BackendConfig::File { root } => {
+            BackendConfig::File { root, etag } => {
                 std::fs::create_dir_all(root)
                     .map_err(|e| format!("cannot create {}: {e}", root.display()))?;
                 let store = object_store::local::LocalFileSystem::new_with_prefix(root)
@@ -163,6 +216,7 @@ impl Backend {
                 Ok(Self {
                     store: Arc::new(store),
                     description: format!("file:{}", root.display()).into(),
+                    md5: *etag == FileEtag::Md5,
                 })
             }
             BackendConfig::S3(s3) => {
@@ -186,6 +240,7 @@ impl Backend {
                 Ok(Self {
                     store: Arc::new(store),
                     description: format!("s3:{}", s3.bucket).into(),
+                    md5: true,
                 })
             }
         }
@@ -197,6 +252,7 @@ impl Backend {
         Self {
             store,
             description: description.into(),
+            md5: true,
         }
     }
 
@@ -224,7 +280,7 @@ impl Backend {
         E: std::fmt::Display,
     {
         let mut body = std::pin::pin!(body);
-        let md5 = Hasher::start();
+        let mut md5 = self.md5.then(Hasher::start);
         let mut size = 0u64;
         // Small objects (most of them) are one PUT; a larger one becomes a
         // multipart upload once its first part is full.
@@ -238,7 +294,9 @@ impl Backend {
                 if size > limit {
                     return Err(WriteError::TooLarge);
                 }
-                md5.update(chunk.clone()).await;
+                if let Some(md5) = &mut md5 {
+                    md5.update(chunk.clone()).await;
+                }
                 match upload.as_mut() {
                     Some(upload) => {
                         upload
@@ -290,7 +348,15 @@ impl Backend {
         }
         Ok(Written {
             size,
-            md5: md5.finish().await,
+            etag: match md5 {
+                Some(md5) => md5.finish().await,
+                None => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    format!("{:x}-{size:x}", now.as_micros())
+                }
+            },
         })
     }
 
@@ -309,6 +375,21 @@ impl Backend {
         let range = result.range.clone();
         let body = match result.payload {
             // Served in larger reads than object_store's own 8 KiB ones.
+            // A small range is read in one go on the blocking pool (one
+            // hop instead of a seek and a read each).
+            GetResultPayload::File(mut file, _) if range.end - range.start <= READ_CHUNK as u64 => {
+                let (start, len) = (range.start, (range.end - range.start) as usize);
+                let bytes = tokio::task::spawn_blocking(move || {
+                    use std::io::{Read as _, Seek as _};
+                    file.seek(std::io::SeekFrom::Start(start))?;
+                    let mut buf = vec![0u8; len];
+                    file.read_exact(&mut buf)?;
+                    Ok::<_, std::io::Error>(Bytes::from(buf))
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+                futures_util::stream::once(async move { Ok(bytes) }).boxed()
+            }
             GetResultPayload::File(file, _) => {
                 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
                 let mut file = tokio::fs::File::from_std(file);
@@ -448,6 +529,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backend = Backend::new(&BackendConfig::File {
             root: dir.path().to_owned(),
+            etag: FileEtag::Md5,
         })
         .unwrap();
         let key = Backend::key("p", "b", "big.bin", Some("v1"));
@@ -463,7 +545,7 @@ mod tests {
         for _ in 0..25 {
             expected.update(&chunk);
         }
-        assert_eq!(written.md5, hex::encode(expected.finalize()));
+        assert_eq!(written.etag, hex::encode(expected.finalize()));
         let reading = backend
             .read(&key, Some(GetRange::Bounded(10..20)))
             .await

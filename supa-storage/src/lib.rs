@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use api::router;
-pub use backend::{Backend, BackendConfig, S3Config};
+pub use backend::{Backend, BackendConfig, FileEtag, S3Config};
 pub use error::Error;
 use supa_core::{ProjectConfig, ProjectDatabase, ProjectRef, StorageSettings};
 use supa_keys::JwtKey;

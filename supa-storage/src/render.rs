@@ -206,10 +206,7 @@ pub(crate) async fn render_public(
     feature_on(&project)?;
     let t = Transform::from_pairs(query.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let client = storage.client(&project).await?;
-    if !store::bucket_limits(&client, &bucket).await?.public {
-        return Err(Error::no_such_bucket());
-    }
-    let row = store::find_object(&client, &bucket, &name).await?;
+    let row = store::find_public_object(&client, &bucket, &name).await?;
     drop(client);
     render(&storage, &project, &bucket, &name, row, &t, &headers).await
 }

@@ -894,7 +894,7 @@ impl S3<'_> {
             return Err(sha_mismatch());
         }
         upload.commit(&written).await?;
-        Ok(with_etag(&format!("\"{}\"", written.md5)))
+        Ok(with_etag(&format!("\"{}\"", written.etag)))
     }
 
     async fn get_object(&self, bucket: &str, key: &str, headers: &HeaderMap) -> Result<Response> {
@@ -1128,7 +1128,7 @@ impl S3<'_> {
             self.storage.backend().remove(&piece).await;
             return Err(sha_mismatch());
         }
-        let etag = format!("\"{}\"", written.md5);
+        let etag = format!("\"{}\"", written.etag);
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let recorded: Result<Vec<String>> = async {
@@ -1282,7 +1282,7 @@ impl S3<'_> {
         object
             .commit(&Written {
                 size: written.size,
-                md5: etag.clone(),
+                etag: etag.clone(),
             })
             .await?;
         self.forget_upload(id).await?;

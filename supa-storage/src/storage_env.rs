@@ -57,6 +57,13 @@ pub fn read(vars: impl IntoIterator<Item = (String, String)>) -> Result<StorageE
             root: PathBuf::from(
                 get(&["FILE_STORAGE_BACKEND_PATH"]).unwrap_or_else(|| "/var/lib/storage".into()),
             ),
+            etag: match get(&["STORAGE_FILE_ETAG_ALGORITHM"]) {
+                Some(a) => a
+                    .trim()
+                    .parse()
+                    .map_err(|e| format!("STORAGE_FILE_ETAG_ALGORITHM: {e}"))?,
+                None => crate::FileEtag::Md5,
+            },
         },
         "s3" => BackendConfig::S3(S3Config {
             bucket: required(&["STORAGE_S3_BUCKET", "GLOBAL_S3_BUCKET"])?,
@@ -141,6 +148,7 @@ mod tests {
             ("PGRST_JWT_SECRET", "s".repeat(40).as_str()),
             ("STORAGE_BACKEND", "file"),
             ("FILE_STORAGE_BACKEND_PATH", "/var/lib/storage"),
+            ("STORAGE_FILE_ETAG_ALGORITHM", "mtime"),
             ("FILE_SIZE_LIMIT", "52428800"),
             ("TENANT_ID", "stub"),
             ("REGION", "local"),
@@ -159,7 +167,7 @@ mod tests {
         assert_eq!(id, "625729a08b95bf1b7ff351a663f3a23c");
         assert_eq!(secret.expose(), "850181e4652dd023b7a98c58ae0d2d34");
         assert!(
-            matches!(e.backend, BackendConfig::File { root } if root == std::path::Path::new("/var/lib/storage"))
+            matches!(e.backend, BackendConfig::File { root, etag: crate::FileEtag::Mtime } if root == std::path::Path::new("/var/lib/storage"))
         );
         assert_eq!(e.settings.file_size_limit, 52_428_800);
         assert!(e.settings.features.image_transformation.enabled);

@@ -97,6 +97,35 @@ pub(crate) struct ObjectRow {
     pub last_modified: Option<String>,
 }
 
+/// The object `bucket/name` of a public bucket, in one statement (a
+/// private or missing bucket is `NoSuchBucket`, as Supabase answers).
+pub(crate) async fn find_public_object(
+    client: &impl deadpool_postgres::GenericClient,
+    bucket: &str,
+    name: &str,
+) -> Result<ObjectRow, Error> {
+    let sql = "SELECT coalesce(b.public, false), o.id IS NOT NULL, o.version,
+                coalesce(o.metadata, '{}'::jsonb),
+                to_char(o.updated_at AT TIME ZONE 'UTC', 'Dy, DD Mon YYYY HH24:MI:SS \"GMT\"')
+         FROM storage.buckets b
+         LEFT JOIN storage.objects o ON o.bucket_id = b.id AND o.name = $2
+         WHERE b.id = $1";
+    let statement = client.prepare_cached(sql).await?;
+    let row = client
+        .query_opt(&statement, &[&bucket, &name])
+        .await?
+        .filter(|r| r.get::<_, bool>(0))
+        .ok_or_else(Error::no_such_bucket)?;
+    if !row.get::<_, bool>(1) {
+        return Err(Error::no_such_key());
+    }
+    Ok(ObjectRow {
+        version: row.get(2),
+        metadata: row.get(3),
+        last_modified: row.get(4),
+    })
+}
+
 /// The object `bucket/name` as `client` may see it.
 pub(crate) async fn find_object(
     client: &impl deadpool_postgres::GenericClient,

@@ -91,6 +91,7 @@ impl ControlPlane {
                 .clone()
                 .unwrap_or_else(|| supa_storage::BackendConfig::File {
                     root: settings.data_dir.join("storage"),
+                    etag: supa_storage::FileEtag::Md5,
                 });
         let objects = supa_storage::Backend::new(&storage).map_err(Error::Storage)?;
         let tenant = Tenant::connect(url.expose(), key)
@@ -254,17 +255,28 @@ pub struct StorageArgs {
     /// Path-style S3 requests (most S3-compatible servers).
     #[arg(long, env = supa_core::env::STORAGE_S3_FORCE_PATH_STYLE, default_value_t = false)]
     pub storage_s3_force_path_style: bool,
+    /// The file backend's ETags: `md5` of the bytes (as S3), or `mtime`
+    /// (the write's time and size: large uploads at the disk's speed).
+    #[arg(long, env = supa_core::env::STORAGE_FILE_ETAG, default_value = "md5")]
+    pub storage_file_etag: supa_storage::FileEtag,
 }
 
 #[cfg(feature = "clap")]
 impl StorageArgs {
-    /// The backend these flags name (`None`: files under the data dir).
-    pub fn backend(&self) -> Result<Option<supa_storage::BackendConfig>, Error> {
+    /// The backend these flags name; files go under `data_dir` unless
+    /// a path is given.
+    pub fn backend(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> Result<supa_storage::BackendConfig, Error> {
         match self.storage_backend.as_str() {
-            "file" => Ok(self
-                .storage_path
-                .clone()
-                .map(|root| supa_storage::BackendConfig::File { root })),
+            "file" => Ok(supa_storage::BackendConfig::File {
+                root: self
+                    .storage_path
+                    .clone()
+                    .unwrap_or_else(|| data_dir.join("storage")),
+                etag: self.storage_file_etag,
+            }),
             "s3" => {
                 let bucket = self.storage_s3_bucket.clone().ok_or_else(|| {
                     Error::Config(format!(
@@ -272,16 +284,14 @@ impl StorageArgs {
                         supa_core::env::STORAGE_S3_BUCKET
                     ))
                 })?;
-                Ok(Some(supa_storage::BackendConfig::S3(
-                    supa_storage::S3Config {
-                        bucket,
-                        endpoint: self.storage_s3_endpoint.clone(),
-                        region: self.storage_s3_region.clone(),
-                        force_path_style: self.storage_s3_force_path_style,
-                        access_key_id: None,
-                        secret_access_key: None,
-                    },
-                )))
+                Ok(supa_storage::BackendConfig::S3(supa_storage::S3Config {
+                    bucket,
+                    endpoint: self.storage_s3_endpoint.clone(),
+                    region: self.storage_s3_region.clone(),
+                    force_path_style: self.storage_s3_force_path_style,
+                    access_key_id: None,
+                    secret_access_key: None,
+                }))
             }
             other => Err(Error::Config(format!(
                 "unknown storage backend {other:?} (file or s3)"
@@ -296,7 +306,7 @@ impl SettingsArgs {
     /// (`None`: an embedded cluster in the data dir).
     pub fn into_settings(self, database_url: Option<String>) -> Result<Settings, Error> {
         Ok(Settings {
-            storage: self.storage.backend()?,
+            storage: Some(self.storage.backend(&self.data_dir)?),
             data_dir: self.data_dir,
             database_url: database_url.map(Secret::new),
             master_key: self.master_key.map(Secret::new),
