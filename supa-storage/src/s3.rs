@@ -653,6 +653,27 @@ fn with_etag(etag: &str) -> Response {
 }
 
 impl S3<'_> {
+    /// An upload (S3 writes replace) of `bucket/key` by this caller.
+    fn upsert<'u>(
+        &'u self,
+        writer: &'u Writer,
+        bucket: &'u str,
+        key: &'u str,
+        incoming: &'u Incoming,
+        version: String,
+    ) -> Upload<'u> {
+        Upload {
+            storage: self.storage,
+            project: self.project,
+            writer,
+            bucket,
+            name: key,
+            mode: Mode::Upsert,
+            incoming,
+            version,
+        }
+    }
+
     async fn client(&self) -> Result<supa_db::Object> {
         self.storage.client(self.project).await
     }
@@ -873,16 +894,7 @@ impl S3<'_> {
         let body = object_body(request)?;
         let incoming = incoming(&headers, body.length);
         let writer = Writer::Caller(self.caller.clone());
-        let upload = Upload {
-            storage: self.storage,
-            project: self.project,
-            writer: &writer,
-            bucket,
-            name: key,
-            mode: Mode::Upsert,
-            incoming: &incoming,
-            version: new_version(),
-        };
+        let upload = self.upsert(&writer, bucket, key, &incoming, new_version());
         let limit = upload.admit().await?;
         let written = self
             .storage
@@ -1027,16 +1039,7 @@ impl S3<'_> {
     ) -> Result<Response> {
         let incoming = incoming(headers, None);
         let writer = Writer::Caller(self.caller.clone());
-        let upload = Upload {
-            storage: self.storage,
-            project: self.project,
-            writer: &writer,
-            bucket,
-            name: key,
-            mode: Mode::Upsert,
-            incoming: &incoming,
-            version: new_version(),
-        };
+        let upload = self.upsert(&writer, bucket, key, &incoming, new_version());
         upload.admit().await?;
         let id = new_version().replace('-', "");
         // The type and cache control the object will have, kept with the
@@ -1260,16 +1263,7 @@ impl S3<'_> {
             declared_length: Some(total as u64),
         };
         let writer = Writer::Caller(self.caller.clone());
-        let object = Upload {
-            storage: self.storage,
-            project: self.project,
-            writer: &writer,
-            bucket,
-            name: key,
-            mode: Mode::Upsert,
-            incoming: &incoming,
-            version: upload.version,
-        };
+        let object = self.upsert(&writer, bucket, key, &incoming, upload.version);
         // The limits and the caller's right to write, asked again now that
         // the size is known.
         let limit = object.admit().await?;
