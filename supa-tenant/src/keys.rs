@@ -166,7 +166,9 @@ impl Tenant {
         let revoked = self.key_from_row(&row, false)?;
         self.invalidate(Invalidation::Key(revoked.hash.clone()));
         // The config carries the publishable key (S3 session signatures).
-        self.invalidate(Invalidation::Project(*project_ref));
+        if revoked.kind == KeyKind::Publishable {
+            self.invalidate(Invalidation::Project(*project_ref));
+        }
         Ok(revoked)
     }
 
