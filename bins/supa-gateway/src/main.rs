@@ -77,7 +77,11 @@ async fn main() -> anyhow::Result<()> {
     let gateway = Arc::new(
         Gateway::new(directory, config, metrics.clone())
             .mount("/pg", remote_meta(&args.tenant_url, token.clone()))
-            .mount("/auth/v1", supa_auth::router(supa_auth::Auth::default())),
+            .mount("/auth/v1", supa_auth::router(supa_auth::Auth::default()))
+            .mount(
+                "/realtime/v1",
+                supa_realtime::router(supa_realtime::Realtime::new()),
+            ),
     );
     if let Some(url) = &args.redis_url {
         follow_invalidations(url, gateway.clone(), l2);

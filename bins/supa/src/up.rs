@@ -64,7 +64,11 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
             supa_tenant::api::pg_service(plane.tenant.clone(), plane.meta().clone()),
         )
         .mount("/auth/v1", supa_auth::router(supa_auth::Auth::default()))
-        .mount("/storage/v1", supa_storage::router(storage.clone())),
+        .mount("/storage/v1", supa_storage::router(storage.clone()))
+        .mount(
+            "/realtime/v1",
+            supa_realtime::router(supa_realtime::Realtime::new()),
+        ),
     );
     // Bytes a crash left without a row are removed once they are old.
     let tenant = plane.tenant.clone();

@@ -1,0 +1,296 @@
+//! The channels of every project in this process: who has joined each
+//! topic, and the presence each member tracks.
+//!
+//! A topic is keyed by project, name and privacy (a private channel and a
+//! public one of the same name are different channels, as on Supabase).
+//! Messages go to each member's bounded queue; a member whose queue is
+//! full (a socket that stopped reading) misses the message rather than
+//! holding up the others.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::{Map, Value, json};
+use supa_core::ProjectRef;
+use tokio::sync::mpsc;
+
+use crate::protocol::Frame;
+
+/// A member of a topic: one channel of one socket.
+pub(crate) type MemberId = u64;
+
+/// Where a member's messages go.
+#[derive(Debug, Clone)]
+pub(crate) struct Member {
+    /// The socket's outgoing queue.
+    pub(crate) tx: mpsc::Sender<Frame>,
+    /// The join this membership came from.
+    pub(crate) join_ref: Option<String>,
+    /// Whether the member's own broadcasts come back to it.
+    pub(crate) self_broadcast: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Meta {
+    member: MemberId,
+    phx_ref: String,
+    payload: Value,
+}
+
+#[derive(Debug, Default)]
+struct Topic {
+    members: HashMap<MemberId, Member>,
+    /// Presence key -> what each member tracks under it.
+    presence: BTreeMap<String, Vec<Meta>>,
+}
+
+/// A topic's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct TopicKey {
+    pub(crate) project: ProjectRef,
+    /// `realtime:{name}`.
+    pub(crate) topic: String,
+    pub(crate) private: bool,
+}
+
+/// Every project's topics; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Hub {
+    topics: Arc<Mutex<HashMap<TopicKey, Topic>>>,
+    next: Arc<AtomicU64>,
+}
+
+fn metas_json(metas: &[&Meta]) -> Value {
+    let list: Vec<Value> = metas
+        .iter()
+        .map(|m| {
+            let mut entry = match &m.payload {
+                Value::Object(o) => o.clone(),
+                _ => Map::new(),
+            };
+            entry.insert("phx_ref".into(), Value::String(m.phx_ref.clone()));
+            Value::Object(entry)
+        })
+        .collect();
+    json!({ "metas": list })
+}
+
+/// `{key: {"metas": [...]}}` of `entries`.
+fn presence_map(entries: &[(String, Vec<&Meta>)]) -> Value {
+    let mut map = Map::new();
+    for (key, metas) in entries {
+        if !metas.is_empty() {
+            map.insert(key.clone(), metas_json(metas));
+        }
+    }
+    Value::Object(map)
+}
+
+fn random_ref() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the OS random source is available");
+    hex::encode(bytes)
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TopicKey, Topic>> {
+        self.topics.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new member id.
+    pub(crate) fn member_id(&self) -> MemberId {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Adds a member; gives the topic's presence state.
+    pub(crate) fn join(&self, key: &TopicKey, id: MemberId, member: Member) -> Value {
+        let mut topics = self.lock();
+        let topic = topics.entry(key.clone()).or_default();
+        topic.members.insert(id, member);
+        let entries: Vec<(String, Vec<&Meta>)> = topic
+            .presence
+            .iter()
+            .map(|(k, metas)| (k.clone(), metas.iter().collect()))
+            .collect();
+        presence_map(&entries)
+    }
+
+    /// Removes a member and what it tracked (the others get the leave).
+    pub(crate) fn leave(&self, key: &TopicKey, id: MemberId) {
+        let mut topics = self.lock();
+        let Some(topic) = topics.get_mut(key) else {
+            return;
+        };
+        topic.members.remove(&id);
+        let leaves = Self::drop_presence(topic, id);
+        if !leaves.is_empty() {
+            let diff = json!({ "joins": {}, "leaves": presence_map(&Self::borrowed(&leaves)) });
+            Self::send_all(key, topic, None, "presence_diff", &diff);
+        }
+        if topic.members.is_empty() {
+            topics.remove(key);
+        }
+    }
+
+    fn borrowed(entries: &[(String, Vec<Meta>)]) -> Vec<(String, Vec<&Meta>)> {
+        entries
+            .iter()
+            .map(|(k, metas)| (k.clone(), metas.iter().collect()))
+            .collect()
+    }
+
+    /// Takes `id`'s metas out of the topic's presence.
+    fn drop_presence(topic: &mut Topic, id: MemberId) -> Vec<(String, Vec<Meta>)> {
+        let mut leaves = Vec::new();
+        topic.presence.retain(|key, metas| {
+            let (gone, kept): (Vec<Meta>, Vec<Meta>) =
+                metas.drain(..).partition(|m| m.member == id);
+            if !gone.is_empty() {
+                leaves.push((key.clone(), gone));
+            }
+            *metas = kept;
+            !metas.is_empty()
+        });
+        leaves
+    }
+
+    /// Sends `event` with `payload` to every member but `except`.
+    fn send_all(
+        key: &TopicKey,
+        topic: &Topic,
+        except: Option<MemberId>,
+        event: &str,
+        payload: &Value,
+    ) {
+        for (id, member) in &topic.members {
+            if Some(*id) == except {
+                continue;
+            }
+            let frame = Frame {
+                join_ref: member.join_ref.clone(),
+                reference: None,
+                topic: key.topic.clone(),
+                event: event.to_owned(),
+                payload: payload.clone(),
+            };
+            if member.tx.try_send(frame).is_err() {
+                tracing::debug!(topic = %key.topic, "a socket's queue is full: message dropped");
+            }
+        }
+    }
+
+    /// A broadcast from `from` (none: the REST API or the database) to
+    /// the topic's members; `from` gets it back only if it asked to.
+    /// Gives how many members it reached.
+    pub(crate) fn broadcast(
+        &self,
+        key: &TopicKey,
+        from: Option<MemberId>,
+        payload: &Value,
+    ) -> usize {
+        let topics = self.lock();
+        let Some(topic) = topics.get(key) else {
+            return 0;
+        };
+        let skip = from.filter(|id| topic.members.get(id).is_none_or(|m| !m.self_broadcast));
+        Self::send_all(key, topic, skip, "broadcast", payload);
+        topic.members.len() - usize::from(skip.is_some())
+    }
+
+    /// `id` tracks `payload` under `presence_key`, replacing what it
+    /// tracked before; every member gets the diff.
+    pub(crate) fn track(&self, key: &TopicKey, id: MemberId, presence_key: &str, payload: Value) {
+        let mut topics = self.lock();
+        let Some(topic) = topics.get_mut(key) else {
+            return;
+        };
+        let leaves = Self::drop_presence(topic, id);
+        let meta = Meta {
+            member: id,
+            phx_ref: random_ref(),
+            payload,
+        };
+        topic
+            .presence
+            .entry(presence_key.to_owned())
+            .or_default()
+            .push(meta.clone());
+        let diff = json!({
+            "joins": presence_map(&[(presence_key.to_owned(), vec![&meta])]),
+            "leaves": presence_map(&Self::borrowed(&leaves)),
+        });
+        Self::send_all(key, topic, None, "presence_diff", &diff);
+    }
+
+    /// `id` stops tracking; every member gets the diff.
+    pub(crate) fn untrack(&self, key: &TopicKey, id: MemberId) {
+        let mut topics = self.lock();
+        let Some(topic) = topics.get_mut(key) else {
+            return;
+        };
+        let leaves = Self::drop_presence(topic, id);
+        if !leaves.is_empty() {
+            let diff = json!({ "joins": {}, "leaves": presence_map(&Self::borrowed(&leaves)) });
+            Self::send_all(key, topic, None, "presence_diff", &diff);
+        }
+    }
+
+    /// Topics with members, for tests and metrics.
+    pub(crate) fn topics(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> TopicKey {
+        TopicKey {
+            project: ProjectRef::parse("hubhubhubhubhubhubhu").unwrap(),
+            topic: "realtime:room".into(),
+            private: false,
+        }
+    }
+
+    fn member(hub: &Hub, self_broadcast: bool) -> (MemberId, mpsc::Receiver<Frame>, Member) {
+        let (tx, rx) = mpsc::channel(16);
+        let m = Member {
+            tx,
+            join_ref: Some("1".into()),
+            self_broadcast,
+        };
+        (hub.member_id(), rx, m)
+    }
+
+    #[test]
+    fn broadcasts_skip_the_sender_unless_asked_and_presence_diffs_reach_all() {
+        let hub = Hub::default();
+        let k = key();
+        let (a, mut ra, ma) = member(&hub, false);
+        let (b, mut rb, mb) = member(&hub, true);
+        hub.join(&k, a, ma);
+        hub.join(&k, b, mb);
+        assert_eq!(hub.broadcast(&k, Some(a), &json!({"event": "x"})), 1);
+        assert!(ra.try_recv().is_err());
+        assert_eq!(rb.try_recv().unwrap().event, "broadcast");
+        assert_eq!(hub.broadcast(&k, Some(b), &json!({"event": "y"})), 2);
+        assert_eq!(rb.try_recv().unwrap().payload["event"], "y");
+
+        ra.try_recv().unwrap();
+        hub.track(&k, a, "ann", json!({"online": true}));
+        let diff = rb.try_recv().unwrap();
+        assert_eq!(diff.event, "presence_diff");
+        assert_eq!(diff.payload["joins"]["ann"]["metas"][0]["online"], true);
+        let state = hub.join(&k, hub.member_id(), member(&hub, false).2);
+        assert_eq!(state["ann"]["metas"].as_array().unwrap().len(), 1);
+
+        hub.leave(&k, a);
+        let diff = rb.try_recv().unwrap();
+        assert_eq!(diff.payload["leaves"]["ann"]["metas"][0]["online"], true);
+        assert_eq!(diff.payload["joins"], json!({}));
+        hub.leave(&k, b);
+        assert_eq!(hub.topics(), 1);
+    }
+}

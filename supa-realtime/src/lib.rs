@@ -1,0 +1,255 @@
+//! Supa's realtime server: Supabase Realtime's `/realtime/v1` for every
+//! project, as realtime-py and realtime-js speak to it.
+//!
+//! `GET /websocket?vsn=1.0.0|2.0.0` upgrades to a Phoenix-channel socket
+//! ([`protocol`]: both serializers, heartbeats, `phx_join`/`phx_leave`/
+//! `phx_reply`/`phx_error`/`phx_close`, Supabase's `system` messages and
+//! the `access_token` message), on which channels named `realtime:{name}`
+//! carry broadcasts (`self` and `ack` as the join configures them) and
+//! presence (`track`/`untrack`, `presence_state` on join, `presence_diff`
+//! on changes, cleaned up when a socket dies). `POST /api/broadcast` sends
+//! a batch of broadcasts from the server side.
+//!
+//! [`Realtime`] is the engine: the channels of every project in this
+//! process. The gateway checks the API key (the `apikey` query parameter
+//! of the WebSocket) and puts the project's `Arc<ProjectConfig>` in the
+//! request's extensions, as for every mounted service.
+
+#![forbid(unsafe_code)]
+
+mod hub;
+pub mod protocol;
+mod socket;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Query, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use supa_core::{ProjectConfig, ProjectRef};
+use supa_keys::JwtKey;
+
+use crate::hub::{Hub, TopicKey};
+use crate::protocol::Vsn;
+
+/// Largest WebSocket message a client may send (Supabase's default
+/// payload limit is 3,000 KB; one MiB here).
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// One project as its realtime server needs it.
+#[derive(Clone)]
+pub struct RealtimeProject {
+    /// The project.
+    pub project_ref: ProjectRef,
+    /// Verifies the tokens channels are joined with.
+    pub jwt_key: JwtKey,
+}
+
+impl std::fmt::Debug for RealtimeProject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealtimeProject")
+            .field("project_ref", &self.project_ref)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The engine: every project's channels in this process; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Realtime {
+    hub: Hub,
+}
+
+impl Realtime {
+    /// An engine with no channels.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Channels with at least one member, across projects.
+    pub fn open_channels(&self) -> usize {
+        self.hub.topics()
+    }
+}
+
+/// An error answered as Supabase Realtime's REST API does: `{"message"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl Error {
+    fn new(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// Whether the client is at fault.
+    pub fn is_client_error(&self) -> bool {
+        self.status < 500
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(json!({ "message": self.message }))).into_response()
+    }
+}
+
+/// The project of a request.
+struct Project(Arc<RealtimeProject>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Project {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Error> {
+        let config = parts
+            .extensions
+            .get::<Arc<ProjectConfig>>()
+            .ok_or_else(|| Error::new(404, "No project"))?;
+        let (jwt_key, _) =
+            supa_keys::project_keys(config).map_err(|e| Error::new(500, e.to_string()))?;
+        Ok(Self(Arc::new(RealtimeProject {
+            project_ref: config.project_ref,
+            jwt_key,
+        })))
+    }
+}
+
+/// Supabase Realtime's API, serving every project the gateway routes to it.
+pub fn router(realtime: Realtime) -> Router {
+    Router::new()
+        .route("/websocket", get(websocket))
+        .route("/api/broadcast", post(rest_broadcast))
+        .route(
+            "/api/broadcast/{topic}/events/{event}",
+            post(rest_broadcast_one),
+        )
+        .fallback(|| async { Error::new(404, "Not found") })
+        .with_state(realtime)
+}
+
+#[derive(Debug, Deserialize)]
+struct SocketQuery {
+    vsn: Option<String>,
+}
+
+async fn websocket(
+    State(realtime): State<Realtime>,
+    Project(project): Project,
+    Query(query): Query<SocketQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, Error> {
+    let vsn = Vsn::parse(query.vsn.as_deref())
+        .ok_or_else(|| Error::new(400, "vsn must be 1.0.0 or 2.0.0"))?;
+    let hub = realtime.hub.clone();
+    Ok(upgrade
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |ws| socket::run(ws, hub, project, vsn)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BroadcastBody {
+    messages: Vec<RestMessage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestMessage {
+    topic: String,
+    event: String,
+    #[serde(default)]
+    payload: Value,
+    #[serde(default)]
+    private: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PrivateQuery {
+    #[serde(default)]
+    private: bool,
+}
+
+/// `POST /api/broadcast/{topic}/events/{event}` (`?private=true`): one
+/// broadcast whose body is the payload (what `http_send` posts).
+async fn rest_broadcast_one(
+    State(realtime): State<Realtime>,
+    Project(project): Project,
+    axum::extract::Path((topic, event)): axum::extract::Path<(String, String)>,
+    Query(query): Query<PrivateQuery>,
+    body: axum::body::Bytes,
+) -> Result<Response, Error> {
+    let payload: Value =
+        serde_json::from_slice(&body).map_err(|_| Error::new(415, "the payload must be JSON"))?;
+    send(&realtime, &project, &topic, &event, payload, query.private)?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// Broadcasts `payload` as `event` to channel `topic` (its name).
+fn send(
+    realtime: &Realtime,
+    project: &RealtimeProject,
+    topic: &str,
+    event: &str,
+    payload: Value,
+    private: bool,
+) -> Result<(), Error> {
+    if topic.is_empty() || !payload.is_object() {
+        return Err(Error::new(
+            400,
+            "a broadcast needs a topic and an object payload",
+        ));
+    }
+    let key = TopicKey {
+        project: project.project_ref,
+        topic: format!("realtime:{topic}"),
+        private,
+    };
+    let payload = json!({"type": "broadcast", "event": event, "payload": payload});
+    realtime.hub.broadcast(&key, None, &payload);
+    Ok(())
+}
+
+/// `POST /api/broadcast`: broadcasts to each message's channel (the
+/// channel's name, without `realtime:`), 202 once sent.
+async fn rest_broadcast(
+    State(realtime): State<Realtime>,
+    Project(project): Project,
+    body: axum::body::Bytes,
+) -> Result<Response, Error> {
+    let body: BroadcastBody =
+        serde_json::from_slice(&body).map_err(|e| Error::new(400, format!("invalid body: {e}")))?;
+    if body.messages.is_empty() || body.messages.len() > 100 {
+        return Err(Error::new(400, "messages must have 1 to 100 items"));
+    }
+    if body
+        .messages
+        .iter()
+        .any(|m| m.topic.is_empty() || !m.payload.is_object())
+    {
+        return Err(Error::new(
+            400,
+            "each message needs a topic and an object payload",
+        ));
+    }
+    for m in body.messages {
+        send(
+            &realtime, &project, &m.topic, &m.event, m.payload, m.private,
+        )?;
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}

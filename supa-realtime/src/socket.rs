@@ -1,0 +1,362 @@
+//! One WebSocket: its channels, what it may do in each, and Supabase's
+//! answers.
+//!
+//! A reader loop takes the client's frames in order; everything the
+//! socket sends (replies, and what other members broadcast) goes through
+//! one bounded queue to a writer task, serialized in the socket's `vsn`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::RealtimeProject;
+use crate::hub::{Hub, Member, MemberId, TopicKey};
+use crate::protocol::{Frame, Vsn};
+
+/// Frames waiting for a slow client before it misses messages.
+const QUEUE: usize = 1024;
+
+/// A socket that sends nothing (not even a heartbeat) this long is gone
+/// (Phoenix's default).
+const IDLE: Duration = Duration::from_secs(60);
+
+/// A channel this socket has joined.
+struct Joined {
+    key: TopicKey,
+    member: MemberId,
+    join_ref: Option<String>,
+    ack: bool,
+    presence_key: String,
+}
+
+struct Socket {
+    hub: Hub,
+    project: Arc<RealtimeProject>,
+    tx: mpsc::Sender<Frame>,
+    channels: HashMap<String, Joined>,
+}
+
+/// Serves one upgraded connection until it closes.
+pub(crate) async fn run(ws: WebSocket, hub: Hub, project: Arc<RealtimeProject>, vsn: Vsn) {
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::channel::<Frame>(QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if sink
+                .send(Message::Text(frame.encode(vsn).into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let mut socket = Socket {
+        hub,
+        project,
+        tx,
+        channels: HashMap::new(),
+    };
+    loop {
+        let next = match tokio::time::timeout(IDLE, stream.next()).await {
+            Ok(Some(Ok(message))) => message,
+            // Timed out, closed, or broken.
+            _ => break,
+        };
+        match next {
+            Message::Text(text) => match Frame::decode(&text, vsn) {
+                Ok(frame) => socket.handle(frame).await,
+                Err(e) => socket.send(Frame {
+                    join_ref: None,
+                    reference: None,
+                    topic: "phoenix".into(),
+                    event: "phx_error".into(),
+                    payload: json!({ "reason": format!("malformed message: {}", e.0) }),
+                }),
+            },
+            Message::Binary(_) => socket.send(Frame {
+                join_ref: None,
+                reference: None,
+                topic: "phoenix".into(),
+                event: "phx_error".into(),
+                payload: json!({ "reason": "binary messages are not supported" }),
+            }),
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+    // A socket that dies leaves every channel: its presence goes with it.
+    for (_, joined) in socket.channels.drain() {
+        socket.hub.leave(&joined.key, joined.member);
+    }
+    drop(socket);
+    let _ = writer.await;
+}
+
+/// The reason a token is refused, in Supabase's words.
+fn token_refusal(project: &RealtimeProject, e: &supa_keys::Error, now: i64, token: &str) -> String {
+    match e {
+        supa_keys::Error::Expired => {
+            let ago = supa_keys::verify_signature(&project.jwt_key, token)
+                .ok()
+                .and_then(|c| c.get("exp").and_then(Value::as_i64))
+                .map_or(0, |exp| (now - exp).max(0));
+            format!("Token has expired {ago} seconds ago")
+        }
+        other => format!("Invalid token: {other}"),
+    }
+}
+
+impl Socket {
+    fn send(&self, frame: Frame) {
+        if self.tx.try_send(frame).is_err() {
+            tracing::debug!("a socket's queue is full: reply dropped");
+        }
+    }
+
+    fn system(
+        &self,
+        topic: &str,
+        join_ref: Option<String>,
+        status: &str,
+        extension: &str,
+        message: &str,
+    ) {
+        let channel = topic.strip_prefix("realtime:").unwrap_or(topic);
+        self.send(Frame {
+            join_ref,
+            reference: None,
+            topic: topic.to_owned(),
+            event: "system".into(),
+            payload: json!({
+                "status": status, "extension": extension, "message": message, "channel": channel,
+            }),
+        });
+    }
+
+    async fn handle(&mut self, frame: Frame) {
+        match (frame.topic.as_str(), frame.event.as_str()) {
+            ("phoenix", "heartbeat") => self.send(frame.reply("ok", json!({}))),
+            (_, "phx_join") => self.join(frame),
+            (topic, _) if !self.channels.contains_key(topic) => {
+                self.send(frame.reply("error", json!({ "reason": "unmatched topic" })));
+            }
+            (_, "phx_leave") => {
+                if let Some(joined) = self.channels.remove(&frame.topic) {
+                    self.hub.leave(&joined.key, joined.member);
+                }
+                self.send(frame.reply("ok", json!({})));
+                self.send(Frame {
+                    event: "phx_close".into(),
+                    reference: None,
+                    payload: json!({}),
+                    ..frame
+                });
+            }
+            (_, "broadcast") => self.broadcast(frame),
+            (_, "presence") => self.presence(frame),
+            (_, "access_token") => self.access_token(frame),
+            _ => self.send(frame.reply("error", json!({ "reason": "unknown event" }))),
+        }
+    }
+
+    /// Checks a channel's `access_token`: a JWT must be the project's and
+    /// current; an API key (or none) leaves the connection's role, which
+    /// the gateway checked.
+    fn check_token(&self, token: Option<&str>) -> Result<(), String> {
+        match token {
+            None | Some("") => Ok(()),
+            Some(t) if t.starts_with("sb_") => Ok(()),
+            Some(t) => {
+                let now = supa_keys::unix_now();
+                supa_keys::verify(&self.project.jwt_key, t, now)
+                    .map(|_| ())
+                    .map_err(|e| token_refusal(&self.project, &e, now, t))
+            }
+        }
+    }
+
+    fn join(&mut self, frame: Frame) {
+        let Some(name) = frame
+            .topic
+            .strip_prefix("realtime:")
+            .filter(|n| !n.is_empty())
+        else {
+            self.send(frame.reply("error", json!({ "reason": "unmatched topic" })));
+            return;
+        };
+        let _ = name;
+        let config = &frame.payload["config"];
+        if let Err(reason) = self.check_token(frame.payload["access_token"].as_str()) {
+            self.send(frame.reply(
+                "error",
+                json!({ "reason": format!("InvalidJWTToken: {reason}") }),
+            ));
+            return;
+        }
+        let private = config["private"].as_bool().unwrap_or(false);
+        if private {
+            // Private channels are authorized by policies on
+            // realtime.messages; until those are checked here, none opens.
+            self.send(frame.reply("error", json!({
+                "reason": format!(
+                    "Unauthorized: You do not have permissions to read from this Channel topic: {}",
+                    &frame.topic["realtime:".len()..]
+                )
+            })));
+            return;
+        }
+        if config["postgres_changes"]
+            .as_array()
+            .is_some_and(|changes| !changes.is_empty())
+        {
+            self.send(frame.reply(
+                "error",
+                json!({
+                    "reason": "Postgres changes are not available on this server yet"
+                }),
+            ));
+            return;
+        }
+        // A second join of the same topic replaces the first (Phoenix).
+        if let Some(old) = self.channels.remove(&frame.topic) {
+            self.hub.leave(&old.key, old.member);
+        }
+        let key = TopicKey {
+            project: self.project.project_ref,
+            topic: frame.topic.clone(),
+            private,
+        };
+        let member = self.hub.member_id();
+        let presence_key = match config["presence"]["key"].as_str() {
+            Some(k) if !k.is_empty() => k.to_owned(),
+            _ => new_uuid(),
+        };
+        let presence_enabled = config["presence"]["enabled"].as_bool().unwrap_or(false);
+        let state = self.hub.join(
+            &key,
+            member,
+            Member {
+                tx: self.tx.clone(),
+                join_ref: frame.join_ref.clone(),
+                self_broadcast: config["broadcast"]["self"].as_bool().unwrap_or(false),
+            },
+        );
+        self.send(frame.reply("ok", json!({ "postgres_changes": [] })));
+        if presence_enabled {
+            self.send(Frame {
+                join_ref: frame.join_ref.clone(),
+                reference: None,
+                topic: frame.topic.clone(),
+                event: "presence_state".into(),
+                payload: state,
+            });
+        }
+        self.channels.insert(
+            frame.topic.clone(),
+            Joined {
+                key,
+                member,
+                join_ref: frame.join_ref,
+                ack: config["broadcast"]["ack"].as_bool().unwrap_or(false),
+                presence_key,
+            },
+        );
+    }
+
+    fn broadcast(&mut self, frame: Frame) {
+        let joined = &self.channels[&frame.topic];
+        let payload = json!({
+            "type": "broadcast",
+            "event": frame.payload["event"].clone(),
+            "payload": frame.payload.get("payload").cloned().unwrap_or_else(|| json!({})),
+        });
+        self.hub
+            .broadcast(&joined.key, Some(joined.member), &payload);
+        if joined.ack {
+            self.send(frame.reply("ok", json!({})));
+        }
+    }
+
+    fn presence(&mut self, frame: Frame) {
+        let joined = &self.channels[&frame.topic];
+        match frame.payload["event"].as_str() {
+            Some("track") => {
+                let payload = frame
+                    .payload
+                    .get("payload")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                if !payload.is_object() {
+                    self.send(frame.reply(
+                        "error",
+                        json!({ "reason": "presence payload must be an object" }),
+                    ));
+                    return;
+                }
+                self.hub
+                    .track(&joined.key, joined.member, &joined.presence_key, payload);
+            }
+            Some("untrack") => self.hub.untrack(&joined.key, joined.member),
+            _ => {
+                self.send(frame.reply(
+                    "error",
+                    json!({ "reason": "presence event must be track or untrack" }),
+                ));
+                return;
+            }
+        }
+        self.send(frame.reply("ok", json!({})));
+    }
+
+    /// A new token for a channel; a bad or expired one closes it with
+    /// Supabase's system message.
+    fn access_token(&mut self, frame: Frame) {
+        if let Err(reason) = self.check_token(frame.payload["access_token"].as_str()) {
+            {
+                let joined = self
+                    .channels
+                    .remove(&frame.topic)
+                    .expect("checked by handle");
+                self.hub.leave(&joined.key, joined.member);
+                self.system(
+                    &frame.topic,
+                    joined.join_ref.clone(),
+                    "error",
+                    "system",
+                    &reason,
+                );
+                self.send(Frame {
+                    join_ref: joined.join_ref,
+                    reference: None,
+                    topic: frame.topic,
+                    event: "phx_close".into(),
+                    payload: json!({}),
+                });
+            }
+        }
+    }
+}
+
+/// A random (v4) UUID, as Supabase makes presence keys.
+pub(crate) fn new_uuid() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the OS random source is available");
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
