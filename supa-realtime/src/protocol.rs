@@ -99,6 +99,40 @@ impl Frame {
         })
     }
 
+    /// Reads a binary frame of the 2.0.0 serializer: a user broadcast
+    /// push (kind 3: join ref, ref, topic, event and metadata lengths, the
+    /// payload's encoding, then those fields and the payload), as
+    /// realtime-js sends every broadcast. Only JSON payloads are taken.
+    pub fn decode_binary(bytes: &[u8]) -> Result<Self, Malformed> {
+        const HEADER: usize = 7;
+        if bytes.len() < HEADER || bytes[0] != 3 {
+            return Err(Malformed("a binary message must be a user broadcast push"));
+        }
+        let lengths = [bytes[1], bytes[2], bytes[3], bytes[4], bytes[5]].map(usize::from);
+        if bytes[6] != 1 {
+            return Err(Malformed("binary broadcast payloads are not supported"));
+        }
+        let mut offset = HEADER;
+        let mut fields = Vec::with_capacity(5);
+        for len in lengths {
+            let field = bytes.get(offset..offset + len).ok_or(Malformed(
+                "a binary message is shorter than its header says",
+            ))?;
+            fields.push(std::str::from_utf8(field).map_err(|_| Malformed("a field is not UTF-8"))?);
+            offset += len;
+        }
+        let payload: Value = serde_json::from_slice(&bytes[offset..])
+            .map_err(|_| Malformed("the payload is not JSON"))?;
+        let optional = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        Ok(Self {
+            join_ref: optional(fields[0]),
+            reference: optional(fields[1]),
+            topic: fields[2].to_owned(),
+            event: "broadcast".into(),
+            payload: json!({"type": "broadcast", "event": fields[3], "payload": payload}),
+        })
+    }
+
     /// Writes the frame in `vsn`'s form.
     pub fn encode(&self, vsn: Vsn) -> String {
         match vsn {
@@ -153,6 +187,31 @@ mod tests {
             frame.encode(Vsn::V2),
             r#"["1","2","realtime:room","broadcast",{"a":1}]"#
         );
+    }
+
+    #[test]
+    fn binary_broadcast_pushes_decode() {
+        let mut b = vec![3u8, 1, 1, 6, 3, 0, 1];
+        b.extend_from_slice(b"12topic1msg");
+        b.extend_from_slice(br#"{"from":"js"}"#);
+        let f = Frame::decode_binary(&b).unwrap();
+        assert_eq!(
+            (f.join_ref.as_deref(), f.reference.as_deref()),
+            (Some("1"), Some("2"))
+        );
+        assert_eq!(
+            (f.topic.as_str(), f.event.as_str()),
+            ("topic1", "broadcast")
+        );
+        assert_eq!(
+            f.payload,
+            json!({"type": "broadcast", "event": "msg", "payload": {"from": "js"}})
+        );
+        assert!(Frame::decode_binary(&b[..9]).is_err());
+        assert!(Frame::decode_binary(&[4, 0, 0, 0, 0, 0, 1]).is_err());
+        let mut raw = b.clone();
+        raw[6] = 0;
+        assert!(Frame::decode_binary(&raw).is_err());
     }
 
     #[test]

@@ -72,21 +72,15 @@ pub(crate) async fn run(ws: WebSocket, hub: Hub, project: Arc<RealtimeProject>, 
         match next {
             Message::Text(text) => match Frame::decode(&text, vsn) {
                 Ok(frame) => socket.handle(frame).await,
-                Err(e) => socket.send(Frame {
-                    join_ref: None,
-                    reference: None,
-                    topic: "phoenix".into(),
-                    event: "phx_error".into(),
-                    payload: json!({ "reason": format!("malformed message: {}", e.0) }),
-                }),
+                Err(e) => socket.send(socket_error(&format!("malformed message: {}", e.0))),
             },
-            Message::Binary(_) => socket.send(Frame {
-                join_ref: None,
-                reference: None,
-                topic: "phoenix".into(),
-                event: "phx_error".into(),
-                payload: json!({ "reason": "binary messages are not supported" }),
-            }),
+            Message::Binary(bytes) => match (vsn, Frame::decode_binary(&bytes)) {
+                (Vsn::V2, Ok(frame)) => socket.handle(frame).await,
+                (Vsn::V2, Err(e)) => {
+                    socket.send(socket_error(&format!("malformed message: {}", e.0)));
+                }
+                (Vsn::V1, _) => socket.send(socket_error("binary messages need vsn 2.0.0")),
+            },
             Message::Close(_) => break,
             Message::Ping(_) | Message::Pong(_) => {}
         }
@@ -97,6 +91,17 @@ pub(crate) async fn run(ws: WebSocket, hub: Hub, project: Arc<RealtimeProject>, 
     }
     drop(socket);
     let _ = writer.await;
+}
+
+/// A `phx_error` about the socket itself (a frame that cannot be read).
+fn socket_error(reason: &str) -> Frame {
+    Frame {
+        join_ref: None,
+        reference: None,
+        topic: "phoenix".into(),
+        event: "phx_error".into(),
+        payload: json!({ "reason": reason }),
+    }
 }
 
 /// The reason a token is refused, in Supabase's words.
