@@ -205,9 +205,13 @@ def test_bad_input_gets_phoenix_errors_and_the_socket_lives(project):
             [reply] = await frames(ws, 1)
             assert reply["payload"]["status"] == "error"
             assert reply["payload"]["response"]["reason"].startswith("Unauthorized")
-            # An oversized message ends this socket only.
+            # Over the project's limit (256 KB): refused, the socket lives.
+            await ws.send("x" * (300 * 1024))
+            [err] = await frames(ws, 1)
+            assert err["payload"]["reason"].startswith("PayloadTooLarge")
+            # Over any project's limit (3,000 KB): this socket ends.
             with pytest.raises(websockets.ConnectionClosed):
-                await ws.send("x" * (2 * 1024 * 1024))
+                await ws.send("x" * (4 * 1024 * 1024))
                 await ws.recv()
         async with websockets.connect(ws_url(project)) as ws:
             await ws.send(json.dumps({"topic": "phoenix", "event": "heartbeat", "ref": "1", "payload": {}}))
@@ -237,3 +241,69 @@ def test_supabase_js_broadcasts_and_presence(project):
     assert seen["a"] == ["b"] and seen["b"] == ["a"], seen
     assert seen["ack"] == "ok"
     assert "ann" in seen["presence"] and "ann" in seen["state"]
+
+
+def test_settings_and_limits(platform):
+    project = create_project(platform, "realtime-limits")
+    path = f"/v1/projects/{project['ref']}/config/realtime"
+
+    def join(ws, name, ref, config=None):
+        return ws.send(json.dumps({"topic": f"realtime:{name}", "event": "phx_join", "ref": ref,
+                                   "payload": {"config": config or {}}}))
+
+    with platform.client() as api:
+        defaults = api.get(path).json()
+        assert defaults["max_concurrent_users"] == 200 and defaults["suspend"] is False
+        bad = api.patch(path, json={"max_channels_per_client": 0})
+        assert bad.status_code == 400 and "max_channels_per_client" in bad.text
+        assert api.patch(path, json={"max_users": 5}).status_code == 400
+        changed = api.patch(path, json={"max_channels_per_client": 2, "max_concurrent_users": 2,
+                                        "max_payload_size_in_kb": 1})
+        assert changed.status_code == 200 and changed.json()["max_channels_per_client"] == 2
+        assert api.get(path).json()["max_events_per_second"] == 100
+    time.sleep(0.3)
+
+    async def limited():
+        async with websockets.connect(ws_url(project)) as ws, websockets.connect(ws_url(project)):
+            await join(ws, "one", "1")
+            await join(ws, "two", "2")
+            await join(ws, "three", "3")
+            replies = await frames(ws, 3)
+            assert [r["payload"]["status"] for r in replies] == ["ok", "ok", "error"]
+            assert replies[2]["payload"]["response"]["reason"].startswith("ChannelRateLimitReached")
+            await ws.send(json.dumps({"topic": "realtime:one", "event": "broadcast", "ref": "4",
+                                      "payload": {"event": "e", "payload": {"x": "y" * 2000}}}))
+            [err] = await frames(ws, 1)
+            assert err["payload"]["reason"].startswith("PayloadTooLarge")
+            # A third socket is one too many.
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                async with websockets.connect(ws_url(project)):
+                    pass
+            assert refused.value.response.status_code == 429
+            assert b"ConnectionRateLimitReached" in refused.value.response.body
+
+    asyncio.run(limited())
+
+    with platform.client() as api:
+        api.patch(path, json={"private_only": True, "max_concurrent_users": 200})
+    time.sleep(0.3)
+
+    async def private_only():
+        async with websockets.connect(ws_url(project)) as ws:
+            await join(ws, "open", "1")
+            [reply] = await frames(ws, 1)
+            assert reply["payload"]["response"]["reason"].startswith("PrivateOnly")
+
+    asyncio.run(private_only())
+
+    with platform.client() as api:
+        api.patch(path, json={"suspend": True})
+    time.sleep(0.3)
+
+    async def suspended():
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(ws_url(project)):
+                pass
+        assert refused.value.response.status_code == 403
+
+    asyncio.run(suspended())

@@ -257,6 +257,9 @@ pub struct ProjectConfig {
     /// How the storage server serves the project.
     #[serde(default)]
     pub storage: crate::StorageSettings,
+    /// How the realtime server serves the project.
+    #[serde(default)]
+    pub realtime: crate::RealtimeSettings,
     /// The SMTP password of `auth` (write-only in the Management API).
     #[serde(
         default,
@@ -314,6 +317,7 @@ impl ProjectConfig {
             postgrest: PostgrestSettings::default(),
             auth: crate::AuthSettings::default(),
             storage: crate::StorageSettings::default(),
+            realtime: crate::RealtimeSettings::default(),
             smtp_pass: None,
             auth_secrets: Default::default(),
             publishable_key: None,
@@ -395,6 +399,9 @@ mod tests {
             (&serde_json::json!(3600), &serde_json::json!(false))
         );
         assert!(v.get("smtp_pass").is_none());
+        // So do the realtime settings (checked in their own module).
+        let realtime = v.as_object_mut().unwrap().remove("realtime").unwrap();
+        assert_eq!(realtime["max_concurrent_users"], 200);
         assert_eq!(
             v,
             serde_json::json!({

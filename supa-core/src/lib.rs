@@ -16,6 +16,7 @@ mod error;
 mod error_body;
 mod project_ref;
 mod public_url;
+mod realtime_settings;
 mod role;
 mod secret;
 mod storage_settings;
@@ -40,6 +41,7 @@ pub use error::Error;
 pub use error_body::{GatewayErrorBody, PostgrestErrorBody};
 pub use project_ref::ProjectRef;
 pub use public_url::public_base_url;
+pub use realtime_settings::{MAX_REALTIME_PAYLOAD_KB, RealtimeSettings};
 pub use role::{KeyKind, Role};
 pub use secret::{Secret, serialize_exposed};
 pub use storage_settings::{

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod hub;
+mod limits;
 pub mod protocol;
 mod socket;
 
@@ -30,15 +31,16 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use supa_core::{ProjectConfig, ProjectRef};
+use supa_core::{ProjectConfig, ProjectRef, RealtimeSettings};
 use supa_keys::JwtKey;
 
 use crate::hub::{Hub, TopicKey};
+use crate::limits::Limits;
 use crate::protocol::Vsn;
 
-/// Largest WebSocket message a client may send (Supabase's default
-/// payload limit is 3,000 KB; one MiB here).
-pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Largest WebSocket message any project may allow; a project's own
+/// `max_payload_size_in_kb` is checked per message below it.
+pub const MAX_MESSAGE_BYTES: usize = supa_core::MAX_REALTIME_PAYLOAD_KB as usize * 1024;
 
 /// One project as its realtime server needs it.
 #[derive(Clone)]
@@ -47,6 +49,8 @@ pub struct RealtimeProject {
     pub project_ref: ProjectRef,
     /// Verifies the tokens channels are joined with.
     pub jwt_key: JwtKey,
+    /// Its limits and switches.
+    pub settings: RealtimeSettings,
 }
 
 impl std::fmt::Debug for RealtimeProject {
@@ -61,6 +65,7 @@ impl std::fmt::Debug for RealtimeProject {
 #[derive(Debug, Clone, Default)]
 pub struct Realtime {
     hub: Hub,
+    limits: Limits,
 }
 
 impl Realtime {
@@ -124,6 +129,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Project {
         Ok(Self(Arc::new(RealtimeProject {
             project_ref: config.project_ref,
             jwt_key,
+            settings: config.realtime.clone(),
         })))
     }
 }
@@ -154,11 +160,22 @@ async fn websocket(
 ) -> Result<Response, Error> {
     let vsn = Vsn::parse(query.vsn.as_deref())
         .ok_or_else(|| Error::new(400, "vsn must be 1.0.0 or 2.0.0"))?;
+    if project.settings.suspend {
+        return Err(Error::new(
+            403,
+            "RealtimeDisabledForTenant: Realtime disabled for this tenant",
+        ));
+    }
+    // Counted from the handshake, so a burst cannot overshoot the limit.
+    let usage = realtime
+        .limits
+        .connect(project.project_ref, project.settings.max_concurrent_users)
+        .ok_or_else(|| Error::new(429, "ConnectionRateLimitReached: Too many connected users"))?;
     let hub = realtime.hub.clone();
     Ok(upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |ws| socket::run(ws, hub, project, vsn)))
+        .on_upgrade(move |ws| socket::run(ws, hub, project, usage, vsn)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::RealtimeProject;
 use crate::hub::{Hub, Member, MemberId, TopicKey};
+use crate::limits::Usage;
 use crate::protocol::{Frame, Vsn};
 
 /// Frames waiting for a slow client before it misses messages.
@@ -37,12 +38,20 @@ struct Joined {
 struct Socket {
     hub: Hub,
     project: Arc<RealtimeProject>,
+    /// The project's counters (and this socket's place in them).
+    usage: Usage,
     tx: mpsc::Sender<Frame>,
     channels: HashMap<String, Joined>,
 }
 
 /// Serves one upgraded connection until it closes.
-pub(crate) async fn run(ws: WebSocket, hub: Hub, project: Arc<RealtimeProject>, vsn: Vsn) {
+pub(crate) async fn run(
+    ws: WebSocket,
+    hub: Hub,
+    project: Arc<RealtimeProject>,
+    usage: Usage,
+    vsn: Vsn,
+) {
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::channel::<Frame>(QUEUE);
     let writer = tokio::spawn(async move {
@@ -60,6 +69,7 @@ pub(crate) async fn run(ws: WebSocket, hub: Hub, project: Arc<RealtimeProject>, 
     let mut socket = Socket {
         hub,
         project,
+        usage,
         tx,
         channels: HashMap::new(),
     };
@@ -69,6 +79,18 @@ pub(crate) async fn run(ws: WebSocket, hub: Hub, project: Arc<RealtimeProject>, 
             // Timed out, closed, or broken.
             _ => break,
         };
+        let size = match &next {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) => b.len(),
+            _ => 0,
+        };
+        if size > socket.project.settings.max_payload_size_in_kb as usize * 1024 {
+            socket.send(socket_error(&format!(
+                "PayloadTooLarge: the message is larger than {} KB",
+                socket.project.settings.max_payload_size_in_kb
+            )));
+            continue;
+        }
         match next {
             Message::Text(text) => match Frame::decode(&text, vsn) {
                 Ok(frame) => socket.handle(frame).await,
@@ -198,6 +220,27 @@ impl Socket {
         };
         let _ = name;
         let config = &frame.payload["config"];
+        let settings = &self.project.settings;
+        let refusal = if !self.channels.contains_key(&frame.topic)
+            && self.channels.len() >= settings.max_channels_per_client as usize
+        {
+            Some("ChannelRateLimitReached: Too many channels")
+        } else if !self
+            .usage
+            .counters
+            .joins
+            .allow(settings.max_joins_per_second)
+        {
+            Some("ClientJoinRateLimitReached: Too many joins per second")
+        } else if settings.private_only && !config["private"].as_bool().unwrap_or(false) {
+            Some("PrivateOnly: This project only allows private channels")
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            self.send(frame.reply("error", json!({ "reason": reason })));
+            return;
+        }
         if let Err(reason) = self.check_token(frame.payload["access_token"].as_str()) {
             self.send(frame.reply(
                 "error",
@@ -275,7 +318,31 @@ impl Socket {
         );
     }
 
+    /// Counts a message against the project's rate; false (and the
+    /// sender told, when it waits for a reply) when over it.
+    fn within_rate(&self, frame: &Frame, presence: bool) -> bool {
+        let settings = &self.project.settings;
+        let counters = &self.usage.counters;
+        let allowed = counters.events.allow(settings.max_events_per_second)
+            && (!presence
+                || counters
+                    .presence
+                    .allow(settings.max_presence_events_per_second));
+        if !allowed && frame.reference.is_some() {
+            self.send(frame.reply(
+                "error",
+                json!({
+                    "reason": "MessagePerSecondRateLimitReached: Too many messages per second"
+                }),
+            ));
+        }
+        allowed
+    }
+
     fn broadcast(&mut self, frame: Frame) {
+        if !self.within_rate(&frame, false) {
+            return;
+        }
         let joined = &self.channels[&frame.topic];
         let payload = json!({
             "type": "broadcast",
@@ -290,6 +357,9 @@ impl Socket {
     }
 
     fn presence(&mut self, frame: Frame) {
+        if !self.within_rate(&frame, true) {
+            return;
+        }
         let joined = &self.channels[&frame.topic];
         match frame.payload["event"].as_str() {
             Some("track") => {

@@ -180,6 +180,10 @@ fn management(family: Family) -> Router<Tenant> {
             get(get_storage_config).patch(patch_storage_config),
         )
         .route(
+            "/projects/{ref}/config/realtime",
+            get(get_realtime_config).patch(patch_realtime_config),
+        )
+        .route(
             "/projects/{ref}/storage/s3-credentials",
             get(list_s3_credentials).post(create_s3_credential),
         )
@@ -529,6 +533,27 @@ async fn patch_storage_config(
 ) -> ApiResult<Response> {
     let settings = tenant
         .update_storage_settings(&project_ref(&r)?, patch)
+        .await?;
+    Ok(Json(settings).into_response())
+}
+
+/// The project's realtime settings.
+async fn get_realtime_config(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(tenant.realtime_settings(&project_ref(&r)?).await?).into_response())
+}
+
+/// Changes the realtime settings a body names (merged); every gateway
+/// follows within a second.
+async fn patch_realtime_config(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+    JsonBody(patch): JsonBody<Value>,
+) -> ApiResult<Response> {
+    let settings = tenant
+        .update_realtime_settings(&project_ref(&r)?, patch)
         .await?;
     Ok(Json(settings).into_response())
 }

@@ -287,27 +287,74 @@ impl Tenant {
         project_ref: &ProjectRef,
         patch: Value,
     ) -> Result<supa_core::StorageSettings, Error> {
+        self.merge_settings(
+            project_ref,
+            "storage",
+            patch,
+            supa_core::StorageSettings::validate,
+        )
+        .await
+    }
+
+    /// The project's realtime settings, in Supabase's shape.
+    pub async fn realtime_settings(
+        &self,
+        project_ref: &ProjectRef,
+    ) -> Result<supa_core::RealtimeSettings, Error> {
+        self.settings_column(project_ref, "realtime").await
+    }
+
+    /// Merges `patch` into the realtime settings, as for storage.
+    pub async fn update_realtime_settings(
+        &self,
+        project_ref: &ProjectRef,
+        patch: Value,
+    ) -> Result<supa_core::RealtimeSettings, Error> {
+        self.merge_settings(
+            project_ref,
+            "realtime",
+            patch,
+            supa_core::RealtimeSettings::validate,
+        )
+        .await
+    }
+
+    /// RFC 7396-merges `patch` into the JSON settings in `column`, checks
+    /// the result as `T` (the error names the field's path) with
+    /// `validate`, stores it under the row's lock, and tells gateways.
+    async fn merge_settings<T>(
+        &self,
+        project_ref: &ProjectRef,
+        column: &'static str,
+        patch: Value,
+        validate: fn(&T) -> Result<(), supa_core::Error>,
+    ) -> Result<T, Error>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + Unpin + 'static,
+    {
         if !patch.is_object() {
-            return Err(Error::invalid("storage", "the body must be a JSON object"));
+            return Err(Error::invalid(column, "the body must be a JSON object"));
         }
         let mut tx = self.db.begin().await?;
-        let current: sqlx::types::Json<supa_core::StorageSettings> =
-            sqlx::query_scalar("SELECT storage FROM projects WHERE ref = $1 FOR UPDATE")
-                .bind(project_ref.as_str())
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
+        let current: sqlx::types::Json<T> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT {column} FROM projects WHERE ref = $1 FOR UPDATE"
+        )))
+        .bind(project_ref.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
         let mut merged = serde_json::to_value(&current.0).unwrap_or_default();
         merge(&mut merged, patch);
-        // The error names the field's path (`features.s3Protocol.enabled`).
-        let settings: supa_core::StorageSettings = serde_path_to_error::deserialize(merged)
-            .map_err(|e| Error::invalid("storage", format!("{}: {}", e.path(), e.inner())))?;
-        settings.validate().map_err(Error::setting)?;
-        sqlx::query("UPDATE projects SET storage = $2, updated_at = now() WHERE ref = $1")
-            .bind(project_ref.as_str())
-            .bind(sqlx::types::Json(&settings))
-            .execute(&mut *tx)
-            .await?;
+        let settings: T = serde_path_to_error::deserialize(merged)
+            .map_err(|e| Error::invalid(column, format!("{}: {}", e.path(), e.inner())))?;
+        validate(&settings).map_err(Error::setting)?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE projects SET {column} = $2, updated_at = now() WHERE ref = $1"
+        )))
+        .bind(project_ref.as_str())
+        .bind(sqlx::types::Json(&settings))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         self.invalidate(Invalidation::Project(*project_ref));
         Ok(settings)

@@ -670,7 +670,7 @@ impl Tenant {
     pub async fn project_config(&self, project_ref: &ProjectRef) -> Result<ProjectConfig, Error> {
         let row = sqlx::query(
             "SELECT p.status, p.jwt_secret_enc, p.upstream, p.postgrest, p.authenticator_password_enc,
-                    p.auth, p.smtp_pass_enc, p.auth_secrets_enc, p.auth_password_enc, p.storage_password_enc, p.storage, w.host, w.port
+                    p.auth, p.smtp_pass_enc, p.auth_secrets_enc, p.auth_password_enc, p.storage_password_enc, p.storage, p.realtime, w.host, w.port
              FROM projects p JOIN workers w ON w.id = p.worker_id WHERE p.ref = $1",
         )
         .bind(project_ref.as_str())
@@ -731,6 +731,9 @@ impl Tenant {
                 .0,
             storage: row
                 .try_get::<sqlx::types::Json<supa_core::StorageSettings>, _>("storage")?
+                .0,
+            realtime: row
+                .try_get::<sqlx::types::Json<supa_core::RealtimeSettings>, _>("realtime")?
                 .0,
             smtp_pass: row
                 .try_get::<Option<Vec<u8>>, _>("smtp_pass_enc")?
