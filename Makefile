@@ -6,7 +6,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps build lint test-rust bindings pytest test bench bench-load bench-meta bench-auth bench-storage up clean
+.PHONY: help deps build lint test-rust bindings pytest test bench bench-load bench-meta bench-auth bench-storage bench-realtime up clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -42,6 +42,7 @@ bench: deps ## criterion micro-benchmarks, control-plane latency, then gateway l
 	$(MAKE) bench-meta
 	$(MAKE) bench-auth
 	$(MAKE) bench-storage
+	$(MAKE) bench-realtime
 
 bench-load: ## gateway load benchmarks against nginx and supa-rest direct (benches/load)
 	@scripts/bootstrap.sh bench
@@ -62,6 +63,11 @@ bench-storage: ## storage: 1 GiB up/down against cp, 4 KiB downloads against ngi
 	@scripts/bootstrap.sh bench
 	cargo build --release --quiet -p supa
 	python3 benches/storage/run.py
+
+bench-realtime: ## realtime: broadcast fan-out (1,000 sockets in channels of 6), memory per idle socket (benches/realtime)
+	@scripts/bootstrap.sh bench
+	cargo build --release --quiet -p supa
+	python3 benches/realtime/run.py
 
 up: deps ## run the whole platform on the embedded default (data in ./.supa)
 	cargo build --release --quiet -p supa
