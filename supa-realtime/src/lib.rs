@@ -42,6 +42,9 @@ use crate::protocol::Vsn;
 /// `max_payload_size_in_kb` is checked per message below it.
 pub const MAX_MESSAGE_BYTES: usize = supa_core::MAX_REALTIME_PAYLOAD_KB as usize * 1024;
 
+/// A socket's read and write buffers to start with.
+const SOCKET_BUFFER: usize = 4 * 1024;
+
 /// One project as its realtime server needs it.
 #[derive(Clone)]
 pub struct RealtimeProject {
@@ -173,6 +176,10 @@ async fn websocket(
         .ok_or_else(|| Error::new(429, "ConnectionRateLimitReached: Too many connected users"))?;
     let hub = realtime.hub.clone();
     Ok(upgrade
+        // Most sockets sit idle: small buffers that grow for a large
+        // message, instead of tungstenite's 128 KiB each.
+        .read_buffer_size(SOCKET_BUFFER)
+        .write_buffer_size(SOCKET_BUFFER)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |ws| socket::run(ws, hub, project, usage, vsn)))
