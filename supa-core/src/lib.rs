@@ -20,6 +20,7 @@ mod realtime_settings;
 mod role;
 mod secret;
 mod storage_settings;
+mod uuid;
 
 pub mod directory;
 pub mod env;
@@ -47,3 +48,4 @@ pub use secret::{Secret, serialize_exposed};
 pub use storage_settings::{
     DEFAULT_FILE_SIZE_LIMIT, Feature, MAX_FILE_SIZE_LIMIT, StorageFeatures, StorageSettings,
 };
+pub use uuid::random_uuid;

@@ -284,7 +284,7 @@ impl Socket {
         let member = self.hub.member_id();
         let presence_key = match config["presence"]["key"].as_str() {
             Some(k) if !k.is_empty() => k.to_owned(),
-            _ => new_uuid(),
+            _ => supa_core::random_uuid(),
         };
         let presence_enabled = config["presence"]["enabled"].as_bool().unwrap_or(false);
         let state = self.hub.join(
@@ -417,21 +417,4 @@ impl Socket {
             }
         }
     }
-}
-
-/// A random (v4) UUID, as Supabase makes presence keys.
-pub(crate) fn new_uuid() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).expect("the OS random source is available");
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
 }

@@ -748,20 +748,7 @@ async fn write_row(
 }
 
 pub(crate) fn new_version() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the OS random source is available");
-    // A random (v4) UUID, as Supabase names versions.
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let h = hex::encode(bytes);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    supa_core::random_uuid()
 }
 
 /// Now as JavaScript's `toISOString` writes it, as Supabase's metadata has
