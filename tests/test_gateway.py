@@ -153,10 +153,13 @@ def test_secret_key_from_a_browser_is_refused(a):
 
 
 def test_other_services_unknown_projects_health_and_cors(platform, a):
-    for service in ("realtime", "functions", "graphql"):
+    for service in ("functions", "graphql"):
         r = httpx.get(f"{a['url']}/{service}/v1/anything", headers={"apikey": a["publishable_key"]})
         assert r.status_code == 404
         assert f"/{service}/v1" in r.json()["message"]
+    # Realtime is served in process: an unknown path is its own 404.
+    r = httpx.get(f"{a['url']}/realtime/v1/anything", headers={"apikey": a["publishable_key"]})
+    assert r.status_code == 404 and r.json() == {"message": "Not found"}
     # Storage is served in process: an unknown path is its own 404.
     r = httpx.get(f"{a['url']}/storage/v1/anything", headers={"apikey": a["publishable_key"]})
     assert r.status_code == 404 and r.json()["statusCode"] == "404"
