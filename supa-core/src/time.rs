@@ -71,6 +71,18 @@ impl CivilTime {
     }
 }
 
+/// How long since 1970-01-01T00:00:00Z, now (zero on a clock set before).
+pub fn since_epoch() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// Now, as [`iso8601_millis`] writes it.
+pub fn now_iso8601() -> String {
+    iso8601_millis(since_epoch().as_millis() as u64)
+}
+
 /// `unix_secs` as an HTTP date (RFC 9110 IMF-fixdate):
 /// `Wed, 02 Dec 2026 08:57:38 GMT`.
 pub fn http_date(unix_secs: u64) -> String {

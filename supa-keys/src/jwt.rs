@@ -7,7 +7,6 @@
 //! by `hmac`'s `verify_slice`.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -101,9 +100,7 @@ impl fmt::Debug for JwtKey {
 
 /// The current time in Unix seconds.
 pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    i64::try_from(supa_core::time::since_epoch().as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Mints the token the gateway attaches to a request without a user session:

@@ -61,30 +61,32 @@ pub(crate) struct Hub {
     next: Arc<AtomicU64>,
 }
 
-fn metas_json(metas: &[&Meta]) -> Value {
-    let list: Vec<Value> = metas
-        .iter()
-        .map(|m| {
-            let mut entry = match &m.payload {
-                Value::Object(o) => o.clone(),
-                _ => Map::new(),
-            };
-            entry.insert("phx_ref".into(), Value::String(m.phx_ref.clone()));
-            Value::Object(entry)
-        })
-        .collect();
-    json!({ "metas": list })
-}
-
-/// `{key: {"metas": [...]}}` of `entries`.
-fn presence_map(entries: &[(String, Vec<&Meta>)]) -> Value {
+/// `{key: {"metas": [...]}}` of `entries`, each meta with its `phx_ref`.
+fn presence_map<'a>(entries: impl IntoIterator<Item = (&'a String, &'a [Meta])>) -> Value {
     let mut map = Map::new();
     for (key, metas) in entries {
-        if !metas.is_empty() {
-            map.insert(key.clone(), metas_json(metas));
+        if metas.is_empty() {
+            continue;
         }
+        let list: Vec<Value> = metas
+            .iter()
+            .map(|m| {
+                let mut entry = match &m.payload {
+                    Value::Object(o) => o.clone(),
+                    _ => Map::new(),
+                };
+                entry.insert("phx_ref".into(), Value::String(m.phx_ref.clone()));
+                Value::Object(entry)
+            })
+            .collect();
+        map.insert(key.clone(), json!({ "metas": list }));
     }
     Value::Object(map)
+}
+
+/// [`presence_map`] of owned entries.
+fn presence_of(entries: &[(String, Vec<Meta>)]) -> Value {
+    presence_map(entries.iter().map(|(k, metas)| (k, metas.as_slice())))
 }
 
 fn random_ref() -> String {
@@ -108,12 +110,12 @@ impl Hub {
         let mut topics = self.lock();
         let topic = topics.entry(key.clone()).or_default();
         topic.members.insert(id, member);
-        let entries: Vec<(String, Vec<&Meta>)> = topic
-            .presence
-            .iter()
-            .map(|(k, metas)| (k.clone(), metas.iter().collect()))
-            .collect();
-        presence_map(&entries)
+        presence_map(
+            topic
+                .presence
+                .iter()
+                .map(|(k, metas)| (k, metas.as_slice())),
+        )
     }
 
     /// Removes a member and what it tracked (the others get the leave).
@@ -123,21 +125,10 @@ impl Hub {
             return;
         };
         topic.members.remove(&id);
-        let leaves = Self::drop_presence(topic, id);
-        if !leaves.is_empty() {
-            let diff = json!({ "joins": {}, "leaves": presence_map(&Self::borrowed(&leaves)) });
-            Self::send_all(key, topic, None, "presence_diff", &diff);
-        }
+        Self::untrack_in(key, topic, id);
         if topic.members.is_empty() {
             topics.remove(key);
         }
-    }
-
-    fn borrowed(entries: &[(String, Vec<Meta>)]) -> Vec<(String, Vec<&Meta>)> {
-        entries
-            .iter()
-            .map(|(k, metas)| (k.clone(), metas.iter().collect()))
-            .collect()
     }
 
     /// Takes `id`'s metas out of the topic's presence.
@@ -211,14 +202,12 @@ impl Hub {
             phx_ref: random_ref(),
             payload,
         };
-        topic
-            .presence
-            .entry(presence_key.to_owned())
-            .or_default()
-            .push(meta.clone());
+        let presence_key = presence_key.to_owned();
+        let joins = presence_map([(&presence_key, std::slice::from_ref(&meta))]);
+        topic.presence.entry(presence_key).or_default().push(meta);
         let diff = json!({
-            "joins": presence_map(&[(presence_key.to_owned(), vec![&meta])]),
-            "leaves": presence_map(&Self::borrowed(&leaves)),
+            "joins": joins,
+            "leaves": presence_of(&leaves),
         });
         Self::send_all(key, topic, None, "presence_diff", &diff);
     }
@@ -229,9 +218,14 @@ impl Hub {
         let Some(topic) = topics.get_mut(key) else {
             return;
         };
+        Self::untrack_in(key, topic, id);
+    }
+
+    /// Drops what `id` tracks in `topic`; the members get the leaves.
+    fn untrack_in(key: &TopicKey, topic: &mut Topic, id: MemberId) {
         let leaves = Self::drop_presence(topic, id);
         if !leaves.is_empty() {
-            let diff = json!({ "joins": {}, "leaves": presence_map(&Self::borrowed(&leaves)) });
+            let diff = json!({ "joins": {}, "leaves": presence_of(&leaves) });
             Self::send_all(key, topic, None, "presence_diff", &diff);
         }
     }

@@ -19,10 +19,7 @@ pub(crate) struct Window {
 impl Window {
     /// Counts one more; false when that is over `max` this second.
     pub(crate) fn allow(&self, max: u32) -> bool {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.allow_at(now, max)
+        self.allow_at(supa_core::time::since_epoch().as_secs(), max)
     }
 
     fn allow_at(&self, now: u64, max: u32) -> bool {

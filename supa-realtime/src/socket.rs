@@ -93,11 +93,11 @@ pub(crate) async fn run(
         }
         match next {
             Message::Text(text) => match Frame::decode(&text, vsn) {
-                Ok(frame) => socket.handle(frame).await,
+                Ok(frame) => socket.handle(frame),
                 Err(e) => socket.send(socket_error(&format!("malformed message: {}", e.0))),
             },
             Message::Binary(bytes) => match (vsn, Frame::decode_binary(&bytes)) {
-                (Vsn::V2, Ok(frame)) => socket.handle(frame).await,
+                (Vsn::V2, Ok(frame)) => socket.handle(frame),
                 (Vsn::V2, Err(e)) => {
                     socket.send(socket_error(&format!("malformed message: {}", e.0)));
                 }
@@ -167,7 +167,7 @@ impl Socket {
         });
     }
 
-    async fn handle(&mut self, frame: Frame) {
+    fn handle(&mut self, frame: Frame) {
         match (frame.topic.as_str(), frame.event.as_str()) {
             ("phoenix", "heartbeat") => self.send(frame.reply("ok", json!({}))),
             (_, "phx_join") => self.join(frame),
@@ -218,8 +218,8 @@ impl Socket {
             self.send(frame.reply("error", json!({ "reason": "unmatched topic" })));
             return;
         };
-        let _ = name;
         let config = &frame.payload["config"];
+        let private = config["private"].as_bool().unwrap_or(false);
         let settings = &self.project.settings;
         let refusal = if !self.channels.contains_key(&frame.topic)
             && self.channels.len() >= settings.max_channels_per_client as usize
@@ -232,7 +232,7 @@ impl Socket {
             .allow(settings.max_joins_per_second)
         {
             Some("ClientJoinRateLimitReached: Too many joins per second")
-        } else if settings.private_only && !config["private"].as_bool().unwrap_or(false) {
+        } else if settings.private_only && !private {
             Some("PrivateOnly: This project only allows private channels")
         } else {
             None
@@ -248,14 +248,12 @@ impl Socket {
             ));
             return;
         }
-        let private = config["private"].as_bool().unwrap_or(false);
         if private {
             // Private channels are authorized by policies on
             // realtime.messages; until those are checked here, none opens.
             self.send(frame.reply("error", json!({
                 "reason": format!(
-                    "Unauthorized: You do not have permissions to read from this Channel topic: {}",
-                    &frame.topic["realtime:".len()..]
+                    "Unauthorized: You do not have permissions to read from this Channel topic: {name}"
                 )
             })));
             return;
@@ -393,28 +391,27 @@ impl Socket {
     /// A new token for a channel; a bad or expired one closes it with
     /// Supabase's system message.
     fn access_token(&mut self, frame: Frame) {
-        if let Err(reason) = self.check_token(frame.payload["access_token"].as_str()) {
-            {
-                let joined = self
-                    .channels
-                    .remove(&frame.topic)
-                    .expect("checked by handle");
-                self.hub.leave(&joined.key, joined.member);
-                self.system(
-                    &frame.topic,
-                    joined.join_ref.clone(),
-                    "error",
-                    "system",
-                    &reason,
-                );
-                self.send(Frame {
-                    join_ref: joined.join_ref,
-                    reference: None,
-                    topic: frame.topic,
-                    event: "phx_close".into(),
-                    payload: json!({}),
-                });
-            }
-        }
+        let Err(reason) = self.check_token(frame.payload["access_token"].as_str()) else {
+            return;
+        };
+        let joined = self
+            .channels
+            .remove(&frame.topic)
+            .expect("checked by handle");
+        self.hub.leave(&joined.key, joined.member);
+        self.system(
+            &frame.topic,
+            joined.join_ref.clone(),
+            "error",
+            "system",
+            &reason,
+        );
+        self.send(Frame {
+            join_ref: joined.join_ref,
+            reference: None,
+            topic: frame.topic,
+            event: "phx_close".into(),
+            payload: json!({}),
+        });
     }
 }

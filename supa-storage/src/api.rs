@@ -27,7 +27,7 @@ use supa_core::ProjectConfig;
 use crate::backend::{Backend, Written};
 use crate::error::Result;
 use crate::names::{self, bucket_name, object_key};
-use crate::store::{self, Caller, iso, owner_uuid};
+use crate::store::{self, Caller, Reader, iso, owner_uuid};
 use crate::{Error, Storage, StorageProject};
 
 /// Largest JSON request body.
@@ -751,15 +751,6 @@ pub(crate) fn new_version() -> String {
     supa_core::random_uuid()
 }
 
-/// Now as JavaScript's `toISOString` writes it, as Supabase's metadata has
-/// `lastModified`.
-fn now_iso() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    supa_core::time::iso8601_millis(now.as_millis() as u64)
-}
-
 /// An upload on its way in: where it goes, who writes it and how.
 pub(crate) struct Upload<'a> {
     pub storage: &'a Storage,
@@ -826,7 +817,7 @@ impl Upload<'_> {
             "size": written.size,
             "mimetype": self.incoming.mime,
             "cacheControl": self.incoming.cache_control,
-            "lastModified": now_iso(),
+            "lastModified": supa_core::time::now_iso8601(),
             "contentLength": written.size,
             "httpStatusCode": 200,
         });
@@ -894,18 +885,11 @@ async fn write_as(
 ) -> Result<(String, Option<String>)> {
     let mut client = upload.storage.client(upload.project).await?;
     let tx = client.transaction().await?;
-    let mut old = None;
-    if commit {
-        let statement = tx
-            .prepare_cached(
-                "SELECT version FROM storage.objects WHERE bucket_id = $1 AND name = $2 FOR UPDATE",
-            )
-            .await?;
-        old = tx
-            .query_opt(&statement, &[&row.bucket, &row.name])
-            .await?
-            .and_then(|r| r.get(0));
-    }
+    let old = if commit {
+        store::lock_version(&tx, row.bucket, row.name).await?
+    } else {
+        None
+    };
     if let Writer::Caller(caller) = upload.writer {
         store::set_caller(&tx, caller).await?;
     }
@@ -933,10 +917,8 @@ async fn download_authenticated(
     Query(query): Query<DownloadQuery>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let mut client = storage.client(&project).await?;
-    let tx = store::begin_as(&mut client, &caller).await?;
-    let row = store::find_object(&tx, &bucket, &name).await?;
-    tx.commit().await?;
+    let client = storage.client(&project).await?;
+    let row = store::find_as(client, Reader::Caller(&caller), &bucket, &name).await?;
     serve(
         &storage,
         &project,
@@ -957,8 +939,7 @@ async fn download_public(
     headers: HeaderMap,
 ) -> Result<Response> {
     let client = storage.client(&project).await?;
-    let row = store::find_public_object(&client, &bucket, &name).await?;
-    drop(client);
+    let row = store::find_as(client, Reader::Public, &bucket, &name).await?;
     serve(
         &storage,
         &project,
@@ -984,8 +965,7 @@ async fn download_signed(
         .ok_or_else(|| Error::invalid_signature("Missing token"))?;
     signed_claims(&project, token, &bucket, &name)?;
     let client = storage.client(&project).await?;
-    let row = store::find_object(&client, &bucket, &name).await?;
-    drop(client);
+    let row = store::find_as(client, Reader::Signed, &bucket, &name).await?;
     serve(
         &storage,
         &project,
@@ -1428,15 +1408,7 @@ pub(crate) async fn copy_as(
 ) -> Result<Copied> {
     let mut client = storage.client(project).await?;
     let tx = client.transaction().await?;
-    // The version a replacing copy makes unreachable, read before acting
-    // as the caller (who may not see it).
-    let replaced: Option<String> = tx
-        .query_opt(
-            "SELECT version FROM storage.objects WHERE bucket_id = $1 AND name = $2 FOR UPDATE",
-            &[&to_bucket, &to],
-        )
-        .await?
-        .and_then(|r| r.get(0));
+    let replaced = store::lock_version(&tx, to_bucket, to).await?;
     store::set_caller(&tx, caller).await?;
     let source = tx
         .query_opt(

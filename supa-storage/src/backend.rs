@@ -351,9 +351,7 @@ impl Backend {
             etag: match md5 {
                 Some(md5) => md5.finish().await,
                 None => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap_or_default();
+                    let now = supa_core::time::since_epoch();
                     format!("{:x}-{size:x}", now.as_micros())
                 }
             },

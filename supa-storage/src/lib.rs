@@ -59,11 +59,6 @@ pub struct StorageProject {
     pub settings: StorageSettings,
     /// The storage server's login to its database.
     pub database: ProjectDatabase,
-    /// The secrets of its S3 access keys, by access key id.
-    pub s3_credentials: std::collections::BTreeMap<String, supa_core::Secret<String>>,
-    /// The key S3 clients sign with when a user's JWT is their session
-    /// token.
-    pub publishable_key: Option<String>,
 }
 
 impl std::fmt::Debug for StorageProject {
@@ -92,8 +87,6 @@ impl StorageProject {
             jwt_key,
             settings: config.storage.clone(),
             database,
-            s3_credentials: config.s3_credentials.clone(),
-            publishable_key: config.publishable_key.clone(),
         })
     }
 }

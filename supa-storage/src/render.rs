@@ -27,7 +27,7 @@ use sha2::{Digest as _, Sha256};
 use crate::api::{Auth, ObjectPath, Project, header_str};
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::store::{self, ObjectRow};
+use crate::store::{self, ObjectRow, Reader};
 use crate::{Error, Storage, StorageProject};
 
 /// Largest source image, bytes (Supabase's 25 MB).
@@ -189,10 +189,8 @@ pub(crate) async fn render_authenticated(
 ) -> Result<Response> {
     feature_on(&project)?;
     let t = Transform::from_pairs(query.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    let mut client = storage.client(&project).await?;
-    let tx = store::begin_as(&mut client, &caller).await?;
-    let row = store::find_object(&tx, &bucket, &name).await?;
-    tx.commit().await?;
+    let client = storage.client(&project).await?;
+    let row = store::find_as(client, Reader::Caller(&caller), &bucket, &name).await?;
     render(&storage, &project, &bucket, &name, row, &t, &headers).await
 }
 
@@ -206,8 +204,7 @@ pub(crate) async fn render_public(
     feature_on(&project)?;
     let t = Transform::from_pairs(query.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let client = storage.client(&project).await?;
-    let row = store::find_public_object(&client, &bucket, &name).await?;
-    drop(client);
+    let row = store::find_as(client, Reader::Public, &bucket, &name).await?;
     render(&storage, &project, &bucket, &name, row, &t, &headers).await
 }
 
@@ -238,8 +235,7 @@ pub(crate) async fn render_signed(
     )
     .map_err(|_| Error::invalid_signature("invalid transformations"))?;
     let client = storage.client(&project).await?;
-    let row = store::find_object(&client, &bucket, &name).await?;
-    drop(client);
+    let row = store::find_as(client, Reader::Signed, &bucket, &name).await?;
     render(&storage, &project, &bucket, &name, row, &t, &headers).await
 }
 
@@ -349,11 +345,16 @@ fn transform_image(
             format!("The image cannot be read: {e}"),
         )
     };
-    let mut reader = image::ImageReader::with_format(Cursor::new(source), source_format);
-    let mut limits = image::Limits::default();
-    limits.max_alloc = Some(MAX_SOURCE_PIXELS * 4);
-    reader.limits(limits);
-    let (w, h) = reader.into_dimensions().map_err(unreadable)?;
+    // Read twice: the header first, so an oversized image is refused
+    // before anything is decoded; each read under the allocation limit.
+    let reader = || {
+        let mut reader = image::ImageReader::with_format(Cursor::new(source), source_format);
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(MAX_SOURCE_PIXELS * 4);
+        reader.limits(limits);
+        reader
+    };
+    let (w, h) = reader().into_dimensions().map_err(unreadable)?;
     if u64::from(w) * u64::from(h) > MAX_SOURCE_PIXELS {
         return Err(Error::new(
             413,
@@ -361,11 +362,7 @@ fn transform_image(
             "The image has too many pixels to transform (50 megapixels at most)",
         ));
     }
-    let mut reader = image::ImageReader::with_format(Cursor::new(source), source_format);
-    let mut limits = image::Limits::default();
-    limits.max_alloc = Some(MAX_SOURCE_PIXELS * 4);
-    reader.limits(limits);
-    let img = reader.decode().map_err(unreadable)?;
+    let img = reader().decode().map_err(unreadable)?;
     let img = resize(img, t);
     let mut out = Cursor::new(Vec::new());
     let encoded = match format {

@@ -142,8 +142,13 @@ fn signature_error(e: supa_keys::Error) -> Error {
 
 // ---------------------------------------------------------- authentication
 
-/// Who signed the request, checked against the project's keys.
-fn authenticate(project: &StorageProject, request: &Request) -> Result<Caller> {
+/// Who signed the request, checked against the project's keys (read from
+/// its config only here, not copied for every storage request).
+fn authenticate(
+    config: &supa_core::ProjectConfig,
+    project: &StorageProject,
+    request: &Request,
+) -> Result<Caller> {
     let headers = request.headers();
     // The path and host the client signed: behind the gateway, the prefix
     // and host it was reached at.
@@ -177,7 +182,7 @@ fn authenticate(project: &StorageProject, request: &Request) -> Result<Caller> {
     if let Some(token) = &signature.session_token {
         // Session mode: the project ref signs with the publishable key, and
         // the token says who the caller is.
-        let key = project
+        let key = config
             .publishable_key
             .as_deref()
             .filter(|_| signature.access_key_id == project.project_ref.as_str())
@@ -187,7 +192,7 @@ fn authenticate(project: &StorageProject, request: &Request) -> Result<Caller> {
             .map_err(signature_error)?;
         return caller_of(project, token);
     }
-    let secret = project
+    let secret = config
         .s3_credentials
         .get(&signature.access_key_id)
         .ok_or_else(invalid_access_key)?;
@@ -252,7 +257,7 @@ async fn dispatch(storage: &Storage, request: Request) -> Result<Response> {
             "The S3 protocol is disabled for this project",
         ));
     }
-    let caller = authenticate(&project, &request)?;
+    let caller = authenticate(config, &project, &request)?;
     let path = request.uri().path().strip_prefix("/s3").unwrap_or("");
     let path = percent_encoding::percent_decode_str(path.trim_start_matches('/'))
         .decode_utf8()
@@ -279,10 +284,11 @@ async fn dispatch(storage: &Storage, request: Request) -> Result<Response> {
     bucket_name(&bucket)?;
     let Some(key) = key else {
         return match method {
-            Method::GET if q.contains_key("location") => Ok(xml(format!(
-                r#"<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{}</LocationConstraint>"#,
-                "us-east-1"
-            ))),
+            // One store for every region a client signs for.
+            Method::GET if q.contains_key("location") => Ok(xml(
+                r#"<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/">us-east-1</LocationConstraint>"#
+                    .to_owned(),
+            )),
             Method::GET if q.contains_key("uploads") => s.list_uploads(&bucket).await,
             Method::GET => s.list_objects(&bucket, &q).await,
             Method::HEAD => s.head_bucket(&bucket).await,
@@ -823,9 +829,8 @@ impl S3<'_> {
                 escape(s).into_owned()
             }
         };
-        let root = "ListBucketResult";
         let mut body = format!(
-            r#"<{root} xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>{}</Name><Prefix>{}</Prefix><MaxKeys>{max_keys}</MaxKeys><IsTruncated>{truncated}</IsTruncated>"#,
+            r#"<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>{}</Name><Prefix>{}</Prefix><MaxKeys>{max_keys}</MaxKeys><IsTruncated>{truncated}</IsTruncated>"#,
             escape(bucket),
             enc(&prefix)
         );
@@ -883,7 +888,7 @@ impl S3<'_> {
                 enc(&entry.key)
             );
         }
-        let _ = write!(body, "</{root}>");
+        body.push_str("</ListBucketResult>");
         Ok(xml(body))
     }
 
@@ -910,17 +915,9 @@ impl S3<'_> {
     }
 
     async fn get_object(&self, bucket: &str, key: &str, headers: &HeaderMap) -> Result<Response> {
-        let mut client = self.client().await?;
-        let tx = store::begin_as(&mut client, &self.caller).await?;
-        let row = store::find_object(&tx, bucket, key).await?;
-        let user_meta: Option<Value> = tx
-            .query_opt(
-                "SELECT user_metadata FROM storage.objects WHERE bucket_id = $1 AND name = $2",
-                &[&bucket, &key],
-            )
-            .await?
-            .and_then(|r| r.get(0));
-        tx.commit().await?;
+        let client = self.client().await?;
+        let row = store::find_as(client, store::Reader::Caller(&self.caller), bucket, key).await?;
+        let user_meta = row.user_metadata.clone();
         let mut response =
             serve(self.storage, self.project, bucket, key, row, headers, None).await?;
         if response.status() == StatusCode::RANGE_NOT_SATISFIABLE {
@@ -1016,7 +1013,7 @@ impl S3<'_> {
         .await?;
         Ok(xml(format!(
             "<CopyObjectResult><LastModified>{}</LastModified><ETag>{}</ETag></CopyObjectResult>",
-            now_iso(),
+            supa_core::time::now_iso8601(),
             escape(&etag_of(&copied.metadata))
         )))
     }
@@ -1389,13 +1386,6 @@ fn no_such_upload() -> Error {
         "NoSuchUpload",
         "The specified multipart upload does not exist. The upload ID might be invalid, or the multipart upload might have been aborted or completed.",
     )
-}
-
-fn now_iso() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    supa_core::time::iso8601_millis(now.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -95,6 +95,8 @@ pub(crate) struct ObjectRow {
     pub metadata: serde_json::Value,
     /// `updated_at` as an HTTP date (`Last-Modified`).
     pub last_modified: Option<String>,
+    /// What the uploader attached (S3's `x-amz-meta-*`).
+    pub user_metadata: Option<serde_json::Value>,
 }
 
 /// The object `bucket/name` of a public bucket, in one statement (a
@@ -106,7 +108,8 @@ pub(crate) async fn find_public_object(
 ) -> Result<ObjectRow, Error> {
     let sql = "SELECT coalesce(b.public, false), o.id IS NOT NULL, o.version,
                 coalesce(o.metadata, '{}'::jsonb),
-                to_char(o.updated_at AT TIME ZONE 'UTC', 'Dy, DD Mon YYYY HH24:MI:SS \"GMT\"')
+                to_char(o.updated_at AT TIME ZONE 'UTC', 'Dy, DD Mon YYYY HH24:MI:SS \"GMT\"'),
+                o.user_metadata
          FROM storage.buckets b
          LEFT JOIN storage.objects o ON o.bucket_id = b.id AND o.name = $2
          WHERE b.id = $1";
@@ -123,6 +126,7 @@ pub(crate) async fn find_public_object(
         version: row.get(2),
         metadata: row.get(3),
         last_modified: row.get(4),
+        user_metadata: row.get(5),
     })
 }
 
@@ -133,7 +137,8 @@ pub(crate) async fn find_object(
     name: &str,
 ) -> Result<ObjectRow, Error> {
     let sql = "SELECT version, coalesce(metadata, '{}'::jsonb),
-                to_char(updated_at AT TIME ZONE 'UTC', 'Dy, DD Mon YYYY HH24:MI:SS \"GMT\"')
+                to_char(updated_at AT TIME ZONE 'UTC', 'Dy, DD Mon YYYY HH24:MI:SS \"GMT\"'),
+                user_metadata
          FROM storage.objects WHERE bucket_id = $1 AND name = $2";
     let statement = client.prepare_cached(sql).await?;
     let row = client
@@ -144,7 +149,57 @@ pub(crate) async fn find_object(
         version: row.get(0),
         metadata: row.get(1),
         last_modified: row.get(2),
+        user_metadata: row.get(3),
     })
+}
+
+/// How a read reaches an object.
+pub(crate) enum Reader<'a> {
+    /// As the caller: row level security decides.
+    Caller(&'a Caller),
+    /// Through a public bucket, as the server.
+    Public,
+    /// By a signed URL, whose token the handler has checked, as the server.
+    Signed,
+}
+
+/// The object `bucket/name` as `reader` reaches it; the connection goes
+/// back to the pool before the bytes are served.
+pub(crate) async fn find_as(
+    mut client: Object,
+    reader: Reader<'_>,
+    bucket: &str,
+    name: &str,
+) -> Result<ObjectRow, Error> {
+    match reader {
+        Reader::Caller(caller) => {
+            let tx = begin_as(&mut client, caller).await?;
+            let row = find_object(&tx, bucket, name).await?;
+            tx.commit().await?;
+            Ok(row)
+        }
+        Reader::Public => find_public_object(&client, bucket, name).await,
+        Reader::Signed => find_object(&client, bucket, name).await,
+    }
+}
+
+/// Locks the row of `bucket/name` (read as the server, before acting as
+/// a caller who may not see it) and gives the version a write replacing
+/// it makes unreachable.
+pub(crate) async fn lock_version(
+    tx: &Transaction<'_>,
+    bucket: &str,
+    name: &str,
+) -> Result<Option<String>, Error> {
+    let statement = tx
+        .prepare_cached(
+            "SELECT version FROM storage.objects WHERE bucket_id = $1 AND name = $2 FOR UPDATE",
+        )
+        .await?;
+    Ok(tx
+        .query_opt(&statement, &[&bucket, &name])
+        .await?
+        .and_then(|r| r.get(0)))
 }
 
 /// One entry of a listing page: an object, or a folder (a common prefix

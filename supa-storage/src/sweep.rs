@@ -71,7 +71,42 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60 * 60);
 /// See [`SWEEP_INTERVAL`].
 pub const SWEEP_GRACE: Duration = Duration::from_secs(60 * 60);
 
+/// The ids among `groups`' that `sql` (selecting them by `= ANY($1)`)
+/// finds.
+async fn found(
+    client: &supa_db::Object,
+    sql: &str,
+    groups: &HashMap<String, Vec<Key>>,
+) -> Result<HashSet<String>, Error> {
+    let wanted: Vec<&String> = groups.keys().collect();
+    Ok(client
+        .query(sql, &[&wanted])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
 impl Storage {
+    /// Removes the keys of every group whose id `live` does not hold;
+    /// gives how many.
+    async fn remove_unless(
+        &self,
+        groups: HashMap<String, Vec<Key>>,
+        live: &HashSet<String>,
+    ) -> u64 {
+        let mut removed = 0;
+        for (id, keys) in groups {
+            if !live.contains(&id) {
+                for key in keys {
+                    self.backend().remove(&key).await;
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
     /// Sweeps the projects `projects` gives every `interval`, forever
     /// (spawn it); a project that fails is logged and the rest go on.
     pub async fn sweep_forever<F, Fut>(self, interval: Duration, grace: Duration, projects: F)
@@ -98,9 +133,7 @@ impl Storage {
     /// `grace`.
     pub async fn sweep(&self, project: &StorageProject, grace: Duration) -> Result<Swept, Error> {
         let prefix = self.prefix(&project.project_ref);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = supa_core::time::since_epoch();
         let old_enough = |l: &Listed| l.modified <= now.as_secs() as i64 - grace.as_secs() as i64;
         let listed = self.backend().list(&Key::from(prefix.as_str())).await?;
         let mut swept = Swept::default();
@@ -135,11 +168,11 @@ impl Storage {
                 _ => {}
             }
         }
+        // What rows still name, asked in three statements; the connection
+        // goes back to the pool before any byte is removed.
         let client = self.client(project).await?;
-
-        // Versions: bytes whose (bucket, name, version) no row has.
         let wanted: Vec<String> = versions.keys().cloned().collect();
-        let live: HashSet<(String, String, String)> = client
+        let live_versions: HashSet<(String, String, String)> = client
             .query(
                 "SELECT bucket_id, name, version FROM storage.objects WHERE version = ANY($1)",
                 &[&wanted],
@@ -148,55 +181,33 @@ impl Storage {
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect();
+        let rendered = found(
+            &client,
+            "SELECT version FROM storage.objects WHERE version = ANY($1)",
+            &renders,
+        )
+        .await?;
+        let uploading = found(
+            &client,
+            "SELECT id FROM storage.s3_multipart_uploads WHERE id = ANY($1)",
+            &parts,
+        )
+        .await?;
+        drop(client);
+
+        // Versions: bytes whose (bucket, name, version) no row has.
         for (version, keys) in versions {
             for (bucket, name, key) in keys {
-                if !live.contains(&(bucket, name, version.clone())) {
+                if !live_versions.contains(&(bucket, name, version.clone())) {
                     self.backend().remove(&key).await;
                     swept.orphans += 1;
                 }
             }
         }
-
-        // Renditions of versions no row has any more.
-        let wanted: Vec<String> = renders.keys().cloned().collect();
-        let live: HashSet<String> = client
-            .query(
-                "SELECT version FROM storage.objects WHERE version = ANY($1)",
-                &[&wanted],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        for (version, keys) in renders {
-            if !live.contains(&version) {
-                for key in keys {
-                    self.backend().remove(&key).await;
-                    swept.stale_renders += 1;
-                }
-            }
-        }
-
-        // Multipart parts of uploads completed, aborted or never recorded.
-        let wanted: Vec<String> = parts.keys().cloned().collect();
-        let live: HashSet<String> = client
-            .query(
-                "SELECT id FROM storage.s3_multipart_uploads WHERE id = ANY($1)",
-                &[&wanted],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        drop(client);
-        for (id, keys) in parts {
-            if !live.contains(&id) {
-                for key in keys {
-                    self.backend().remove(&key).await;
-                    swept.stale_parts += 1;
-                }
-            }
-        }
+        // Renditions of versions no row has any more; parts of multipart
+        // uploads completed, aborted or never recorded.
+        swept.stale_renders = self.remove_unless(renders, &rendered).await;
+        swept.stale_parts = self.remove_unless(parts, &uploading).await;
 
         // Resumable uploads past their expiry (or whose state is lost).
         let now_ms = now.as_millis() as u64;

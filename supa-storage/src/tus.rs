@@ -178,7 +178,7 @@ async fn load(
     if caller.role != "service_role" && caller.sub != state.owner {
         return Err(Error::no_such_upload());
     }
-    if state.expires_ms < now_ms() {
+    if state.expires_ms < supa_core::time::since_epoch().as_millis() as u64 {
         return Err(Error::new(410, "NoSuchUpload", "The upload has expired"));
     }
     Ok((dir, state))
@@ -208,12 +208,6 @@ async fn pieces(storage: &Storage, dir: &Key) -> Result<(Vec<Key>, u64)> {
         }
     }
     Ok((chain, end))
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn expires_header(state: &UploadState) -> HeaderValue {
@@ -307,7 +301,7 @@ async fn create_upload(
         user_metadata: incoming.user_metadata.clone(),
         upsert,
         owner: writer.owner(),
-        expires_ms: now_ms() + storage.upload_expiry().as_millis() as u64,
+        expires_ms: (supa_core::time::since_epoch() + storage.upload_expiry()).as_millis() as u64,
     };
     let dir = folder(storage, project, &id)?;
     let blob = serde_json::to_vec(&state).map_err(Error::internal)?;
