@@ -40,6 +40,9 @@ declare -A EXTENSIONS=(
 for ext in "${!EXTENSIONS[@]}"; do
   compgen -G "/usr/share/postgresql/*/extension/$ext.control" >/dev/null || missing+=("${EXTENSIONS[$ext]}")
 done
+# Realtime's Postgres changes decode the WAL with wal2json, an output
+# plugin (a library, no control file).
+compgen -G '/usr/lib/postgresql/*/lib/wal2json.so' >/dev/null || missing+=(postgresql-15-wal2json)
 # Debian splits venv out of the interpreter.
 if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   missing+=(python3-venv)

@@ -92,6 +92,8 @@ def platform(redis_server):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPA_", "AWS_"))}
     # The credentials the Lambda test double verifies signatures with.
     env.update(AWS_ACCESS_KEY_ID=AWS_KEY_ID, AWS_SECRET_ACCESS_KEY=AWS_SECRET)
+    # Realtime slots go soon after their last channel, for the slot tests.
+    env["SUPA_REALTIME_SLOT_GRACE"] = "2"
     proc = subprocess.Popen(
         [str(SUPA), "up", "--data-dir", str(data_dir), "--api-port", str(api_port),
          "--gateway-port", str(gateway_port), "--redis-url", redis_server.url],

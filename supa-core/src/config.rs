@@ -301,6 +301,11 @@ pub struct ProjectConfig {
     /// projects made before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_database: Option<ProjectDatabase>,
+    /// How the realtime server reaches it (`{ref}_realtime`, acting as
+    /// `supabase_realtime_admin` or a subscriber's API role); absent for
+    /// projects made before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realtime_database: Option<ProjectDatabase>,
 }
 
 impl ProjectConfig {
@@ -325,6 +330,7 @@ impl ProjectConfig {
             database: None,
             auth_database: None,
             storage_database: None,
+            realtime_database: None,
         }
     }
 

@@ -57,6 +57,9 @@ pub const STORAGE_S3_REGION: &str = "SUPA_STORAGE_S3_REGION";
 pub const STORAGE_S3_FORCE_PATH_STYLE: &str = "SUPA_STORAGE_S3_FORCE_PATH_STYLE";
 /// How the file storage backend makes ETags: `md5` or `mtime`.
 pub const STORAGE_FILE_ETAG: &str = "SUPA_STORAGE_FILE_ETAG";
+/// Seconds a project keeps its realtime replication slot after its last
+/// channel leaves.
+pub const REALTIME_SLOT_GRACE: &str = "SUPA_REALTIME_SLOT_GRACE";
 
 /// Every variable with a one-line description, for docs and `--help`.
 pub const ALL: &[(&str, &str)] = &[
@@ -81,6 +84,10 @@ pub const ALL: &[(&str, &str)] = &[
     (
         STORAGE_FILE_ETAG,
         "the file storage backend's ETags: md5 (default) or mtime",
+    ),
+    (
+        REALTIME_SLOT_GRACE,
+        "seconds a project keeps its realtime replication slot after its last channel leaves (default 10)",
     ),
     (
         DATA_DIR,

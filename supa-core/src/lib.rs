@@ -49,3 +49,9 @@ pub use storage_settings::{
     DEFAULT_FILE_SIZE_LIMIT, Feature, MAX_FILE_SIZE_LIMIT, StorageFeatures, StorageSettings,
 };
 pub use uuid::random_uuid;
+
+/// `name` as a quoted SQL identifier: every identifier a service builds
+/// into SQL text goes through here.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

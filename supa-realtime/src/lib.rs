@@ -17,10 +17,15 @@
 
 #![forbid(unsafe_code)]
 
+mod changes;
+mod feed;
 mod hub;
 mod limits;
 pub mod protocol;
+pub mod schema;
 mod socket;
+
+pub use feed::FeedTiming;
 
 use std::sync::Arc;
 
@@ -31,7 +36,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use supa_core::{ProjectConfig, ProjectRef, RealtimeSettings};
+use supa_core::{ProjectConfig, ProjectDatabase, ProjectRef, RealtimeSettings};
 use supa_keys::JwtKey;
 
 use crate::hub::{Hub, TopicKey};
@@ -54,6 +59,10 @@ pub struct RealtimeProject {
     pub jwt_key: JwtKey,
     /// Its limits and switches.
     pub settings: RealtimeSettings,
+    /// The realtime server's login to its database (Postgres changes,
+    /// broadcasts from SQL, private channels); absent for projects made
+    /// before it existed.
+    pub database: Option<ProjectDatabase>,
 }
 
 impl std::fmt::Debug for RealtimeProject {
@@ -64,22 +73,46 @@ impl std::fmt::Debug for RealtimeProject {
     }
 }
 
-/// The engine: every project's channels in this process; cheap to clone.
-#[derive(Debug, Clone, Default)]
+/// The engine: every project's channels in this process, and the feeds
+/// from their databases; cheap to clone.
+#[derive(Debug, Clone)]
 pub struct Realtime {
     hub: Hub,
     limits: Limits,
+    feeds: feed::Feeds,
+}
+
+impl Default for Realtime {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Realtime {
-    /// An engine with no channels.
+    /// An engine with no channels, its feeds polling and letting go as
+    /// [`FeedTiming::default`] says.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_timing(FeedTiming::default())
+    }
+
+    /// An engine whose feeds poll and let go as `timing` says.
+    pub fn with_timing(timing: FeedTiming) -> Self {
+        let hub = Hub::default();
+        Self {
+            feeds: feed::Feeds::new(hub.clone(), timing),
+            hub,
+            limits: Limits::default(),
+        }
     }
 
     /// Channels with at least one member, across projects.
     pub fn open_channels(&self) -> usize {
         self.hub.topics()
+    }
+
+    /// Projects whose replication slot this engine is reading.
+    pub fn running_feeds(&self) -> usize {
+        self.feeds.running()
     }
 }
 
@@ -133,6 +166,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Project {
             project_ref: config.project_ref,
             jwt_key,
             settings: config.realtime.clone(),
+            database: config.realtime_database.clone(),
         })))
     }
 }
@@ -155,10 +189,30 @@ struct SocketQuery {
     vsn: Option<String>,
 }
 
+/// The claims of the connection: its bearer token's (the gateway puts the
+/// API key's role there), or `anon`'s.
+fn connection_claims(project: &RealtimeProject, headers: &axum::http::HeaderMap) -> Value {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.get(7..)
+                .filter(|_| v[..7].eq_ignore_ascii_case("bearer "))
+        })
+        .and_then(|token| {
+            supa_keys::verify(&project.jwt_key, token.trim(), supa_keys::unix_now()).ok()
+        })
+        .map_or_else(
+            || json!({"role": "anon"}),
+            |claims| Value::Object(claims.as_map().clone()),
+        )
+}
+
 async fn websocket(
     State(realtime): State<Realtime>,
     Project(project): Project,
     Query(query): Query<SocketQuery>,
+    headers: axum::http::HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, Error> {
     let vsn = Vsn::parse(query.vsn.as_deref())
@@ -174,7 +228,7 @@ async fn websocket(
         .limits
         .connect(project.project_ref, project.settings.max_concurrent_users)
         .ok_or_else(|| Error::new(429, "ConnectionRateLimitReached: Too many connected users"))?;
-    let hub = realtime.hub.clone();
+    let claims = connection_claims(&project, &headers);
     Ok(upgrade
         // Most sockets sit idle: small buffers that grow for a large
         // message, instead of tungstenite's 128 KiB each.
@@ -182,7 +236,7 @@ async fn websocket(
         .write_buffer_size(SOCKET_BUFFER)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |ws| socket::run(ws, hub, project, usage, vsn)))
+        .on_upgrade(move |ws| socket::run(ws, realtime, project, claims, usage, vsn)))
 }
 
 #[derive(Debug, Deserialize)]

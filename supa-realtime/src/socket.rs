@@ -14,10 +14,12 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::RealtimeProject;
-use crate::hub::{Hub, Member, MemberId, TopicKey};
+use crate::changes::Binding;
+use crate::feed::{Permissions, Sink};
+use crate::hub::{Member, MemberId, TopicKey};
 use crate::limits::Usage;
 use crate::protocol::{Frame, Vsn};
+use crate::{Realtime, RealtimeProject};
 
 /// Frames waiting for a slow client before it misses messages.
 const QUEUE: usize = 1024;
@@ -33,11 +35,18 @@ struct Joined {
     join_ref: Option<String>,
     ack: bool,
     presence_key: String,
+    /// What the channel's token lets it do (everything in a public one).
+    permissions: Permissions,
+    /// Its Postgres changes subscription, if it has bindings.
+    subscription: Option<Arc<str>>,
 }
 
 struct Socket {
-    hub: Hub,
+    realtime: Realtime,
     project: Arc<RealtimeProject>,
+    /// The connection's claims (the API key's role), for channels joined
+    /// without a token of their own.
+    claims: Value,
     /// The project's counters (and this socket's place in them).
     usage: Usage,
     tx: mpsc::Sender<Frame>,
@@ -47,8 +56,9 @@ struct Socket {
 /// Serves one upgraded connection until it closes.
 pub(crate) async fn run(
     ws: WebSocket,
-    hub: Hub,
+    realtime: Realtime,
     project: Arc<RealtimeProject>,
+    claims: Value,
     usage: Usage,
     vsn: Vsn,
 ) {
@@ -67,8 +77,9 @@ pub(crate) async fn run(
         let _ = sink.close().await;
     });
     let mut socket = Socket {
-        hub,
+        realtime,
         project,
+        claims,
         usage,
         tx,
         channels: HashMap::new(),
@@ -93,11 +104,11 @@ pub(crate) async fn run(
         }
         match next {
             Message::Text(text) => match Frame::decode(&text, vsn) {
-                Ok(frame) => socket.handle(frame),
+                Ok(frame) => socket.handle(frame).await,
                 Err(e) => socket.send(socket_error(&format!("malformed message: {}", e.0))),
             },
             Message::Binary(bytes) => match (vsn, Frame::decode_binary(&bytes)) {
-                (Vsn::V2, Ok(frame)) => socket.handle(frame),
+                (Vsn::V2, Ok(frame)) => socket.handle(frame).await,
                 (Vsn::V2, Err(e)) => {
                     socket.send(socket_error(&format!("malformed message: {}", e.0)));
                 }
@@ -107,9 +118,10 @@ pub(crate) async fn run(
             Message::Ping(_) | Message::Pong(_) => {}
         }
     }
-    // A socket that dies leaves every channel: its presence goes with it.
-    for (_, joined) in socket.channels.drain() {
-        socket.hub.leave(&joined.key, joined.member);
+    // A socket that dies leaves every channel: its presence and its
+    // subscriptions go with it.
+    for (_, joined) in std::mem::take(&mut socket.channels) {
+        socket.part(joined);
     }
     drop(socket);
     let _ = writer.await;
@@ -141,6 +153,15 @@ fn token_refusal(project: &RealtimeProject, e: &supa_keys::Error, now: i64, toke
 }
 
 impl Socket {
+    /// Leaves a channel this socket had joined.
+    fn part(&self, joined: Joined) {
+        self.realtime.hub.leave(&joined.key, joined.member);
+        if let Some(subscription) = joined.subscription {
+            self.realtime.feeds.unsubscribe(&self.project, subscription);
+        }
+        self.realtime.feeds.exit(&self.project.project_ref);
+    }
+
     fn send(&self, frame: Frame) {
         if self.tx.try_send(frame).is_err() {
             tracing::debug!("a socket's queue is full: reply dropped");
@@ -167,16 +188,16 @@ impl Socket {
         });
     }
 
-    fn handle(&mut self, frame: Frame) {
+    async fn handle(&mut self, frame: Frame) {
         match (frame.topic.as_str(), frame.event.as_str()) {
             ("phoenix", "heartbeat") => self.send(frame.reply("ok", json!({}))),
-            (_, "phx_join") => self.join(frame),
+            (_, "phx_join") => self.join(frame).await,
             (topic, _) if !self.channels.contains_key(topic) => {
                 self.send(frame.reply("error", json!({ "reason": "unmatched topic" })));
             }
             (_, "phx_leave") => {
                 if let Some(joined) = self.channels.remove(&frame.topic) {
-                    self.hub.leave(&joined.key, joined.member);
+                    self.part(joined);
                 }
                 self.send(frame.reply("ok", json!({})));
                 self.send(Frame {
@@ -188,32 +209,68 @@ impl Socket {
             }
             (_, "broadcast") => self.broadcast(frame),
             (_, "presence") => self.presence(frame),
-            (_, "access_token") => self.access_token(frame),
+            (_, "access_token") => self.access_token(frame).await,
             _ => self.send(frame.reply("error", json!({ "reason": "unknown event" }))),
         }
     }
 
-    /// Checks a channel's `access_token`: a JWT must be the project's and
-    /// current; an API key (or none) leaves the connection's role, which
-    /// the gateway checked.
-    fn check_token(&self, token: Option<&str>) -> Result<(), String> {
+    /// The claims a channel acts with: its `access_token`'s, which must be
+    /// the project's and current; an API key (or none) leaves the
+    /// connection's, which the gateway checked.
+    fn check_token(&self, token: Option<&str>) -> Result<Value, String> {
         match token {
-            None | Some("") => Ok(()),
-            Some(t) if t.starts_with("sb_") => Ok(()),
+            None | Some("") => Ok(self.claims.clone()),
+            Some(t) if t.starts_with("sb_") => Ok(self.claims.clone()),
             Some(t) => {
                 let now = supa_keys::unix_now();
                 supa_keys::verify(&self.project.jwt_key, t, now)
-                    .map(|_| ())
+                    .map(|c| Value::Object(c.as_map().clone()))
                     .map_err(|e| token_refusal(&self.project, &e, now, t))
             }
         }
     }
 
-    fn join(&mut self, frame: Frame) {
+    /// What `claims` may do in channel `name`: everything in a public one;
+    /// in a private one, what the project's policies allow.
+    async fn permissions(
+        &self,
+        name: &str,
+        private: bool,
+        claims: &Value,
+    ) -> Result<Permissions, String> {
+        if !private {
+            return Ok(Permissions {
+                read: true,
+                write_broadcast: true,
+                write_presence: true,
+            });
+        }
+        let unauthorized = || {
+            format!(
+                "Unauthorized: You do not have permissions to read from this Channel topic: {name}"
+            )
+        };
+        match self
+            .realtime
+            .feeds
+            .authorize(&self.project, claims, name)
+            .await
+        {
+            Ok(p) if p.read => Ok(p),
+            Ok(_) => Err(unauthorized()),
+            Err(e) => {
+                tracing::warn!(project = %self.project.project_ref, error = %e, "cannot authorize a private channel");
+                Err(unauthorized())
+            }
+        }
+    }
+
+    async fn join(&mut self, frame: Frame) {
         let Some(name) = frame
             .topic
             .strip_prefix("realtime:")
             .filter(|n| !n.is_empty())
+            .map(str::to_owned)
         else {
             self.send(frame.reply("error", json!({ "reason": "unmatched topic" })));
             return;
@@ -241,51 +298,71 @@ impl Socket {
             self.send(frame.reply("error", json!({ "reason": reason })));
             return;
         }
-        if let Err(reason) = self.check_token(frame.payload["access_token"].as_str()) {
-            self.send(frame.reply(
-                "error",
-                json!({ "reason": format!("InvalidJWTToken: {reason}") }),
-            ));
-            return;
-        }
-        if private {
-            // Private channels are authorized by policies on
-            // realtime.messages; until those are checked here, none opens.
-            self.send(frame.reply("error", json!({
-                "reason": format!(
-                    "Unauthorized: You do not have permissions to read from this Channel topic: {name}"
-                )
-            })));
-            return;
-        }
-        if config["postgres_changes"]
-            .as_array()
-            .is_some_and(|changes| !changes.is_empty())
-        {
-            self.send(frame.reply(
-                "error",
-                json!({
-                    "reason": "Postgres changes are not available on this server yet"
-                }),
-            ));
-            return;
-        }
+        let claims = match self.check_token(frame.payload["access_token"].as_str()) {
+            Ok(claims) => claims,
+            Err(reason) => {
+                self.send(frame.reply(
+                    "error",
+                    json!({ "reason": format!("InvalidJWTToken: {reason}") }),
+                ));
+                return;
+            }
+        };
+        let bindings = match Binding::parse_all(&config["postgres_changes"]) {
+            Ok(b) => b,
+            Err(reason) => {
+                self.send(frame.reply("error", json!({ "reason": reason })));
+                return;
+            }
+        };
+        let permissions = match self.permissions(&name, private, &claims).await {
+            Ok(p) => p,
+            Err(reason) => {
+                self.send(frame.reply("error", json!({ "reason": reason })));
+                return;
+            }
+        };
         // A second join of the same topic replaces the first (Phoenix).
         if let Some(old) = self.channels.remove(&frame.topic) {
-            self.hub.leave(&old.key, old.member);
+            self.part(old);
         }
+        // The feed runs from the first channel: broadcasts from SQL reach
+        // every channel, changes reach the subscribed ones.
+        self.realtime.feeds.enter(&self.project);
+        let subscription = if bindings.is_empty() {
+            None
+        } else {
+            let sink = Sink {
+                tx: self.tx.clone(),
+                topic: frame.topic.clone(),
+                join_ref: frame.join_ref.clone(),
+            };
+            match self
+                .realtime
+                .feeds
+                .subscribe(&self.project, &claims, &bindings, sink)
+                .await
+            {
+                Ok(s) => Some(s),
+                Err(reason) => {
+                    self.realtime.feeds.exit(&self.project.project_ref);
+                    self.send(frame.reply("error", json!({ "reason": reason })));
+                    return;
+                }
+            }
+        };
         let key = TopicKey {
             project: self.project.project_ref,
             topic: frame.topic.clone(),
             private,
         };
-        let member = self.hub.member_id();
+        let member = self.realtime.hub.member_id();
         let presence_key = match config["presence"]["key"].as_str() {
             Some(k) if !k.is_empty() => k.to_owned(),
             _ => supa_core::random_uuid(),
         };
         let presence_enabled = config["presence"]["enabled"].as_bool().unwrap_or(false);
-        let state = self.hub.join(
+        let state = self.realtime.hub.join(
             &key,
             member,
             Member {
@@ -294,7 +371,17 @@ impl Socket {
                 self_broadcast: config["broadcast"]["self"].as_bool().unwrap_or(false),
             },
         );
-        self.send(frame.reply("ok", json!({ "postgres_changes": [] })));
+        let changes: Vec<Value> = bindings.iter().map(|b| b.echo.clone()).collect();
+        self.send(frame.reply("ok", json!({ "postgres_changes": changes })));
+        if subscription.is_some() {
+            self.system(
+                &frame.topic,
+                frame.join_ref.clone(),
+                "ok",
+                "postgres_changes",
+                "Subscribed to PostgreSQL",
+            );
+        }
         if presence_enabled {
             self.send(Frame {
                 join_ref: frame.join_ref.clone(),
@@ -312,6 +399,8 @@ impl Socket {
                 join_ref: frame.join_ref,
                 ack: config["broadcast"]["ack"].as_bool().unwrap_or(false),
                 presence_key,
+                permissions,
+                subscription,
             },
         );
     }
@@ -337,17 +426,33 @@ impl Socket {
         allowed
     }
 
+    /// Tells a sender waiting for a reply that the channel's policies do
+    /// not let it write; false then.
+    fn may_write(&self, frame: &Frame, allowed: bool) -> bool {
+        if !allowed && frame.reference.is_some() {
+            self.send(frame.reply(
+                "error",
+                json!({ "reason": "Unauthorized: You do not have permissions to write to this Channel topic" }),
+            ));
+        }
+        allowed
+    }
+
     fn broadcast(&mut self, frame: Frame) {
         if !self.within_rate(&frame, false) {
             return;
         }
         let joined = &self.channels[&frame.topic];
+        if !self.may_write(&frame, joined.permissions.write_broadcast) {
+            return;
+        }
         let payload = json!({
             "type": "broadcast",
             "event": frame.payload["event"].clone(),
             "payload": frame.payload.get("payload").cloned().unwrap_or_else(|| json!({})),
         });
-        self.hub
+        self.realtime
+            .hub
             .broadcast(&joined.key, Some(joined.member), &payload);
         if joined.ack {
             self.send(frame.reply("ok", json!({})));
@@ -359,6 +464,9 @@ impl Socket {
             return;
         }
         let joined = &self.channels[&frame.topic];
+        if !self.may_write(&frame, joined.permissions.write_presence) {
+            return;
+        }
         match frame.payload["event"].as_str() {
             Some("track") => {
                 let payload = frame
@@ -373,10 +481,11 @@ impl Socket {
                     ));
                     return;
                 }
-                self.hub
+                self.realtime
+                    .hub
                     .track(&joined.key, joined.member, &joined.presence_key, payload);
             }
-            Some("untrack") => self.hub.untrack(&joined.key, joined.member),
+            Some("untrack") => self.realtime.hub.untrack(&joined.key, joined.member),
             _ => {
                 self.send(frame.reply(
                     "error",
@@ -388,26 +497,38 @@ impl Socket {
         self.send(frame.reply("ok", json!({})));
     }
 
-    /// A new token for a channel; a bad or expired one closes it with
+    /// A new token for a channel; a bad or expired one, or one the
+    /// private channel's policies no longer let read, closes it with
     /// Supabase's system message.
-    fn access_token(&mut self, frame: Frame) {
-        let Err(reason) = self.check_token(frame.payload["access_token"].as_str()) else {
+    async fn access_token(&mut self, frame: Frame) {
+        let joined = &self.channels[&frame.topic];
+        let reason = match self.check_token(frame.payload["access_token"].as_str()) {
+            Ok(claims) if joined.key.private => {
+                let name = frame
+                    .topic
+                    .strip_prefix("realtime:")
+                    .unwrap_or(&frame.topic);
+                match self.permissions(name, true, &claims).await {
+                    Ok(p) => {
+                        if let Some(joined) = self.channels.get_mut(&frame.topic) {
+                            joined.permissions = p;
+                        }
+                        return;
+                    }
+                    Err(reason) => reason,
+                }
+            }
+            Ok(_) => return,
+            Err(reason) => reason,
+        };
+        let Some(joined) = self.channels.remove(&frame.topic) else {
             return;
         };
-        let joined = self
-            .channels
-            .remove(&frame.topic)
-            .expect("checked by handle");
-        self.hub.leave(&joined.key, joined.member);
-        self.system(
-            &frame.topic,
-            joined.join_ref.clone(),
-            "error",
-            "system",
-            &reason,
-        );
+        let join_ref = joined.join_ref.clone();
+        self.part(joined);
+        self.system(&frame.topic, join_ref.clone(), "error", "system", &reason);
         self.send(Frame {
-            join_ref: joined.join_ref,
+            join_ref,
             reference: None,
             topic: frame.topic,
             event: "phx_close".into(),

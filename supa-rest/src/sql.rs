@@ -12,10 +12,7 @@ pub struct Sql {
     pub params: Vec<String>,
 }
 
-/// `name` as a quoted identifier.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub use supa_core::quote_ident;
 
 /// `{a,b}` array literal of `items`, each element quoted.
 pub fn array_literal(items: &[String]) -> String {

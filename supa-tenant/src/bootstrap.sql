@@ -73,3 +73,13 @@ SET ROLE supabase_storage_admin;
 -- @storage-schema: supa_storage::schema::SCHEMA_SQL
 RESET ROLE;
 -- @storage-grants: supa_storage::schema::GRANTS_SQL
+
+-- Supabase Realtime's schema, owned by `supabase_realtime_admin` (the
+-- realtime server's logins act as it), then the slot functions, created
+-- by this script's role, which may decode the WAL.
+CREATE SCHEMA IF NOT EXISTS realtime;
+ALTER SCHEMA realtime OWNER TO supabase_realtime_admin;
+SET ROLE supabase_realtime_admin;
+-- @realtime-schema: supa_realtime::schema::SCHEMA_SQL
+RESET ROLE;
+-- @realtime-slot: supa_realtime::schema::SLOT_SQL

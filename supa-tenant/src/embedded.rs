@@ -75,6 +75,7 @@ impl EmbeddedPostgres {
                 as_root,
             )?;
         }
+        ensure_logical_decoding(&pgdata)?;
         let password = fs::read_to_string(&password_file)
             .map_err(|e| Error::io("read the superuser password", e))?;
         let mut pg = Self {
@@ -216,7 +217,12 @@ fn init_cluster(
          shared_buffers = 128MB\n",
     );
     if durability == Durability::Throwaway {
-        conf.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
+        // Commits return before their WAL is flushed, and logical decoding
+        // reads only flushed WAL: flush often, so realtime's changes are
+        // not held back by the default 200 ms.
+        conf.push_str(
+            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nwal_writer_delay = 10ms\n",
+        );
     }
     // pgaudit and pg_cron work only preloaded. Projects then `create
     // extension pgaudit` and set `pgaudit.log` for themselves; pg_cron runs
@@ -241,6 +247,51 @@ fn init_cluster(
         .open(pgdata.join("postgresql.conf"))
         .and_then(|mut f| f.write_all(conf.as_bytes()))
         .map_err(|e| Error::io("configure the cluster", e))
+}
+
+/// What realtime's Postgres changes need: logical decoding, and a
+/// replication slot for each project with subscribers.
+const LOGICAL_DECODING: &str = "\n# Realtime's Postgres changes (set by Supa's embedded launcher).\n\
+     wal_level = logical\n\
+     max_replication_slots = 250\n";
+
+/// Turns on logical decoding (in a cluster made before it was), and keeps
+/// replication connections to the superuser: the project logins that may
+/// decode their own database's changes (`REPLICATION`) must not stream the
+/// whole cluster. Takes effect at the next start; changes nothing twice.
+fn ensure_logical_decoding(pgdata: &Path) -> Result<(), Error> {
+    let conf_path = pgdata.join("postgresql.conf");
+    let conf = fs::read_to_string(&conf_path).map_err(|e| Error::io("read postgresql.conf", e))?;
+    if !conf.contains("\nwal_level = logical\n") {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&conf_path)
+            .and_then(|mut f| f.write_all(LOGICAL_DECODING.as_bytes()))
+            .map_err(|e| Error::io("configure the cluster", e))?;
+    }
+    let hba_path = pgdata.join("pg_hba.conf");
+    let hba = fs::read_to_string(&hba_path).map_err(|e| Error::io("read pg_hba.conf", e))?;
+    let restricted: String = hba
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if !line.trim_start().starts_with('#')
+                && fields.get(1) == Some(&"replication")
+                && fields.get(2) == Some(&"all")
+            {
+                let mut fields = fields;
+                fields[2] = SUPERUSER;
+                fields.join(" ")
+            } else {
+                line.to_owned()
+            }
+        })
+        .map(|line| line + "\n")
+        .collect();
+    if restricted != hba {
+        fs::write(&hba_path, restricted).map_err(|e| Error::io("write pg_hba.conf", e))?;
+    }
+    Ok(())
 }
 
 /// Where clusters live whose data dir the `postgres` user cannot reach

@@ -23,8 +23,8 @@ const TEMPLATE: &str = "supa_template";
 /// Serializes cluster-wide setup (API roles, template) between creators.
 const SETUP_LOCK: i64 = 0x5375_7061_5345_5450; // "SupaSETP"
 /// The template's script: `bootstrap.sql` with the auth server's schema
-/// and migrations, and the storage schema, where it names them, each run
-/// as its owner.
+/// and migrations, the storage schema and the realtime schema, where it
+/// names them, each run as its owner.
 static BOOTSTRAP_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     include_str!("bootstrap.sql")
         .replacen(
@@ -40,6 +40,16 @@ static BOOTSTRAP_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
         .replacen(
             "-- @storage-grants: supa_storage::schema::GRANTS_SQL\n",
             supa_storage::schema::GRANTS_SQL,
+            1,
+        )
+        .replacen(
+            "-- @realtime-schema: supa_realtime::schema::SCHEMA_SQL\n",
+            supa_realtime::schema::SCHEMA_SQL,
+            1,
+        )
+        .replacen(
+            "-- @realtime-slot: supa_realtime::schema::SLOT_SQL\n",
+            &supa_realtime::schema::SLOT_SQL,
             1,
         )
 });
@@ -225,6 +235,18 @@ fn storage_login_context(r: &ProjectRef) -> String {
     format!("project:{r}:storage_password")
 }
 
+/// The login of the project's realtime server: `supabase_realtime_admin`
+/// in its own database (its subscriptions, and its replication slot
+/// through the slot functions), and a member of the API roles, which each
+/// subscriber's checks act as.
+pub(crate) fn realtime_login_name(r: &ProjectRef) -> String {
+    format!("{r}_realtime")
+}
+
+fn realtime_login_context(r: &ProjectRef) -> String {
+    format!("project:{r}:realtime_password")
+}
+
 const PROJECT_COLUMNS: &str = "ref, name, worker_id, status,
     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at";
 
@@ -321,6 +343,7 @@ impl Tenant {
         let authenticator_password = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
         let auth_password = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
         let storage_password = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
+        let realtime_password = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
         let mut keys = None;
         for step in CreateStep::ALL {
             if let Some(progress) = options.progress {
@@ -330,8 +353,8 @@ impl Tenant {
                 CreateStep::PickWorker => *worker = self.pick_worker(worker_id).await?,
                 CreateStep::InsertRow => {
                     let inserted = sqlx::query(
-                        "INSERT INTO projects (ref, name, worker_id, status, authenticator_password_enc, jwt_secret_enc, auth_password_enc, storage_password_enc)
-                         VALUES ($1, $2, $3, 'COMING_UP', $4, $5, $6, $7)",
+                        "INSERT INTO projects (ref, name, worker_id, status, authenticator_password_enc, jwt_secret_enc, auth_password_enc, storage_password_enc, realtime_password_enc)
+                         VALUES ($1, $2, $3, 'COMING_UP', $4, $5, $6, $7, $8)",
                     )
                     .bind(project_ref.as_str())
                     .bind(name)
@@ -340,6 +363,7 @@ impl Tenant {
                     .bind(self.key.encrypt(&jwt_context(project_ref), jwt_secret.as_bytes()))
                     .bind(self.key.encrypt(&auth_login_context(project_ref), auth_password.as_bytes()))
                     .bind(self.key.encrypt(&storage_login_context(project_ref), storage_password.as_bytes()))
+                    .bind(self.key.encrypt(&realtime_login_context(project_ref), realtime_password.as_bytes()))
                     .execute(&self.db)
                     .await;
                     match inserted {
@@ -446,6 +470,41 @@ impl Tenant {
                         &[&database_name(project_ref), &storage],
                     )
                     .await?;
+                    // The realtime server's login: supabase_realtime_admin
+                    // for subscriptions and the slot, and each subscriber's
+                    // API role for its row level security checks. Change
+                    // timestamps are read in UTC; no check runs away.
+                    let realtime = realtime_login_name(project_ref);
+                    execute_formatted(
+                        &pool,
+                        "CREATE ROLE %I LOGIN NOINHERIT PASSWORD %L",
+                        &[&realtime, &realtime_password],
+                    )
+                    .await?;
+                    execute_formatted(
+                        &pool,
+                        "GRANT supabase_realtime_admin, anon, authenticated, service_role TO %I",
+                        &[&realtime],
+                    )
+                    .await?;
+                    for (setting, value) in [
+                        ("role", "supabase_realtime_admin"),
+                        ("timezone", "UTC"),
+                        ("statement_timeout", "10s"),
+                    ] {
+                        execute_formatted(
+                            &pool,
+                            &format!("ALTER ROLE %I SET {setting} = %L"),
+                            &[&realtime, value],
+                        )
+                        .await?;
+                    }
+                    execute_formatted(
+                        &pool,
+                        "GRANT CONNECT ON DATABASE %I TO %I",
+                        &[&database_name(project_ref), &realtime],
+                    )
+                    .await?;
                 }
                 CreateStep::IssueKeys => {
                     let publishable = self
@@ -496,7 +555,8 @@ impl Tenant {
                         let pool = self.worker_pool(worker).await?;
                         drop_role(&pool, &authenticator_name(project_ref)).await?;
                         drop_role(&pool, &auth_login_name(project_ref)).await?;
-                        drop_role(&pool, &storage_login_name(project_ref)).await
+                        drop_role(&pool, &storage_login_name(project_ref)).await?;
+                        drop_role(&pool, &realtime_login_name(project_ref)).await
                     }
                     CreateStep::CreateDatabase => {
                         let pool = self.worker_pool(worker).await?;
@@ -584,6 +644,8 @@ impl Tenant {
                      CREATE ROLE supabase_auth_admin NOLOGIN NOINHERIT CREATEROLE; END IF;
                    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_storage_admin') THEN
                      CREATE ROLE supabase_storage_admin NOLOGIN NOINHERIT; END IF;
+                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_realtime_admin') THEN
+                     CREATE ROLE supabase_realtime_admin NOLOGIN NOINHERIT; END IF;
                  END $$",
             )
             .await?;
@@ -670,7 +732,7 @@ impl Tenant {
     pub async fn project_config(&self, project_ref: &ProjectRef) -> Result<ProjectConfig, Error> {
         let row = sqlx::query(
             "SELECT p.status, p.jwt_secret_enc, p.upstream, p.postgrest, p.authenticator_password_enc,
-                    p.auth, p.smtp_pass_enc, p.auth_secrets_enc, p.auth_password_enc, p.storage_password_enc, p.storage, p.realtime, w.host, w.port
+                    p.auth, p.smtp_pass_enc, p.auth_secrets_enc, p.auth_password_enc, p.storage_password_enc, p.realtime_password_enc, p.storage, p.realtime, w.host, w.port
              FROM projects p JOIN workers w ON w.id = p.worker_id WHERE p.ref = $1",
         )
         .bind(project_ref.as_str())
@@ -698,22 +760,32 @@ impl Tenant {
             )),
             _ => None,
         };
-        let auth_database = row
-            .try_get::<Option<Vec<u8>>, _>("auth_password_enc")?
-            .map(|sealed| {
-                self.key
-                    .decrypt_string(&auth_login_context(project_ref), &sealed)
-            })
-            .transpose()?
-            .map(|password| login(auth_login_name(project_ref), password));
-        let storage_database = row
-            .try_get::<Option<Vec<u8>>, _>("storage_password_enc")?
-            .map(|sealed| {
-                self.key
-                    .decrypt_string(&storage_login_context(project_ref), &sealed)
-            })
-            .transpose()?
-            .map(|password| login(storage_login_name(project_ref), password));
+        // A service's login, if the project has one (projects made before
+        // the service do not).
+        let service_login = |column: &str,
+                             context: String,
+                             name: String|
+         -> Result<Option<ProjectDatabase>, Error> {
+            row.try_get::<Option<Vec<u8>>, _>(column)?
+                .map(|sealed| self.key.decrypt_string(&context, &sealed))
+                .transpose()
+                .map(|password| password.map(|p| login(name, p)))
+        };
+        let auth_database = service_login(
+            "auth_password_enc",
+            auth_login_context(project_ref),
+            auth_login_name(project_ref),
+        )?;
+        let storage_database = service_login(
+            "storage_password_enc",
+            storage_login_context(project_ref),
+            storage_login_name(project_ref),
+        )?;
+        let realtime_database = service_login(
+            "realtime_password_enc",
+            realtime_login_context(project_ref),
+            realtime_login_name(project_ref),
+        )?;
         Ok(ProjectConfig {
             project_ref: *project_ref,
             status: crate::from_name(status).unwrap_or(ProjectStatus::Unknown),
@@ -771,6 +843,7 @@ impl Tenant {
             database,
             auth_database,
             storage_database,
+            realtime_database,
         })
     }
 
@@ -829,6 +902,7 @@ impl Tenant {
         drop_role(&pool, &authenticator_name(project_ref)).await?;
         drop_role(&pool, &auth_login_name(project_ref)).await?;
         drop_role(&pool, &storage_login_name(project_ref)).await?;
+        drop_role(&pool, &realtime_login_name(project_ref)).await?;
         if let Some(objects) = &self.objects {
             let removed = objects
                 .remove_prefix(&project_ref.as_str().into())
@@ -852,8 +926,49 @@ impl Tenant {
     }
 }
 
-/// Drops the project's database, closing its connections first.
+/// Drops the project's database, closing its connections first, and its
+/// replication slots, which would otherwise keep it (and retain WAL).
 async fn drop_database(pool: &PgPool, project_ref: &ProjectRef) -> Result<(), Error> {
+    let db = database_name(project_ref);
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&db)
+            .fetch_one(pool)
+            .await?;
+    if exists {
+        // No new session (a realtime server polling its slot) comes back
+        // between closing the sessions and dropping the slot.
+        execute_formatted(
+            pool,
+            "ALTER DATABASE %I WITH ALLOW_CONNECTIONS false",
+            &[&db],
+        )
+        .await?;
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&db)
+        .execute(pool)
+        .await?;
+        // A terminated session releases its slot a moment later.
+        let mut tries = 0;
+        loop {
+            let dropped = sqlx::query(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1",
+            )
+            .bind(&db)
+            .execute(pool)
+            .await;
+            match dropped {
+                Ok(_) => break,
+                Err(e) if tries < 50 && has_sqlstate(&e, "55006") => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
     execute_formatted(
         pool,
         "DROP DATABASE IF EXISTS %I WITH (FORCE)",

@@ -378,16 +378,48 @@ async fn check_worker(new: &NewWorker) -> Result<(), Error> {
         }
         Ok(Ok(conn)) => conn,
     };
-    let row = sqlx::query("SELECT rolsuper OR (rolcreatedb AND rolcreaterole) AS capable FROM pg_roles WHERE rolname = current_user")
-        .fetch_one(&mut conn)
-        .await?;
-    conn.close().await.ok();
-    if row.try_get::<bool, _>("capable")? {
-        Ok(())
-    } else {
-        Err(Error::WorkerUnreachable(format!(
+    let row = sqlx::query(
+        "SELECT rolsuper OR (rolcreatedb AND rolcreaterole) AS capable,
+                rolsuper OR rolreplication AS decodes, current_setting('wal_level') AS wal_level
+         FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    let refused = |why: String| Err(Error::WorkerUnreachable(why));
+    if !row.try_get::<bool, _>("capable")? {
+        return refused(format!(
             "role {:?} may not create databases and roles (needs CREATEDB and CREATEROLE)",
             new.admin_user
-        )))
+        ));
+    }
+    // Realtime's Postgres changes decode each project's WAL with wal2json.
+    let wal_level: String = row.try_get("wal_level")?;
+    if wal_level != "logical" {
+        return refused(format!(
+            "wal_level is {wal_level:?}: realtime needs logical decoding; set wal_level = logical \
+             (and max_replication_slots to at least the number of projects with subscribers) \
+             in postgresql.conf and restart the cluster"
+        ));
+    }
+    if !row.try_get::<bool, _>("decodes")? {
+        return refused(format!(
+            "role {:?} may not decode the WAL for realtime (needs REPLICATION)",
+            new.admin_user
+        ));
+    }
+    // A temporary slot proves the decoder is installed; it goes with the
+    // session.
+    let probe = sqlx::query(
+        "SELECT pg_create_logical_replication_slot('supa_probe_' || pg_backend_pid(), 'wal2json', true)",
+    )
+    .execute(&mut conn)
+    .await;
+    conn.close().await.ok();
+    match probe {
+        Ok(_) => Ok(()),
+        Err(e) => refused(format!(
+            "cannot decode the WAL with wal2json ({e}); install it (Debian: postgresql-15-wal2json) \
+             and make sure max_replication_slots leaves a slot free"
+        )),
     }
 }

@@ -42,6 +42,10 @@ struct Args {
     /// Log filter (`tracing` syntax).
     #[arg(long, env = env::LOG, default_value = "info")]
     log: String,
+    /// Seconds a project keeps its realtime replication slot after its
+    /// last channel leaves.
+    #[arg(long, env = env::REALTIME_SLOT_GRACE, default_value_t = 10)]
+    realtime_slot_grace: u64,
 }
 
 #[tokio::main]
@@ -80,7 +84,12 @@ async fn main() -> anyhow::Result<()> {
             .mount("/auth/v1", supa_auth::router(supa_auth::Auth::default()))
             .mount(
                 "/realtime/v1",
-                supa_realtime::router(supa_realtime::Realtime::new()),
+                supa_realtime::router(supa_realtime::Realtime::with_timing(
+                    supa_realtime::FeedTiming {
+                        grace: std::time::Duration::from_secs(args.realtime_slot_grace),
+                        ..Default::default()
+                    },
+                )),
             ),
     );
     if let Some(url) = &args.redis_url {

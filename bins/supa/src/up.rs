@@ -29,6 +29,10 @@ pub(crate) struct UpArgs {
     /// Serve `{ref}.{base_domain}` hosts as projects (besides `/project/{ref}`).
     #[arg(long, env = env::BASE_DOMAIN)]
     base_domain: Option<String>,
+    /// Seconds a project keeps its realtime replication slot after its
+    /// last channel leaves.
+    #[arg(long, env = env::REALTIME_SLOT_GRACE, default_value_t = 10)]
+    realtime_slot_grace: u64,
 }
 
 pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -67,7 +71,12 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         .mount("/storage/v1", supa_storage::router(storage.clone()))
         .mount(
             "/realtime/v1",
-            supa_realtime::router(supa_realtime::Realtime::new()),
+            supa_realtime::router(supa_realtime::Realtime::with_timing(
+                supa_realtime::FeedTiming {
+                    grace: std::time::Duration::from_secs(args.realtime_slot_grace),
+                    ..Default::default()
+                },
+            )),
         ),
     );
     // Bytes a crash left without a row are removed once they are old.

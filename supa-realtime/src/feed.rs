@@ -1,0 +1,1065 @@
+//! Each project's feed from its database: the Postgres changes its
+//! subscribers asked for and the broadcasts its SQL sent
+//! (`realtime.send`), both read from the project's replication slot.
+//!
+//! A subscription is a row of `realtime.subscription` per binding, so the
+//! database knows every subscriber and its claims. While a project has
+//! channels joined here, one task polls its slot (wal2json, only the
+//! publication's tables and `realtime.messages`), reads the subscriptions,
+//! decides in one statement which subscribers may see which rows (their
+//! role and claims under row level security, batched by claims, and the
+//! filters that need the database's own comparisons), delivers in commit
+//! order, and only then advances the slot: a server that dies mid-batch
+//! leaves the batch to be delivered again, never lost. When the last
+//! channel has been gone for a grace period, the slot is dropped, so an
+//! idle project retains no WAL.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use supa_core::{ProjectDatabase, ProjectRef};
+use tokio::sync::mpsc;
+use tokio_postgres::types::ToSql;
+
+use crate::RealtimeProject;
+use crate::changes::{self, Binding, Change, Filter, Kind, TableColumn};
+use crate::hub::{Hub, TopicKey};
+use crate::protocol::Frame;
+
+/// Connections a project's joins and checks share.
+const POOL_SIZE: usize = 4;
+/// Changes (whole transactions) read from the slot at a time.
+const BATCH: i32 = 1000;
+
+/// How a feed polls and lets go.
+#[derive(Debug, Clone, Copy)]
+pub struct FeedTiming {
+    /// Between two reads of an idle slot.
+    pub poll: Duration,
+    /// How long a project keeps its slot after its last channel leaves.
+    pub grace: Duration,
+}
+
+impl Default for FeedTiming {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_millis(20),
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where one binding's changes go: a channel of a socket.
+#[derive(Debug, Clone)]
+pub(crate) struct Sink {
+    pub(crate) tx: mpsc::Sender<Frame>,
+    pub(crate) topic: String,
+    pub(crate) join_ref: Option<String>,
+}
+
+#[derive(Debug)]
+struct LocalSub {
+    /// The join it belongs to (`realtime.subscription.subscription_id`).
+    subscription: Arc<str>,
+    binding: u32,
+    sink: Sink,
+}
+
+#[derive(Debug)]
+struct Feed {
+    login: ProjectDatabase,
+    /// Channels joined here.
+    channels: usize,
+    /// Since when it has had none.
+    idle_since: Option<Instant>,
+    /// Subscription rows held here, by id.
+    subs: HashMap<i64, LocalSub>,
+    /// Whether a task polls the slot.
+    running: bool,
+}
+
+/// Every project's feed in this process; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Feeds {
+    feeds: Arc<Mutex<HashMap<ProjectRef, Feed>>>,
+    pools: supa_db::Pools,
+    hub: Hub,
+    /// This server, in `realtime.subscription.node`.
+    node: Arc<str>,
+    timing: FeedTiming,
+}
+
+impl std::fmt::Debug for Feeds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feeds")
+            .field("node", &self.node)
+            .field("pools", &self.pools)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a role may do in a private channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Permissions {
+    pub(crate) read: bool,
+    pub(crate) write_broadcast: bool,
+    pub(crate) write_presence: bool,
+}
+
+/// The claims a subscriber's checks act with, and its role.
+pub(crate) fn role_of(claims: &Value) -> &str {
+    claims["role"].as_str().unwrap_or("anon")
+}
+
+impl Feeds {
+    pub(crate) fn new(hub: Hub, timing: FeedTiming) -> Self {
+        Self {
+            feeds: Arc::default(),
+            pools: supa_db::Pools::new(10_000, Duration::from_secs(300)),
+            hub,
+            node: supa_core::random_uuid().into(),
+            timing,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ProjectRef, Feed>> {
+        self.feeds.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Projects whose slot is being read here.
+    pub(crate) fn running(&self) -> usize {
+        self.lock().values().filter(|f| f.running).count()
+    }
+
+    async fn client(
+        &self,
+        login: &ProjectDatabase,
+        project: &ProjectRef,
+    ) -> Result<supa_db::Object, String> {
+        let pool = self.pools.get_or_open(project, || {
+            supa_db::pool(supa_db::pg_config(login, "supa-realtime"), POOL_SIZE)
+        })?;
+        pool.get().await.map_err(|e| e.to_string())
+    }
+
+    /// A channel of `project` was joined here: its feed runs.
+    pub(crate) fn enter(&self, project: &RealtimeProject) {
+        let Some(login) = &project.database else {
+            return;
+        };
+        let start = {
+            let mut feeds = self.lock();
+            let feed = feeds.entry(project.project_ref).or_insert_with(|| Feed {
+                login: login.clone(),
+                channels: 0,
+                idle_since: None,
+                subs: HashMap::new(),
+                running: false,
+            });
+            feed.login = login.clone();
+            feed.channels += 1;
+            feed.idle_since = None;
+            !std::mem::replace(&mut feed.running, true)
+        };
+        if start {
+            let feeds = self.clone();
+            let project = project.project_ref;
+            tokio::spawn(async move { feeds.run(project).await });
+        }
+    }
+
+    /// A channel of `project` was left here.
+    pub(crate) fn exit(&self, project: &ProjectRef) {
+        if let Some(feed) = self.lock().get_mut(project) {
+            feed.channels = feed.channels.saturating_sub(1);
+            if feed.channels == 0 {
+                feed.idle_since = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Subscribes a join's bindings: checks each against the catalog,
+    /// records them as `realtime.subscription` rows with the subscriber's
+    /// claims, and makes sure the slot exists, so every change committed
+    /// after this returns is delivered. The error is Supabase's text.
+    pub(crate) async fn subscribe(
+        &self,
+        project: &RealtimeProject,
+        claims: &Value,
+        bindings: &[Binding],
+        sink: Sink,
+    ) -> Result<Arc<str>, String> {
+        let login = project
+            .database
+            .as_ref()
+            .ok_or("Postgres changes are not available for this project")?;
+        let mut client = self
+            .client(login, &project.project_ref)
+            .await
+            .map_err(|e| format!("Unable to reach the database: {e}"))?;
+        let subscription: Arc<str> = supa_core::random_uuid().into();
+        let mut rows = Vec::new();
+        for binding in bindings {
+            for entity in entities(&client, binding).await? {
+                rows.push((binding, entity));
+            }
+        }
+        let claims_text = claims.to_string();
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| format!("Unable to subscribe: {e}"))?;
+        let mut ids = Vec::new();
+        for (binding, entity) in &rows {
+            let (columns, ops, values): (Vec<String>, Vec<&str>, Vec<String>) = binding
+                .filter
+                .iter()
+                .map(|f| (f.column.clone(), f.op.as_str(), f.stored_value()))
+                .fold((vec![], vec![], vec![]), |mut acc, (c, o, v)| {
+                    acc.0.push(c);
+                    acc.1.push(o);
+                    acc.2.push(v);
+                    acc
+                });
+            let row = tx
+                .query_one(
+                    "INSERT INTO realtime.subscription (subscription_id, entity, filters, claims, action_filter, node)
+                     VALUES ($1::text::uuid, $2::oid::regclass,
+                             ARRAY(SELECT ROW(c, o::realtime.equality_op, v)::realtime.user_defined_filter
+                                   FROM unnest($3::text[], $4::text[], $5::text[]) AS f(c, o, v)),
+                             $6::text::jsonb, $7, $8)
+                     RETURNING id",
+                    &[
+                        &&*subscription as &(dyn ToSql + Sync),
+                        entity,
+                        &columns,
+                        &ops,
+                        &values,
+                        &claims_text,
+                        &binding.event.as_str(),
+                        &&*self.node,
+                    ],
+                )
+                .await
+                .map_err(|e| match e.as_db_error() {
+                    Some(db) if db.code().code() == "22023" || db.code().code() == "42704" => {
+                        format!("Unable to subscribe: the role {:?} does not exist", role_of(claims))
+                    }
+                    _ => changes::unable(&binding.echo),
+                })?;
+            ids.push((row.get::<_, i64>(0), binding.id));
+        }
+        tx.commit()
+            .await
+            .map_err(|e| format!("Unable to subscribe: {e}"))?;
+        if let Some(feed) = self.lock().get_mut(&project.project_ref) {
+            for (id, binding) in ids {
+                feed.subs.insert(
+                    id,
+                    LocalSub {
+                        subscription: subscription.clone(),
+                        binding,
+                        sink: sink.clone(),
+                    },
+                );
+            }
+        }
+        // After the rows: a slot drop that raced them either ran first
+        // (and this makes a new slot) or saw them and kept the slot.
+        client
+            .query_one("SELECT realtime.supa_slot_open()", &[])
+            .await
+            .map_err(|e| format!("Unable to open the replication slot: {e}"))?;
+        Ok(subscription)
+    }
+
+    /// Forgets a join's subscriptions, here and in the database.
+    pub(crate) fn unsubscribe(&self, project: &RealtimeProject, subscription: Arc<str>) {
+        if let Some(feed) = self.lock().get_mut(&project.project_ref) {
+            feed.subs.retain(|_, s| s.subscription != subscription);
+        }
+        let Some(login) = project.database.clone() else {
+            return;
+        };
+        let (feeds, project_ref) = (self.clone(), project.project_ref);
+        tokio::spawn(async move {
+            let removed = match feeds.client(&login, &project_ref).await {
+                Ok(client) => client
+                    .execute(
+                        "DELETE FROM realtime.subscription WHERE subscription_id = $1::text::uuid AND node = $2",
+                        &[&&*subscription, &&*feeds.node],
+                    )
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = removed {
+                // The next feed of the project removes rows of servers
+                // that are gone.
+                tracing::warn!(%project_ref, error = %e, "a subscription was left in the database");
+            }
+        });
+    }
+
+    /// What `claims` may do in the private channel `topic` (its name),
+    /// as the project's policies on `realtime.messages` decide: a row of
+    /// each extension is written (and rolled back) for the role to read,
+    /// and the role itself tries to write one.
+    pub(crate) async fn authorize(
+        &self,
+        project: &RealtimeProject,
+        claims: &Value,
+        topic: &str,
+    ) -> Result<Permissions, String> {
+        let login = project
+            .database
+            .as_ref()
+            .ok_or("Private channels are not available for this project")?;
+        let mut client = self.client(login, &project.project_ref).await?;
+        let tx = client.transaction().await.map_err(|e| e.to_string())?;
+        let db = |e: tokio_postgres::Error| e.to_string();
+        tx.execute("SELECT set_config('realtime.topic', $1, true)", &[&topic])
+            .await
+            .map_err(db)?;
+        let probes = tx
+            .query(
+                "INSERT INTO realtime.messages (topic, extension, private)
+                 VALUES ($1, 'broadcast', true), ($1, 'presence', true) RETURNING id::text",
+                &[&topic],
+            )
+            .await
+            .map_err(db)?;
+        let probes: Vec<String> = probes.iter().map(|r| r.get(0)).collect();
+        let acting = tx
+            .execute(
+                "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
+                &[&role_of(claims) as &(dyn ToSql + Sync), &claims.to_string()],
+            )
+            .await;
+        let mut permissions = Permissions::default();
+        if acting.is_ok() {
+            permissions.read = tx
+                .query_one(
+                    "SELECT count(*) > 0 FROM realtime.messages WHERE id = ANY ($1::text[]::uuid[]) AND extension = 'broadcast'",
+                    &[&probes],
+                )
+                .await
+                .map(|r| r.get(0))
+                .unwrap_or(false);
+            for (extension, allowed) in [
+                ("broadcast", &mut permissions.write_broadcast),
+                ("presence", &mut permissions.write_presence),
+            ] {
+                let savepoint = format!("SAVEPOINT write_{extension}");
+                tx.batch_execute(&savepoint).await.map_err(db)?;
+                *allowed = tx
+                    .execute(
+                        "INSERT INTO realtime.messages (topic, extension, private) VALUES ($1, $2, true)",
+                        &[&topic, &extension],
+                    )
+                    .await
+                    .is_ok();
+                tx.batch_execute(&format!("ROLLBACK TO SAVEPOINT write_{extension}"))
+                    .await
+                    .map_err(db)?;
+            }
+        }
+        tx.rollback().await.map_err(db)?;
+        Ok(permissions)
+    }
+
+    /// Polls a project's slot while it has channels here.
+    async fn run(self, project: ProjectRef) {
+        let mut session: Option<tokio_postgres::Client> = None;
+        let mut advanced: Option<String> = None;
+        // Doubles while the database cannot be reached (a project being
+        // deleted, a worker restarting), up to 30 s.
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            // (login, whether the feed is done)
+            let (login, done) = {
+                let mut feeds = self.lock();
+                let Some(feed) = feeds.get_mut(&project) else {
+                    return;
+                };
+                let done = feed
+                    .idle_since
+                    .is_some_and(|t| t.elapsed() >= self.timing.grace)
+                    && feed.subs.is_empty();
+                let login = feed.login.clone();
+                if done {
+                    feeds.remove(&project);
+                }
+                (login, done)
+            };
+            if done {
+                self.close(&project, &login, session.take()).await;
+                return;
+            }
+            if session.is_none() {
+                match self.connect(&login).await {
+                    Ok(client) => {
+                        session = Some(client);
+                        backoff = Duration::from_secs(1);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%project, error = %e, retry_in = ?backoff, "realtime cannot reach the project database");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        continue;
+                    }
+                }
+            }
+            let client = session.as_ref().expect("connected above");
+            match self.poll(&project, client, &mut advanced).await {
+                Ok(full) if full => {}
+                Ok(_) => tokio::time::sleep(self.timing.poll).await,
+                Err(e) => {
+                    tracing::warn!(%project, error = %e, "realtime feed failed; reconnecting");
+                    session = None;
+                    advanced = None;
+                }
+            }
+        }
+    }
+
+    /// A session of the feed's own: subscriptions of servers gone are
+    /// removed, and the slot exists.
+    async fn connect(&self, login: &ProjectDatabase) -> Result<tokio_postgres::Client, String> {
+        let (client, connection) = supa_db::pg_config(login, "supa-realtime feed")
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        client
+            .execute(
+                "DELETE FROM realtime.subscription WHERE node <> $1",
+                &[&&*self.node],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        client
+            .query_one("SELECT realtime.supa_slot_open()", &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(client)
+    }
+
+    /// The project has had no channel for the grace period: its slot goes.
+    async fn close(
+        &self,
+        project: &ProjectRef,
+        login: &ProjectDatabase,
+        session: Option<tokio_postgres::Client>,
+    ) {
+        let client = match session {
+            Some(c) => Ok(c),
+            None => self.connect(login).await,
+        };
+        let dropped = match client {
+            Ok(c) => c
+                .query_one("SELECT realtime.supa_slot_drop()", &[])
+                .await
+                .map(|r| r.get::<_, bool>(0))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match dropped {
+            Ok(true) => tracing::debug!(%project, "dropped the project's replication slot"),
+            Ok(false) => tracing::debug!(%project, "the project's slot is still subscribed"),
+            Err(e) => {
+                tracing::warn!(%project, error = %e, "cannot drop the project's replication slot")
+            }
+        }
+    }
+
+    /// Reads, delivers and consumes one batch; true if the batch was full
+    /// (read again at once).
+    async fn poll(
+        &self,
+        project: &ProjectRef,
+        client: &tokio_postgres::Client,
+        advanced: &mut Option<String>,
+    ) -> Result<bool, String> {
+        let rows = client
+            .query(
+                "WITH u AS (SELECT pg_current_wal_flush_lsn() AS upto)
+                 SELECT u.upto::text, c.lsn::text, c.data
+                 FROM u LEFT JOIN LATERAL realtime.supa_slot_changes(u.upto, $1) c ON true",
+                &[&BATCH],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let upto: String = rows.first().map(|r| r.get(0)).unwrap_or_default();
+        let lines: Vec<(String, String)> = rows
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })
+            .collect();
+        let full = lines.len() >= BATCH as usize;
+        let decoded = changes::decode(&lines);
+        if !decoded.changes.is_empty() {
+            self.deliver(project, client, &decoded.changes).await?;
+        }
+        // A short batch read everything before `upto`; a full one stops
+        // at its last whole transaction.
+        let target = if full { decoded.committed } else { Some(upto) };
+        if let Some(target) = target.filter(|t| Some(t) != advanced.as_ref() && !t.is_empty()) {
+            client
+                .execute(
+                    "SELECT realtime.supa_slot_advance($1::text::pg_lsn)",
+                    &[&target],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            *advanced = Some(target);
+        }
+        Ok(full)
+    }
+
+    /// Sends each change to the subscribers that may see it, in order.
+    async fn deliver(
+        &self,
+        project: &ProjectRef,
+        client: &tokio_postgres::Client,
+        batch: &[Change],
+    ) -> Result<(), String> {
+        let mut table_changes = Vec::new();
+        for change in batch {
+            if change.schema == "realtime" && change.table == "messages" {
+                if change.kind == Kind::Insert {
+                    self.broadcast_message(project, change);
+                }
+            } else {
+                table_changes.push(change);
+            }
+        }
+        if table_changes.is_empty() {
+            return Ok(());
+        }
+        let subs = load_subscriptions(client).await?;
+        let mut plan = Plan::build(&table_changes, &subs);
+        let passed: HashSet<i32> = if plan.checks.is_empty() {
+            HashSet::new()
+        } else {
+            let a = plan.arrays();
+            client
+                .query(
+                    "SELECT realtime.supa_check($1, $2, $3, $4::text[]::jsonb[])",
+                    &[&a.roles as &(dyn ToSql + Sync), &a.claims, &a.sql, &a.args],
+                )
+                .await
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|r| r.get::<_, i32>(0))
+                .collect()
+        };
+        let feeds = self.lock();
+        let Some(feed) = feeds.get(project) else {
+            return Ok(());
+        };
+        for (ci, change) in table_changes.iter().enumerate() {
+            // One message per channel, with the ids of its bindings.
+            let mut channels: BTreeMap<&str, Delivery<'_>> = BTreeMap::new();
+            for (si, error) in plan.outcomes(ci, &passed) {
+                let sub = &subs[si];
+                let Some(local) = feed.subs.get(&sub.id) else {
+                    continue;
+                };
+                let delivery = channels.entry(&local.subscription).or_insert(Delivery {
+                    ids: Vec::new(),
+                    sink: &local.sink,
+                    sub,
+                    error,
+                });
+                if !delivery.ids.contains(&local.binding) {
+                    delivery.ids.push(local.binding);
+                }
+            }
+            for d in channels.into_values() {
+                let data = changes::payload_data(change, &d.sub.columns, d.sub.rls, d.error);
+                let frame = Frame {
+                    join_ref: d.sink.join_ref.clone(),
+                    reference: None,
+                    topic: d.sink.topic.clone(),
+                    event: "postgres_changes".into(),
+                    payload: json!({"ids": d.ids, "data": data}),
+                };
+                if d.sink.tx.try_send(frame).is_err() {
+                    tracing::debug!(%project, "a socket's queue is full: change dropped");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A row of `realtime.messages` (`realtime.send`): a broadcast to its
+    /// channel.
+    fn broadcast_message(&self, project: &ProjectRef, change: &Change) {
+        let value = |name: &str| change.value_of(name).cloned().unwrap_or(Value::Null);
+        if value("extension") != "broadcast" {
+            return;
+        }
+        let (Value::String(topic), event) = (value("topic"), value("event")) else {
+            return;
+        };
+        let payload = match value("payload") {
+            Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::Null),
+            other => other,
+        };
+        let key = TopicKey {
+            project: *project,
+            topic: format!("realtime:{topic}"),
+            private: value("private") == Value::Bool(true),
+        };
+        self.hub.broadcast(
+            &key,
+            None,
+            &json!({"type": "broadcast", "event": event, "payload": payload}),
+        );
+    }
+}
+
+/// The tables a binding names, as `oid`s: its table, or every table of its
+/// schema in the publication; its filter is checked against the table.
+async fn entities(client: &tokio_postgres::Client, binding: &Binding) -> Result<Vec<u32>, String> {
+    let refuse = |_| changes::unable(&binding.echo);
+    let oids: Vec<u32> = match &binding.table {
+        Some(table) => client
+            .query(
+                "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+                &[&binding.schema, table],
+            )
+            .await
+            .map_err(refuse)?,
+        None => client
+            .query(
+                "SELECT (quote_ident(schemaname) || '.' || quote_ident(tablename))::regclass::oid
+                 FROM pg_publication_tables WHERE pubname = 'supabase_realtime' AND schemaname = $1",
+                &[&binding.schema],
+            )
+            .await
+            .map_err(refuse)?,
+    }
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    if binding.table.is_some() && oids.is_empty() {
+        return Err(changes::unable(&binding.echo));
+    }
+    if let Some(filter) = &binding.filter {
+        for oid in &oids {
+            check_filter(client, *oid, filter)
+                .await
+                .map_err(|()| changes::unable(&binding.echo))?;
+        }
+    }
+    Ok(oids)
+}
+
+/// A filter's column exists in the table and its values read as the
+/// column's type.
+async fn check_filter(
+    client: &tokio_postgres::Client,
+    oid: u32,
+    filter: &Filter,
+) -> Result<(), ()> {
+    let row = client
+        .query_opt(
+            "SELECT atttypid::regtype::text FROM pg_attribute
+             WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+            &[&oid as &(dyn ToSql + Sync), &filter.column],
+        )
+        .await
+        .map_err(|_| ())?
+        .ok_or(())?;
+    let cast: String = row.get(0);
+    // The type's name comes from the catalog, quoted by it.
+    let statement = format!("SELECT $1::text::{cast}");
+    for value in &filter.values {
+        client
+            .query_one(&statement, &[value])
+            .await
+            .map_err(|_| ())?;
+    }
+    Ok(())
+}
+
+/// One change for one channel: the ids of its bindings that match.
+struct Delivery<'a> {
+    ids: Vec<u32>,
+    sink: &'a Sink,
+    /// One of the channel's subscriptions (they share role and claims).
+    sub: &'a SubRow,
+    error: Option<&'static str>,
+}
+
+/// A subscription as the feed reads it.
+#[derive(Debug)]
+struct SubRow {
+    id: i64,
+    schema: String,
+    table: String,
+    qualified: String,
+    rls: bool,
+    action: String,
+    claims: String,
+    role: String,
+    bypass: bool,
+    can_select: bool,
+    filters: Vec<Filter>,
+    columns: Vec<TableColumn>,
+}
+
+async fn load_subscriptions(client: &tokio_postgres::Client) -> Result<Vec<SubRow>, String> {
+    let rows = client
+        .query(
+            "SELECT s.id, n.nspname::text, c.relname::text, c.oid::regclass::text, c.relrowsecurity,
+                    coalesce(s.action_filter, '*'), s.claims::text, s.claims_role::text,
+                    r.rolsuper OR r.rolbypassrls, has_table_privilege(s.claims_role, s.entity, 'SELECT'),
+                    to_jsonb(s.filters)::text,
+                    (SELECT jsonb_agg(jsonb_build_object(
+                              'name', a.attname, 'type', t.typname, 'cast', a.atttypid::regtype::text,
+                              'pk', coalesce(a.attnum = ANY (i.indkey), false),
+                              'selectable', has_column_privilege(s.claims_role, s.entity, a.attnum, 'SELECT'))
+                            ORDER BY a.attnum)
+                     FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                     LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+                     WHERE a.attrelid = s.entity AND a.attnum > 0 AND NOT a.attisdropped)::text
+             FROM realtime.subscription s
+             JOIN pg_class c ON c.oid = s.entity
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_roles r ON r.oid = s.claims_role",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let filters: Vec<Value> =
+                serde_json::from_str(r.get::<_, &str>(10)).unwrap_or_default();
+            SubRow {
+                id: r.get(0),
+                schema: r.get(1),
+                table: r.get(2),
+                qualified: r.get(3),
+                rls: r.get(4),
+                action: r.get(5),
+                claims: r.get(6),
+                role: r.get(7),
+                bypass: r.get(8),
+                can_select: r.get(9),
+                filters: filters
+                    .iter()
+                    .filter_map(|f| {
+                        Filter::from_stored(
+                            f["column_name"].as_str()?,
+                            f["op"].as_str()?,
+                            f["value"].as_str()?,
+                        )
+                    })
+                    .collect(),
+                columns: r
+                    .get::<_, Option<&str>>(11)
+                    .and_then(|c| serde_json::from_str(c).ok())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect())
+}
+
+/// Whether a subscriber gets a change, as far as the feed can tell alone.
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    /// Delivered once every check listed holds.
+    Checks(Vec<usize>),
+    /// Delivered with records replaced by this error.
+    Error(&'static str),
+}
+
+/// A query of one boolean the database answers for a batch.
+#[derive(Debug, Clone)]
+struct Check {
+    /// The role (and claims) it runs as; none: as the feed.
+    role: Option<String>,
+    claims: Option<String>,
+    sql: String,
+    arg: Value,
+}
+
+/// [`Check`]s as `realtime.supa_check`'s arrays.
+struct CheckArrays {
+    roles: Vec<Option<String>>,
+    claims: Vec<Option<String>>,
+    sql: Vec<String>,
+    args: Vec<String>,
+}
+
+/// The checks one batch needs from the database, and what each
+/// (change, subscriber) pair waits for.
+#[derive(Debug, Default)]
+struct Plan {
+    checks: Vec<Check>,
+    /// (change, subscriber) -> outcome.
+    pairs: Vec<(usize, usize, Outcome)>,
+}
+
+impl Plan {
+    fn build(batch: &[&Change], subs: &[SubRow]) -> Self {
+        let mut plan = Self::default();
+        // Row checks shared by subscribers with the same claims.
+        let mut shared: HashMap<(usize, &str, &str), usize> = HashMap::new();
+        for (ci, change) in batch.iter().enumerate() {
+            for (si, sub) in subs.iter().enumerate() {
+                if sub.schema != change.schema
+                    || sub.table != change.table
+                    || !change.kind.taken_by(&sub.action)
+                {
+                    continue;
+                }
+                if !sub.can_select {
+                    plan.pairs
+                        .push((ci, si, Outcome::Error("Error 401: Unauthorized")));
+                    continue;
+                }
+                let mut needs = Vec::new();
+                let mut holds = true;
+                for filter in &sub.filters {
+                    let Some(column) = sub.columns.iter().find(|c| c.name == filter.column) else {
+                        holds = false;
+                        break;
+                    };
+                    let Some(value) = change.value_of(&filter.column) else {
+                        // Not in the old record of a DELETE: not matched.
+                        holds = false;
+                        break;
+                    };
+                    match changes::filter_holds(filter, &column.type_name, value) {
+                        Some(true) => {}
+                        Some(false) => {
+                            holds = false;
+                            break;
+                        }
+                        None => {
+                            let (sql, arg) = changes::filter_check(filter, &column.cast, value);
+                            plan.checks.push(Check {
+                                role: None,
+                                claims: None,
+                                sql,
+                                arg,
+                            });
+                            needs.push(plan.checks.len() - 1);
+                        }
+                    }
+                }
+                if !holds {
+                    continue;
+                }
+                // Row level security applies to what a row is now visible
+                // as; a deleted row cannot be checked (nor is on Supabase).
+                if change.kind != Kind::Delete && sub.rls && !sub.bypass {
+                    let key = (ci, sub.role.as_str(), sub.claims.as_str());
+                    if let Some(&i) = shared.get(&key) {
+                        needs.push(i);
+                    } else {
+                        match changes::visibility_check(&sub.qualified, &sub.columns, change) {
+                            Some((sql, arg)) => {
+                                plan.checks.push(Check {
+                                    role: Some(sub.role.clone()),
+                                    claims: Some(sub.claims.clone()),
+                                    sql,
+                                    arg,
+                                });
+                                let i = plan.checks.len() - 1;
+                                shared.insert(key, i);
+                                needs.push(i);
+                            }
+                            None => {
+                                plan.pairs.push((
+                                    ci,
+                                    si,
+                                    Outcome::Error("Error 400: Bad Request, no primary key"),
+                                ));
+                                continue;
+                            }
+                        }
+                    }
+                }
+                plan.pairs.push((ci, si, Outcome::Checks(needs)));
+            }
+        }
+        plan
+    }
+
+    /// The checks as `realtime.supa_check`'s arrays: the feed's own first,
+    /// then grouped by role and claims so each is set once.
+    fn arrays(&mut self) -> CheckArrays {
+        let mut order: Vec<usize> = (0..self.checks.len()).collect();
+        order.sort_by(|&a, &b| {
+            let key = |i: usize| (&self.checks[i].role, &self.checks[i].claims);
+            key(a).cmp(&key(b))
+        });
+        // Positions move: pairs refer to checks by their new place.
+        let mut moved = vec![0; order.len()];
+        for (new, &old) in order.iter().enumerate() {
+            moved[old] = new;
+        }
+        for (_, _, outcome) in &mut self.pairs {
+            if let Outcome::Checks(needs) = outcome {
+                for n in needs.iter_mut() {
+                    *n = moved[*n];
+                }
+            }
+        }
+        self.checks = order.iter().map(|&i| self.checks[i].clone()).collect();
+        CheckArrays {
+            roles: self.checks.iter().map(|c| c.role.clone()).collect(),
+            claims: self.checks.iter().map(|c| c.claims.clone()).collect(),
+            sql: self.checks.iter().map(|c| c.sql.clone()).collect(),
+            args: self.checks.iter().map(|c| c.arg.to_string()).collect(),
+        }
+    }
+
+    /// The subscribers that get change `ci`, with the error they get
+    /// instead of records, if any. `passed` holds the 1-based positions of
+    /// the checks that held.
+    fn outcomes<'a>(
+        &'a self,
+        ci: usize,
+        passed: &'a HashSet<i32>,
+    ) -> impl Iterator<Item = (usize, Option<&'static str>)> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |p| p.0 == ci)
+            .filter_map(move |(_, si, outcome)| match outcome {
+                Outcome::Error(e) => Some((*si, Some(*e))),
+                Outcome::Checks(needs) => needs
+                    .iter()
+                    .all(|n| passed.contains(&(*n as i32 + 1)))
+                    .then_some((*si, None)),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::changes::Column;
+
+    fn sub(id: i64, role: &str, sub: &str, filters: &[&str]) -> SubRow {
+        SubRow {
+            id,
+            schema: "public".into(),
+            table: "t".into(),
+            qualified: "t".into(),
+            rls: true,
+            action: "*".into(),
+            claims: format!(r#"{{"role":"{role}","sub":"{sub}"}}"#),
+            role: role.into(),
+            bypass: role == "service_role",
+            can_select: true,
+            filters: filters.iter().map(|f| Filter::parse(f).unwrap()).collect(),
+            columns: vec![
+                TableColumn {
+                    name: "id".into(),
+                    type_name: "int4".into(),
+                    cast: "integer".into(),
+                    pk: true,
+                    selectable: true,
+                },
+                TableColumn {
+                    name: "at".into(),
+                    type_name: "timestamptz".into(),
+                    cast: "timestamp with time zone".into(),
+                    pk: false,
+                    selectable: true,
+                },
+            ],
+        }
+    }
+
+    fn change(kind: Kind, id: i64) -> Change {
+        let row = vec![
+            Column {
+                name: "id".into(),
+                value: json!(id),
+            },
+            Column {
+                name: "at".into(),
+                value: json!("2026-01-01 00:00:00+00"),
+            },
+        ];
+        Change {
+            kind,
+            schema: "public".into(),
+            table: "t".into(),
+            commit_timestamp: String::new(),
+            columns: row.clone(),
+            identity: row,
+        }
+    }
+
+    #[test]
+    fn subscribers_sharing_claims_share_one_row_check() {
+        let subs = [
+            sub(1, "authenticated", "a", &[]),
+            sub(2, "authenticated", "a", &["id=eq.1"]),
+            sub(3, "authenticated", "b", &[]),
+            sub(4, "service_role", "", &[]),
+            sub(5, "anon", "", &["id=eq.2"]),
+            sub(6, "anon", "", &["at=gt.2025-01-01"]),
+        ];
+        let insert = change(Kind::Insert, 1);
+        let delete = change(Kind::Delete, 1);
+        let mut plan = Plan::build(&[&insert, &delete], &subs);
+        // Sub 6's timestamp filter is the database's to compare, for both
+        // changes; row checks for the insert only: a's (shared by subs 1
+        // and 2), b's and anon's. Deletes are not checked; service_role
+        // bypasses row security.
+        let a = plan.arrays();
+        assert_eq!(a.sql.len(), 5, "{:?}", a.sql);
+        assert_eq!(
+            a.roles[..2],
+            [None, None],
+            "the feed's own checks come first"
+        );
+        assert!(a.sql[0].contains(" > "), "{}", a.sql[0]);
+        assert_eq!(
+            a.roles
+                .iter()
+                .flatten()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            ["anon", "authenticated", "authenticated"]
+        );
+        // Everything but b's row check holds (positions are 1-based).
+        let b = a
+            .claims
+            .iter()
+            .position(|c| c.as_deref().is_some_and(|c| c.contains("\"b\"")))
+            .unwrap();
+        let passed: HashSet<i32> = (1..=5).filter(|&i| i as usize != b + 1).collect();
+        let got: Vec<usize> = plan
+            .outcomes(0, &passed)
+            .map(|(si, _)| subs[si].id as usize)
+            .collect();
+        assert_eq!(got, [1, 2, 4, 6]);
+        let got: Vec<usize> = plan
+            .outcomes(1, &passed)
+            .map(|(si, _)| subs[si].id as usize)
+            .collect();
+        assert_eq!(
+            got,
+            [1, 2, 3, 4, 6],
+            "a delete reaches every matching subscriber"
+        );
+    }
+}
