@@ -27,11 +27,16 @@ use crate::RealtimeProject;
 use crate::changes::{self, Binding, Change, Filter, Kind, TableColumn};
 use crate::hub::{Hub, TopicKey};
 use crate::protocol::Frame;
+use crate::relay::{Envelope, Relay, RemoteDelivery};
 
 /// Connections a project's joins and checks share.
 const POOL_SIZE: usize = 4;
 /// Changes (whole transactions) read from the slot at a time.
 const BATCH: i32 = 1000;
+/// How often the reader removes subscriptions of servers gone.
+const SWEEP: Duration = Duration::from_secs(30);
+/// How often a server says it has channels of a project.
+const INTEREST: Duration = Duration::from_secs(1);
 
 /// How a feed polls and lets go.
 #[derive(Debug, Clone, Copy)]
@@ -69,15 +74,15 @@ struct LocalSub {
 
 #[derive(Debug)]
 struct Feed {
-    login: ProjectDatabase,
+    /// None for a project made before the realtime login: no changes nor
+    /// broadcasts from SQL, only the relay.
+    login: Option<ProjectDatabase>,
     /// Channels joined here.
     channels: usize,
     /// Since when it has had none.
     idle_since: Option<Instant>,
     /// Subscription rows held here, by id.
     subs: HashMap<i64, LocalSub>,
-    /// Whether a task polls the slot.
-    running: bool,
 }
 
 /// Every project's feed in this process; cheap to clone.
@@ -86,15 +91,16 @@ pub(crate) struct Feeds {
     feeds: Arc<Mutex<HashMap<ProjectRef, Feed>>>,
     pools: supa_db::Pools,
     hub: Hub,
-    /// This server, in `realtime.subscription.node`.
-    node: Arc<str>,
+    /// The other servers, and this one's name among them (in
+    /// `realtime.subscription.node`).
+    relay: Relay,
     timing: FeedTiming,
 }
 
 impl std::fmt::Debug for Feeds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Feeds")
-            .field("node", &self.node)
+            .field("relay", &self.relay)
             .field("pools", &self.pools)
             .finish_non_exhaustive()
     }
@@ -114,23 +120,27 @@ pub(crate) fn role_of(claims: &Value) -> &str {
 }
 
 impl Feeds {
-    pub(crate) fn new(hub: Hub, timing: FeedTiming) -> Self {
+    pub(crate) fn new(hub: Hub, relay: Relay, timing: FeedTiming) -> Self {
         Self {
             feeds: Arc::default(),
             pools: supa_db::Pools::new(10_000, Duration::from_secs(300)),
             hub,
-            node: supa_core::random_uuid().into(),
+            relay,
             timing,
         }
+    }
+
+    fn node(&self) -> &str {
+        self.relay.node()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ProjectRef, Feed>> {
         self.feeds.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Projects whose slot is being read here.
+    /// Projects with channels here.
     pub(crate) fn running(&self) -> usize {
-        self.lock().values().filter(|f| f.running).count()
+        self.lock().len()
     }
 
     async fn client(
@@ -144,25 +154,27 @@ impl Feeds {
         pool.get().await.map_err(|e| e.to_string())
     }
 
-    /// A channel of `project` was joined here: its feed runs.
-    pub(crate) fn enter(&self, project: &RealtimeProject) {
-        let Some(login) = &project.database else {
-            return;
-        };
+    /// A channel of `project` was joined here: its feed runs, and this
+    /// server follows what the others say of the project.
+    pub(crate) async fn enter(&self, project: &RealtimeProject) {
         let start = {
             let mut feeds = self.lock();
-            let feed = feeds.entry(project.project_ref).or_insert_with(|| Feed {
-                login: login.clone(),
-                channels: 0,
-                idle_since: None,
-                subs: HashMap::new(),
-                running: false,
+            let mut start = false;
+            let feed = feeds.entry(project.project_ref).or_insert_with(|| {
+                start = true;
+                Feed {
+                    login: None,
+                    channels: 0,
+                    idle_since: None,
+                    subs: HashMap::new(),
+                }
             });
-            feed.login = login.clone();
+            feed.login.clone_from(&project.database);
             feed.channels += 1;
             feed.idle_since = None;
-            !std::mem::replace(&mut feed.running, true)
+            start
         };
+        self.relay.watch(&project.project_ref).await;
         if start {
             let feeds = self.clone();
             let project = project.project_ref;
@@ -239,7 +251,7 @@ impl Feeds {
                         &values,
                         &claims_text,
                         &binding.event.as_str(),
-                        &&*self.node,
+                        &self.node(),
                     ],
                 )
                 .await
@@ -289,7 +301,7 @@ impl Feeds {
                 Ok(client) => client
                     .execute(
                         "DELETE FROM realtime.subscription WHERE subscription_id = $1::text::uuid AND node = $2",
-                        &[&&*subscription, &&*feeds.node],
+                        &[&&*subscription, &feeds.node()],
                     )
                     .await
                     .map_err(|e| e.to_string()),
@@ -370,39 +382,57 @@ impl Feeds {
         Ok(permissions)
     }
 
-    /// Polls a project's slot while it has channels here.
+    /// Keeps a project's feed while it has channels here: says so to the
+    /// other servers, and reads the slot while this server holds its
+    /// lease.
     async fn run(self, project: ProjectRef) {
         let mut session: Option<tokio_postgres::Client> = None;
         let mut advanced: Option<String> = None;
+        let mut told: Option<Instant> = None;
+        let mut swept = Instant::now();
         // Doubles while the database cannot be reached (a project being
         // deleted, a worker restarting), up to 30 s.
         let mut backoff = Duration::from_secs(1);
         loop {
             // (login, whether the feed is done)
             let (login, done) = {
-                let mut feeds = self.lock();
-                let Some(feed) = feeds.get_mut(&project) else {
+                let feeds = self.lock();
+                let Some(feed) = feeds.get(&project) else {
                     return;
                 };
                 let done = feed
                     .idle_since
                     .is_some_and(|t| t.elapsed() >= self.timing.grace)
                     && feed.subs.is_empty();
-                let login = feed.login.clone();
-                if done {
-                    feeds.remove(&project);
-                }
-                (login, done)
+                (feed.login.clone(), done)
             };
             if done {
-                self.close(&project, &login, session.take()).await;
-                return;
+                if self.finish(&project, login.as_ref(), session.take()).await {
+                    return;
+                }
+                continue;
+            }
+            if told.is_none_or(|t| t.elapsed() >= INTEREST) {
+                self.relay.interest(&project, true).await;
+                told = Some(Instant::now());
+            }
+            let Some(login) = login else {
+                tokio::time::sleep(self.timing.poll.max(Duration::from_millis(500))).await;
+                continue;
+            };
+            if !self.relay.hold(&project).await {
+                // Another server reads the slot; be ready to take over.
+                session = None;
+                advanced = None;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
             if session.is_none() {
                 match self.connect(&login).await {
                     Ok(client) => {
                         session = Some(client);
                         backoff = Duration::from_secs(1);
+                        swept = Instant::now();
                     }
                     Err(e) => {
                         tracing::warn!(%project, error = %e, retry_in = ?backoff, "realtime cannot reach the project database");
@@ -413,6 +443,12 @@ impl Feeds {
                 }
             }
             let client = session.as_ref().expect("connected above");
+            if swept.elapsed() >= SWEEP {
+                swept = Instant::now();
+                if let Err(e) = self.sweep(client).await {
+                    tracing::warn!(%project, error = %e, "cannot remove subscriptions of servers gone");
+                }
+            }
             match self.poll(&project, client, &mut advanced).await {
                 Ok(full) if full => {}
                 Ok(_) => tokio::time::sleep(self.timing.poll).await,
@@ -425,21 +461,47 @@ impl Feeds {
         }
     }
 
-    /// A session of the feed's own: subscriptions of servers gone are
-    /// removed, and the slot exists.
+    /// The project has had no channel here for the grace period: the slot
+    /// goes if no server has channels of it, the lease goes back, and this
+    /// server stops following it. False if a channel came back meanwhile.
+    async fn finish(
+        &self,
+        project: &ProjectRef,
+        login: Option<&ProjectDatabase>,
+        session: Option<tokio_postgres::Client>,
+    ) -> bool {
+        self.relay.interest(project, false).await;
+        if let Some(login) = login
+            && self.relay.hold(project).await
+        {
+            if !self.relay.others_interested(project).await {
+                self.close(project, login, session).await;
+            }
+            self.relay.release(project).await;
+        }
+        self.relay.unwatch(project).await;
+        {
+            let mut feeds = self.lock();
+            let back = feeds
+                .get(project)
+                .is_some_and(|f| f.channels > 0 || !f.subs.is_empty());
+            if !back {
+                feeds.remove(project);
+                return true;
+            }
+        }
+        self.relay.watch(project).await;
+        false
+    }
+
+    /// A session of the feed's own, with the slot existing.
     async fn connect(&self, login: &ProjectDatabase) -> Result<tokio_postgres::Client, String> {
         let (client, connection) = supa_db::pg_config(login, "supa-realtime feed")
             .connect(tokio_postgres::NoTls)
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(connection);
-        client
-            .execute(
-                "DELETE FROM realtime.subscription WHERE node <> $1",
-                &[&&*self.node],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+        self.sweep(&client).await?;
         client
             .query_one("SELECT realtime.supa_slot_open()", &[])
             .await
@@ -447,7 +509,19 @@ impl Feeds {
         Ok(client)
     }
 
-    /// The project has had no channel for the grace period: its slot goes.
+    /// Removes the subscriptions of servers gone.
+    async fn sweep(&self, client: &tokio_postgres::Client) -> Result<(), String> {
+        client
+            .execute(
+                "DELETE FROM realtime.subscription WHERE node <> ALL ($1)",
+                &[&self.relay.live_nodes()],
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Drops the project's slot (unless a subscription appeared).
     async fn close(
         &self,
         project: &ProjectRef,
@@ -560,43 +634,83 @@ impl Feeds {
                 .map(|r| r.get::<_, i32>(0))
                 .collect()
         };
-        let feeds = self.lock();
-        let Some(feed) = feeds.get(project) else {
-            return Ok(());
-        };
-        for (ci, change) in table_changes.iter().enumerate() {
-            // One message per channel, with the ids of its bindings.
-            let mut channels: BTreeMap<&str, Delivery<'_>> = BTreeMap::new();
-            for (si, error) in plan.outcomes(ci, &passed) {
-                let sub = &subs[si];
-                let Some(local) = feed.subs.get(&sub.id) else {
-                    continue;
-                };
-                let delivery = channels.entry(&local.subscription).or_insert(Delivery {
-                    ids: Vec::new(),
-                    sink: &local.sink,
-                    sub,
-                    error,
-                });
-                if !delivery.ids.contains(&local.binding) {
-                    delivery.ids.push(local.binding);
+        let mut remote: Vec<RemoteDelivery> = Vec::new();
+        {
+            let feeds = self.lock();
+            let local = feeds.get(project).map(|f| &f.subs);
+            for (ci, change) in table_changes.iter().enumerate() {
+                // One message per channel here, with the ids of its
+                // bindings; one delivery per role and error elsewhere.
+                let mut channels: BTreeMap<&str, Delivery<'_>> = BTreeMap::new();
+                let mut elsewhere: BTreeMap<(&str, Option<&str>), Elsewhere<'_>> = BTreeMap::new();
+                for (si, error) in plan.outcomes(ci, &passed) {
+                    let sub = &subs[si];
+                    if sub.node != self.node() {
+                        elsewhere
+                            .entry((&sub.role, error))
+                            .or_insert_with(|| Elsewhere {
+                                rows: Vec::new(),
+                                sub,
+                            })
+                            .rows
+                            .push(sub.id);
+                        continue;
+                    }
+                    let Some(held) = local.and_then(|l| l.get(&sub.id)) else {
+                        continue;
+                    };
+                    let delivery = channels.entry(&held.subscription).or_insert(Delivery {
+                        ids: Vec::new(),
+                        sink: &held.sink,
+                        sub,
+                        error,
+                    });
+                    if !delivery.ids.contains(&held.binding) {
+                        delivery.ids.push(held.binding);
+                    }
                 }
-            }
-            for d in channels.into_values() {
-                let data = changes::payload_data(change, &d.sub.columns, d.sub.rls, d.error);
-                let frame = Frame {
-                    join_ref: d.sink.join_ref.clone(),
-                    reference: None,
-                    topic: d.sink.topic.clone(),
-                    event: "postgres_changes".into(),
-                    payload: json!({"ids": d.ids, "data": data}),
-                };
-                if d.sink.tx.try_send(frame).is_err() {
-                    tracing::debug!(%project, "a socket's queue is full: change dropped");
+                for d in channels.into_values() {
+                    let data = changes::payload_data(change, &d.sub.columns, d.sub.rls, d.error);
+                    send_change(project, d.sink, d.ids, data);
+                }
+                for ((_, error), e) in elsewhere {
+                    remote.push(RemoteDelivery {
+                        rows: e.rows,
+                        data: changes::payload_data(change, &e.sub.columns, e.sub.rls, error),
+                    });
                 }
             }
         }
+        if !remote.is_empty() {
+            self.relay
+                .publish(project, Envelope::Changes { deliveries: remote });
+        }
         Ok(())
+    }
+
+    /// Changes another server read for subscriptions held here.
+    pub(crate) fn deliver_remote(&self, project: &ProjectRef, deliveries: Vec<RemoteDelivery>) {
+        let feeds = self.lock();
+        let Some(feed) = feeds.get(project) else {
+            return;
+        };
+        for delivery in deliveries {
+            let mut channels: BTreeMap<&str, (Vec<u32>, &Sink)> = BTreeMap::new();
+            for row in &delivery.rows {
+                let Some(held) = feed.subs.get(row) else {
+                    continue;
+                };
+                let entry = channels
+                    .entry(&held.subscription)
+                    .or_insert_with(|| (Vec::new(), &held.sink));
+                if !entry.0.contains(&held.binding) {
+                    entry.0.push(held.binding);
+                }
+            }
+            for (ids, sink) in channels.into_values() {
+                send_change(project, sink, ids, delivery.data.clone());
+            }
+        }
     }
 
     /// A row of `realtime.messages` (`realtime.send`): a broadcast to its
@@ -618,11 +732,30 @@ impl Feeds {
             topic: format!("realtime:{topic}"),
             private: value("private") == Value::Bool(true),
         };
-        self.hub.broadcast(
-            &key,
-            None,
-            &json!({"type": "broadcast", "event": event, "payload": payload}),
+        let payload = json!({"type": "broadcast", "event": event, "payload": payload});
+        self.hub.broadcast(&key, None, &payload);
+        self.relay.publish(
+            project,
+            Envelope::Broadcast {
+                topic: key.topic,
+                private: key.private,
+                payload,
+            },
         );
+    }
+}
+
+/// A `postgres_changes` message to one channel.
+fn send_change(project: &ProjectRef, sink: &Sink, ids: Vec<u32>, data: Value) {
+    let frame = Frame {
+        join_ref: sink.join_ref.clone(),
+        reference: None,
+        topic: sink.topic.clone(),
+        event: "postgres_changes".into(),
+        payload: json!({"ids": ids, "data": data}),
+    };
+    if sink.tx.try_send(frame).is_err() {
+        tracing::debug!(%project, "a socket's queue is full: change dropped");
     }
 }
 
@@ -701,10 +834,19 @@ struct Delivery<'a> {
     error: Option<&'static str>,
 }
 
+/// One change for subscriptions held by other servers, who see it as the
+/// same role.
+struct Elsewhere<'a> {
+    rows: Vec<i64>,
+    sub: &'a SubRow,
+}
+
 /// A subscription as the feed reads it.
 #[derive(Debug)]
 struct SubRow {
     id: i64,
+    /// The server holding the subscriber.
+    node: String,
     schema: String,
     table: String,
     qualified: String,
@@ -724,7 +866,7 @@ async fn load_subscriptions(client: &tokio_postgres::Client) -> Result<Vec<SubRo
             "SELECT s.id, n.nspname::text, c.relname::text, c.oid::regclass::text, c.relrowsecurity,
                     coalesce(s.action_filter, '*'), s.claims::text, s.claims_role::text,
                     r.rolsuper OR r.rolbypassrls, has_table_privilege(s.claims_role, s.entity, 'SELECT'),
-                    to_jsonb(s.filters)::text,
+                    to_jsonb(s.filters)::text, s.node,
                     (SELECT jsonb_agg(jsonb_build_object(
                               'name', a.attname, 'type', t.typname, 'cast', a.atttypid::regtype::text,
                               'pk', coalesce(a.attnum = ANY (i.indkey), false),
@@ -748,6 +890,7 @@ async fn load_subscriptions(client: &tokio_postgres::Client) -> Result<Vec<SubRo
                 serde_json::from_str(r.get::<_, &str>(10)).unwrap_or_default();
             SubRow {
                 id: r.get(0),
+                node: r.get(11),
                 schema: r.get(1),
                 table: r.get(2),
                 qualified: r.get(3),
@@ -768,7 +911,7 @@ async fn load_subscriptions(client: &tokio_postgres::Client) -> Result<Vec<SubRo
                     })
                     .collect(),
                 columns: r
-                    .get::<_, Option<&str>>(11)
+                    .get::<_, Option<&str>>(12)
                     .and_then(|c| serde_json::from_str(c).ok())
                     .unwrap_or_default(),
             }
@@ -957,6 +1100,7 @@ mod tests {
     fn sub(id: i64, role: &str, sub: &str, filters: &[&str]) -> SubRow {
         SubRow {
             id,
+            node: "here".into(),
             schema: "public".into(),
             table: "t".into(),
             qualified: "t".into(),

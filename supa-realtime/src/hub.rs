@@ -31,11 +31,28 @@ pub(crate) struct Member {
     pub(crate) self_broadcast: bool,
 }
 
+/// Who tracks a presence: a member here, or one on another server
+/// (told through the relay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Local(MemberId),
+    Remote(Arc<str>, MemberId),
+}
+
 #[derive(Debug, Clone)]
 struct Meta {
-    member: MemberId,
+    origin: Origin,
     phx_ref: String,
     payload: Value,
+}
+
+/// A presence tracked here, as the relay tells other servers of it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Tracked {
+    pub(crate) member: MemberId,
+    pub(crate) key: String,
+    pub(crate) phx_ref: String,
+    pub(crate) payload: Value,
 }
 
 #[derive(Debug, Default)]
@@ -105,38 +122,43 @@ impl Hub {
         self.next.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a member; gives the topic's presence state.
-    pub(crate) fn join(&self, key: &TopicKey, id: MemberId, member: Member) -> Value {
+    /// Adds a member; gives the topic's presence state, and whether the
+    /// topic is new here (other servers are then asked for theirs).
+    pub(crate) fn join(&self, key: &TopicKey, id: MemberId, member: Member) -> (Value, bool) {
         let mut topics = self.lock();
+        let created = !topics.contains_key(key);
         let topic = topics.entry(key.clone()).or_default();
         topic.members.insert(id, member);
-        presence_map(
+        let state = presence_map(
             topic
                 .presence
                 .iter()
                 .map(|(k, metas)| (k, metas.as_slice())),
-        )
+        );
+        (state, created)
     }
 
-    /// Removes a member and what it tracked (the others get the leave).
-    pub(crate) fn leave(&self, key: &TopicKey, id: MemberId) {
+    /// Removes a member and what it tracked (the others get the leave);
+    /// true if it tracked something.
+    pub(crate) fn leave(&self, key: &TopicKey, id: MemberId) -> bool {
         let mut topics = self.lock();
         let Some(topic) = topics.get_mut(key) else {
-            return;
+            return false;
         };
         topic.members.remove(&id);
-        Self::untrack_in(key, topic, id);
+        let tracked = Self::untrack_in(key, topic, &Origin::Local(id));
         if topic.members.is_empty() {
             topics.remove(key);
         }
+        tracked
     }
 
-    /// Takes `id`'s metas out of the topic's presence.
-    fn drop_presence(topic: &mut Topic, id: MemberId) -> Vec<(String, Vec<Meta>)> {
+    /// Takes `origin`'s metas out of the topic's presence.
+    fn drop_presence(topic: &mut Topic, origin: &Origin) -> Vec<(String, Vec<Meta>)> {
         let mut leaves = Vec::new();
         topic.presence.retain(|key, metas| {
             let (gone, kept): (Vec<Meta>, Vec<Meta>) =
-                metas.drain(..).partition(|m| m.member == id);
+                metas.drain(..).partition(|m| m.origin == *origin);
             if !gone.is_empty() {
                 leaves.push((key.clone(), gone));
             }
@@ -190,16 +212,53 @@ impl Hub {
     }
 
     /// `id` tracks `payload` under `presence_key`, replacing what it
-    /// tracked before; every member gets the diff.
-    pub(crate) fn track(&self, key: &TopicKey, id: MemberId, presence_key: &str, payload: Value) {
+    /// tracked before; every member gets the diff. Gives the presence's
+    /// `phx_ref`.
+    pub(crate) fn track(
+        &self,
+        key: &TopicKey,
+        id: MemberId,
+        presence_key: &str,
+        payload: Value,
+    ) -> String {
+        let phx_ref = random_ref();
+        self.track_as(
+            key,
+            Origin::Local(id),
+            presence_key,
+            phx_ref.clone(),
+            payload,
+        );
+        phx_ref
+    }
+
+    /// A presence tracked on another server.
+    pub(crate) fn remote_track(&self, key: &TopicKey, node: &Arc<str>, tracked: Tracked) {
+        self.track_as(
+            key,
+            Origin::Remote(node.clone(), tracked.member),
+            &tracked.key,
+            tracked.phx_ref,
+            tracked.payload,
+        );
+    }
+
+    fn track_as(
+        &self,
+        key: &TopicKey,
+        origin: Origin,
+        presence_key: &str,
+        phx_ref: String,
+        payload: Value,
+    ) {
         let mut topics = self.lock();
         let Some(topic) = topics.get_mut(key) else {
             return;
         };
-        let leaves = Self::drop_presence(topic, id);
+        let leaves = Self::drop_presence(topic, &origin);
         let meta = Meta {
-            member: id,
-            phx_ref: random_ref(),
+            origin,
+            phx_ref,
             payload,
         };
         let presence_key = presence_key.to_owned();
@@ -212,22 +271,74 @@ impl Hub {
         Self::send_all(key, topic, None, "presence_diff", &diff);
     }
 
-    /// `id` stops tracking; every member gets the diff.
-    pub(crate) fn untrack(&self, key: &TopicKey, id: MemberId) {
-        let mut topics = self.lock();
-        let Some(topic) = topics.get_mut(key) else {
-            return;
-        };
-        Self::untrack_in(key, topic, id);
+    /// `id` stops tracking; every member gets the diff. True if it
+    /// tracked something.
+    pub(crate) fn untrack(&self, key: &TopicKey, id: MemberId) -> bool {
+        self.untrack_as(key, &Origin::Local(id))
     }
 
-    /// Drops what `id` tracks in `topic`; the members get the leaves.
-    fn untrack_in(key: &TopicKey, topic: &mut Topic, id: MemberId) {
-        let leaves = Self::drop_presence(topic, id);
-        if !leaves.is_empty() {
-            let diff = json!({ "joins": {}, "leaves": presence_of(&leaves) });
-            Self::send_all(key, topic, None, "presence_diff", &diff);
+    /// A member of another server stops tracking.
+    pub(crate) fn remote_untrack(&self, key: &TopicKey, node: &Arc<str>, member: MemberId) {
+        self.untrack_as(key, &Origin::Remote(node.clone(), member));
+    }
+
+    fn untrack_as(&self, key: &TopicKey, origin: &Origin) -> bool {
+        let mut topics = self.lock();
+        let Some(topic) = topics.get_mut(key) else {
+            return false;
+        };
+        Self::untrack_in(key, topic, origin)
+    }
+
+    /// Drops what `origin` tracks in `topic`; the members get the leaves.
+    fn untrack_in(key: &TopicKey, topic: &mut Topic, origin: &Origin) -> bool {
+        let leaves = Self::drop_presence(topic, origin);
+        if leaves.is_empty() {
+            return false;
         }
+        let diff = json!({ "joins": {}, "leaves": presence_of(&leaves) });
+        Self::send_all(key, topic, None, "presence_diff", &diff);
+        true
+    }
+
+    /// Everything a server that is gone tracked, in every topic.
+    pub(crate) fn forget_node(&self, node: &str) {
+        let mut topics = self.lock();
+        for (key, topic) in topics.iter_mut() {
+            let origins: Vec<Origin> = topic
+                .presence
+                .values()
+                .flatten()
+                .filter(|m| matches!(&m.origin, Origin::Remote(n, _) if &**n == node))
+                .map(|m| m.origin.clone())
+                .collect();
+            for origin in origins {
+                Self::untrack_in(key, topic, &origin);
+            }
+        }
+    }
+
+    /// What this server's members track in a topic, for another server
+    /// that asks.
+    pub(crate) fn local_presence(&self, key: &TopicKey) -> Vec<Tracked> {
+        let topics = self.lock();
+        let Some(topic) = topics.get(key) else {
+            return Vec::new();
+        };
+        topic
+            .presence
+            .iter()
+            .flat_map(|(k, metas)| metas.iter().map(move |m| (k, m)))
+            .filter_map(|(k, m)| match m.origin {
+                Origin::Local(member) => Some(Tracked {
+                    member,
+                    key: k.clone(),
+                    phx_ref: m.phx_ref.clone(),
+                    payload: m.payload.clone(),
+                }),
+                Origin::Remote(..) => None,
+            })
+            .collect()
     }
 
     /// Topics with members, for tests and metrics.
@@ -264,8 +375,8 @@ mod tests {
         let k = key();
         let (a, mut ra, ma) = member(&hub, false);
         let (b, mut rb, mb) = member(&hub, true);
-        hub.join(&k, a, ma);
-        hub.join(&k, b, mb);
+        assert!(hub.join(&k, a, ma).1, "a new topic");
+        assert!(!hub.join(&k, b, mb).1);
         assert_eq!(hub.broadcast(&k, Some(a), &json!({"event": "x"})), 1);
         assert!(ra.try_recv().is_err());
         assert_eq!(rb.try_recv().unwrap().event, "broadcast");
@@ -277,10 +388,10 @@ mod tests {
         let diff = rb.try_recv().unwrap();
         assert_eq!(diff.event, "presence_diff");
         assert_eq!(diff.payload["joins"]["ann"]["metas"][0]["online"], true);
-        let state = hub.join(&k, hub.member_id(), member(&hub, false).2);
+        let (state, _) = hub.join(&k, hub.member_id(), member(&hub, false).2);
         assert_eq!(state["ann"]["metas"].as_array().unwrap().len(), 1);
 
-        hub.leave(&k, a);
+        assert!(hub.leave(&k, a));
         let diff = rb.try_recv().unwrap();
         assert_eq!(diff.payload["leaves"]["ann"]["metas"][0]["online"], true);
         assert_eq!(diff.payload["joins"], json!({}));

@@ -22,6 +22,7 @@ mod feed;
 mod hub;
 mod limits;
 pub mod protocol;
+mod relay;
 pub mod schema;
 mod socket;
 
@@ -73,13 +74,14 @@ impl std::fmt::Debug for RealtimeProject {
     }
 }
 
-/// The engine: every project's channels in this process, and the feeds
-/// from their databases; cheap to clone.
+/// The engine: every project's channels in this process, the feeds from
+/// their databases, and the link to the other servers; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Realtime {
     hub: Hub,
     limits: Limits,
     feeds: feed::Feeds,
+    relay: relay::Relay,
 }
 
 impl Default for Realtime {
@@ -89,19 +91,112 @@ impl Default for Realtime {
 }
 
 impl Realtime {
-    /// An engine with no channels, its feeds polling and letting go as
+    /// A server on its own, its feeds polling and letting go as
     /// [`FeedTiming::default`] says.
     pub fn new() -> Self {
         Self::with_timing(FeedTiming::default())
     }
 
-    /// An engine whose feeds poll and let go as `timing` says.
+    /// A server on its own whose feeds poll and let go as `timing` says.
     pub fn with_timing(timing: FeedTiming) -> Self {
-        let hub = Hub::default();
+        Self::assemble(Hub::default(), relay::Relay::alone(), timing)
+    }
+
+    fn assemble(hub: Hub, relay: relay::Relay, timing: FeedTiming) -> Self {
         Self {
-            feeds: feed::Feeds::new(hub.clone(), timing),
+            feeds: feed::Feeds::new(hub.clone(), relay.clone(), timing),
             hub,
             limits: Limits::default(),
+            relay,
+        }
+    }
+
+    /// A server among those sharing the Redis at `url`: channels span
+    /// them (broadcasts, presence, Postgres changes), and one of them at a
+    /// time reads each project's slot. Needs a Tokio runtime.
+    pub fn with_redis(url: &str, timing: FeedTiming) -> Result<Self, String> {
+        let hub = Hub::default();
+        // The relay hands messages to the engine it is part of; the engine
+        // is made after the relay, so the handler finds it through a cell.
+        let engine: Arc<std::sync::OnceLock<Realtime>> = Arc::default();
+        let handler: relay::Handler = {
+            let engine = engine.clone();
+            Arc::new(move |project, node, envelope| {
+                if let Some(engine) = engine.get() {
+                    engine.receive(project, &node, envelope);
+                }
+            })
+        };
+        let gone_hub = hub.clone();
+        let relay = relay::Relay::redis(
+            url,
+            handler,
+            Arc::new(move |node| gone_hub.forget_node(node)),
+        )?;
+        let realtime = Self::assemble(hub, relay, timing);
+        let _ = engine.set(realtime.clone());
+        Ok(realtime)
+    }
+
+    /// A server among those sharing `redis_url`, or on its own without one.
+    pub fn start(redis_url: Option<&str>, timing: FeedTiming) -> Result<Self, String> {
+        match redis_url {
+            Some(url) => Self::with_redis(url, timing),
+            None => Ok(Self::with_timing(timing)),
+        }
+    }
+
+    /// What another server says of a project.
+    fn receive(&self, project: ProjectRef, node: &Arc<str>, envelope: relay::Envelope) {
+        use relay::Envelope::*;
+        let key = |topic: String, private: bool| TopicKey {
+            project,
+            topic,
+            private,
+        };
+        match envelope {
+            Broadcast {
+                topic,
+                private,
+                payload,
+            } => {
+                self.hub.broadcast(&key(topic, private), None, &payload);
+            }
+            Track {
+                topic,
+                private,
+                tracked,
+            } => self.hub.remote_track(&key(topic, private), node, tracked),
+            Untrack {
+                topic,
+                private,
+                member,
+            } => self.hub.remote_untrack(&key(topic, private), node, member),
+            Sync { topic, private } => {
+                let k = key(topic, private);
+                let tracked = self.hub.local_presence(&k);
+                if !tracked.is_empty() {
+                    self.relay.publish(
+                        &project,
+                        State {
+                            topic: k.topic,
+                            private: k.private,
+                            tracked,
+                        },
+                    );
+                }
+            }
+            State {
+                topic,
+                private,
+                tracked,
+            } => {
+                let k = key(topic, private);
+                for t in tracked {
+                    self.hub.remote_track(&k, node, t);
+                }
+            }
+            Changes { deliveries } => self.feeds.deliver_remote(&project, deliveries),
         }
     }
 
@@ -110,7 +205,7 @@ impl Realtime {
         self.hub.topics()
     }
 
-    /// Projects whose replication slot this engine is reading.
+    /// Projects with channels on this server.
     pub fn running_feeds(&self) -> usize {
         self.feeds.running()
     }
@@ -299,6 +394,14 @@ fn send(
     };
     let payload = json!({"type": "broadcast", "event": event, "payload": payload});
     realtime.hub.broadcast(&key, None, &payload);
+    realtime.relay.publish(
+        &project.project_ref,
+        relay::Envelope::Broadcast {
+            topic: key.topic,
+            private,
+            payload,
+        },
+    );
     Ok(())
 }
 

@@ -16,9 +16,10 @@ use tokio::sync::mpsc;
 
 use crate::changes::Binding;
 use crate::feed::{Permissions, Sink};
-use crate::hub::{Member, MemberId, TopicKey};
+use crate::hub::{Member, MemberId, TopicKey, Tracked};
 use crate::limits::Usage;
 use crate::protocol::{Frame, Vsn};
+use crate::relay::Envelope;
 use crate::{Realtime, RealtimeProject};
 
 /// Frames waiting for a slow client before it misses messages.
@@ -153,9 +154,22 @@ fn token_refusal(project: &RealtimeProject, e: &supa_keys::Error, now: i64, toke
 }
 
 impl Socket {
+    /// Tells the other servers.
+    fn relay(&self, envelope: Envelope) {
+        self.realtime
+            .relay
+            .publish(&self.project.project_ref, envelope);
+    }
+
     /// Leaves a channel this socket had joined.
     fn part(&self, joined: Joined) {
-        self.realtime.hub.leave(&joined.key, joined.member);
+        if self.realtime.hub.leave(&joined.key, joined.member) {
+            self.relay(Envelope::Untrack {
+                topic: joined.key.topic.clone(),
+                private: joined.key.private,
+                member: joined.member,
+            });
+        }
         if let Some(subscription) = joined.subscription {
             self.realtime.feeds.unsubscribe(&self.project, subscription);
         }
@@ -328,7 +342,7 @@ impl Socket {
         }
         // The feed runs from the first channel: broadcasts from SQL reach
         // every channel, changes reach the subscribed ones.
-        self.realtime.feeds.enter(&self.project);
+        self.realtime.feeds.enter(&self.project).await;
         let subscription = if bindings.is_empty() {
             None
         } else {
@@ -362,7 +376,7 @@ impl Socket {
             _ => supa_core::random_uuid(),
         };
         let presence_enabled = config["presence"]["enabled"].as_bool().unwrap_or(false);
-        let state = self.realtime.hub.join(
+        let (state, created) = self.realtime.hub.join(
             &key,
             member,
             Member {
@@ -371,6 +385,13 @@ impl Socket {
                 self_broadcast: config["broadcast"]["self"].as_bool().unwrap_or(false),
             },
         );
+        if created {
+            // Members elsewhere tell what they track.
+            self.relay(Envelope::Sync {
+                topic: key.topic.clone(),
+                private,
+            });
+        }
         let changes: Vec<Value> = bindings.iter().map(|b| b.echo.clone()).collect();
         self.send(frame.reply("ok", json!({ "postgres_changes": changes })));
         if subscription.is_some() {
@@ -454,6 +475,11 @@ impl Socket {
         self.realtime
             .hub
             .broadcast(&joined.key, Some(joined.member), &payload);
+        self.relay(Envelope::Broadcast {
+            topic: joined.key.topic.clone(),
+            private: joined.key.private,
+            payload,
+        });
         if joined.ack {
             self.send(frame.reply("ok", json!({})));
         }
@@ -481,11 +507,32 @@ impl Socket {
                     ));
                     return;
                 }
-                self.realtime
-                    .hub
-                    .track(&joined.key, joined.member, &joined.presence_key, payload);
+                let phx_ref = self.realtime.hub.track(
+                    &joined.key,
+                    joined.member,
+                    &joined.presence_key,
+                    payload.clone(),
+                );
+                self.relay(Envelope::Track {
+                    topic: joined.key.topic.clone(),
+                    private: joined.key.private,
+                    tracked: Tracked {
+                        member: joined.member,
+                        key: joined.presence_key.clone(),
+                        phx_ref,
+                        payload,
+                    },
+                });
             }
-            Some("untrack") => self.realtime.hub.untrack(&joined.key, joined.member),
+            Some("untrack") => {
+                if self.realtime.hub.untrack(&joined.key, joined.member) {
+                    self.relay(Envelope::Untrack {
+                        topic: joined.key.topic.clone(),
+                        private: joined.key.private,
+                        member: joined.member,
+                    });
+                }
+            }
             _ => {
                 self.send(frame.reply(
                     "error",

@@ -77,20 +77,20 @@ async fn main() -> anyhow::Result<()> {
         }
         None => (remote, None),
     };
+    let realtime = supa_realtime::Realtime::start(
+        args.redis_url.as_deref(),
+        supa_realtime::FeedTiming {
+            grace: std::time::Duration::from_secs(args.realtime_slot_grace),
+            ..Default::default()
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
     // `/pg` goes to the tenant manager, which holds the admin logins.
     let gateway = Arc::new(
         Gateway::new(directory, config, metrics.clone())
             .mount("/pg", remote_meta(&args.tenant_url, token.clone()))
             .mount("/auth/v1", supa_auth::router(supa_auth::Auth::default()))
-            .mount(
-                "/realtime/v1",
-                supa_realtime::router(supa_realtime::Realtime::with_timing(
-                    supa_realtime::FeedTiming {
-                        grace: std::time::Duration::from_secs(args.realtime_slot_grace),
-                        ..Default::default()
-                    },
-                )),
-            ),
+            .mount("/realtime/v1", supa_realtime::router(realtime)),
     );
     if let Some(url) = &args.redis_url {
         follow_invalidations(url, gateway.clone(), l2);

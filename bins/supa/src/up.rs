@@ -47,6 +47,14 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let gateway_listener = tokio::net::TcpListener::bind(gateway_addr)
         .await
         .with_context(|| format!("cannot listen on {gateway_addr} (use --gateway-port)"))?;
+    let realtime = supa_realtime::Realtime::start(
+        args.settings.redis_url.as_deref(),
+        supa_realtime::FeedTiming {
+            grace: std::time::Duration::from_secs(args.realtime_slot_grace),
+            ..Default::default()
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
     let plane = ControlPlane::start(args.settings.into_settings(args.database_url)?).await?;
     let metrics = Arc::new(Metrics::default());
     let storage = supa_storage::Storage::new(
@@ -69,15 +77,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         )
         .mount("/auth/v1", supa_auth::router(supa_auth::Auth::default()))
         .mount("/storage/v1", supa_storage::router(storage.clone()))
-        .mount(
-            "/realtime/v1",
-            supa_realtime::router(supa_realtime::Realtime::with_timing(
-                supa_realtime::FeedTiming {
-                    grace: std::time::Duration::from_secs(args.realtime_slot_grace),
-                    ..Default::default()
-                },
-            )),
-        ),
+        .mount("/realtime/v1", supa_realtime::router(realtime)),
     );
     // Bytes a crash left without a row are removed once they are old.
     let tenant = plane.tenant.clone();
