@@ -29,7 +29,7 @@ bindings: deps ## build the Python package `supa` into .venv with maturin
 	cd bindings/python && maturin develop --quiet
 
 pytest: bindings ## the pytest suite: bindings, and `supa up` as a subprocess
-	cargo build --quiet -p supa -p supa-rest-bin -p supa-gateway -p supa-auth-bin -p supa-storage-bin
+	cargo build --quiet -p supa -p supa-rest-bin -p supa-gateway -p supa-auth-bin -p supa-storage-bin -p supa-realtime-bin
 	pytest -q tests
 
 test: lint test-rust pytest ## everything CI checks

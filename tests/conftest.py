@@ -2,6 +2,7 @@
 free ports and a throwaway data dir, stopped (with its embedded PostgreSQL)
 when the session ends."""
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -82,8 +83,10 @@ def redis_server():
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def platform(redis_server):
+@contextlib.contextmanager
+def running_platform(redis_url=None):
+    """`supa up` on free ports and a throwaway data dir (its own embedded
+    cluster), stopped and removed on exit."""
     assert SUPA.exists(), f"{SUPA} is missing: `make pytest` builds it"
     data_dir = Path(tempfile.mkdtemp(prefix="supa-pytest-"))
     api_port = free_port()
@@ -94,31 +97,28 @@ def platform(redis_server):
     env.update(AWS_ACCESS_KEY_ID=AWS_KEY_ID, AWS_SECRET_ACCESS_KEY=AWS_SECRET)
     # Realtime slots go soon after their last channel, for the slot tests.
     env["SUPA_REALTIME_SLOT_GRACE"] = "2"
-    proc = subprocess.Popen(
-        [str(SUPA), "up", "--data-dir", str(data_dir), "--api-port", str(api_port),
-         "--gateway-port", str(gateway_port), "--redis-url", redis_server.url],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    command = [str(SUPA), "up", "--data-dir", str(data_dir), "--api-port", str(api_port),
+               "--gateway-port", str(gateway_port)]
+    if redis_url:
+        command += ["--redis-url", redis_url]
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     api_url = f"http://127.0.0.1:{api_port}"
     deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"supa up exited with {proc.returncode}:\n{log.read()}")
-        try:
-            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            log.seek(0)
-            pytest.fail(f"supa up did not answer /health within 90 s:\n{log.read()}")
-        time.sleep(0.2)
-    token = (data_dir / "admin_token").read_text().strip()
     try:
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"supa up exited with {proc.returncode}:\n{log.read()}")
+            try:
+                if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"supa up did not answer /health within 90 s:\n{log.read()}")
+            time.sleep(0.2)
+        token = (data_dir / "admin_token").read_text().strip()
         yield Platform(
             api_url=api_url,
             gateway_url=f"http://127.0.0.1:{gateway_port}",
@@ -135,6 +135,12 @@ def platform(redis_server):
         shutil.rmtree(data_dir, ignore_errors=True)
         if os.environ.get("SUPA_KEEP_LOG") is None:
             os.unlink(log.name)
+
+
+@pytest.fixture(scope="session")
+def platform(redis_server):
+    with running_platform(redis_server.url) as p:
+        yield p
 
 
 def create_project(platform, name, schema_sql=None):

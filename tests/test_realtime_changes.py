@@ -6,14 +6,18 @@ security per subscriber), broadcasts sent from SQL (`realtime.send`,
 `realtime.messages`, and the slot's lifecycle."""
 
 import asyncio
+import os
+import subprocess
 import time
+import urllib.parse
 
 import httpx
 import jwt
 import pytest
+from realtime import AsyncRealtimeClient
 from supabase import acreate_client
 
-from conftest import create_project
+from conftest import ROOT, create_project, empty_database, free_port, running_platform, stop, wait_for_port
 
 OWNER = "6c1c2c62-1f5a-4f43-9a1b-2f5f5a0c2d11"
 OTHER = "0b9e8d46-4d7e-4f0c-8a57-1f0e7f1b9a22"
@@ -275,3 +279,117 @@ def test_the_slot_lives_while_subscribed_and_goes_with_the_project(platform):
         await client.remove_all_channels()
 
     asyncio.run(main())
+
+
+def restart_cluster(platform, project, mode):
+    """Restarts the platform's embedded cluster with `pg_ctl -m mode`."""
+    pgdata = sql(platform, project, "select current_setting('data_directory') as d")[0]["d"]
+    bindir = sql(platform, project, "select setting from pg_config() where name = 'BINDIR'")[0]["setting"]
+    command = [f"{bindir}/pg_ctl", "restart", "-D", pgdata, "-m", mode, "-w", "-t", "60",
+               "-l", f"{pgdata}/../postgres.log"]
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", "postgres", "--"] + command
+    # The port and settings stay those the platform started it with.
+    port = sql(platform, project, "select current_setting('port') as p")[0]["p"]
+    subprocess.run(command + ["-o", f"-p {port}"], check=True, capture_output=True, timeout=120)
+
+
+def test_delivery_resumes_after_the_cluster_restarts():
+    with running_platform() as platform:
+        project = create_project(platform, "realtime-restart",
+                                 "create table t (id int primary key); "
+                                 "alter publication supabase_realtime add table t;")
+
+        def insert(i):
+            # The first statements after a restart may meet closed pooled
+            # connections; the platform answers, and the next one works.
+            deadline = time.monotonic() + 30
+            while True:
+                with platform.client() as api:
+                    r = api.post(f"/v1/projects/{project['ref']}/database/query",
+                                 json={"query": f"insert into t values ({i})"})
+                if r.status_code == 201 or time.monotonic() > deadline:
+                    assert r.status_code == 201, r.text
+                    return
+                time.sleep(0.5)
+
+        async def main():
+            client = await acreate_client(project["url"], project["publishable_key"])
+            got = []
+            ch = client.channel("t").on_postgres_changes("INSERT", lambda p: got.append(p), table="t")
+            assert str((await subscribed(ch))[0]).endswith("SUBSCRIBED")
+            insert(1)
+            assert await until(10, lambda: len(got) == 1)
+            for n, mode in enumerate(["fast", "immediate"], start=2):
+                await asyncio.to_thread(restart_cluster, platform, project, mode)
+                await asyncio.to_thread(insert, n)
+                assert await until(30, lambda: any(p["data"]["record"]["id"] == n for p in got)), (mode, got)
+            await client.remove_all_channels()
+
+        asyncio.run(main())
+
+
+SUPA_REALTIME = ROOT / "target" / "debug" / "supa-realtime"
+
+
+def standalone_sql(url, query):
+    """Runs `query` in the database at `url` with psql."""
+    subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-q", "-c", query],
+                   check=True, capture_output=True, timeout=60)
+
+
+def test_standalone_server_on_supabase_realtime_environment(platform, project):
+    """`supa-realtime` on the environment of Supabase's realtime container,
+    against a database it prepares itself, reached as Kong reaches it
+    (`/socket/websocket`, `/api`)."""
+    url = empty_database(platform, "rtalone", "supabase_realtime_admin", "anon", "authenticated",
+                         "service_role")
+    parsed = urllib.parse.urlparse(url)
+    sql(platform, project, f"alter role {parsed.username} replication")
+    secret = "standalone-realtime-jwt-secret-of-32-chars"
+    now = int(time.time())
+    anon = jwt.encode({"role": "anon", "iat": now, "exp": now + 600}, secret, algorithm="HS256")
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SUPA_")},
+           "PORT": str(port), "DB_HOST": parsed.hostname, "DB_PORT": str(parsed.port),
+           "DB_USER": parsed.username, "DB_PASSWORD": parsed.password, "DB_NAME": parsed.path[1:],
+           "API_JWT_SECRET": secret, "SECRET_KEY_BASE": "x" * 64, "DB_ENC_KEY": "supabaserealtime",
+           "SUPA_REALTIME_SLOT_GRACE": "1"}
+    proc = subprocess.Popen([str(SUPA_REALTIME)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc, "supa-realtime")
+        health = httpx.get(f"http://127.0.0.1:{port}/api/tenants/realtime-dev/health",
+                           headers={"Authorization": f"Bearer {anon}"})
+        assert health.status_code == 200 and health.json()["healthy"] is True
+
+        async def main():
+            client = AsyncRealtimeClient(f"ws://127.0.0.1:{port}/socket", anon, auto_reconnect=False)
+            await client.connect()
+            got, heard = [], []
+            ch = client.channel("things")
+            ch.on_postgres_changes("INSERT", lambda p: got.append(p), table="things")
+            ch.on_broadcast("hello", lambda p: heard.append(p))
+            state, err = await subscribed(ch)
+            assert str(state).endswith("SUBSCRIBED"), err
+            await asyncio.to_thread(standalone_sql, url, "insert into things values (1, 'one')")
+            assert await until(10, lambda: got)
+            assert got[0]["data"]["record"] == {"id": 1, "name": "one"}, got[0]
+            assert got[0]["data"]["errors"] is None
+            # The REST API under /api, with the anon token.
+            r = httpx.post(f"http://127.0.0.1:{port}/api/broadcast",
+                           headers={"Authorization": f"Bearer {anon}"},
+                           json={"messages": [{"topic": "things", "event": "hello", "payload": {"n": 1}}]})
+            assert r.status_code == 202, r.text
+            assert await until(5, lambda: heard)
+            # No token: refused.
+            r = httpx.post(f"http://127.0.0.1:{port}/api/broadcast",
+                           json={"messages": [{"topic": "things", "event": "hello", "payload": {}}]})
+            assert r.status_code == 401 and "InvalidJWTToken" in r.json()["message"]
+            await client.close()
+
+        standalone_sql(url, "create table things (id int primary key, name text); "
+                            "grant select on things to anon; "
+                            "alter publication supabase_realtime add table things")
+        asyncio.run(main())
+    finally:
+        stop(proc)

@@ -22,6 +22,7 @@ mod feed;
 mod hub;
 mod limits;
 pub mod protocol;
+pub mod realtime_env;
 mod relay;
 pub mod schema;
 mod socket;
@@ -284,30 +285,52 @@ struct SocketQuery {
     vsn: Option<String>,
 }
 
-/// The claims of the connection: its bearer token's (the gateway puts the
-/// API key's role there), or `anon`'s.
-fn connection_claims(project: &RealtimeProject, headers: &axum::http::HeaderMap) -> Value {
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
+/// The caller of a request: its project, and the claims of its token:
+/// the bearer token (the gateway puts the API key's role there), else an
+/// `apikey` header or query parameter that is a project JWT (what clients
+/// send a standalone server).
+struct Caller(Arc<RealtimeProject>, Value);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Error> {
+        let Project(project) = Project::from_request_parts(parts, state).await?;
+        let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let bearer = header(axum::http::header::AUTHORIZATION.as_str()).and_then(|v| {
             v.get(7..)
                 .filter(|_| v[..7].eq_ignore_ascii_case("bearer "))
-        })
-        .and_then(|token| {
-            supa_keys::verify(&project.jwt_key, token.trim(), supa_keys::unix_now()).ok()
-        })
-        .map_or_else(
-            || json!({"role": "anon"}),
-            |claims| Value::Object(claims.as_map().clone()),
-        )
+        });
+        let query_key = parts.uri.query().and_then(|q| {
+            q.split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| *k == "apikey")
+                .map(|(_, v)| v)
+        });
+        let now = supa_keys::unix_now();
+        let claims = [bearer, header("apikey"), query_key]
+            .into_iter()
+            .flatten()
+            .map(str::trim)
+            .filter(|t| !t.starts_with("sb_"))
+            .find_map(|t| supa_keys::verify(&project.jwt_key, t, now).ok())
+            .ok_or_else(|| {
+                Error::new(
+                    401,
+                    "InvalidJWTToken: a valid JWT of the project is required",
+                )
+            })?;
+        Ok(Self(project, Value::Object(claims.as_map().clone())))
+    }
 }
 
 async fn websocket(
     State(realtime): State<Realtime>,
-    Project(project): Project,
+    Caller(project, claims): Caller,
     Query(query): Query<SocketQuery>,
-    headers: axum::http::HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, Error> {
     let vsn = Vsn::parse(query.vsn.as_deref())
@@ -323,7 +346,6 @@ async fn websocket(
         .limits
         .connect(project.project_ref, project.settings.max_concurrent_users)
         .ok_or_else(|| Error::new(429, "ConnectionRateLimitReached: Too many connected users"))?;
-    let claims = connection_claims(&project, &headers);
     Ok(upgrade
         // Most sockets sit idle: small buffers that grow for a large
         // message, instead of tungstenite's 128 KiB each.
@@ -361,15 +383,44 @@ struct PrivateQuery {
 /// broadcast whose body is the payload (what `http_send` posts).
 async fn rest_broadcast_one(
     State(realtime): State<Realtime>,
-    Project(project): Project,
+    Caller(project, claims): Caller,
     axum::extract::Path((topic, event)): axum::extract::Path<(String, String)>,
     Query(query): Query<PrivateQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, Error> {
     let payload: Value =
         serde_json::from_slice(&body).map_err(|_| Error::new(415, "the payload must be JSON"))?;
+    if query.private {
+        may_write(&realtime, &project, &claims, [topic.as_str()]).await?;
+    }
     send(&realtime, &project, &topic, &event, payload, query.private)?;
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// Checks the caller may broadcast to each private channel of `topics`
+/// (their names), as the project's policies on `realtime.messages` say.
+async fn may_write<'a>(
+    realtime: &Realtime,
+    project: &RealtimeProject,
+    claims: &Value,
+    topics: impl IntoIterator<Item = &'a str>,
+) -> Result<(), Error> {
+    for topic in topics {
+        let allowed = realtime
+            .feeds
+            .authorize(project, claims, topic)
+            .await
+            .is_ok_and(|p| p.write_broadcast);
+        if !allowed {
+            return Err(Error::new(
+                401,
+                format!(
+                    "Unauthorized: You do not have permissions to write to this Channel topic: {topic}"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Broadcasts `payload` as `event` to channel `topic` (its name).
@@ -409,7 +460,7 @@ fn send(
 /// channel's name, without `realtime:`), 202 once sent.
 async fn rest_broadcast(
     State(realtime): State<Realtime>,
-    Project(project): Project,
+    Caller(project, claims): Caller,
     body: axum::body::Bytes,
 ) -> Result<Response, Error> {
     let body: BroadcastBody =
@@ -427,6 +478,13 @@ async fn rest_broadcast(
             "each message needs a topic and an object payload",
         ));
     }
+    let private: std::collections::BTreeSet<&str> = body
+        .messages
+        .iter()
+        .filter(|m| m.private)
+        .map(|m| m.topic.as_str())
+        .collect();
+    may_write(&realtime, &project, &claims, private).await?;
     for m in body.messages {
         send(
             &realtime, &project, &m.topic, &m.event, m.payload, m.private,

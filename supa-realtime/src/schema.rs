@@ -12,12 +12,13 @@ const SLOT_NAME_SQL: &str = "left('supa_realtime_' || regexp_replace(lower(regex
 /// `supabase_realtime_admin`) in a `realtime` schema that exists.
 pub const SCHEMA_SQL: &str = include_str!("schema.sql");
 
-/// The slot functions and the API roles' grants, run after
-/// [`SCHEMA_SQL`] by a role that may decode the WAL (the worker's admin).
-pub static SLOT_SQL: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| include_str!("slot.sql").replace("@SLOT@", SLOT_NAME_SQL));
+/// The functions the realtime server calls (the slot's among them) and
+/// the API roles' grants, run after [`SCHEMA_SQL`] by a role that may
+/// decode the WAL (the worker's admin); each replaces its older self.
+pub static FUNCTIONS_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| include_str!("functions.sql").replace("@SLOT@", SLOT_NAME_SQL));
 
-/// The slot of the database named `database`, as [`SLOT_SQL`] names it.
+/// The slot of the database named `database`, as [`FUNCTIONS_SQL`] names it.
 pub fn slot_name(database: &str) -> String {
     let base = database.strip_prefix("proj_").unwrap_or(database);
     let mut name: String = "supa_realtime_"
@@ -35,6 +36,58 @@ pub fn slot_name(database: &str) -> String {
     name
 }
 
+/// Creates the realtime schema in a standalone server's database when it
+/// has none (as Supabase Realtime migrates on start), brings one made by
+/// Supabase Realtime up to what this server needs (the `node` of each
+/// subscription), and (re)creates the functions. The login must be able
+/// to act as `supabase_realtime_admin` and to decode the WAL (a superuser,
+/// as Supabase's `supabase_admin` is). One server at a time does it.
+pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('supa-realtime schema'))",
+        &[],
+    )
+    .await?;
+    tx.batch_execute(supa_core::Role::CREATE_SQL).await?;
+    tx.batch_execute(
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_realtime_admin') THEN
+             CREATE ROLE supabase_realtime_admin NOLOGIN NOINHERIT; END IF;
+         END $$",
+    )
+    .await?;
+    let missing: bool = tx
+        .query_one("SELECT to_regclass('realtime.subscription') IS NULL", &[])
+        .await?
+        .get(0);
+    if missing {
+        tx.batch_execute(
+            "CREATE SCHEMA IF NOT EXISTS realtime;
+             ALTER SCHEMA realtime OWNER TO supabase_realtime_admin;
+             SET LOCAL ROLE supabase_realtime_admin",
+        )
+        .await?;
+        tx.batch_execute(SCHEMA_SQL).await?;
+        tx.batch_execute("RESET ROLE").await?;
+    } else {
+        tx.batch_execute(
+            "ALTER TABLE realtime.subscription ADD COLUMN IF NOT EXISTS node text NOT NULL DEFAULT ''",
+        )
+        .await?;
+    }
+    // What Supabase's database image has: the publication tables join.
+    tx.batch_execute(
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT FROM pg_publication WHERE pubname = 'supabase_realtime') THEN
+             CREATE PUBLICATION supabase_realtime; END IF;
+         END $$",
+    )
+    .await?;
+    tx.batch_execute(&FUNCTIONS_SQL).await?;
+    tx.commit().await
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -44,6 +97,6 @@ mod tests {
             "supa_realtime_abcdefghijabcdefghij"
         );
         assert_eq!(super::slot_name("My-DB"), "supa_realtime_my_db");
-        assert!(!super::SLOT_SQL.contains("@SLOT@"));
+        assert!(!super::FUNCTIONS_SQL.contains("@SLOT@"));
     }
 }

@@ -94,41 +94,6 @@ BEGIN
 END
 $$;
 
--- Runs each of `checks` (a query giving one boolean, its argument
--- `args[i]`) as `roles[i]` with `claims[i]` as the JWT claims, and gives
--- the 1-based positions of those that are true: which subscribers row
--- level security lets see a change. Checks without a role run as the
--- caller and come first. The role and claims last until the statement
--- ends.
-CREATE FUNCTION realtime.supa_check(roles text[], claims text[], checks text[], args jsonb[])
-RETURNS SETOF int LANGUAGE plpgsql AS $$
-DECLARE
-  i int;
-  current_role_name text := NULL;
-  current_claims text := NULL;
-  passed boolean;
-BEGIN
-  FOR i IN 1 .. coalesce(array_length(checks, 1), 0) LOOP
-    IF roles[i] IS NOT NULL
-       AND (roles[i] IS DISTINCT FROM current_role_name OR claims[i] IS DISTINCT FROM current_claims) THEN
-      PERFORM set_config('role', roles[i], true);
-      PERFORM set_config('request.jwt.claims', claims[i], true);
-      current_role_name := roles[i];
-      current_claims := claims[i];
-    END IF;
-    BEGIN
-      EXECUTE checks[i] INTO passed USING args[i];
-    EXCEPTION WHEN OTHERS THEN
-      -- A policy that fails, or a table gone since: not seen.
-      passed := false;
-    END;
-    IF passed THEN
-      RETURN NEXT i;
-    END IF;
-  END LOOP;
-END
-$$;
-
 CREATE TABLE realtime.schema_migrations (
   version bigint PRIMARY KEY,
   inserted_at timestamp(0)

@@ -75,11 +75,11 @@ RESET ROLE;
 -- @storage-grants: supa_storage::schema::GRANTS_SQL
 
 -- Supabase Realtime's schema, owned by `supabase_realtime_admin` (the
--- realtime server's logins act as it), then the slot functions, created
--- by this script's role, which may decode the WAL.
+-- realtime server's logins act as it), then the functions it calls,
+-- created by this script's role, which may decode the WAL.
 CREATE SCHEMA IF NOT EXISTS realtime;
 ALTER SCHEMA realtime OWNER TO supabase_realtime_admin;
 SET ROLE supabase_realtime_admin;
 -- @realtime-schema: supa_realtime::schema::SCHEMA_SQL
 RESET ROLE;
--- @realtime-slot: supa_realtime::schema::SLOT_SQL
+-- @realtime-functions: supa_realtime::schema::FUNCTIONS_SQL

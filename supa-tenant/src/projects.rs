@@ -48,8 +48,8 @@ static BOOTSTRAP_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
             1,
         )
         .replacen(
-            "-- @realtime-slot: supa_realtime::schema::SLOT_SQL\n",
-            &supa_realtime::schema::SLOT_SQL,
+            "-- @realtime-functions: supa_realtime::schema::FUNCTIONS_SQL\n",
+            &supa_realtime::schema::FUNCTIONS_SQL,
             1,
         )
 });

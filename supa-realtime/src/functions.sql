@@ -1,13 +1,15 @@
--- The project's replication slot, reached only through these functions:
--- they run as the worker's admin (who may decode), name the slot after
--- the current database so a caller can touch no other (each computes the
--- name itself: the schema's owner could replace a shared helper), and
--- decode with
--- wal2json only the tables of the `supabase_realtime` publication and
--- realtime.messages. Run by the worker's admin after the schema; only
+-- The functions the realtime server calls, run after the schema by a role
+-- that may decode the WAL (each is replaced when it exists).
+--
+-- The project's replication slot is reached only through the slot
+-- functions: they run as their owner (who may decode), name the slot
+-- after the current database so a caller can touch no other (each
+-- computes the name itself: the schema's owner could replace a shared
+-- helper), and decode with wal2json only the tables of the
+-- `supabase_realtime` publication and realtime.messages. Only
 -- `supabase_realtime_admin` may call them.
 
-CREATE FUNCTION realtime.supa_slot_name() RETURNS name
+CREATE OR REPLACE FUNCTION realtime.supa_slot_name() RETURNS name
 LANGUAGE sql STABLE AS $$
   SELECT @SLOT@
 $$;
@@ -15,7 +17,7 @@ $$;
 -- Creates the slot if it is missing; true when it did. Serialized with
 -- supa_slot_drop, so a subscription committed before this call keeps the
 -- slot it finds or makes.
-CREATE FUNCTION realtime.supa_slot_open() RETURNS boolean
+CREATE OR REPLACE FUNCTION realtime.supa_slot_open() RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
 BEGIN
   PERFORM pg_advisory_xact_lock(hashtext('supa_realtime_slot'));
@@ -28,7 +30,7 @@ END
 $$;
 
 -- Drops the slot unless a subscription still needs it; true when it is gone.
-CREATE FUNCTION realtime.supa_slot_drop() RETURNS boolean
+CREATE OR REPLACE FUNCTION realtime.supa_slot_drop() RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
 BEGIN
   PERFORM pg_advisory_xact_lock(hashtext('supa_realtime_slot'));
@@ -43,7 +45,7 @@ $$;
 
 -- The changes committed before `upto`, at most about `max_changes` (whole
 -- transactions), left in the slot until supa_slot_advance.
-CREATE FUNCTION realtime.supa_slot_changes(upto pg_lsn, max_changes int)
+CREATE OR REPLACE FUNCTION realtime.supa_slot_changes(upto pg_lsn, max_changes int)
 RETURNS TABLE (lsn pg_lsn, data text)
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
   SELECT c.lsn, c.data
@@ -58,15 +60,50 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
 $$;
 
 -- Everything before `upto` has been delivered.
-CREATE FUNCTION realtime.supa_slot_advance(upto pg_lsn) RETURNS void
+CREATE OR REPLACE FUNCTION realtime.supa_slot_advance(upto pg_lsn) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
   SELECT FROM pg_replication_slot_advance(@SLOT@, upto)
 $$;
 
-REVOKE ALL ON FUNCTION realtime.supa_slot_name(),
+-- Runs each of `checks` (a query giving one boolean, its argument
+-- `args[i]`) as `roles[i]` with `claims[i]` as the JWT claims, and gives
+-- the 1-based positions of those that are true: which subscribers row
+-- level security lets see a change. Checks without a role run as the
+-- caller and come first. The role and claims last until the statement
+-- ends.
+CREATE OR REPLACE FUNCTION realtime.supa_check(roles text[], claims text[], checks text[], args jsonb[])
+RETURNS SETOF int LANGUAGE plpgsql AS $$
+DECLARE
+  i int;
+  current_role_name text := NULL;
+  current_claims text := NULL;
+  passed boolean;
+BEGIN
+  FOR i IN 1 .. coalesce(array_length(checks, 1), 0) LOOP
+    IF roles[i] IS NOT NULL
+       AND (roles[i] IS DISTINCT FROM current_role_name OR claims[i] IS DISTINCT FROM current_claims) THEN
+      PERFORM set_config('role', roles[i], true);
+      PERFORM set_config('request.jwt.claims', claims[i], true);
+      current_role_name := roles[i];
+      current_claims := claims[i];
+    END IF;
+    BEGIN
+      EXECUTE checks[i] INTO passed USING args[i];
+    EXCEPTION WHEN OTHERS THEN
+      -- A policy that fails, or a table gone since: not seen.
+      passed := false;
+    END;
+    IF passed THEN
+      RETURN NEXT i;
+    END IF;
+  END LOOP;
+END
+$$;
+
+REVOKE ALL ON FUNCTION realtime.supa_check(text[], text[], text[], jsonb[]), realtime.supa_slot_name(),
   realtime.supa_slot_open(), realtime.supa_slot_drop(),
   realtime.supa_slot_changes(pg_lsn, int), realtime.supa_slot_advance(pg_lsn) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION realtime.supa_slot_name(),
+GRANT EXECUTE ON FUNCTION realtime.supa_check(text[], text[], text[], jsonb[]), realtime.supa_slot_name(),
   realtime.supa_slot_open(), realtime.supa_slot_drop(),
   realtime.supa_slot_changes(pg_lsn, int), realtime.supa_slot_advance(pg_lsn) TO supabase_realtime_admin;
 
