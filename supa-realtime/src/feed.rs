@@ -386,8 +386,7 @@ impl Feeds {
     /// other servers, and reads the slot while this server holds its
     /// lease.
     async fn run(self, project: ProjectRef) {
-        let mut session: Option<tokio_postgres::Client> = None;
-        let mut advanced: Option<String> = None;
+        let mut session: Option<Session> = None;
         let mut told: Option<Instant> = None;
         let mut swept = Instant::now();
         // Doubles while the database cannot be reached (a project being
@@ -407,7 +406,8 @@ impl Feeds {
                 (feed.login.clone(), done)
             };
             if done {
-                if self.finish(&project, login.as_ref(), session.take()).await {
+                let client = session.take().map(|s| s.client);
+                if self.finish(&project, login.as_ref(), client).await {
                     return;
                 }
                 continue;
@@ -423,14 +423,17 @@ impl Feeds {
             if !self.relay.hold(&project).await {
                 // Another server reads the slot; be ready to take over.
                 session = None;
-                advanced = None;
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
             if session.is_none() {
                 match self.connect(&login).await {
                     Ok(client) => {
-                        session = Some(client);
+                        session = Some(Session {
+                            client,
+                            advanced: None,
+                            subs: None,
+                        });
                         backoff = Duration::from_secs(1);
                         swept = Instant::now();
                     }
@@ -442,20 +445,19 @@ impl Feeds {
                     }
                 }
             }
-            let client = session.as_ref().expect("connected above");
+            let live = session.as_mut().expect("connected above");
             if swept.elapsed() >= SWEEP {
                 swept = Instant::now();
-                if let Err(e) = self.sweep(client).await {
+                if let Err(e) = self.sweep(&live.client).await {
                     tracing::warn!(%project, error = %e, "cannot remove subscriptions of servers gone");
                 }
             }
-            match self.poll(&project, client, &mut advanced).await {
+            match self.poll(&project, live).await {
                 Ok(full) if full => {}
                 Ok(_) => tokio::time::sleep(self.timing.poll).await,
                 Err(e) => {
                     tracing::warn!(%project, error = %e, "realtime feed failed; reconnecting");
                     session = None;
-                    advanced = None;
                 }
             }
         }
@@ -551,13 +553,9 @@ impl Feeds {
 
     /// Reads, delivers and consumes one batch; true if the batch was full
     /// (read again at once).
-    async fn poll(
-        &self,
-        project: &ProjectRef,
-        client: &tokio_postgres::Client,
-        advanced: &mut Option<String>,
-    ) -> Result<bool, String> {
-        let rows = client
+    async fn poll(&self, project: &ProjectRef, session: &mut Session) -> Result<bool, String> {
+        let rows = session
+            .client
             .query(
                 "WITH u AS (SELECT pg_current_wal_flush_lsn() AS upto)
                  SELECT u.upto::text, c.lsn::text, c.data
@@ -579,20 +577,23 @@ impl Feeds {
         let full = lines.len() >= BATCH as usize;
         let decoded = changes::decode(&lines);
         if !decoded.changes.is_empty() {
-            self.deliver(project, client, &decoded.changes).await?;
+            self.deliver(project, session, &decoded.changes).await?;
         }
         // A short batch read everything before `upto`; a full one stops
         // at its last whole transaction.
         let target = if full { decoded.committed } else { Some(upto) };
-        if let Some(target) = target.filter(|t| Some(t) != advanced.as_ref() && !t.is_empty()) {
-            client
+        if let Some(target) =
+            target.filter(|t| Some(t) != session.advanced.as_ref() && !t.is_empty())
+        {
+            session
+                .client
                 .execute(
                     "SELECT realtime.supa_slot_advance($1::text::pg_lsn)",
                     &[&target],
                 )
                 .await
                 .map_err(|e| e.to_string())?;
-            *advanced = Some(target);
+            session.advanced = Some(target);
         }
         Ok(full)
     }
@@ -601,7 +602,7 @@ impl Feeds {
     async fn deliver(
         &self,
         project: &ProjectRef,
-        client: &tokio_postgres::Client,
+        session: &mut Session,
         batch: &[Change],
     ) -> Result<(), String> {
         let mut table_changes = Vec::new();
@@ -617,22 +618,33 @@ impl Feeds {
         if table_changes.is_empty() {
             return Ok(());
         }
-        let subs = load_subscriptions(client).await?;
+        let subs = session.subscriptions().await?;
+        let client = &session.client;
         let mut plan = Plan::build(&table_changes, &subs);
         let passed: HashSet<i32> = if plan.checks.is_empty() {
             HashSet::new()
         } else {
             let a = plan.arrays();
-            client
-                .query(
-                    "SELECT realtime.supa_check($1, $2, $3, $4::text[]::jsonb[])",
-                    &[&a.roles as &(dyn ToSql + Sync), &a.claims, &a.sql, &a.args],
-                )
-                .await
-                .map_err(|e| e.to_string())?
-                .iter()
-                .map(|r| r.get::<_, i32>(0))
-                .collect()
+            let check = async |careful: bool| {
+                client
+                    .query(
+                        "SELECT realtime.supa_check($1, $2, $3, $4::text[]::jsonb[], $5)",
+                        &[
+                            &a.roles as &(dyn ToSql + Sync),
+                            &a.claims,
+                            &a.sql,
+                            &a.args,
+                            &careful,
+                        ],
+                    )
+                    .await
+            };
+            // Checks rarely fail; when one does, each is run on its own.
+            let rows = match check(false).await {
+                Ok(rows) => rows,
+                Err(_) => check(true).await.map_err(|e| e.to_string())?,
+            };
+            rows.iter().map(|r| r.get::<_, i32>(0)).collect()
         };
         let mut remote: Vec<RemoteDelivery> = Vec::new();
         {
@@ -670,13 +682,19 @@ impl Feeds {
                     }
                 }
                 for d in channels.into_values() {
-                    let data = changes::payload_data(change, &d.sub.columns, d.sub.rls, d.error);
+                    let data =
+                        changes::payload_data(change, &d.sub.view.columns, d.sub.view.rls, d.error);
                     send_change(project, d.sink, d.ids, data);
                 }
                 for ((_, error), e) in elsewhere {
                     remote.push(RemoteDelivery {
                         rows: e.rows,
-                        data: changes::payload_data(change, &e.sub.columns, e.sub.rls, error),
+                        data: changes::payload_data(
+                            change,
+                            &e.sub.view.columns,
+                            e.sub.view.rls,
+                            error,
+                        ),
                     });
                 }
             }
@@ -841,65 +859,139 @@ struct Elsewhere<'a> {
     sub: &'a SubRow,
 }
 
+/// A table as a role sees it.
+#[derive(Debug)]
+struct TableView {
+    schema: String,
+    table: String,
+    qualified: String,
+    /// Row level security is on.
+    rls: bool,
+    /// The role bypasses it.
+    bypass: bool,
+    can_select: bool,
+    columns: Vec<TableColumn>,
+}
+
 /// A subscription as the feed reads it.
 #[derive(Debug)]
 struct SubRow {
     id: i64,
     /// The server holding the subscriber.
     node: String,
-    schema: String,
-    table: String,
-    qualified: String,
-    rls: bool,
     action: String,
     claims: String,
     role: String,
-    bypass: bool,
-    can_select: bool,
     filters: Vec<Filter>,
-    columns: Vec<TableColumn>,
+    view: Arc<TableView>,
 }
 
+/// The feed's own connection, and what it remembers between batches.
+struct Session {
+    client: tokio_postgres::Client,
+    /// Where the slot was last advanced to.
+    advanced: Option<String>,
+    /// The subscriptions last read: when, and the fingerprint they had.
+    subs: Option<(String, Instant, Arc<Vec<SubRow>>)>,
+}
+
+/// How long read subscriptions are trusted while their fingerprint holds
+/// (what it cannot see, such as a role's `BYPASSRLS`, is read again by
+/// then).
+const SUBS_TTL: Duration = Duration::from_secs(10);
+
+impl Session {
+    /// The subscriptions, read again only when they or their tables'
+    /// catalog rows changed: the fingerprint is the rows' count and
+    /// newest id, and the row versions (`xmin`) of the tables and columns
+    /// they name, which ALTER TABLE, GRANT and REVOKE replace.
+    async fn subscriptions(&mut self) -> Result<Arc<Vec<SubRow>>, String> {
+        let fingerprint: String = self
+            .client
+            .query_one(
+                "SELECT count(*) || ':' || coalesce(max(s.id), 0) || ':' || coalesce((
+                   SELECT string_agg(c.oid || '@' || c.xmin || '/' ||
+                            (SELECT max(a.xmin::text::bigint) FROM pg_attribute a WHERE a.attrelid = c.oid),
+                          ',' ORDER BY c.oid)
+                   FROM pg_class c WHERE c.oid IN (SELECT entity FROM realtime.subscription)), '')
+                 FROM realtime.subscription s",
+                &[],
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .get(0);
+        if let Some((known, at, subs)) = &self.subs
+            && *known == fingerprint
+            && at.elapsed() < SUBS_TTL
+        {
+            return Ok(subs.clone());
+        }
+        let subs = Arc::new(load_subscriptions(&self.client).await?);
+        self.subs = Some((fingerprint, Instant::now(), subs.clone()));
+        Ok(subs)
+    }
+}
+
+/// Every subscription with what its role may see of its table. What
+/// depends on the table and role (privileges, columns, row security) is
+/// computed once per pair, not per subscription, in the same snapshot.
 async fn load_subscriptions(client: &tokio_postgres::Client) -> Result<Vec<SubRow>, String> {
     let rows = client
         .query(
-            "SELECT s.id, n.nspname::text, c.relname::text, c.oid::regclass::text, c.relrowsecurity,
-                    coalesce(s.action_filter, '*'), s.claims::text, s.claims_role::text,
-                    r.rolsuper OR r.rolbypassrls, has_table_privilege(s.claims_role, s.entity, 'SELECT'),
-                    to_jsonb(s.filters)::text, s.node,
-                    (SELECT jsonb_agg(jsonb_build_object(
-                              'name', a.attname, 'type', t.typname, 'cast', a.atttypid::regtype::text,
-                              'pk', coalesce(a.attnum = ANY (i.indkey), false),
-                              'selectable', has_column_privilege(s.claims_role, s.entity, a.attnum, 'SELECT'))
-                            ORDER BY a.attnum)
-                     FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-                     LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
-                     WHERE a.attrelid = s.entity AND a.attnum > 0 AND NOT a.attisdropped)::text
-             FROM realtime.subscription s
-             JOIN pg_class c ON c.oid = s.entity
-             JOIN pg_namespace n ON n.oid = c.relnamespace
-             JOIN pg_roles r ON r.oid = s.claims_role",
+            "WITH s AS (SELECT * FROM realtime.subscription),
+             m AS MATERIALIZED (
+               SELECT p.entity, p.claims_role, n.nspname::text AS schema, c.relname::text AS tbl,
+                      c.oid::regclass::text AS qualified, c.relrowsecurity AS rls,
+                      r.rolsuper OR r.rolbypassrls AS bypass,
+                      has_table_privilege(p.claims_role, p.entity, 'SELECT') AS can_select,
+                      (SELECT jsonb_agg(jsonb_build_object(
+                                'name', a.attname, 'type', t.typname, 'cast', a.atttypid::regtype::text,
+                                'pk', coalesce(a.attnum = ANY (i.indkey), false),
+                                'selectable', has_column_privilege(p.claims_role, p.entity, a.attnum, 'SELECT'))
+                              ORDER BY a.attnum)
+                       FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                       LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+                       WHERE a.attrelid = p.entity AND a.attnum > 0 AND NOT a.attisdropped)::text AS columns
+               FROM (SELECT DISTINCT entity, claims_role FROM s) p
+               JOIN pg_class c ON c.oid = p.entity
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+               JOIN pg_roles r ON r.oid = p.claims_role)
+             SELECT s.id, s.node, coalesce(s.action_filter, '*'), s.claims::text, s.claims_role::text,
+                    to_jsonb(s.filters)::text, s.entity::oid, s.claims_role::oid,
+                    m.schema, m.tbl, m.qualified, m.rls, m.bypass, m.can_select, m.columns
+             FROM s JOIN m ON m.entity = s.entity AND m.claims_role = s.claims_role",
             &[],
         )
         .await
         .map_err(|e| e.to_string())?;
+    let mut tables: HashMap<(u32, u32), Arc<TableView>> = HashMap::new();
     Ok(rows
         .iter()
         .map(|r| {
-            let filters: Vec<Value> =
-                serde_json::from_str(r.get::<_, &str>(10)).unwrap_or_default();
+            let filters: Vec<Value> = serde_json::from_str(r.get::<_, &str>(5)).unwrap_or_default();
+            let view = tables
+                .entry((r.get(6), r.get(7)))
+                .or_insert_with(|| {
+                    Arc::new(TableView {
+                        schema: r.get(8),
+                        table: r.get(9),
+                        qualified: r.get(10),
+                        rls: r.get(11),
+                        bypass: r.get(12),
+                        can_select: r.get(13),
+                        columns: r
+                            .get::<_, Option<&str>>(14)
+                            .and_then(|c| serde_json::from_str(c).ok())
+                            .unwrap_or_default(),
+                    })
+                })
+                .clone();
             SubRow {
                 id: r.get(0),
-                node: r.get(11),
-                schema: r.get(1),
-                table: r.get(2),
-                qualified: r.get(3),
-                rls: r.get(4),
-                action: r.get(5),
-                claims: r.get(6),
-                role: r.get(7),
-                bypass: r.get(8),
-                can_select: r.get(9),
+                node: r.get(1),
+                action: r.get(2),
+                claims: r.get(3),
+                role: r.get(4),
                 filters: filters
                     .iter()
                     .filter_map(|f| {
@@ -910,10 +1002,7 @@ async fn load_subscriptions(client: &tokio_postgres::Client) -> Result<Vec<SubRo
                         )
                     })
                     .collect(),
-                columns: r
-                    .get::<_, Option<&str>>(12)
-                    .and_then(|c| serde_json::from_str(c).ok())
-                    .unwrap_or_default(),
+                view,
             }
         })
         .collect())
@@ -962,13 +1051,14 @@ impl Plan {
         let mut shared: HashMap<(usize, &str, &str), usize> = HashMap::new();
         for (ci, change) in batch.iter().enumerate() {
             for (si, sub) in subs.iter().enumerate() {
-                if sub.schema != change.schema
-                    || sub.table != change.table
+                let view = &sub.view;
+                if view.schema != change.schema
+                    || view.table != change.table
                     || !change.kind.taken_by(&sub.action)
                 {
                     continue;
                 }
-                if !sub.can_select {
+                if !view.can_select {
                     plan.pairs
                         .push((ci, si, Outcome::Error("Error 401: Unauthorized")));
                     continue;
@@ -976,7 +1066,7 @@ impl Plan {
                 let mut needs = Vec::new();
                 let mut holds = true;
                 for filter in &sub.filters {
-                    let Some(column) = sub.columns.iter().find(|c| c.name == filter.column) else {
+                    let Some(column) = view.columns.iter().find(|c| c.name == filter.column) else {
                         holds = false;
                         break;
                     };
@@ -1008,12 +1098,12 @@ impl Plan {
                 }
                 // Row level security applies to what a row is now visible
                 // as; a deleted row cannot be checked (nor is on Supabase).
-                if change.kind != Kind::Delete && sub.rls && !sub.bypass {
+                if change.kind != Kind::Delete && view.rls && !view.bypass {
                     let key = (ci, sub.role.as_str(), sub.claims.as_str());
                     if let Some(&i) = shared.get(&key) {
                         needs.push(i);
                     } else {
-                        match changes::visibility_check(&sub.qualified, &sub.columns, change) {
+                        match changes::visibility_check(&view.qualified, &view.columns, change) {
                             Some((sql, arg)) => {
                                 plan.checks.push(Check {
                                     role: Some(sub.role.clone()),
@@ -1101,32 +1191,34 @@ mod tests {
         SubRow {
             id,
             node: "here".into(),
-            schema: "public".into(),
-            table: "t".into(),
-            qualified: "t".into(),
-            rls: true,
             action: "*".into(),
             claims: format!(r#"{{"role":"{role}","sub":"{sub}"}}"#),
             role: role.into(),
-            bypass: role == "service_role",
-            can_select: true,
             filters: filters.iter().map(|f| Filter::parse(f).unwrap()).collect(),
-            columns: vec![
-                TableColumn {
-                    name: "id".into(),
-                    type_name: "int4".into(),
-                    cast: "integer".into(),
-                    pk: true,
-                    selectable: true,
-                },
-                TableColumn {
-                    name: "at".into(),
-                    type_name: "timestamptz".into(),
-                    cast: "timestamp with time zone".into(),
-                    pk: false,
-                    selectable: true,
-                },
-            ],
+            view: Arc::new(TableView {
+                schema: "public".into(),
+                table: "t".into(),
+                qualified: "t".into(),
+                rls: true,
+                bypass: role == "service_role",
+                can_select: true,
+                columns: vec![
+                    TableColumn {
+                        name: "id".into(),
+                        type_name: "int4".into(),
+                        cast: "integer".into(),
+                        pk: true,
+                        selectable: true,
+                    },
+                    TableColumn {
+                        name: "at".into(),
+                        type_name: "timestamptz".into(),
+                        cast: "timestamp with time zone".into(),
+                        pk: false,
+                        selectable: true,
+                    },
+                ],
+            }),
         }
     }
 

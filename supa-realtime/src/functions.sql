@@ -70,16 +70,30 @@ $$;
 -- the 1-based positions of those that are true: which subscribers row
 -- level security lets see a change. Checks without a role run as the
 -- caller and come first. The role and claims last until the statement
--- ends.
-CREATE OR REPLACE FUNCTION realtime.supa_check(roles text[], claims text[], checks text[], args jsonb[])
+-- ends. `careful`: a check that fails (a policy that raises, a table gone
+-- since) counts as false instead of failing the call, at the price of a
+-- subtransaction per check; the caller asks for it after a failure.
+CREATE OR REPLACE FUNCTION realtime.supa_check(roles text[], claims text[], checks text[], args jsonb[], careful boolean)
 RETURNS SETOF int LANGUAGE plpgsql AS $$
 DECLARE
   i int;
   current_role_name text := NULL;
   current_claims text := NULL;
   passed boolean;
+  statement text;
+  prepared text[];
 BEGIN
+  -- Each distinct check is prepared once per session: a plan is then
+  -- made again only when the role changes (row security is part of it),
+  -- not for every subscriber's claims.
+  SELECT coalesce(array_agg(name), '{}') INTO prepared FROM pg_prepared_statements
+    WHERE name LIKE 'supa_check_%';
   FOR i IN 1 .. coalesce(array_length(checks, 1), 0) LOOP
+    statement := 'supa_check_' || md5(checks[i]);
+    IF NOT statement = ANY (prepared) THEN
+      EXECUTE format('PREPARE %I (jsonb) AS %s', statement, checks[i]);
+      prepared := prepared || statement;
+    END IF;
     IF roles[i] IS NOT NULL
        AND (roles[i] IS DISTINCT FROM current_role_name OR claims[i] IS DISTINCT FROM current_claims) THEN
       PERFORM set_config('role', roles[i], true);
@@ -87,12 +101,15 @@ BEGIN
       current_role_name := roles[i];
       current_claims := claims[i];
     END IF;
-    BEGIN
-      EXECUTE checks[i] INTO passed USING args[i];
-    EXCEPTION WHEN OTHERS THEN
-      -- A policy that fails, or a table gone since: not seen.
-      passed := false;
-    END;
+    IF careful THEN
+      BEGIN
+        EXECUTE format('EXECUTE %I(%L)', statement, args[i]) INTO passed;
+      EXCEPTION WHEN OTHERS THEN
+        passed := false;
+      END;
+    ELSE
+      EXECUTE format('EXECUTE %I(%L)', statement, args[i]) INTO passed;
+    END IF;
     IF passed THEN
       RETURN NEXT i;
     END IF;
@@ -100,10 +117,10 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION realtime.supa_check(text[], text[], text[], jsonb[]), realtime.supa_slot_name(),
+REVOKE ALL ON FUNCTION realtime.supa_check(text[], text[], text[], jsonb[], boolean), realtime.supa_slot_name(),
   realtime.supa_slot_open(), realtime.supa_slot_drop(),
   realtime.supa_slot_changes(pg_lsn, int), realtime.supa_slot_advance(pg_lsn) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION realtime.supa_check(text[], text[], text[], jsonb[]), realtime.supa_slot_name(),
+GRANT EXECUTE ON FUNCTION realtime.supa_check(text[], text[], text[], jsonb[], boolean), realtime.supa_slot_name(),
   realtime.supa_slot_open(), realtime.supa_slot_drop(),
   realtime.supa_slot_changes(pg_lsn, int), realtime.supa_slot_advance(pg_lsn) TO supabase_realtime_admin;
 

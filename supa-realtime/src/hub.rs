@@ -398,4 +398,49 @@ mod tests {
         hub.leave(&k, b);
         assert_eq!(hub.topics(), 1);
     }
+
+    #[test]
+    fn presences_of_other_servers_join_leave_and_go_with_their_server() {
+        let hub = Hub::default();
+        let k = key();
+        let (a, mut ra, ma) = member(&hub, false);
+        hub.join(&k, a, ma);
+        let node: Arc<str> = "other".into();
+        let tracked = |member, key: &str| Tracked {
+            member,
+            key: key.into(),
+            phx_ref: format!("ref-{member}"),
+            payload: json!({"m": member}),
+        };
+        hub.remote_track(&k, &node, tracked(1, "bob"));
+        hub.remote_track(&k, &node, tracked(2, "cy"));
+        let diff = ra.try_recv().unwrap();
+        assert_eq!(diff.payload["joins"]["bob"]["metas"][0]["phx_ref"], "ref-1");
+        ra.try_recv().unwrap();
+        // What this server tells others holds only its own members.
+        hub.track(&k, a, "ann", json!({}));
+        ra.try_recv().unwrap();
+        let local = hub.local_presence(&k);
+        assert_eq!(local.len(), 1);
+        assert_eq!((local[0].member, local[0].key.as_str()), (a, "ann"));
+        hub.remote_untrack(&k, &node, 1);
+        assert_eq!(
+            ra.try_recv().unwrap().payload["leaves"]["bob"]["metas"][0]["m"],
+            1
+        );
+        // The other server is gone: what it tracked leaves.
+        hub.forget_node("other");
+        assert_eq!(
+            ra.try_recv().unwrap().payload["leaves"]["cy"]["metas"][0]["m"],
+            2
+        );
+        assert!(ra.try_recv().is_err());
+        // Nothing is kept for a topic with no members here.
+        let elsewhere = TopicKey {
+            topic: "realtime:none".into(),
+            ..k
+        };
+        hub.remote_track(&elsewhere, &node, tracked(3, "dee"));
+        assert_eq!(hub.topics(), 1);
+    }
 }
