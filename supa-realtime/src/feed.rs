@@ -37,6 +37,9 @@ const BATCH: i32 = 1000;
 const SWEEP: Duration = Duration::from_secs(30);
 /// How often a server says it has channels of a project.
 const INTEREST: Duration = Duration::from_secs(1);
+/// A slot with changes this recently is polled every [`BUSY_POLL`].
+const BUSY: Duration = Duration::from_secs(1);
+const BUSY_POLL: Duration = Duration::from_millis(5);
 
 /// How a feed polls and lets go.
 #[derive(Debug, Clone, Copy)]
@@ -433,6 +436,7 @@ impl Feeds {
                             client,
                             advanced: None,
                             subs: None,
+                            changed: None,
                         });
                         backoff = Duration::from_secs(1);
                         swept = Instant::now();
@@ -454,7 +458,16 @@ impl Feeds {
             }
             match self.poll(&project, live).await {
                 Ok(full) if full => {}
-                Ok(_) => tokio::time::sleep(self.timing.poll).await,
+                Ok(_) => {
+                    // A slot that just had changes is read again sooner.
+                    let busy = live.changed.is_some_and(|t| t.elapsed() < BUSY);
+                    let wait = if busy {
+                        self.timing.poll.min(BUSY_POLL)
+                    } else {
+                        self.timing.poll
+                    };
+                    tokio::time::sleep(wait).await;
+                }
                 Err(e) => {
                     tracing::warn!(%project, error = %e, "realtime feed failed; reconnecting");
                     session = None;
@@ -577,6 +590,7 @@ impl Feeds {
         let full = lines.len() >= BATCH as usize;
         let decoded = changes::decode(&lines);
         if !decoded.changes.is_empty() {
+            session.changed = Some(Instant::now());
             self.deliver(project, session, &decoded.changes).await?;
         }
         // A short batch read everything before `upto`; a full one stops
@@ -893,6 +907,8 @@ struct Session {
     advanced: Option<String>,
     /// The subscriptions last read: when, and the fingerprint they had.
     subs: Option<(String, Instant, Arc<Vec<SubRow>>)>,
+    /// When the slot last had changes.
+    changed: Option<Instant>,
 }
 
 /// How long read subscriptions are trusted while their fingerprint holds

@@ -205,7 +205,9 @@ impl Socket {
     async fn handle(&mut self, frame: Frame) {
         match (frame.topic.as_str(), frame.event.as_str()) {
             ("phoenix", "heartbeat") => self.send(frame.reply("ok", json!({}))),
-            (_, "phx_join") => self.join(frame).await,
+            // Boxed: a join may wait on the database, and its state would
+            // otherwise size every idle socket's task.
+            (_, "phx_join") => Box::pin(self.join(frame)).await,
             (topic, _) if !self.channels.contains_key(topic) => {
                 self.send(frame.reply("error", json!({ "reason": "unmatched topic" })));
             }
@@ -223,7 +225,7 @@ impl Socket {
             }
             (_, "broadcast") => self.broadcast(frame),
             (_, "presence") => self.presence(frame),
-            (_, "access_token") => self.access_token(frame).await,
+            (_, "access_token") => Box::pin(self.access_token(frame)).await,
             _ => self.send(frame.reply("error", json!({ "reason": "unknown event" }))),
         }
     }
