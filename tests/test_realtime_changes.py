@@ -173,6 +173,27 @@ def test_row_level_security_decides_per_subscriber(platform, project):
     asyncio.run(main())
 
 
+def test_a_refreshed_token_changes_what_a_subscriber_sees(platform, project):
+    async def main():
+        client = await acreate_client(project["url"], project["publishable_key"])
+        got = []
+        channel = client.channel("refresh").on_postgres_changes(
+            "INSERT", lambda p: got.append(p), table="secret_notes")
+        assert str((await subscribed(channel))[0]).endswith("SUBSCRIBED")
+        sql(platform, project, f"insert into secret_notes values (100, '{OWNER}', 'before')")
+        await asyncio.sleep(1)
+        assert got == [], "anon sees no row"
+        # realtime-py sends the new token to every joined channel.
+        await client.realtime.set_auth(user_token(project, OWNER))
+        await asyncio.sleep(0.5)
+        sql(platform, project, f"insert into secret_notes values (101, '{OWNER}', 'after')")
+        assert await until(10, lambda: got)
+        assert [p["data"]["record"]["body"] for p in got] == ["after"]
+        await client.remove_all_channels()
+
+    asyncio.run(main())
+
+
 def test_a_role_without_select_is_told_and_bad_bindings_are_refused(platform, project):
     async def main():
         client = await acreate_client(project["url"], project["publishable_key"])

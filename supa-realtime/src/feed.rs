@@ -228,16 +228,16 @@ impl Feeds {
             .map_err(|e| format!("Unable to subscribe: {e}"))?;
         let mut ids = Vec::new();
         for (binding, entity) in &rows {
-            let (columns, ops, values): (Vec<String>, Vec<&str>, Vec<String>) = binding
-                .filter
-                .iter()
-                .map(|f| (f.column.clone(), f.op.as_str(), f.stored_value()))
-                .fold((vec![], vec![], vec![]), |mut acc, (c, o, v)| {
-                    acc.0.push(c);
-                    acc.1.push(o);
-                    acc.2.push(v);
-                    acc
-                });
+            // A binding has at most one filter; the column is an array.
+            let (columns, ops, values): (Vec<&str>, Vec<&str>, Vec<String>) = match &binding.filter
+            {
+                Some(f) => (
+                    vec![f.column.as_str()],
+                    vec![f.op.as_str()],
+                    vec![f.stored_value()],
+                ),
+                None => Default::default(),
+            };
             let row = tx
                 .query_one(
                     "INSERT INTO realtime.subscription (subscription_id, entity, filters, claims, action_filter, node)
@@ -288,6 +288,30 @@ impl Feeds {
             .await
             .map_err(|e| format!("Unable to open the replication slot: {e}"))?;
         Ok(subscription)
+    }
+
+    /// A channel's new token: its subscriptions act with `claims`.
+    pub(crate) async fn reclaim(
+        &self,
+        project: &RealtimeProject,
+        subscription: &str,
+        claims: &Value,
+    ) -> Result<(), String> {
+        let login = project.database.as_ref().ok_or("no database login")?;
+        self.client(login, &project.project_ref)
+            .await?
+            .execute(
+                "UPDATE realtime.subscription SET claims = $1::text::jsonb
+                 WHERE subscription_id = $2::text::uuid AND node = $3",
+                &[
+                    &claims.to_string() as &(dyn ToSql + Sync),
+                    &subscription,
+                    &self.node(),
+                ],
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Forgets a join's subscriptions, here and in the database.

@@ -5,15 +5,24 @@
 //! ([`protocol`]: both serializers, heartbeats, `phx_join`/`phx_leave`/
 //! `phx_reply`/`phx_error`/`phx_close`, Supabase's `system` messages and
 //! the `access_token` message), on which channels named `realtime:{name}`
-//! carry broadcasts (`self` and `ack` as the join configures them) and
+//! carry broadcasts (`self` and `ack` as the join configures them),
 //! presence (`track`/`untrack`, `presence_state` on join, `presence_diff`
-//! on changes, cleaned up when a socket dies). `POST /api/broadcast` sends
-//! a batch of broadcasts from the server side.
+//! on changes, cleaned up when a socket dies) and Postgres changes of the
+//! tables in the `supabase_realtime` publication, decoded from the
+//! project's replication slot and checked against each subscriber's row
+//! level security in the database. Private channels are authorized by
+//! the project's policies on `realtime.messages`. `POST /api/broadcast`
+//! sends a batch of broadcasts from the server side, `realtime.send` from
+//! SQL.
 //!
 //! [`Realtime`] is the engine: the channels of every project in this
-//! process. The gateway checks the API key (the `apikey` query parameter
-//! of the WebSocket) and puts the project's `Arc<ProjectConfig>` in the
-//! request's extensions, as for every mounted service.
+//! process, the feeds from their databases, and (with Redis) the link to
+//! the other servers, so channels span them and one server at a time
+//! reads each slot. The gateway checks the API key (the `apikey` query
+//! parameter of the WebSocket) and puts the project's `Arc<ProjectConfig>`
+//! and a token of the key's role in the request, as for every mounted
+//! service; [`schema`] is the `realtime` schema the project template
+//! holds.
 
 #![forbid(unsafe_code)]
 

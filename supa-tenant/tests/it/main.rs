@@ -123,7 +123,8 @@ impl Drop for StopOnDrop {
 }
 
 /// Starts a cluster in `<parent>/data` whose parent has `mode`, checks it
-/// answers and is found again by the next start; where its files live.
+/// answers, is found again by the next start, and is set up for logical
+/// decoding; where its files live.
 fn cluster_under_parent_with_mode(mode: u32) -> (std::path::PathBuf, std::path::PathBuf) {
     use std::os::unix::fs::PermissionsExt as _;
     let parent = tempfile::Builder::new()
@@ -158,6 +159,20 @@ fn cluster_under_parent_with_mode(mode: u32) -> (std::path::PathBuf, std::path::
     assert_eq!(again.pgdata(), pgdata);
     assert_ne!(again.port(), 0);
     guard.0 = Some(again);
+    // Realtime decodes each project's WAL; replication connections are
+    // the superuser's alone.
+    let conf = std::fs::read_to_string(pgdata.join("postgresql.conf")).unwrap();
+    assert!(conf.contains("\nwal_level = logical\n"));
+    let hba = std::fs::read_to_string(pgdata.join("pg_hba.conf")).unwrap();
+    let replication: Vec<&str> = hba
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.split_whitespace().nth(1) == Some("replication"))
+        .collect();
+    assert!(!replication.is_empty());
+    for line in replication {
+        assert_eq!(line.split_whitespace().nth(2), Some(SUPERUSER), "{line}");
+    }
+
     (parent.canonicalize().unwrap(), pgdata)
 }
 
@@ -187,6 +202,59 @@ fn embedded_cluster_starts_under_a_parent_closed_to_postgres() {
 fn embedded_cluster_lives_in_a_reachable_data_dir() {
     let (parent, pgdata) = cluster_under_parent_with_mode(0o755);
     assert_eq!(pgdata, parent.join("data").join("pgdata"));
+}
+
+#[tokio::test]
+async fn workers_that_cannot_decode_are_refused_with_what_to_change() {
+    let tenant = tenant().await;
+    // An admin that may create databases and roles, but not decode.
+    let admin = supa_testkit::cluster().postgres().url("postgres");
+    let mut conn = PgConnection::connect(admin.expose()).await.unwrap();
+    conn.execute(
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'no_decoding') THEN
+             CREATE ROLE no_decoding LOGIN CREATEDB CREATEROLE PASSWORD 'pw'; END IF;
+         END $$",
+    )
+    .await
+    .unwrap();
+    let mut worker = local_worker("nodecoding", "pw");
+    worker.admin_user = "no_decoding".into();
+    let err = tenant.register_worker(worker).await.unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert!(err.to_string().contains("needs REPLICATION"), "{err}");
+
+    // A cluster without logical decoding.
+    let dir = tempfile::Builder::new()
+        .prefix("supa-replica-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let data_dir = dir.join("data");
+    let pg = EmbeddedPostgres::start(&data_dir, Durability::Throwaway).unwrap();
+    let mut guard = StopOnDrop(None, vec![dir.clone()]);
+    if !pg.pgdata().starts_with(&dir) {
+        guard.1.push(pg.pgdata().parent().unwrap().to_owned());
+    }
+    let mut c = PgConnection::connect(pg.url("postgres").expose())
+        .await
+        .unwrap();
+    c.execute("ALTER SYSTEM SET wal_level = replica")
+        .await
+        .unwrap();
+    drop(c);
+    pg.stop().unwrap();
+    let pg = EmbeddedPostgres::start(&data_dir, Durability::Throwaway).unwrap();
+    let mut worker = local_worker("replica", pg.password().expose());
+    worker.port = pg.port();
+    guard.0 = Some(pg);
+    let err = tenant.register_worker(worker).await.unwrap_err();
+    assert_eq!(err.status(), 400);
+    let text = err.to_string();
+    assert!(
+        text.contains("wal_level is \"replica\"") && text.contains("set wal_level = logical"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
