@@ -2,6 +2,7 @@
 free ports and a throwaway data dir, stopped (with its embedded PostgreSQL)
 when the session ends."""
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -141,6 +142,17 @@ def running_platform(redis_url=None):
 def platform(redis_server):
     with running_platform(redis_server.url) as p:
         yield p
+
+
+async def until(seconds, predicate):
+    """Waits (in an event loop) until `predicate()` holds, at most
+    `seconds`; whether it held."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return predicate()
 
 
 def create_project(platform, name, schema_sql=None):

@@ -15,7 +15,7 @@ import pytest
 import websockets
 from supabase import acreate_client
 
-from conftest import ROOT, create_project
+from conftest import ROOT, create_project, until
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +34,6 @@ def token(project, ttl=600, role="authenticated"):
                        "iat": now - 10, "exp": now + ttl}, project["jwt_secret"], algorithm="HS256")
 
 
-async def collect(seconds, predicate):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return predicate()
-
-
 def test_broadcast_between_clients_with_self_and_ack(project):
     async def main():
         a = await acreate_client(project["url"], project["publishable_key"])
@@ -54,11 +45,11 @@ def test_broadcast_between_clients_with_self_and_ack(project):
         cb = b.channel("room-1", {"config": {"broadcast": {"self": True}}})
         cb.on_broadcast("msg", lambda p: got_b.append(p))
         await cb.subscribe()
-        await collect(5, lambda: ca.is_joined and cb.is_joined)
+        await until(5, lambda: ca.is_joined and cb.is_joined)
         await ca.send_broadcast("msg", {"from": "a"})
-        assert await collect(5, lambda: len(got_b) == 1)
+        assert await until(5, lambda: len(got_b) == 1)
         await cb.send_broadcast("msg", {"from": "b"})
-        assert await collect(5, lambda: len(got_b) == 2 and len(got_a) == 1)
+        assert await until(5, lambda: len(got_b) == 2 and len(got_a) == 1)
         await asyncio.sleep(0.3)
         # a does not hear itself; b (self: true) does.
         assert [m["payload"]["from"] for m in got_a] == ["b"]
@@ -88,18 +79,18 @@ def test_presence_join_leave_and_a_dead_socket(project):
         await cb.subscribe()
         ca = a.channel("lobby", {"config": {"presence": {"key": "ann", "enabled": True}}})
         await ca.subscribe()
-        await collect(5, lambda: ca.is_joined and cb.is_joined)
+        await until(5, lambda: ca.is_joined and cb.is_joined)
         await ca.track({"status": "online"})
-        assert await collect(5, lambda: "ann" in joins)
+        assert await until(5, lambda: "ann" in joins)
         state = cb.presence_state()
         assert state["ann"][0]["status"] == "online"
         await ca.untrack()
-        assert await collect(5, lambda: "ann" in leaves)
+        assert await until(5, lambda: "ann" in leaves)
         await ca.track({"status": "back"})
-        assert await collect(5, lambda: joins.count("ann") == 2)
+        assert await until(5, lambda: joins.count("ann") == 2)
         # The socket dies: its presence goes.
         await a.realtime.close()
-        assert await collect(5, lambda: leaves.count("ann") == 2)
+        assert await until(5, lambda: leaves.count("ann") == 2)
         await b.remove_all_channels()
 
     asyncio.run(main())
@@ -111,7 +102,7 @@ def test_rest_broadcasts_reach_subscribers(project):
         got = []
         channel = client.channel("news").on_broadcast("*", lambda p: got.append(p))
         await channel.subscribe()
-        await collect(5, lambda: channel.is_joined)
+        await until(5, lambda: channel.is_joined)
         headers = {"apikey": project["secret_key"], "Authorization": f"Bearer {project['secret_key']}"}
         async with httpx.AsyncClient() as http:
             r = await http.post(f"{project['url']}/realtime/v1/api/broadcast", headers=headers, json={
@@ -122,7 +113,7 @@ def test_rest_broadcasts_reach_subscribers(project):
                                   json={"messages": [{"topic": "news"}]})
             assert bad.status_code == 400 and "message" in bad.json()
         await channel.http_send("e3", {"n": 3})
-        assert await collect(5, lambda: len(got) == 2)
+        assert await until(5, lambda: len(got) == 2)
         assert [(m["event"], m["payload"]["n"]) for m in got] == [("e1", 1), ("e3", 3)]
         await client.remove_all_channels()
 

@@ -18,7 +18,7 @@ import pytest
 from realtime import AsyncRealtimeClient
 from supabase import acreate_client
 
-from conftest import ROOT, create_project, empty_database, free_port, running_platform, stop, wait_for_port
+from conftest import ROOT, create_project, empty_database, free_port, running_platform, stop, until, wait_for_port
 
 OWNER = "6c1c2c62-1f5a-4f43-9a1b-2f5f5a0c2d11"
 OTHER = "0b9e8d46-4d7e-4f0c-8a57-1f0e7f1b9a22"
@@ -59,15 +59,6 @@ def user_token(project, sub, ttl=600):
     now = int(time.time())
     return jwt.encode({"sub": sub, "role": "authenticated", "aud": "authenticated",
                        "iat": now - 10, "exp": now + ttl}, project["jwt_secret"], algorithm="HS256")
-
-
-async def until(seconds, predicate):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return predicate()
 
 
 async def subscribed(channel):

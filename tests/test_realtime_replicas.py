@@ -13,7 +13,7 @@ import time
 import pytest
 from supabase import acreate_client
 
-from conftest import ROOT, create_project, free_port, stop, wait_for_port
+from conftest import ROOT, create_project, free_port, stop, until, wait_for_port
 
 GATEWAY = ROOT / "target" / "debug" / "supa-gateway"
 
@@ -40,15 +40,6 @@ def two_gateways(platform, redis_server):
         for proc, _ in started:
             if proc.poll() is None:
                 stop(proc)
-
-
-async def until(seconds, predicate):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return predicate()
 
 
 def redis_get(redis_server, key):

@@ -942,14 +942,16 @@ const SUBS_TTL: Duration = Duration::from_secs(10);
 
 impl Session {
     /// The subscriptions, read again only when they or their tables'
-    /// catalog rows changed: the fingerprint is the rows' count and
-    /// newest id, and the row versions (`xmin`) of the tables and columns
-    /// they name, which ALTER TABLE, GRANT and REVOKE replace.
+    /// catalog rows changed: the fingerprint is the rows' count, newest id
+    /// and newest row version (`xmin`: a token's new claims update a
+    /// row), and the row versions of the tables and columns they name,
+    /// which ALTER TABLE, GRANT and REVOKE replace.
     async fn subscriptions(&mut self) -> Result<Arc<Vec<SubRow>>, String> {
         let fingerprint: String = self
             .client
             .query_one(
-                "SELECT count(*) || ':' || coalesce(max(s.id), 0) || ':' || coalesce((
+                "SELECT count(*) || ':' || coalesce(max(s.id), 0) || ':' ||
+                        coalesce(max(s.xmin::text::bigint), 0) || ':' || coalesce((
                    SELECT string_agg(c.oid || '@' || c.xmin || '/' ||
                             (SELECT max(a.xmin::text::bigint) FROM pg_attribute a WHERE a.attrelid = c.oid),
                           ',' ORDER BY c.oid)

@@ -212,39 +212,37 @@ impl Relay {
     /// Follows `project`'s messages from now on (awaits Redis's
     /// confirmation, so nothing sent after this returns is missed).
     pub(crate) async fn watch(&self, project: &ProjectRef) {
-        let Some(redis) = &self.redis else {
-            return;
-        };
-        if !redis
-            .watched
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(*project)
-        {
-            return;
-        }
-        if let Some(sink) = redis.sink.lock().await.as_mut()
-            && let Err(e) = sink.subscribe(channel(project)).await
-        {
-            tracing::warn!(%project, error = %e, "cannot follow the project's realtime channel");
-        }
+        self.follow(project, true).await;
     }
 
     /// Stops following `project`'s messages.
     pub(crate) async fn unwatch(&self, project: &ProjectRef) {
+        self.follow(project, false).await;
+    }
+
+    async fn follow(&self, project: &ProjectRef, on: bool) {
         let Some(redis) = &self.redis else {
             return;
         };
-        if !redis
-            .watched
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(project)
-        {
-            return;
-        }
-        if let Some(sink) = redis.sink.lock().await.as_mut() {
-            let _ = sink.unsubscribe(channel(project)).await;
+        let changed = {
+            let mut watched = redis.watched.lock().unwrap_or_else(PoisonError::into_inner);
+            if on {
+                watched.insert(*project)
+            } else {
+                watched.remove(project)
+            }
+        };
+        // Without a sink (reconnecting), the next subscription takes the
+        // watched set as it is then.
+        if changed && let Some(sink) = redis.sink.lock().await.as_mut() {
+            let done = if on {
+                sink.subscribe(channel(project)).await
+            } else {
+                sink.unsubscribe(channel(project)).await
+            };
+            if let Err(e) = done {
+                tracing::warn!(%project, error = %e, "cannot change the realtime relay's subscriptions");
+            }
         }
     }
 

@@ -551,23 +551,34 @@ impl Socket {
     /// Supabase's system message.
     async fn access_token(&mut self, frame: Frame) {
         let joined = &self.channels[&frame.topic];
+        let private = joined.key.private;
+        let subscription = joined.subscription.clone();
         let reason = match self.check_token(frame.payload["access_token"].as_str()) {
-            Ok(claims) if joined.key.private => {
+            Ok(claims) => {
                 let name = frame
                     .topic
                     .strip_prefix("realtime:")
                     .unwrap_or(&frame.topic);
-                match self.permissions(name, true, &claims).await {
+                match self.permissions(name, private, &claims).await {
                     Ok(p) => {
                         if let Some(joined) = self.channels.get_mut(&frame.topic) {
                             joined.permissions = p;
+                        }
+                        // Changes are checked with the new claims from now on.
+                        if let Some(subscription) = subscription
+                            && let Err(e) = self
+                                .realtime
+                                .feeds
+                                .reclaim(&self.project, &subscription, &claims)
+                                .await
+                        {
+                            tracing::warn!(project = %self.project.project_ref, error = %e, "cannot update a subscription's claims");
                         }
                         return;
                     }
                     Err(reason) => reason,
                 }
             }
-            Ok(_) => return,
             Err(reason) => reason,
         };
         let Some(joined) = self.channels.remove(&frame.topic) else {

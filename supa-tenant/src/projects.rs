@@ -399,110 +399,50 @@ impl Tenant {
                 }
                 CreateStep::CreateRoles => {
                     let pool = self.worker_pool(worker).await?;
-                    let role = authenticator_name(project_ref);
-                    execute_formatted(
-                        &pool,
-                        "CREATE ROLE %I LOGIN NOINHERIT PASSWORD %L",
-                        &[&role, &authenticator_password],
-                    )
-                    .await?;
-                    execute_formatted(
-                        &pool,
-                        "GRANT anon, authenticated, service_role TO %I",
-                        &[&role],
-                    )
-                    .await?;
-                    execute_formatted(
-                        &pool,
-                        "GRANT CONNECT ON DATABASE %I TO %I",
-                        &[&database_name(project_ref), &role],
+                    let login = |name, password, roles, settings| {
+                        create_login(&pool, project_ref, name, password, roles, settings)
+                    };
+                    // The data plane's login: the API roles, as PostgREST's
+                    // authenticator.
+                    login(
+                        authenticator_name(project_ref),
+                        &authenticator_password,
+                        "anon, authenticated, service_role",
+                        &[],
                     )
                     .await?;
                     // The auth server's login: its sessions start as
                     // supabase_auth_admin, which owns the auth schema of
-                    // every project; CONNECT keeps it to this one.
-                    let auth = auth_login_name(project_ref);
-                    execute_formatted(
-                        &pool,
-                        "CREATE ROLE %I LOGIN NOINHERIT PASSWORD %L",
-                        &[&auth, &auth_password],
-                    )
-                    .await?;
-                    execute_formatted(&pool, "GRANT supabase_auth_admin TO %I", &[&auth]).await?;
-                    execute_formatted(
-                        &pool,
-                        "ALTER ROLE %I SET role = %L",
-                        &[&auth, "supabase_auth_admin"],
-                    )
-                    .await?;
-                    execute_formatted(&pool, "ALTER ROLE %I SET search_path = auth", &[&auth])
-                        .await?;
-                    execute_formatted(
-                        &pool,
-                        "GRANT CONNECT ON DATABASE %I TO %I",
-                        &[&database_name(project_ref), &auth],
+                    // every project.
+                    login(
+                        auth_login_name(project_ref),
+                        &auth_password,
+                        "supabase_auth_admin",
+                        &[("role", "supabase_auth_admin"), ("search_path", "auth")],
                     )
                     .await?;
                     // The storage server's login: supabase_storage_admin for
                     // its own bookkeeping, and each request's API role.
-                    let storage = storage_login_name(project_ref);
-                    execute_formatted(
-                        &pool,
-                        "CREATE ROLE %I LOGIN NOINHERIT PASSWORD %L",
-                        &[&storage, &storage_password],
-                    )
-                    .await?;
-                    execute_formatted(
-                        &pool,
-                        "GRANT supabase_storage_admin, anon, authenticated, service_role TO %I",
-                        &[&storage],
-                    )
-                    .await?;
-                    execute_formatted(
-                        &pool,
-                        "ALTER ROLE %I SET role = %L",
-                        &[&storage, "supabase_storage_admin"],
-                    )
-                    .await?;
-                    execute_formatted(
-                        &pool,
-                        "GRANT CONNECT ON DATABASE %I TO %I",
-                        &[&database_name(project_ref), &storage],
+                    login(
+                        storage_login_name(project_ref),
+                        &storage_password,
+                        "supabase_storage_admin, anon, authenticated, service_role",
+                        &[("role", "supabase_storage_admin")],
                     )
                     .await?;
                     // The realtime server's login: supabase_realtime_admin
                     // for subscriptions and the slot, and each subscriber's
                     // API role for its row level security checks. Change
                     // timestamps are read in UTC; no check runs away.
-                    let realtime = realtime_login_name(project_ref);
-                    execute_formatted(
-                        &pool,
-                        "CREATE ROLE %I LOGIN NOINHERIT PASSWORD %L",
-                        &[&realtime, &realtime_password],
-                    )
-                    .await?;
-                    execute_formatted(
-                        &pool,
-                        "GRANT supabase_realtime_admin, anon, authenticated, service_role TO %I",
-                        &[&realtime],
-                    )
-                    .await?;
-                    for (setting, value) in [
-                        ("role", "supabase_realtime_admin"),
-                        ("timezone", "UTC"),
-                        ("statement_timeout", "10s"),
-                    ] {
-                        execute_formatted(
-                            &pool,
-                            &format!("ALTER ROLE %I SET {setting} = %L"),
-                            &[&realtime, value],
-                        )
-                        .await?;
-                    }
-                    execute_formatted(
-                        &pool,
-                        "GRANT CONNECT ON DATABASE %I TO %I",
-                        &[&database_name(project_ref), &realtime],
+                    login(
+                        realtime_login_name(project_ref),
+                        &realtime_password,
+                        "supabase_realtime_admin, anon, authenticated, service_role",
+                        &[
+                            ("role", "supabase_realtime_admin"),
+                            ("timezone", "UTC"),
+                            ("statement_timeout", "10s"),
+                        ],
                     )
                     .await?;
                 }
@@ -924,6 +864,40 @@ impl Tenant {
         }
         Ok(())
     }
+}
+
+/// Creates one of the project's logins: `password`, member of `roles` (a
+/// list written here, never input) without inheriting them, session
+/// `settings`, and CONNECT to the project's database alone.
+async fn create_login(
+    pool: &PgPool,
+    project_ref: &ProjectRef,
+    name: String,
+    password: &str,
+    roles: &str,
+    settings: &[(&str, &str)],
+) -> Result<(), Error> {
+    execute_formatted(
+        pool,
+        "CREATE ROLE %I LOGIN NOINHERIT PASSWORD %L",
+        &[&name, password],
+    )
+    .await?;
+    execute_formatted(pool, &format!("GRANT {roles} TO %I"), &[&name]).await?;
+    for (setting, value) in settings {
+        execute_formatted(
+            pool,
+            &format!("ALTER ROLE %I SET {setting} = %L"),
+            &[&name, value],
+        )
+        .await?;
+    }
+    execute_formatted(
+        pool,
+        "GRANT CONNECT ON DATABASE %I TO %I",
+        &[&database_name(project_ref), &name],
+    )
+    .await
 }
 
 /// Drops the project's database, closing its connections first, and its
