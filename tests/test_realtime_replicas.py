@@ -5,8 +5,10 @@ project's replication slot is killed, the other takes the slot over
 within 5 s and the change stream goes on."""
 
 import asyncio
+import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -21,11 +23,14 @@ GATEWAY = ROOT / "target" / "debug" / "supa-gateway"
 def start_gateway(platform, redis_server):
     token = (platform.data_dir / "service_token").read_text().strip()
     port = free_port()
+    # SUPA_KEEP_LOG keeps each gateway's log in a temp file.
+    log = (tempfile.NamedTemporaryFile(prefix=f"supa-gateway-{port}-", suffix=".log", delete=False)
+           if os.environ.get("SUPA_KEEP_LOG") else subprocess.DEVNULL)
     proc = subprocess.Popen(
         [str(GATEWAY), "--tenant-url", platform.api_url, "--service-token", token,
          "--redis-url", redis_server.url, "--port", str(port), "--admin-port", str(free_port()),
-         "--bind", "127.0.0.1", "--realtime-slot-grace", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "--bind", "127.0.0.1", "--realtime-slot-grace", "2", "--log", "info,supa_realtime=debug"],
+        stdout=log, stderr=log,
     )
     wait_for_port(port, proc, "supa-gateway")
     return proc, f"http://127.0.0.1:{port}"
@@ -133,6 +138,9 @@ def test_the_slot_reader_fails_over_within_five_seconds(platform, redis_server, 
         finally:
             stop_writing.set()
             thread.join()
+        # Every row written (the last ones after the wait above too) arrives.
+        assert await until(10, lambda: {i for _, i in inserted} <= {p["data"]["record"]["id"] for _, p in got2}
+                           | set(range(min(p["data"]["record"]["id"] for _, p in got2))))
         new_holder = redis_get(redis_server, lease)
         assert new_holder not in ("", holder), (holder, new_holder)
         # The first row committed after the kill reached the survivor

@@ -644,17 +644,20 @@ impl Feeds {
         batch: &[Change],
     ) -> Result<(), String> {
         let mut table_changes = Vec::new();
+        // What the other servers are told, in order; the slot advances
+        // only once Redis has taken it.
+        let mut told = Vec::new();
         for change in batch {
             if change.schema == "realtime" && change.table == "messages" {
                 if change.kind == Kind::Insert {
-                    self.broadcast_message(project, change);
+                    told.extend(self.broadcast_message(project, change));
                 }
             } else {
                 table_changes.push(change);
             }
         }
         if table_changes.is_empty() {
-            return Ok(());
+            return self.tell(project, told).await;
         }
         let subs = session.subscriptions().await?;
         let client = &session.client;
@@ -738,10 +741,21 @@ impl Feeds {
             }
         }
         if !remote.is_empty() {
-            self.relay
-                .publish(project, Envelope::Changes { deliveries: remote });
+            told.push(Envelope::Changes { deliveries: remote });
         }
-        Ok(())
+        self.tell(project, told).await
+    }
+
+    /// Publishes `envelopes` in order and waits for Redis to take the last
+    /// (the relay's one queue sends them in order).
+    async fn tell(&self, project: &ProjectRef, mut envelopes: Vec<Envelope>) -> Result<(), String> {
+        let Some(last) = envelopes.pop() else {
+            return Ok(());
+        };
+        for envelope in envelopes {
+            self.relay.publish(project, envelope);
+        }
+        self.relay.publish_confirmed(project, last).await
     }
 
     /// Changes another server read for subscriptions held here.
@@ -770,14 +784,14 @@ impl Feeds {
     }
 
     /// A row of `realtime.messages` (`realtime.send`): a broadcast to its
-    /// channel.
-    fn broadcast_message(&self, project: &ProjectRef, change: &Change) {
+    /// channel here, and what to tell the other servers.
+    fn broadcast_message(&self, project: &ProjectRef, change: &Change) -> Option<Envelope> {
         let value = |name: &str| change.value_of(name).cloned().unwrap_or(Value::Null);
         if value("extension") != "broadcast" {
-            return;
+            return None;
         }
         let (Value::String(topic), event) = (value("topic"), value("event")) else {
-            return;
+            return None;
         };
         let payload = match value("payload") {
             Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::Null),
@@ -790,14 +804,11 @@ impl Feeds {
         };
         let payload = json!({"type": "broadcast", "event": event, "payload": payload});
         self.hub.broadcast(&key, None, &payload);
-        self.relay.publish(
-            project,
-            Envelope::Broadcast {
-                topic: key.topic,
-                private: key.private,
-                payload,
-            },
-        );
+        Some(Envelope::Broadcast {
+            topic: key.topic,
+            private: key.private,
+            payload,
+        })
     }
 }
 

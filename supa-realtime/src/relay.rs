@@ -110,9 +110,22 @@ fn now_ms() -> u64 {
 /// What a server does with messages from the others.
 pub(crate) type Handler = Arc<dyn Fn(ProjectRef, Arc<str>, Envelope) + Send + Sync>;
 
+/// A message waiting to be published.
+struct Outgoing {
+    channel: String,
+    message: String,
+    /// Told whether Redis took it.
+    done: Option<tokio::sync::oneshot::Sender<bool>>,
+}
+
+/// Messages waiting for Redis at most, and sent in one pipeline.
+const OUTBOX: usize = 10_000;
+const PUBLISH_BATCH: usize = 100;
+
 struct Redis {
     client: redis::Client,
     conn: redis::aio::ConnectionManager,
+    outbox: tokio::sync::mpsc::Sender<Outgoing>,
     /// Subscribes and unsubscribes; None while reconnecting.
     sink: tokio::sync::Mutex<Option<redis::aio::PubSubSink>>,
     /// Projects whose channel this server follows.
@@ -162,11 +175,14 @@ impl Relay {
             .set_number_of_retries(1);
         let conn = redis::aio::ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| format!("Redis: {e}"))?;
+        let (outbox, queue) = tokio::sync::mpsc::channel(OUTBOX);
+        tokio::spawn(Self::send_queued(conn.clone(), queue));
         let relay = Self {
             node: supa_core::random_uuid().into(),
             redis: Some(Arc::new(Redis {
                 client,
                 conn,
+                outbox,
                 sink: tokio::sync::Mutex::new(None),
                 watched: Mutex::default(),
                 live: Mutex::default(),
@@ -183,30 +199,84 @@ impl Relay {
         &self.node
     }
 
-    /// Tells the other servers following `project`.
+    /// Tells the other servers following `project`, in the order this
+    /// server says things (one queue); dropped, with a warning, if Redis
+    /// has fallen far behind.
     pub(crate) fn publish(&self, project: &ProjectRef, envelope: Envelope) {
-        let Some(redis) = &self.redis else {
-            return;
+        if let Some((redis, outgoing)) = self.outgoing(project, envelope, None)
+            && redis.outbox.try_send(outgoing).is_err()
+        {
+            tracing::warn!(%project, "the realtime relay's queue is full: a message was dropped");
+        }
+    }
+
+    /// [`Relay::publish`], returning once Redis has taken the message: a
+    /// slot is advanced past changes only after the servers holding their
+    /// subscribers can hear of them.
+    pub(crate) async fn publish_confirmed(
+        &self,
+        project: &ProjectRef,
+        envelope: Envelope,
+    ) -> Result<(), String> {
+        let (done, confirmed) = tokio::sync::oneshot::channel();
+        let Some((redis, outgoing)) = self.outgoing(project, envelope, Some(done)) else {
+            return Ok(());
         };
-        let message = match serde_json::to_string(&Wire {
+        redis
+            .outbox
+            .send(outgoing)
+            .await
+            .map_err(|_| "the realtime relay has stopped".to_owned())?;
+        match confirmed.await {
+            Ok(true) => Ok(()),
+            _ => Err("Redis did not take the message".into()),
+        }
+    }
+
+    fn outgoing(
+        &self,
+        project: &ProjectRef,
+        envelope: Envelope,
+        done: Option<tokio::sync::oneshot::Sender<bool>>,
+    ) -> Option<(&Arc<Redis>, Outgoing)> {
+        let redis = self.redis.as_ref()?;
+        let message = serde_json::to_string(&Wire {
             node: self.node.to_string(),
             envelope,
-        }) {
-            Ok(m) => m,
-            Err(_) => return,
-        };
-        let mut conn = redis.conn.clone();
-        let channel = channel(project);
-        tokio::spawn(async move {
-            let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                .arg(&channel)
-                .arg(message)
-                .query_async(&mut conn)
-                .await;
-            if let Err(e) = sent {
-                tracing::warn!(%channel, error = %e, "cannot relay a realtime message");
+        })
+        .ok()?;
+        Some((
+            redis,
+            Outgoing {
+                channel: channel(project),
+                message,
+                done,
+            },
+        ))
+    }
+
+    /// Sends the queue's messages in order, as many as are waiting in one
+    /// pipeline.
+    async fn send_queued(
+        mut conn: redis::aio::ConnectionManager,
+        mut queue: tokio::sync::mpsc::Receiver<Outgoing>,
+    ) {
+        let mut batch = Vec::new();
+        while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+            let mut pipe = redis::pipe();
+            for o in &batch {
+                pipe.cmd("PUBLISH").arg(&o.channel).arg(&o.message).ignore();
             }
-        });
+            let sent: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+            if let Err(e) = &sent {
+                tracing::warn!(error = %e, messages = batch.len(), "cannot relay realtime messages");
+            }
+            for o in batch.drain(..) {
+                if let Some(done) = o.done {
+                    let _ = done.send(sent.is_ok());
+                }
+            }
+        }
     }
 
     /// Follows `project`'s messages from now on (awaits Redis's
@@ -232,17 +302,29 @@ impl Relay {
                 watched.remove(project)
             }
         };
-        // Without a sink (reconnecting), the next subscription takes the
-        // watched set as it is then.
-        if changed && let Some(sink) = redis.sink.lock().await.as_mut() {
-            let done = if on {
-                sink.subscribe(channel(project)).await
-            } else {
-                sink.unsubscribe(channel(project)).await
-            };
-            if let Err(e) = done {
-                tracing::warn!(%project, error = %e, "cannot change the realtime relay's subscriptions");
+        if !changed {
+            return;
+        }
+        // Without a sink (starting, reconnecting), the connection being
+        // made subscribes the watched set as it is then: a new watch waits
+        // for it (a little), so the join it serves misses nothing.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            if let Some(sink) = redis.sink.lock().await.as_mut() {
+                let done = if on {
+                    sink.subscribe(channel(project)).await
+                } else {
+                    sink.unsubscribe(channel(project)).await
+                };
+                if let Err(e) = done {
+                    tracing::warn!(%project, error = %e, "cannot change the realtime relay's subscriptions");
+                }
+                return;
             }
+            if !on || Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
