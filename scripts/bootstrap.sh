@@ -87,3 +87,4 @@ npm_install() {
 }
 npm_install tests/postgres-meta   # the reference supa-meta is compared with
 npm_install tests/supabase-js     # supabase-js and the Node 22 it requires
+npm_install runtime/deno          # the Deno that runs edge functions (its binary ships in the npm package)

@@ -1,0 +1,473 @@
+//! The worker processes: started on demand, shared by concurrent requests,
+//! more of them under load, stopped when idle or when they break a limit.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, Response};
+use hyper_util::rt::TokioIo;
+use supa_core::{ProjectRef, Secret};
+use tokio::process::{Child, Command};
+use tokio::sync::OnceCell;
+
+use crate::Error;
+
+/// How workers run.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// The `deno` binary.
+    pub deno: PathBuf,
+    /// Where sockets, the bootstrap and Deno's cache live.
+    pub dir: PathBuf,
+    /// Workers of one function at most.
+    pub max_workers: usize,
+    /// Requests a worker serves at once before another is started.
+    pub per_worker: usize,
+    /// A worker idle this long exits.
+    pub idle: Duration,
+    /// A request answered later than this is cut (546).
+    pub wall_clock: Duration,
+    /// A worker's V8 heap, in MiB.
+    pub memory_mb: u32,
+    /// How long a worker may take to listen.
+    pub boot_timeout: Duration,
+}
+
+impl RuntimeConfig {
+    /// Supabase's limits (150 s wall clock, 256 MiB) and an idle time of
+    /// 60 s, with `deno` and `dir` as given.
+    pub fn new(deno: PathBuf, dir: PathBuf) -> Self {
+        Self {
+            deno,
+            dir,
+            max_workers: 4,
+            per_worker: 16,
+            idle: Duration::from_secs(60),
+            wall_clock: Duration::from_secs(150),
+            memory_mb: 256,
+            boot_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One version of one function of one project.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FunctionKey {
+    /// The project.
+    pub project: ProjectRef,
+    /// The function's slug.
+    pub slug: String,
+    /// Its version.
+    pub version: u32,
+}
+
+/// What a worker runs.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    /// Which function.
+    pub key: FunctionKey,
+    /// The folder of its source files, the only one it may read.
+    pub dir: PathBuf,
+    /// The entrypoint, relative to `dir`.
+    pub entrypoint: String,
+    /// Its environment: the only variables it may read.
+    pub env: Vec<(String, Secret<String>)>,
+}
+
+struct Worker {
+    id: u64,
+    socket: PathBuf,
+    child: Mutex<Option<Child>>,
+    /// Set once it listens (or failed to).
+    ready: OnceCell<Result<(), Error>>,
+    in_flight: AtomicUsize,
+    last_used: Mutex<Instant>,
+}
+
+impl Worker {
+    fn kill(&self) {
+        if let Some(mut child) = self
+            .child
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let _ = child.start_kill();
+            // Reaped in the background so no zombie is left.
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+
+    /// Whether the process has exited (how, if it has).
+    fn exited(&self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        match child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(status))) => Some(status),
+            None => Some(std::process::ExitStatus::default()),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A request's hold on a worker, given back when dropped.
+struct Lease(Arc<Worker>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        *self
+            .0
+            .last_used
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+}
+
+/// The running edge functions of this process.
+pub struct Runtime {
+    config: RuntimeConfig,
+    bootstrap: PathBuf,
+    pools: Mutex<HashMap<FunctionKey, Vec<Arc<Worker>>>>,
+    next: AtomicU64,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("dir", &self.config.dir)
+            .field("workers", &self.workers())
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// A runtime with no worker; its reaper stops idle workers from now on
+    /// (needs a Tokio runtime).
+    pub fn new(config: RuntimeConfig) -> Result<Arc<Self>, String> {
+        std::fs::create_dir_all(config.dir.join("sockets"))
+            .map_err(|e| format!("cannot create {}: {e}", config.dir.display()))?;
+        let bootstrap = config.dir.join("bootstrap.js");
+        std::fs::write(&bootstrap, crate::BOOTSTRAP_JS)
+            .map_err(|e| format!("cannot write {}: {e}", bootstrap.display()))?;
+        let runtime = Arc::new(Self {
+            config,
+            bootstrap,
+            pools: Mutex::default(),
+            next: AtomicU64::new(1),
+        });
+        let weak = Arc::downgrade(&runtime);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let Some(runtime) = weak.upgrade() else {
+                    return;
+                };
+                runtime.reap();
+            }
+        });
+        Ok(runtime)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FunctionKey, Vec<Arc<Worker>>>> {
+        self.pools.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Worker processes alive, across functions.
+    pub fn workers(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+
+    /// Workers of one function.
+    pub fn workers_of(&self, key: &FunctionKey) -> usize {
+        self.lock().get(key).map_or(0, Vec::len)
+    }
+
+    /// Stops workers idle for longer than the idle time, and those that
+    /// exited on their own.
+    fn reap(&self) {
+        let idle = self.config.idle;
+        let mut pools = self.lock();
+        for workers in pools.values_mut() {
+            workers.retain(|w| {
+                let quiet = w.in_flight.load(Ordering::Acquire) == 0
+                    && w.last_used
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .elapsed()
+                        >= idle;
+                let keep = !quiet && w.exited().is_none();
+                if !keep {
+                    w.kill();
+                }
+                keep
+            });
+        }
+        pools.retain(|_, workers| !workers.is_empty());
+    }
+
+    /// Forgets a function's workers (a new version, a deletion).
+    pub fn stop(&self, key: &FunctionKey) {
+        if let Some(workers) = self.lock().remove(key) {
+            for w in workers {
+                w.kill();
+            }
+        }
+    }
+
+    /// A worker for a request: the least busy one, or a new one when all
+    /// are busy and the limit allows.
+    fn lease(&self, spec: &FunctionSpec) -> Result<Lease, Error> {
+        let mut pools = self.lock();
+        let workers = pools.entry(spec.key.clone()).or_default();
+        workers.retain(|w| w.exited().is_none());
+        let least = workers
+            .iter()
+            .min_by_key(|w| w.in_flight.load(Ordering::Acquire))
+            .cloned();
+        let worker = match least {
+            Some(w)
+                if w.in_flight.load(Ordering::Acquire) < self.config.per_worker
+                    || workers.len() >= self.config.max_workers =>
+            {
+                w
+            }
+            _ => {
+                let w = Arc::new(self.spawn(spec)?);
+                workers.push(w.clone());
+                w
+            }
+        };
+        worker.in_flight.fetch_add(1, Ordering::AcqRel);
+        Ok(Lease(worker))
+    }
+
+    fn spawn(&self, spec: &FunctionSpec) -> Result<Worker, Error> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let socket = self.config.dir.join("sockets").join(format!(
+            "{}-{}-{id}.sock",
+            spec.key.project, spec.key.version
+        ));
+        let _ = std::fs::remove_file(&socket);
+        let dir = spec
+            .dir
+            .canonicalize()
+            .map_err(|e| Error::boot(format!("{}: {e}", spec.dir.display())))?;
+        let entry = dir.join(&spec.entrypoint);
+        if !entry.starts_with(&dir) {
+            return Err(Error::boot(
+                "the entrypoint is outside the function's folder",
+            ));
+        }
+        let mut command = Command::new(&self.config.deno);
+        command
+            .arg("run")
+            .arg("--no-prompt")
+            .arg("--quiet")
+            .arg("--allow-net")
+            .arg(format!(
+                "--allow-read={},{}",
+                path_arg(&dir)?,
+                path_arg(&socket)?
+            ))
+            .arg(format!("--allow-write={}", path_arg(&socket)?))
+            .arg(format!(
+                "--v8-flags=--max-old-space-size={}",
+                self.config.memory_mb
+            ));
+        if !spec.env.is_empty() {
+            let names: Vec<&str> = spec.env.iter().map(|(n, _)| n.as_str()).collect();
+            command.arg(format!("--allow-env={}", names.join(",")));
+        }
+        command
+            .arg(&self.bootstrap)
+            .arg(&socket)
+            .arg(format!("file://{}", path_arg(&entry)?))
+            // Nothing of this process's environment leaks in.
+            .env_clear()
+            .env("DENO_DIR", self.config.dir.join("deno"))
+            .env("NO_COLOR", "1")
+            .envs(spec.env.iter().map(|(n, v)| (n, v.expose())))
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let child = command
+            .spawn()
+            .map_err(|e| Error::boot(format!("cannot run {}: {e}", self.config.deno.display())))?;
+        tracing::debug!(project = %spec.key.project, slug = %spec.key.slug, id, "started a function worker");
+        Ok(Worker {
+            id,
+            socket,
+            child: Mutex::new(Some(child)),
+            ready: OnceCell::new(),
+            in_flight: AtomicUsize::new(0),
+            last_used: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// Waits until the worker listens, the process exits, or the boot
+    /// timeout passes.
+    async fn boot(&self, worker: &Worker) -> Result<(), Error> {
+        let deadline = Instant::now() + self.config.boot_timeout;
+        loop {
+            if tokio::net::UnixStream::connect(&worker.socket)
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            if let Some(status) = worker.exited() {
+                return Err(Error::boot(format!(
+                    "worker {} exited: {status}",
+                    worker.id
+                )));
+            }
+            if Instant::now() >= deadline {
+                worker.kill();
+                return Err(Error::boot(format!(
+                    "worker {} did not listen in time",
+                    worker.id
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Serves one request with the function, starting a worker if needed.
+    pub async fn call(&self, spec: &FunctionSpec, request: Request<Body>) -> Response<Body> {
+        match self.try_call(spec, request).await {
+            Ok(response) => response,
+            Err(e) => e.into_response(),
+        }
+    }
+
+    async fn try_call(
+        &self,
+        spec: &FunctionSpec,
+        request: Request<Body>,
+    ) -> Result<Response<Body>, Error> {
+        let lease = self.lease(spec)?;
+        let worker = lease.0.clone();
+        worker
+            .ready
+            .get_or_init(|| self.boot(&worker))
+            .await
+            .clone()?;
+        let wall_clock = self.config.wall_clock;
+        let sent = tokio::time::timeout(wall_clock, async {
+            let stream = tokio::net::UnixStream::connect(&worker.socket)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            sender
+                .send_request(request)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        match sent {
+            Ok(Ok(response)) => {
+                // The body streams on; the worker stays leased (and its
+                // wall clock runs) until it has been read.
+                let deadline = tokio::time::Instant::now() + wall_clock;
+                let (parts, incoming) = response.into_parts();
+                let body = Body::new(Guarded {
+                    inner: incoming,
+                    _lease: lease,
+                    deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                });
+                Ok(Response::from_parts(parts, body))
+            }
+            Ok(Err(e)) => {
+                // The connection broke: the worker died under the request
+                // (its heap, a crash) or closed it.
+                let died = worker.exited().is_some()
+                    || tokio::time::timeout(Duration::from_millis(200), async {
+                        while worker.exited().is_none() {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    })
+                    .await
+                    .is_ok();
+                if died {
+                    self.forget(&spec.key, &worker);
+                    Err(Error::limit(format!("worker {} died: {e}", worker.id)))
+                } else {
+                    Err(Error::new(
+                        502,
+                        "WORKER_ERROR",
+                        format!("the function's response was cut: {e}"),
+                    ))
+                }
+            }
+            Err(_) => {
+                self.forget(&spec.key, &worker);
+                Err(Error::limit(format!(
+                    "worker {} ran past {} s",
+                    worker.id,
+                    wall_clock.as_secs_f32()
+                )))
+            }
+        }
+    }
+
+    /// Stops a worker that broke a limit; the next request gets a new one.
+    fn forget(&self, key: &FunctionKey, worker: &Arc<Worker>) {
+        worker.kill();
+        if let Some(workers) = self.lock().get_mut(key) {
+            workers.retain(|w| !Arc::ptr_eq(w, worker));
+        }
+    }
+}
+
+/// A path as Deno's flags take it (comma-separated lists: no commas).
+fn path_arg(path: &Path) -> Result<&str, Error> {
+    path.to_str()
+        .filter(|p| !p.contains(','))
+        .ok_or_else(|| Error::boot(format!("{} cannot be passed to deno", path.display())))
+}
+
+/// A response body that holds its worker and stops at the wall clock.
+struct Guarded {
+    inner: hyper::body::Incoming,
+    _lease: Lease,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for Guarded {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self._lease.0.kill();
+            return std::task::Poll::Ready(Some(
+                Err("the function ran past its wall clock".into()),
+            ));
+        }
+        std::pin::Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map_err(Into::into)
+    }
+}
+
+use std::future::Future as _;
