@@ -10,8 +10,9 @@
 //! starts wait for it. Each worker may only reach the network, read its
 //! own folder and socket, and read the environment variables it is given;
 //! its V8 heap is bounded, and a request that outlives the wall-clock
-//! limit, or whose worker dies under it, is answered as Supabase answers
-//! (`546`, `WORKER_LIMIT`), its worker replaced by the next request.
+//! limit, uses more than its CPU time, or whose worker dies under it, is
+//! answered as Supabase answers (`546`, `WORKER_LIMIT`), its worker
+//! replaced by the next request.
 
 #![forbid(unsafe_code)]
 

@@ -31,6 +31,9 @@ pub struct RuntimeConfig {
     pub idle: Duration,
     /// A request answered later than this is cut (546).
     pub wall_clock: Duration,
+    /// CPU time a worker may spend on one request before it answers
+    /// (546); time waiting on I/O does not count.
+    pub cpu_time: Duration,
     /// A worker's V8 heap, in MiB.
     pub memory_mb: u32,
     /// How long a worker may take to listen.
@@ -38,7 +41,7 @@ pub struct RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    /// Supabase's limits (150 s wall clock, 256 MiB) and an idle time of
+    /// Supabase's limits (150 s wall clock, 2 s of CPU, 256 MiB) and an idle time of
     /// 60 s, with `deno` and `dir` as given.
     pub fn new(deno: PathBuf, dir: PathBuf) -> Self {
         Self {
@@ -48,6 +51,7 @@ impl RuntimeConfig {
             per_worker: 16,
             idle: Duration::from_secs(60),
             wall_clock: Duration::from_secs(150),
+            cpu_time: Duration::from_secs(2),
             memory_mb: 256,
             boot_timeout: Duration::from_secs(10),
         }
@@ -103,6 +107,34 @@ impl Worker {
             });
         }
         let _ = std::fs::remove_file(&self.socket);
+    }
+
+    /// CPU time the process has used (user and system), from
+    /// `/proc/{pid}/stat`; zero when it cannot be read.
+    fn cpu(&self) -> Duration {
+        let pid = self
+            .child
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(Child::id);
+        let Some(stat) = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        else {
+            return Duration::ZERO;
+        };
+        // After the command name (which may hold spaces), utime and stime
+        // are the 12th and 13th fields, in clock ticks (100 a second).
+        let ticks: u64 = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|t| t.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0);
+        Duration::from_millis(ticks * 10)
     }
 
     /// Whether the process has exited (how, if it has).
@@ -366,7 +398,19 @@ impl Runtime {
             .await
             .clone()?;
         let wall_clock = self.config.wall_clock;
-        let sent = tokio::time::timeout(wall_clock, async {
+        // The worker's CPU time is watched until the response starts; with
+        // requests sharing a worker, theirs counts too.
+        let cpu_start = worker.cpu();
+        let budget = self.config.cpu_time;
+        let over_budget = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if worker.cpu().saturating_sub(cpu_start) > budget {
+                    return;
+                }
+            }
+        };
+        let exchange = tokio::time::timeout(wall_clock, async {
             let stream = tokio::net::UnixStream::connect(&worker.socket)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -379,8 +423,18 @@ impl Runtime {
                 .send_request(request)
                 .await
                 .map_err(|e| e.to_string())
-        })
-        .await;
+        });
+        let sent = tokio::select! {
+            sent = exchange => sent,
+            () = over_budget => {
+                self.forget(&spec.key, &worker);
+                return Err(Error::limit(format!(
+                    "worker {} used more than {} s of CPU",
+                    worker.id,
+                    budget.as_secs_f32()
+                )));
+            }
+        };
         match sent {
             Ok(Ok(response)) => {
                 // The body streams on; the worker stays leased (and its

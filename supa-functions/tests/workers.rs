@@ -147,7 +147,8 @@ async fn concurrent_requests_start_workers_up_to_the_limit_and_wait_for_cold_sta
 async fn limits_answer_546_and_other_functions_keep_answering() {
     let root = tempfile::tempdir().unwrap();
     let rt = runtime(root.path(), |c| {
-        c.wall_clock = Duration::from_secs(2);
+        c.wall_clock = Duration::from_secs(4);
+        c.cpu_time = Duration::from_millis(500);
         c.memory_mb = 64;
     });
     let spin = function(
@@ -176,6 +177,21 @@ async fn limits_answer_546_and_other_functions_keep_answering() {
         assert_eq!(status, 546, "{body}");
         assert!(body.contains("WORKER_LIMIT"), "{body}");
     }
+    // Waiting is not working: a function asleep for longer than its CPU
+    // budget answers, one asleep past the wall clock does not.
+    let nap = |ms: u32| {
+        format!(
+            "Deno.serve(async () => {{ await new Promise((r) => setTimeout(r, {ms})); return new Response('rested'); }});"
+        )
+    };
+    let short = function(root.path(), "nap", &nap(1500), &[]);
+    assert_eq!(
+        call(&rt, &short, get("/")).await,
+        (200, "rested".to_owned())
+    );
+    let long = function(root.path(), "sleep", &nap(6000), &[]);
+    let (status, body) = call(&rt, &long, get("/")).await;
+    assert_eq!(status, 546, "{body}");
     // The broken workers are gone; the next request gets a fresh one.
     assert_eq!(rt.workers_of(&spin.key), 0);
     assert_eq!(call(&rt, &echo, get("/")).await.0, 200);
