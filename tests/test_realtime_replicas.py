@@ -29,7 +29,8 @@ def start_gateway(platform, redis_server):
     proc = subprocess.Popen(
         [str(GATEWAY), "--tenant-url", platform.api_url, "--service-token", token,
          "--redis-url", redis_server.url, "--port", str(port), "--admin-port", str(free_port()),
-         "--bind", "127.0.0.1", "--realtime-slot-grace", "2", "--log", "info,supa_realtime=debug"],
+         "--bind", "127.0.0.1", "--realtime-slot-grace", "2",
+         "--log", "info,supa_realtime=debug" if log is not subprocess.DEVNULL else "warn"],
         stdout=log, stderr=log,
     )
     wait_for_port(port, proc, "supa-gateway")

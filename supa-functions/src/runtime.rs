@@ -443,7 +443,7 @@ impl Runtime {
                 let (parts, incoming) = response.into_parts();
                 let body = Body::new(Guarded {
                     inner: incoming,
-                    _lease: lease,
+                    lease,
                     deadline: Box::pin(tokio::time::sleep_until(deadline)),
                 });
                 Ok(Response::from_parts(parts, body))
@@ -500,7 +500,7 @@ fn path_arg(path: &Path) -> Result<&str, Error> {
 /// A response body that holds its worker and stops at the wall clock.
 struct Guarded {
     inner: hyper::body::Incoming,
-    _lease: Lease,
+    lease: Lease,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
@@ -513,7 +513,7 @@ impl http_body::Body for Guarded {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         if self.deadline.as_mut().poll(cx).is_ready() {
-            self._lease.0.kill();
+            self.lease.0.kill();
             return std::task::Poll::Ready(Some(
                 Err("the function ran past its wall clock".into()),
             ));

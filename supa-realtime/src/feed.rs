@@ -141,11 +141,6 @@ impl Feeds {
         self.feeds.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Projects with channels here.
-    pub(crate) fn running(&self) -> usize {
-        self.lock().len()
-    }
-
     async fn client(
         &self,
         login: &ProjectDatabase,

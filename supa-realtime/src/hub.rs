@@ -341,7 +341,8 @@ impl Hub {
             .collect()
     }
 
-    /// Topics with members, for tests and metrics.
+    /// Topics with members.
+    #[cfg(test)]
     pub(crate) fn topics(&self) -> usize {
         self.lock().len()
     }

@@ -209,16 +209,6 @@ impl Realtime {
             Changes { deliveries } => self.feeds.deliver_remote(&project, deliveries),
         }
     }
-
-    /// Channels with at least one member, across projects.
-    pub fn open_channels(&self) -> usize {
-        self.hub.topics()
-    }
-
-    /// Projects with channels on this server.
-    pub fn running_feeds(&self) -> usize {
-        self.feeds.running()
-    }
 }
 
 /// An error answered as Supabase Realtime's REST API does: `{"message"}`.

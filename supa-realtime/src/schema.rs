@@ -7,6 +7,13 @@
 /// The slot's name, computed from the database the call runs in.
 const SLOT_NAME_SQL: &str = "left('supa_realtime_' || regexp_replace(lower(regexp_replace(current_database(), '^proj_', '')), '[^a-z0-9_]', '_', 'g'), 63)::name";
 
+/// The role that owns the realtime schema (the realtime server's logins
+/// act as it), made once per cluster.
+pub const ADMIN_ROLE_SQL: &str = "DO $$ BEGIN
+   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_realtime_admin') THEN
+     CREATE ROLE supabase_realtime_admin NOLOGIN NOINHERIT; END IF;
+ END $$";
+
 /// Supabase Realtime's schema for a database that has none, run by the
 /// role that is to own it (the project template runs it as
 /// `supabase_realtime_admin`) in a `realtime` schema that exists.
@@ -50,13 +57,7 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), tokio_po
     )
     .await?;
     tx.batch_execute(supa_core::Role::CREATE_SQL).await?;
-    tx.batch_execute(
-        "DO $$ BEGIN
-           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_realtime_admin') THEN
-             CREATE ROLE supabase_realtime_admin NOLOGIN NOINHERIT; END IF;
-         END $$",
-    )
-    .await?;
+    tx.batch_execute(ADMIN_ROLE_SQL).await?;
     let missing: bool = tx
         .query_one("SELECT to_regclass('realtime.subscription') IS NULL", &[])
         .await?

@@ -584,11 +584,10 @@ impl Tenant {
                      CREATE ROLE supabase_auth_admin NOLOGIN NOINHERIT CREATEROLE; END IF;
                    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_storage_admin') THEN
                      CREATE ROLE supabase_storage_admin NOLOGIN NOINHERIT; END IF;
-                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_realtime_admin') THEN
-                     CREATE ROLE supabase_realtime_admin NOLOGIN NOINHERIT; END IF;
                  END $$",
             )
             .await?;
+            conn.execute(supa_realtime::schema::ADMIN_ROLE_SQL).await?;
             // The template remembers which bootstrap made it; one made by
             // an older version is rebuilt (existing projects keep theirs).
             let marker = template_marker();

@@ -4,23 +4,12 @@
 // REST client with the secret key. Prints what it saw: the pytest asserts
 // on it.
 import { createClient } from "@supabase/supabase-js";
+import { subscribed, until } from "./realtime-helpers.mjs";
 
 const options = { auth: { persistSession: false, autoRefreshToken: false } };
 const reader = createClient(process.env.SUPA_URL, process.env.SUPA_KEY, options);
 const writer = createClient(process.env.SUPA_URL, process.env.SUPA_SECRET, options);
 const seen = { all: [], big: [], broadcast: [] };
-
-const subscribed = (channel) =>
-  new Promise((resolve, reject) => {
-    channel.subscribe((status, err) => {
-      if (status === "SUBSCRIBED") resolve();
-      else if (status === "CHANNEL_ERROR" || status === "TIMED_OUT") reject(err ?? new Error(status));
-    });
-  });
-const until = async (check, ms = 10000) => {
-  const end = Date.now() + ms;
-  while (!check() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
-};
 
 const channel = reader
   .channel("js-items")

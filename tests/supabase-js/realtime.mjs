@@ -2,6 +2,7 @@
 // a broadcast each way (self off), presence tracked by one and seen by the
 // other. Prints what each saw: the pytest asserts on it.
 import { createClient } from "@supabase/supabase-js";
+import { subscribed, until } from "./realtime-helpers.mjs";
 
 const url = process.env.SUPA_URL;
 const key = process.env.SUPA_KEY;
@@ -9,18 +10,6 @@ const options = { auth: { persistSession: false, autoRefreshToken: false } };
 const a = createClient(url, key, options);
 const b = createClient(url, key, options);
 const seen = { a: [], b: [], presence: [], vsn: a.realtime.vsn ?? null };
-
-const subscribed = (channel) =>
-  new Promise((resolve, reject) => {
-    channel.subscribe((status, err) => {
-      if (status === "SUBSCRIBED") resolve();
-      else if (status === "CHANNEL_ERROR" || status === "TIMED_OUT") reject(err ?? new Error(status));
-    });
-  });
-const until = async (check, ms = 5000) => {
-  const end = Date.now() + ms;
-  while (!check() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
-};
 
 const ca = a.channel("js-room", { config: { broadcast: { self: false, ack: true }, presence: { key: "ann" } } });
 ca.on("broadcast", { event: "msg" }, ({ payload }) => seen.a.push(payload.from));
