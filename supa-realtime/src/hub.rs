@@ -122,20 +122,40 @@ impl Hub {
         self.next.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a member; gives the topic's presence state, and whether the
-    /// topic is new here (other servers are then asked for theirs).
-    pub(crate) fn join(&self, key: &TopicKey, id: MemberId, member: Member) -> (Value, bool) {
+    /// Adds a member, sending it the topic's `presence_state` first when
+    /// `presence` (under the lock, so no diff overtakes it: the clients
+    /// replace their state with it); true if the topic is new here (other
+    /// servers are then asked for theirs).
+    pub(crate) fn join(
+        &self,
+        key: &TopicKey,
+        id: MemberId,
+        member: Member,
+        presence: bool,
+    ) -> bool {
         let mut topics = self.lock();
         let created = !topics.contains_key(key);
         let topic = topics.entry(key.clone()).or_default();
+        if presence {
+            let state = presence_map(
+                topic
+                    .presence
+                    .iter()
+                    .map(|(k, metas)| (k, metas.as_slice())),
+            );
+            let frame = Frame {
+                join_ref: member.join_ref.clone(),
+                reference: None,
+                topic: key.topic.clone(),
+                event: "presence_state".into(),
+                payload: state,
+            };
+            if member.tx.try_send(frame).is_err() {
+                tracing::debug!(topic = %key.topic, "a socket's queue is full: presence state dropped");
+            }
+        }
         topic.members.insert(id, member);
-        let state = presence_map(
-            topic
-                .presence
-                .iter()
-                .map(|(k, metas)| (k, metas.as_slice())),
-        );
-        (state, created)
+        created
     }
 
     /// Removes a member and what it tracked (the others get the leave);
@@ -376,8 +396,8 @@ mod tests {
         let k = key();
         let (a, mut ra, ma) = member(&hub, false);
         let (b, mut rb, mb) = member(&hub, true);
-        assert!(hub.join(&k, a, ma).1, "a new topic");
-        assert!(!hub.join(&k, b, mb).1);
+        assert!(hub.join(&k, a, ma, false), "a new topic");
+        assert!(!hub.join(&k, b, mb, false));
         assert_eq!(hub.broadcast(&k, Some(a), &json!({"event": "x"})), 1);
         assert!(ra.try_recv().is_err());
         assert_eq!(rb.try_recv().unwrap().event, "broadcast");
@@ -389,8 +409,11 @@ mod tests {
         let diff = rb.try_recv().unwrap();
         assert_eq!(diff.event, "presence_diff");
         assert_eq!(diff.payload["joins"]["ann"]["metas"][0]["online"], true);
-        let (state, _) = hub.join(&k, hub.member_id(), member(&hub, false).2);
-        assert_eq!(state["ann"]["metas"].as_array().unwrap().len(), 1);
+        let (c, mut rc, mc) = member(&hub, false);
+        hub.join(&k, c, mc, true);
+        let state = rc.try_recv().unwrap();
+        assert_eq!(state.event, "presence_state");
+        assert_eq!(state.payload["ann"]["metas"].as_array().unwrap().len(), 1);
 
         assert!(hub.leave(&k, a));
         let diff = rb.try_recv().unwrap();
@@ -405,7 +428,7 @@ mod tests {
         let hub = Hub::default();
         let k = key();
         let (a, mut ra, ma) = member(&hub, false);
-        hub.join(&k, a, ma);
+        hub.join(&k, a, ma, false);
         let node: Arc<str> = "other".into();
         let tracked = |member, key: &str| Tracked {
             member,

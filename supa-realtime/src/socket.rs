@@ -378,22 +378,6 @@ impl Socket {
             _ => supa_core::random_uuid(),
         };
         let presence_enabled = config["presence"]["enabled"].as_bool().unwrap_or(false);
-        let (state, created) = self.realtime.hub.join(
-            &key,
-            member,
-            Member {
-                tx: self.tx.clone(),
-                join_ref: frame.join_ref.clone(),
-                self_broadcast: config["broadcast"]["self"].as_bool().unwrap_or(false),
-            },
-        );
-        if created {
-            // Members elsewhere tell what they track.
-            self.relay(Envelope::Sync {
-                topic: key.topic.clone(),
-                private,
-            });
-        }
         let changes: Vec<Value> = bindings.iter().map(|b| b.echo.clone()).collect();
         self.send(frame.reply("ok", json!({ "postgres_changes": changes })));
         if subscription.is_some() {
@@ -405,13 +389,21 @@ impl Socket {
                 "Subscribed to PostgreSQL",
             );
         }
-        if presence_enabled {
-            self.send(Frame {
+        let created = self.realtime.hub.join(
+            &key,
+            member,
+            Member {
+                tx: self.tx.clone(),
                 join_ref: frame.join_ref.clone(),
-                reference: None,
-                topic: frame.topic.clone(),
-                event: "presence_state".into(),
-                payload: state,
+                self_broadcast: config["broadcast"]["self"].as_bool().unwrap_or(false),
+            },
+            presence_enabled,
+        );
+        if created {
+            // Members elsewhere tell what they track.
+            self.relay(Envelope::Sync {
+                topic: key.topic.clone(),
+                private,
             });
         }
         self.channels.insert(
