@@ -260,6 +260,9 @@ pub struct ProjectConfig {
     /// How the realtime server serves the project.
     #[serde(default)]
     pub realtime: crate::RealtimeSettings,
+    /// The project's edge functions and their environment.
+    #[serde(default)]
+    pub functions: crate::FunctionsConfig,
     /// The SMTP password of `auth` (write-only in the Management API).
     #[serde(
         default,
@@ -323,6 +326,7 @@ impl ProjectConfig {
             auth: crate::AuthSettings::default(),
             storage: crate::StorageSettings::default(),
             realtime: crate::RealtimeSettings::default(),
+            functions: crate::FunctionsConfig::default(),
             smtp_pass: None,
             auth_secrets: Default::default(),
             publishable_key: None,
@@ -432,6 +436,7 @@ mod tests {
                     "db_pool": null,
                     "db_plan_enabled": false
                 },
+                "functions": {"deployments": {}},
                 "storage": {
                     "fileSizeLimit": 52428800,
                     "features": {

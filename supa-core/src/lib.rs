@@ -14,6 +14,7 @@ mod auth_settings;
 mod config;
 mod error;
 mod error_body;
+mod functions_settings;
 mod project_ref;
 mod public_url;
 mod realtime_settings;
@@ -40,6 +41,7 @@ pub use config::{
 pub use directory::{BoxFuture, DirectoryError, ProjectDirectory};
 pub use error::Error;
 pub use error_body::{GatewayErrorBody, PostgrestErrorBody};
+pub use functions_settings::{FunctionDeployment, FunctionsConfig};
 pub use project_ref::ProjectRef;
 pub use public_url::public_base_url;
 pub use realtime_settings::{MAX_REALTIME_PAYLOAD_KB, RealtimeSettings};

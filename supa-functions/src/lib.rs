@@ -16,9 +16,15 @@
 
 #![forbid(unsafe_code)]
 
+mod bundle;
 mod runtime;
+mod service;
 
-pub use runtime::{FunctionKey, FunctionSpec, Runtime, RuntimeConfig};
+pub use bundle::{
+    BUNDLE_FILE, Builder, Bundle, MAX_FILES, MAX_SOURCE_BYTES, SourceFile, normalize_path,
+};
+pub use runtime::{ExecutionId, FunctionKey, FunctionSpec, Runtime, RuntimeConfig};
+pub use service::{FunctionStore, Functions, LogEvent};
 
 /// The bootstrap every worker runs: it points the function's
 /// `Deno.serve` at the worker's socket and provides `EdgeRuntime`.

@@ -12,9 +12,9 @@ use axum::http::{Request, Response};
 use hyper_util::rt::TokioIo;
 use supa_core::{ProjectRef, Secret};
 use tokio::process::{Child, Command};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, mpsc};
 
-use crate::Error;
+use crate::{Error, LogEvent};
 
 /// How workers run.
 #[derive(Debug, Clone)]
@@ -38,6 +38,9 @@ pub struct RuntimeConfig {
     pub memory_mb: u32,
     /// How long a worker may take to listen.
     pub boot_timeout: Duration,
+    /// Where workers' output lines and lifecycle events go (none: their
+    /// output goes to this process's).
+    pub logs: Option<mpsc::Sender<LogEvent>>,
 }
 
 impl RuntimeConfig {
@@ -54,6 +57,7 @@ impl RuntimeConfig {
             cpu_time: Duration::from_secs(2),
             memory_mb: 256,
             boot_timeout: Duration::from_secs(10),
+            logs: None,
         }
     }
 }
@@ -67,7 +71,21 @@ pub struct FunctionKey {
     pub slug: String,
     /// Its version.
     pub version: u32,
+    /// A digest of its environment: a worker started with another one is
+    /// not reused (a changed secret reaches the next request).
+    pub env: u64,
 }
+
+impl FunctionKey {
+    fn same_function(&self, other: &FunctionKey) -> bool {
+        self.project == other.project && self.slug == other.slug
+    }
+}
+
+/// The worker that answered a request (Supabase's `execution_id`), in the
+/// response's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecutionId(pub u64);
 
 /// What a worker runs.
 #[derive(Debug, Clone)]
@@ -84,6 +102,8 @@ pub struct FunctionSpec {
 
 struct Worker {
     id: u64,
+    key: FunctionKey,
+    logs: Option<mpsc::Sender<LogEvent>>,
     socket: PathBuf,
     child: Mutex<Option<Child>>,
     /// Set once it listens (or failed to).
@@ -93,6 +113,15 @@ struct Worker {
 }
 
 impl Worker {
+    /// Reports a lifecycle event of this worker.
+    fn event(&self, event_type: &'static str, level: &'static str, message: String) {
+        if let Some(logs) = &self.logs {
+            let _ = logs.try_send(LogEvent::new(
+                &self.key, self.id, event_type, level, message,
+            ));
+        }
+    }
+
     fn kill(&self) {
         if let Some(mut child) = self
             .child
@@ -100,6 +129,7 @@ impl Worker {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
         {
+            self.event("Shutdown", "info", "shutdown".into());
             let _ = child.start_kill();
             // Reaped in the background so no zombie is left.
             tokio::spawn(async move {
@@ -173,6 +203,9 @@ pub struct Runtime {
     config: RuntimeConfig,
     bootstrap: PathBuf,
     pools: Mutex<HashMap<FunctionKey, Vec<Arc<Worker>>>>,
+    /// Workers of versions (or environments) no longer served: stopped as
+    /// soon as their last request is answered.
+    retired: Mutex<Vec<Arc<Worker>>>,
     next: AtomicU64,
 }
 
@@ -198,6 +231,7 @@ impl Runtime {
             config,
             bootstrap,
             pools: Mutex::default(),
+            retired: Mutex::default(),
             next: AtomicU64::new(1),
         });
         let weak = Arc::downgrade(&runtime);
@@ -219,7 +253,12 @@ impl Runtime {
 
     /// Worker processes alive, across functions.
     pub fn workers(&self) -> usize {
-        self.lock().values().map(Vec::len).sum()
+        self.lock().values().map(Vec::len).sum::<usize>()
+            + self
+                .retired
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len()
     }
 
     /// Workers of one function.
@@ -248,6 +287,33 @@ impl Runtime {
             });
         }
         pools.retain(|_, workers| !workers.is_empty());
+        drop(pools);
+        self.retired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|w| {
+                let busy = w.in_flight.load(Ordering::Acquire) > 0 && w.exited().is_none();
+                if !busy {
+                    w.kill();
+                }
+                busy
+            });
+    }
+
+    /// Serves `key` from now on instead of any other version (or
+    /// environment) of the same function: their workers finish the
+    /// requests they hold, then stop.
+    pub fn retire_others(&self, key: &FunctionKey) {
+        let mut pools = self.lock();
+        let old: Vec<FunctionKey> = pools
+            .keys()
+            .filter(|k| k.same_function(key) && *k != key)
+            .cloned()
+            .collect();
+        let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        for k in old {
+            retired.extend(pools.remove(&k).unwrap_or_default());
+        }
     }
 
     /// Forgets a function's workers (a new version, a deletion).
@@ -288,10 +354,11 @@ impl Runtime {
 
     fn spawn(&self, spec: &FunctionSpec) -> Result<Worker, Error> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let socket = self.config.dir.join("sockets").join(format!(
-            "{}-{}-{id}.sock",
-            spec.key.project, spec.key.version
-        ));
+        let socket = self
+            .config
+            .dir
+            .join("sockets")
+            .join(format!("{}-{id}.sock", spec.key.project));
         let _ = std::fs::remove_file(&socket);
         let dir = spec
             .dir
@@ -331,16 +398,44 @@ impl Runtime {
             .env_clear()
             .env("DENO_DIR", self.config.dir.join("deno"))
             .env("NO_COLOR", "1")
+            .envs(tls_env())
             .envs(spec.env.iter().map(|(n, v)| (n, v.expose())))
             .current_dir(&dir)
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
-        let child = command
+        if self.config.logs.is_some() {
+            command
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+        }
+        let mut child = command
             .spawn()
             .map_err(|e| Error::boot(format!("cannot run {}: {e}", self.config.deno.display())))?;
+        if let Some(logs) = &self.config.logs {
+            if let Some(out) = child.stdout.take() {
+                tokio::spawn(forward_lines(
+                    out,
+                    logs.clone(),
+                    spec.key.clone(),
+                    id,
+                    "info",
+                ));
+            }
+            if let Some(err) = child.stderr.take() {
+                tokio::spawn(forward_lines(
+                    err,
+                    logs.clone(),
+                    spec.key.clone(),
+                    id,
+                    "error",
+                ));
+            }
+        }
         tracing::debug!(project = %spec.key.project, slug = %spec.key.slug, id, "started a function worker");
         Ok(Worker {
             id,
+            key: spec.key.clone(),
+            logs: self.config.logs.clone(),
             socket,
             child: Mutex::new(Some(child)),
             ready: OnceCell::new(),
@@ -352,12 +447,18 @@ impl Runtime {
     /// Waits until the worker listens, the process exits, or the boot
     /// timeout passes.
     async fn boot(&self, worker: &Worker) -> Result<(), Error> {
-        let deadline = Instant::now() + self.config.boot_timeout;
+        let started = Instant::now();
+        let deadline = started + self.config.boot_timeout;
         loop {
             if tokio::net::UnixStream::connect(&worker.socket)
                 .await
                 .is_ok()
             {
+                worker.event(
+                    "Boot",
+                    "info",
+                    format!("booted (time: {}ms)", started.elapsed().as_millis()),
+                );
                 return Ok(());
             }
             if let Some(status) = worker.exited() {
@@ -440,7 +541,8 @@ impl Runtime {
                 // The body streams on; the worker stays leased (and its
                 // wall clock runs) until it has been read.
                 let deadline = tokio::time::Instant::now() + wall_clock;
-                let (parts, incoming) = response.into_parts();
+                let (mut parts, incoming) = response.into_parts();
+                parts.extensions.insert(ExecutionId(worker.id));
                 let body = Body::new(Guarded {
                     inner: incoming,
                     lease,
@@ -487,6 +589,66 @@ impl Runtime {
         if let Some(workers) = self.lock().get_mut(key) {
             workers.retain(|w| !Arc::ptr_eq(w, worker));
         }
+    }
+}
+
+/// How Deno trusts TLS servers, read by Deno itself (not the function):
+/// the system's store as well as its own, so the operator's CAs are
+/// trusted, unless the operator chose otherwise.
+pub(crate) fn tls_env() -> Vec<(&'static str, String)> {
+    let mut env: Vec<(&'static str, String)> = [
+        "DENO_TLS_CA_STORE",
+        "DENO_CERT",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    ]
+    .into_iter()
+    .filter_map(|k| std::env::var(k).ok().map(|v| (k, v)))
+    .collect();
+    if !env.iter().any(|(k, _)| *k == "DENO_TLS_CA_STORE") {
+        env.push(("DENO_TLS_CA_STORE", "system,mozilla".into()));
+    }
+    env
+}
+
+/// Longest output line kept; the rest of it is cut.
+const MAX_LINE: usize = 16 * 1024;
+
+/// Reports each line a worker writes as a `Log` event.
+async fn forward_lines(
+    mut stream: impl tokio::io::AsyncRead + Unpin,
+    logs: mpsc::Sender<LogEvent>,
+    key: FunctionKey,
+    worker: u64,
+    level: &'static str,
+) {
+    use tokio::io::AsyncReadExt as _;
+    let mut line = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let emit = |line: &mut Vec<u8>| {
+        if line.len() > MAX_LINE {
+            line.truncate(MAX_LINE);
+        }
+        let text = String::from_utf8_lossy(line).trim_end().to_owned();
+        line.clear();
+        // Dropped when the collector is behind, never waited for.
+        let _ = logs.try_send(LogEvent::new(&key, worker, "Log", level, text));
+    };
+    while let Ok(n) = stream.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        for part in chunk[..n].split_inclusive(|b| *b == b'\n') {
+            if line.len() <= MAX_LINE {
+                line.extend_from_slice(part);
+            }
+            if part.ends_with(b"\n") {
+                emit(&mut line);
+            }
+        }
+    }
+    if !line.is_empty() {
+        emit(&mut line);
     }
 }
 

@@ -10,7 +10,9 @@ use std::time::Duration;
 use axum::body::{Body, to_bytes};
 use axum::http::Request;
 use supa_core::{ProjectRef, Secret};
-use supa_functions::{FunctionKey, FunctionSpec, Runtime, RuntimeConfig};
+use supa_functions::{
+    BUNDLE_FILE, Builder, FunctionKey, FunctionSpec, Runtime, RuntimeConfig, SourceFile,
+};
 
 fn deno() -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -33,6 +35,7 @@ fn function(root: &Path, slug: &str, source: &str, env: &[(&str, &str)]) -> Func
             project: ProjectRef::parse("funcfuncfuncfuncfunc").unwrap(),
             slug: slug.into(),
             version: 1,
+            env: 0,
         },
         dir,
         entrypoint: "index.ts".into(),
@@ -237,4 +240,161 @@ async fn a_function_that_cannot_start_is_a_boot_error() {
     let silent = function(root.path(), "silent", "console.log('never serves');", &[]);
     let (status, body) = call(&rt, &silent, get("/")).await;
     assert_eq!(status, 503, "{body}");
+}
+
+#[tokio::test]
+async fn a_new_version_retires_the_old_one_once_its_requests_are_answered() {
+    let root = tempfile::tempdir().unwrap();
+    let rt = runtime(root.path(), |_| {});
+    let slow = "Deno.serve(async () => { await new Promise((r) => setTimeout(r, 800)); return new Response('v1'); });";
+    let v1 = function(root.path(), "f", slow, &[]);
+    let in_flight = {
+        let (rt, v1) = (rt.clone(), v1.clone());
+        tokio::spawn(async move { call(&rt, &v1, get("/f")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut v2 = function(
+        root.path(),
+        "f2",
+        "Deno.serve(() => new Response('v2'));",
+        &[],
+    );
+    v2.key.slug = "f".into();
+    v2.key.version = 2;
+    rt.retire_others(&v2.key);
+    assert_eq!(call(&rt, &v2, get("/f")).await, (200, "v2".into()));
+    // The request the old version held is answered by it.
+    assert_eq!(in_flight.await.unwrap(), (200, "v1".into()));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(rt.workers_of(&v1.key), 0);
+    assert_eq!(rt.workers(), 1, "only the new version's worker is left");
+}
+
+#[tokio::test]
+async fn output_lines_and_lifecycle_become_log_events() {
+    let root = tempfile::tempdir().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(100);
+    let rt = runtime(root.path(), |c| c.logs = Some(tx));
+    let spec = function(
+        root.path(),
+        "talk",
+        "Deno.serve(() => { console.log('hello', 42); console.error('oops'); return new Response('ok'); });",
+        &[],
+    );
+    assert_eq!(call(&rt, &spec, get("/talk")).await.0, 200);
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a log event in time")
+            .unwrap();
+        assert_eq!(event.slug, "talk");
+        seen.push((event.event_type, event.level, event.event_message));
+    }
+    assert!(
+        seen[0].0 == "Boot" && seen[0].2.starts_with("booted (time: "),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("Log".into(), "info".into(), "hello 42".into())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("Log".into(), "error".into(), "oops".into())),
+        "{seen:?}"
+    );
+}
+
+/// A builder whose npm cache (and bundler) outlives the test, so the
+/// suite downloads them once.
+fn builder(root: &Path) -> Builder {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("deno-build-cache");
+    Builder::new(deno(), cache, root.join("scratch")).unwrap()
+}
+
+fn source(path: &str, text: &str) -> SourceFile {
+    SourceFile {
+        path: path.into(),
+        content: text.as_bytes().to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn a_deploy_is_bundled_with_its_local_imports_and_runs_from_the_bundle() {
+    let root = tempfile::tempdir().unwrap();
+    let builder = builder(root.path());
+    let bundle = builder
+        .build(
+            vec![
+                source("hello/index.ts", "import { greet } from './lib/greet.ts';\nDeno.serve(() => new Response(greet('you')));"),
+                source("hello/lib/greet.ts", "export const greet = (n: string): string => `hi ${n}`;"),
+            ],
+            "hello/index.ts",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(bundle.entrypoint, format!("hello/{BUNDLE_FILE}"));
+    assert_eq!(bundle.files.len(), 3);
+    // The bundle alone answers.
+    let dir = root.path().join("run");
+    std::fs::create_dir_all(dir.join("hello")).unwrap();
+    let js = &bundle
+        .files
+        .iter()
+        .find(|f| f.path == bundle.entrypoint)
+        .unwrap()
+        .content;
+    std::fs::write(dir.join(&bundle.entrypoint), js).unwrap();
+    let rt = runtime(root.path(), |_| {});
+    let mut spec = function(root.path(), "unused", "", &[]);
+    spec.dir = dir;
+    spec.entrypoint = bundle.entrypoint.clone();
+    assert_eq!(
+        call(&rt, &spec, get("/hello")).await,
+        (200, "hi you".into())
+    );
+}
+
+#[tokio::test]
+async fn a_deploy_that_reaches_outside_its_files_or_does_not_compile_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let builder = builder(root.path());
+    let secret = root.path().join("secret.ts");
+    std::fs::write(&secret, "export const s = 'server secret';").unwrap();
+    let outside = builder
+        .build(
+            vec![source(
+                "index.ts",
+                &format!(
+                    "import {{ s }} from 'file://{}';\nDeno.serve(() => new Response(s));",
+                    secret.display()
+                ),
+            )],
+            "index.ts",
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        outside.contains("outside the function's files"),
+        "{outside}"
+    );
+    let broken = builder
+        .build(
+            vec![source("index.ts", "Deno.serve(() => {")],
+            "index.ts",
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        !broken.is_empty() && !broken.contains(&root.path().display().to_string()),
+        "{broken}"
+    );
+    let missing = builder
+        .build(vec![source("index.ts", "")], "main.ts", None)
+        .await
+        .unwrap_err();
+    assert!(missing.contains("not among the files"), "{missing}");
 }
