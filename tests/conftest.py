@@ -98,6 +98,9 @@ def running_platform(redis_url=None):
     env.update(AWS_ACCESS_KEY_ID=AWS_KEY_ID, AWS_SECRET_ACCESS_KEY=AWS_SECRET)
     # Realtime slots go soon after their last channel, for the slot tests.
     env["SUPA_REALTIME_SLOT_GRACE"] = "2"
+    # Function workers exit soon after their last request, for the
+    # scale-to-zero test.
+    env["SUPA_FUNCTIONS_IDLE"] = "2"
     command = [str(SUPA), "up", "--data-dir", str(data_dir), "--api-port", str(api_port),
                "--gateway-port", str(gateway_port)]
     if redis_url:

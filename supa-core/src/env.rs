@@ -60,6 +60,12 @@ pub const STORAGE_FILE_ETAG: &str = "SUPA_STORAGE_FILE_ETAG";
 /// Seconds a project keeps its realtime replication slot after its last
 /// channel leaves.
 pub const REALTIME_SLOT_GRACE: &str = "SUPA_REALTIME_SLOT_GRACE";
+/// The `deno` binary that bundles and runs edge functions.
+pub const DENO: &str = "SUPA_DENO";
+/// Where edge functions' bundles, worker sockets and npm cache live.
+pub const FUNCTIONS_DIR: &str = "SUPA_FUNCTIONS_DIR";
+/// Seconds an idle edge function worker lives.
+pub const FUNCTIONS_IDLE: &str = "SUPA_FUNCTIONS_IDLE";
 
 /// Every variable with a one-line description, for docs and `--help`.
 pub const ALL: &[(&str, &str)] = &[
@@ -88,6 +94,18 @@ pub const ALL: &[(&str, &str)] = &[
     (
         REALTIME_SLOT_GRACE,
         "seconds a project keeps its realtime replication slot after its last channel leaves (default 10)",
+    ),
+    (
+        DENO,
+        "the deno binary that bundles and runs edge functions (default: the one the bootstrap installs, else deno on PATH)",
+    ),
+    (
+        FUNCTIONS_DIR,
+        "where edge functions' bundles, worker sockets and npm cache live (default DATA_DIR/functions)",
+    ),
+    (
+        FUNCTIONS_IDLE,
+        "seconds an idle edge function worker lives (default 60)",
     ),
     (
         DATA_DIR,

@@ -149,6 +149,8 @@ impl Builder {
             path: path.clone(),
             content: js,
         });
+        // Byte order, as the store gives them back and the digest is taken.
+        files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(Bundle {
             entrypoint: path,
             files,

@@ -26,6 +26,32 @@ pub use bundle::{
 pub use runtime::{ExecutionId, FunctionKey, FunctionSpec, Runtime, RuntimeConfig};
 pub use service::{FunctionStore, Functions, LogEvent};
 
+/// Where the npm package the bootstrap script installs keeps Deno,
+/// relative to the source tree.
+const INSTALLED_DENO: &str = "runtime/deno/node_modules/@deno/linux-x64-glibc/deno";
+
+/// The `deno` to use: `explicit` when given, else the one the bootstrap
+/// installed (beside the binary's source tree, or under the working
+/// directory), else `deno` on `PATH`.
+pub fn find_deno(explicit: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+    if let Some(path) = explicit {
+        return Some(path.to_owned());
+    }
+    let from_exe = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join(INSTALLED_DENO)));
+    let from_cwd = std::env::current_dir().ok().map(|d| d.join(INSTALLED_DENO));
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("deno"))
+            .find(|p| p.is_file())
+    });
+    [from_exe, from_cwd, on_path]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+}
+
 /// The bootstrap every worker runs: it points the function's
 /// `Deno.serve` at the worker's socket and provides `EdgeRuntime`.
 pub const BOOTSTRAP_JS: &str = include_str!("bootstrap.js");

@@ -375,6 +375,8 @@ impl Runtime {
             .arg("run")
             .arg("--no-prompt")
             .arg("--quiet")
+            // Deployed bundles carry their imports: nothing is fetched.
+            .arg("--cached-only")
             .arg("--allow-net")
             .arg(format!(
                 "--allow-read={},{}",

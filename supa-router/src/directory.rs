@@ -76,6 +76,45 @@ impl ProjectDirectory for HttpDirectory {
     }
 }
 
+/// Gateways fetch function bundles and report function logs through the
+/// same internal API.
+impl supa_functions::FunctionStore for HttpDirectory {
+    fn bundle<'a>(
+        &'a self,
+        project: &'a ProjectRef,
+        slug: &'a str,
+        version: u32,
+    ) -> BoxFuture<'a, Result<Option<supa_functions::Bundle>, DirectoryError>> {
+        Box::pin(self.get(format!(
+            "/internal/v1/projects/{project}/functions/{slug}/versions/{version}/bundle"
+        )))
+    }
+
+    fn record(
+        &self,
+        events: Vec<supa_functions::LogEvent>,
+    ) -> BoxFuture<'_, Result<(), DirectoryError>> {
+        Box::pin(async move {
+            let response = self
+                .http
+                .post(format!("{}/internal/v1/functions/logs", self.base))
+                .bearer_auth(self.token.expose())
+                .json(&events)
+                .send()
+                .await
+                .map_err(|e| DirectoryError(format!("tenant manager unreachable: {e}")))?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(DirectoryError(format!(
+                    "tenant manager answered {}",
+                    response.status()
+                )))
+            }
+        })
+    }
+}
+
 /// How long Redis is skipped after it failed.
 const BREAKER_OPEN_SECS: i64 = 5;
 

@@ -90,6 +90,14 @@ pub fn router_with_meta(tenant: Tenant, tokens: ApiTokens, meta: supa_meta::Meta
     let internal = Router::new()
         .route("/projects/{ref}/config", get(project_config))
         .route("/keys/{sha256}", get(lookup_key))
+        .route(
+            "/projects/{ref}/functions/{slug}/versions/{version}/bundle",
+            get(internal_bundle),
+        )
+        .route(
+            "/functions/logs",
+            post(internal_logs).layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024)),
+        )
         // Gateways serve `/pg` through this, holding no admin login.
         .route("/projects/{ref}/pg/{*endpoint}", any(pg_meta));
     // The paths Studio itself calls for a project's metadata and SQL.
@@ -199,6 +207,19 @@ fn management(family: Family) -> Router<Tenant> {
             "/projects/{ref}/secrets",
             get(list_secrets).post(set_secrets).delete(unset_secrets),
         )
+        .route("/projects/{ref}/functions", get(list_functions))
+        .route(
+            "/projects/{ref}/functions/deploy",
+            post(deploy_function).layer(axum::extract::DefaultBodyLimit::max(MAX_DEPLOY_BODY)),
+        )
+        .route(
+            "/projects/{ref}/functions/{slug}",
+            get(get_function)
+                .patch(patch_function)
+                .delete(delete_function),
+        )
+        .route("/projects/{ref}/functions/{slug}/body", get(function_body))
+        .route("/projects/{ref}/functions/{slug}/logs", get(function_logs))
 }
 
 /// A token kept as its SHA-256, so comparing takes the same time whatever
@@ -262,7 +283,7 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() && !matches!(e, Error::NoCapacity) {
+        if status.is_server_error() && !matches!(e, Error::NoCapacity | Error::Unavailable(_)) {
             // The cause (a database error, a decrypt failure) is for the
             // operator's log, not for the caller.
             tracing::error!(error = %e, "Management API request failed");
@@ -847,4 +868,198 @@ async fn lookup_key(
         Some(record) => Ok(Json(record).into_response()),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "API key not found")),
     }
+}
+
+/// Bytes a deploy's multipart body may carry: the files and their headers.
+const MAX_DEPLOY_BODY: usize = supa_functions::MAX_SOURCE_BYTES + 4 * 1024 * 1024;
+
+#[derive(Deserialize)]
+struct DeployQuery {
+    slug: Option<String>,
+}
+
+/// `POST /v1/projects/{ref}/functions/deploy?slug=...`: Supabase's
+/// multipart deploy, a `metadata` part (JSON) and `file` parts.
+async fn deploy_function(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+    Query(query): Query<DeployQuery>,
+    multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> ApiResult<Response> {
+    let r = project_ref(&r)?;
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
+    let mut multipart = multipart.map_err(|e| {
+        bad(format!(
+            "Invalid request body: expected multipart/form-data: {}",
+            e.body_text()
+        ))
+    })?;
+    let mut metadata = None;
+    let mut files = Vec::new();
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| bad(format!("Invalid request body: {}", e.body_text())))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().map(str::to_owned);
+        let bytes = field.bytes().await.map_err(|e| {
+            ApiError::new(
+                e.status(),
+                format!("Invalid request body: {}", e.body_text()),
+            )
+        })?;
+        match name.as_str() {
+            "metadata" => {
+                let parsed: crate::DeployMetadata = serde_json::from_slice(&bytes)
+                    .map_err(|e| bad(format!("Invalid metadata: {e}")))?;
+                metadata = Some(parsed);
+            }
+            "file" => files.push(supa_functions::SourceFile {
+                path: file_name.unwrap_or_default(),
+                content: bytes.to_vec(),
+            }),
+            // Other parts (Supabase's CLI may add some) are not files.
+            _ => {}
+        }
+    }
+    let metadata = metadata
+        .ok_or_else(|| bad("Invalid request body: the metadata part is required".into()))?;
+    let slug = query
+        .slug
+        .ok_or_else(|| bad("slug: the slug query parameter is required".into()))?;
+    let function = tenant.deploy_function(&r, &slug, metadata, files).await?;
+    Ok((StatusCode::CREATED, Json(function)).into_response())
+}
+
+async fn list_functions(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(tenant.list_functions(&project_ref(&r)?).await?).into_response())
+}
+
+async fn get_function(
+    State(tenant): State<Tenant>,
+    Path((r, slug)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    Ok(Json(tenant.get_function(&project_ref(&r)?, &slug).await?).into_response())
+}
+
+async fn patch_function(
+    State(tenant): State<Tenant>,
+    Path((r, slug)): Path<(String, String)>,
+    JsonBody(patch): JsonBody<crate::FunctionPatch>,
+) -> ApiResult<Response> {
+    Ok(Json(
+        tenant
+            .patch_function(&project_ref(&r)?, &slug, patch)
+            .await?,
+    )
+    .into_response())
+}
+
+async fn delete_function(
+    State(tenant): State<Tenant>,
+    Path((r, slug)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    tenant.delete_function(&project_ref(&r)?, &slug).await?;
+    Ok(Json(json!({ "message": format!("Deleted function {slug}") })).into_response())
+}
+
+/// `GET .../functions/{slug}/body`: the deployed files as a
+/// `multipart/form-data` body, a `metadata` part first, as they were sent.
+async fn function_body(
+    State(tenant): State<Tenant>,
+    Path((r, slug)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (function, files) = tenant.function_body(&project_ref(&r)?, &slug).await?;
+    let boundary = format!("supa-{}", supa_core::random_uuid());
+    let metadata = json!({
+        "entrypoint_path": function.entrypoint_path,
+        "import_map_path": function.import_map_path,
+        "name": function.name,
+        "verify_jwt": function.verify_jwt,
+    });
+    let mut body = Vec::new();
+    let mut part = |headers: String, content: &[u8]| {
+        body.extend_from_slice(format!("--{boundary}\r\n{headers}\r\n\r\n").as_bytes());
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    };
+    part(
+        "Content-Disposition: form-data; name=\"metadata\"\r\nContent-Type: application/json"
+            .into(),
+        metadata.to_string().as_bytes(),
+    );
+    for f in &files {
+        // Deployed paths hold no quote or line break worth keeping.
+        let name: String = f
+            .path
+            .chars()
+            .filter(|c| !matches!(c, '"' | '\r' | '\n'))
+            .collect();
+        part(
+            format!(
+                "Content-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream"
+            ),
+            &f.content,
+        );
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    limit: Option<i64>,
+    since: Option<i64>,
+}
+
+/// `GET .../functions/{slug}/logs?limit=&since=`: the function's log
+/// events, newest first.
+async fn function_logs(
+    State(tenant): State<Tenant>,
+    Path((r, slug)): Path<(String, String)>,
+    query: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let events = tenant
+        .function_logs(
+            &project_ref(&r)?,
+            &slug,
+            query.limit.unwrap_or(100),
+            query.since,
+        )
+        .await?;
+    Ok(Json(json!({ "result": events })).into_response())
+}
+
+/// A version's bundle, for gateways (`supa_functions::FunctionStore`).
+async fn internal_bundle(
+    State(tenant): State<Tenant>,
+    Path((r, slug, version)): Path<(String, String, u32)>,
+) -> ApiResult<Response> {
+    use supa_functions::FunctionStore as _;
+    match tenant.bundle(&project_ref(&r)?, &slug, version).await {
+        Ok(Some(bundle)) => Ok(Json(bundle).into_response()),
+        Ok(None) => Err(ApiError::new(StatusCode::NOT_FOUND, "bundle not found")),
+        Err(e) => Err(Error::Transport(e.0).into()),
+    }
+}
+
+/// Log events gateways report.
+async fn internal_logs(
+    State(tenant): State<Tenant>,
+    JsonBody(events): JsonBody<Vec<supa_functions::LogEvent>>,
+) -> ApiResult<Response> {
+    tenant.record_function_logs(events).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -57,6 +57,10 @@ pub enum Error {
     /// No active worker has room for another project.
     #[error("no active worker has room for another project")]
     NoCapacity,
+    /// A feature this control plane was started without (edge functions
+    /// without Deno); the message says what to set.
+    #[error("{0}")]
+    Unavailable(String),
     /// A remote Management API answered with an error.
     #[error("{message}")]
     Remote {
@@ -111,7 +115,7 @@ impl Error {
             Error::InvalidInput { .. } | Error::WorkerUnreachable(_) | Error::Sql { .. } => 400,
             Error::NotFound(_) => 404,
             Error::Conflict(_) => 409,
-            Error::NoCapacity => 503,
+            Error::NoCapacity | Error::Unavailable(_) => 503,
             Error::Remote { status, .. } => *status,
             Error::Transport(_) => 502,
             _ => 500,

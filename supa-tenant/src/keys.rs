@@ -196,6 +196,30 @@ impl Tenant {
         .transpose()
     }
 
+    /// The project's first live secret key in clear (its `default` one if
+    /// live), which its functions get as `SUPABASE_SECRET_KEY`.
+    pub(crate) async fn secret_key_value(
+        &self,
+        project_ref: &ProjectRef,
+    ) -> Result<Option<supa_core::Secret<String>>, Error> {
+        let row = sqlx::query(
+            "SELECT id::text AS id, secret_key_enc FROM api_keys
+             WHERE project_ref = $1 AND kind = 'secret' AND revoked_at IS NULL
+             ORDER BY name = 'default' DESC, inserted_at LIMIT 1",
+        )
+        .bind(project_ref.as_str())
+        .fetch_optional(&self.db)
+        .await?;
+        row.map(|row| {
+            let id: String = row.try_get("id")?;
+            let sealed: Vec<u8> = row.try_get("secret_key_enc")?;
+            Ok(supa_core::Secret::new(
+                self.key.decrypt_string(&key_context(&id), &sealed)?,
+            ))
+        })
+        .transpose()
+    }
+
     fn key_from_row(&self, row: &sqlx::postgres::PgRow, reveal: bool) -> Result<ApiKeyInfo, Error> {
         let id: String = row.try_get("id")?;
         let kind: String = row.try_get("kind")?;

@@ -14,6 +14,7 @@ mod auth_config;
 mod crypto;
 mod error;
 mod files;
+mod functions;
 mod keys;
 mod meta;
 mod projects;
@@ -35,6 +36,7 @@ pub(crate) fn from_name<T: serde::de::DeserializeOwned>(name: String) -> Option<
 
 pub use crypto::MasterKey;
 pub use error::Error;
+pub use functions::{DeployMetadata, Function, FunctionPatch, MAX_LOG_EVENTS, validate_slug};
 pub use keys::{ApiKeyInfo, NewApiKey};
 pub use projects::{
     CreateOptions, CreateProject, CreateStep, CreatedProject, Placement, PostgrestPatch, Project,

@@ -41,6 +41,32 @@ pub struct Settings {
     /// Where object bytes live; `None` is the filesystem under
     /// `DIR/storage`.
     pub storage: Option<supa_storage::BackendConfig>,
+    /// The `deno` that bundles (and, in process, runs) edge functions;
+    /// found by [`supa_functions::find_deno`] when `None`.
+    pub deno: Option<PathBuf>,
+    /// Where functions' bundles, sockets and npm cache live; `DIR/functions`
+    /// when `None`.
+    pub functions_dir: Option<PathBuf>,
+}
+
+/// Where edge functions run from, when Deno was found.
+#[derive(Debug, Clone)]
+pub struct FunctionsSetup {
+    /// The `deno` binary.
+    pub deno: PathBuf,
+    /// Bundles (`runtime/`), the npm cache (`cache/`), builds (`scratch/`).
+    pub dir: PathBuf,
+}
+
+impl FunctionsSetup {
+    /// The worker runtime's settings under this setup, workers idle
+    /// `idle` exiting.
+    pub fn runtime(&self, idle: std::time::Duration) -> supa_functions::RuntimeConfig {
+        let mut config =
+            supa_functions::RuntimeConfig::new(self.deno.clone(), self.dir.join("runtime"));
+        config.idle = idle;
+        config
+    }
 }
 
 /// A started control plane.
@@ -55,6 +81,7 @@ pub struct ControlPlane {
     embedded: Option<EmbeddedPostgres>,
     meta: supa_meta::Meta,
     objects: supa_storage::Backend,
+    functions: Option<FunctionsSetup>,
 }
 
 impl ControlPlane {
@@ -94,10 +121,33 @@ impl ControlPlane {
                     etag: supa_storage::FileEtag::Md5,
                 });
         let objects = supa_storage::Backend::new(&storage).map_err(Error::Storage)?;
-        let tenant = Tenant::connect(url.expose(), key)
+        let mut tenant = Tenant::connect(url.expose(), key)
             .await?
             .with_placement(settings.placement)
             .with_object_store(objects.clone());
+        let functions =
+            supa_functions::find_deno(settings.deno.as_deref()).map(|deno| FunctionsSetup {
+                deno,
+                dir: settings
+                    .functions_dir
+                    .clone()
+                    .unwrap_or_else(|| settings.data_dir.join("functions")),
+            });
+        match &functions {
+            Some(f) => {
+                let builder = supa_functions::Builder::new(
+                    f.deno.clone(),
+                    f.dir.join("cache"),
+                    f.dir.join("scratch"),
+                )
+                .map_err(Error::Config)?;
+                tenant = tenant.with_function_builder(builder);
+            }
+            None => tracing::warn!(
+                "no deno found (set {}): edge function deploys are refused",
+                supa_core::env::DENO
+            ),
+        }
         if let Some(pg) = &embedded {
             tenant
                 .upsert_worker(NewWorker {
@@ -135,6 +185,7 @@ impl ControlPlane {
             admin_token_file,
             embedded,
             objects,
+            functions,
         })
     }
 
@@ -152,6 +203,11 @@ impl ControlPlane {
     /// Where object bytes live, to share with an in-process storage server.
     pub fn object_store(&self) -> &supa_storage::Backend {
         &self.objects
+    }
+
+    /// Where edge functions run from, when Deno was found.
+    pub fn functions(&self) -> Option<&FunctionsSetup> {
+        self.functions.as_ref()
     }
 
     /// The embedded cluster, when there is one.
@@ -229,6 +285,14 @@ pub struct SettingsArgs {
     /// Where object bytes live.
     #[command(flatten)]
     pub storage: StorageArgs,
+    /// The deno binary that bundles and runs edge functions (default: the
+    /// one the bootstrap installs, else deno on PATH).
+    #[arg(long, env = supa_core::env::DENO)]
+    pub deno: Option<PathBuf>,
+    /// Where functions' bundles, worker sockets and npm cache live
+    /// (default DATA_DIR/functions).
+    #[arg(long, env = supa_core::env::FUNCTIONS_DIR)]
+    pub functions_dir: Option<PathBuf>,
 }
 
 /// Where the storage server keeps object bytes, as flags with their
@@ -314,6 +378,8 @@ impl SettingsArgs {
             service_token: self.service_token.map(Secret::new),
             redis_url: self.redis_url.map(Secret::new),
             placement: self.placement,
+            deno: self.deno,
+            functions_dir: self.functions_dir,
         })
     }
 }

@@ -247,6 +247,16 @@ fn realtime_login_context(r: &ProjectRef) -> String {
     format!("project:{r}:realtime_password")
 }
 
+/// The login of the project's edge functions (`SUPABASE_DB_URL`): its
+/// sessions act as `service_role`, as a function's server-side work does.
+pub(crate) fn functions_login_name(r: &ProjectRef) -> String {
+    format!("{r}_functions")
+}
+
+fn functions_login_context(r: &ProjectRef) -> String {
+    format!("project:{r}:functions_password")
+}
+
 const PROJECT_COLUMNS: &str = "ref, name, worker_id, status,
     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at";
 
@@ -344,6 +354,7 @@ impl Tenant {
         let auth_password = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
         let storage_password = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
         let realtime_password = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
+        let functions_password = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
         let mut keys = None;
         for step in CreateStep::ALL {
             if let Some(progress) = options.progress {
@@ -353,8 +364,8 @@ impl Tenant {
                 CreateStep::PickWorker => *worker = self.pick_worker(worker_id).await?,
                 CreateStep::InsertRow => {
                     let inserted = sqlx::query(
-                        "INSERT INTO projects (ref, name, worker_id, status, authenticator_password_enc, jwt_secret_enc, auth_password_enc, storage_password_enc, realtime_password_enc)
-                         VALUES ($1, $2, $3, 'COMING_UP', $4, $5, $6, $7, $8)",
+                        "INSERT INTO projects (ref, name, worker_id, status, authenticator_password_enc, jwt_secret_enc, auth_password_enc, storage_password_enc, realtime_password_enc, functions_password_enc)
+                         VALUES ($1, $2, $3, 'COMING_UP', $4, $5, $6, $7, $8, $9)",
                     )
                     .bind(project_ref.as_str())
                     .bind(name)
@@ -364,6 +375,7 @@ impl Tenant {
                     .bind(self.key.encrypt(&auth_login_context(project_ref), auth_password.as_bytes()))
                     .bind(self.key.encrypt(&storage_login_context(project_ref), storage_password.as_bytes()))
                     .bind(self.key.encrypt(&realtime_login_context(project_ref), realtime_password.as_bytes()))
+                    .bind(self.key.encrypt(&functions_login_context(project_ref), functions_password.as_bytes()))
                     .execute(&self.db)
                     .await;
                     match inserted {
@@ -445,6 +457,15 @@ impl Tenant {
                         ],
                     )
                     .await?;
+                    // The functions' login (`SUPABASE_DB_URL`): the
+                    // service role, as their server-side work needs.
+                    login(
+                        functions_login_name(project_ref),
+                        &functions_password,
+                        "service_role",
+                        &[("role", "service_role")],
+                    )
+                    .await?;
                 }
                 CreateStep::IssueKeys => {
                     let publishable = self
@@ -496,7 +517,8 @@ impl Tenant {
                         drop_role(&pool, &authenticator_name(project_ref)).await?;
                         drop_role(&pool, &auth_login_name(project_ref)).await?;
                         drop_role(&pool, &storage_login_name(project_ref)).await?;
-                        drop_role(&pool, &realtime_login_name(project_ref)).await
+                        drop_role(&pool, &realtime_login_name(project_ref)).await?;
+                        drop_role(&pool, &functions_login_name(project_ref)).await
                     }
                     CreateStep::CreateDatabase => {
                         let pool = self.worker_pool(worker).await?;
@@ -671,7 +693,7 @@ impl Tenant {
     pub async fn project_config(&self, project_ref: &ProjectRef) -> Result<ProjectConfig, Error> {
         let row = sqlx::query(
             "SELECT p.status, p.jwt_secret_enc, p.upstream, p.postgrest, p.authenticator_password_enc,
-                    p.auth, p.smtp_pass_enc, p.auth_secrets_enc, p.auth_password_enc, p.storage_password_enc, p.realtime_password_enc, p.storage, p.realtime, w.host, w.port
+                    p.auth, p.smtp_pass_enc, p.auth_secrets_enc, p.auth_password_enc, p.storage_password_enc, p.realtime_password_enc, p.functions_password_enc, p.storage, p.realtime, w.host, w.port
              FROM projects p JOIN workers w ON w.id = p.worker_id WHERE p.ref = $1",
         )
         .bind(project_ref.as_str())
@@ -725,6 +747,11 @@ impl Tenant {
             realtime_login_context(project_ref),
             realtime_login_name(project_ref),
         )?;
+        let functions_database = service_login(
+            "functions_password_enc",
+            functions_login_context(project_ref),
+            functions_login_name(project_ref),
+        )?;
         Ok(ProjectConfig {
             project_ref: *project_ref,
             status: crate::from_name(status).unwrap_or(ProjectStatus::Unknown),
@@ -746,6 +773,9 @@ impl Tenant {
             realtime: row
                 .try_get::<sqlx::types::Json<supa_core::RealtimeSettings>, _>("realtime")?
                 .0,
+            functions: self
+                .functions_config(project_ref, functions_database.as_ref())
+                .await?,
             smtp_pass: row
                 .try_get::<Option<Vec<u8>>, _>("smtp_pass_enc")?
                 .map(|sealed| {
@@ -842,6 +872,7 @@ impl Tenant {
         drop_role(&pool, &auth_login_name(project_ref)).await?;
         drop_role(&pool, &storage_login_name(project_ref)).await?;
         drop_role(&pool, &realtime_login_name(project_ref)).await?;
+        drop_role(&pool, &functions_login_name(project_ref)).await?;
         if let Some(objects) = &self.objects {
             let removed = objects
                 .remove_prefix(&project_ref.as_str().into())

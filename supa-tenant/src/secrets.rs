@@ -1,5 +1,6 @@
-//! Project secrets (environment for functions to come): stored encrypted,
-//! listed only as SHA-256 digests, never returned in clear.
+//! Project secrets, the environment of its edge functions: stored
+//! encrypted, listed only as SHA-256 digests, never returned in clear
+//! (only gateways get them, in the project's config).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -77,6 +78,8 @@ impl Tenant {
             .await?;
         }
         tx.commit().await?;
+        // Functions' environments change with them.
+        self.invalidate(crate::Invalidation::Project(*project_ref));
         Ok(())
     }
 
@@ -114,6 +117,27 @@ impl Tenant {
             .bind(names)
             .execute(&self.db)
             .await?;
+        self.invalidate(crate::Invalidation::Project(*project_ref));
         Ok(())
+    }
+
+    /// Every secret in clear, for the project's functions.
+    pub(crate) async fn secret_values(
+        &self,
+        project_ref: &ProjectRef,
+    ) -> Result<std::collections::BTreeMap<String, Secret<String>>, Error> {
+        let rows = sqlx::query("SELECT name, value_enc FROM secrets WHERE project_ref = $1")
+            .bind(project_ref.as_str())
+            .fetch_all(&self.db)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get("name")?;
+                let value = self
+                    .key
+                    .decrypt_string(&context(project_ref, &name), row.try_get("value_enc")?)?;
+                Ok((name, Secret::new(value)))
+            })
+            .collect()
     }
 }

@@ -54,6 +54,10 @@ pub struct Tenant {
     /// Where projects' object bytes live, so deleting a project removes
     /// them.
     pub(crate) objects: Option<supa_storage::Backend>,
+    /// Bundles deployed functions; without it deploys are refused.
+    pub(crate) builder: Option<supa_functions::Builder>,
+    /// Log batches stored, to prune old events now and then.
+    pub(crate) log_batches: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Tenant {
@@ -88,6 +92,8 @@ impl Tenant {
             round_robin: Arc::default(),
             hooks: Arc::default(),
             objects: None,
+            builder: None,
+            log_batches: Arc::default(),
         })
     }
 
@@ -110,6 +116,13 @@ impl Tenant {
     /// bytes there.
     pub fn with_object_store(mut self, backend: supa_storage::Backend) -> Self {
         self.objects = Some(backend);
+        self
+    }
+
+    /// Bundles deployed functions with `builder` (Deno); without one,
+    /// deploys are refused.
+    pub fn with_function_builder(mut self, builder: supa_functions::Builder) -> Self {
+        self.builder = Some(builder);
         self
     }
 

@@ -46,6 +46,17 @@ struct Args {
     /// last channel leaves.
     #[arg(long, env = env::REALTIME_SLOT_GRACE, default_value_t = 10)]
     realtime_slot_grace: u64,
+    /// The deno binary that runs edge functions (default: the one the
+    /// bootstrap installs, else deno on PATH; without one, `/functions/v1`
+    /// is not served).
+    #[arg(long, env = env::DENO)]
+    deno: Option<std::path::PathBuf>,
+    /// Where function bundles and worker sockets live.
+    #[arg(long, env = env::FUNCTIONS_DIR, default_value = ".supa-functions")]
+    functions_dir: std::path::PathBuf,
+    /// Seconds an idle edge function worker lives.
+    #[arg(long, env = env::FUNCTIONS_IDLE, default_value_t = 60)]
+    functions_idle: u64,
 }
 
 #[tokio::main]
@@ -61,8 +72,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let metrics = Arc::new(Metrics::default());
     let token = Secret::new(args.service_token);
-    let remote: Arc<dyn ProjectDirectory> =
-        Arc::new(HttpDirectory::new(&args.tenant_url, token.clone()));
+    let http = Arc::new(HttpDirectory::new(&args.tenant_url, token.clone()));
+    let remote: Arc<dyn ProjectDirectory> = http.clone();
     let (directory, l2): (Arc<dyn ProjectDirectory>, _) = match &args.redis_url {
         Some(url) => {
             let l2 = Arc::new(RedisDirectory::new(
@@ -86,12 +97,25 @@ async fn main() -> anyhow::Result<()> {
     )
     .map_err(anyhow::Error::msg)?;
     // `/pg` goes to the tenant manager, which holds the admin logins.
-    let gateway = Arc::new(
-        Gateway::new(directory, config, metrics.clone())
-            .mount("/pg", remote_meta(&args.tenant_url, token.clone()))
-            .mount("/auth/v1", supa_auth::router(supa_auth::Auth::default()))
-            .mount("/realtime/v1", supa_realtime::router(realtime)),
-    );
+    let mut gateway = Gateway::new(directory, config, metrics.clone())
+        .mount("/pg", remote_meta(&args.tenant_url, token.clone()))
+        .mount("/auth/v1", supa_auth::router(supa_auth::Auth::default()))
+        .mount("/realtime/v1", supa_realtime::router(realtime));
+    // Bundles come from the tenant manager, once per version.
+    match supa_functions::find_deno(args.deno.as_deref()) {
+        Some(deno) => {
+            let mut runtime = supa_functions::RuntimeConfig::new(deno, args.functions_dir);
+            runtime.idle = std::time::Duration::from_secs(args.functions_idle);
+            let functions =
+                supa_functions::Functions::new(runtime, http).map_err(anyhow::Error::msg)?;
+            gateway = gateway.mount("/functions/v1", functions.router());
+        }
+        None => tracing::warn!(
+            "no deno found (set {}): /functions/v1 is not served",
+            env::DENO
+        ),
+    }
+    let gateway = Arc::new(gateway);
     if let Some(url) = &args.redis_url {
         follow_invalidations(url, gateway.clone(), l2);
     }

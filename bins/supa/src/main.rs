@@ -32,7 +32,7 @@ enum Command {
     /// Run the whole platform in this process: an embedded PostgreSQL
     /// cluster in the data dir, registered as worker `local`, and the
     /// Management API.
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Create, list, show and delete projects.
     #[command(subcommand)]
     Projects(ProjectsCommand),
@@ -356,7 +356,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 async fn run(command: Command) -> anyhow::Result<()> {
     use remote::Remote;
     match command {
-        Command::Up(args) => up::run(args).await,
+        Command::Up(args) => up::run(*args).await,
         Command::Projects(ProjectsCommand::Create {
             name,
             project_ref,

@@ -33,6 +33,9 @@ pub(crate) struct UpArgs {
     /// last channel leaves.
     #[arg(long, env = env::REALTIME_SLOT_GRACE, default_value_t = 10)]
     realtime_slot_grace: u64,
+    /// Seconds an idle edge function worker lives.
+    #[arg(long, env = env::FUNCTIONS_IDLE, default_value_t = 60)]
+    functions_idle: u64,
 }
 
 pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -62,23 +65,31 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         200,
         std::time::Duration::from_secs(300),
     );
-    let gateway = Arc::new(
-        Gateway::new(
+    let mut gateway = Gateway::new(
+        Arc::new(plane.tenant.clone()),
+        GatewayConfig {
+            base_domain: args.base_domain.clone(),
+            ..GatewayConfig::default()
+        },
+        metrics.clone(),
+    )
+    .mount(
+        "/pg",
+        supa_tenant::api::pg_service(plane.tenant.clone(), plane.meta().clone()),
+    )
+    .mount("/auth/v1", supa_auth::router(supa_auth::Auth::default()))
+    .mount("/storage/v1", supa_storage::router(storage.clone()))
+    .mount("/realtime/v1", supa_realtime::router(realtime));
+    // Without Deno, `/functions/v1` answers that the service is not here.
+    if let Some(setup) = plane.functions() {
+        let functions = supa_functions::Functions::new(
+            setup.runtime(std::time::Duration::from_secs(args.functions_idle)),
             Arc::new(plane.tenant.clone()),
-            GatewayConfig {
-                base_domain: args.base_domain.clone(),
-                ..GatewayConfig::default()
-            },
-            metrics.clone(),
         )
-        .mount(
-            "/pg",
-            supa_tenant::api::pg_service(plane.tenant.clone(), plane.meta().clone()),
-        )
-        .mount("/auth/v1", supa_auth::router(supa_auth::Auth::default()))
-        .mount("/storage/v1", supa_storage::router(storage.clone()))
-        .mount("/realtime/v1", supa_realtime::router(realtime)),
-    );
+        .map_err(anyhow::Error::msg)?;
+        gateway = gateway.mount("/functions/v1", functions.router());
+    }
+    let gateway = Arc::new(gateway);
     // Bytes a crash left without a row are removed once they are old.
     let tenant = plane.tenant.clone();
     tokio::spawn(storage.sweep_forever(
