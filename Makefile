@@ -6,7 +6,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps build lint test-rust bindings pytest test bench bench-load bench-meta bench-auth bench-storage bench-realtime up clean
+.PHONY: help deps build lint test-rust bindings pytest test bench bench-load bench-meta bench-auth bench-storage bench-realtime bench-functions up clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -29,7 +29,7 @@ bindings: deps ## build the Python package `supa` into .venv with maturin
 	cd bindings/python && maturin develop --quiet
 
 pytest: bindings ## the pytest suite: bindings, and `supa up` as a subprocess
-	cargo build --quiet -p supa -p supa-rest-bin -p supa-gateway -p supa-auth-bin -p supa-storage-bin -p supa-realtime-bin
+	cargo build --quiet -p supa -p supa-rest-bin -p supa-gateway -p supa-auth-bin -p supa-storage-bin -p supa-realtime-bin -p supa-functions-bin
 	pytest -q tests
 
 test: lint test-rust pytest ## everything CI checks
@@ -43,6 +43,7 @@ bench: deps ## criterion micro-benchmarks, control-plane latency, then gateway l
 	$(MAKE) bench-auth
 	$(MAKE) bench-storage
 	$(MAKE) bench-realtime
+	$(MAKE) bench-functions
 
 bench-load: ## gateway load benchmarks against nginx and supa-rest direct (benches/load)
 	@scripts/bootstrap.sh bench
@@ -68,6 +69,11 @@ bench-realtime: ## realtime: broadcast fan-out (1,000 sockets in channels of 6),
 	@scripts/bootstrap.sh bench
 	cargo build --release --quiet -p supa
 	python3 benches/realtime/run.py
+
+bench-functions: ## edge functions: cold starts, warm calls against Deno direct, 1,000 idle functions (benches/functions)
+	@scripts/bootstrap.sh bench
+	cargo build --release --quiet -p supa
+	python3 benches/functions/run.py
 
 up: deps ## run the whole platform on the embedded default (data in ./.supa)
 	cargo build --release --quiet -p supa

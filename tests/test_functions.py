@@ -297,3 +297,32 @@ def test_workers_scale_to_zero_and_logs_are_kept(platform, project):
     invocation = next(e for e in events if e["event_type"] == "Invocation")
     assert (invocation["status_code"], invocation["method"]) == (200, "POST")
     assert isinstance(invocation["execution_time_ms"], int)
+
+
+def test_the_cli_creates_deploys_lists_reads_logs_and_deletes(platform, project, tmp_path):
+    import subprocess
+    from conftest import SUPA
+    functions_dir = tmp_path / "supabase" / "functions"
+    made = subprocess.run([str(SUPA), "functions", "new", "greet", "--dir", str(functions_dir)],
+                          capture_output=True, text=True, check=True)
+    assert "greet/index.ts" in made.stdout
+    (functions_dir / "greet" / "lib").mkdir()
+    (functions_dir / "greet" / "lib" / "shout.ts").write_text("export const shout = (s: string) => s.toUpperCase();")
+    source = (functions_dir / "greet" / "index.ts").read_text()
+    (functions_dir / "greet" / "index.ts").write_text(
+        "import { shout } from './lib/shout.ts';\n" + source.replace("`Hello ${name}!`", "shout(`Hello ${name}!`)"))
+    ref = project["ref"]
+    deployed = platform.cli("functions", "deploy", ref, "greet", "--dir", str(functions_dir))
+    assert "Deployed greet version 1 (2 files)" in deployed.stdout
+    answer = json.loads(client(project).functions.invoke("greet", {"body": {"name": "cli"}}))
+    assert answer == {"message": "HELLO CLI!"}
+    listed = platform.cli("functions", "list", ref).stdout
+    assert "greet" in listed and "ACTIVE" in listed
+    deadline = time.monotonic() + 5
+    while "Invocation" not in (logs := platform.cli("functions", "logs", ref, "greet").stdout):
+        assert time.monotonic() < deadline, logs
+        time.sleep(0.2)
+    assert "POST | 200 | greet" in logs
+    assert "Deleted function greet" in platform.cli("functions", "delete", ref, "greet").stdout
+    gone = platform.cli("functions", "delete", ref, "greet", check=False)
+    assert gone.returncode != 0 and "not found" in gone.stderr

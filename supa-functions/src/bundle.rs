@@ -92,6 +92,40 @@ fn folder_of(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(dir, _)| dir)
 }
 
+/// A `multipart/form-data` body as Supabase's deploy takes it (and
+/// `/body` gives it back): a `metadata` part, then a `file` part per file;
+/// with its content type.
+pub fn multipart_body(metadata: &serde_json::Value, files: &[SourceFile]) -> (String, Vec<u8>) {
+    let boundary = format!("supa-{}", supa_core::random_uuid());
+    let mut body = Vec::new();
+    let mut part = |headers: String, content: &[u8]| {
+        body.extend_from_slice(format!("--{boundary}\r\n{headers}\r\n\r\n").as_bytes());
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    };
+    part(
+        "Content-Disposition: form-data; name=\"metadata\"\r\nContent-Type: application/json"
+            .into(),
+        metadata.to_string().as_bytes(),
+    );
+    for f in files {
+        // File names hold no quote or line break worth keeping.
+        let name: String = f
+            .path
+            .chars()
+            .filter(|c| !matches!(c, '"' | '\r' | '\n'))
+            .collect();
+        part(
+            format!(
+                "Content-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream"
+            ),
+            &f.content,
+        );
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
 /// Builds bundles with `deno`, downloading npm packages into `cache`.
 #[derive(Debug, Clone)]
 pub struct Builder {

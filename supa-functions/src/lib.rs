@@ -17,12 +17,15 @@
 #![forbid(unsafe_code)]
 
 mod bundle;
+mod folder;
 mod runtime;
 mod service;
 
 pub use bundle::{
-    BUNDLE_FILE, Builder, Bundle, MAX_FILES, MAX_SOURCE_BYTES, SourceFile, normalize_path,
+    BUNDLE_FILE, Builder, Bundle, MAX_FILES, MAX_SOURCE_BYTES, SourceFile, multipart_body,
+    normalize_path,
 };
+pub use folder::{EdgeEnv, FolderFunctions, STANDALONE_REF, edge_env};
 pub use runtime::{ExecutionId, FunctionKey, FunctionSpec, Runtime, RuntimeConfig};
 pub use service::{FunctionStore, Functions, LogEvent};
 

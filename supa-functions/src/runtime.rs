@@ -207,6 +207,8 @@ pub struct Runtime {
     /// soon as their last request is answered.
     retired: Mutex<Vec<Arc<Worker>>>,
     next: AtomicU64,
+    /// Where workers' sockets are.
+    sockets: PathBuf,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -222,8 +224,7 @@ impl Runtime {
     /// A runtime with no worker; its reaper stops idle workers from now on
     /// (needs a Tokio runtime).
     pub fn new(config: RuntimeConfig) -> Result<Arc<Self>, String> {
-        std::fs::create_dir_all(config.dir.join("sockets"))
-            .map_err(|e| format!("cannot create {}: {e}", config.dir.display()))?;
+        let sockets = socket_dir(&config.dir)?;
         let bootstrap = config.dir.join("bootstrap.js");
         std::fs::write(&bootstrap, crate::BOOTSTRAP_JS)
             .map_err(|e| format!("cannot write {}: {e}", bootstrap.display()))?;
@@ -233,6 +234,7 @@ impl Runtime {
             pools: Mutex::default(),
             retired: Mutex::default(),
             next: AtomicU64::new(1),
+            sockets,
         });
         let weak = Arc::downgrade(&runtime);
         tokio::spawn(async move {
@@ -354,11 +356,10 @@ impl Runtime {
 
     fn spawn(&self, spec: &FunctionSpec) -> Result<Worker, Error> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
+        // Processes may share the folder: the pid keeps names apart.
         let socket = self
-            .config
-            .dir
-            .join("sockets")
-            .join(format!("{}-{id}.sock", spec.key.project));
+            .sockets
+            .join(format!("{}-{id}.sock", std::process::id()));
         let _ = std::fs::remove_file(&socket);
         let dir = spec
             .dir
@@ -592,6 +593,34 @@ impl Runtime {
             workers.retain(|w| !Arc::ptr_eq(w, worker));
         }
     }
+}
+
+/// The longest socket path Linux takes is 107 bytes; a worker's name
+/// adds up to 25.
+const MAX_SOCKET_DIR: usize = 80;
+
+/// `dir/sockets`, or a private folder under the system's temporary one
+/// when that path is too long for a Unix socket.
+fn socket_dir(dir: &Path) -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let preferred = dir.join("sockets");
+    let chosen = if preferred.as_os_str().len() <= MAX_SOCKET_DIR {
+        preferred
+    } else {
+        std::env::temp_dir().join(format!("supa-fn-{}", supa_core::random_uuid()))
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&chosen)
+        .map_err(|e| format!("cannot create {}: {e}", chosen.display()))?;
+    if chosen.as_os_str().len() > MAX_SOCKET_DIR {
+        return Err(format!(
+            "{} is too long a path for Unix sockets",
+            chosen.display()
+        ));
+    }
+    Ok(chosen)
 }
 
 /// How Deno trusts TLS servers, read by Deno itself (not the function):

@@ -185,10 +185,14 @@ impl Functions {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        env.push((
-            "SUPABASE_URL".into(),
-            Secret::new(supabase_url(request.headers())),
-        ));
+        // Where the request reached the gateway, unless the operator said
+        // (a standalone server behind a proxy of its own).
+        if !config.functions.env.contains_key("SUPABASE_URL") {
+            env.push((
+                "SUPABASE_URL".into(),
+                Secret::new(supabase_url(request.headers())),
+            ));
+        }
         env.sort_by(|a, b| a.0.cmp(&b.0));
         let key = FunctionKey {
             project: config.project_ref,

@@ -103,6 +103,9 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     /// Routers serving table entries in process, by prefix.
     mounted: HashMap<&'static str, axum::Router>,
+    /// Counts invalidations, so a fetch that straddled one does not leave
+    /// what it read in the cache.
+    invalidations: std::sync::atomic::AtomicU64,
 }
 
 /// Who the request runs as.
@@ -148,6 +151,7 @@ impl Gateway {
             metrics,
             config,
             mounted: HashMap::new(),
+            invalidations: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -170,6 +174,8 @@ impl Gateway {
     /// Forgets what an invalidation message names: a project ref or the
     /// hex SHA-256 of a key.
     pub async fn invalidate(&self, message: &str) {
+        self.invalidations
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Ok(r) = ProjectRef::parse(message) {
             self.projects.invalidate(&r).await;
             self.engine.evict(r.as_str());
@@ -461,11 +467,19 @@ impl Gateway {
         let record = match cached {
             Some(r) => r,
             None => {
+                let seen = self.invalidations.load(std::sync::atomic::Ordering::SeqCst);
                 let directory = self.directory.clone();
-                self.keys
+                let record = self
+                    .keys
                     .try_get_with(hash, async move { directory.lookup_key(&hash).await })
                     .await
-                    .map_err(|e: Arc<DirectoryError>| Error::Directory(e.0.clone()))?
+                    .map_err(|e: Arc<DirectoryError>| Error::Directory(e.0.clone()))?;
+                // As for project configs: a revocation during the lookup
+                // must not stay hidden behind what the lookup read.
+                if self.invalidations.load(std::sync::atomic::Ordering::SeqCst) != seen {
+                    self.keys.invalidate(&hash).await;
+                }
+                record
             }
         };
         match record {
@@ -481,6 +495,7 @@ impl Gateway {
             return cached.ok_or(Error::ProjectNotFound);
         }
         self.count_l1(false);
+        let seen = self.invalidations.load(std::sync::atomic::Ordering::SeqCst);
         let directory = self.directory.clone();
         let cached = self
             .projects
@@ -502,6 +517,11 @@ impl Gateway {
             })
             .await
             .map_err(|e| Error::Directory(e.0.clone()))?;
+        // An invalidation while the config was read may predate what was
+        // read: this request uses it, the next one reads again.
+        if self.invalidations.load(std::sync::atomic::Ordering::SeqCst) != seen {
+            self.projects.invalidate(&r).await;
+        }
         cached.ok_or(Error::ProjectNotFound)
     }
 

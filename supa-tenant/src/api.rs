@@ -974,47 +974,14 @@ async fn function_body(
     Path((r, slug)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let (function, files) = tenant.function_body(&project_ref(&r)?, &slug).await?;
-    let boundary = format!("supa-{}", supa_core::random_uuid());
     let metadata = json!({
         "entrypoint_path": function.entrypoint_path,
         "import_map_path": function.import_map_path,
         "name": function.name,
         "verify_jwt": function.verify_jwt,
     });
-    let mut body = Vec::new();
-    let mut part = |headers: String, content: &[u8]| {
-        body.extend_from_slice(format!("--{boundary}\r\n{headers}\r\n\r\n").as_bytes());
-        body.extend_from_slice(content);
-        body.extend_from_slice(b"\r\n");
-    };
-    part(
-        "Content-Disposition: form-data; name=\"metadata\"\r\nContent-Type: application/json"
-            .into(),
-        metadata.to_string().as_bytes(),
-    );
-    for f in &files {
-        // Deployed paths hold no quote or line break worth keeping.
-        let name: String = f
-            .path
-            .chars()
-            .filter(|c| !matches!(c, '"' | '\r' | '\n'))
-            .collect();
-        part(
-            format!(
-                "Content-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream"
-            ),
-            &f.content,
-        );
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            format!("multipart/form-data; boundary={boundary}"),
-        )],
-        body,
-    )
-        .into_response())
+    let (content_type, body) = supa_functions::multipart_body(&metadata, &files);
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
 #[derive(Deserialize)]

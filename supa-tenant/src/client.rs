@@ -11,8 +11,8 @@ use supa_core::{ProjectRef, Secret};
 
 use crate::api::PROGRESS_MEDIA_TYPE;
 use crate::{
-    ApiKeyInfo, CreateProject, CreateStep, CreatedProject, Error, NewApiKey, Project, SecretDigest,
-    Worker,
+    ApiKeyInfo, CreateProject, CreateStep, CreatedProject, Error, Function, NewApiKey, Project,
+    SecretDigest, Worker,
 };
 
 /// A Management API endpoint and its admin token.
@@ -246,6 +246,57 @@ impl ManagementClient {
         let path = format!("/v1/projects/{r}/types/typescript?included_schemas={encoded}");
         let types: Types = self.send(Method::GET, &path, None::<&()>).await?;
         Ok(types.types)
+    }
+
+    /// Deploys a function from its files (`metadata` as Supabase's deploy
+    /// takes it: `entrypoint_path`, `import_map_path`, `verify_jwt`...).
+    pub async fn deploy_function(
+        &self,
+        r: &ProjectRef,
+        slug: &str,
+        metadata: &Value,
+        files: &[supa_functions::SourceFile],
+    ) -> Result<Function, Error> {
+        let (content_type, body) = supa_functions::multipart_body(metadata, files);
+        let slug: String =
+            percent_encoding::utf8_percent_encode(slug, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        let request = self
+            .request(
+                Method::POST,
+                &format!("/v1/projects/{r}/functions/deploy?slug={slug}"),
+            )
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        self.call(request).await
+    }
+
+    /// The project's functions.
+    pub async fn list_functions(&self, r: &ProjectRef) -> Result<Vec<Function>, Error> {
+        let path = format!("/v1/projects/{r}/functions");
+        self.send(Method::GET, &path, None::<&()>).await
+    }
+
+    /// Deletes a function.
+    pub async fn delete_function(&self, r: &ProjectRef, slug: &str) -> Result<Value, Error> {
+        let path = format!("/v1/projects/{r}/functions/{slug}");
+        self.send(Method::DELETE, &path, None::<&()>).await
+    }
+
+    /// A function's log events, newest first.
+    pub async fn function_logs(
+        &self,
+        r: &ProjectRef,
+        slug: &str,
+        limit: i64,
+    ) -> Result<Vec<Value>, Error> {
+        #[derive(serde::Deserialize)]
+        struct Logs {
+            result: Vec<Value>,
+        }
+        let path = format!("/v1/projects/{r}/functions/{slug}/logs?limit={limit}");
+        let logs: Logs = self.send(Method::GET, &path, None::<&()>).await?;
+        Ok(logs.result)
     }
 
     /// Every worker.

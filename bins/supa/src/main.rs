@@ -7,6 +7,7 @@
 // A command-line tool's output is its interface.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod functions;
 mod local;
 mod remote;
 mod storage;
@@ -65,6 +66,75 @@ enum Command {
     /// A project's buckets and objects (`ss:///bucket/path`).
     #[command(subcommand)]
     Storage(StorageCommand),
+    /// A project's edge functions (Supabase's layout:
+    /// `supabase/functions/<slug>/index.ts`).
+    #[command(subcommand)]
+    Functions(FunctionsCommand),
+}
+
+#[derive(Subcommand)]
+enum FunctionsCommand {
+    /// Create `DIR/<slug>/index.ts` from a template.
+    New {
+        /// The function's slug.
+        slug: String,
+        /// The functions folder.
+        #[arg(long, default_value = "supabase/functions")]
+        dir: PathBuf,
+    },
+    /// Deploy `DIR/<slug>` (every file under it) as a new version.
+    Deploy {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        /// The function's slug.
+        slug: String,
+        /// The functions folder.
+        #[arg(long, default_value = "supabase/functions")]
+        dir: PathBuf,
+        /// The entrypoint, relative to the function's folder.
+        #[arg(long, default_value = "index.ts")]
+        entrypoint: String,
+        /// An import map, relative to the function's folder.
+        #[arg(long)]
+        import_map: Option<String>,
+        /// Let callers in without a project JWT (webhooks).
+        #[arg(long)]
+        no_verify_jwt: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List the project's functions.
+    List {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Delete a function, its versions and its logs.
+    Delete {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        /// The function's slug.
+        slug: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Print a function's logs, oldest first.
+    Logs {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        /// The function's slug.
+        slug: String,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -458,6 +528,39 @@ async fn run(command: Command) -> anyhow::Result<()> {
             schemas,
             api,
         }) => Remote::new(&api)?.types(&project_ref, &schemas).await,
+        Command::Functions(FunctionsCommand::New { slug, dir }) => functions::new(&dir, &slug),
+        Command::Functions(FunctionsCommand::Deploy {
+            project_ref,
+            slug,
+            dir,
+            entrypoint,
+            import_map,
+            no_verify_jwt,
+            api,
+        }) => {
+            let deploy = functions::Deploy {
+                dir: &dir,
+                slug: &slug,
+                entrypoint: &entrypoint,
+                import_map: import_map.as_deref(),
+                verify_jwt: !no_verify_jwt,
+            };
+            functions::deploy(&Remote::new(&api)?, &project_ref, &deploy).await
+        }
+        Command::Functions(FunctionsCommand::List { project_ref, api }) => {
+            functions::list(&Remote::new(&api)?, &project_ref).await
+        }
+        Command::Functions(FunctionsCommand::Delete {
+            project_ref,
+            slug,
+            api,
+        }) => functions::delete(&Remote::new(&api)?, &project_ref, &slug).await,
+        Command::Functions(FunctionsCommand::Logs {
+            project_ref,
+            slug,
+            limit,
+            api,
+        }) => functions::logs(&Remote::new(&api)?, &project_ref, &slug, limit).await,
         Command::Jwt(_) | Command::Keys(KeysCommand::Gen(_) | KeysCommand::Check(_)) => {
             unreachable!("offline commands run without a runtime")
         }

@@ -58,6 +58,16 @@ impl Remote {
         &self.gateway_url
     }
 
+    /// Whether answers are printed as JSON.
+    pub(crate) fn json(&self) -> bool {
+        self.json
+    }
+
+    /// Prints `value` as JSON.
+    pub(crate) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+        print_json(value)
+    }
+
     pub(crate) async fn create_project(
         &self,
         name: String,
