@@ -97,7 +97,7 @@ pub struct FunctionSpec {
     /// The entrypoint, relative to `dir`.
     pub entrypoint: String,
     /// Its environment: the only variables it may read.
-    pub env: Vec<(String, Secret<String>)>,
+    pub env: Arc<[(String, Secret<String>)]>,
 }
 
 struct Worker {
@@ -110,9 +110,44 @@ struct Worker {
     ready: OnceCell<Result<(), Error>>,
     in_flight: AtomicUsize,
     last_used: Mutex<Instant>,
+    /// Connections to the worker between requests.
+    connections: Arc<Mutex<Vec<Connection>>>,
 }
 
+type Connection = hyper::client::conn::http1::SendRequest<Body>;
+
+/// Connections kept per worker at most.
+const KEPT_CONNECTIONS: usize = 32;
+
 impl Worker {
+    /// A kept-alive connection that can take a request.
+    async fn idle_connection(&self) -> Option<Connection> {
+        loop {
+            let mut c = self
+                .connections
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop()?;
+            // Ready at once, or in a moment once the last response's end
+            // has been processed; an error means the worker closed it.
+            if c.ready().await.is_ok() {
+                return Some(c);
+            }
+        }
+    }
+
+    /// Keeps a connection whose response has been read in full (HTTP/1:
+    /// one exchange at a time) for another request.
+    fn keep(&self, connection: Connection) {
+        let mut kept = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if kept.len() < KEPT_CONNECTIONS && !connection.is_closed() {
+            kept.push(connection);
+        }
+    }
+
     /// Reports a lifecycle event of this worker.
     fn event(&self, event_type: &'static str, level: &'static str, message: String) {
         if let Some(logs) = &self.logs {
@@ -130,6 +165,10 @@ impl Worker {
             .take()
         {
             self.event("Shutdown", "info", "shutdown".into());
+            self.connections
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
             let _ = child.start_kill();
             // Reaped in the background so no zombie is left.
             tokio::spawn(async move {
@@ -444,6 +483,7 @@ impl Runtime {
             ready: OnceCell::new(),
             in_flight: AtomicUsize::new(0),
             last_used: Mutex::new(Instant::now()),
+            connections: Arc::default(),
         })
     }
 
@@ -515,6 +555,18 @@ impl Runtime {
             }
         };
         let exchange = tokio::time::timeout(wall_clock, async {
+            let mut request = request;
+            // A kept-alive connection first; one the worker closed meanwhile
+            // gives the request back unsent.
+            while let Some(mut sender) = worker.idle_connection().await {
+                match sender.try_send_request(request).await {
+                    Ok(response) => return Ok((response, sender)),
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) => request = unsent,
+                        None => return Err(e.error().to_string()),
+                    },
+                }
+            }
             let stream = tokio::net::UnixStream::connect(&worker.socket)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -523,10 +575,11 @@ impl Runtime {
                     .await
                     .map_err(|e| e.to_string())?;
             tokio::spawn(connection);
-            sender
+            let response = sender
                 .send_request(request)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            Ok((response, sender))
         });
         let sent = tokio::select! {
             sent = exchange => sent,
@@ -540,7 +593,7 @@ impl Runtime {
             }
         };
         match sent {
-            Ok(Ok(response)) => {
+            Ok(Ok((response, connection))) => {
                 // The body streams on; the worker stays leased (and its
                 // wall clock runs) until it has been read.
                 let deadline = tokio::time::Instant::now() + wall_clock;
@@ -548,6 +601,7 @@ impl Runtime {
                 parts.extensions.insert(ExecutionId(worker.id));
                 let body = Body::new(Guarded {
                     inner: incoming,
+                    connection: Some(connection),
                     lease,
                     deadline: Box::pin(tokio::time::sleep_until(deadline)),
                 });
@@ -690,9 +744,11 @@ fn path_arg(path: &Path) -> Result<&str, Error> {
         .ok_or_else(|| Error::boot(format!("{} cannot be passed to deno", path.display())))
 }
 
-/// A response body that holds its worker and stops at the wall clock.
+/// A response body that holds its worker and stops at the wall clock;
+/// read to its end, it gives its connection back to the worker.
 struct Guarded {
     inner: hyper::body::Incoming,
+    connection: Option<Connection>,
     lease: Lease,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
@@ -711,9 +767,13 @@ impl http_body::Body for Guarded {
                 Err("the function ran past its wall clock".into()),
             ));
         }
-        std::pin::Pin::new(&mut self.inner)
-            .poll_frame(cx)
-            .map_err(Into::into)
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = polled
+            && let Some(connection) = self.connection.take()
+        {
+            self.lease.0.keep(connection);
+        }
+        polled.map_err(Into::into)
     }
 }
 

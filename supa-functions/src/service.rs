@@ -105,6 +105,8 @@ pub struct Functions {
     fetching: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
     /// Folders written, with their bundle's path.
     unpacked: Mutex<HashMap<PathBuf, String>>,
+    /// Per project, what its requests share.
+    prepared: Mutex<HashMap<ProjectRef, Arc<Prepared>>>,
     /// The worker key each function was last served with.
     current: Mutex<HashMap<(ProjectRef, String), FunctionKey>>,
 }
@@ -137,6 +139,7 @@ impl Functions {
             logs,
             fetching: Mutex::default(),
             unpacked: Mutex::default(),
+            prepared: Mutex::default(),
             current: Mutex::default(),
         }))
     }
@@ -170,8 +173,9 @@ impl Functions {
         let Some(deployment) = config.functions.deployments.get(&slug) else {
             return not_found();
         };
+        let prepared = self.prepared(&config, request.headers());
         if deployment.verify_jwt
-            && let Err(message) = verify_jwt(&config, request.headers())
+            && let Err(message) = verify_jwt(prepared.jwt_key.as_ref(), request.headers())
         {
             return error(StatusCode::UNAUTHORIZED, json!(401), message);
         }
@@ -179,33 +183,18 @@ impl Functions {
             Ok(unpacked) => unpacked,
             Err(e) => return e.into_response(),
         };
-        let mut env: Vec<(String, Secret<String>)> = config
-            .functions
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        // Where the request reached the gateway, unless the operator said
-        // (a standalone server behind a proxy of its own).
-        if !config.functions.env.contains_key("SUPABASE_URL") {
-            env.push((
-                "SUPABASE_URL".into(),
-                Secret::new(supabase_url(request.headers())),
-            ));
-        }
-        env.sort_by(|a, b| a.0.cmp(&b.0));
         let key = FunctionKey {
             project: config.project_ref,
             slug,
             version: deployment.version,
-            env: digest(&env),
+            env: prepared.digest,
         };
         self.serve_as_current(&key);
         let spec = FunctionSpec {
             key,
             dir,
             entrypoint,
-            env,
+            env: prepared.env.clone(),
         };
         let method = request.method().to_string();
         let started = Instant::now();
@@ -234,6 +223,45 @@ impl Functions {
         event.execution_time_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(0));
         let _ = self.logs.try_send(event);
         response
+    }
+
+    /// What a project's requests share until its config changes: the
+    /// functions' environment (with `SUPABASE_URL` as this request reached
+    /// the gateway, unless the operator set it) and the key that verifies
+    /// callers' tokens.
+    fn prepared(&self, config: &Arc<ProjectConfig>, headers: &HeaderMap) -> Arc<Prepared> {
+        let url =
+            (!config.functions.env.contains_key("SUPABASE_URL")).then(|| supabase_url(headers));
+        let mut cache = self.prepared.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = cache.get(&config.project_ref)
+            && Arc::ptr_eq(&p.config, config)
+            && p.url == url
+        {
+            return p.clone();
+        }
+        let mut env: Vec<(String, Secret<String>)> = config
+            .functions
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(url) = &url {
+            env.push(("SUPABASE_URL".into(), Secret::new(url.clone())));
+        }
+        env.sort_by(|a, b| a.0.cmp(&b.0));
+        let prepared = Arc::new(Prepared {
+            config: config.clone(),
+            digest: digest(&env),
+            env: env.into(),
+            url,
+            jwt_key: supa_keys::project_keys(config).ok().map(|(key, _)| key),
+        });
+        // Projects come and go; a full cache starts over.
+        if cache.len() >= PREPARED_PROJECTS {
+            cache.clear();
+        }
+        cache.insert(config.project_ref, prepared.clone());
+        prepared
     }
 
     /// A new version (or environment) retires the workers of the old one.
@@ -304,6 +332,20 @@ impl Functions {
     }
 }
 
+/// Projects whose [`Prepared`] is kept at most.
+const PREPARED_PROJECTS: usize = 10_000;
+
+/// What a project's requests share until its config changes.
+struct Prepared {
+    /// The config it was made from (compared by pointer).
+    config: Arc<ProjectConfig>,
+    /// `SUPABASE_URL`, when taken from the request.
+    url: Option<String>,
+    env: Arc<[(String, Secret<String>)]>,
+    digest: u64,
+    jwt_key: Option<supa_keys::JwtKey>,
+}
+
 /// Marks a version's folder as completely written.
 const READY: &str = ".supa-ready";
 
@@ -342,7 +384,7 @@ async fn write_bundle(dir: &std::path::Path, bundle: &Bundle) -> std::io::Result
 }
 
 /// The caller's project JWT, when the function wants one.
-fn verify_jwt(config: &ProjectConfig, headers: &HeaderMap) -> Result<(), &'static str> {
+fn verify_jwt(key: Option<&supa_keys::JwtKey>, headers: &HeaderMap) -> Result<(), &'static str> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -352,8 +394,8 @@ fn verify_jwt(config: &ProjectConfig, headers: &HeaderMap) -> Result<(), &'stati
         })
         .filter(|t| !t.is_empty())
         .ok_or("Missing authorization header")?;
-    let (key, _) = supa_keys::project_keys(config).map_err(|_| "Invalid JWT")?;
-    supa_keys::verify(&key, token, supa_keys::unix_now())
+    let key = key.ok_or("Invalid JWT")?;
+    supa_keys::verify(key, token, supa_keys::unix_now())
         .map(|_| ())
         .map_err(|_| "Invalid JWT")
 }
@@ -395,30 +437,57 @@ fn not_found() -> Response<Body> {
     )
 }
 
-/// Stores log events in batches, once a second.
+/// Events kept per function and flush (a second); the rest are counted
+/// and reported as one event, so a busy function's logs cost the store a
+/// bounded amount whatever the request rate.
+const EVENTS_PER_FLUSH: usize = 200;
+
+/// Stores log events in batches, once a second, at most
+/// [`EVENTS_PER_FLUSH`] per function.
 async fn flush_logs(mut queue: mpsc::Receiver<LogEvent>, store: Arc<dyn FunctionStore>) {
-    let mut batch = Vec::new();
-    loop {
+    let mut open = true;
+    while open {
         let deadline = tokio::time::Instant::now() + LOG_FLUSH;
+        let mut batch = Vec::new();
+        // Per function: events kept, events dropped, the last one seen.
+        let mut counts: HashMap<(ProjectRef, String), (usize, usize, Option<LogEvent>)> =
+            HashMap::new();
         loop {
             match tokio::time::timeout_at(deadline, queue.recv()).await {
                 Ok(Some(event)) => {
-                    batch.push(event);
-                    if batch.len() >= 1000 {
-                        break;
+                    let count = counts
+                        .entry((event.project, event.slug.clone()))
+                        .or_default();
+                    if count.0 < EVENTS_PER_FLUSH {
+                        count.0 += 1;
+                        batch.push(event);
+                    } else {
+                        count.1 += 1;
+                        count.2 = Some(event);
                     }
                 }
                 Ok(None) => {
-                    if !batch.is_empty() {
-                        let _ = store.record(std::mem::take(&mut batch)).await;
-                    }
-                    return;
+                    open = false;
+                    break;
                 }
                 Err(_) => break,
             }
         }
+        for (_, (_, dropped, last)) in counts {
+            if let Some(mut summary) = last {
+                summary.event_type = "Log".into();
+                summary.level = "warning".into();
+                summary.event_message = format!(
+                    "{dropped} more log events in this second were not kept (at most {EVENTS_PER_FLUSH} a second)"
+                );
+                summary.status_code = None;
+                summary.method = None;
+                summary.execution_time_ms = None;
+                batch.push(summary);
+            }
+        }
         if !batch.is_empty()
-            && let Err(e) = store.record(std::mem::take(&mut batch)).await
+            && let Err(e) = store.record(batch).await
         {
             tracing::warn!(error = %e, "function logs dropped");
         }

@@ -42,7 +42,8 @@ fn function(root: &Path, slug: &str, source: &str, env: &[(&str, &str)]) -> Func
         env: env
             .iter()
             .map(|(k, v)| (k.to_string(), Secret::new(v.to_string())))
-            .collect(),
+            .collect::<Vec<_>>()
+            .into(),
     }
 }
 
