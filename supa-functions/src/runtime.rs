@@ -116,6 +116,9 @@ struct Worker {
 
 type Connection = hyper::client::conn::http1::SendRequest<Body>;
 
+/// How often a waiting request's worker's CPU time is read.
+const CPU_TICK: Duration = Duration::from_millis(50);
+
 /// Connections kept per worker at most.
 const KEPT_CONNECTIONS: usize = 32;
 
@@ -543,12 +546,15 @@ impl Runtime {
             .clone()?;
         let wall_clock = self.config.wall_clock;
         // The worker's CPU time is watched until the response starts; with
-        // requests sharing a worker, theirs counts too.
-        let cpu_start = worker.cpu();
+        // requests sharing a worker, theirs counts too. Counted from the
+        // first tick: most requests are answered before it, and reading
+        // `/proc` for each of them would cost more than the answer.
         let budget = self.config.cpu_time;
         let over_budget = async {
+            tokio::time::sleep(CPU_TICK).await;
+            let cpu_start = worker.cpu();
             loop {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(CPU_TICK).await;
                 if worker.cpu().saturating_sub(cpu_start) > budget {
                     return;
                 }
@@ -768,12 +774,25 @@ impl http_body::Body for Guarded {
             ));
         }
         let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        if let std::task::Poll::Ready(None) = polled
-            && let Some(connection) = self.connection.take()
-        {
+        // The end: no more frames, or all the bytes `Content-Length` said
+        // (the server reading it may not poll again).
+        let ended = match &polled {
+            std::task::Poll::Ready(None) => true,
+            std::task::Poll::Ready(Some(Ok(_))) => http_body::Body::is_end_stream(&self.inner),
+            _ => false,
+        };
+        if ended && let Some(connection) = self.connection.take() {
             self.lease.0.keep(connection);
         }
         polled.map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        http_body::Body::is_end_stream(&self.inner)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::Body::size_hint(&self.inner)
     }
 }
 
