@@ -137,6 +137,46 @@ def test_the_client_invokes_with_bodies_headers_methods_and_errors(project):
     assert missing.value.status == 404
 
 
+def test_responses_stream_as_server_sent_events(platform, project):
+    source = """Deno.serve(() => {
+      let n = 0;
+      const body = new ReadableStream({
+        async pull(c) {
+          if (n === 3) { c.close(); return; }
+          if (n > 0) await new Promise((r) => setTimeout(r, 300));
+          c.enqueue(new TextEncoder().encode(`data: ${n++}\\n\\n`));
+        },
+      });
+      return new Response(body, { headers: { "content-type": "text/event-stream" } });
+    });"""
+    assert deploy(platform, project, "events", {"index.ts": source}).status_code == 201
+    arrivals = []
+    with httpx.stream("GET", f"{project['url']}/functions/v1/events",
+                      headers={"apikey": project["publishable_key"]}, timeout=30) as r:
+        assert r.headers["content-type"] == "text/event-stream"
+        started = time.monotonic()
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                arrivals.append((line, time.monotonic() - started))
+    assert [a for a, _ in arrivals] == ["data: 0", "data: 1", "data: 2"]
+    # Each event arrives when it is sent, not with the last one.
+    assert arrivals[0][1] < 0.25 and arrivals[2][1] >= 0.55, arrivals
+
+
+def test_an_import_map_resolves_bare_specifiers_at_deploy(platform, project):
+    files = {
+        "index.ts": "import { shout } from 'shout';\nDeno.serve(() => new Response(shout('mapped')));",
+        "lib/shout.ts": "export const shout = (s: string) => s.toUpperCase();",
+        "import_map.json": json.dumps({"imports": {"shout": "./lib/shout.ts"}}),
+    }
+    r = deploy(platform, project, "mapped", files, import_map="import_map.json")
+    assert r.status_code == 201, r.text
+    assert (r.json()["import_map"], r.json()["import_map_path"]) == (True, "import_map.json")
+    assert client(project).functions.invoke("mapped") == b"MAPPED"
+    unmapped = deploy(platform, project, "unmapped", files)
+    assert unmapped.status_code == 400, "without the map, the bare specifier does not resolve"
+
+
 def test_verify_jwt_on_needs_a_project_jwt_and_off_lets_webhooks_in(platform, project):
     url = f"{project['url']}/functions/v1/echo"
     assert httpx.post(url).json() == {"code": 401, "message": "Missing authorization header"}

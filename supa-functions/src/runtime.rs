@@ -36,6 +36,9 @@ pub struct RuntimeConfig {
     pub cpu_time: Duration,
     /// A worker's V8 heap, in MiB.
     pub memory_mb: u32,
+    /// Bytes a response may have: a larger `Content-Length` is answered
+    /// 546, a streamed body cut (and its worker stopped) when it passes.
+    pub max_response_bytes: u64,
     /// How long a worker may take to listen.
     pub boot_timeout: Duration,
     /// Where workers' output lines and lifecycle events go (none: their
@@ -56,6 +59,7 @@ impl RuntimeConfig {
             wall_clock: Duration::from_secs(150),
             cpu_time: Duration::from_secs(2),
             memory_mb: 256,
+            max_response_bytes: 256 * 1024 * 1024,
             boot_timeout: Duration::from_secs(10),
             logs: None,
         }
@@ -603,11 +607,23 @@ impl Runtime {
                 // The body streams on; the worker stays leased (and its
                 // wall clock runs) until it has been read.
                 let deadline = tokio::time::Instant::now() + wall_clock;
+                let declared = response
+                    .headers()
+                    .get(axum::http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                if declared.is_some_and(|n| n > self.config.max_response_bytes) {
+                    self.forget(&spec.key, &worker);
+                    return Err(Error::limit(format!(
+                        "worker {} answered more than {} bytes",
+                        worker.id, self.config.max_response_bytes
+                    )));
+                }
                 let (mut parts, incoming) = response.into_parts();
                 parts.extensions.insert(ExecutionId(worker.id));
                 let body = Body::new(Guarded {
                     inner: incoming,
                     connection: Some(connection),
+                    allowance: self.config.max_response_bytes,
                     lease,
                     deadline: Box::pin(tokio::time::sleep_until(deadline)),
                 });
@@ -757,6 +773,8 @@ struct Guarded {
     connection: Option<Connection>,
     lease: Lease,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// Bytes the body may still carry.
+    allowance: u64,
 }
 
 impl http_body::Body for Guarded {
@@ -774,6 +792,22 @@ impl http_body::Body for Guarded {
             ));
         }
         let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled {
+            let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+            match self.allowance.checked_sub(len) {
+                Some(left) => self.allowance = left,
+                None => {
+                    tracing::warn!(
+                        worker = self.lease.0.id,
+                        "a function's response passed its size limit"
+                    );
+                    self.lease.0.kill();
+                    return std::task::Poll::Ready(Some(Err(
+                        "the function's response passed its size limit".into(),
+                    )));
+                }
+            }
+        }
         // The end: no more frames, or all the bytes `Content-Length` said
         // (the server reading it may not poll again).
         let ended = match &polled {

@@ -399,3 +399,47 @@ async fn a_deploy_that_reaches_outside_its_files_or_does_not_compile_is_refused(
         .unwrap_err();
     assert!(missing.contains("not among the files"), "{missing}");
 }
+
+#[tokio::test]
+async fn a_huge_response_is_stopped_and_other_functions_keep_answering() {
+    let root = tempfile::tempdir().unwrap();
+    let rt = runtime(root.path(), |c| c.max_response_bytes = 1024 * 1024);
+    let declared = function(
+        root.path(),
+        "declared",
+        "Deno.serve(() => new Response(new Uint8Array(2 * 1024 * 1024)));",
+        &[],
+    );
+    let (status, body) = call(&rt, &declared, get("/declared")).await;
+    assert_eq!(status, 546, "{body}");
+    assert!(body.contains("WORKER_LIMIT"), "{body}");
+    let endless = function(
+        root.path(),
+        "endless",
+        "Deno.serve(() => new Response(new ReadableStream({ pull(c) { c.enqueue(new Uint8Array(64 * 1024)); } })));",
+        &[],
+    );
+    let (status, body) = call(&rt, &endless, get("/endless")).await;
+    assert_eq!(
+        status, 200,
+        "the headers went out before the size was known"
+    );
+    assert!(body.starts_with("<cut:"), "the body is cut: {body:.40}");
+    // Its worker was stopped (and is forgotten at the next reaping).
+    let mut left = rt.workers_of(&endless.key);
+    for _ in 0..40 {
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        left = rt.workers_of(&endless.key);
+    }
+    assert_eq!(left, 0, "its worker was stopped");
+    let other = function(
+        root.path(),
+        "other",
+        "Deno.serve(() => new Response('fine'));",
+        &[],
+    );
+    assert_eq!(call(&rt, &other, get("/other")).await, (200, "fine".into()));
+}
