@@ -83,26 +83,18 @@ impl Tenant {
         Ok(())
     }
 
-    /// Every secret's name and value digest.
+    /// Every secret's name and value digest, by name.
     pub async fn list_secrets(&self, project_ref: &ProjectRef) -> Result<Vec<SecretDigest>, Error> {
         self.get_project(project_ref).await?;
-        let rows =
-            sqlx::query("SELECT name, value_enc FROM secrets WHERE project_ref = $1 ORDER BY name")
-                .bind(project_ref.as_str())
-                .fetch_all(&self.db)
-                .await?;
-        rows.iter()
-            .map(|row| {
-                let name: String = row.try_get("name")?;
-                let value = self
-                    .key
-                    .decrypt(&context(project_ref, &name), row.try_get("value_enc")?)?;
-                Ok(SecretDigest {
-                    value: hex::encode(Sha256::digest(&value)),
-                    name,
-                })
+        Ok(self
+            .secret_values(project_ref)
+            .await?
+            .into_iter()
+            .map(|(name, value)| SecretDigest {
+                value: hex::encode(Sha256::digest(value.expose().as_bytes())),
+                name,
             })
-            .collect()
+            .collect())
     }
 
     /// Removes secrets by name; names that do not exist are ignored.
