@@ -366,3 +366,22 @@ def test_the_cli_creates_deploys_lists_reads_logs_and_deletes(platform, project,
     assert "Deleted function greet" in platform.cli("functions", "delete", ref, "greet").stdout
     gone = platform.cli("functions", "delete", ref, "greet", check=False)
     assert gone.returncode != 0 and "not found" in gone.stderr
+
+
+def test_wait_until_finishes_background_work_after_the_response(platform, project):
+    source = """Deno.serve(() => {
+      EdgeRuntime.waitUntil(new Promise((r) => setTimeout(r, 1500)).then(() => console.log("background done")));
+      return new Response("answered");
+    });"""
+    assert deploy(platform, project, "later", {"index.ts": source}).status_code == 201
+    started = time.monotonic()
+    assert client(project).functions.invoke("later") == b"answered"
+    assert time.monotonic() - started < 1.0, "the response does not wait for the background work"
+    deadline = time.monotonic() + 5
+    with platform.client() as api:
+        while True:
+            events = api.get(f"/v1/projects/{project['ref']}/functions/later/logs").json()["result"]
+            if any(e["event_message"] == "background done" for e in events):
+                break
+            assert time.monotonic() < deadline, events
+            time.sleep(0.2)
