@@ -1169,7 +1169,10 @@ impl Service {
     }
 
     /// Takes a connection and opens the request's transaction: role, JWT
-    /// claims, request GUCs, time zone, then the pre-request function.
+    /// claims, request GUCs, time zone, then the pre-request function, and
+    /// `first` when given. They go out together (tokio-postgres pipelines
+    /// what is issued before the answers come back): one round trip, not
+    /// one each, and the first error in that order is the request's.
     async fn begin(
         &self,
         ctx: &Context,
@@ -1177,83 +1180,96 @@ impl Service {
         headers: &HeaderMap,
         read_only: bool,
         prefer: &Prefer,
-    ) -> Result<deadpool_postgres::Object, Error> {
+        first: Option<&Sql>,
+    ) -> Result<(deadpool_postgres::Object, Option<Vec<tokio_postgres::Row>>), Error> {
         let client = self
             .pool
             .get()
             .await
             .map_err(|e| db::unavailable(&e.to_string()))?;
-        client
-            .batch_execute(if read_only {
+        let mut setup = Sql::default();
+        let search_path: Vec<String> = std::iter::once(ctx.schema.clone())
+            .chain(self.config.extra_search_path.iter().cloned())
+            .map(|s| quote_ident(&s))
+            .collect();
+        setup
+            .push("SELECT set_config('search_path', ")
+            .param(search_path.join(", "))
+            .push(", true), set_config('role', ")
+            .param(ctx.role.clone())
+            .push(", true), set_config('request.jwt.claims', ")
+            .param(ctx.claims.clone())
+            .push(", true), set_config('request.method', ")
+            .param(method.as_str().to_owned())
+            .push(", true), set_config('request.path', ")
+            .param(ctx.path.clone())
+            .push(", true), set_config('request.headers', ")
+            .param(request::headers_json(headers))
+            .push(", true), set_config('request.cookies', ")
+            .param(request::cookies_json(headers))
+            .push(", true)");
+        if let Some(tz) = &prefer.timezone {
+            // An unknown zone is ignored, or refused under handling=strict.
+            let mut known = Sql::default();
+            known
+                .push("SELECT 1 FROM pg_catalog.pg_timezone_names WHERE name = ")
+                .param(tz.clone());
+            if db::query(&client, &known, ctx.authenticated)
+                .await?
+                .is_empty()
+            {
+                if prefer.strict {
+                    return Err(Error::api(
+                        400,
+                        "PGRST122",
+                        "Invalid preferences given with handling=strict",
+                    )
+                    .with_details(format!("Invalid preferences: timezone={tz}")));
+                }
+            } else {
+                setup
+                    .push(", set_config('timezone', ")
+                    .param(tz.clone())
+                    .push(", true)");
+            }
+        }
+        let pre_request = self.config.pre_request.as_ref().map(|pre| {
+            let mut call = Sql::default();
+            call.push("SELECT ");
+            match pre.split_once('.') {
+                Some((s, f)) => call.qualified(s, f),
+                None => call.ident(pre),
+            };
+            call.push("()");
+            call
+        });
+        let (began, set, pre, rows) = tokio::join!(
+            client.batch_execute(if read_only {
                 "BEGIN READ ONLY"
             } else {
                 "BEGIN"
-            })
-            .await
-            .map_err(|e| db::map_error(&e, ctx.authenticated))?;
-        let setup = async {
-            let mut setup = Sql::default();
-            let search_path: Vec<String> = std::iter::once(ctx.schema.clone())
-                .chain(self.config.extra_search_path.iter().cloned())
-                .map(|s| quote_ident(&s))
-                .collect();
-            setup
-                .push("SELECT set_config('search_path', ")
-                .param(search_path.join(", "))
-                .push(", true), set_config('role', ")
-                .param(ctx.role.clone())
-                .push(", true), set_config('request.jwt.claims', ")
-                .param(ctx.claims.clone())
-                .push(", true), set_config('request.method', ")
-                .param(method.as_str().to_owned())
-                .push(", true), set_config('request.path', ")
-                .param(ctx.path.clone())
-                .push(", true), set_config('request.headers', ")
-                .param(request::headers_json(headers))
-                .push(", true), set_config('request.cookies', ")
-                .param(request::cookies_json(headers))
-                .push(", true)");
-            if let Some(tz) = &prefer.timezone {
-                // An unknown zone is ignored, or refused under handling=strict.
-                let mut known = Sql::default();
-                known
-                    .push("SELECT 1 FROM pg_catalog.pg_timezone_names WHERE name = ")
-                    .param(tz.clone());
-                if db::query(&client, &known, ctx.authenticated)
-                    .await?
-                    .is_empty()
-                {
-                    if prefer.strict {
-                        return Err(Error::api(
-                            400,
-                            "PGRST122",
-                            "Invalid preferences given with handling=strict",
-                        )
-                        .with_details(format!("Invalid preferences: timezone={tz}")));
-                    }
-                } else {
-                    setup
-                        .push(", set_config('timezone', ")
-                        .param(tz.clone())
-                        .push(", true)");
+            }),
+            db::query(&client, &setup, ctx.authenticated),
+            async {
+                match &pre_request {
+                    Some(call) => db::query(&client, call, ctx.authenticated).await.map(drop),
+                    None => Ok(()),
                 }
-            }
-            db::query(&client, &setup, ctx.authenticated).await?;
-            if let Some(pre) = &self.config.pre_request {
-                let mut call = Sql::default();
-                call.push("SELECT ");
-                match pre.split_once('.') {
-                    Some((s, f)) => call.qualified(s, f),
-                    None => call.ident(pre),
-                };
-                call.push("()");
-                db::query(&client, &call, ctx.authenticated).await?;
-            }
-            Ok(())
-        }
-        .await;
-        match setup {
-            Ok(()) => Ok(client),
+            },
+            async {
+                match first {
+                    Some(sql) => db::query(&client, sql, ctx.authenticated).await.map(Some),
+                    None => Ok(None),
+                }
+            },
+        );
+        let opened = began
+            .map_err(|e| db::map_error(&e, ctx.authenticated))
+            .and(set)
+            .and(pre)
+            .and(rows);
+        match opened {
+            Ok(rows) => Ok((client, rows)),
             Err(e) => {
                 let _ = client.batch_execute("ROLLBACK").await;
                 Err(e)
@@ -1276,7 +1292,26 @@ impl Service {
         check: impl FnOnce(&Outcome) -> Result<(), Error>,
     ) -> Result<Outcome, Error> {
         ctx.timer.lap(Phase::Plan);
-        let client = self.begin(ctx, method, headers, read_only, prefer).await?;
+        // The statement goes out with the transaction's start, unless
+        // something must run between them (a plan, a count estimate).
+        let pipelined = ctx.plan.is_none() && explain.is_none();
+        let (client, first_rows) = match self
+            .begin(
+                ctx,
+                method,
+                headers,
+                read_only,
+                prefer,
+                pipelined.then_some(statement),
+            )
+            .await
+        {
+            Ok(opened) => opened,
+            Err(e) => {
+                ctx.timer.lap(Phase::Transaction);
+                return Err(e);
+            }
+        };
         if let Some(plan) = &ctx.plan {
             // A plan is an inspection: whatever EXPLAIN ANALYZE did is
             // rolled back.
@@ -1299,7 +1334,10 @@ impl Service {
                 Some(sql) => db::planned_rows(&client, sql, ctx.authenticated).await?,
                 None => None,
             };
-            let rows = db::query(&client, statement, ctx.authenticated).await?;
+            let rows = match first_rows {
+                Some(rows) => rows,
+                None => db::query(&client, statement, ctx.authenticated).await?,
+            };
             let mut outcome = rows.first().map(Outcome::from_row).unwrap_or_default();
             outcome.total = match prefer.count {
                 Some(Count::Planned) => planned,
@@ -1361,7 +1399,7 @@ impl Service {
         ctx.timer.lap(Phase::Parse);
         ctx.timer.lap(Phase::Plan);
         let visible = if self.config.openapi_mode == OpenApiMode::FollowPrivileges {
-            let client = self.begin(ctx, method, headers, true, prefer).await?;
+            let (client, _) = self.begin(ctx, method, headers, true, prefer, None).await?;
             let rows = client
                 .query(openapi::VISIBLE_SQL, &[&ctx.schema])
                 .await
