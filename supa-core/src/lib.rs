@@ -52,8 +52,26 @@ pub use storage_settings::{
 };
 pub use uuid::random_uuid;
 
+/// The token of an `Authorization: Bearer <token>` value (the scheme in
+/// any case), trimmed; `None` for another scheme.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// `name` as a quoted SQL identifier: every identifier a service builds
 /// into SQL text goes through here.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bearer_tokens_take_the_scheme_in_any_case() {
+        assert_eq!(super::bearer_token("Bearer abc "), Some("abc"));
+        assert_eq!(super::bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(super::bearer_token("Basic abc"), None);
+        assert_eq!(super::bearer_token("Bearer"), None);
+    }
 }

@@ -41,6 +41,11 @@ pub struct Bundle {
 }
 
 impl Bundle {
+    /// The deployed files, the bundle left out.
+    pub fn sources(&self) -> impl Iterator<Item = &SourceFile> {
+        self.files.iter().filter(|f| !is_bundle(&f.path))
+    }
+
     /// Hex SHA-256 over the paths and contents, in order.
     pub fn sha256(&self) -> String {
         use sha2::Digest as _;
@@ -85,6 +90,58 @@ pub fn normalize_path(raw: &str) -> Option<String> {
         }
     }
     (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// Whether `path` is a bundle this server built (reserved in deploys).
+pub fn is_bundle(path: &str) -> bool {
+    path.rsplit('/').next() == Some(BUNDLE_FILE)
+}
+
+/// Every file under `root` (`node_modules` and hidden folders left out,
+/// and bundles built there), paths relative to it, in byte order: a
+/// function's folder as it is deployed.
+pub fn read_folder(root: &Path) -> std::io::Result<Vec<SourceFile>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<SourceFile>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if path.is_dir() {
+                if name != "node_modules" && !name.starts_with('.') {
+                    walk(root, &path, out)?;
+                }
+            } else if path.is_file() && name != BUNDLE_FILE {
+                let relative = path.strip_prefix(root).unwrap_or(&path);
+                out.push(SourceFile {
+                    path: relative.to_string_lossy().into_owned(),
+                    content: std::fs::read(&path)?,
+                });
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out)?;
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// Writes `files` under `root`, each at its path made relative (one that
+/// would leave `root` is refused).
+pub(crate) async fn write_files(root: &Path, files: &[SourceFile]) -> std::io::Result<()> {
+    for f in files {
+        let relative = normalize_path(&f.path).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{:?} is not a relative path", f.path),
+            )
+        })?;
+        let path = root.join(relative);
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::write(&path, &f.content).await?;
+    }
+    Ok(())
 }
 
 /// The folder part of a relative path (`""` at the root).
@@ -198,17 +255,9 @@ impl Builder {
         entrypoint: &str,
         import_map: Option<&str>,
     ) -> Result<Vec<u8>, String> {
-        for f in files {
-            let path = root.join(&f.path);
-            if let Some(parent) = path.parent() {
-                tokio::fs::create_dir_all(parent)
-                    .await
-                    .map_err(|e| format!("cannot write {}: {e}", f.path))?;
-            }
-            tokio::fs::write(&path, &f.content)
-                .await
-                .map_err(|e| format!("cannot write {}: {e}", f.path))?;
-        }
+        write_files(root, files)
+            .await
+            .map_err(|e| format!("cannot write the files: {e}"))?;
         let root = root
             .canonicalize()
             .map_err(|e| format!("cannot build: {e}"))?;

@@ -2,11 +2,11 @@
 //! `/home/deno/functions/<slug>/index.ts` in self-hosted Supabase: each
 //! function is bundled on its first request and again whenever its files
 //! change (a new version), and runs with the same workers, limits and
-//! `verify_jwt` as deployed ones. `standalone` reads edge-runtime's
+//! `verify_jwt` as deployed ones. [`edge_env`] reads edge-runtime's
 //! environment for the binary.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::http::{Request, Response};
 use supa_core::{BoxFuture, DirectoryError, FunctionDeployment, ProjectConfig, ProjectRef, Secret};
 
-use crate::{Builder, Bundle, FunctionStore, Functions, LogEvent, SourceFile};
+use crate::{Builder, Bundle, FunctionStore, Functions, LogEvent};
 
 /// How often a function's files are looked at for changes.
 const RESCAN: Duration = Duration::from_millis(500);
@@ -24,7 +24,6 @@ const MAIN: &str = "main";
 
 /// One function as last built.
 struct Built {
-    fingerprint: u64,
     checked: Instant,
     deployment: FunctionDeployment,
     bundle: Arc<Bundle>,
@@ -76,14 +75,7 @@ impl FolderFunctions {
 
     async fn serve(&self, inner: Router, mut request: Request<Body>) -> Response<Body> {
         use tower::ServiceExt as _;
-        let slug = request
-            .uri()
-            .path()
-            .trim_start_matches('/')
-            .split('/')
-            .next()
-            .unwrap_or("")
-            .to_owned();
+        let slug = crate::service::slug_of(request.uri().path()).to_owned();
         let mut config = self.base.clone();
         if slug != MAIN && crate::bundle::normalize_path(&slug).as_deref() == Some(slug.as_str()) {
             match self.current(&slug).await {
@@ -117,10 +109,9 @@ impl FolderFunctions {
             return Ok(None);
         }
         let _held = self.building.lock().await;
-        let files = read_files(&folder).map_err(|e| format!("cannot read {slug}: {e}"))?;
-        let fingerprint = fingerprint(&files);
+        let files = crate::read_folder(&folder).map_err(|e| format!("cannot read {slug}: {e}"))?;
         if let Some(b) = self.lock().get_mut(slug)
-            && b.fingerprint == fingerprint
+            && b.bundle.sources().eq(files.iter())
         {
             b.checked = Instant::now();
             return Ok(Some(b.deployment.clone()));
@@ -137,7 +128,6 @@ impl FolderFunctions {
         built.insert(
             slug.to_owned(),
             Built {
-                fingerprint,
                 checked: Instant::now(),
                 deployment: deployment.clone(),
                 bundle: Arc::new(bundle),
@@ -181,43 +171,6 @@ impl FunctionStore for FolderFunctions {
         }
         Box::pin(std::future::ready(Ok(())))
     }
-}
-
-/// Every file under `root`, paths relative to it (`node_modules` and
-/// hidden folders left out).
-fn read_files(root: &Path) -> std::io::Result<Vec<SourceFile>> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<SourceFile>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if path.is_dir() {
-                if name != "node_modules" && !name.starts_with('.') {
-                    walk(root, &path, out)?;
-                }
-            } else if path.is_file() && name != crate::BUNDLE_FILE {
-                let relative = path.strip_prefix(root).unwrap_or(&path);
-                out.push(SourceFile {
-                    path: relative.to_string_lossy().into_owned(),
-                    content: std::fs::read(&path)?,
-                });
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out)?;
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(out)
-}
-
-fn fingerprint(files: &[SourceFile]) -> u64 {
-    use std::hash::{Hash as _, Hasher as _};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for f in files {
-        f.path.hash(&mut h);
-        f.content.hash(&mut h);
-    }
-    h.finish()
 }
 
 /// The one project a standalone server serves.
@@ -326,18 +279,18 @@ mod tests {
     }
 
     #[test]
-    fn a_functions_fingerprint_follows_its_files() {
+    fn a_functions_folder_is_read_as_deployed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("lib")).unwrap();
         std::fs::create_dir_all(dir.path().join("node_modules/x")).unwrap();
         std::fs::write(dir.path().join("index.ts"), "a").unwrap();
         std::fs::write(dir.path().join("lib/b.ts"), "b").unwrap();
+        std::fs::write(dir.path().join(crate::BUNDLE_FILE), "built").unwrap();
         std::fs::write(dir.path().join("node_modules/x/i.js"), "x").unwrap();
-        let files = read_files(dir.path()).unwrap();
+        let files = crate::read_folder(dir.path()).unwrap();
         let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["index.ts", "lib/b.ts"]);
-        let before = fingerprint(&files);
         std::fs::write(dir.path().join("lib/b.ts"), "c").unwrap();
-        assert_ne!(fingerprint(&read_files(dir.path()).unwrap()), before);
+        assert_ne!(crate::read_folder(dir.path()).unwrap(), files);
     }
 }

@@ -22,8 +22,8 @@ mod runtime;
 mod service;
 
 pub use bundle::{
-    BUNDLE_FILE, Builder, Bundle, MAX_FILES, MAX_SOURCE_BYTES, SourceFile, multipart_body,
-    normalize_path,
+    BUNDLE_FILE, Builder, Bundle, MAX_FILES, MAX_SOURCE_BYTES, SourceFile, is_bundle,
+    multipart_body, normalize_path, read_folder,
 };
 pub use folder::{EdgeEnv, FolderFunctions, STANDALONE_REF, edge_env};
 pub use runtime::{ExecutionId, FunctionKey, FunctionSpec, Runtime, RuntimeConfig};
@@ -53,6 +53,37 @@ pub fn find_deno(explicit: Option<&std::path::Path>) -> Option<std::path::PathBu
         .into_iter()
         .flatten()
         .find(|p| p.is_file())
+}
+
+/// Where a process's edge functions live: the `deno` that bundles and
+/// runs them, and a folder holding the workers' bundles and sockets
+/// (`runtime/`), the npm cache of builds (`cache/`) and builds in
+/// progress (`scratch/`).
+#[derive(Debug, Clone)]
+pub struct FunctionsDir {
+    /// The `deno` binary.
+    pub deno: std::path::PathBuf,
+    /// The folder.
+    pub dir: std::path::PathBuf,
+}
+
+impl FunctionsDir {
+    /// The worker runtime's settings in this folder, idle workers exiting
+    /// after `idle`.
+    pub fn runtime(&self, idle: std::time::Duration) -> RuntimeConfig {
+        let mut config = RuntimeConfig::new(self.deno.clone(), self.dir.join("runtime"));
+        config.idle = idle;
+        config
+    }
+
+    /// A builder whose npm cache and builds are in this folder.
+    pub fn builder(&self) -> Result<Builder, String> {
+        Builder::new(
+            self.deno.clone(),
+            self.dir.join("cache"),
+            self.dir.join("scratch"),
+        )
+    }
 }
 
 /// The bootstrap every worker runs: it points the function's

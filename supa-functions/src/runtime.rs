@@ -2,6 +2,7 @@
 //! more of them under load, stopped when idle or when they break a limit.
 
 use std::collections::HashMap;
+use std::future::Future as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -115,7 +116,7 @@ struct Worker {
     in_flight: AtomicUsize,
     last_used: Mutex<Instant>,
     /// Connections to the worker between requests.
-    connections: Arc<Mutex<Vec<Connection>>>,
+    connections: Mutex<Vec<Connection>>,
 }
 
 type Connection = hyper::client::conn::http1::SendRequest<Body>;
@@ -364,15 +365,6 @@ impl Runtime {
         }
     }
 
-    /// Forgets a function's workers (a new version, a deletion).
-    pub fn stop(&self, key: &FunctionKey) {
-        if let Some(workers) = self.lock().remove(key) {
-            for w in workers {
-                w.kill();
-            }
-        }
-    }
-
     /// A worker for a request: the least busy one, or a new one when all
     /// are busy and the limit allows.
     fn lease(&self, spec: &FunctionSpec) -> Result<Lease, Error> {
@@ -490,7 +482,7 @@ impl Runtime {
             ready: OnceCell::new(),
             in_flight: AtomicUsize::new(0),
             last_used: Mutex::new(Instant::now()),
-            connections: Arc::default(),
+            connections: Mutex::default(),
         })
     }
 
@@ -829,5 +821,3 @@ impl http_body::Body for Guarded {
         http_body::Body::size_hint(&self.inner)
     }
 }
-
-use std::future::Future as _;

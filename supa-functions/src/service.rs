@@ -101,10 +101,9 @@ pub struct Functions {
     store: Arc<dyn FunctionStore>,
     bundles: PathBuf,
     logs: mpsc::Sender<LogEvent>,
-    /// One fetch per bundle at a time.
-    fetching: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
-    /// Folders written, with their bundle's path.
-    unpacked: Mutex<HashMap<PathBuf, String>>,
+    /// Version folders, each written once (one fetch at a time), with
+    /// their bundle's path.
+    unpacked: Mutex<HashMap<PathBuf, Arc<tokio::sync::OnceCell<String>>>>,
     /// Per project, what its requests share.
     prepared: Mutex<HashMap<ProjectRef, Arc<Prepared>>>,
     /// The worker key each function was last served with.
@@ -137,7 +136,6 @@ impl Functions {
             store,
             bundles,
             logs,
-            fetching: Mutex::default(),
             unpacked: Mutex::default(),
             prepared: Mutex::default(),
             current: Mutex::default(),
@@ -162,14 +160,7 @@ impl Functions {
         let Some(config) = request.extensions().get::<Arc<ProjectConfig>>().cloned() else {
             return not_found();
         };
-        let slug = request
-            .uri()
-            .path()
-            .trim_start_matches('/')
-            .split('/')
-            .next()
-            .unwrap_or("")
-            .to_owned();
+        let slug = slug_of(request.uri().path()).to_owned();
         let Some(deployment) = config.functions.deployments.get(&slug) else {
             return not_found();
         };
@@ -282,52 +273,36 @@ impl Functions {
         deployment: &FunctionDeployment,
     ) -> Result<(PathBuf, String), crate::Error> {
         let dir = version_dir(&self.bundles, project, slug, deployment);
-        if let Some(entry) = self
+        let cell = self
             .unpacked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&dir)
-        {
-            return Ok((dir, entry.clone()));
-        }
-        let ready = dir.join(READY);
-        let gate = self
-            .fetching
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(dir.clone())
             .or_default()
             .clone();
-        let _held = gate.lock().await;
-        let written = async {
-            // Written before (by this process or an earlier one).
-            if let Ok(entry) = tokio::fs::read_to_string(&ready).await {
-                return Ok(entry);
-            }
-            let bundle = self
-                .store
-                .bundle(project, slug, deployment.version)
-                .await
-                .map_err(|e| crate::Error::boot(format!("cannot fetch the bundle: {e}")))?
-                .ok_or_else(|| crate::Error::boot("the deployed version has no bundle"))?;
-            if bundle.sha256() != deployment.sha256 {
-                return Err(crate::Error::boot("the bundle does not match its digest"));
-            }
-            write_bundle(&dir, &bundle)
-                .await
-                .map_err(|e| crate::Error::boot(format!("cannot write the bundle: {e}")))?;
-            Ok(bundle.entrypoint)
-        }
-        .await;
-        self.fetching
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&dir);
-        let entry = written?;
-        self.unpacked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(dir.clone(), entry.clone());
+        let ready = dir.join(READY);
+        let entry = cell
+            .get_or_try_init(|| async {
+                // Written before (by an earlier process).
+                if let Ok(entry) = tokio::fs::read_to_string(&ready).await {
+                    return Ok(entry);
+                }
+                let bundle = self
+                    .store
+                    .bundle(project, slug, deployment.version)
+                    .await
+                    .map_err(|e| crate::Error::boot(format!("cannot fetch the bundle: {e}")))?
+                    .ok_or_else(|| crate::Error::boot("the deployed version has no bundle"))?;
+                if bundle.sha256() != deployment.sha256 {
+                    return Err(crate::Error::boot("the bundle does not match its digest"));
+                }
+                write_bundle(&dir, &bundle)
+                    .await
+                    .map_err(|e| crate::Error::boot(format!("cannot write the bundle: {e}")))?;
+                Ok(bundle.entrypoint)
+            })
+            .await?
+            .clone();
         Ok((dir, entry))
     }
 }
@@ -368,16 +343,7 @@ async fn write_bundle(dir: &std::path::Path, bundle: &Bundle) -> std::io::Result
     let parent = dir.parent().unwrap_or(dir);
     tokio::fs::create_dir_all(parent).await?;
     let partial = parent.join(format!(".partial-{}", supa_core::random_uuid()));
-    for f in &bundle.files {
-        let Some(path) = crate::normalize_path(&f.path) else {
-            continue;
-        };
-        let path = partial.join(path);
-        if let Some(p) = path.parent() {
-            tokio::fs::create_dir_all(p).await?;
-        }
-        tokio::fs::write(&path, &f.content).await?;
-    }
+    crate::bundle::write_files(&partial, &bundle.files).await?;
     tokio::fs::write(partial.join(READY), &bundle.entrypoint).await?;
     let _ = tokio::fs::remove_dir_all(dir).await;
     tokio::fs::rename(&partial, dir).await
@@ -388,16 +354,18 @@ fn verify_jwt(key: Option<&supa_keys::JwtKey>, headers: &HeaderMap) -> Result<()
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        })
+        .and_then(supa_core::bearer_token)
         .filter(|t| !t.is_empty())
         .ok_or("Missing authorization header")?;
     let key = key.ok_or("Invalid JWT")?;
     supa_keys::verify(key, token, supa_keys::unix_now())
         .map(|_| ())
         .map_err(|_| "Invalid JWT")
+}
+
+/// The function a request names: the first segment of its path.
+pub(crate) fn slug_of(path: &str) -> &str {
+    path.trim_start_matches('/').split('/').next().unwrap_or("")
 }
 
 /// Where clients reach the project, from the headers the gateway sets.

@@ -452,14 +452,9 @@ impl Service {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Ok(None);
         };
-        let value = value.to_str().unwrap_or("");
-        let Some((scheme, token)) = value.split_once(' ') else {
+        let Some(token) = supa_core::bearer_token(value.to_str().unwrap_or("")) else {
             return Ok(None);
         };
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Ok(None);
-        }
-        let token = token.trim();
         let Some(key) = &self.jwt_key else {
             return Err(Error::api(500, "PGRST300", "Server lacks JWT secret"));
         };

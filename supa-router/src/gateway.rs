@@ -547,10 +547,7 @@ impl Gateway {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
+            .and_then(supa_core::bearer_token)
             // `Bearer sb_...` and the apikey repeated are not user tokens.
             .filter(|t| !t.is_empty() && !t.starts_with("sb_") && *t != key);
         if let Some(token) = bearer {

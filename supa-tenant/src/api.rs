@@ -247,10 +247,7 @@ async fn require_token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
+        .and_then(supa_core::bearer_token);
     match presented {
         None => ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -12,7 +12,7 @@ use supa_core::{
     BoxFuture, DirectoryError, FunctionDeployment, FunctionsConfig, ProjectDatabase, ProjectRef,
     Secret,
 };
-use supa_functions::{BUNDLE_FILE, Bundle, LogEvent, SourceFile};
+use supa_functions::{BUNDLE_FILE, Bundle, LogEvent, SourceFile, is_bundle};
 
 use crate::{Error, Invalidation, Tenant};
 
@@ -398,6 +398,7 @@ impl Tenant {
     pub(crate) async fn functions_config(
         &self,
         project_ref: &ProjectRef,
+        publishable_key: Option<&str>,
         login: Option<&ProjectDatabase>,
     ) -> Result<FunctionsConfig, Error> {
         let rows = sqlx::query(
@@ -423,17 +424,12 @@ impl Tenant {
             );
         }
         let mut env = self.secret_values(project_ref).await?;
-        let publishable: Option<String> = sqlx::query_scalar(
-            "SELECT publishable_key FROM api_keys
-             WHERE project_ref = $1 AND kind = 'publishable' AND revoked_at IS NULL",
-        )
-        .bind(project_ref.as_str())
-        .fetch_optional(&self.db)
-        .await?
-        .flatten();
-        if let Some(key) = publishable {
-            env.insert("SUPABASE_ANON_KEY".into(), Secret::new(key.clone()));
-            env.insert("SUPABASE_PUBLISHABLE_KEY".into(), Secret::new(key));
+        if let Some(key) = publishable_key {
+            env.insert("SUPABASE_ANON_KEY".into(), Secret::new(key.to_owned()));
+            env.insert(
+                "SUPABASE_PUBLISHABLE_KEY".into(),
+                Secret::new(key.to_owned()),
+            );
         }
         if let Some(key) = self.secret_key_value(project_ref).await? {
             env.insert("SUPABASE_SERVICE_ROLE_KEY".into(), key.clone());
@@ -457,11 +453,6 @@ impl Tenant {
         }
         Ok(FunctionsConfig { deployments, env })
     }
-}
-
-/// Whether `path` is a bundle this server built.
-fn is_bundle(path: &str) -> bool {
-    path.rsplit('/').next() == Some(BUNDLE_FILE)
 }
 
 fn not_found(project_ref: &ProjectRef, slug: &str) -> Error {

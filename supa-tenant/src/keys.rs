@@ -202,19 +202,17 @@ impl Tenant {
         &self,
         project_ref: &ProjectRef,
     ) -> Result<Option<supa_core::Secret<String>>, Error> {
-        let row = sqlx::query(
-            "SELECT id::text AS id, secret_key_enc FROM api_keys
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys
              WHERE project_ref = $1 AND kind = 'secret' AND revoked_at IS NULL
-             ORDER BY name = 'default' DESC, inserted_at LIMIT 1",
-        )
+             ORDER BY name = 'default' DESC, inserted_at LIMIT 1"
+        )))
         .bind(project_ref.as_str())
         .fetch_optional(&self.db)
         .await?;
         row.map(|row| {
-            let id: String = row.try_get("id")?;
-            let sealed: Vec<u8> = row.try_get("secret_key_enc")?;
             Ok(supa_core::Secret::new(
-                self.key.decrypt_string(&key_context(&id), &sealed)?,
+                self.key_from_row(&row, true)?.api_key,
             ))
         })
         .transpose()

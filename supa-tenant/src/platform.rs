@@ -49,26 +49,6 @@ pub struct Settings {
     pub functions_dir: Option<PathBuf>,
 }
 
-/// Where edge functions run from, when Deno was found.
-#[derive(Debug, Clone)]
-pub struct FunctionsSetup {
-    /// The `deno` binary.
-    pub deno: PathBuf,
-    /// Bundles (`runtime/`), the npm cache (`cache/`), builds (`scratch/`).
-    pub dir: PathBuf,
-}
-
-impl FunctionsSetup {
-    /// The worker runtime's settings under this setup, workers idle
-    /// `idle` exiting.
-    pub fn runtime(&self, idle: std::time::Duration) -> supa_functions::RuntimeConfig {
-        let mut config =
-            supa_functions::RuntimeConfig::new(self.deno.clone(), self.dir.join("runtime"));
-        config.idle = idle;
-        config
-    }
-}
-
 /// A started control plane.
 #[derive(Debug)]
 pub struct ControlPlane {
@@ -81,7 +61,7 @@ pub struct ControlPlane {
     embedded: Option<EmbeddedPostgres>,
     meta: supa_meta::Meta,
     objects: supa_storage::Backend,
-    functions: Option<FunctionsSetup>,
+    functions: Option<supa_functions::FunctionsDir>,
 }
 
 impl ControlPlane {
@@ -125,24 +105,17 @@ impl ControlPlane {
             .await?
             .with_placement(settings.placement)
             .with_object_store(objects.clone());
-        let functions =
-            supa_functions::find_deno(settings.deno.as_deref()).map(|deno| FunctionsSetup {
+        let functions = supa_functions::find_deno(settings.deno.as_deref()).map(|deno| {
+            supa_functions::FunctionsDir {
                 deno,
                 dir: settings
                     .functions_dir
                     .clone()
                     .unwrap_or_else(|| settings.data_dir.join("functions")),
-            });
-        match &functions {
-            Some(f) => {
-                let builder = supa_functions::Builder::new(
-                    f.deno.clone(),
-                    f.dir.join("cache"),
-                    f.dir.join("scratch"),
-                )
-                .map_err(Error::Config)?;
-                tenant = tenant.with_function_builder(builder);
             }
+        });
+        match &functions {
+            Some(f) => tenant = tenant.with_function_builder(f.builder().map_err(Error::Config)?),
             None => tracing::warn!(
                 "no deno found (set {}): edge function deploys are refused",
                 supa_core::env::DENO
@@ -206,7 +179,7 @@ impl ControlPlane {
     }
 
     /// Where edge functions run from, when Deno was found.
-    pub fn functions(&self) -> Option<&FunctionsSetup> {
+    pub fn functions(&self) -> Option<&supa_functions::FunctionsDir> {
         self.functions.as_ref()
     }
 

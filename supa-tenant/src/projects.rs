@@ -747,6 +747,14 @@ impl Tenant {
             realtime_login_context(project_ref),
             realtime_login_name(project_ref),
         )?;
+        let publishable_key: Option<String> = sqlx::query_scalar(
+            "SELECT publishable_key FROM api_keys
+             WHERE project_ref = $1 AND kind = 'publishable' AND revoked_at IS NULL",
+        )
+        .bind(project_ref.as_str())
+        .fetch_optional(&self.db)
+        .await?
+        .flatten();
         let functions_database = service_login(
             "functions_password_enc",
             functions_login_context(project_ref),
@@ -774,7 +782,11 @@ impl Tenant {
                 .try_get::<sqlx::types::Json<supa_core::RealtimeSettings>, _>("realtime")?
                 .0,
             functions: self
-                .functions_config(project_ref, functions_database.as_ref())
+                .functions_config(
+                    project_ref,
+                    publishable_key.as_deref(),
+                    functions_database.as_ref(),
+                )
                 .await?,
             smtp_pass: row
                 .try_get::<Option<Vec<u8>>, _>("smtp_pass_enc")?
@@ -800,14 +812,7 @@ impl Tenant {
                 }
                 None => Default::default(),
             },
-            publishable_key: sqlx::query_scalar(
-                "SELECT publishable_key FROM api_keys
-                 WHERE project_ref = $1 AND kind = 'publishable' AND revoked_at IS NULL",
-            )
-            .bind(project_ref.as_str())
-            .fetch_optional(&self.db)
-            .await?
-            .flatten(),
+            publishable_key,
             s3_credentials: self.s3_secrets(project_ref).await?,
             database,
             auth_database,

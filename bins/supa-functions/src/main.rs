@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use supa_core::{ProjectConfig, ProjectRef, env};
-use supa_functions::{Builder, FolderFunctions, Functions, RuntimeConfig};
+use supa_functions::{FolderFunctions, Functions, FunctionsDir};
 
 /// Edge functions from a folder.
 #[derive(Parser)]
@@ -70,20 +70,18 @@ async fn main() -> anyhow::Result<()> {
         .parent()
         .context("--main-service has no parent folder")?
         .to_owned();
-    let builder = Builder::new(
-        deno.clone(),
-        args.functions_dir.join("cache"),
-        args.functions_dir.join("scratch"),
-    )
-    .map_err(anyhow::Error::msg)?;
+    let dir = FunctionsDir {
+        deno,
+        dir: args.functions_dir,
+    };
+    let builder = dir.builder().map_err(anyhow::Error::msg)?;
     let mut config = ProjectConfig::standalone(
         ProjectRef::parse(supa_functions::STANDALONE_REF)?,
         edge.jwt_secret,
     );
     config.functions.env = edge.function_env;
     let folder = FolderFunctions::new(functions_root.clone(), builder, edge.verify_jwt, config);
-    let mut runtime = RuntimeConfig::new(deno, args.functions_dir.join("runtime"));
-    runtime.idle = std::time::Duration::from_secs(args.functions_idle);
+    let runtime = dir.runtime(std::time::Duration::from_secs(args.functions_idle));
     let functions = Functions::new(runtime, folder.clone()).map_err(anyhow::Error::msg)?;
     let app = folder.router(functions);
     let addr = SocketAddr::new(args.ip, args.port);

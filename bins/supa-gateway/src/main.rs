@@ -104,8 +104,11 @@ async fn main() -> anyhow::Result<()> {
     // Bundles come from the tenant manager, once per version.
     match supa_functions::find_deno(args.deno.as_deref()) {
         Some(deno) => {
-            let mut runtime = supa_functions::RuntimeConfig::new(deno, args.functions_dir);
-            runtime.idle = std::time::Duration::from_secs(args.functions_idle);
+            let dir = supa_functions::FunctionsDir {
+                deno,
+                dir: args.functions_dir,
+            };
+            let runtime = dir.runtime(std::time::Duration::from_secs(args.functions_idle));
             let functions =
                 supa_functions::Functions::new(runtime, http).map_err(anyhow::Error::msg)?;
             gateway = gateway.mount("/functions/v1", functions.router());

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use supa_core::ProjectRef;
-use supa_functions::SourceFile;
 
 use crate::remote::Remote;
 use crate::table;
@@ -21,9 +20,6 @@ Deno.serve(async (req) => {
   });
 });
 "#;
-
-/// Folders never deployed.
-const SKIPPED: &[&str] = &["node_modules", ".git"];
 
 pub(crate) fn new(dir: &Path, slug: &str) -> anyhow::Result<()> {
     supa_tenant::validate_slug(slug)?;
@@ -51,8 +47,8 @@ pub(crate) struct Deploy<'a> {
 
 pub(crate) async fn deploy(remote: &Remote, r: &ProjectRef, d: &Deploy<'_>) -> anyhow::Result<()> {
     let root = d.dir.join(d.slug);
-    let mut files = Vec::new();
-    collect(&root, &root, &mut files)?;
+    let files = supa_functions::read_folder(&root)
+        .with_context(|| format!("cannot read {}", root.display()))?;
     if files.is_empty() {
         bail!("{} has no files to deploy", root.display());
     }
@@ -79,34 +75,6 @@ pub(crate) async fn deploy(remote: &Remote, r: &ProjectRef, d: &Deploy<'_>) -> a
         remote.gateway_url(),
         function.slug
     );
-    Ok(())
-}
-
-/// Every file under `dir`, its path relative to `root`.
-fn collect(root: &Path, dir: &Path, files: &mut Vec<SourceFile>) -> anyhow::Result<()> {
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
-    for entry in entries {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if path.is_dir() {
-            if !SKIPPED.contains(&name) {
-                collect(root, &path, files)?;
-            }
-        } else if path.is_file() {
-            let relative = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .to_string_lossy()
-                .into_owned();
-            let content =
-                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            files.push(SourceFile {
-                path: relative,
-                content,
-            });
-        }
-    }
     Ok(())
 }
 
