@@ -5,6 +5,7 @@ functions are the folders beside `main`, rebuilt when their files
 change, `VERIFY_JWT` checked with `JWT_SECRET`, and the container's
 variables in their environment but the runtime's own."""
 
+import json
 import os
 import subprocess
 import time
@@ -12,6 +13,8 @@ import time
 import httpx
 import jwt
 import pytest
+from supabase_functions import SyncFunctionsClient
+from supabase_functions.errors import FunctionsHttpError
 
 from conftest import ROOT, free_port, stop, wait_for_port
 
@@ -57,6 +60,13 @@ def test_functions_are_served_from_the_folder_with_edge_runtimes_environment(ser
     assert r.status_code == 200, r.text
     assert r.json() == {"path": "/hello/there", "url": "http://kong:8000", "custom": "on",
                         "secret": "NotCapable", "body": "hi"}
+    # The real client, pointed at the server as Kong's route would be.
+    client = SyncFunctionsClient(url, bearer())
+    answer = json.loads(client.invoke("hello", {"body": {"n": 1}}))
+    assert (answer["path"], json.loads(answer["body"])) == ("/hello", {"n": 1})
+    with pytest.raises(FunctionsHttpError) as missing:
+        client.invoke("nope")
+    assert missing.value.status == 404
     assert httpx.post(f"{url}/hello").json() == {"code": 401, "message": "Missing authorization header"}
     forged = jwt.encode({"role": "anon"}, "another-secret-of-enough-length-xxxxx", algorithm="HS256")
     assert httpx.post(f"{url}/hello", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
