@@ -16,8 +16,9 @@ use supa_keys::{JwtKey, MintCache, SigV4Signer, Validation};
 use supa_rest::{Auth, Engine, RestConfig};
 
 use crate::metrics::Metrics;
+use crate::pool::Origin;
 use crate::services::{self, KeyPolicy, Target};
-use crate::upstream::{self, AwsCredentials, Forward, http_client};
+use crate::upstream::{self, AwsCredentials, Clients, Forward, http_client};
 use crate::{Error, cors};
 
 /// Gateway settings.
@@ -64,6 +65,8 @@ struct ProjectState {
     jwt_key: JwtKey,
     rest: RestConfig,
     db: Option<supa_core::ProjectDatabase>,
+    /// A plain-HTTP upstream's address, parsed once.
+    origin: Option<Origin>,
 }
 
 type CachedProject = Option<Arc<ProjectState>>;
@@ -96,7 +99,7 @@ pub struct Gateway {
     keys: moka::future::Cache<[u8; 32], Option<KeyRecord>>,
     projects: moka::future::Cache<ProjectRef, CachedProject>,
     engine: Engine,
-    http: reqwest::Client,
+    clients: Clients,
     signer: SigV4Signer,
     aws: AwsCredentials,
     mints: MintCache,
@@ -144,7 +147,10 @@ impl Gateway {
                 .expire_after(expiry())
                 .build(),
             engine: Engine::new(config.pool_size, config.idle, config.max_open_projects),
-            http: http_client(config.upstream_timeout),
+            clients: Clients {
+                tls: http_client(config.upstream_timeout),
+                timeout: config.upstream_timeout,
+            },
             signer: SigV4Signer::lambda(),
             aws: AwsCredentials::default(),
             mints: MintCache::new(100_000),
@@ -400,25 +406,26 @@ impl Gateway {
         };
         let fwd = |base| Forward {
             base,
+            origin: project.origin.as_ref(),
             path_and_query: &path_and_query,
             token: &token,
             host: host.as_deref(),
             prefix: &prefix,
         };
         let response = match &project.config.upstream {
-            Upstream::Http { url } => upstream::http(&self.http, request, &fwd(url.as_str())).await,
+            Upstream::Http { url } => upstream::http(&self.clients, request, &fwd(url)).await,
             Upstream::Lambda {
                 function_url,
                 region,
             } => {
-                let credentials = self.aws.get(&self.http).await?;
+                let credentials = self.aws.get(&self.clients.tls).await?;
                 upstream::lambda(
-                    &self.http,
+                    &self.clients,
                     &self.signer,
                     &credentials,
                     region,
                     request,
-                    &fwd(function_url.as_str()),
+                    &fwd(function_url),
                 )
                 .await
             }
@@ -508,7 +515,13 @@ impl Gateway {
                     DirectoryError(format!("project {r} has unusable JWT keys: {e}"))
                 })?;
                 let db = config.database.clone();
+                let origin = match &config.upstream {
+                    Upstream::Http { url } => Origin::of(url),
+                    Upstream::Lambda { function_url, .. } => Origin::of(function_url),
+                    Upstream::Embedded => None,
+                };
                 Ok::<_, DirectoryError>(Some(Arc::new(ProjectState {
+                    origin,
                     rest: rest_config(&config.postgrest),
                     config: Arc::new(config),
                     jwt_key,

@@ -19,6 +19,7 @@ mod error;
 mod gateway;
 mod invalidation;
 mod metrics;
+mod pool;
 mod services;
 mod upstream;
 

@@ -1,9 +1,7 @@
 //! Prometheus metrics of the gateway, rendered as text exposition format.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the upstream latency histogram.
@@ -11,22 +9,23 @@ const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
+/// One upstream kind's latencies: a count per bucket (made cumulative when
+/// rendered), so recording is two atomic adds and a third for the sum.
 #[derive(Debug, Default)]
 struct Histogram {
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
 }
 
 /// Upstream kinds counted (`none`: refused before any upstream).
 const KINDS: [&str; 4] = ["none", "embedded", "http", "lambda"];
 
-/// Counters a gateway keeps. Request counts are plain atomics indexed by
-/// upstream kind and status, so the request path takes no lock.
+/// Counters a gateway keeps: plain atomics indexed by upstream kind (and
+/// status), so the request path takes no lock.
 #[derive(Debug)]
 pub struct Metrics {
     requests: Vec<AtomicU64>,
-    latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    latency: [Histogram; KINDS.len()],
     /// Memory cache hits.
     pub l1_hits: AtomicU64,
     /// Memory cache misses.
@@ -43,7 +42,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Self {
             requests: (0..KINDS.len() * 600).map(|_| AtomicU64::new(0)).collect(),
-            latency: Mutex::default(),
+            latency: Default::default(),
             l1_hits: AtomicU64::new(0),
             l1_misses: AtomicU64::new(0),
             l2_hits: AtomicU64::new(0),
@@ -53,26 +52,28 @@ impl Default for Metrics {
     }
 }
 
+fn kind_index(upstream: &str) -> usize {
+    KINDS.iter().position(|k| *k == upstream).unwrap_or(0)
+}
+
 impl Metrics {
     /// Counts one answered request.
     pub fn request(&self, status: u16, upstream: &'static str) {
-        let kind = KINDS.iter().position(|k| *k == upstream).unwrap_or(0);
         let status = usize::from(status.min(599));
-        self.requests[kind * 600 + status].fetch_add(1, Ordering::Relaxed);
+        self.requests[kind_index(upstream) * 600 + status].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records how long an upstream took.
     pub fn upstream_latency(&self, upstream: &'static str, took: Duration) {
         let secs = took.as_secs_f64();
-        let mut all = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
-        let h = all.entry(upstream).or_default();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                h.buckets[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += secs;
+        let h = &self.latency[kind_index(upstream)];
+        let bucket = BUCKETS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(BUCKETS.len());
+        h.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        h.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
     /// The text exposition format.
@@ -134,35 +135,43 @@ impl Metrics {
         let _ = writeln!(out, "supa_gateway_jwt_mints_total {}", load(&self.mints));
         out.push_str("# HELP supa_gateway_upstream_seconds Time the upstream took, by kind.\n");
         out.push_str("# TYPE supa_gateway_upstream_seconds histogram\n");
-        for (upstream, h) in self
-            .latency
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            for (i, bound) in BUCKETS.iter().enumerate() {
+        for (upstream, h) in KINDS.iter().zip(&self.latency) {
+            let counts: Vec<u64> = h.buckets.iter().map(load).collect();
+            let count: u64 = counts.iter().sum();
+            if count == 0 {
+                continue;
+            }
+            let mut below = 0;
+            for (bound, n) in BUCKETS.iter().zip(&counts) {
+                below += n;
                 let _ = writeln!(
                     out,
-                    "supa_gateway_upstream_seconds_bucket{{upstream=\"{upstream}\",le=\"{bound}\"}} {}",
-                    h.buckets[i]
+                    "supa_gateway_upstream_seconds_bucket{{upstream=\"{upstream}\",le=\"{bound}\"}} {below}"
                 );
             }
             let _ = writeln!(
                 out,
-                "supa_gateway_upstream_seconds_bucket{{upstream=\"{upstream}\",le=\"+Inf\"}} {}",
-                h.count
+                "supa_gateway_upstream_seconds_bucket{{upstream=\"{upstream}\",le=\"+Inf\"}} {count}"
             );
             let _ = writeln!(
                 out,
                 "supa_gateway_upstream_seconds_sum{{upstream=\"{upstream}\"}} {}",
-                h.sum
+                load(&h.sum_nanos) as f64 / 1e9
             );
             let _ = writeln!(
                 out,
-                "supa_gateway_upstream_seconds_count{{upstream=\"{upstream}\"}} {}",
-                h.count
+                "supa_gateway_upstream_seconds_count{{upstream=\"{upstream}\"}} {count}"
             );
         }
+        out.push_str(
+            "# HELP supa_gateway_upstream_connections_opened_total Connections opened to plain-HTTP upstreams.\n",
+        );
+        out.push_str("# TYPE supa_gateway_upstream_connections_opened_total counter\n");
+        let _ = writeln!(
+            out,
+            "supa_gateway_upstream_connections_opened_total {}",
+            crate::pool::connections_opened()
+        );
         out
     }
 }

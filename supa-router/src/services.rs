@@ -10,7 +10,8 @@ use axum::body::Body;
 use axum::http::{Request, Response};
 use supa_core::{ProjectRef, Secret, Service};
 
-use crate::upstream::{self, Forward, http_client};
+use crate::pool::Origin;
+use crate::upstream::{self, Clients, Forward, http_client};
 
 /// How the gateway checks the API key of a service's requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,30 +142,34 @@ pub(crate) fn lookup(path: &str) -> Option<(&'static ServiceEntry, &str)> {
 /// A router that serves `/pg` for every project by forwarding to a remote
 /// tenant manager's internal API (`/internal/v1/projects/{ref}/pg/...`),
 /// so a standalone gateway never holds a worker's admin login.
-pub fn remote_meta(tenant_url: &str, service_token: Secret<String>) -> Router {
-    let client = http_client(std::time::Duration::from_secs(60));
-    let base = Arc::new(tenant_url.trim_end_matches('/').to_owned());
+pub fn remote_meta(tenant_url: &url::Url, service_token: Secret<String>) -> Router {
+    let clients = Arc::new(Clients {
+        tls: http_client(std::time::Duration::from_secs(60)),
+        timeout: std::time::Duration::from_secs(60),
+    });
+    let base = Arc::new(tenant_url.clone());
+    let origin = Arc::new(Origin::of(tenant_url));
     let token = Arc::new(service_token);
     Router::new().fallback(move |request: Request<Body>| {
-        let (client, base, token) = (client.clone(), base.clone(), token.clone());
+        let (clients, base, origin, token) =
+            (clients.clone(), base.clone(), origin.clone(), token.clone());
         async move {
             let Some(project) = request.extensions().get::<ProjectRef>().copied() else {
                 return crate::Error::NoRoute.response();
             };
-            let path_and_query = request
-                .uri()
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_owned();
-            let base = format!("{base}/internal/v1/projects/{project}/pg");
+            let path_and_query = format!(
+                "/internal/v1/projects/{project}/pg{}",
+                request.uri().path_and_query().map_or("/", |p| p.as_str())
+            );
             let forward = Forward {
                 base: &base,
+                origin: origin.as_ref().as_ref(),
                 path_and_query: &path_and_query,
                 token: token.expose(),
                 host: None,
                 prefix: "/pg",
             };
-            upstream::http(&client, request, &forward)
+            upstream::http(&clients, request, &forward)
                 .await
                 .unwrap_or_else(|e| e.response())
         }

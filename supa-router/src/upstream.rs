@@ -11,19 +11,32 @@ use supa_core::Secret;
 use supa_keys::{Credentials, Payload, SigV4Signer, SigningRequest};
 
 use crate::Error;
+use crate::pool::{self, Origin};
 
-/// Headers that describe one hop, never forwarded (RFC 9110 7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-connection",
+/// What never crosses to an upstream: headers that describe one hop
+/// (RFC 9110 7.6.1), `Host`, the API key, the client's credentials, and
+/// the length (recomputed from the body sent).
+static NOT_FORWARDED: [HeaderName; 14] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("proxy-connection"),
+    header::HOST,
+    HeaderName::from_static("apikey"),
+    header::AUTHORIZATION,
+    header::CONTENT_LENGTH,
+    HeaderName::from_static("x-client-authorization"),
 ];
+
+/// The hop-by-hop headers of [`NOT_FORWARDED`], dropped from answers.
+fn hop_by_hop() -> &'static [HeaderName] {
+    &NOT_FORWARDED[..9]
+}
 
 /// Largest body buffered for signing (Lambda payloads are capped at 6 MB).
 const SIGNED_BODY_LIMIT: usize = 6 << 20;
@@ -33,10 +46,23 @@ pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {
     supa_core::http::client(timeout)
 }
 
+/// How the gateway reaches its network upstreams: plain-HTTP ones through
+/// connections driven by the request's own task ([`pool`]), HTTPS ones
+/// (Lambda Function URLs, remote servers) through a pooled TLS client,
+/// where the network's round trip dwarfs a task hand-off.
+#[derive(Debug)]
+pub(crate) struct Clients {
+    pub tls: reqwest::Client,
+    /// Bounds the wait for a connection and the answer's head.
+    pub timeout: Duration,
+}
+
 /// What to send upstream besides the client's request.
 pub(crate) struct Forward<'a> {
     /// Base URL of the upstream.
-    pub base: &'a str,
+    pub base: &'a url::Url,
+    /// The same, parsed for [`pool`] when it is plain HTTP.
+    pub origin: Option<&'a Origin>,
     /// Path after `/rest/v1`, with the query (apikey removed).
     pub path_and_query: &'a str,
     /// The JWT the upstream runs the request with.
@@ -47,28 +73,13 @@ pub(crate) struct Forward<'a> {
     pub prefix: &'a str,
 }
 
-fn target(base: &str, path_and_query: &str) -> String {
-    format!("{}{}", base.trim_end_matches('/'), path_and_query)
-}
-
-/// The client's headers minus what must not cross: hop-by-hop headers,
-/// `Host`, the API key and the client's `Authorization`.
-fn forwarded_headers(incoming: &HeaderMap, fwd: &Forward<'_>) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for (name, value) in incoming {
-        let n = name.as_str();
-        if HOP_BY_HOP.contains(&n)
-            || matches!(
-                n,
-                "host" | "apikey" | "authorization" | "content-length" | "x-client-authorization"
-            )
-        {
-            continue;
-        }
-        out.append(name.clone(), value.clone());
+/// The client's headers, in place, minus [`NOT_FORWARDED`], plus where
+/// clients reach the gateway.
+fn forwarded_headers(headers: &mut HeaderMap, fwd: &Forward<'_>) {
+    for name in &NOT_FORWARDED {
+        headers.remove(name);
     }
-    set_forwarded(&mut out, fwd.host, fwd.prefix);
-    out
+    set_forwarded(headers, fwd.host, fwd.prefix);
 }
 
 /// Where clients reach a service (`X-Forwarded-Host`, `-Proto`, `-Prefix`),
@@ -103,43 +114,71 @@ fn send_error(e: &reqwest::Error) -> Error {
     }
 }
 
-/// The upstream's answer, streamed back without hop-by-hop headers.
-fn stream_back(response: reqwest::Response) -> Response<Body> {
-    let mut builder = Response::builder().status(response.status().as_u16());
-    if let Some(h) = builder.headers_mut() {
-        for (name, value) in response.headers() {
-            if !HOP_BY_HOP.contains(&name.as_str()) {
-                h.append(name.clone(), value.clone());
-            }
+fn bearer(token: &str) -> Result<HeaderValue, Error> {
+    let mut value = String::with_capacity(7 + token.len());
+    value.push_str("Bearer ");
+    value.push_str(token);
+    HeaderValue::try_from(value).map_err(|_| Error::UpstreamUnreachable("unusable token".into()))
+}
+
+/// Sends the prepared request and streams the answer back without its
+/// hop-by-hop headers.
+async fn exchange(
+    clients: &Clients,
+    mut parts: http::request::Parts,
+    body: Body,
+    fwd: &Forward<'_>,
+) -> Result<Response<Body>, Error> {
+    let mut response = match fwd.origin {
+        Some(origin) => {
+            parts.uri = origin.uri(fwd.path_and_query).map_err(|_| Error::NoRoute)?;
+            parts.version = http::Version::HTTP_11;
+            pool::send(origin, Request::from_parts(parts, body), clients.timeout)
+                .await
+                .map_err(|e| match e {
+                    pool::SendError::Timeout => Error::UpstreamTimeout,
+                    pool::SendError::Connect(e) => Error::UpstreamUnreachable(e.to_string()),
+                    pool::SendError::Exchange(e) => Error::UpstreamUnreachable(e.to_string()),
+                })?
         }
+        None => {
+            let url = format!(
+                "{}{}",
+                fwd.base.as_str().trim_end_matches('/'),
+                fwd.path_and_query
+            );
+            let mut upstream = clients
+                .tls
+                .request(parts.method, url)
+                .headers(parts.headers);
+            // No body stays no body (not an empty chunked one); a body streams.
+            if http_body::Body::size_hint(&body).exact() != Some(0) {
+                let stream = body.into_data_stream().map_err(std::io::Error::other);
+                upstream = upstream.body(reqwest::Body::wrap_stream(stream));
+            }
+            let response = upstream.send().await.map_err(|e| send_error(&e))?;
+            let response: http::Response<reqwest::Body> = response.into();
+            response.map(Body::new)
+        }
+    };
+    for name in hop_by_hop() {
+        response.headers_mut().remove(name);
     }
-    let stream = response.bytes_stream().map_err(std::io::Error::other);
-    builder
-        .body(Body::from_stream(stream))
-        .expect("parts copied from a valid response")
+    Ok(response)
 }
 
 /// Proxies to a PostgREST-compatible server with `Authorization: Bearer`.
 pub(crate) async fn http(
-    client: &reqwest::Client,
+    clients: &Clients,
     request: Request<Body>,
     fwd: &Forward<'_>,
 ) -> Result<Response<Body>, Error> {
-    let (parts, body) = request.into_parts();
-    let mut headers = forwarded_headers(&parts.headers, fwd);
-    let bearer = HeaderValue::from_str(&format!("Bearer {}", fwd.token))
-        .map_err(|_| Error::UpstreamUnreachable("unusable token".into()))?;
-    headers.insert(header::AUTHORIZATION, bearer);
-    let mut upstream = client
-        .request(parts.method, target(fwd.base, fwd.path_and_query))
-        .headers(headers);
-    // No body stays no body (not an empty chunked one); a body streams.
-    if http_body::Body::size_hint(&body).exact() != Some(0) {
-        let stream = body.into_data_stream().map_err(std::io::Error::other);
-        upstream = upstream.body(reqwest::Body::wrap_stream(stream));
-    }
-    let response = upstream.send().await.map_err(|e| send_error(&e))?;
-    Ok(stream_back(response))
+    let (mut parts, body) = request.into_parts();
+    forwarded_headers(&mut parts.headers, fwd);
+    parts
+        .headers
+        .insert(header::AUTHORIZATION, bearer(fwd.token)?);
+    exchange(clients, parts, body, fwd).await
 }
 
 /// Where Lambda credentials come from: the environment, or the ECS
@@ -223,36 +262,37 @@ impl AwsCredentials {
 /// Calls a Lambda Function URL: SigV4 (service `lambda`) owns
 /// `Authorization`, so the JWT travels in `X-Client-Authorization`.
 pub(crate) async fn lambda(
-    client: &reqwest::Client,
+    clients: &Clients,
     signer: &SigV4Signer,
     credentials: &Credentials,
     region: &str,
     request: Request<Body>,
     fwd: &Forward<'_>,
 ) -> Result<Response<Body>, Error> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, SIGNED_BODY_LIMIT)
         .await
         .map_err(|_| Error::UpstreamUnreachable("request body too large for Lambda".into()))?;
-    let mut headers = forwarded_headers(&parts.headers, fwd);
-    let bearer = HeaderValue::from_str(&format!("Bearer {}", fwd.token))
-        .map_err(|_| Error::UpstreamUnreachable("unusable token".into()))?;
-    headers.insert("x-client-authorization", bearer);
-    let url = target(fwd.base, fwd.path_and_query);
-    let pairs: Vec<(String, String)> = headers
+    forwarded_headers(&mut parts.headers, fwd);
+    parts
+        .headers
+        .insert("x-client-authorization", bearer(fwd.token)?);
+    let url = format!(
+        "{}{}",
+        fwd.base.as_str().trim_end_matches('/'),
+        fwd.path_and_query
+    );
+    let pairs: Vec<(&str, &str)> = parts
+        .headers
         .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
-    let borrowed: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
         .collect();
     let signed = signer
         .sign(
             &SigningRequest {
                 method: parts.method.as_str(),
                 url: &url,
-                headers: &borrowed,
+                headers: &pairs,
                 payload: Payload::Bytes(&body),
             },
             credentials,
@@ -265,19 +305,12 @@ pub(crate) async fn lambda(
             h.insert(HeaderName::from_static(name), v);
         }
     };
-    set(&mut headers, "authorization", &signed.authorization);
-    set(&mut headers, "x-amz-date", &signed.x_amz_date);
+    set(&mut parts.headers, "authorization", &signed.authorization);
+    set(&mut parts.headers, "x-amz-date", &signed.x_amz_date);
     if let Some(t) = &signed.x_amz_security_token {
-        set(&mut headers, "x-amz-security-token", t);
+        set(&mut parts.headers, "x-amz-security-token", t);
     }
-    let response = client
-        .request(parts.method, url)
-        .headers(headers)
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| send_error(&e))?;
-    Ok(stream_back(response))
+    exchange(clients, parts, Body::from(body), fwd).await
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use supa_router::{
 struct Args {
     /// Base URL of the tenant manager's internal API.
     #[arg(long, env = env::TENANT_URL)]
-    tenant_url: String,
+    tenant_url: url::Url,
     /// Bearer token of the internal API.
     #[arg(long, env = env::SERVICE_TOKEN, hide_env_values = true)]
     service_token: String,
@@ -72,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let metrics = Arc::new(Metrics::default());
     let token = Secret::new(args.service_token);
-    let http = Arc::new(HttpDirectory::new(&args.tenant_url, token.clone()));
+    let http = Arc::new(HttpDirectory::new(args.tenant_url.as_str(), token.clone()));
     let remote: Arc<dyn ProjectDirectory> = http.clone();
     let (directory, l2): (Arc<dyn ProjectDirectory>, _) = match &args.redis_url {
         Some(url) => {
