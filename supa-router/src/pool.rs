@@ -436,7 +436,7 @@ mod tests {
         .unwrap();
         let mut body = response.into_body().into_data_stream();
         use futures_util::StreamExt as _;
-        assert!(body.next().await.unwrap().unwrap().len() > 0);
+        assert!(!body.next().await.unwrap().unwrap().is_empty());
         drop(body);
         assert_eq!(call(&origin, "GET", "/json", Body::empty()).await.0, 200);
         // Concurrent requests each get a connection, and all succeed.
