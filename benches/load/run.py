@@ -2,15 +2,21 @@
 
 (a) overhead: GET through the gateway (key-auth, cached config, cached mint)
     to an HTTP upstream returning a fixed small JSON, against that upstream
-    direct and against nginx proxying to it (keep-alive both ways);
+    direct and against nginx proxying to it (keep-alive both ways): the
+    saturation throughput (wrk), then latency at half of nginx's saturation
+    rate, held fixed by `fixed-rate` (benches/src/bin/fixed_rate.rs);
 (b) end to end: a single-row GET through the gateway with the embedded data
     plane, against supa-rest standalone on the same database;
+(d) the data plane's physical limit: the same single-row SELECT through
+    supa-rest and through pgbench (prepared, as many connections as the
+    pool), bare and inside the transaction a request runs;
 (c) cold path: the first request for each of 1,000 projects through a fresh
     supa-gateway (no Redis), whose memory cache starts empty.
 
-Uses release binaries (`make bench-load` builds them), wrk and nginx from
-apt, and a throwaway `supa up` in a temp dir. Prints a table and writes
-bench-results/load.json. Not a test: nothing here asserts a speed.
+Uses release binaries (`make bench-load` builds them), wrk, nginx and
+pgbench from apt, and a throwaway `supa up` in a temp dir. Prints a table
+and writes bench-results/load.json. Not a test: nothing here asserts a
+speed.
 """
 
 import json
@@ -32,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RELEASE = ROOT / "target" / "release"
 DURATION = os.environ.get("BENCH_DURATION", "10s")
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
-LOW_CONNECTIONS = 4
+POOL = 10
 COLD_PROJECTS = int(os.environ.get("BENCH_COLD_PROJECTS", "1000"))
 
 
@@ -72,6 +78,53 @@ def wrk(url, headers=(), connections=CONNECTIONS, duration=DURATION, script=None
 
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": rps, "p50_ms": pct(50), "p99_ms": pct(99), "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+
+
+def fixed_rate(url, rate, headers=(), connections=CONNECTIONS, duration=DURATION):
+    """Latency at a fixed request rate (open loop, coordinated omission
+    corrected): the percentiles wrk cannot give below saturation."""
+    cmd = [str(RELEASE / "fixed-rate"), url, "--rate", f"{rate:.0f}", "--connections", str(connections),
+           "--duration", duration.rstrip("s")]
+    for h in headers:
+        cmd += ["--header", h]
+    return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
+def pgbench(db, script, clients=POOL, duration=DURATION, options=""):
+    """Transactions per second of `script` (prepared statements), as the
+    project's data-plane login, `clients` connections on 2 threads."""
+    path = Path(tempfile.mkstemp(suffix=".sql")[1])
+    path.write_text(script)
+    env = {**os.environ, "PGPASSWORD": db["password"], "PGOPTIONS": options}
+    out = subprocess.run(
+        [PGBENCH, "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-T", duration.rstrip("s"),
+         "-h", db["host"], "-p", str(db["port"]), "-U", db["user"], "-f", str(path), db["name"]],
+        capture_output=True, text=True, env=env)
+    path.unlink()
+    if out.returncode != 0:
+        sys.exit(f"pgbench failed:\n{out.stdout}\n{out.stderr}")
+    tps = float(re.search(r"tps = ([\d.]+)", out.stdout).group(1))
+    lat = re.search(r"latency average = ([\d.]+) ms", out.stdout)
+    return {"tps": tps, "latency_avg_ms": float(lat.group(1)) if lat else None}
+
+
+PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+
+# The statement supa-rest runs for `GET /items?id=eq.7` (see supa-rest's
+# plan.rs), and the settings it sets first: the baseline runs what the
+# data plane runs.
+ROW_SELECT = (
+    "WITH pgrst_source AS (SELECT \"public\".\"items\".* FROM \"public\".\"items\" "
+    "WHERE \"public\".\"items\".\"id\" = :id) "
+    "SELECT null::bigint AS total_result_set, pg_catalog.count(_postgrest_t) AS page_total, "
+    "coalesce(json_agg(_postgrest_t), '[]')::text AS body FROM (SELECT * FROM pgrst_source) _postgrest_t;"
+)
+REQUEST_SETUP = (
+    "SELECT set_config('search_path', '\"public\"', true), set_config('role', 'anon', true), "
+    "set_config('request.jwt.claims', '{\"role\":\"anon\"}', true), set_config('request.method', 'GET', true), "
+    "set_config('request.path', '/items', true), set_config('request.headers', '{}', true), "
+    "set_config('request.cookies', '{}', true);"
+)
 
 
 NGINX_CONF = """
@@ -142,7 +195,7 @@ def start_platform(work, *flags):
 
 
 def main():
-    for tool in ("wrk", "nginx"):
+    for tool in ("wrk", "nginx", PGBENCH):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: run `make bench-load` (it installs it)")
     work = tempfile.mkdtemp(prefix="supa-bench-load-")
@@ -172,13 +225,16 @@ def main():
         gw_fixed = f"{gw_url}/project/{fixed['ref']}/rest/v1/items"
         assert httpx.get(gw_fixed, headers={"apikey": fixed["publishable_key"]}).json() == [{"id": 1}]
         wrk(gw_fixed, [key], duration="2s")  # warm caches and pools
-        for label, url, headers in [
+        targets = [
             ("upstream direct", f"http://127.0.0.1:{upstream_port}/items", []),
             ("nginx proxy", f"http://127.0.0.1:{proxy_port}/items", []),
             ("supa gateway", gw_fixed, [key]),
-        ]:
+        ]
+        for label, url, headers in targets:
             results[f"a:{label}"] = wrk(url, headers)
-            results[f"a:{label}:low"] = wrk(url, headers, connections=LOW_CONNECTIONS)
+        half = results["a:nginx proxy"]["rps"] / 2
+        for label, url, headers in targets:
+            results[f"a:{label}:half"] = fixed_rate(url, half, headers)
 
         # (b) end to end: embedded data plane vs supa-rest standalone.
         rows = api.post("/v1/projects", json={"name": "rows"}).json()
@@ -208,6 +264,12 @@ def main():
         wrk(direct_row, duration="2s")
         results["b:supa-rest direct"] = wrk(direct_row)
         results["b:supa gateway (embedded)"] = wrk(gw_row, [f"apikey: {rows['publishable_key']}"])
+
+        # (d) the same SELECT through pgbench, on the pool's connection count.
+        row_tx = f"BEGIN;\n{REQUEST_SETUP}\n{ROW_SELECT}\nCOMMIT;\n"
+        results["d:pgbench select"] = pgbench(db, f"\\set id 7\n{ROW_SELECT}\n", options="-c role=anon")
+        results["d:pgbench request transaction"] = pgbench(db, f"\\set id 7\n{row_tx}")
+        results["d:supa-rest"] = results["b:supa-rest direct"]
 
         # (c) cold path through a fresh supa-gateway (BENCH_COLD_PROJECTS=0 skips it).
         if COLD_PROJECTS:
@@ -245,19 +307,25 @@ def main():
             stop(p)
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\n(a) gateway overhead, {CONNECTIONS} connections, {DURATION} (p99 at {LOW_CONNECTIONS} connections in brackets)")
-    print(f"{'target':<20} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'low-c p99':>10} {'vs nginx':>9}")
+    print(f"\n(a) gateway overhead, {CONNECTIONS} connections, {DURATION}; latency at half of nginx's saturation rate")
+    print(f"{'target':<20} {'req/s':>10} {'vs nginx':>9} {'rate':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>7}")
     nginx_rps = results["a:nginx proxy"]["rps"]
     for label in ("upstream direct", "nginx proxy", "supa gateway"):
-        r, low = results[f"a:{label}"], results[f"a:{label}:low"]
-        print(f"{label:<20} {r['rps']:>10.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {low['p99_ms']:>10.3f} {r['rps'] / nginx_rps:>8.2f}x")
-    added = results["a:supa gateway:low"]["p99_ms"] - results["a:upstream direct:low"]["p99_ms"]
-    print(f"added p99 at {LOW_CONNECTIONS} connections vs direct: {added:.3f} ms")
+        r, half = results[f"a:{label}"], results[f"a:{label}:half"]
+        print(f"{label:<20} {r['rps']:>10.0f} {r['rps'] / nginx_rps:>8.2f}x {half['rate']:>8.0f} {half['p50_ms']:>8.3f} "
+              f"{half['p99_ms']:>8.3f} {half['p999_ms']:>9.3f} {half['errors'] + half['non_2xx']:>7}")
+    added = results["a:supa gateway:half"]["p99_ms"] - results["a:upstream direct:half"]["p99_ms"]
+    print(f"added p99 at half of nginx's saturation vs direct: {added:.3f} ms")
     print(f"\n(b) end to end single-row GET, {CONNECTIONS} connections, {DURATION}")
     direct = results["b:supa-rest direct"]["rps"]
     for label in ("supa-rest direct", "supa gateway (embedded)"):
         r = results[f"b:{label}"]
         print(f"{label:<26} {r['rps']:>10.0f} req/s  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  {r['rps'] / direct:.2f}x")
+    print(f"\n(d) data plane against pgbench -M prepared, {POOL} connections")
+    rest_rps = results["d:supa-rest"]["rps"]
+    for label in ("pgbench select", "pgbench request transaction"):
+        tps = results[f"d:{label}"]["tps"]
+        print(f"{label:<30} {tps:>10.0f} tps   supa-rest {rest_rps:.0f} req/s = {rest_rps / tps:.2f}x")
     c = results.get("c:cold")
     if c:
         print(f"\n(c) cold path, {c['projects']} projects, first request each: total {c['total_s']:.1f} s, "

@@ -24,6 +24,8 @@ pub const REDIS_URL: &str = "SUPA_REDIS_URL";
 pub const BASE_DOMAIN: &str = "SUPA_BASE_DOMAIN";
 /// Port of the public gateway (default 8000).
 pub const GATEWAY_PORT: &str = "SUPA_GATEWAY_PORT";
+/// Threads serving the public gateway port (default: one per CPU).
+pub const GATEWAY_THREADS: &str = "SUPA_GATEWAY_THREADS";
 /// Port of the Management API and `/metrics` (default 8001).
 pub const API_PORT: &str = "SUPA_API_PORT";
 /// Address the servers listen on (default `127.0.0.1`).

@@ -152,9 +152,13 @@ impl Service {
         &self.pool
     }
 
-    /// Forgets the schema cache; the next request loads it again.
+    /// Forgets the schema cache and the prepared statements; the next
+    /// request loads the one and prepares the others again.
     pub fn invalidate_schema(&self) {
         *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        // Prepared statements keep the types inferred when they were
+        // prepared: a changed column type needs them prepared again.
+        self.pool.manager().statement_caches.clear();
     }
 
     /// The schema cache, loaded on first use.
@@ -1182,6 +1186,7 @@ impl Service {
             .get()
             .await
             .map_err(|e| db::unavailable(&e.to_string()))?;
+        db::bound_prepared(&client);
         let mut setup = Sql::default();
         let search_path: Vec<String> = std::iter::once(ctx.schema.clone())
             .chain(self.config.extra_search_path.iter().cloned())
@@ -1238,22 +1243,47 @@ impl Service {
             call.push("()");
             call
         });
+        // Prepared first (nothing to wait for once cached), then sent
+        // together in order.
+        let (set_prepared, pre_prepared, first_prepared) = tokio::join!(
+            db::prepare(&client, &setup),
+            async {
+                match &pre_request {
+                    Some(call) => db::prepare(&client, call).await,
+                    None => None,
+                }
+            },
+            async {
+                match first {
+                    Some(sql) => db::prepare(&client, sql).await,
+                    None => None,
+                }
+            },
+        );
         let (began, set, pre, rows) = tokio::join!(
             client.batch_execute(if read_only {
                 "BEGIN READ ONLY"
             } else {
                 "BEGIN"
             }),
-            db::query(&client, &setup, ctx.authenticated),
+            db::execute(&client, &setup, set_prepared.as_ref(), ctx.authenticated),
             async {
                 match &pre_request {
-                    Some(call) => db::query(&client, call, ctx.authenticated).await.map(drop),
+                    Some(call) => {
+                        db::execute(&client, call, pre_prepared.as_ref(), ctx.authenticated)
+                            .await
+                            .map(drop)
+                    }
                     None => Ok(()),
                 }
             },
             async {
                 match first {
-                    Some(sql) => db::query(&client, sql, ctx.authenticated).await.map(Some),
+                    Some(sql) => {
+                        db::execute(&client, sql, first_prepared.as_ref(), ctx.authenticated)
+                            .await
+                            .map(Some)
+                    }
                     None => Ok(None),
                 }
             },

@@ -500,3 +500,61 @@ async fn postgrest_14_behaviours_on_a_project() {
         "Note:\nThis is a Foreign Key to `channels.id`.<fk table='channels' column='id'/>"
     );
 }
+
+/// Statements stay prepared on each connection; a column whose type
+/// changes behind the schema cache's back (no NOTIFY) costs at most one
+/// failed request per connection that had it prepared, never more.
+#[tokio::test]
+async fn prepared_statements_follow_a_changed_column_type() {
+    let tenant = supa_testkit::tenant().await;
+    let (r, db) = project(&tenant, "prepared").await;
+    tenant
+        .run_sql(
+            &r,
+            "CREATE TABLE typed (id int, v text); INSERT INTO typed VALUES (1, 'a'); \
+             GRANT SELECT ON typed TO anon",
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let pool = 2;
+    let engine = Engine::new(pool, Duration::from_secs(60), 10);
+    let get = || {
+        call(
+            &engine,
+            r.as_str(),
+            &db,
+            "GET",
+            "/typed?id=eq.1",
+            None,
+            None,
+        )
+    };
+    // Both connections prepare the statement (two at a time).
+    for _ in 0..4 {
+        let ((s1, v1), (s2, _)) = tokio::join!(get(), get());
+        assert_eq!((s1, s2), (200, 200), "{v1}");
+        assert_eq!(v1, json!([{"id": 1, "v": "a"}]));
+    }
+    let (admin, connection) = tokio_postgres::connect(
+        &supa_testkit::cluster().url(&db.name),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    admin
+        .batch_execute("ALTER TABLE typed ALTER COLUMN id TYPE text")
+        .await
+        .unwrap();
+    let mut failures = 0;
+    let body = loop {
+        let (s, v) = get().await;
+        if s == 200 {
+            break v;
+        }
+        failures += 1;
+        assert!(failures <= pool, "still failing after {failures}: {s} {v}");
+    };
+    assert_eq!(body, json!([{"id": "1", "v": "a"}]));
+}

@@ -30,6 +30,9 @@ struct Args {
     /// Serve `{ref}.{base_domain}` hosts as projects.
     #[arg(long, env = env::BASE_DOMAIN)]
     base_domain: Option<String>,
+    /// Threads serving the public port (default: one per CPU).
+    #[arg(long, env = env::GATEWAY_THREADS)]
+    threads: Option<usize>,
     /// Address to listen on.
     #[arg(long, env = env::BIND, default_value = "0.0.0.0")]
     bind: std::net::IpAddr,
@@ -140,13 +143,15 @@ async fn main() -> anyhow::Result<()> {
             "/health",
             axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         );
-    let public = axum::serve(
-        supa_core::serve::nodelay(listener),
-        gateway
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(supa_core::signal::stopped());
+    let threads = args
+        .threads
+        .unwrap_or_else(supa_core::serve::default_threads);
+    let public = supa_core::serve::per_thread(
+        listener,
+        gateway.router(),
+        threads,
+        supa_core::signal::stopped(),
+    );
     let admin =
         axum::serve(admin_listener, admin).with_graceful_shutdown(supa_core::signal::stopped());
     let (public, admin) = tokio::join!(public, admin);

@@ -20,6 +20,9 @@ pub(crate) struct UpArgs {
     /// Public gateway port (the gateway is served from this port).
     #[arg(long, env = env::GATEWAY_PORT, default_value_t = 8000)]
     gateway_port: u16,
+    /// Threads serving the gateway port (default: one per CPU).
+    #[arg(long, env = env::GATEWAY_THREADS)]
+    gateway_threads: Option<usize>,
     /// Address to listen on.
     #[arg(long, env = env::BIND, default_value = "127.0.0.1")]
     bind: std::net::IpAddr,
@@ -183,7 +186,19 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         axum::routing::get(move || async move { metrics.render() }),
     );
     let api = platform::serve(listener, admin, until_stopped(stopped.clone()));
-    let public = platform::serve(gateway_listener, gateway.router(), until_stopped(stopped));
+    let threads = args
+        .gateway_threads
+        .unwrap_or_else(supa_core::serve::default_threads);
+    let public = async {
+        supa_core::serve::per_thread(
+            gateway_listener,
+            gateway.router(),
+            threads,
+            until_stopped(stopped),
+        )
+        .await
+        .context("serve the gateway")
+    };
     let (api, public) = tokio::join!(api, public);
     api?;
     public?;
