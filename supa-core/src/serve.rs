@@ -5,8 +5,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::serve::ListenerExt as _;
 use tokio::net::{TcpListener, TcpStream};
+use tower::Layer as _;
 
 /// A listener that sets `TCP_NODELAY` on each connection it accepts.
 pub type NoDelay = axum::serve::TapIo<TcpListener, fn(&mut TcpStream)>;
@@ -29,17 +31,18 @@ pub fn default_threads() -> usize {
 }
 
 /// Serves `router` on `listener` from `threads` single-threaded runtimes,
-/// one per OS thread, all accepting on the same socket, until `shutdown`
-/// resolves; then each lets its requests in flight finish. Each request
-/// knows its peer (`ConnectInfo<SocketAddr>`).
+/// one per OS thread, until `shutdown` resolves; then each lets its
+/// requests in flight finish. Each request knows its peer
+/// (`ConnectInfo<SocketAddr>`).
 ///
-/// A connection lives on the thread that accepted it, with everything its
-/// requests do (the upstream connections they take from the thread's idle
-/// list, the bodies they stream): no hand-off between threads, no work
-/// stealing, the model of nginx's workers and pingora's no-steal runtime.
-/// On a work-stealing runtime a proxied request costs a third more CPU,
-/// most of it in the kernel waking the sibling worker. Whichever thread is
-/// free takes the next connection; an idle thread costs nothing.
+/// A connection lives on one thread with everything its requests do (the
+/// upstream connections they take from the thread's idle list, the bodies
+/// they stream): no hand-off between threads, no work stealing, the model
+/// of nginx's workers and pingora's no-steal runtime. On a work-stealing
+/// runtime a proxied request costs a third more CPU, most of it in the
+/// kernel waking the sibling worker. The caller's runtime accepts and
+/// deals connections to the threads in turn: left to race for `accept`,
+/// one thread takes a burst of new connections whole.
 ///
 /// Tasks a request spawns (a database connection's driver, a WebSocket)
 /// run on that thread's runtime and may serve other threads' requests, so
@@ -50,13 +53,15 @@ pub async fn per_thread(
     threads: usize,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let listener = listener.into_std()?;
+    let local = listener.local_addr()?;
     let threads = threads.max(1);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (release, released) = tokio::sync::watch::channel(false);
     let (done, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+    let mut deal = Vec::with_capacity(threads);
     for i in 0..threads {
-        let listener = listener.try_clone()?;
+        let (hand, connections) = tokio::sync::mpsc::unbounded_channel();
+        deal.push(hand);
         let router = router.clone();
         let (mut stopped, mut released) = (stopped.clone(), released.clone());
         let done = done.clone();
@@ -74,18 +79,21 @@ pub async fn per_thread(
                     }
                 };
                 runtime.block_on(async move {
-                    let outcome = match TcpListener::from_std(listener) {
-                        Ok(listener) => {
-                            let service =
-                                router.into_make_service_with_connect_info::<SocketAddr>();
-                            axum::serve(nodelay(listener), service)
-                                .with_graceful_shutdown(async move {
-                                    let _ = stopped.wait_for(|s| *s).await;
-                                })
-                                .await
-                        }
-                        Err(e) => Err(e),
-                    };
+                    // What `into_make_service_with_connect_info` does for
+                    // a TcpListener: each connection's router knows its peer.
+                    let service = tower::service_fn(
+                        move |incoming: axum::serve::IncomingStream<'_, Dealt>| {
+                            let peer = ConnectInfo(*incoming.remote_addr());
+                            std::future::ready(Ok::<_, std::convert::Infallible>(
+                                axum::Extension(peer).layer(router.clone()),
+                            ))
+                        },
+                    );
+                    let outcome = axum::serve(Dealt { connections, local }, service)
+                        .with_graceful_shutdown(async move {
+                            let _ = stopped.wait_for(|s| *s).await;
+                        })
+                        .await;
                     let _ = done.send(outcome);
                     drop(done);
                     let _ = released.wait_for(|r| *r).await;
@@ -93,11 +101,34 @@ pub async fn per_thread(
             })?;
     }
     drop(done);
+    let accept = async {
+        for turn in (0..threads).cycle() {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // A connection that died in the queue is its own
+                    // business; anything else (out of descriptors) is
+                    // given a moment to pass, as axum does.
+                    if !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                    ) {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                    continue;
+                }
+            };
+            if let Ok(stream) = stream.into_std() {
+                let _ = deal[turn].send((stream, peer));
+            }
+        }
+    };
     // The signal, or the first thread to end (an error, a panic), stops
-    // them all.
+    // accepting and stops them all.
     let mut ended = Vec::with_capacity(threads);
     tokio::select! {
         () = shutdown => {}
+        () = accept => {}
         outcome = outcomes.recv() => ended.extend(outcome),
     }
     let _ = stop.send(true);
@@ -109,4 +140,90 @@ pub async fn per_thread(
         return Err(std::io::Error::other("a serving thread panicked"));
     }
     ended.into_iter().collect()
+}
+
+/// The connections dealt to one serving thread, as axum's listener.
+struct Dealt {
+    connections: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl axum::serve::Listener for Dealt {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        loop {
+            let Some((stream, peer)) = self.connections.recv().await else {
+                // The acceptor has stopped: so will this server.
+                return std::future::pending().await;
+            };
+            // Registered with this thread's runtime from here on.
+            if let Ok(stream) = TcpStream::from_std(stream) {
+                // A refusal leaves the connection working, only slower.
+                let _ = stream.set_nodelay(true);
+                return (stream, peer);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// One request on a new connection: the body of the answer.
+    async fn get(addr: SocketAddr) -> (String, SocketAddr) {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let me = tcp.local_addr().unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        (body.to_owned(), me)
+    }
+
+    #[tokio::test]
+    async fn connections_are_dealt_to_each_thread_in_turn_and_drain_on_shutdown() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router =
+            Router::new().fallback(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                let thread = std::thread::current().name().unwrap_or_default().to_owned();
+                format!("{thread} {peer}")
+            });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(per_thread(listener, router, 2, async {
+            let _ = stopped.await;
+        }));
+        let mut threads = Vec::new();
+        for _ in 0..4 {
+            let (body, me) = get(addr).await;
+            let (thread, peer) = body.split_once(' ').unwrap();
+            assert_eq!(peer, me.to_string(), "each request knows its peer");
+            threads.push(thread.to_owned());
+        }
+        assert_eq!(
+            threads,
+            [
+                "supa-serve-0",
+                "supa-serve-1",
+                "supa-serve-0",
+                "supa-serve-1"
+            ]
+        );
+        stop.send(()).unwrap();
+        served.await.unwrap().unwrap();
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "no longer accepting after shutdown"
+        );
+    }
 }

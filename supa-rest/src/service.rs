@@ -1169,9 +1169,11 @@ impl Service {
 
     /// Takes a connection and opens the request's transaction: role, JWT
     /// claims, request GUCs, time zone, then the pre-request function, and
-    /// `first` when given. They go out together (tokio-postgres pipelines
-    /// what is issued before the answers come back): one round trip, not
-    /// one each, and the first error in that order is the request's.
+    /// `first` when given, and `end` (`COMMIT` or `ROLLBACK`) after it when
+    /// given. They go out together (tokio-postgres pipelines what is
+    /// issued before the answers come back): one round trip, not one each,
+    /// and the first error in that order is the request's.
+    #[allow(clippy::too_many_arguments)]
     async fn begin(
         &self,
         ctx: &Context,
@@ -1180,6 +1182,7 @@ impl Service {
         read_only: bool,
         prefer: &Prefer,
         first: Option<&Sql>,
+        end: Option<&'static str>,
     ) -> Result<(deadpool_postgres::Object, Option<Vec<tokio_postgres::Row>>), Error> {
         let client = self
             .pool
@@ -1260,7 +1263,7 @@ impl Service {
                 }
             },
         );
-        let (began, set, pre, rows) = tokio::join!(
+        let (began, set, pre, rows, ended) = tokio::join!(
             client.batch_execute(if read_only {
                 "BEGIN READ ONLY"
             } else {
@@ -1287,16 +1290,31 @@ impl Service {
                     None => Ok(None),
                 }
             },
+            async {
+                match end {
+                    Some(end) => client.batch_execute(end).await,
+                    None => Ok(()),
+                }
+            },
         );
         let opened = began
             .map_err(|e| db::map_error(&e, ctx.authenticated))
             .and(set)
             .and(pre)
-            .and(rows);
+            .and(rows)
+            .and_then(|rows| {
+                // A failed COMMIT (deferred constraint) is the request's
+                // error.
+                ended.map_err(|e| db::map_error(&e, ctx.authenticated))?;
+                Ok(rows)
+            });
         match opened {
             Ok(rows) => Ok((client, rows)),
             Err(e) => {
-                let _ = client.batch_execute("ROLLBACK").await;
+                // An aborted transaction's COMMIT has rolled it back.
+                if end.is_none() {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                }
                 Err(e)
             }
         }
@@ -1320,6 +1338,13 @@ impl Service {
         // The statement goes out with the transaction's start, unless
         // something must run between them (a plan, a count estimate).
         let pipelined = ctx.plan.is_none() && explain.is_none();
+        let (commit, _) = self.config.tx_end.commits(prefer.tx);
+        // A read-only transaction also ends in that flight: one round trip
+        // a read. Its end cannot wait for `check`, but then committing or
+        // rolling back a transaction that cannot write differs in nothing
+        // a client sees.
+        let end_early =
+            (pipelined && read_only).then_some(if commit { "COMMIT" } else { "ROLLBACK" });
         let (client, first_rows) = match self
             .begin(
                 ctx,
@@ -1328,6 +1353,7 @@ impl Service {
                 read_only,
                 prefer,
                 pipelined.then_some(statement),
+                end_early,
             )
             .await
         {
@@ -1376,7 +1402,10 @@ impl Service {
             Ok::<_, Error>(outcome)
         }
         .await;
-        let (commit, _) = self.config.tx_end.commits(prefer.tx);
+        if end_early.is_some() {
+            ctx.timer.lap(Phase::Transaction);
+            return result;
+        }
         let end = if result.is_ok() && commit {
             "COMMIT"
         } else {
@@ -1424,7 +1453,9 @@ impl Service {
         ctx.timer.lap(Phase::Parse);
         ctx.timer.lap(Phase::Plan);
         let visible = if self.config.openapi_mode == OpenApiMode::FollowPrivileges {
-            let (client, _) = self.begin(ctx, method, headers, true, prefer, None).await?;
+            let (client, _) = self
+                .begin(ctx, method, headers, true, prefer, None, None)
+                .await?;
             let rows = client
                 .query(openapi::VISIBLE_SQL, &[&ctx.schema])
                 .await
