@@ -18,20 +18,16 @@ pub type NoDelay = axum::serve::TapIo<TcpListener, fn(&mut TcpStream)>;
 /// with Nagle's algorithm on, each piece after the first waits for the
 /// client's delayed ACK (40 ms on Linux).
 pub fn nodelay(listener: TcpListener) -> NoDelay {
-    fn set(tcp: &mut TcpStream) {
-        // A refusal leaves the connection working, only slower.
-        let _ = tcp.set_nodelay(true);
-    }
-    listener.tap_io(set as fn(&mut TcpStream))
+    listener.tap_io(set_nodelay as fn(&mut TcpStream))
 }
 
-/// The serving threads when none are configured: one per CPU.
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
+fn set_nodelay(tcp: &mut TcpStream) {
+    // A refusal leaves the connection working, only slower.
+    let _ = tcp.set_nodelay(true);
 }
 
-/// Serves `router` on `listener` from `threads` single-threaded runtimes,
-/// one per OS thread, until `shutdown` resolves; then each lets its
+/// Serves `router` on `listener` from `threads` single-threaded runtimes
+/// (default: one per CPU), one per OS thread, until `shutdown` resolves; then each lets its
 /// requests in flight finish. Each request knows its peer
 /// (`ConnectInfo<SocketAddr>`).
 ///
@@ -50,11 +46,13 @@ pub fn default_threads() -> usize {
 pub async fn per_thread(
     listener: TcpListener,
     router: Router,
-    threads: usize,
+    threads: Option<usize>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
-    let threads = threads.max(1);
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .max(1);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (release, released) = tokio::sync::watch::channel(false);
     let (done, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
@@ -159,9 +157,8 @@ impl axum::serve::Listener for Dealt {
                 return std::future::pending().await;
             };
             // Registered with this thread's runtime from here on.
-            if let Ok(stream) = TcpStream::from_std(stream) {
-                // A refusal leaves the connection working, only slower.
-                let _ = stream.set_nodelay(true);
+            if let Ok(mut stream) = TcpStream::from_std(stream) {
+                set_nodelay(&mut stream);
                 return (stream, peer);
             }
         }
@@ -200,7 +197,7 @@ mod tests {
                 format!("{thread} {peer}")
             });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(per_thread(listener, router, 2, async {
+        let served = tokio::spawn(per_thread(listener, router, Some(2), async {
             let _ = stopped.await;
         }));
         let mut threads = Vec::new();

@@ -9,6 +9,7 @@ use axum::http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header,
 };
 use deadpool_postgres::Pool;
+use futures_util::future::OptionFuture;
 use serde_json::Value;
 use supa_keys::JwtKey;
 
@@ -1248,21 +1249,13 @@ impl Service {
         });
         // Prepared first (nothing to wait for once cached), then sent
         // together in order.
+        let pre_request = pre_request.as_ref();
         let (set_prepared, pre_prepared, first_prepared) = tokio::join!(
             db::prepare(&client, &setup),
-            async {
-                match &pre_request {
-                    Some(call) => db::prepare(&client, call).await,
-                    None => None,
-                }
-            },
-            async {
-                match first {
-                    Some(sql) => db::prepare(&client, sql).await,
-                    None => None,
-                }
-            },
+            OptionFuture::from(pre_request.map(|call| db::prepare(&client, call))),
+            OptionFuture::from(first.map(|sql| db::prepare(&client, sql))),
         );
+        let (pre_prepared, first_prepared) = (pre_prepared.flatten(), first_prepared.flatten());
         let (began, set, pre, rows, ended) = tokio::join!(
             client.batch_execute(if read_only {
                 "BEGIN READ ONLY"
@@ -1270,42 +1263,25 @@ impl Service {
                 "BEGIN"
             }),
             db::execute(&client, &setup, set_prepared.as_ref(), ctx.authenticated),
-            async {
-                match &pre_request {
-                    Some(call) => {
-                        db::execute(&client, call, pre_prepared.as_ref(), ctx.authenticated)
-                            .await
-                            .map(drop)
-                    }
-                    None => Ok(()),
-                }
-            },
-            async {
-                match first {
-                    Some(sql) => {
-                        db::execute(&client, sql, first_prepared.as_ref(), ctx.authenticated)
-                            .await
-                            .map(Some)
-                    }
-                    None => Ok(None),
-                }
-            },
-            async {
-                match end {
-                    Some(end) => client.batch_execute(end).await,
-                    None => Ok(()),
-                }
-            },
+            OptionFuture::from(pre_request.map(|call| {
+                db::execute(&client, call, pre_prepared.as_ref(), ctx.authenticated)
+            })),
+            OptionFuture::from(first.map(|sql| {
+                db::execute(&client, sql, first_prepared.as_ref(), ctx.authenticated)
+            })),
+            OptionFuture::from(end.map(|end| client.batch_execute(end))),
         );
         let opened = began
             .map_err(|e| db::map_error(&e, ctx.authenticated))
             .and(set)
-            .and(pre)
-            .and(rows)
+            .and(pre.transpose())
+            .and(rows.transpose())
             .and_then(|rows| {
                 // A failed COMMIT (deferred constraint) is the request's
                 // error.
-                ended.map_err(|e| db::map_error(&e, ctx.authenticated))?;
+                ended
+                    .transpose()
+                    .map_err(|e| db::map_error(&e, ctx.authenticated))?;
                 Ok(rows)
             });
         match opened {

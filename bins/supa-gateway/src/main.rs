@@ -143,13 +143,10 @@ async fn main() -> anyhow::Result<()> {
             "/health",
             axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         );
-    let threads = args
-        .threads
-        .unwrap_or_else(supa_core::serve::default_threads);
     let public = supa_core::serve::per_thread(
         listener,
         gateway.router(),
-        threads,
+        args.threads,
         supa_core::signal::stopped(),
     );
     let admin =

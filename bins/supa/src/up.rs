@@ -186,14 +186,11 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         axum::routing::get(move || async move { metrics.render() }),
     );
     let api = platform::serve(listener, admin, until_stopped(stopped.clone()));
-    let threads = args
-        .gateway_threads
-        .unwrap_or_else(supa_core::serve::default_threads);
     let public = async {
         supa_core::serve::per_thread(
             gateway_listener,
             gateway.router(),
-            threads,
+            args.gateway_threads,
             until_stopped(stopped),
         )
         .await
