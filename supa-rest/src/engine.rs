@@ -1,6 +1,8 @@
 //! Many databases behind one engine: a [`Service`] per project, created on
 //! first request, closed after an idle time, reloaded on
-//! `NOTIFY pgrst, 'reload schema'`.
+//! `NOTIFY pgrst, 'reload schema'`. A closed project's schema cache stays
+//! (bounded), so its next request pays for a connection, not for reading
+//! the catalog again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,6 +13,7 @@ use axum::http::{Request, Response};
 use futures_util::StreamExt as _;
 use supa_core::ProjectDatabase;
 
+use crate::schema::SchemaCache;
 use crate::service::{Auth, Service};
 use crate::{Error, RestConfig};
 
@@ -18,6 +21,10 @@ use crate::{Error, RestConfig};
 #[derive(Debug, Clone)]
 pub struct Engine {
     services: Arc<Mutex<HashMap<String, Arc<Service>>>>,
+    /// Schema caches of projects whose pools were closed (idle or least
+    /// recently used), until the project is evicted or the bound is hit.
+    /// Not kept by a listening engine: a closed project hears no `NOTIFY`.
+    dormant: moka::sync::Cache<String, Arc<SchemaCache>>,
     pool_size: usize,
     max_projects: usize,
     listen: bool,
@@ -30,13 +37,28 @@ impl Engine {
     /// is closed to make room), which bounds the connections one engine
     /// holds on a worker whatever the number of projects.
     pub fn new(pool_size: usize, idle: Duration, max_projects: usize) -> Self {
+        Self::start(pool_size, idle, max_projects, false)
+    }
+
+    /// As [`Engine::new`], and also keeps one connection per open project
+    /// listening for `NOTIFY pgrst` (for databases changed behind the
+    /// control plane's back; otherwise schema changes arrive as
+    /// evictions, see [`Engine::evict`]). A closed project hears nothing,
+    /// so its schema cache is not kept.
+    pub fn listening(pool_size: usize, idle: Duration, max_projects: usize) -> Self {
+        Self::start(pool_size, idle, max_projects, true)
+    }
+
+    fn start(pool_size: usize, idle: Duration, max_projects: usize, listen: bool) -> Self {
         let engine = Self {
             services: Arc::default(),
+            dormant: moka::sync::Cache::new(if listen { 0 } else { DORMANT_SCHEMAS }),
             pool_size,
             max_projects: max_projects.max(1),
-            listen: false,
+            listen,
         };
         let weak = Arc::downgrade(&engine.services);
+        let dormant = engine.dormant.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(idle.max(Duration::from_secs(1)) / 2);
             loop {
@@ -48,7 +70,13 @@ impl Engine {
                 services
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .retain(|_, s| now.saturating_sub(s.last_used()) < idle.as_secs().max(1));
+                    .retain(|key, s| {
+                        let open = now.saturating_sub(s.last_used()) < idle.as_secs().max(1);
+                        if !open && !listen {
+                            keep_schema(&dormant, key, s);
+                        }
+                        open
+                    });
             }
         });
         engine
@@ -73,7 +101,11 @@ impl Engine {
             supa_db::pg_config(db, "supa-rest"),
             config.pool_size.unwrap_or(self.pool_size),
         )?;
-        let service = Arc::new(Service::new(config.clone(), pool)?);
+        let mut service = Service::new(config.clone(), pool)?;
+        if let Some(cache) = self.dormant.remove(key) {
+            service = service.with_schema(cache);
+        }
+        let service = Arc::new(service);
         if self.listen {
             listen_for_reloads(&service, supa_db::pg_config(db, "supa-rest"));
         }
@@ -83,28 +115,23 @@ impl Engine {
                 .iter()
                 .min_by_key(|(_, s)| s.last_used())
                 .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                map.remove(&k);
+            if let Some((k, s)) = oldest.and_then(|k| map.remove_entry(&k))
+                && !self.listen
+            {
+                keep_schema(&self.dormant, &k, &s);
             }
         }
         Ok(map.entry(key.to_owned()).or_insert(service).clone())
     }
 
-    /// Also keeps one connection per project listening for
-    /// `NOTIFY pgrst` (for databases changed behind the control plane's
-    /// back); otherwise schema changes arrive as evictions (see
-    /// [`Engine::evict`]).
-    pub fn listening(mut self) -> Self {
-        self.listen = true;
-        self
-    }
-
-    /// Forgets a project (deleted, paused, credentials rotated).
+    /// Forgets a project (deleted, paused, credentials rotated, schema
+    /// changed).
     pub fn evict(&self, key: &str) {
         self.services
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(key);
+        self.dormant.invalidate(key);
     }
 
     /// How many projects have a live service.
@@ -134,6 +161,17 @@ impl Engine {
             Ok(s) => s.handle(request, auth).await,
             Err(e) => crate::service::error_response(&e),
         }
+    }
+}
+
+/// Closed projects whose schema caches an engine keeps: as many as a
+/// gateway caches project configs.
+const DORMANT_SCHEMAS: u64 = 10_000;
+
+/// Keeps the schema cache of `service`, whose pool is being closed.
+fn keep_schema(dormant: &moka::sync::Cache<String, Arc<SchemaCache>>, key: &str, service: &Service) {
+    if let Some(cache) = service.loaded_schema() {
+        dormant.insert(key.to_owned(), cache);
     }
 }
 

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use tokio_postgres::Client;
+use tokio_postgres::types::{ToSql, Type};
 
 use crate::Error;
 
@@ -557,39 +558,54 @@ impl SchemaCache {
     ///
     /// The catalog is read with only `pg_catalog` on the search path, so
     /// every other type and default comes schema-qualified and means the
-    /// same under any request's search path.
+    /// same under any request's search path. Every query goes out in one
+    /// flight (unnamed statements, nothing prepared), so a cold project
+    /// pays one round trip for its cache, not two per query.
     pub async fn load(client: &Client, schemas: &[String]) -> Result<Self, Error> {
-        let begin = client
-            .batch_execute("BEGIN READ ONLY; SET LOCAL search_path TO pg_catalog")
-            .await;
-        let loaded = match begin {
-            Ok(()) => Self::load_in(client, schemas).await,
-            Err(e) => Err(Error::api(
+        let unavailable = |e: tokio_postgres::Error| {
+            Error::api(
                 503,
                 "PGRST002",
                 "Could not query the database for the schema cache. Retrying.",
             )
-            .with_details(e.to_string())),
+            .with_details(e.to_string())
         };
-        let _ = client.batch_execute("ROLLBACK").await;
-        loaded
-    }
-
-    async fn load_in(client: &Client, schemas: &[String]) -> Result<Self, Error> {
         let db = |e: tokio_postgres::Error| match e.as_db_error() {
             Some(d) => Error::from_db(d, true),
-            None => Error::api(
-                503,
-                "PGRST002",
-                "Could not query the database for the schema cache. Retrying.",
-            )
-            .with_details(e.to_string()),
+            None => unavailable(e),
         };
         let schemas: Vec<&str> = schemas.iter().map(String::as_str).collect();
+        let params: &[(&(dyn ToSql + Sync), Type)] = &[(&schemas, Type::NAME_ARRAY)];
+        let q = |sql| client.query_typed(sql, params);
+        let (
+            begin,
+            relations,
+            columns,
+            primary_keys,
+            foreign_keys,
+            view_bases,
+            functions,
+            postgis,
+            media_handlers,
+            descriptions,
+            _rollback,
+        ) = tokio::join!(
+            client.batch_execute("BEGIN READ ONLY; SET LOCAL search_path TO pg_catalog"),
+            q(RELATIONS_SQL),
+            q(COLUMNS_SQL),
+            q(PRIMARY_KEYS_SQL),
+            q(FOREIGN_KEYS_SQL),
+            q(VIEW_BASES_SQL),
+            q(FUNCTIONS_SQL),
+            client.query_typed(POSTGIS_SQL, &[]),
+            q(MEDIA_HANDLERS_SQL),
+            q(SCHEMA_DESCRIPTIONS_SQL),
+            client.batch_execute("ROLLBACK"),
+        );
+        begin.map_err(unavailable)?;
         let mut cache = SchemaCache::default();
 
-        let rows = client.query(RELATIONS_SQL, &[&schemas]).await.map_err(db)?;
-        for row in rows {
+        for row in relations.map_err(db)? {
             let schema: String = row.get("schema");
             let name: String = row.get("name");
             let kind: i8 = row.get("kind");
@@ -611,7 +627,7 @@ impl SchemaCache {
             );
         }
 
-        for row in client.query(COLUMNS_SQL, &[&schemas]).await.map_err(db)? {
+        for row in columns.map_err(db)? {
             let key = (
                 row.get::<_, String>("schema"),
                 row.get::<_, String>("table"),
@@ -634,11 +650,7 @@ impl SchemaCache {
             }
         }
 
-        for row in client
-            .query(PRIMARY_KEYS_SQL, &[&schemas])
-            .await
-            .map_err(db)?
-        {
+        for row in primary_keys.map_err(db)? {
             let key = (
                 row.get::<_, String>("schema"),
                 row.get::<_, String>("table"),
@@ -649,11 +661,7 @@ impl SchemaCache {
             }
         }
 
-        for row in client
-            .query(FOREIGN_KEYS_SQL, &[&schemas])
-            .await
-            .map_err(db)?
-        {
+        for row in foreign_keys.map_err(db)? {
             cache.foreign_keys.push(ForeignKey {
                 name: row.get("name"),
                 from: (row.get("from_schema"), row.get("from_table")),
@@ -664,18 +672,14 @@ impl SchemaCache {
             });
         }
 
-        for row in client
-            .query(VIEW_BASES_SQL, &[&schemas])
-            .await
-            .map_err(db)?
-        {
+        for row in view_bases.map_err(db)? {
             cache.view_bases.insert(
                 (row.get("schema"), row.get("name")),
                 (row.get("base_schema"), row.get("base_name")),
             );
         }
 
-        for row in client.query(FUNCTIONS_SQL, &[&schemas]).await.map_err(db)? {
+        for row in functions.map_err(db)? {
             let schema: String = row.get("schema");
             let name: String = row.get("name");
             let names: Vec<String> = row.get("arg_names");
@@ -734,19 +738,11 @@ impl SchemaCache {
                     returns_media: row.get("returns_media"),
                 });
         }
-        cache.has_postgis = client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'st_asgeojson' AND proargtypes[0] = 'record'::regtype)",
-                &[],
-            )
-            .await
+        cache.has_postgis = postgis
             .map_err(db)?
-            .get(0);
-        for row in client
-            .query(MEDIA_HANDLERS_SQL, &[&schemas])
-            .await
-            .map_err(db)?
-        {
+            .first()
+            .is_some_and(|row| row.get(0));
+        for row in media_handlers.map_err(db)? {
             cache.media_handlers.push(MediaHandler {
                 media: row.get("media"),
                 input: row
@@ -755,11 +751,7 @@ impl SchemaCache {
                 aggregate: row.get("aggregate"),
             });
         }
-        for row in client
-            .query(SCHEMA_DESCRIPTIONS_SQL, &[&schemas])
-            .await
-            .map_err(db)?
-        {
+        for row in descriptions.map_err(db)? {
             cache
                 .schema_descriptions
                 .insert(row.get("schema"), row.get("description"));
@@ -767,6 +759,8 @@ impl SchemaCache {
         Ok(cache)
     }
 }
+
+const POSTGIS_SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'st_asgeojson' AND proargtypes[0] = 'record'::regtype)";
 
 const RELATIONS_SQL: &str = "
 SELECT n.nspname::text AS schema, c.relname::text AS name, c.relkind::\"char\" AS kind, c.oid,

@@ -162,14 +162,24 @@ impl Service {
         self.pool.manager().statement_caches.clear();
     }
 
-    /// The schema cache, loaded on first use.
-    pub async fn schema(&self) -> Result<Arc<SchemaCache>, Error> {
-        if let Some(c) = self
-            .cache
+    /// The schema cache when loaded (kept by an engine when it closes the
+    /// pool).
+    pub fn loaded_schema(&self) -> Option<Arc<SchemaCache>> {
+        self.cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-        {
+    }
+
+    /// Starts with a schema cache loaded before (by a pool closed since).
+    pub fn with_schema(self, cache: Arc<SchemaCache>) -> Self {
+        *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = Some(cache);
+        self
+    }
+
+    /// The schema cache, loaded on first use.
+    pub async fn schema(&self) -> Result<Arc<SchemaCache>, Error> {
+        if let Some(c) = self.loaded_schema() {
             return Ok(c);
         }
         let client = self
@@ -1429,15 +1439,28 @@ impl Service {
         ctx.timer.lap(Phase::Parse);
         ctx.timer.lap(Phase::Plan);
         let visible = if self.config.openapi_mode == OpenApiMode::FollowPrivileges {
-            let (client, _) = self
-                .begin(ctx, method, headers, true, prefer, None, None)
+            // One flight: the setup, the query and the rollback.
+            let query = Sql {
+                text: openapi::VISIBLE_SQL.to_owned(),
+                params: vec![ctx.schema.clone()],
+            };
+            let (_, rows) = self
+                .begin(
+                    ctx,
+                    method,
+                    headers,
+                    true,
+                    prefer,
+                    Some(&query),
+                    Some("ROLLBACK"),
+                )
                 .await?;
-            let rows = client
-                .query(openapi::VISIBLE_SQL, &[&ctx.schema])
-                .await
-                .map_err(|e| db::map_error(&e, ctx.authenticated));
-            let _ = client.batch_execute("ROLLBACK").await;
-            Some(rows?.iter().map(|r| r.get::<_, u32>(0)).collect())
+            Some(
+                rows.unwrap_or_default()
+                    .iter()
+                    .map(|r| r.get::<_, u32>(0))
+                    .collect(),
+            )
         } else {
             None
         };

@@ -157,7 +157,7 @@ async fn projects_are_served_apart_with_gateway_claims() {
 async fn schema_reloads_on_notify_and_idle_projects_are_closed() {
     let tenant = supa_testkit::tenant().await;
     let (r, db) = project(&tenant, "reload").await;
-    let engine = Engine::new(2, Duration::from_secs(1), 100).listening();
+    let engine = Engine::listening(2, Duration::from_secs(1), 100);
     let (s, _) = call(
         &engine,
         r.as_str(),
@@ -225,6 +225,14 @@ async fn at_most_max_projects_pools_are_open() {
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     assert_eq!(engine.len(), 2, "the least recently used pool was closed");
+    // The closed project comes back with the schema cache it had, and an
+    // eviction (the project changed) drops that too.
+    let (first, db) = &projects[0];
+    let back = engine.service(first.as_str(), &config(), db).unwrap();
+    assert!(back.loaded_schema().is_some(), "schema cache kept");
+    engine.evict(first.as_str());
+    let again = engine.service(first.as_str(), &config(), db).unwrap();
+    assert!(again.loaded_schema().is_none(), "eviction forgot it");
 }
 
 /// One request with headers of its own: status, headers, body bytes.
