@@ -806,15 +806,7 @@ ORDER BY n.nspname, c.relname, a.attnum";
 // Tables' primary keys, and for views the primary key of the one table
 // they select from when the view exposes all of its columns by name.
 const PRIMARY_KEYS_SQL: &str = "
-WITH pks AS (
-  SELECT c.oid AS relid, array_agg(a.attname::text ORDER BY array_position(con.conkey, a.attnum)) AS columns
-  FROM pg_constraint con
-  JOIN pg_class c ON c.oid = con.conrelid
-  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(con.conkey)
-  WHERE con.contype = 'p'
-  GROUP BY c.oid
-),
-view_bases AS (
+WITH view_bases AS (
   SELECT DISTINCT v.oid AS view_oid, d.refobjid AS base_oid
   FROM pg_class v
   JOIN pg_rewrite r ON r.ev_class = v.oid
@@ -822,9 +814,22 @@ view_bases AS (
        AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
   JOIN pg_class b ON b.oid = d.refobjid AND b.relkind IN ('r', 'p', 'v', 'f')
   WHERE v.relkind IN ('v', 'm')
+    AND v.relnamespace IN (SELECT oid FROM pg_namespace WHERE nspname = ANY($1))
 ),
 single_base AS (
   SELECT view_oid, min(base_oid::text)::oid AS base_oid FROM view_bases GROUP BY view_oid HAVING count(*) = 1
+),
+-- Only the keys asked for: the exposed schemas' tables and the views'
+-- single bases (the catalogs' own keys are many).
+pks AS (
+  SELECT c.oid AS relid, array_agg(a.attname::text ORDER BY array_position(con.conkey, a.attnum)) AS columns
+  FROM pg_constraint con
+  JOIN pg_class c ON c.oid = con.conrelid
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(con.conkey)
+  WHERE con.contype = 'p'
+    AND (c.relnamespace IN (SELECT oid FROM pg_namespace WHERE nspname = ANY($1))
+         OR c.oid IN (SELECT base_oid FROM single_base))
+  GROUP BY c.oid
 )
 SELECT n.nspname::text AS schema, c.relname::text AS table, p.columns
 FROM pks p JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -900,6 +905,7 @@ WITH deps AS (
        AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
   JOIN pg_class b ON b.oid = d.refobjid AND b.relkind IN ('r', 'p', 'f')
   WHERE v.relkind IN ('v', 'm')
+    AND v.relnamespace IN (SELECT oid FROM pg_namespace WHERE nspname = ANY($1))
 ),
 single AS (
   SELECT view_oid, min(base_oid::text)::oid AS base_oid FROM deps GROUP BY view_oid

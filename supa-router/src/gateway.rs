@@ -249,26 +249,38 @@ impl Gateway {
         let via_project_prefix = path.starts_with("/project/");
 
         let (key, query) = api_key(request.headers(), request.uri());
-        let key_kind = if !entry.policy.needs_key(&sub_path) {
-            // An open path still carries the role of a good key (creating
-            // a signed URL); a bad one there is ignored, not refused, so
-            // public links keep working in a browser with a stale key.
-            match key.as_deref() {
-                Some(key) => self.check_key(&project_ref, key).await.ok(),
-                None => None,
+        let browser = from_browser(request.headers());
+        let key_kind = async {
+            if !entry.policy.needs_key(&sub_path) {
+                // An open path still carries the role of a good key
+                // (creating a signed URL); a bad one there is ignored, not
+                // refused, so public links keep working in a browser with
+                // a stale key.
+                return Ok(match key.as_deref() {
+                    Some(key) => self.check_key(&project_ref, key).await.ok(),
+                    None => None,
+                });
             }
-        } else {
             let key = key.as_deref().ok_or(Error::NoApiKey)?;
             let key_kind = self.check_key(&project_ref, key).await?;
-            if key_kind == KeyKind::Secret && from_browser(request.headers()) {
+            if key_kind == KeyKind::Secret && browser {
                 return Err(Error::SecretKeyInBrowser);
             }
             if entry.policy == KeyPolicy::SecretOnly && key_kind != KeyKind::Secret {
                 return Err(Error::SecretKeyRequired);
             }
-            Some(key_kind)
+            Ok(Some(key_kind))
         };
-        let project = self.project(&project_ref).await?;
+        // A cold project's key and config are fetched at once (the key's
+        // verdict still comes first); a request whose key fails before any
+        // lookup costs the directory nothing.
+        if entry.policy.needs_key(&sub_path) {
+            let key = key.as_deref().ok_or(Error::NoApiKey)?;
+            supa_keys::validate(&project_ref, key).map_err(|_| Error::InvalidApiKey)?;
+        }
+        let (key_kind, project) = tokio::join!(key_kind, self.project(&project_ref));
+        let key_kind = key_kind?;
+        let project = project?;
         if !project.config.status.is_serving() {
             let status = serde_json::to_value(project.config.status)
                 .ok()
