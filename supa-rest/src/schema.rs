@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Row};
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::Error;
@@ -554,14 +554,21 @@ impl SchemaCache {
             .collect()
     }
 
-    /// Loads the cache for `schemas`.
+    /// Loads the cache for `schemas`, through `spare` too when there is
+    /// one.
     ///
     /// The catalog is read with only `pg_catalog` on the search path, so
     /// every other type and default comes schema-qualified and means the
-    /// same under any request's search path. Every query goes out in one
-    /// flight (unnamed statements, nothing prepared), so a cold project
-    /// pays one round trip for its cache, not two per query.
-    pub async fn load(client: &Client, schemas: &[String]) -> Result<Self, Error> {
+    /// same under any request's search path. Each connection's queries go
+    /// out in one flight (unnamed statements, nothing prepared); with a
+    /// spare connection the queries are shared between the two, which
+    /// plan them at once (planning in a new backend, whose catalog caches
+    /// are cold, is most of a cold project's first request).
+    pub async fn load(
+        client: &Client,
+        spare: Option<&Client>,
+        schemas: &[String],
+    ) -> Result<Self, Error> {
         let unavailable = |e: tokio_postgres::Error| {
             Error::api(
                 503,
@@ -575,35 +582,39 @@ impl SchemaCache {
             None => unavailable(e),
         };
         let schemas: Vec<&str> = schemas.iter().map(String::as_str).collect();
-        let params: &[(&(dyn ToSql + Sync), Type)] = &[(&schemas, Type::NAME_ARRAY)];
-        let q = |sql| client.query_typed(sql, params);
-        let (
-            begin,
-            relations,
-            columns,
-            primary_keys,
-            foreign_keys,
-            view_bases,
-            functions,
-            postgis,
-            media_handlers,
-            descriptions,
-            _rollback,
-        ) = tokio::join!(
-            client.batch_execute("BEGIN READ ONLY; SET LOCAL search_path TO pg_catalog"),
-            q(RELATIONS_SQL),
-            q(COLUMNS_SQL),
-            q(PRIMARY_KEYS_SQL),
-            q(FOREIGN_KEYS_SQL),
-            q(VIEW_BASES_SQL),
-            q(FUNCTIONS_SQL),
-            client.query_typed(POSTGIS_SQL, &[]),
-            q(MEDIA_HANDLERS_SQL),
-            q(SCHEMA_DESCRIPTIONS_SQL),
-            client.batch_execute("ROLLBACK"),
-        );
-        begin.map_err(unavailable)?;
+        let rows = match spare {
+            Some(spare) => {
+                let (first, second) = tokio::join!(
+                    flight(client, &schemas, &CATALOG[..SPLIT]),
+                    flight(spare, &schemas, &CATALOG[SPLIT..]),
+                );
+                let mut rows = first.map_err(unavailable)?;
+                rows.extend(second.map_err(unavailable)?);
+                rows
+            }
+            None => flight(client, &schemas, &CATALOG)
+                .await
+                .map_err(unavailable)?,
+        };
+        // One answer per query, in CATALOG's order.
+        let Ok(
+            [
+                relations,
+                columns,
+                primary_keys,
+                foreign_keys,
+                view_bases,
+                functions,
+                postgis,
+                media_handlers,
+                descriptions,
+            ],
+        ) = <[_; CATALOG.len()]>::try_from(rows)
+        else {
+            unreachable!("flight answers each of its queries")
+        };
         let mut cache = SchemaCache::default();
+
 
         for row in relations.map_err(db)? {
             let schema: String = row.get("schema");
@@ -758,6 +769,42 @@ impl SchemaCache {
         }
         Ok(cache)
     }
+}
+
+/// The catalog queries, in the order [`SchemaCache::load`] reads their
+/// answers; whether each takes the schemas as `$1`. The heaviest three
+/// come first: a spare connection takes the rest.
+const CATALOG: [(&str, bool); 9] = [
+    (RELATIONS_SQL, true),
+    (COLUMNS_SQL, true),
+    (PRIMARY_KEYS_SQL, true),
+    (FOREIGN_KEYS_SQL, true),
+    (VIEW_BASES_SQL, true),
+    (FUNCTIONS_SQL, true),
+    (POSTGIS_SQL, false),
+    (MEDIA_HANDLERS_SQL, true),
+    (SCHEMA_DESCRIPTIONS_SQL, true),
+];
+const SPLIT: usize = 3;
+
+/// Runs `queries` in one read-only transaction on `client`, sent in one
+/// flight: the transaction's start failing is the error, each query's own
+/// failure is its answer.
+async fn flight(
+    client: &Client,
+    schemas: &[&str],
+    queries: &[(&str, bool)],
+) -> Result<Vec<Result<Vec<Row>, tokio_postgres::Error>>, tokio_postgres::Error> {
+    let with_schemas: &[(&(dyn ToSql + Sync), Type)] = &[(&schemas, Type::NAME_ARRAY)];
+    let answers = futures_util::future::join_all(queries.iter().map(|(sql, takes)| {
+        client.query_typed(sql, if *takes { with_schemas } else { &[] })
+    }));
+    let (begin, answers, _rollback) = tokio::join!(
+        client.batch_execute("BEGIN READ ONLY; SET LOCAL search_path TO pg_catalog"),
+        answers,
+        client.batch_execute("ROLLBACK"),
+    );
+    begin.map(|()| answers)
 }
 
 const POSTGIS_SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'st_asgeojson' AND proargtypes[0] = 'record'::regtype)";

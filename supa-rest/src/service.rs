@@ -182,12 +182,18 @@ impl Service {
         if let Some(c) = self.loaded_schema() {
             return Ok(c);
         }
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| db::unavailable(&e.to_string()))?;
-        let loaded = Arc::new(SchemaCache::load(&client, &self.config.schemas).await?);
+        // A second connection when one is free at once (never waited
+        // for: concurrent first requests must not hold one each while
+        // waiting for another).
+        let no_wait = deadpool_postgres::Timeouts {
+            wait: Some(std::time::Duration::ZERO),
+            ..self.pool.timeouts()
+        };
+        let (client, spare) = tokio::join!(self.pool.get(), self.pool.timeout_get(&no_wait));
+        let client = client.map_err(|e| db::unavailable(&e.to_string()))?;
+        let spare = spare.ok();
+        let spare = spare.as_ref().map(|s| &***s);
+        let loaded = Arc::new(SchemaCache::load(&client, spare, &self.config.schemas).await?);
         *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = Some(loaded.clone());
         Ok(loaded)
     }
