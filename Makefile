@@ -48,7 +48,7 @@ bench: deps ## criterion micro-benchmarks, control-plane latency, then gateway l
 bench-load: ## gateway load benchmarks against nginx and supa-rest direct (benches/load)
 	@scripts/bootstrap.sh bench
 	cargo build --release --quiet -p supa -p supa-rest-bin -p supa-gateway
-	cargo build --release --quiet -p supa-benches --bin fixed-rate
+	cargo build --release --quiet -p supa-benches --bin fixed-rate --bin many-projects
 	python3 benches/load/run.py
 
 bench-meta: deps ## supa-meta against postgres-meta on 1,000 tables (benches/meta)

@@ -11,7 +11,9 @@
     supa-rest and through pgbench (prepared, as many connections as the
     pool), bare and inside the transaction a request runs;
 (c) cold path: the first request for each of 1,000 projects through a fresh
-    supa-gateway (no Redis), whose memory cache starts empty.
+    supa-gateway (no Redis), whose memory cache starts empty;
+(e) 10,000 projects in one gateway process (benches/src/bin/many_projects.rs):
+    the heap an idle project costs, and two rounds of one request each.
 
 Uses release binaries (`make bench-load` builds them), wrk, nginx and
 pgbench from apt, and a throwaway `supa up` in a temp dir. Prints a table
@@ -40,6 +42,7 @@ DURATION = os.environ.get("BENCH_DURATION", "10s")
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 POOL = 10
 COLD_PROJECTS = int(os.environ.get("BENCH_COLD_PROJECTS", "1000"))
+MANY_PROJECTS = int(os.environ.get("BENCH_MANY_PROJECTS", "10000"))
 
 
 def free_port():
@@ -90,14 +93,16 @@ def fixed_rate(url, rate, headers=(), connections=CONNECTIONS, duration=DURATION
     return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
-def pgbench(db, script, clients=POOL, duration=DURATION, options=""):
+def pgbench(db, script, clients=POOL, duration=DURATION, options="", connect_each=False):
     """Transactions per second of `script` (prepared statements), as the
-    project's data-plane login, `clients` connections on 2 threads."""
+    project's data-plane login, `clients` connections on 2 threads (or a
+    new connection for each transaction with `connect_each`)."""
     path = Path(tempfile.mkstemp(suffix=".sql")[1])
     path.write_text(script)
     env = {**os.environ, "PGPASSWORD": db["password"], "PGOPTIONS": options}
     out = subprocess.run(
-        [PGBENCH, "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-T", duration.rstrip("s"),
+        [PGBENCH, "-n", "-M", "prepared", *(["-C"] if connect_each else []), "-c", str(clients),
+         "-j", str(min(clients, 2)), "-T", duration.rstrip("s"),
          "-h", db["host"], "-p", str(db["port"]), "-U", db["user"], "-f", str(path), db["name"]],
         capture_output=True, text=True, env=env)
     path.unlink()
@@ -271,13 +276,34 @@ def main():
         results["d:pgbench request transaction"] = pgbench(db, f"\\set id 7\n{row_tx}")
         results["d:supa-rest"] = results["b:supa-rest direct"]
 
-        # (c) cold path through a fresh supa-gateway (BENCH_COLD_PROJECTS=0 skips it).
+        # (e) many projects in one gateway process (many-projects, in
+        # process: synthetic projects over the `rows` project's database),
+        # and the floor of a request on a new connection: pgbench opening
+        # one per transaction.
+        if MANY_PROJECTS:
+            out = subprocess.run([str(RELEASE / "many-projects"), "--tenant-url", api_url, "--service-token", service,
+                                  "--ref", ref, "--projects", str(MANY_PROJECTS), "--path", "/rest/v1/items?id=eq.7"],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                sys.exit(f"many-projects failed:\n{out.stderr}")
+            results["e:many projects"] = json.loads(out.stdout)
+            results["e:pgbench new connection"] = pgbench(db, f"\\set id 7\n{row_tx}", clients=1,
+                                                          connect_each=True)
+
+        # (c) cold path through a fresh supa-gateway (BENCH_COLD_PROJECTS=0
+        # skips it): the first request of each project, half of them a row
+        # read, half the OpenAPI root; then a row read of each again, its
+        # pool closed by then (more projects than open pools) but its
+        # caches kept.
         if COLD_PROJECTS:
             api.patch("/admin/v1/workers/local", json={"max_databases": COLD_PROJECTS + 100}).raise_for_status()
             keys = []
             for i in range(COLD_PROJECTS):
                 r = api.post("/v1/projects", json={"name": f"cold-{i}"})
                 assert r.status_code == 201, r.text
+                api.post(f"/v1/projects/{r.json()['ref']}/database/query", json={"query":
+                    "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (7, 'item 7'); "
+                    "GRANT SELECT ON items TO anon"}).raise_for_status()
                 keys.append((r.json()["ref"], r.json()["publishable_key"]))
             cold_port, cold_admin = free_port(), free_port()
             cold = spawn(work, "supa-gateway", [str(RELEASE / "supa-gateway"), "--tenant-url", api_url, "--service-token",
@@ -285,23 +311,26 @@ def main():
                                                 "--bind", "127.0.0.1", "--log", "warn"], env)
             procs.append(cold)
             wait_port(cold_port, cold)
-            timings = []
+            row_timings, root_timings, reopened = [], [], []
             with httpx.Client(timeout=30) as client:
                 started = time.perf_counter()
+                for i, (r, k) in enumerate(keys):
+                    path = "/rest/v1/items?id=eq.7" if i % 2 == 0 else "/rest/v1/"
+                    t = time.perf_counter()
+                    resp = client.get(f"http://127.0.0.1:{cold_port}/project/{r}{path}", headers={"apikey": k})
+                    (row_timings if i % 2 == 0 else root_timings).append((time.perf_counter() - t) * 1000)
+                    assert resp.status_code == 200, resp.text
+                total = time.perf_counter() - started
                 for r, k in keys:
                     t = time.perf_counter()
-                    resp = client.get(f"http://127.0.0.1:{cold_port}/project/{r}/rest/v1/", headers={"apikey": k})
-                    timings.append((time.perf_counter() - t) * 1000)
-                    assert resp.status_code < 500, resp.text
-                total = time.perf_counter() - started
-                warm = []
-                for r, k in keys[:200]:
-                    t = time.perf_counter()
-                    client.get(f"http://127.0.0.1:{cold_port}/project/{r}/rest/v1/", headers={"apikey": k})
-                    warm.append((time.perf_counter() - t) * 1000)
-            q = statistics.quantiles(timings, n=100)
-            results["c:cold"] = {"projects": COLD_PROJECTS, "total_s": total, "p50_ms": statistics.median(timings),
-                                 "p95_ms": q[94], "p99_ms": q[98], "warm_p50_ms": statistics.median(warm)}
+                    resp = client.get(f"http://127.0.0.1:{cold_port}/project/{r}/rest/v1/items?id=eq.7",
+                                      headers={"apikey": k})
+                    reopened.append((time.perf_counter() - t) * 1000)
+                    assert resp.status_code == 200, resp.text
+            q = statistics.quantiles(row_timings, n=100)
+            results["c:cold"] = {"projects": COLD_PROJECTS, "total_s": total, "p50_ms": statistics.median(row_timings),
+                                 "p95_ms": q[94], "p99_ms": q[98], "root_p50_ms": statistics.median(root_timings),
+                                 "reopened_p50_ms": statistics.median(reopened)}
     finally:
         for p in reversed(procs):
             stop(p)
@@ -328,8 +357,20 @@ def main():
         print(f"{label:<30} {tps:>10.0f} tps   supa-rest {rest_rps:.0f} req/s = {rest_rps / tps:.2f}x")
     c = results.get("c:cold")
     if c:
-        print(f"\n(c) cold path, {c['projects']} projects, first request each: total {c['total_s']:.1f} s, "
-          f"p50 {c['p50_ms']:.2f} ms, p95 {c['p95_ms']:.2f} ms, p99 {c['p99_ms']:.2f} ms (warm p50 {c['warm_p50_ms']:.2f} ms)")
+        print(f"\n(c) cold path, {c['projects']} projects, first request each: total {c['total_s']:.1f} s; "
+              f"row read p50 {c['p50_ms']:.2f} ms, p95 {c['p95_ms']:.2f} ms, p99 {c['p99_ms']:.2f} ms; "
+              f"OpenAPI root p50 {c['root_p50_ms']:.2f} ms; again, pool reopened, p50 {c['reopened_p50_ms']:.2f} ms")
+    e = results.get("e:many projects")
+    if e:
+        floor = results["e:pgbench new connection"]["latency_avg_ms"]
+        print(f"\n(e) {e['projects']} projects in one gateway (at most {e['max_open_projects']} pools open): "
+              f"idle project {e['idle_project_heap_bytes'] / 1024:.1f} KiB heap, {e['idle_project_rss_bytes'] / 1024:.1f} KiB RSS")
+        for label in ("warm", "round1", "round2"):
+            lat = e[label] if label == "warm" else e[label]["latency"]
+            failed = "" if label == "warm" else f"  failed {e[label]['failed']}"
+            print(f"  {label:<7} p50 {lat['p50_ms']:.2f} ms  p99 {lat['p99_ms']:.2f} ms{failed}")
+        print(f"  round 2 cache misses {e['cache_misses_round2']}; pgbench, a new connection per request "
+              f"transaction: {floor:.2f} ms")
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     (out / "load.json").write_text(json.dumps(results, indent=2))
