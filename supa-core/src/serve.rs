@@ -26,6 +26,19 @@ fn set_nodelay(tcp: &mut TcpStream) {
     let _ = tcp.set_nodelay(true);
 }
 
+thread_local! {
+    /// Which of [`per_thread`]'s threads this is, and how many there are.
+    static SLOT: std::cell::Cell<Option<(usize, usize)>> = const { std::cell::Cell::new(None) };
+}
+
+/// When called on one of [`per_thread`]'s serving threads: its index and
+/// the number of threads. Per-thread resources (an embedded data plane's
+/// pools) are kept by this index, so a request uses connections whose
+/// driver tasks run on its own thread.
+pub fn serving_slot() -> Option<(usize, usize)> {
+    SLOT.with(std::cell::Cell::get)
+}
+
 /// Serves `router` on `listener` from `threads` single-threaded runtimes
 /// (default: one per CPU), one per OS thread, until `shutdown` resolves; then each lets its
 /// requests in flight finish. Each request knows its peer
@@ -66,6 +79,7 @@ pub async fn per_thread(
         std::thread::Builder::new()
             .name(format!("supa-serve-{i}"))
             .spawn(move || {
+                SLOT.with(|slot| slot.set(Some((i, threads))));
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -194,7 +208,8 @@ mod tests {
         let router =
             Router::new().fallback(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
                 let thread = std::thread::current().name().unwrap_or_default().to_owned();
-                format!("{thread} {peer}")
+                let (slot, of) = serving_slot().unwrap_or_default();
+                format!("{thread}:{slot}/{of} {peer}")
             });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn(per_thread(listener, router, Some(2), async {
@@ -210,12 +225,14 @@ mod tests {
         assert_eq!(
             threads,
             [
-                "supa-serve-0",
-                "supa-serve-1",
-                "supa-serve-0",
-                "supa-serve-1"
-            ]
+                "supa-serve-0:0/2",
+                "supa-serve-1:1/2",
+                "supa-serve-0:0/2",
+                "supa-serve-1:1/2"
+            ],
+            "each thread knows its slot"
         );
+        assert_eq!(serving_slot(), None, "off the serving threads, no slot");
         stop.send(()).unwrap();
         served.await.unwrap().unwrap();
         assert!(

@@ -97,11 +97,17 @@ impl Engine {
         {
             return Ok(s.clone());
         }
-        let pool = crate::db::pool(
-            supa_db::pg_config(db, "supa-rest"),
-            config.pool_size.unwrap_or(self.pool_size),
-        )?;
-        let mut service = Service::new(config.clone(), pool)?;
+        // On a thread-per-core server, the pool's size is shared among
+        // the threads' pools.
+        let size = config.pool_size.unwrap_or(self.pool_size);
+        let threads = supa_core::serve::serving_slot().map_or(1, |(_, n)| n);
+        let pools = (0..threads)
+            .map(|i| {
+                let share = size / threads + usize::from(i < size % threads);
+                crate::db::pool(supa_db::pg_config(db, "supa-rest"), share.max(1))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut service = Service::per_thread(config.clone(), pools)?;
         if let Some(cache) = self.dormant.remove(key) {
             service = service.with_schema(cache);
         }
@@ -169,7 +175,11 @@ impl Engine {
 const DORMANT_SCHEMAS: u64 = 10_000;
 
 /// Keeps the schema cache of `service`, whose pool is being closed.
-fn keep_schema(dormant: &moka::sync::Cache<String, Arc<SchemaCache>>, key: &str, service: &Service) {
+fn keep_schema(
+    dormant: &moka::sync::Cache<String, Arc<SchemaCache>>,
+    key: &str,
+    service: &Service,
+) {
     if let Some(cache) = service.loaded_schema() {
         dormant.insert(key.to_owned(), cache);
     }

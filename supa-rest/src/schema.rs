@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::{Client, Row};
 use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Row};
 
 use crate::Error;
 
@@ -615,7 +615,6 @@ impl SchemaCache {
         };
         let mut cache = SchemaCache::default();
 
-
         for row in relations.map_err(db)? {
             let schema: String = row.get("schema");
             let name: String = row.get("name");
@@ -749,10 +748,7 @@ impl SchemaCache {
                     returns_media: row.get("returns_media"),
                 });
         }
-        cache.has_postgis = postgis
-            .map_err(db)?
-            .first()
-            .is_some_and(|row| row.get(0));
+        cache.has_postgis = postgis.map_err(db)?.first().is_some_and(|row| row.get(0));
         for row in media_handlers.map_err(db)? {
             cache.media_handlers.push(MediaHandler {
                 media: row.get("media"),
@@ -796,9 +792,11 @@ async fn flight(
     queries: &[(&str, bool)],
 ) -> Result<Vec<Result<Vec<Row>, tokio_postgres::Error>>, tokio_postgres::Error> {
     let with_schemas: &[(&(dyn ToSql + Sync), Type)] = &[(&schemas, Type::NAME_ARRAY)];
-    let answers = futures_util::future::join_all(queries.iter().map(|(sql, takes)| {
-        client.query_typed(sql, if *takes { with_schemas } else { &[] })
-    }));
+    let answers = futures_util::future::join_all(
+        queries
+            .iter()
+            .map(|(sql, takes)| client.query_typed(sql, if *takes { with_schemas } else { &[] })),
+    );
     let (begin, answers, _rollback) = tokio::join!(
         client.batch_execute("BEGIN READ ONLY; SET LOCAL search_path TO pg_catalog"),
         answers,

@@ -62,7 +62,8 @@ pub enum Auth {
 #[derive(Debug)]
 pub struct Service {
     config: RestConfig,
-    pool: Pool,
+    /// One pool, or one per serving thread (see [`Service::per_thread`]).
+    pools: Box<[Pool]>,
     jwt_key: Option<JwtKey>,
     cache: Mutex<Option<Arc<SchemaCache>>>,
     last_used: AtomicU64,
@@ -123,6 +124,20 @@ fn jwt_key(secret: &str) -> Result<JwtKey, supa_keys::Error> {
 impl Service {
     /// A service over `pool` with `config`.
     pub fn new(config: RestConfig, pool: Pool) -> Result<Self, Error> {
+        Self::per_thread(config, vec![pool])
+    }
+
+    /// A service with a pool for each of
+    /// [`supa_core::serve::per_thread`]'s threads, a request taking its
+    /// connections from its own thread's pool: a connection's driver task
+    /// runs where it was opened, and one shared pool would have every
+    /// query wake another thread twice (the gateway's embedded data plane
+    /// lost a quarter of its throughput to that). Off those threads, the
+    /// first pool serves.
+    pub fn per_thread(config: RestConfig, pools: Vec<Pool>) -> Result<Self, Error> {
+        if pools.is_empty() {
+            return Err(db::unavailable("no connection pool"));
+        }
         let jwt_key = match &config.jwt_secret {
             Some(s) => Some(jwt_key(s.expose()).map_err(|e| {
                 Error::api(500, "PGRST300", "Server lacks JWT secret").with_details(e.to_string())
@@ -131,7 +146,7 @@ impl Service {
         };
         Ok(Self {
             config,
-            pool,
+            pools: pools.into_boxed_slice(),
             jwt_key,
             cache: Mutex::new(None),
             last_used: AtomicU64::new(supa_keys::unix_now() as u64),
@@ -148,9 +163,10 @@ impl Service {
         self.last_used.load(Ordering::Relaxed)
     }
 
-    /// The pool.
+    /// The pool of the calling thread.
     pub fn pool(&self) -> &Pool {
-        &self.pool
+        let slot = supa_core::serve::serving_slot().map_or(0, |(i, _)| i);
+        &self.pools[slot % self.pools.len()]
     }
 
     /// Forgets the schema cache and the prepared statements; the next
@@ -159,7 +175,9 @@ impl Service {
         *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = None;
         // Prepared statements keep the types inferred when they were
         // prepared: a changed column type needs them prepared again.
-        self.pool.manager().statement_caches.clear();
+        for pool in &self.pools {
+            pool.manager().statement_caches.clear();
+        }
     }
 
     /// The schema cache when loaded (kept by an engine when it closes the
@@ -187,9 +205,10 @@ impl Service {
         // waiting for another).
         let no_wait = deadpool_postgres::Timeouts {
             wait: Some(std::time::Duration::ZERO),
-            ..self.pool.timeouts()
+            ..self.pool().timeouts()
         };
-        let (client, spare) = tokio::join!(self.pool.get(), self.pool.timeout_get(&no_wait));
+        let pool = self.pool();
+        let (client, spare) = tokio::join!(pool.get(), pool.timeout_get(&no_wait));
         let client = client.map_err(|e| db::unavailable(&e.to_string()))?;
         let spare = spare.ok();
         let spare = spare.as_ref().map(|s| &***s);
@@ -1202,7 +1221,7 @@ impl Service {
         end: Option<&'static str>,
     ) -> Result<(deadpool_postgres::Object, Option<Vec<tokio_postgres::Row>>), Error> {
         let client = self
-            .pool
+            .pool()
             .get()
             .await
             .map_err(|e| db::unavailable(&e.to_string()))?;

@@ -110,11 +110,7 @@ fn parse_args() -> Result<Args, String> {
             "--ref" => {
                 project = Some(ProjectRef::parse(&value()?).map_err(|e| format!("--ref: {e}"))?)
             }
-            "--projects" => {
-                projects = value()?
-                    .parse()
-                    .map_err(|_| "--projects wants a number")?
-            }
+            "--projects" => projects = value()?.parse().map_err(|_| "--projects wants a number")?,
             "--path" => path = value()?,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -165,7 +161,11 @@ async fn call(router: &axum::Router, project: &ProjectRef, key: &str, path: &str
 }
 
 /// Every project once, in order: latencies and the number of failures.
-async fn round(router: &axum::Router, projects: &[(ProjectRef, String)], path: &str) -> (Vec<f64>, usize) {
+async fn round(
+    router: &axum::Router,
+    projects: &[(ProjectRef, String)],
+    path: &str,
+) -> (Vec<f64>, usize) {
     let mut latencies = Vec::with_capacity(projects.len());
     let mut failed = 0;
     for (project, key) in projects {
@@ -218,11 +218,18 @@ async fn main() {
 
     let (first, ok) = call(&router, &warm_project.0, &warm_project.1, &args.path).await;
     if !ok {
-        fail(&format!("{} does not answer 200 on the real project", args.path));
+        fail(&format!(
+            "{} does not answer 200 on the real project",
+            args.path
+        ));
     }
     let mut warm = Vec::new();
     for _ in 0..1000 {
-        warm.push(call(&router, &warm_project.0, &warm_project.1, &args.path).await.0);
+        warm.push(
+            call(&router, &warm_project.0, &warm_project.1, &args.path)
+                .await
+                .0,
+        );
     }
     // Idle long enough for the warm project's pool to close too.
     tokio::time::sleep(idle * 2).await;
