@@ -203,11 +203,11 @@ impl Service {
         // A second connection when one is free at once (never waited
         // for: concurrent first requests must not hold one each while
         // waiting for another).
+        let pool = self.pool();
         let no_wait = deadpool_postgres::Timeouts {
             wait: Some(std::time::Duration::ZERO),
-            ..self.pool().timeouts()
+            ..pool.timeouts()
         };
-        let pool = self.pool();
         let (client, spare) = tokio::join!(pool.get(), pool.timeout_get(&no_wait));
         let client = client.map_err(|e| db::unavailable(&e.to_string()))?;
         let spare = spare.ok();
