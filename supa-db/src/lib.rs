@@ -4,7 +4,8 @@
 //! bounded pool each keeps per project, built the same way everywhere (fast
 //! recycling, 10 s to connect and to wait for a connection), and the
 //! bounded set of those pools an engine serving many projects holds
-//! ([`Pools`]).
+//! ([`Pools`]), and a project's pool split among a thread-per-core
+//! server's threads ([`ThreadPools`]).
 
 #![forbid(unsafe_code)]
 
@@ -70,6 +71,49 @@ pub fn pool(config: tokio_postgres::Config, max_size: usize) -> Result<Pool, Str
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| e.to_string())
+}
+
+/// A project's pool on a thread-per-core server: one per serving thread
+/// of [`supa_core::serve::per_thread`], the pool size split among them, so
+/// a request takes connections whose driver tasks run on its own thread
+/// (a connection's driver runs on the runtime that opened it, and one pool
+/// shared by the threads has every query wake another thread twice). Off
+/// those threads, one pool serves.
+#[derive(Debug)]
+pub struct ThreadPools(Box<[Pool]>);
+
+impl ThreadPools {
+    /// Pools of `config` with `max_size` connections in all: split among
+    /// the serving threads when called on one, else a single pool.
+    pub fn open(config: &tokio_postgres::Config, max_size: usize) -> Result<Self, String> {
+        let threads = supa_core::serve::serving_slot().map_or(1, |(_, n)| n);
+        let pools = shares(max_size, threads)
+            .map(|size| pool(config.clone(), size))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self(pools.into_boxed_slice()))
+    }
+
+    /// `pool` for every thread (a standalone server).
+    pub fn single(pool: Pool) -> Self {
+        Self(Box::new([pool]))
+    }
+
+    /// The calling thread's pool.
+    pub fn current(&self) -> &Pool {
+        let slot = supa_core::serve::serving_slot().map_or(0, |(i, _)| i);
+        &self.0[slot % self.0.len()]
+    }
+
+    /// Every thread's pool.
+    pub fn all(&self) -> &[Pool] {
+        &self.0
+    }
+}
+
+/// `max_size` connections shared among `threads` pools, at least one each.
+fn shares(max_size: usize, threads: usize) -> impl Iterator<Item = usize> {
+    let threads = threads.max(1);
+    (0..threads).map(move |i| (max_size / threads + usize::from(i < max_size % threads)).max(1))
 }
 
 /// Runs `step` (a standalone server's schema migration) until it
@@ -163,6 +207,19 @@ impl Pools {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pool_size_is_shared_among_the_serving_threads() {
+        assert_eq!(shares(10, 2).collect::<Vec<_>>(), [5, 5]);
+        assert_eq!(shares(3, 2).collect::<Vec<_>>(), [2, 1]);
+        assert_eq!(shares(1, 2).collect::<Vec<_>>(), [1, 1]);
+        assert_eq!(shares(10, 1).collect::<Vec<_>>(), [10]);
+        // Off the serving threads: one pool of the whole size.
+        let config: tokio_postgres::Config = "host=127.0.0.1 dbname=d".parse().unwrap();
+        let pools = ThreadPools::open(&config, 4).unwrap();
+        assert_eq!(pools.all().len(), 1);
+        assert_eq!(pools.current().status().max_size, 4);
+    }
 
     #[test]
     fn logins_become_driver_configurations() {

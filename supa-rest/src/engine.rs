@@ -97,17 +97,12 @@ impl Engine {
         {
             return Ok(s.clone());
         }
-        // On a thread-per-core server, the pool's size is shared among
-        // the threads' pools.
-        let size = config.pool_size.unwrap_or(self.pool_size);
-        let threads = supa_core::serve::serving_slot().map_or(1, |(_, n)| n);
-        let pools = (0..threads)
-            .map(|i| {
-                let share = size / threads + usize::from(i < size % threads);
-                crate::db::pool(supa_db::pg_config(db, "supa-rest"), share.max(1))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut service = Service::per_thread(config.clone(), pools)?;
+        let pools = supa_db::ThreadPools::open(
+            &supa_db::pg_config(db, "supa-rest"),
+            config.pool_size.unwrap_or(self.pool_size),
+        )
+        .map_err(|e| crate::db::unavailable(&e))?;
+        let mut service = Service::with_pools(config.clone(), pools)?;
         if let Some(cache) = self.dormant.remove(key) {
             service = service.with_schema(cache);
         }

@@ -62,8 +62,8 @@ pub enum Auth {
 #[derive(Debug)]
 pub struct Service {
     config: RestConfig,
-    /// One pool, or one per serving thread (see [`Service::per_thread`]).
-    pools: Box<[Pool]>,
+    /// One pool, or one per serving thread.
+    pools: supa_db::ThreadPools,
     jwt_key: Option<JwtKey>,
     cache: Mutex<Option<Arc<SchemaCache>>>,
     last_used: AtomicU64,
@@ -124,20 +124,13 @@ fn jwt_key(secret: &str) -> Result<JwtKey, supa_keys::Error> {
 impl Service {
     /// A service over `pool` with `config`.
     pub fn new(config: RestConfig, pool: Pool) -> Result<Self, Error> {
-        Self::per_thread(config, vec![pool])
+        Self::with_pools(config, supa_db::ThreadPools::single(pool))
     }
 
-    /// A service with a pool for each of
-    /// [`supa_core::serve::per_thread`]'s threads, a request taking its
-    /// connections from its own thread's pool: a connection's driver task
-    /// runs where it was opened, and one shared pool would have every
-    /// query wake another thread twice (the gateway's embedded data plane
-    /// lost a quarter of its throughput to that). Off those threads, the
-    /// first pool serves.
-    pub fn per_thread(config: RestConfig, pools: Vec<Pool>) -> Result<Self, Error> {
-        if pools.is_empty() {
-            return Err(db::unavailable("no connection pool"));
-        }
+    /// A service over a pool per serving thread, each request taking its
+    /// connections from its own thread's (the gateway's embedded data
+    /// plane lost a quarter of its throughput to one shared pool).
+    pub fn with_pools(config: RestConfig, pools: supa_db::ThreadPools) -> Result<Self, Error> {
         let jwt_key = match &config.jwt_secret {
             Some(s) => Some(jwt_key(s.expose()).map_err(|e| {
                 Error::api(500, "PGRST300", "Server lacks JWT secret").with_details(e.to_string())
@@ -146,7 +139,7 @@ impl Service {
         };
         Ok(Self {
             config,
-            pools: pools.into_boxed_slice(),
+            pools,
             jwt_key,
             cache: Mutex::new(None),
             last_used: AtomicU64::new(supa_keys::unix_now() as u64),
@@ -165,8 +158,7 @@ impl Service {
 
     /// The pool of the calling thread.
     pub fn pool(&self) -> &Pool {
-        let slot = supa_core::serve::serving_slot().map_or(0, |(i, _)| i);
-        &self.pools[slot % self.pools.len()]
+        self.pools.current()
     }
 
     /// Forgets the schema cache and the prepared statements; the next
@@ -175,7 +167,7 @@ impl Service {
         *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = None;
         // Prepared statements keep the types inferred when they were
         // prepared: a changed column type needs them prepared again.
-        for pool in &self.pools {
+        for pool in self.pools.all() {
             pool.manager().statement_caches.clear();
         }
     }
