@@ -24,7 +24,7 @@ pub struct Engine {
     /// Schema caches of projects whose pools were closed (idle or least
     /// recently used), until the project is evicted or the bound is hit.
     /// Not kept by a listening engine: a closed project hears no `NOTIFY`.
-    dormant: moka::sync::Cache<String, Arc<SchemaCache>>,
+    dormant: Option<moka::sync::Cache<String, Arc<SchemaCache>>>,
     pool_size: usize,
     max_projects: usize,
     listen: bool,
@@ -52,7 +52,7 @@ impl Engine {
     fn start(pool_size: usize, idle: Duration, max_projects: usize, listen: bool) -> Self {
         let engine = Self {
             services: Arc::default(),
-            dormant: moka::sync::Cache::new(if listen { 0 } else { DORMANT_SCHEMAS }),
+            dormant: (!listen).then(|| moka::sync::Cache::new(DORMANT_SCHEMAS)),
             pool_size,
             max_projects: max_projects.max(1),
             listen,
@@ -72,8 +72,8 @@ impl Engine {
                     .unwrap_or_else(PoisonError::into_inner)
                     .retain(|key, s| {
                         let open = now.saturating_sub(s.last_used()) < idle.as_secs().max(1);
-                        if !open && !listen {
-                            keep_schema(&dormant, key, s);
+                        if !open {
+                            keep_schema(dormant.as_ref(), key, s);
                         }
                         open
                     });
@@ -103,7 +103,7 @@ impl Engine {
         )
         .map_err(|e| crate::db::unavailable(&e))?;
         let mut service = Service::with_pools(config.clone(), pools)?;
-        if let Some(cache) = self.dormant.remove(key) {
+        if let Some(cache) = self.dormant.as_ref().and_then(|d| d.remove(key)) {
             service = service.with_schema(cache);
         }
         let service = Arc::new(service);
@@ -116,10 +116,8 @@ impl Engine {
                 .iter()
                 .min_by_key(|(_, s)| s.last_used())
                 .map(|(k, _)| k.clone());
-            if let Some((k, s)) = oldest.and_then(|k| map.remove_entry(&k))
-                && !self.listen
-            {
-                keep_schema(&self.dormant, &k, &s);
+            if let Some((k, s)) = oldest.and_then(|k| map.remove_entry(&k)) {
+                keep_schema(self.dormant.as_ref(), &k, &s);
             }
         }
         Ok(map.entry(key.to_owned()).or_insert(service).clone())
@@ -132,7 +130,9 @@ impl Engine {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(key);
-        self.dormant.invalidate(key);
+        if let Some(dormant) = &self.dormant {
+            dormant.invalidate(key);
+        }
     }
 
     /// How many projects have a live service.
@@ -169,13 +169,14 @@ impl Engine {
 /// gateway caches project configs.
 const DORMANT_SCHEMAS: u64 = 10_000;
 
-/// Keeps the schema cache of `service`, whose pool is being closed.
+/// Keeps the schema cache of `service`, whose pool is being closed, when
+/// the engine keeps them.
 fn keep_schema(
-    dormant: &moka::sync::Cache<String, Arc<SchemaCache>>,
+    dormant: Option<&moka::sync::Cache<String, Arc<SchemaCache>>>,
     key: &str,
     service: &Service,
 ) {
-    if let Some(cache) = service.loaded_schema() {
+    if let (Some(dormant), Some(cache)) = (dormant, service.loaded_schema()) {
         dormant.insert(key.to_owned(), cache);
     }
 }
