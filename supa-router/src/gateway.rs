@@ -249,20 +249,31 @@ impl Gateway {
         let via_project_prefix = path.starts_with("/project/");
 
         let (key, query) = api_key(request.headers(), request.uri());
+        let needs_key = entry.policy.needs_key(&sub_path);
+        // The key's own checks (present, its checksum) come before any
+        // lookup: a request that fails them costs the directory nothing.
+        // An open path still carries the role of a good key (creating a
+        // signed URL); a bad one there is ignored, not refused, so public
+        // links keep working in a browser with a stale key.
+        let offline = match key.as_deref() {
+            None if needs_key => return Err(Error::NoApiKey),
+            None => None,
+            Some(key) => match key_kind_of(&project_ref, key) {
+                Ok(kind) => Some((key, kind)),
+                Err(e) if needs_key => return Err(e),
+                Err(_) => None,
+            },
+        };
         let browser = from_browser(request.headers());
         let key_kind = async {
-            if !entry.policy.needs_key(&sub_path) {
-                // An open path still carries the role of a good key
-                // (creating a signed URL); a bad one there is ignored, not
-                // refused, so public links keep working in a browser with
-                // a stale key.
-                return Ok(match key.as_deref() {
-                    Some(key) => self.check_key(&project_ref, key).await.ok(),
-                    None => None,
-                });
+            let Some((key, kind)) = offline else {
+                return Ok(None);
+            };
+            let checked = self.check_key(&project_ref, key, kind).await;
+            if !needs_key {
+                return Ok(checked.ok());
             }
-            let key = key.as_deref().ok_or(Error::NoApiKey)?;
-            let key_kind = self.check_key(&project_ref, key).await?;
+            let key_kind = checked?;
             if key_kind == KeyKind::Secret && browser {
                 return Err(Error::SecretKeyInBrowser);
             }
@@ -272,12 +283,7 @@ impl Gateway {
             Ok(Some(key_kind))
         };
         // A cold project's key and config are fetched at once (the key's
-        // verdict still comes first); a request whose key fails before any
-        // lookup costs the directory nothing.
-        if entry.policy.needs_key(&sub_path) {
-            let key = key.as_deref().ok_or(Error::NoApiKey)?;
-            supa_keys::validate(&project_ref, key).map_err(|_| Error::InvalidApiKey)?;
-        }
+        // verdict still comes first).
         let (key_kind, project) = tokio::join!(key_kind, self.project(&project_ref));
         let key_kind = key_kind?;
         let project = project?;
@@ -472,13 +478,14 @@ impl Gateway {
         Err(Error::ProjectNotFound)
     }
 
-    /// The key's kind once its checksum and its record prove it is a live
-    /// key of this project.
-    async fn check_key(&self, project_ref: &ProjectRef, key: &str) -> Result<KeyKind, Error> {
-        let kind = match supa_keys::validate(project_ref, key) {
-            Ok(Validation::Checked(k) | Validation::Unchecked(k)) => k,
-            Err(_) => return Err(Error::InvalidApiKey),
-        };
+    /// `kind` (what the key says of itself, [`key_kind_of`]) once its
+    /// record proves it is a live key of this project.
+    async fn check_key(
+        &self,
+        project_ref: &ProjectRef,
+        key: &str,
+        kind: KeyKind,
+    ) -> Result<KeyKind, Error> {
         let hash = supa_keys::hash(key);
         // A hit is one lookup; a miss joins (or starts) the single fetch.
         let cached = self.keys.get(&hash).await;
@@ -606,6 +613,15 @@ fn rest_config(settings: &PostgrestSettings) -> RestConfig {
             .filter(|p| *p > 0),
         plan_enabled: settings.db_plan_enabled,
         ..RestConfig::default()
+    }
+}
+
+/// What a key says of itself once its format and checksum hold for this
+/// project: publishable or secret (no lookup yet).
+fn key_kind_of(project_ref: &ProjectRef, key: &str) -> Result<KeyKind, Error> {
+    match supa_keys::validate(project_ref, key) {
+        Ok(Validation::Checked(k) | Validation::Unchecked(k)) => Ok(k),
+        Err(_) => Err(Error::InvalidApiKey),
     }
 }
 
