@@ -274,7 +274,6 @@ def main():
         row_tx = f"BEGIN;\n{REQUEST_SETUP}\n{ROW_SELECT}\nCOMMIT;\n"
         results["d:pgbench select"] = pgbench(db, f"\\set id 7\n{ROW_SELECT}\n", options="-c role=anon")
         results["d:pgbench request transaction"] = pgbench(db, f"\\set id 7\n{row_tx}")
-        results["d:supa-rest"] = results["b:supa-rest direct"]
 
         # (e) many projects in one gateway process (many-projects, in
         # process: synthetic projects over the `rows` project's database),
@@ -351,7 +350,7 @@ def main():
         r = results[f"b:{label}"]
         print(f"{label:<26} {r['rps']:>10.0f} req/s  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  {r['rps'] / direct:.2f}x")
     print(f"\n(d) data plane against pgbench -M prepared, {POOL} connections")
-    rest_rps = results["d:supa-rest"]["rps"]
+    rest_rps = results["b:supa-rest direct"]["rps"]
     for label in ("pgbench select", "pgbench request transaction"):
         tps = results[f"d:{label}"]["tps"]
         print(f"{label:<30} {tps:>10.0f} tps   supa-rest {rest_rps:.0f} req/s = {rest_rps / tps:.2f}x")
@@ -366,8 +365,8 @@ def main():
         print(f"\n(e) {e['projects']} projects in one gateway (at most {e['max_open_projects']} pools open): "
               f"idle project {e['idle_project_heap_bytes'] / 1024:.1f} KiB heap, {e['idle_project_rss_bytes'] / 1024:.1f} KiB RSS")
         for label in ("warm", "round1", "round2"):
-            lat = e[label] if label == "warm" else e[label]["latency"]
-            failed = "" if label == "warm" else f"  failed {e[label]['failed']}"
+            lat = e[label]
+            failed = f"  failed {lat['failed']}" if "failed" in lat else ""
             print(f"  {label:<7} p50 {lat['p50_ms']:.2f} ms  p99 {lat['p99_ms']:.2f} ms{failed}")
         print(f"  round 2 cache misses {e['cache_misses_round2']}; pgbench, a new connection per request "
               f"transaction: {floor:.2f} ms")

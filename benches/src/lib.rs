@@ -1,5 +1,6 @@
 //! Fixtures shared by Supa's benchmarks, so every contender works on
-//! byte-identical inputs.
+//! byte-identical inputs, and the few helpers the benchmark binaries share
+//! (percentiles, their one line of JSON, their usage errors).
 //!
 //! The benchmark itself lives in `benches/keys.rs`; this library holds the
 //! one request both SigV4 signers sign, and the `aws-sigv4` call that is the
@@ -100,6 +101,28 @@ impl AwsSigV4Baseline {
     }
 }
 
+/// The nearest-rank `p` percentile (0 < p <= 1) of `sorted`, `None` when
+/// it is empty.
+pub fn nearest_rank<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    let rank = (sorted.len() as f64 * p).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
+}
+
+/// Prints `report` as the one line of JSON a benchmark runner reads.
+pub fn print_report(report: &serde_json::Value) {
+    std::io::Write::write_all(&mut std::io::stdout(), format!("{report}\n").as_bytes())
+        .expect("stdout");
+}
+
+/// Ends the benchmark `tool` with `message` on stderr (status 2).
+pub fn exit_with(tool: &str, message: &str) -> ! {
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("{tool}: {message}\n").as_bytes(),
+    );
+    std::process::exit(2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +137,15 @@ mod tests {
             ours.authorization,
             AwsSigV4Baseline::default().authorization("lambda")
         );
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let sorted = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+        assert_eq!(nearest_rank(&sorted, 0.5), Some(5));
+        assert_eq!(nearest_rank(&sorted, 0.99), Some(10));
+        assert_eq!(nearest_rank(&sorted, 1.0), Some(10));
+        assert_eq!(nearest_rank(&sorted, 0.0), Some(1));
+        assert_eq!(nearest_rank::<u64>(&[], 0.5), None);
     }
 }

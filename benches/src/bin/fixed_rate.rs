@@ -182,16 +182,7 @@ async fn connection(
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = std::io::Write::write_all(
-                &mut std::io::stderr(),
-                format!("fixed-rate: {e}\n").as_bytes(),
-            );
-            std::process::exit(2);
-        }
-    };
+    let args = parse_args().unwrap_or_else(|e| supa_benches::exit_with("fixed-rate", &e));
     // One thread, as a load generator sharing the machine should be small.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -215,13 +206,7 @@ fn main() {
     latencies.sort_unstable();
     let errors: u64 = seen.iter().map(|s| s.errors).sum();
     let non_2xx: u64 = seen.iter().map(|s| s.non_2xx).sum();
-    let pct = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return 0.0;
-        }
-        let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
-        latencies[i] as f64 / 1e6
-    };
+    let pct = |p: f64| supa_benches::nearest_rank(&latencies, p).map_or(0.0, |ns| ns as f64 / 1e6);
     let report = serde_json::json!({
         "target_rate": args.rate,
         "rate": latencies.len() as f64 / args.duration.as_secs_f64(),
@@ -234,6 +219,5 @@ fn main() {
         "p999_ms": pct(0.999),
         "max_ms": pct(1.0),
     });
-    std::io::Write::write_all(&mut std::io::stdout(), format!("{report}\n").as_bytes())
-        .expect("stdout");
+    supa_benches::print_report(&report);
 }

@@ -133,13 +133,14 @@ fn rss() -> usize {
 }
 
 /// Latency percentiles (ms) of `samples` (seconds).
-fn percentiles(mut samples: Vec<f64>) -> serde_json::Value {
+fn percentiles(mut samples: Vec<f64>) -> serde_json::Map<String, serde_json::Value> {
     samples.sort_by(f64::total_cmp);
-    let at = |p: f64| {
-        let i = ((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1));
-        samples.get(i).map_or(0.0, |s| s * 1000.0)
-    };
-    serde_json::json!({ "p50_ms": at(0.50), "p99_ms": at(0.99), "max_ms": at(1.0) })
+    let at = |p| supa_benches::nearest_rank(&samples, p).map_or(0.0, |s| s * 1000.0);
+    let mut report = serde_json::Map::new();
+    for (name, p) in [("p50_ms", 0.50), ("p99_ms", 0.99), ("max_ms", 1.0)] {
+        report.insert(name.into(), at(p).into());
+    }
+    report
 }
 
 /// One request; its latency and whether it answered 200.
@@ -160,12 +161,14 @@ async fn call(router: &axum::Router, project: &ProjectRef, key: &str, path: &str
     (started.elapsed().as_secs_f64(), ok)
 }
 
-/// Every project once, in order: latencies and the number of failures.
+/// Every project once, in order: latency percentiles, failures and the
+/// round's duration.
 async fn round(
     router: &axum::Router,
     projects: &[(ProjectRef, String)],
     path: &str,
-) -> (Vec<f64>, usize) {
+) -> serde_json::Value {
+    let started = Instant::now();
     let mut latencies = Vec::with_capacity(projects.len());
     let mut failed = 0;
     for (project, key) in projects {
@@ -173,7 +176,10 @@ async fn round(
         latencies.push(latency);
         failed += usize::from(!ok);
     }
-    (latencies, failed)
+    let mut report = percentiles(latencies);
+    report.insert("failed".into(), failed.into());
+    report.insert("seconds".into(), started.elapsed().as_secs_f64().into());
+    report.into()
 }
 
 #[tokio::main]
@@ -239,18 +245,14 @@ async fn main() {
     tokio::time::sleep(idle * 2).await;
     let (heap_before, rss_before) = (LIVE.load(Ordering::Relaxed), rss());
 
-    let started = Instant::now();
-    let (round1, failed1) = round(&router, projects, &args.path).await;
-    let round1_s = started.elapsed().as_secs_f64();
+    let round1 = round(&router, projects, &args.path).await;
     // Every pool closes for idleness: what stays is what an idle project
     // costs.
     tokio::time::sleep(idle * 2).await;
     let (heap_idle, rss_idle) = (LIVE.load(Ordering::Relaxed), rss());
 
     let fetched_before = metrics.l1_misses.load(Ordering::Relaxed);
-    let started = Instant::now();
-    let (round2, failed2) = round(&router, projects, &args.path).await;
-    let round2_s = started.elapsed().as_secs_f64();
+    let round2 = round(&router, projects, &args.path).await;
     let n = projects.len();
     let per = |after: usize, before: usize| after.saturating_sub(before) as f64 / n as f64;
     let report = serde_json::json!({
@@ -258,8 +260,8 @@ async fn main() {
         "max_open_projects": max_open,
         "first_request_ms": first * 1000.0,
         "warm": percentiles(warm),
-        "round1": { "failed": failed1, "seconds": round1_s, "latency": percentiles(round1) },
-        "round2": { "failed": failed2, "seconds": round2_s, "latency": percentiles(round2) },
+        "round1": round1,
+        "round2": round2,
         "idle_project_heap_bytes": per(heap_idle, heap_before),
         "idle_project_rss_bytes": per(rss_idle, rss_before),
         "heap_bytes_idle": heap_idle,
@@ -267,14 +269,9 @@ async fn main() {
         // Cache misses in round 2: entries the gateway had to fetch again.
         "cache_misses_round2": metrics.l1_misses.load(Ordering::Relaxed) - fetched_before,
     });
-    std::io::Write::write_all(&mut std::io::stdout(), format!("{report}\n").as_bytes())
-        .expect("stdout");
+    supa_benches::print_report(&report);
 }
 
 fn fail(message: &str) -> ! {
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        format!("many-projects: {message}\n").as_bytes(),
-    );
-    std::process::exit(2)
+    supa_benches::exit_with("many-projects", message)
 }
