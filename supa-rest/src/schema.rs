@@ -582,20 +582,15 @@ impl SchemaCache {
             None => unavailable(e),
         };
         let schemas: Vec<&str> = schemas.iter().map(String::as_str).collect();
-        let rows = match spare {
-            Some(spare) => {
-                let (first, second) = tokio::join!(
-                    flight(client, &schemas, &CATALOG[..SPLIT]),
-                    flight(spare, &schemas, &CATALOG[SPLIT..]),
-                );
-                let mut rows = first.map_err(unavailable)?;
-                rows.extend(second.map_err(unavailable)?);
-                rows
-            }
-            None => flight(client, &schemas, &CATALOG)
-                .await
-                .map_err(unavailable)?,
+        let (first, rest) = match spare {
+            Some(spare) => tokio::join!(
+                flight(client, &schemas, &CATALOG[..SPLIT]),
+                flight(spare, &schemas, &CATALOG[SPLIT..]),
+            ),
+            None => (flight(client, &schemas, &CATALOG).await, Ok(Vec::new())),
         };
+        let mut rows = first.map_err(unavailable)?;
+        rows.extend(rest.map_err(unavailable)?);
         // One answer per query, in CATALOG's order.
         let Ok(
             [

@@ -37,6 +37,15 @@ async fn project(tenant: &Tenant, name: &str) -> (ProjectRef, ProjectDatabase) {
     (r, db)
 }
 
+/// Runs `sql` in the project's database as the SQL endpoint does (with
+/// its `NOTIFY pgrst` after schema changes).
+async fn run_sql(tenant: &Tenant, r: &ProjectRef, sql: &str) {
+    tenant
+        .run_sql(r, sql, supa_tenant::DEFAULT_STATEMENT_TIMEOUT)
+        .await
+        .unwrap();
+}
+
 fn config() -> RestConfig {
     RestConfig {
         anon_role: Some("anon".into()),
@@ -79,10 +88,7 @@ async fn projects_are_served_apart_with_gateway_claims() {
     let tenant = supa_testkit::tenant().await;
     let (a, db_a) = project(&tenant, "a").await;
     let (b, db_b) = project(&tenant, "b").await;
-    tenant
-        .run_sql(&a, "CREATE TABLE secrets_of_a (id int PRIMARY KEY, v text); ALTER TABLE secrets_of_a ENABLE ROW LEVEL SECURITY", Duration::from_secs(10))
-        .await
-        .unwrap();
+    run_sql(&tenant, &a, "CREATE TABLE secrets_of_a (id int PRIMARY KEY, v text); ALTER TABLE secrets_of_a ENABLE ROW LEVEL SECURITY").await;
     let engine = Engine::new(2, Duration::from_secs(60), 100);
 
     // Service role (BYPASSRLS) writes; anon sees nothing under RLS.
@@ -170,10 +176,7 @@ async fn schema_reloads_on_notify_and_idle_projects_are_closed() {
     .await;
     assert_eq!(s, 404);
     // The SQL endpoint sends NOTIFY pgrst after DDL; the engine reloads.
-    tenant
-        .run_sql(&r, "CREATE TABLE late (id int)", Duration::from_secs(10))
-        .await
-        .unwrap();
+    run_sql(&tenant, &r, "CREATE TABLE late (id int)").await;
     let mut status = 0;
     for _ in 0..50 {
         status = call(
@@ -273,10 +276,7 @@ fn json_of(bytes: &[u8]) -> Value {
 async fn postgrest_14_behaviours_on_a_project() {
     let tenant = supa_testkit::tenant().await;
     let (r, db) = project(&tenant, "parity").await;
-    tenant
-        .run_sql(
-            &r,
-            "CREATE EXTENSION postgis WITH SCHEMA extensions;
+    run_sql(&tenant, &r, "CREATE EXTENSION postgis WITH SCHEMA extensions;
              CREATE TABLE channels (id int PRIMARY KEY, name text NOT NULL);
              COMMENT ON TABLE channels IS 'Chat channels';
              CREATE TABLE messages (id int PRIMARY KEY, channel_id int REFERENCES channels(id), body text,
@@ -295,11 +295,7 @@ async fn postgrest_14_behaviours_on_a_project() {
              CREATE FUNCTION all_messages() RETURNS SETOF messages LANGUAGE sql STABLE AS 'SELECT * FROM messages';
              CREATE FUNCTION one_number() RETURNS int LANGUAGE sql STABLE AS 'SELECT 1';
              CREATE DOMAIN \"text/html\" AS text;
-             CREATE FUNCTION page() RETURNS \"text/html\" LANGUAGE sql STABLE AS $$ SELECT '<p>hi</p>'::\"text/html\" $$;",
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
+             CREATE FUNCTION page() RETURNS \"text/html\" LANGUAGE sql STABLE AS $$ SELECT '<p>hi</p>'::\"text/html\" $$;").await;
     let engine = Engine::new(2, Duration::from_secs(60), 100);
     let config = RestConfig {
         anon_role: Some("anon".into()),
@@ -516,15 +512,13 @@ async fn postgrest_14_behaviours_on_a_project() {
 async fn prepared_statements_follow_a_changed_column_type() {
     let tenant = supa_testkit::tenant().await;
     let (r, db) = project(&tenant, "prepared").await;
-    tenant
-        .run_sql(
-            &r,
-            "CREATE TABLE typed (id int, v text); INSERT INTO typed VALUES (1, 'a'); \
+    run_sql(
+        &tenant,
+        &r,
+        "CREATE TABLE typed (id int, v text); INSERT INTO typed VALUES (1, 'a'); \
              GRANT SELECT ON typed TO anon",
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let pool = 2;
     let engine = Engine::new(pool, Duration::from_secs(60), 10);
     let get = || {
