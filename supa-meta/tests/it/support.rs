@@ -112,33 +112,63 @@ impl PgMeta {
             "{} is missing: `make deps` installs postgres-meta",
             server.display()
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let url = supa_testkit::cluster().url(database);
-        let child = Command::new("node")
-            .arg(&server)
-            .env("PG_META_DB_URL", url)
-            .env("PG_META_HOST", "127.0.0.1")
-            .env("PG_META_PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run node; `make deps` installs it");
-        let mut me = Self { child, port };
-        for _ in 0..300 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return me;
+        // The free port is found by binding and releasing it, so the
+        // system may hand it out again: to a test starting its own server
+        // at the same time (ports given here are never given twice), or to
+        // a client connection before node binds (a server that exits
+        // before listening is started again on another port).
+        static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let port = loop {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port();
+                let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+                if !given.contains(&port) {
+                    given.push(port);
+                    break port;
+                }
+            };
+            // Its errors go to a file, read if it exits before listening.
+            let log = std::env::temp_dir()
+                .join(format!("postgres-meta-{}-{port}.log", std::process::id()));
+            let child = Command::new("node")
+                .arg(&server)
+                .env("PG_META_DB_URL", &url)
+                .env("PG_META_HOST", "127.0.0.1")
+                .env("PG_META_PORT", port.to_string())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("a log file"))
+                .spawn()
+                .expect("run node; `make deps` installs it");
+            let mut me = Self { child, port };
+            let mut exited = None;
+            for _ in 0..300 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    let _ = std::fs::remove_file(&log);
+                    return me;
+                }
+                if let Ok(Some(status)) = me.child.try_wait() {
+                    exited = Some(status);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            if let Ok(Some(status)) = me.child.try_wait() {
-                panic!("postgres-meta exited with {status}");
+            let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+            let _ = std::fs::remove_file(&log);
+            match exited {
+                Some(status) => assert!(tries < 3, "postgres-meta exited with {status}: {stderr}"),
+                None => {
+                    me.child.kill().ok();
+                    panic!("postgres-meta did not listen within 15 s: {stderr}");
+                }
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        me.child.kill().ok();
-        panic!("postgres-meta did not listen within 15 s");
     }
 
     /// GET `path`: status and JSON body.
