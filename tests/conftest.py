@@ -85,9 +85,10 @@ def redis_server():
 
 
 @contextlib.contextmanager
-def running_platform(redis_url=None):
+def running_platform(redis_url=None, profile="test"):
     """`supa up` on free ports and a throwaway data dir (its own embedded
-    cluster), stopped and removed on exit."""
+    cluster), stopped and removed on exit. The `test` profile runs that
+    cluster without fsync: nothing in it outlives the run."""
     assert SUPA.exists(), f"{SUPA} is missing: `make pytest` builds it"
     data_dir = Path(tempfile.mkdtemp(prefix="supa-pytest-"))
     api_port = free_port()
@@ -105,6 +106,8 @@ def running_platform(redis_url=None):
                "--gateway-port", str(gateway_port)]
     if redis_url:
         command += ["--redis-url", redis_url]
+    if profile:
+        command += ["--profile", profile]
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     api_url = f"http://127.0.0.1:{api_port}"
     deadline = time.monotonic() + 90

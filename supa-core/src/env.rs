@@ -41,6 +41,9 @@ pub const GATEWAY_URL: &str = "SUPA_GATEWAY_URL";
 pub const PLACEMENT: &str = "SUPA_PLACEMENT";
 /// Path of an optional TOML config file.
 pub const CONFIG: &str = "SUPA_CONFIG";
+/// Config profile: `production` (unsafe settings refused), `test` (relaxed
+/// durability) or the name of a `[profile.NAME]` table of the config file.
+pub const PROFILE: &str = "SUPA_PROFILE";
 /// Log filter in `tracing` syntax (default `info`).
 pub const LOG: &str = "SUPA_LOG";
 
@@ -151,6 +154,10 @@ pub const ALL: &[(&str, &str)] = &[
         "worker placement: least-databases (default) or round-robin",
     ),
     (CONFIG, "path of an optional TOML config file"),
+    (
+        PROFILE,
+        "config profile: production (refuses unsafe settings), test, or a [profile.NAME] table",
+    ),
     (LOG, "log filter in tracing syntax (default info)"),
 ];
 
@@ -162,22 +169,81 @@ pub fn file_key(var: &str) -> String {
 /// Applies a TOML config file's values as the defaults of every argument
 /// (in `command` and all its subcommands) bound to the matching `SUPA_*`
 /// variable, so the order of precedence is flag, then environment, then
-/// file, then built-in default. An unknown key is an error naming it.
+/// file, then built-in default. With a `profile`, the keys of the file's
+/// `[profile.NAME]` table override its top-level keys. An unknown key or
+/// profile is an error naming it.
 #[cfg(feature = "clap")]
 pub fn with_file_defaults(
     command: clap::Command,
     toml_text: &str,
+    profile: &crate::Profile,
 ) -> Result<clap::Command, crate::Error> {
-    let table: toml::Table = toml_text
+    Ok(apply_defaults(command, &file_values(toml_text, profile)?))
+}
+
+/// The `(variable, value)` pairs a config file gives under `profile`.
+#[cfg(feature = "clap")]
+pub fn file_values(
+    toml_text: &str,
+    profile: &crate::Profile,
+) -> Result<Vec<(&'static str, String)>, crate::Error> {
+    let mut table: toml::Table = toml_text
         .parse()
         .map_err(|e| crate::Error::Config(format!("{CONFIG}: {e}")))?;
+    let mut profiles = match table.remove("profile") {
+        None => toml::Table::new(),
+        Some(toml::Value::Table(t)) => t,
+        Some(other) => {
+            return Err(crate::Error::Config(format!(
+                "{CONFIG}: profile must be a table of [profile.NAME] tables, not {}",
+                other.type_str()
+            )));
+        }
+    };
+    let mut values = pairs(table, "")?;
+    if let Some(name) = profile.name() {
+        match profiles.remove(name) {
+            Some(toml::Value::Table(t)) => {
+                for (var, value) in pairs(t, &format!("[profile.{name}] "))? {
+                    values.retain(|(v, _)| *v != var);
+                    values.push((var, value));
+                }
+            }
+            Some(other) => {
+                return Err(crate::Error::Config(format!(
+                    "{CONFIG}: profile.{name} must be a table, not {}",
+                    other.type_str()
+                )));
+            }
+            None if crate::Profile::is_built_in(name) => {}
+            None => {
+                let known: Vec<&str> = profiles.keys().map(String::as_str).collect();
+                return Err(crate::Error::Config(format!(
+                    "{PROFILE}: no [profile.{name}] table in the config file; its profiles: {}",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// A table's keys as `(variable, value)` pairs; `at` names the table in errors.
+#[cfg(feature = "clap")]
+fn pairs(table: toml::Table, at: &str) -> Result<Vec<(&'static str, String)>, crate::Error> {
     let mut values = Vec::new();
     for (key, value) in table {
-        let settable = ALL.iter().filter(|(var, _)| *var != CONFIG);
+        let settable = ALL
+            .iter()
+            .filter(|(var, _)| *var != CONFIG && *var != PROFILE);
         let Some((var, _)) = settable.clone().find(|(var, _)| file_key(var) == key) else {
             let known: Vec<String> = settable.map(|(v, _)| file_key(v)).collect();
             return Err(crate::Error::Config(format!(
-                "{CONFIG}: unknown key {key:?}; known keys: {}",
+                "{CONFIG}: {at}unknown key {key:?}; known keys: {}",
                 known.join(", ")
             )));
         };
@@ -187,69 +253,102 @@ pub fn with_file_defaults(
             toml::Value::Boolean(b) => b.to_string(),
             other => {
                 return Err(crate::Error::Config(format!(
-                    "{CONFIG}: {key} must be a string, integer or boolean, not {}",
+                    "{CONFIG}: {at}{key} must be a string, integer or boolean, not {}",
                     other.type_str()
                 )));
             }
         };
         values.push((*var, text));
     }
-    Ok(apply_defaults(command, &values))
+    Ok(values)
 }
 
-/// Parses the process arguments into `P` the way every Supa binary does:
-/// with the config file named by `--config PATH` or `SUPA_CONFIG` supplying
-/// defaults (see [`with_file_defaults`]). Exits with clap's message and
-/// status on bad arguments, like `P::parse()`, and with a one-line reason
-/// when the config file cannot be read or used.
+/// The arguments, as every Supa binary parses them: with the config file
+/// named by `--config PATH` or `SUPA_CONFIG` supplying defaults (see
+/// [`with_file_defaults`]) under the profile named by `--profile NAME` or
+/// `SUPA_PROFILE`.
 #[cfg(feature = "clap")]
-pub fn parse_args<P: clap::Parser>() -> P {
+pub struct Parsed<P> {
+    /// The binary's own arguments.
+    pub args: P,
+    /// The profile they were read under.
+    pub profile: crate::Profile,
+    /// The config file, if one was given.
+    pub config: Option<std::path::PathBuf>,
+}
+
+/// Parses the process arguments into `P` (see [`Parsed`]). Exits with
+/// clap's message and status on bad arguments, like `P::parse()`, and with
+/// a one-line reason when the config file or profile cannot be used.
+#[cfg(feature = "clap")]
+pub fn parse_args<P: clap::Parser>() -> Parsed<P> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let mut command = P::command().arg(
-        clap::Arg::new("config")
-            .long("config")
-            .env(CONFIG)
-            .global(true)
-            .value_name("PATH")
-            .help("TOML file of settings: keys are the SUPA_* variables in lower case without the prefix"),
+    let mut command = P::command()
+        .arg(
+            clap::Arg::new("config")
+                .long("config")
+                .env(CONFIG)
+                .global(true)
+                .value_name("PATH")
+                .help("TOML file of settings: keys are the SUPA_* variables in lower case without the prefix"),
+        )
+        .arg(
+            clap::Arg::new("profile")
+                .long("profile")
+                .env(PROFILE)
+                .global(true)
+                .value_name("NAME")
+                .help("production (refuses unsafe settings), test, or a [profile.NAME] table of the config file"),
+        );
+    let profile = crate::Profile::new(
+        flag_value(&args, "--profile", PROFILE).and_then(|p| p.into_string().ok()),
     );
-    if let Some(path) = config_path(&args) {
-        let applied = std::fs::read_to_string(&path)
+    let config = flag_value(&args, "--config", CONFIG).map(std::path::PathBuf::from);
+    let applied = match &config {
+        Some(path) => std::fs::read_to_string(path)
             .map_err(|e| crate::Error::Config(format!("cannot read {}: {e}", path.display())))
-            .and_then(|text| with_file_defaults(command, &text));
-        command = match applied {
-            Ok(c) => c,
-            Err(e) => {
-                // A binary's startup failure is reported on its stderr.
-                #[allow(clippy::print_stderr)]
-                {
-                    eprintln!("{e}");
-                }
-                std::process::exit(2);
-            }
-        };
-    }
+            .and_then(|text| with_file_defaults(command, &text, &profile)),
+        None => match profile.name() {
+            Some(name) if !crate::Profile::is_built_in(name) => Err(crate::Error::Config(format!(
+                "{PROFILE}: profile {name:?} needs a config file ({CONFIG}) with a [profile.{name}] table"
+            ))),
+            _ => Ok(command),
+        },
+    };
+    command = applied.unwrap_or_else(|e| {
+        // A binary's startup failure is reported on its stderr.
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("{e}");
+        }
+        std::process::exit(2);
+    });
     let matches = command.get_matches_from(args);
-    P::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    Parsed {
+        args: P::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()),
+        profile,
+        config,
+    }
 }
 
-/// `--config PATH` or `--config=PATH` among `args`, else `SUPA_CONFIG`.
+/// `FLAG VALUE` or `FLAG=VALUE` among `args`, else the variable `var`.
 #[cfg(feature = "clap")]
-fn config_path(args: &[std::ffi::OsString]) -> Option<std::path::PathBuf> {
+fn flag_value(args: &[std::ffi::OsString], flag: &str, var: &str) -> Option<std::ffi::OsString> {
     let mut iter = args.iter().skip(1);
+    let prefix = format!("{flag}=");
     while let Some(arg) = iter.next() {
-        if arg == "--config" {
-            return iter.next().map(Into::into);
+        if arg == flag {
+            return iter.next().cloned();
         }
-        if let Some(path) = arg.to_str().and_then(|a| a.strip_prefix("--config=")) {
-            return Some(path.into());
+        if let Some(value) = arg.to_str().and_then(|a| a.strip_prefix(prefix.as_str())) {
+            return Some(value.into());
         }
     }
-    std::env::var_os(CONFIG).map(Into::into)
+    std::env::var_os(var).filter(|v| !v.is_empty())
 }
 
 #[cfg(feature = "clap")]
-fn apply_defaults(command: clap::Command, values: &[(&str, String)]) -> clap::Command {
+fn apply_defaults(command: clap::Command, values: &[(&'static str, String)]) -> clap::Command {
     let command = command.mut_args(|arg| {
         let var = arg.get_env().and_then(|v| v.to_str()).map(str::to_owned);
         match var.and_then(|var| values.iter().find(|(v, _)| *v == var)) {
@@ -299,14 +398,14 @@ mod tests {
         };
         // The keys map to variables by name; this one has no SUPA_TEST_* key,
         // so only data_dir applies.
-        let cmd = super::with_file_defaults(command(), "data_dir = \"/srv/supa\"").unwrap();
+        let cmd = super::with_file_defaults(command(), "data_dir = \"/srv/supa\"", &P).unwrap();
         let m = cmd.try_get_matches_from(["t", "up"]).unwrap();
         let up = m.subcommand_matches("up").unwrap();
         if std::env::var_os(super::DATA_DIR).is_none() {
             assert_eq!(up.get_one::<String>("dir").unwrap(), "/srv/supa");
         }
         assert_eq!(up.get_one::<String>("port").unwrap(), "1");
-        let m = super::with_file_defaults(command(), "data_dir = \"/srv\"")
+        let m = super::with_file_defaults(command(), "data_dir = \"/srv\"", &P)
             .unwrap()
             .try_get_matches_from(["t", "up", "--data-dir", "flag"])
             .unwrap();
@@ -318,10 +417,45 @@ mod tests {
             "flag"
         );
 
-        let err = super::with_file_defaults(command(), "colour = \"red\"").unwrap_err();
+        let err = super::with_file_defaults(command(), "colour = \"red\"", &P).unwrap_err();
         assert!(err.to_string().contains("unknown key \"colour\""), "{err}");
-        assert!(super::with_file_defaults(command(), "api_port = [1]").is_err());
-        assert!(super::with_file_defaults(command(), "not toml").is_err());
+        assert!(super::with_file_defaults(command(), "api_port = [1]", &P).is_err());
+        assert!(super::with_file_defaults(command(), "not toml", &P).is_err());
+    }
+
+    #[cfg(feature = "clap")]
+    const P: crate::Profile = crate::Profile::DEFAULT;
+
+    #[cfg(feature = "clap")]
+    #[test]
+    fn a_profile_table_overrides_the_top_level_keys() {
+        let text = "log = \"info\"\nplacement = \"round-robin\"\n\n[profile.production]\nlog = \"warn\"\n\n[profile.ci]\nlog = \"debug\"\n";
+        let named = |n: &str| crate::Profile::new(Some(n.to_owned()));
+        let values = super::file_values(text, &P).unwrap();
+        assert!(values.contains(&(super::LOG, "info".to_owned())));
+        let values = super::file_values(text, &named("production")).unwrap();
+        assert!(
+            values.contains(&(super::LOG, "warn".to_owned())),
+            "{values:?}"
+        );
+        assert!(values.contains(&(super::PLACEMENT, "round-robin".to_owned())));
+        assert_eq!(values.iter().filter(|(v, _)| *v == super::LOG).count(), 1);
+        let values = super::file_values(text, &named("ci")).unwrap();
+        assert!(values.contains(&(super::LOG, "debug".to_owned())));
+        // Built-in names need no table; other names do.
+        assert!(super::file_values(text, &named("test")).is_ok());
+        let err = super::file_values(text, &named("staging"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no [profile.staging] table") && err.contains("ci, production"),
+            "{err}"
+        );
+        let err = super::file_values("[profile.ci]\ncolour = 1", &named("ci"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[profile.ci] unknown key \"colour\""), "{err}");
+        assert!(super::file_values("profile = 1", &P).is_err());
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod directory;
 pub mod env;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod profile;
 #[cfg(feature = "serve")]
 pub mod serve;
 #[cfg(feature = "signal")]
@@ -42,6 +43,7 @@ pub use directory::{BoxFuture, DirectoryError, ProjectDirectory};
 pub use error::Error;
 pub use error_body::{GatewayErrorBody, PostgrestErrorBody};
 pub use functions_settings::{FunctionDeployment, FunctionsConfig};
+pub use profile::Profile;
 pub use project_ref::ProjectRef;
 pub use public_url::public_base_url;
 pub use realtime_settings::{MAX_REALTIME_PAYLOAD_KB, RealtimeSettings};

@@ -7,6 +7,9 @@ pub enum Error {
     /// The machine is not set up for this (missing binaries, bad settings).
     #[error("{0}")]
     Config(String),
+    /// Settings the config profile refuses (`production`), one line each.
+    #[error("{}", .0.join("\n"))]
+    Refused(Vec<String>),
     /// A PostgreSQL server command (initdb, pg_ctl) failed.
     #[error("embedded PostgreSQL: {0}")]
     Embedded(String),

@@ -47,6 +47,68 @@ pub struct Settings {
     /// Where functions' bundles, sockets and npm cache live; `DIR/functions`
     /// when `None`.
     pub functions_dir: Option<PathBuf>,
+    /// The config profile: `production` refuses unsafe settings at start,
+    /// `test` runs the embedded cluster without `fsync`.
+    pub profile: supa_core::Profile,
+}
+
+impl Settings {
+    /// What a profile judges in these settings.
+    fn posture(&self) -> supa_core::profile::Posture<'_> {
+        fn given(s: &Option<Secret<String>>) -> Option<&str> {
+            s.as_ref().map(|s| s.expose().as_str())
+        }
+        supa_core::profile::Posture {
+            embedded_database: self.database_url.is_none(),
+            generated_master_key: self.master_key.is_none(),
+            redis_url: given(&self.redis_url),
+            tokens: vec![
+                (supa_core::env::ADMIN_TOKEN, given(&self.admin_token)),
+                (supa_core::env::SERVICE_TOKEN, given(&self.service_token)),
+            ],
+        }
+    }
+}
+
+/// `SHOW fsync` of the database at `url`, on a connection of its own: it
+/// runs before the management database is migrated, so a refused one is
+/// left untouched.
+async fn fsync_of(url: &str) -> Result<String, Error> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let fsync = sqlx::query_scalar("SHOW fsync")
+        .fetch_one(&mut conn)
+        .await?;
+    let _ = conn.close().await;
+    Ok(fsync)
+}
+
+/// The refusals of active workers that run with `fsync=off` (a worker that
+/// cannot be reached now is left to its health checks).
+async fn workers_without_fsync(
+    tenant: &Tenant,
+    profile: &supa_core::Profile,
+) -> Result<Vec<String>, Error> {
+    let mut refused = Vec::new();
+    for worker in tenant.list_workers().await? {
+        if worker.status != WorkerStatus::Active {
+            continue;
+        }
+        let fsync = match tenant.worker_pool(&worker.id).await {
+            Ok(pool) => sqlx::query_scalar::<_, String>("SHOW fsync")
+                .fetch_one(&pool)
+                .await
+                .map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        match fsync {
+            Ok(fsync) => {
+                refused.extend(profile.refuse_fsync(&format!("worker {}", worker.id), &fsync))
+            }
+            Err(e) => tracing::warn!(worker = %worker.id, "cannot read fsync: {e}"),
+        }
+    }
+    Ok(refused)
 }
 
 /// A started control plane.
@@ -69,6 +131,10 @@ impl ControlPlane {
     /// management database, registers the embedded worker, loads or
     /// generates the tokens and starts publishing invalidations to Redis.
     pub async fn start(settings: Settings) -> Result<Self, Error> {
+        let refused = settings.profile.refusals(&settings.posture());
+        if !refused.is_empty() {
+            return Err(Error::Refused(refused));
+        }
         fs::create_dir_all(&settings.data_dir)
             .and_then(|()| {
                 fs::set_permissions(&settings.data_dir, fs::Permissions::from_mode(0o700))
@@ -83,11 +149,16 @@ impl ControlPlane {
             Some(url) => (None, url.clone()),
             None => {
                 let dir = settings.data_dir.clone();
-                let pg = tokio::task::spawn_blocking(move || {
-                    EmbeddedPostgres::start(&dir, Durability::Full)
-                })
-                .await
-                .map_err(|e| Error::Embedded(format!("startup task failed: {e}")))??;
+                // A test platform's cluster is thrown away after the run.
+                let durability = if settings.profile.is_test() {
+                    Durability::Throwaway
+                } else {
+                    Durability::Full
+                };
+                let pg =
+                    tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir, durability))
+                        .await
+                        .map_err(|e| Error::Embedded(format!("startup task failed: {e}")))??;
                 let url = pg.url(crate::ADMIN_DATABASE);
                 (Some(pg), url)
             }
@@ -101,6 +172,15 @@ impl ControlPlane {
                     etag: supa_storage::FileEtag::Md5,
                 });
         let objects = supa_storage::Backend::new(&storage).map_err(Error::Storage)?;
+        if settings.profile.is_production() {
+            let fsync = fsync_of(url.expose()).await?;
+            if let Some(line) = settings
+                .profile
+                .refuse_fsync("the management database", &fsync)
+            {
+                return Err(Error::Refused(vec![line]));
+            }
+        }
         let mut tenant = Tenant::connect(url.expose(), key)
             .await?
             .with_placement(settings.placement)
@@ -137,6 +217,12 @@ impl ControlPlane {
         }
         if let Some(redis) = &settings.redis_url {
             tenant.publish_to_redis(redis.expose())?;
+        }
+        if settings.profile.is_production() {
+            let refused = workers_without_fsync(&tenant, &settings.profile).await?;
+            if !refused.is_empty() {
+                return Err(Error::Refused(refused));
+            }
         }
 
         let admin_file = settings.data_dir.join("admin_token");
@@ -341,8 +427,13 @@ impl StorageArgs {
 impl SettingsArgs {
     /// The settings, with the management database at `database_url`
     /// (`None`: an embedded cluster in the data dir).
-    pub fn into_settings(self, database_url: Option<String>) -> Result<Settings, Error> {
+    pub fn into_settings(
+        self,
+        database_url: Option<String>,
+        profile: supa_core::Profile,
+    ) -> Result<Settings, Error> {
         Ok(Settings {
+            profile,
             storage: Some(self.storage.backend(&self.data_dir)?),
             data_dir: self.data_dir,
             database_url: database_url.map(Secret::new),

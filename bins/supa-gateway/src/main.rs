@@ -64,7 +64,13 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Args = env::parse_args();
+    let env::Parsed { args, profile, .. } = env::parse_args::<Args>();
+    let refused = profile.refusals(&supa_core::profile::Posture {
+        redis_url: args.redis_url.as_deref(),
+        tokens: vec![(env::SERVICE_TOKEN, Some(&args.service_token))],
+        ..Default::default()
+    });
+    anyhow::ensure!(refused.is_empty(), refused.join("\n"));
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .map_err(|e| anyhow::anyhow!("bad log filter {:?}: {e}", args.log))?;
     tracing_subscriber::fmt().with_env_filter(filter).init();

@@ -30,7 +30,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Args = env::parse_args();
+    let env::Parsed { args, profile, .. } = env::parse_args::<Args>();
     let filter = tracing_subscriber::EnvFilter::try_new(&args.settings.log)
         .map_err(|e| anyhow::anyhow!("bad log filter {:?}: {e}", args.settings.log))?;
     tracing_subscriber::fmt().with_env_filter(filter).init();
@@ -38,7 +38,11 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let plane = ControlPlane::start(args.settings.into_settings(Some(args.database_url))?).await?;
+    let plane = ControlPlane::start(
+        args.settings
+            .into_settings(Some(args.database_url), profile)?,
+    )
+    .await?;
     tracing::info!(%addr, "tenant manager listening");
     platform::serve(listener, plane.router(), platform::shutdown_signal()).await?;
     plane.shutdown().await?;

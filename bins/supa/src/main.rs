@@ -7,6 +7,7 @@
 // A command-line tool's output is its interface.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod config;
 mod functions;
 mod local;
 mod remote;
@@ -70,6 +71,17 @@ enum Command {
     /// `supabase/functions/<slug>/index.ts`).
     #[command(subcommand)]
     Functions(FunctionsCommand),
+    /// The settings `supa up` would run with.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print every setting of `supa up` with where it comes from (flag,
+    /// environment, config file, default), secrets masked, and what the
+    /// profile refuses; exits 1 when it refuses something.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -389,8 +401,14 @@ enum SecretsCommand {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = env::parse_args();
+    let env::Parsed {
+        args: cli,
+        profile,
+        config,
+    } = env::parse_args::<Cli>();
     let result = match cli.command {
+        Command::Config(ConfigCommand::Check) => config::check(&profile, config.as_deref()),
+        Command::Up(args) => runtime().and_then(|rt| rt.block_on(up::run(*args, profile))),
         Command::Jwt(command) => local::jwt(command),
         Command::Keys(KeysCommand::Gen(args)) => local::gen_key(args),
         Command::Keys(KeysCommand::Check(args)) => local::check_key(args),
@@ -426,7 +444,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 async fn run(command: Command) -> anyhow::Result<()> {
     use remote::Remote;
     match command {
-        Command::Up(args) => up::run(*args).await,
+        Command::Up(_) | Command::Config(_) => unreachable!("handled in main"),
         Command::Projects(ProjectsCommand::Create {
             name,
             project_ref,

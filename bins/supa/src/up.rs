@@ -41,7 +41,7 @@ pub(crate) struct UpArgs {
     functions_idle: u64,
 }
 
-pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: UpArgs, profile: supa_core::Profile) -> anyhow::Result<()> {
     crate::init_logging(&args.settings.log)?;
     let data_dir = args.settings.data_dir.clone();
     let api_addr = SocketAddr::new(args.bind, args.api_port);
@@ -61,7 +61,8 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         },
     )
     .map_err(anyhow::Error::msg)?;
-    let plane = ControlPlane::start(args.settings.into_settings(args.database_url)?).await?;
+    let plane =
+        ControlPlane::start(args.settings.into_settings(args.database_url, profile)?).await?;
     let metrics = Arc::new(Metrics::default());
     let storage = supa_storage::Storage::new(
         plane.object_store().clone(),
