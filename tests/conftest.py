@@ -221,22 +221,30 @@ def wait_for_port(port, proc, what):
     raise RuntimeError(f"{what} did not listen on {port}")
 
 
-def start_supa_rest(platform, project, extra_env=None, stdout=subprocess.DEVNULL):
-    """supa-rest standalone for a project's database, logged in as the
-    project's authenticator with the credentials the internal API gives
-    gateways. Returns (url, proc)."""
+def supa_rest_env(platform, project):
+    """PostgREST's settings for supa-rest serving a project's database,
+    logged in as the project's authenticator with the credentials the
+    internal API gives gateways."""
     service_token = (platform.data_dir / "service_token").read_text().strip()
     db = httpx.get(
         f"{platform.api_url}/internal/v1/projects/{project['ref']}/config",
         headers={"Authorization": f"Bearer {service_token}"},
     ).json()["database"]
-    rest_port = free_port()
-    env = {
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("PGRST_")},
         "PGRST_DB_URI": f"postgres://{db['user']}:{db['password']}@{db['host']}:{db['port']}/{db['name']}",
         "PGRST_DB_SCHEMAS": "public",
         "PGRST_DB_ANON_ROLE": "anon",
         "PGRST_JWT_SECRET": project["jwt_secret"],
+    }
+
+
+def start_supa_rest(platform, project, extra_env=None, stdout=subprocess.DEVNULL):
+    """supa-rest standalone on a free port for a project's database.
+    Returns (url, proc)."""
+    rest_port = free_port()
+    env = {
+        **supa_rest_env(platform, project),
         "PGRST_SERVER_PORT": str(rest_port),
         "PGRST_SERVER_HOST": "127.0.0.1",
         **(extra_env or {}),

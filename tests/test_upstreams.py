@@ -1,11 +1,13 @@
-"""The gateway's network upstreams: a PostgREST-compatible HTTP server and
-an AWS Lambda Function URL (a test double that checks SigV4 as AWS does),
-both in front of supa-rest, and what the gateway forwards."""
+"""The gateway's network upstreams: a PostgREST-compatible HTTP server, and
+supa-rest as an AWS Lambda function behind a Function URL (a stand-in that
+checks SigV4 as AWS does and drives the function through the Lambda Runtime
+API), and what the gateway forwards."""
 
 import json
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -15,7 +17,10 @@ import pytest
 from postgrest import APIError
 from supabase import create_client
 
-from conftest import AWS_KEY_ID, AWS_SECRET, create_project, free_port, start_supa_rest, stop, wait_for_port
+from conftest import (
+    AWS_KEY_ID, AWS_SECRET, SUPA_REST, create_project, free_port, start_supa_rest, stop, supa_rest_env,
+    wait_for_port,
+)
 
 SCHEMA = """
 CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL);
@@ -113,20 +118,30 @@ def test_unreachable_upstream_is_a_502_naming_no_internals(platform):
 @pytest.fixture(scope="module")
 def lambda_project(platform):
     project = create_project(platform, "lambda", SCHEMA)
-    url, rest = start_supa_rest(platform, project)
+    with platform.client() as api:
+        r = api.post(f"/v1/projects/{project['ref']}/database/query", json={"query": (
+            "create function backend() returns int language sql as 'select pg_backend_pid()';"
+            "grant execute on function backend() to anon;"
+            "create function whoami() returns text language sql as "
+            "$$select current_setting('request.jwt.claims', true)::json->>'sub'$$;"
+            "grant execute on function whoami() to authenticated;"
+        )})
+        assert r.status_code in (200, 201), r.text
     port = free_port()
+    # One connection, so every warm invocation must reuse the same backend.
+    env = {**supa_rest_env(platform, project), "PGRST_DB_POOL": "1"}
     double = subprocess.Popen(
-        [sys.executable, str(Path(__file__).parent / "lambda_double.py"), str(port), url, AWS_KEY_ID, AWS_SECRET, "eu-west-1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, str(Path(__file__).parent / "lambda_double.py"), str(port), AWS_KEY_ID, AWS_SECRET,
+         "eu-west-1", "--", str(SUPA_REST)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    wait_for_port(port, double, "the Lambda test double")
+    wait_for_port(port, double, "the Lambda stand-in")
     function_url = f"http://127.0.0.1:{port}/"
     set_upstream(platform, project["ref"], {"kind": "lambda", "function_url": function_url, "region": "eu-west-1"})
     try:
         yield project, function_url
     finally:
         stop(double)
-        stop(rest)
 
 
 def test_lambda_upstream_signs_with_sigv4(lambda_project):
@@ -140,6 +155,38 @@ def test_lambda_upstream_signs_with_sigv4(lambda_project):
     with pytest.raises(APIError) as denied:
         anon.table("items").insert({"name": "no"}).execute()
     assert denied.value.code == "42501"
+
+
+def test_warm_invocations_keep_the_pool_and_schema_cache(lambda_project):
+    project, function_url = lambda_project
+    before = httpx.get(function_url + "__double/stats").json()
+    anon = create_client(project["url"], project["publishable_key"])
+    pids = {anon.rpc("backend").execute().data for _ in range(5)}
+    # Filters, ordering and a count travel in the event's raw query.
+    names = [r["name"] for r in anon.table("items").select("name").order("id").execute().data]
+    page = anon.table("items").select("name", count="exact").order("id", desc=True).limit(1).execute()
+    assert page.data == [{"name": names[-1]}] and page.count == len(names)
+    after = httpx.get(function_url + "__double/stats").json()
+    assert len(pids) == 1, pids
+    assert after["invocations"] - before["invocations"] == 7
+    assert after["inits"] == 1 and after["init_errors"] == 0
+
+
+def test_the_lambda_path_answers_postgrest_errors_and_csv(lambda_project):
+    project, _ = lambda_project
+    headers = {"apikey": project["publishable_key"]}
+    r = httpx.get(f"{project['url']}/rest/v1/nowhere", headers=headers)
+    assert r.status_code == 404 and r.json()["code"] == "PGRST205"
+    r = httpx.get(f"{project['url']}/rest/v1/items?select=id,name&id=eq.1",
+                  headers={**headers, "Accept": "text/csv"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert r.text.splitlines() == ["id,name", "1,first"]
+    # The user's own token reaches supa-rest beside the gateway's signature.
+    user = jwt.encode({"sub": "user-1", "role": "authenticated", "exp": int(time.time()) + 60},
+                      project["jwt_secret"], algorithm="HS256")
+    r = httpx.post(f"{project['url']}/rest/v1/rpc/whoami", json={},
+                   headers={**headers, "Authorization": f"Bearer {user}"})
+    assert r.status_code == 200 and r.json() == "user-1", r.text
 
 
 def test_the_lambda_double_refuses_what_aws_refuses(lambda_project):

@@ -2,8 +2,10 @@
 //! settings (`PGRST_DB_URI`, `PGRST_DB_SCHEMAS`, `PGRST_DB_ANON_ROLE`,
 //! `PGRST_JWT_SECRET`, `PGRST_SERVER_PORT`, `PGRST_DB_MAX_ROWS`,
 //! `PGRST_DB_PRE_REQUEST`, `PGRST_DB_TX_END`, ...), so it can replace
-//! PostgREST in an existing deployment (Kubernetes, Knative, Lambda Web
-//! Adapter).
+//! PostgREST in an existing deployment (Kubernetes, Knative), or serves
+//! AWS Lambda invocations when `AWS_LAMBDA_RUNTIME_API` is set.
+
+mod lambda;
 
 use std::sync::Arc;
 
@@ -113,6 +115,9 @@ async fn main() -> anyhow::Result<()> {
     // PostgREST reloads its schema cache on NOTIFY pgrst; so does this.
     supa_rest::listen_for_reloads(&service, db);
     let app = service.router();
+    if var("AWS_LAMBDA_RUNTIME_API").is_some() {
+        return lambda::serve(app).await;
+    }
     let listener = tokio::net::TcpListener::bind((host.as_str(), port))
         .await
         .with_context(|| format!("cannot listen on {host}:{port}"))?;
