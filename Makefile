@@ -6,7 +6,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps build lint test-rust bindings pytest test bench bench-load bench-meta bench-auth bench-storage bench-realtime bench-functions up clean
+.PHONY: help deps build lint test-rust bindings pytest cluster-test test bench bench-load bench-meta bench-auth bench-storage bench-realtime bench-functions up clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,9 +30,13 @@ bindings: deps ## build the Python package `supa` into .venv with maturin
 
 pytest: bindings ## the pytest suite: bindings, and `supa up` as a subprocess
 	cargo build --quiet -p supa -p supa-rest-bin -p supa-gateway -p supa-auth-bin -p supa-storage-bin -p supa-realtime-bin -p supa-functions-bin
-	pytest -q tests
+	pytest -q tests --ignore=tests/cluster
 
-test: lint test-rust pytest ## everything CI checks
+cluster-test: deps ## the multi-node rehearsal: management and worker clusters, Redis, two gateways behind nginx
+	cargo build --quiet -p supa-tenant-manager -p supa-gateway -p supa-rest-bin
+	pytest -q tests/cluster
+
+test: lint test-rust pytest cluster-test ## everything CI checks
 
 bench: deps ## criterion micro-benchmarks, control-plane latency, then gateway load (wrk, nginx)
 	cargo bench -p supa-benches --bench keys

@@ -15,12 +15,13 @@ declare -A NEEDED=(
   # postgres-meta, the reference supa-meta is compared with, runs on Node.
   [node]=nodejs
   [npm]=npm
+  # The load balancer of the multi-node rehearsal, and the load benches' baseline.
+  [nginx]=nginx
 )
 
-# `bootstrap.sh bench` also installs the load tools and the nginx baseline.
+# `bootstrap.sh bench` also installs the load tools.
 if [ "${1:-}" = bench ]; then
   NEEDED[wrk]=wrk
-  NEEDED[nginx]=nginx
 fi
 
 missing=()

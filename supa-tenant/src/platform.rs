@@ -70,12 +70,16 @@ impl Settings {
     }
 }
 
-/// `SHOW fsync` of the database at `url`, on a connection of its own: it
-/// runs before the management database is migrated, so a refused one is
-/// left untouched.
+/// `SHOW fsync` of the server at `url`, on a connection of its own to its
+/// `postgres` database (the management database may not exist yet): it
+/// runs before the management database is created or migrated, so a
+/// refused server is left untouched.
 async fn fsync_of(url: &str) -> Result<String, Error> {
     use sqlx::Connection as _;
-    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let options: sqlx::postgres::PgConnectOptions = url
+        .parse()
+        .map_err(|e| Error::Config(format!("bad management database URL: {e}")))?;
+    let mut conn = sqlx::PgConnection::connect_with(&options.database("postgres")).await?;
     let fsync = sqlx::query_scalar("SHOW fsync")
         .fetch_one(&mut conn)
         .await?;

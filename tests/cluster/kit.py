@@ -1,0 +1,296 @@
+"""The parts of a distributed Supa, each a real process on this machine:
+PostgreSQL clusters (management and workers), Redis with a password, the
+tenant manager, gateways, nginx as the load balancer and standalone
+supa-rest. Every part lives in one work dir and is stopped by `close()`."""
+
+import base64
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / "target" / "debug"
+PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, proc, what, seconds=30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}; see {getattr(proc, 'log_path', '')}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port}")
+
+
+def as_postgres(cmd):
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+class Part:
+    """A process whose output goes to a log file in the work dir."""
+
+    def __init__(self, work, name, cmd, env=None):
+        self.work, self.name, self.cmd, self.env = work, name, cmd, env
+        self.proc = None
+
+    def start(self):
+        log = self.work / f"{self.name}.log"
+        self.proc = subprocess.Popen(self.cmd, stdout=open(log, "a"), stderr=subprocess.STDOUT, env=self.env)
+        self.proc.log_path = log
+        return self
+
+    def kill(self):
+        """SIGKILL: a crash, nothing drained."""
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+class PgCluster:
+    """A PostgreSQL cluster with a password-protected superuser, durable
+    (fsync on), listening on 127.0.0.1 only, with logical decoding on as a
+    Supa worker wants it."""
+
+    USER = "supa_admin"
+
+    def __init__(self, work, name):
+        self.work, self.name = work, name
+        self.data = work / name
+        self.port = free_port()
+        self.password = secrets.token_hex(16)
+        pwfile = work / f"{name}.pw"
+        pwfile.write_text(self.password)
+        if os.geteuid() == 0:
+            shutil.chown(pwfile, "postgres")
+        subprocess.run(as_postgres([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", self.USER,
+                                    "--pwfile", str(pwfile), "--auth=scram-sha-256", "-E", "UTF8",
+                                    "--locale=C", "--no-sync"]),
+                       check=True, capture_output=True, cwd="/")
+        pwfile.unlink()
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
+                       "max_connections = 200\nwal_level = logical\nmax_replication_slots = 50\n")
+        self.start()
+
+    def pg_ctl(self, *args):
+        subprocess.run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w",
+                                    "-l", str(self.work / f"{self.name}.log"), *args]),
+                       check=True, capture_output=True, cwd="/")
+
+    def start(self):
+        self.pg_ctl("start")
+
+    def restart(self, mode):
+        self.pg_ctl("restart", "-m", mode)
+
+    def stop(self):
+        try:
+            self.pg_ctl("stop", "-m", "fast")
+        except subprocess.CalledProcessError:
+            pass
+
+    def url(self, database="postgres"):
+        return f"postgres://{self.USER}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+
+NGINX_CONF = """
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/nginx.error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/nginx-body;
+    proxy_temp_path {work}/nginx-proxy;
+    fastcgi_temp_path {work}/nginx-fastcgi;
+    uwsgi_temp_path {work}/nginx-uwsgi;
+    scgi_temp_path {work}/nginx-scgi;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
+    upstream gateways {{
+        {servers}
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://gateways;
+            proxy_http_version 1.1;
+            proxy_set_header Host $http_host;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_connect_timeout 1s;
+            proxy_next_upstream error timeout;
+        }}
+    }}
+}}
+"""
+
+
+class Topology:
+    """Management cluster, two worker clusters, Redis, the tenant manager
+    under the `production` profile, two gateways behind nginx."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        if os.geteuid() == 0:
+            shutil.chown(work, "postgres")
+        self.parts = []
+        self.clusters = []
+        self.management = self.cluster("management")
+        self.workers = [self.cluster("worker-1"), self.cluster("worker-2")]
+
+        self.redis_password = secrets.token_hex(16)
+        self.redis_port = free_port()
+        self.redis = self.part("redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                                         "--requirepass", self.redis_password, "--save", "", "--appendonly", "no"])
+        self.start_redis()
+        self.redis_url = f"redis://:{self.redis_password}@127.0.0.1:{self.redis_port}/"
+
+        self.admin_token = "sbp_" + secrets.token_hex(20)
+        self.service_token = "supa_svc_" + secrets.token_hex(24)
+        master_key = base64.b64encode(secrets.token_bytes(32)).decode()
+        self.api_port = free_port()
+        env = self.env(SUPA_MASTER_KEY=master_key, SUPA_ADMIN_TOKEN=self.admin_token,
+                       SUPA_SERVICE_TOKEN=self.service_token)
+        self.tenant_manager = self.part("tenant-manager", [
+            str(BIN / "supa-tenant-manager"), "--profile", "production",
+            "--database-url", self.management.url("supa_management"), "--redis-url", self.redis_url,
+            "--data-dir", str(work / "tenant-manager"), "--bind", "127.0.0.1", "--port", str(self.api_port),
+        ], env)
+        self.start_tenant_manager()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        for worker in self.workers:
+            r = self.api().post("/admin/v1/workers", json={
+                "id": worker.name, "host": "127.0.0.1", "port": worker.port,
+                "admin_user": PgCluster.USER, "admin_password": worker.password,
+            })
+            assert r.status_code in (200, 201), r.text
+
+        self.gateways = [self.gateway(i) for i in range(2)]
+        self.nginx_port = free_port()
+        conf = work / "nginx.conf"
+        servers = "\n        ".join(f"server 127.0.0.1:{g.port} max_fails=1 fail_timeout=3s;" for g in self.gateways)
+        conf.write_text(NGINX_CONF.format(work=work, port=self.nginx_port, servers=servers))
+        self.nginx = self.part("nginx", ["nginx", "-c", str(conf), "-g", "daemon off;"]).start()
+        wait_for_port(self.nginx_port, self.nginx.proc, "nginx")
+        self.url = f"http://127.0.0.1:{self.nginx_port}"
+
+    def env(self, **extra):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPA_", "PGRST_"))}
+        env.update(extra)
+        return env
+
+    def cluster(self, name):
+        cluster = PgCluster(self.work, name)
+        self.clusters.append(cluster)
+        return cluster
+
+    def part(self, name, cmd, env=None):
+        part = Part(self.work, name, cmd, env or self.env())
+        self.parts.append(part)
+        return part
+
+    def start_redis(self):
+        self.redis.start()
+        wait_for_port(self.redis_port, self.redis.proc, "redis-server")
+
+    def start_tenant_manager(self):
+        self.tenant_manager.start()
+        deadline = time.monotonic() + 60
+        while True:
+            if self.tenant_manager.proc.poll() is not None:
+                raise RuntimeError(f"the tenant manager exited:\n{self.tenant_manager.proc.log_path.read_text()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.api_port}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the tenant manager did not become healthy")
+            time.sleep(0.1)
+
+    def gateway(self, i):
+        port = free_port()
+        part = self.part(f"gateway-{i + 1}", [
+            str(BIN / "supa-gateway"), "--profile", "production",
+            "--tenant-url", f"http://127.0.0.1:{self.api_port}", "--redis-url", self.redis_url,
+            "--bind", "127.0.0.1", "--port", str(port), "--admin-port", str(free_port()),
+            "--functions-dir", str(self.work / f"gateway-{i + 1}-functions"),
+        ], self.env(SUPA_SERVICE_TOKEN=self.service_token))
+        part.port = port
+        self.start_gateway(part)
+        return part
+
+    def start_gateway(self, part):
+        part.start()
+        wait_for_port(part.port, part.proc, part.name)
+
+    def api(self):
+        return httpx.Client(base_url=self.api_url, headers={"Authorization": f"Bearer {self.admin_token}"},
+                            timeout=60)
+
+    def project(self, name, worker, sql):
+        with self.api() as api:
+            r = api.post("/v1/projects", json={"name": name, "worker_id": worker.name})
+            assert r.status_code == 201, r.text
+            project = r.json()
+            r = api.post(f"/v1/projects/{project['ref']}/database/query", json={"query": sql})
+            assert r.status_code == 201, r.text
+        project["url"] = f"{self.url}/project/{project['ref']}"
+        return project
+
+    def sql(self, ref, query):
+        with self.api() as api:
+            r = api.post(f"/v1/projects/{ref}/database/query", json={"query": query})
+            assert r.status_code == 201, r.text
+            return r.json()
+
+    def supa_rest_for(self, project):
+        """Standalone supa-rest for a project, made its `http` upstream."""
+        config = httpx.get(f"{self.api_url}/internal/v1/projects/{project['ref']}/config",
+                           headers={"Authorization": f"Bearer {self.service_token}"}).json()
+        db = config["database"]
+        port = free_port()
+        part = self.part("supa-rest", [str(BIN / "supa-rest")], self.env(
+            PGRST_DB_URI=f"postgres://{db['user']}:{db['password']}@{db['host']}:{db['port']}/{db['name']}",
+            PGRST_DB_SCHEMAS="public", PGRST_DB_ANON_ROLE="anon", PGRST_JWT_SECRET=config["jwt_secret"],
+            PGRST_SERVER_HOST="127.0.0.1", PGRST_SERVER_PORT=str(port),
+        )).start()
+        wait_for_port(port, part.proc, "supa-rest")
+        with self.api() as api:
+            r = api.patch(f"/admin/v1/projects/{project['ref']}",
+                          json={"upstream": {"kind": "http", "url": f"http://127.0.0.1:{port}"}})
+            assert r.status_code == 200, r.text
+        return part
+
+    def close(self):
+        for part in reversed(self.parts):
+            part.stop()
+        for cluster in self.clusters:
+            cluster.stop()
