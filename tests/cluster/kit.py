@@ -8,34 +8,18 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
 
+# The suite's own helpers (tests/ is on the path through its conftest).
+from conftest import free_port, wait_for_port
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / "target" / "debug"
 PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port, proc, what, seconds=30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}; see {getattr(proc, 'log_path', '')}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on {port}")
 
 
 def as_postgres(cmd):
