@@ -98,14 +98,11 @@ async fn workers_without_fsync(
         if worker.status != WorkerStatus::Active {
             continue;
         }
-        let fsync = match tenant.worker_pool(&worker.id).await {
-            Ok(pool) => sqlx::query_scalar::<_, String>("SHOW fsync")
-                .fetch_one(&pool)
-                .await
-                .map_err(Error::from),
-            Err(e) => Err(e),
+        let fsync = async {
+            let pool = tenant.worker_pool(&worker.id).await?;
+            Ok::<String, Error>(sqlx::query_scalar("SHOW fsync").fetch_one(&pool).await?)
         };
-        match fsync {
+        match fsync.await {
             Ok(fsync) => {
                 refused.extend(profile.refuse_fsync(&format!("worker {}", worker.id), &fsync))
             }
