@@ -33,7 +33,7 @@ pytest: bindings ## the pytest suite: bindings, and `supa up` as a subprocess
 	pytest -q tests --ignore=tests/cluster
 
 cluster-test: deps ## the multi-node rehearsal: management and worker clusters, Redis, two gateways behind nginx
-	cargo build --quiet -p supa-tenant-manager -p supa-gateway -p supa-rest-bin
+	cargo build --quiet -p supa -p supa-tenant-manager -p supa-gateway -p supa-rest-bin
 	pytest -q tests/cluster
 
 test: lint test-rust pytest cluster-test ## everything CI checks

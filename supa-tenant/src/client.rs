@@ -7,12 +7,12 @@ use reqwest::{Method, RequestBuilder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use supa_core::{ProjectRef, Secret};
+use supa_core::{ProjectRef, Secret, Upstream};
 
 use crate::api::PROGRESS_MEDIA_TYPE;
 use crate::{
-    ApiKeyInfo, CreateProject, CreateStep, CreatedProject, Error, Function, NewApiKey, Project,
-    SecretDigest, Worker,
+    ApiKeyInfo, CreateProject, CreateStep, CreatedProject, Error, Function, NewApiKey, NewWorker,
+    Project, SecretDigest, Worker,
 };
 
 /// A Management API endpoint and its admin token.
@@ -302,6 +302,30 @@ impl ManagementClient {
     /// Every worker.
     pub async fn list_workers(&self) -> Result<Vec<Worker>, Error> {
         self.send(Method::GET, "/admin/v1/workers", None::<&()>)
+            .await
+    }
+
+    /// Registers a worker (platform admin).
+    pub async fn register_worker(&self, new: &NewWorker) -> Result<Worker, Error> {
+        // Written out because `NewWorker` never serializes its password.
+        let body = serde_json::json!({
+            "id": new.id,
+            "host": new.host,
+            "port": new.port,
+            "admin_user": new.admin_user,
+            "admin_password": new.admin_password.expose(),
+            "max_databases": new.max_databases,
+            "weight": new.weight,
+            "status": new.status,
+        });
+        self.send(Method::POST, "/admin/v1/workers", Some(&body))
+            .await
+    }
+
+    /// Points a project's API at another upstream (platform admin).
+    pub async fn set_upstream(&self, r: &ProjectRef, upstream: &Upstream) -> Result<Value, Error> {
+        let body = serde_json::json!({ "upstream": upstream });
+        self.send(Method::PATCH, &format!("/admin/v1/projects/{r}"), Some(&body))
             .await
     }
 }

@@ -24,7 +24,8 @@ pub enum WorkerStatus {
 }
 
 impl WorkerStatus {
-    fn as_str(self) -> &'static str {
+    /// The name the API and the database use.
+    pub fn as_str(self) -> &'static str {
         match self {
             WorkerStatus::Active => "active",
             WorkerStatus::Maintenance => "maintenance",

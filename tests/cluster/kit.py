@@ -169,12 +169,13 @@ class Topology:
         ], env)
         self.start_tenant_manager()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
-        for worker in self.workers:
-            r = self.api().post("/admin/v1/workers", json={
-                "id": worker.name, "host": "127.0.0.1", "port": worker.port,
-                "admin_user": PgCluster.USER, "admin_password": worker.password,
-            })
-            assert r.status_code in (200, 201), r.text
+        # As a deploy's registration job does it, twice: the second run of
+        # `supa workers register` finds the same worker and succeeds.
+        for _ in range(2):
+            for worker in self.workers:
+                self.supa("workers", "register", worker.name, "--host", "127.0.0.1",
+                          "--port", str(worker.port), "--admin-user", PgCluster.USER,
+                          SUPA_WORKER_ADMIN_PASSWORD=worker.password)
 
         self.gateways = [self.gateway(i) for i in range(2)]
         self.nginx_port = free_port()
@@ -267,11 +268,15 @@ class Topology:
             PGRST_SERVER_HOST="127.0.0.1", PGRST_SERVER_PORT=str(port),
         )).start()
         wait_for_port(port, part.proc, "supa-rest")
-        with self.api() as api:
-            r = api.patch(f"/admin/v1/projects/{project['ref']}",
-                          json={"upstream": {"kind": "http", "url": f"http://127.0.0.1:{port}"}})
-            assert r.status_code == 200, r.text
+        self.supa("projects", "upstream", project["ref"], "--http", f"http://127.0.0.1:{port}")
         return part
+
+    def supa(self, *args, **env):
+        """Runs the `supa` CLI against the tenant manager; its stdout."""
+        done = subprocess.run([str(BIN / "supa"), *args], capture_output=True, text=True, timeout=60,
+                              env=self.env(SUPA_API_URL=self.api_url, SUPA_ADMIN_TOKEN=self.admin_token, **env))
+        assert done.returncode == 0, done.stderr
+        return done.stdout
 
     def close(self):
         for part in reversed(self.parts):

@@ -8,6 +8,8 @@ test kills a gateway, restarts each worker and stops Redis. The app keeps a
 ledger: every write it saw acknowledged must be in the database at the end,
 and no write appears twice."""
 
+import json
+import subprocess
 import tempfile
 import threading
 import time
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 from supabase import ClientOptions, create_client
 
-from kit import Topology
+from kit import BIN, Topology
 
 SCHEMA = "create table ledger (id uuid not null, writer text not null, at timestamptz not null default now());"
 
@@ -105,6 +107,12 @@ def test_an_app_survives_a_gateway_crash_worker_restarts_and_a_redis_outage(topo
     embedded = topology.project("embedded", topology.workers[0], SCHEMA)
     upstream = topology.project("upstream", topology.workers[1], SCHEMA)
     topology.supa_rest_for(upstream)
+    workers = {w["id"]: w for w in json.loads(topology.supa("workers", "list", "--json"))}
+    assert {name: (w["port"], w["project_count"]) for name, w in workers.items()} == {
+        w.name: (w.port, 1) for w in topology.workers}
+    # The image's HEALTHCHECK probe against the parts it would watch.
+    topology.supa("health", f"{topology.api_url}/health")
+    topology.supa("health", f"http://127.0.0.1:{topology.gateways[1].port}/health")
     apps = [App(embedded), App(upstream)]
     report = {}
     try:
@@ -116,6 +124,9 @@ def test_an_app_survives_a_gateway_crash_worker_restarts_and_a_redis_outage(topo
         # A gateway crashes: nginx sends everything to the other one.
         phase(apps, "gateway-killed", 0)
         topology.gateways[0].kill()
+        dead = subprocess.run([str(BIN / "supa"), "health", f"http://127.0.0.1:{topology.gateways[0].port}/health"],
+                              capture_output=True, text=True, timeout=30)
+        assert dead.returncode == 1 and "error sending request" in dead.stderr, dead
         time.sleep(2)
         for app in apps:
             seen = app.seen["gateway-killed"]

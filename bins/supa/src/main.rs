@@ -41,6 +41,9 @@ enum Command {
     /// A project's API keys; also generate and check keys offline.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The database clusters projects live on (platform admin).
+    #[command(subcommand)]
+    Workers(WorkersCommand),
     /// A project's secrets (names and SHA-256 digests only are shown).
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -74,6 +77,17 @@ enum Command {
     /// The settings `supa up` would run with.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Exit 0 when a service's health endpoint answers 2xx, else 1: the
+    /// container image's HEALTHCHECK, which has no shell or curl to run.
+    Health {
+        /// The endpoint: the gateway's or the tenant manager's `/health`,
+        /// supa-auth's `/health`, supa-storage's `/status`, ...
+        #[arg(env = "SUPA_HEALTH_URL", default_value = "http://127.0.0.1:8000/health")]
+        url: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -324,6 +338,54 @@ enum ProjectsCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Point a project's REST API at a PostgREST-compatible server
+    /// (`http`), or back at the gateway's own engine (platform admin).
+    Upstream {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        /// The server's base URL; omit for the embedded engine.
+        #[arg(long)]
+        http: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkersCommand {
+    /// List the database clusters projects are placed on.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Register a database cluster; succeeds without change when the same
+    /// id is already registered at the same address, so it can run at every
+    /// deploy.
+    Register {
+        /// Identifier: lowercase letters, digits, `_` and `-`.
+        id: String,
+        /// Host name or address.
+        #[arg(long)]
+        host: String,
+        /// Port.
+        #[arg(long, default_value_t = 5432)]
+        port: u16,
+        /// A role allowed to create databases and roles.
+        #[arg(long)]
+        admin_user: String,
+        /// Its password.
+        #[arg(long, env = "SUPA_WORKER_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: String,
+        /// How many project databases it may hold.
+        #[arg(long, default_value_t = 1000)]
+        max_databases: i32,
+        /// Relative share of new projects.
+        #[arg(long, default_value_t = 1)]
+        weight: i32,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -435,6 +497,18 @@ fn init_logging(filter: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `supa health`: one GET, no retries (the orchestrator's probe retries).
+async fn health(url: &str, timeout: u64) -> anyhow::Result<()> {
+    let response = supa_core::http::client(std::time::Duration::from_secs(timeout))
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let status = response.status();
+    anyhow::ensure!(status.is_success(), "{url}: {status}");
+    Ok(())
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -445,6 +519,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     use remote::Remote;
     match command {
         Command::Up(_) | Command::Config(_) => unreachable!("handled in main"),
+        Command::Health { url, timeout } => health(&url, timeout).await,
         Command::Projects(ProjectsCommand::Create {
             name,
             project_ref,
@@ -454,6 +529,34 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Remote::new(&api)?
                 .create_project(name, project_ref, worker)
                 .await
+        }
+        Command::Projects(ProjectsCommand::Upstream {
+            project_ref,
+            http,
+            api,
+        }) => Remote::new(&api)?.set_upstream(&project_ref, http).await,
+        Command::Workers(WorkersCommand::List { api }) => Remote::new(&api)?.list_workers().await,
+        Command::Workers(WorkersCommand::Register {
+            id,
+            host,
+            port,
+            admin_user,
+            admin_password,
+            max_databases,
+            weight,
+            api,
+        }) => {
+            let new = supa_tenant::NewWorker {
+                id,
+                host,
+                port,
+                admin_user,
+                admin_password: admin_password.into(),
+                max_databases,
+                weight,
+                status: supa_tenant::WorkerStatus::Active,
+            };
+            Remote::new(&api)?.register_worker(new).await
         }
         Command::Projects(ProjectsCommand::List { api }) => {
             Remote::new(&api)?.list_projects().await

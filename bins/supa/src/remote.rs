@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 use supa_core::{KeyKind, ProjectRef, Secret};
 use supa_tenant::client::ManagementClient;
-use supa_tenant::{CreateProject, CreateStep, NewApiKey};
+use supa_tenant::{CreateProject, CreateStep, NewApiKey, NewWorker, Worker};
 
 use crate::{ApiArgs, table};
 
@@ -16,6 +16,19 @@ pub(crate) struct Remote {
     client: ManagementClient,
     json: bool,
     gateway_url: String,
+}
+
+const WORKER_HEADER: [&str; 6] = ["ID", "ADDRESS", "STATUS", "PROJECTS", "CAPACITY", "WEIGHT"];
+
+fn worker_row(w: &Worker) -> Vec<String> {
+    vec![
+        w.id.clone(),
+        format!("{}:{}", w.host, w.port),
+        w.status.as_str().to_owned(),
+        w.project_count.to_string(),
+        w.max_databases.to_string(),
+        w.weight.to_string(),
+    ]
 }
 
 fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
@@ -156,6 +169,70 @@ impl Remote {
                 vec!["created".into(), p.created_at],
             ],
         );
+        Ok(())
+    }
+
+    pub(crate) async fn set_upstream(
+        &self,
+        r: &ProjectRef,
+        http: Option<String>,
+    ) -> anyhow::Result<()> {
+        let upstream = match &http {
+            Some(url) => supa_core::Upstream::Http {
+                url: url.parse().with_context(|| format!("{url} is not a URL"))?,
+            },
+            None => supa_core::Upstream::Embedded,
+        };
+        let answer = self.client.set_upstream(r, &upstream).await?;
+        if self.json {
+            return print_json(&answer);
+        }
+        match http {
+            Some(url) => println!("Project {r}'s REST API is served by {url}."),
+            None => println!("Project {r}'s REST API is served by the gateway's engine."),
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn list_workers(&self) -> anyhow::Result<()> {
+        let workers = self.client.list_workers().await?;
+        if self.json {
+            return print_json(&workers);
+        }
+        let rows: Vec<Vec<String>> = workers.iter().map(worker_row).collect();
+        table::print(&WORKER_HEADER, &rows);
+        Ok(())
+    }
+
+    /// Registers `new`; the same id at the same address is success, so a
+    /// deploy job can run it every time.
+    pub(crate) async fn register_worker(&self, new: NewWorker) -> anyhow::Result<()> {
+        let worker = match self.client.register_worker(&new).await {
+            Ok(worker) => worker,
+            Err(e) if e.status() == 409 => {
+                let existing = self
+                    .client
+                    .list_workers()
+                    .await?
+                    .into_iter()
+                    .find(|w| w.id == new.id)
+                    .ok_or(e)?;
+                if existing.host != new.host || existing.port != i32::from(new.port) {
+                    bail!(
+                        "worker {} is already registered at {}:{}; delete it first to move it",
+                        existing.id,
+                        existing.host,
+                        existing.port
+                    );
+                }
+                existing
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if self.json {
+            return print_json(&worker);
+        }
+        table::print(&WORKER_HEADER, &[worker_row(&worker)]);
         Ok(())
     }
 
