@@ -13,17 +13,18 @@ import time
 import httpx
 import jwt
 import pytest
+from supabase import create_client
 from supabase_functions import SyncFunctionsClient
 from supabase_functions.errors import FunctionsHttpError
 
-from conftest import ROOT, free_port, stop, wait_for_port
+from conftest import ROOT, create_project, free_port, stop, wait_for_port
 
 SUPA_FUNCTIONS = ROOT / "target" / "debug" / "supa-functions"
 SECRET = "standalone-functions-secret-" + "y" * 16
 
 
-@pytest.fixture
-def server(tmp_path):
+def start(tmp_path, secret):
+    """supa-functions on edge-runtime's settings, with `hello` beside `main`."""
     functions = tmp_path / "functions"
     (functions / "main").mkdir(parents=True)
     (functions / "main" / "index.ts").write_text("// edge-runtime's router: not a function here")
@@ -38,13 +39,19 @@ def server(tmp_path):
       }));""")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUPA_")}
-    env.update(JWT_SECRET=SECRET, VERIFY_JWT="true", SUPABASE_URL="http://kong:8000", MY_SETTING="on",
+    env.update(JWT_SECRET=secret, VERIFY_JWT="true", SUPABASE_URL="http://kong:8000", MY_SETTING="on",
                SUPA_FUNCTIONS_DIR=str(tmp_path / "state"))
     proc = subprocess.Popen([str(SUPA_FUNCTIONS), "start", "--main-service", str(functions / "main"),
                              "--ip", "127.0.0.1", "--port", str(port)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(port, proc, "supa-functions")
-    yield f"http://127.0.0.1:{port}", functions
+    return f"http://127.0.0.1:{port}", functions, proc
+
+
+@pytest.fixture
+def server(tmp_path):
+    url, functions, proc = start(tmp_path, SECRET)
+    yield url, functions
     stop(proc)
 
 
@@ -90,3 +97,17 @@ def test_it_refuses_to_start_without_a_jwt_secret(tmp_path):
     done = subprocess.run([str(SUPA_FUNCTIONS), "start", "--main-service", str(tmp_path / "main")],
                           env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode != 0 and "JWT_SECRET is required" in done.stderr
+
+
+def test_the_gateway_routes_a_projects_functions_to_it(platform, tmp_path):
+    """The shape of a Knative deployment: the project's functions run in
+    their own server, reached through the gateway as an `http` upstream."""
+    project = create_project(platform, "functions-remote")
+    url, _, proc = start(tmp_path, project["jwt_secret"])
+    try:
+        platform.cli("projects", "upstream", project["ref"], "--service", "functions", "--http", url)
+        client = create_client(project["url"], project["publishable_key"])
+        answer = json.loads(client.functions.invoke("hello", {"body": {"n": 2}}))
+        assert (answer["path"], json.loads(answer["body"]), answer["url"]) == ("/hello", {"n": 2}, "http://kong:8000")
+    finally:
+        stop(proc)

@@ -105,6 +105,48 @@ def test_http_upstream_in_front_of_supa_rest(platform):
         stop(proc)
 
 
+def test_other_services_go_to_their_own_servers_over_http(platform, echo):
+    project = create_project(platform, "services-echo")
+    with platform.client() as api:
+        r = api.patch(f"/admin/v1/projects/{project['ref']}", json={"services": {"functions": {"kind": "http", "url": echo}}})
+        assert r.status_code == 200, r.text
+    r = httpx.get(f"{project['url']}/functions/v1/hello/there?n=1", headers={"apikey": project["publishable_key"]})
+    assert r.status_code == 200 and r.headers["x-upstream"] == "echo", r.text
+    seen = r.json()
+    assert seen["path"] == "/hello/there?n=1"
+    headers = seen["headers"]
+    assert "apikey" not in headers
+    claims = jwt.decode(headers["authorization"].split(" ")[1], project["jwt_secret"], algorithms=["HS256"])
+    assert (claims["role"], claims["ref"]) == ("anon", project["ref"])
+    assert headers["x-forwarded-prefix"] == f"/project/{project['ref']}/functions/v1"
+    # A user's own token is passed as it came.
+    user = jwt.encode({"role": "authenticated", "sub": "u1", "exp": int(time.time()) + 60}, project["jwt_secret"])
+    r = httpx.get(f"{project['url']}/functions/v1/hello",
+                  headers={"apikey": project["publishable_key"], "Authorization": f"Bearer {user}"})
+    assert r.json()["headers"]["authorization"] == f"Bearer {user}"
+    # The other services stay in the gateway; a second patch keeps functions.
+    with platform.client() as api:
+        r = api.patch(f"/admin/v1/projects/{project['ref']}", json={"services": {"storage": {"kind": "embedded"}}})
+        assert r.status_code == 200, r.text
+    r = httpx.get(f"{project['url']}/storage/v1/bucket", headers={"apikey": project["secret_key"]})
+    assert r.status_code == 200 and r.json() == [], r.text
+    assert httpx.get(f"{project['url']}/functions/v1/x", headers={"apikey": project["publishable_key"]}).headers["x-upstream"] == "echo"
+
+
+@pytest.mark.parametrize("patch, message", [
+    ({"services": {"realtime": {"kind": "http", "url": "http://127.0.0.1:1"}}}, "WebSockets"),
+    ({"services": {"functions": {"kind": "lambda", "function_url": "https://x.lambda-url.us-east-1.on.aws/",
+                                 "region": "us-east-1"}}}, "only the data plane"),
+    ({"services": {"functions": {"kind": "http", "url": "ftp://example.com"}}}, "not an http(s) URL"),
+    ({"services": {"mail": {"kind": "embedded"}}}, "mail"),
+])
+def test_service_upstreams_that_cannot_work_are_refused(platform, patch, message):
+    project = create_project(platform, "services-bad")
+    with platform.client() as api:
+        r = api.patch(f"/admin/v1/projects/{project['ref']}", json=patch)
+    assert r.status_code == 400 and message in r.json()["message"], r.text
+
+
 def test_unreachable_upstream_is_a_502_naming_no_internals(platform):
     project = create_project(platform, "nowhere")
     dead = f"http://127.0.0.1:{free_port()}"

@@ -326,6 +326,15 @@ impl Gateway {
                 .extensions()
                 .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
                 .map(|c| c.0.ip());
+            // The project may run this service on its own server (a
+            // Knative service, a standalone container): proxied as is.
+            let remote = match entry.target {
+                Target::Project(service) => match project.config.upstream_of(service) {
+                    Upstream::Embedded => None,
+                    other => Some(other),
+                },
+                Target::Platform => None,
+            };
             let mut forwarded = forward_request(request, &sub_path, query.as_deref())?;
             if let Target::Project(_) = entry.target {
                 let h = forwarded.headers_mut();
@@ -346,14 +355,34 @@ impl Gateway {
                             .get(&project.jwt_key, &project_ref, role, supa_keys::unix_now());
                     HeaderValue::from_str(&format!("Bearer {minted}")).ok()
                 });
-                if let Some(token) = token {
-                    h.insert(header::AUTHORIZATION, token);
-                }
                 let prefix = if via_project_prefix {
                     format!("/project/{project_ref}{}", entry.prefix)
                 } else {
                     entry.prefix.to_owned()
                 };
+                if let Some(Upstream::Http { url }) = remote {
+                    *kind = "http";
+                    let path_and_query = forwarded
+                        .uri()
+                        .path_and_query()
+                        .map_or("/", |p| p.as_str())
+                        .to_owned();
+                    let origin = Origin::of(url);
+                    let fwd = Forward {
+                        base: url,
+                        origin: origin.as_ref(),
+                        path_and_query: &path_and_query,
+                        token: "",
+                        host: host.as_deref(),
+                        prefix: &prefix,
+                    };
+                    let response = upstream::service(&self.clients, forwarded, &fwd, token).await;
+                    self.metrics.upstream_latency(kind, started.elapsed());
+                    return response;
+                }
+                if let Some(token) = token {
+                    h.insert(header::AUTHORIZATION, token);
+                }
                 upstream::set_forwarded(h, host.as_deref(), &prefix);
                 forwarded.extensions_mut().insert(project.config.clone());
             }

@@ -181,6 +181,23 @@ pub(crate) async fn http(
     exchange(clients, parts, body, fwd).await
 }
 
+/// Proxies to a service's own server (auth, storage, functions) with the
+/// `Authorization` the gateway chose: the caller's token, or one minted for
+/// the key's role, or none on an open path.
+pub(crate) async fn service(
+    clients: &Clients,
+    request: Request<Body>,
+    fwd: &Forward<'_>,
+    authorization: Option<HeaderValue>,
+) -> Result<Response<Body>, Error> {
+    let (mut parts, body) = request.into_parts();
+    forwarded_headers(&mut parts.headers, fwd);
+    if let Some(authorization) = authorization {
+        parts.headers.insert(header::AUTHORIZATION, authorization);
+    }
+    exchange(clients, parts, body, fwd).await
+}
+
 /// Where Lambda credentials come from: the environment, or the ECS
 /// container credentials endpoint (cached until shortly before expiry).
 #[derive(Debug, Default)]

@@ -292,9 +292,10 @@ async fn slow_and_dead_upstreams_are_504_and_502() {
     tenant
         .set_upstream(
             &r,
-            Upstream::Http {
+            Some(Upstream::Http {
                 url: slow_url.parse().unwrap(),
-            },
+            }),
+            None,
         )
         .await
         .unwrap();
@@ -314,9 +315,10 @@ async fn slow_and_dead_upstreams_are_504_and_502() {
     tenant
         .set_upstream(
             &r,
-            Upstream::Http {
+            Some(Upstream::Http {
                 url: format!("http://{dead}/").parse().unwrap(),
-            },
+            }),
+            None,
         )
         .await
         .unwrap();

@@ -794,18 +794,20 @@ async fn unset_secrets(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProjectPatch {
-    upstream: supa_core::Upstream,
+    upstream: Option<supa_core::Upstream>,
+    services: Option<crate::ServicesPatch>,
 }
 
 /// Platform-level settings of a project (not in Supabase's API): where the
-/// gateway sends its `/rest/v1` requests.
+/// gateway sends its `/rest/v1` requests (`upstream`) and those of its
+/// other services (`services.auth|storage|functions`).
 async fn patch_project(
     State(tenant): State<Tenant>,
     Path(r): Path<String>,
     JsonBody(body): JsonBody<ProjectPatch>,
 ) -> ApiResult<Response> {
     let project = tenant
-        .set_upstream(&project_ref(&r)?, body.upstream)
+        .set_upstream(&project_ref(&r)?, body.upstream, body.services)
         .await?;
     Ok(Json(project).into_response())
 }

@@ -12,7 +12,7 @@ use supa_core::{ProjectRef, Secret, Upstream};
 use crate::api::PROGRESS_MEDIA_TYPE;
 use crate::{
     ApiKeyInfo, CreateProject, CreateStep, CreatedProject, Error, Function, NewApiKey, NewWorker,
-    Project, SecretDigest, Worker,
+    Project, SecretDigest, ServicesPatch, Worker,
 };
 
 /// A Management API endpoint and its admin token.
@@ -322,10 +322,20 @@ impl ManagementClient {
             .await
     }
 
-    /// Points a project's API at another upstream (platform admin).
-    pub async fn set_upstream(&self, r: &ProjectRef, upstream: &Upstream) -> Result<Value, Error> {
-        let body = serde_json::json!({ "upstream": upstream });
-        self.send(Method::PATCH, &format!("/admin/v1/projects/{r}"), Some(&body))
-            .await
+    /// Points a project's REST API (`services` `None`) or some of its
+    /// other services at another upstream (platform admin).
+    pub async fn set_upstream(
+        &self,
+        r: &ProjectRef,
+        upstream: Option<&Upstream>,
+        services: Option<&ServicesPatch>,
+    ) -> Result<Project, Error> {
+        let body = serde_json::json!({ "upstream": upstream, "services": services });
+        self.send(
+            Method::PATCH,
+            &format!("/admin/v1/projects/{r}"),
+            Some(&body),
+        )
+        .await
     }
 }

@@ -40,6 +40,7 @@ pub use functions::{DeployMetadata, Function, FunctionPatch, MAX_LOG_EVENTS, val
 pub use keys::{ApiKeyInfo, NewApiKey};
 pub use projects::{
     CreateOptions, CreateProject, CreateStep, CreatedProject, Placement, PostgrestPatch, Project,
+    ServicesPatch,
 };
 pub use secrets::{SecretDigest, SecretInput, validate_secret_name};
 pub use sql::DEFAULT_STATEMENT_TIMEOUT;

@@ -692,7 +692,7 @@ impl Tenant {
     /// in-process data plane logs in to its database (embedded upstream).
     pub async fn project_config(&self, project_ref: &ProjectRef) -> Result<ProjectConfig, Error> {
         let row = sqlx::query(
-            "SELECT p.status, p.jwt_secret_enc, p.upstream, p.postgrest, p.authenticator_password_enc,
+            "SELECT p.status, p.jwt_secret_enc, p.upstream, p.services, p.postgrest, p.authenticator_password_enc,
                     p.auth, p.smtp_pass_enc, p.auth_secrets_enc, p.auth_password_enc, p.storage_password_enc, p.realtime_password_enc, p.functions_password_enc, p.storage, p.realtime, w.host, w.port
              FROM projects p JOIN workers w ON w.id = p.worker_id WHERE p.ref = $1",
         )
@@ -768,7 +768,9 @@ impl Tenant {
                     .decrypt_string(&jwt_context(project_ref), row.try_get("jwt_secret_enc")?)?,
             ),
             upstream: upstream.0,
-            services: supa_core::ServiceUpstreams::default(),
+            services: row
+                .try_get::<sqlx::types::Json<supa_core::ServiceUpstreams>, _>("services")?
+                .0,
             postgrest: row
                 .try_get::<sqlx::types::Json<PostgrestSettings>, _>("postgrest")?
                 .0,
@@ -1084,26 +1086,91 @@ impl Tenant {
     }
 
     /// Points a project's API at another upstream (an HTTP server or a
-    /// Lambda Function URL instead of the embedded data plane); gateways
-    /// forget the old one at once.
+    /// Lambda Function URL instead of the embedded data plane), and its
+    /// other services at their own servers; what is `None` stays. Gateways
+    /// forget the old ones at once.
     pub async fn set_upstream(
         &self,
         project_ref: &ProjectRef,
-        upstream: Upstream,
+        upstream: Option<Upstream>,
+        services: Option<ServicesPatch>,
     ) -> Result<Project, Error> {
-        upstream
-            .validate()
-            .map_err(|e| Error::invalid("upstream", e.to_string()))?;
-        let updated =
-            sqlx::query("UPDATE projects SET upstream = $2, updated_at = now() WHERE ref = $1")
-                .bind(project_ref.as_str())
-                .bind(sqlx::types::Json(&upstream))
-                .execute(&self.db)
-                .await?;
+        if let Some(upstream) = &upstream {
+            upstream
+                .validate()
+                .map_err(|e| Error::invalid("upstream", e.to_string()))?;
+        }
+        if let Some(services) = &services {
+            services.check()?;
+        }
+        let updated = sqlx::query(
+            "UPDATE projects SET upstream = coalesce($2, upstream), services = services || coalesce($3, '{}'),
+                    updated_at = now()
+             WHERE ref = $1",
+        )
+        .bind(project_ref.as_str())
+        .bind(upstream.as_ref().map(sqlx::types::Json))
+        .bind(services.as_ref().map(sqlx::types::Json))
+        .execute(&self.db)
+        .await?;
         if updated.rows_affected() == 0 {
             return Err(Error::NotFound(format!("project {project_ref}")));
         }
         self.invalidate(Invalidation::Project(*project_ref));
         self.get_project(project_ref).await
+    }
+}
+
+/// Some of a project's service upstreams, as `PATCH /admin/v1/projects/{ref}`
+/// takes them under `services`: the ones given replace the stored ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicesPatch {
+    /// `/auth/v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Upstream>,
+    /// `/storage/v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Upstream>,
+    /// `/realtime/v1`: embedded only (its WebSockets stay in the gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realtime: Option<Upstream>,
+    /// `/functions/v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub functions: Option<Upstream>,
+}
+
+impl ServicesPatch {
+    /// Services other than the data plane go to plain HTTP servers only:
+    /// realtime's WebSockets stay in the gateway, and Lambda speaks for
+    /// the data plane alone.
+    fn check(&self) -> Result<(), Error> {
+        let all = [
+            ("services.auth", &self.auth),
+            ("services.storage", &self.storage),
+            ("services.realtime", &self.realtime),
+            ("services.functions", &self.functions),
+        ];
+        for (field, upstream) in all {
+            match upstream {
+                None | Some(Upstream::Embedded) => {}
+                Some(Upstream::Http { .. }) if field == "services.realtime" => {
+                    return Err(Error::invalid(
+                        field,
+                        "realtime runs in the gateway: an http upstream cannot carry its WebSockets",
+                    ));
+                }
+                Some(http @ Upstream::Http { .. }) => http
+                    .validate()
+                    .map_err(|e| Error::invalid(field, e.to_string()))?,
+                Some(Upstream::Lambda { .. }) => {
+                    return Err(Error::invalid(
+                        field,
+                        "only the data plane (upstream) can be a Lambda function",
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -82,7 +82,10 @@ enum Command {
     Health {
         /// The endpoint: the gateway's or the tenant manager's `/health`,
         /// supa-auth's `/health`, supa-storage's `/status`, ...
-        #[arg(env = "SUPA_HEALTH_URL", default_value = "http://127.0.0.1:8000/health")]
+        #[arg(
+            env = "SUPA_HEALTH_URL",
+            default_value = "http://127.0.0.1:8000/health"
+        )]
         url: String,
         /// Seconds to wait for the answer.
         #[arg(long, default_value_t = 3)]
@@ -338,12 +341,17 @@ enum ProjectsCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Point a project's REST API at a PostgREST-compatible server
-    /// (`http`), or back at the gateway's own engine (platform admin).
+    /// Point one of a project's services at its own server over `http`
+    /// (a PostgREST-compatible one for rest, supa-functions or Supabase's
+    /// edge-runtime for functions, ...), or back at the gateway's engine
+    /// (platform admin).
     Upstream {
         /// Project ref.
         #[arg(value_name = "REF")]
         project_ref: ProjectRef,
+        /// The service.
+        #[arg(long, default_value = "rest", value_parser = ["rest", "auth", "storage", "functions"])]
+        service: String,
         /// The server's base URL; omit for the embedded engine.
         #[arg(long)]
         http: Option<String>,
@@ -532,9 +540,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Projects(ProjectsCommand::Upstream {
             project_ref,
+            service,
             http,
             api,
-        }) => Remote::new(&api)?.set_upstream(&project_ref, http).await,
+        }) => {
+            Remote::new(&api)?
+                .set_upstream(&project_ref, &service, http)
+                .await
+        }
         Command::Workers(WorkersCommand::List { api }) => Remote::new(&api)?.list_workers().await,
         Command::Workers(WorkersCommand::Register {
             id,

@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 use supa_core::{KeyKind, ProjectRef, Secret};
 use supa_tenant::client::ManagementClient;
-use supa_tenant::{CreateProject, CreateStep, NewApiKey, NewWorker, Worker};
+use supa_tenant::{CreateProject, CreateStep, NewApiKey, NewWorker, ServicesPatch, Worker};
 
 use crate::{ApiArgs, table};
 
@@ -175,6 +175,7 @@ impl Remote {
     pub(crate) async fn set_upstream(
         &self,
         r: &ProjectRef,
+        service: &str,
         http: Option<String>,
     ) -> anyhow::Result<()> {
         let upstream = match &http {
@@ -183,13 +184,27 @@ impl Remote {
             },
             None => supa_core::Upstream::Embedded,
         };
-        let answer = self.client.set_upstream(r, &upstream).await?;
+        let mut services = ServicesPatch::default();
+        let slot = match service {
+            "rest" => None,
+            "auth" => Some(&mut services.auth),
+            "storage" => Some(&mut services.storage),
+            "functions" => Some(&mut services.functions),
+            other => bail!("no service {other}"),
+        };
+        let project = match slot {
+            None => self.client.set_upstream(r, Some(&upstream), None).await?,
+            Some(slot) => {
+                *slot = Some(upstream);
+                self.client.set_upstream(r, None, Some(&services)).await?
+            }
+        };
         if self.json {
-            return print_json(&answer);
+            return print_json(&project);
         }
         match http {
-            Some(url) => println!("Project {r}'s REST API is served by {url}."),
-            None => println!("Project {r}'s REST API is served by the gateway's engine."),
+            Some(url) => println!("Project {r}'s {service} requests go to {url}."),
+            None => println!("Project {r}'s {service} requests are served by the gateway."),
         }
         Ok(())
     }
