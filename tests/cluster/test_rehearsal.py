@@ -178,3 +178,14 @@ def test_an_app_survives_a_gateway_crash_worker_restarts_and_a_redis_outage(topo
         report[app.project["name"]] = {"acknowledged": len(app.acked), "unacknowledged": len(app.unknown),
                                        "unacknowledged_but_written": len(set(app.unknown) & set(counts))}
     print("\nrehearsal:", report)
+
+
+def test_every_gateway_serves_storage_from_the_shared_backend(topology):
+    project = topology.project("files", topology.workers[1], SCHEMA)
+    one, two = (create_client(f"http://127.0.0.1:{g.port}/project/{project['ref']}", project["secret_key"])
+                for g in topology.gateways)
+    one.storage.create_bucket("docs")
+    body = uuid.uuid4().bytes * 1000
+    one.storage.from_("docs").upload("a/b.bin", body)
+    assert two.storage.from_("docs").download("a/b.bin") == body
+    assert [f["name"] for f in two.storage.from_("docs").list("a")] == ["b.bin"]

@@ -60,6 +60,12 @@ struct Args {
     /// Seconds an idle edge function worker lives.
     #[arg(long, env = env::FUNCTIONS_IDLE, default_value_t = 60)]
     functions_idle: u64,
+    /// Where the file storage backend keeps objects (`DATA_DIR/storage`);
+    /// several gateways need `s3` or a shared volume.
+    #[arg(long, env = env::DATA_DIR, default_value = ".supa")]
+    data_dir: std::path::PathBuf,
+    #[command(flatten)]
+    storage: supa_storage::StorageArgs,
 }
 
 #[tokio::main]
@@ -105,10 +111,20 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .map_err(anyhow::Error::msg)?;
+    let backend = args
+        .storage
+        .backend(&args.data_dir)
+        .map_err(anyhow::Error::msg)?;
+    let storage = supa_storage::Storage::new(
+        supa_storage::Backend::new(&backend).map_err(|e| anyhow::anyhow!("{e}"))?,
+        200,
+        std::time::Duration::from_secs(300),
+    );
     // `/pg` goes to the tenant manager, which holds the admin logins.
     let mut gateway = Gateway::new(directory, config, metrics.clone())
         .mount("/pg", remote_meta(&args.tenant_url, token.clone()))
         .mount("/auth/v1", supa_auth::router(supa_auth::Auth::default()))
+        .mount("/storage/v1", supa_storage::router(storage))
         .mount("/realtime/v1", supa_realtime::router(realtime));
     // Bundles come from the tenant manager, once per version.
     match supa_functions::find_deno(args.deno.as_deref()) {

@@ -43,6 +43,8 @@ async fn main() -> anyhow::Result<()> {
             .into_settings(Some(args.database_url), profile)?,
     )
     .await?;
+    // Gateways serve storage; the sweep of orphaned bytes runs here, once.
+    plane.spawn_storage_sweep();
     tracing::info!(%addr, "tenant manager listening");
     platform::serve(listener, plane.router(), platform::shutdown_signal()).await?;
     plane.shutdown().await?;

@@ -94,24 +94,7 @@ pub(crate) async fn run(args: UpArgs, profile: supa_core::Profile) -> anyhow::Re
         gateway = gateway.mount("/functions/v1", functions.router());
     }
     let gateway = Arc::new(gateway);
-    // Bytes a crash left without a row are removed once they are old.
-    let tenant = plane.tenant.clone();
-    tokio::spawn(storage.sweep_forever(
-        supa_storage::SWEEP_INTERVAL,
-        supa_storage::SWEEP_GRACE,
-        move || {
-            let tenant = tenant.clone();
-            async move {
-                let mut configs = Vec::new();
-                for project in tenant.list_projects().await.unwrap_or_default() {
-                    if let Ok(config) = tenant.project_config(&project.project_ref).await {
-                        configs.push(config);
-                    }
-                }
-                configs
-            }
-        },
-    ));
+    plane.spawn_storage_sweep();
     // Revocations and deletions reach this gateway's caches at once.
     let hook = gateway.clone();
     plane.tenant.on_invalidate(move |what| {
