@@ -179,7 +179,9 @@ def lambda_project(platform):
     )
     wait_for_port(port, double, "the Lambda stand-in")
     function_url = f"http://127.0.0.1:{port}/"
-    set_upstream(platform, project["ref"], {"kind": "lambda", "function_url": function_url, "region": "eu-west-1"})
+    # Set through the CLI, as the AWS deployment's register task does.
+    out = platform.cli("projects", "upstream", project["ref"], "--lambda", function_url, "--region", "eu-west-1")
+    assert f"go to the Lambda at {function_url}" in out.stdout, out.stderr
     try:
         yield project, function_url
     finally:

@@ -6,7 +6,7 @@
 /// Data directory for the embedded PostgreSQL cluster and the generated
 /// master key (default `./.supa`).
 pub const DATA_DIR: &str = "SUPA_DATA_DIR";
-/// Master key (32 bytes, base64) that encrypts secrets at rest; generated into
+/// Master key (32 bytes, base64 or 64 hex digits) that encrypts secrets at rest; generated into
 /// the data dir with mode 0600 when unset.
 pub const MASTER_KEY: &str = "SUPA_MASTER_KEY";
 /// Connection URL of the management database; when unset `supa up` starts an
@@ -118,7 +118,7 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (
         MASTER_KEY,
-        "base64 master key encrypting secrets at rest (generated when unset)",
+        "master key encrypting secrets at rest, 32 bytes as base64 or 64 hex digits (generated when unset)",
     ),
     (
         DATABASE_URL,

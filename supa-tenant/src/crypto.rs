@@ -34,11 +34,19 @@ impl MasterKey {
         Self(Aes256Gcm::new(bytes.into()))
     }
 
-    /// A key from its base64 form (as `SUPA_MASTER_KEY` holds it).
+    /// A key from its base64 form (as `SUPA_MASTER_KEY` holds it), or 64
+    /// hex digits (what a secrets manager that draws from a character set,
+    /// like AWS Secrets Manager, can generate). The two cannot be confused:
+    /// 64 base64 characters are 48 bytes.
     pub fn from_base64(encoded: &str) -> Result<Self, Error> {
-        let bytes = STANDARD
-            .decode(encoded.trim())
-            .map_err(|_| Error::Config(format!("{} is not base64", supa_core::env::MASTER_KEY)))?;
+        let encoded = encoded.trim();
+        let hex = encoded.len() == 64 && encoded.bytes().all(|b| b.is_ascii_hexdigit());
+        let bytes = if hex {
+            hex::decode(encoded).ok()
+        } else {
+            STANDARD.decode(encoded).ok()
+        }
+        .ok_or_else(|| Error::Config(format!("{} is not base64", supa_core::env::MASTER_KEY)))?;
         let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
             Error::Config(format!(
                 "{} must decode to 32 bytes",
@@ -165,6 +173,14 @@ mod tests {
             "world-readable key refused"
         );
         assert!(MasterKey::load_or_generate(Some("bm90IDMyIGJ5dGVz"), &dir).is_err());
+        // 64 hex digits are the same 32 bytes as their base64 form.
+        let raw = [0xab_u8; 32];
+        let sealed = MasterKey::from_base64(&STANDARD.encode(raw))
+            .unwrap()
+            .encrypt("ctx", b"secret");
+        let hex = MasterKey::from_base64(&hex::encode(raw)).unwrap();
+        assert_eq!(hex.decrypt("ctx", &sealed).unwrap(), b"secret");
+        assert!(MasterKey::from_base64(&"g".repeat(64)).is_err());
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -352,9 +352,15 @@ enum ProjectsCommand {
         /// The service.
         #[arg(long, default_value = "rest", value_parser = ["rest", "auth", "storage", "functions"])]
         service: String,
-        /// The server's base URL; omit for the embedded engine.
-        #[arg(long)]
-        http: Option<String>,
+        /// The server's base URL; omit (and --lambda) for the embedded engine.
+        #[arg(long, conflicts_with = "lambda")]
+        http: Option<url::Url>,
+        /// A Lambda Function URL (AWS_IAM auth) the gateway signs with SigV4.
+        #[arg(long, requires = "region")]
+        lambda: Option<url::Url>,
+        /// The Lambda's AWS region.
+        #[arg(long, requires = "lambda")]
+        region: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -542,10 +548,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             project_ref,
             service,
             http,
+            lambda,
+            region,
             api,
         }) => {
+            let upstream = match (http, lambda, region) {
+                (Some(url), _, _) => supa_core::Upstream::Http { url },
+                (None, Some(function_url), Some(region)) => supa_core::Upstream::Lambda {
+                    function_url,
+                    region,
+                },
+                _ => supa_core::Upstream::Embedded,
+            };
             Remote::new(&api)?
-                .set_upstream(&project_ref, &service, http)
+                .set_upstream(&project_ref, &service, upstream)
                 .await
         }
         Command::Workers(WorkersCommand::List { api }) => Remote::new(&api)?.list_workers().await,

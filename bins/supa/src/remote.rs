@@ -176,14 +176,8 @@ impl Remote {
         &self,
         r: &ProjectRef,
         service: &str,
-        http: Option<String>,
+        upstream: supa_core::Upstream,
     ) -> anyhow::Result<()> {
-        let upstream = match &http {
-            Some(url) => supa_core::Upstream::Http {
-                url: url.parse().with_context(|| format!("{url} is not a URL"))?,
-            },
-            None => supa_core::Upstream::Embedded,
-        };
         let mut services = ServicesPatch::default();
         let slot = match service {
             "rest" => None,
@@ -195,16 +189,23 @@ impl Remote {
         let project = match slot {
             None => self.client.set_upstream(r, Some(&upstream), None).await?,
             Some(slot) => {
-                *slot = Some(upstream);
+                *slot = Some(upstream.clone());
                 self.client.set_upstream(r, None, Some(&services)).await?
             }
         };
         if self.json {
             return print_json(&project);
         }
-        match http {
-            Some(url) => println!("Project {r}'s {service} requests go to {url}."),
-            None => println!("Project {r}'s {service} requests are served by the gateway."),
+        match upstream {
+            supa_core::Upstream::Http { url } => {
+                println!("Project {r}'s {service} requests go to {url}.")
+            }
+            supa_core::Upstream::Lambda { function_url, .. } => {
+                println!("Project {r}'s {service} requests go to the Lambda at {function_url}.")
+            }
+            supa_core::Upstream::Embedded => {
+                println!("Project {r}'s {service} requests are served by the gateway.")
+            }
         }
         Ok(())
     }
