@@ -168,6 +168,7 @@ impl Relay {
         handler: Handler,
         gone: Arc<dyn Fn(&str) + Send + Sync>,
     ) -> Result<Self, String> {
+        supa_core::http::install_tls_provider();
         let client = redis::Client::open(url).map_err(|e| format!("bad Redis URL: {e}"))?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(500)))

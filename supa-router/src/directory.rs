@@ -162,6 +162,7 @@ impl RedisDirectory {
         negative_ttl: Duration,
         metrics: Arc<Metrics>,
     ) -> Result<Self, DirectoryError> {
+        supa_core::http::install_tls_provider();
         let client =
             redis::Client::open(url).map_err(|e| DirectoryError(format!("bad Redis URL: {e}")))?;
         let config = redis::aio::ConnectionManagerConfig::new()

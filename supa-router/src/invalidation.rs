@@ -19,6 +19,7 @@ pub fn follow_invalidations(url: &str, gateway: Arc<Gateway>, l2: Option<Arc<Red
     tokio::spawn(async move {
         loop {
             let subscribed = async {
+                supa_core::http::install_tls_provider();
                 let client = redis::Client::open(url.as_str())?;
                 let mut pubsub = client.get_async_pubsub().await?;
                 pubsub.subscribe(CHANNEL).await?;

@@ -153,6 +153,7 @@ impl Tenant {
     /// task that connects (and reconnects) on demand. While Redis is down,
     /// messages are logged and dropped; gateways bound staleness by TTL.
     pub fn publish_to_redis(&self, url: &str) -> Result<(), Error> {
+        supa_core::http::install_tls_provider();
         let client =
             redis::Client::open(url).map_err(|e| Error::Config(format!("bad Redis URL: {e}")))?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();

@@ -1,18 +1,23 @@
 """The parts of a distributed Supa, each a real process on this machine:
-PostgreSQL clusters (management and workers), Redis with a password, the
+PostgreSQL clusters (management and workers), Redis with a password over TLS, the
 tenant manager, gateways, nginx as the load balancer and standalone
 supa-rest. Every part lives in one work dir and is stopped by `close()`."""
 
-import base64
 import os
 import secrets
 import shutil
 import signal
 import subprocess
 import time
+import datetime
+import ipaddress
 from pathlib import Path
 
 import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 # The suite's own helpers (tests/ is on the path through its conftest).
 from conftest import free_port, wait_for_port
@@ -151,20 +156,30 @@ class Topology:
 
         self.redis_password = secrets.token_hex(16)
         self.redis_port = free_port()
-        self.redis = self.part("redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                                         "--requirepass", self.redis_password, "--save", "", "--appendonly", "no"])
+        # TLS only, as ElastiCache with encryption in transit: the parts
+        # trust the test CA through SSL_CERT_FILE.
+        tls = self.redis_tls(work / "redis-tls")
+        self.redis = self.part("redis", [
+            "redis-server", "--port", "0", "--tls-port", str(self.redis_port), "--bind", "127.0.0.1",
+            "--tls-cert-file", str(tls / "server.pem"), "--tls-key-file", str(tls / "server.key"),
+            "--tls-ca-cert-file", str(tls / "ca.pem"), "--tls-auth-clients", "no",
+            "--requirepass", self.redis_password, "--save", "", "--appendonly", "no"])
         self.start_redis()
-        self.redis_url = f"redis://:{self.redis_password}@127.0.0.1:{self.redis_port}/"
+        self.redis_url = f"rediss://:{self.redis_password}@127.0.0.1:{self.redis_port}/"
+        self.ca_file = str(tls / "ca.pem")
 
         self.admin_token = "sbp_" + secrets.token_hex(20)
         self.service_token = "supa_svc_" + secrets.token_hex(24)
-        master_key = base64.b64encode(secrets.token_bytes(32)).decode()
+        # As the AWS deployment gives them: a hex master key (what Secrets
+        # Manager generates) and the database password beside its URL.
+        master_key = secrets.token_hex(32)
         self.api_port = free_port()
         env = self.env(SUPA_MASTER_KEY=master_key, SUPA_ADMIN_TOKEN=self.admin_token,
-                       SUPA_SERVICE_TOKEN=self.service_token)
+                       SUPA_SERVICE_TOKEN=self.service_token, PGPASSWORD=self.management.password)
+        url = f"postgres://{PgCluster.USER}@127.0.0.1:{self.management.port}/supa_management"
         self.tenant_manager = self.part("tenant-manager", [
             str(BIN / "supa-tenant-manager"), "--profile", "production",
-            "--database-url", self.management.url("supa_management"), "--redis-url", self.redis_url,
+            "--database-url", url, "--redis-url", self.redis_url,
             "--data-dir", str(work / "tenant-manager"), "--bind", "127.0.0.1", "--port", str(self.api_port),
         ], env)
         self.start_tenant_manager()
@@ -188,6 +203,8 @@ class Topology:
 
     def env(self, **extra):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPA_", "PGRST_"))}
+        if getattr(self, "ca_file", None):
+            env["SSL_CERT_FILE"] = self.ca_file
         env.update(extra)
         return env
 
@@ -200,6 +217,41 @@ class Topology:
         part = Part(self.work, name, cmd, env or self.env())
         self.parts.append(part)
         return part
+
+    @staticmethod
+    def redis_tls(folder: Path) -> Path:
+        """A CA and a server certificate for 127.0.0.1, written to `folder`."""
+        folder.mkdir()
+        now = datetime.datetime.now(datetime.timezone.utc)
+
+        def cert(subject, key, issuer, issuer_key, ca):
+            builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+                       .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                       .not_valid_before(now - datetime.timedelta(minutes=5))
+                       .not_valid_after(now + datetime.timedelta(days=1))
+                       .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+            if not ca:
+                builder = builder.add_extension(x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            return builder.sign(issuer_key, hashes.SHA256())
+
+        name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
+        ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+        ca = cert(name("supa rehearsal CA"), ca_key, name("supa rehearsal CA"), ca_key, True)
+        server = cert(name("127.0.0.1"), key, ca.subject, ca_key, False)
+        pem = serialization.Encoding.PEM
+        (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
+        (folder / "server.pem").write_bytes(server.public_bytes(pem))
+        (folder / "server.key").write_bytes(key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        return folder
+
+    def redis_clients(self):
+        """The names of the processes connected to Redis (over TLS)."""
+        out = subprocess.run(["redis-cli", "--tls", "--cacert", self.ca_file, "-h", "127.0.0.1",
+                              "-p", str(self.redis_port), "--no-auth-warning", "-a", self.redis_password,
+                              "CLIENT", "LIST"], capture_output=True, text=True, timeout=10, check=True)
+        return [line for line in out.stdout.splitlines() if "cmd=client" not in line]
 
     def start_redis(self):
         self.redis.start()

@@ -115,6 +115,9 @@ def test_an_app_survives_a_gateway_crash_worker_restarts_and_a_redis_outage(topo
     topology.supa("health", f"http://127.0.0.1:{topology.gateways[1].port}/health")
     apps = [App(embedded), App(upstream)]
     report = {}
+    # The tenant manager and both gateways talk to Redis over TLS.
+    clients = topology.redis_clients()
+    assert len(clients) >= 3, clients
     try:
         phase(apps, "warm", 1.5)
         for app in apps:
