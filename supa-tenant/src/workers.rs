@@ -379,9 +379,14 @@ async fn check_worker(new: &NewWorker) -> Result<(), Error> {
         }
         Ok(Ok(conn)) => conn,
     };
+    // Amazon RDS and Aurora grant replication through membership of
+    // `rds_replication` rather than the REPLICATION attribute.
     let row = sqlx::query(
         "SELECT rolsuper OR (rolcreatedb AND rolcreaterole) AS capable,
-                rolsuper OR rolreplication AS decodes, current_setting('wal_level') AS wal_level
+                rolsuper OR rolreplication OR EXISTS (
+                    SELECT 1 FROM pg_roles r WHERE r.rolname = 'rds_replication'
+                    AND pg_has_role(current_user, r.oid, 'member')) AS decodes,
+                current_setting('wal_level') AS wal_level
          FROM pg_roles WHERE rolname = current_user",
     )
     .fetch_one(&mut conn)

@@ -224,6 +224,24 @@ async fn workers_that_cannot_decode_are_refused_with_what_to_change() {
     assert_eq!(err.status(), 400);
     assert!(err.to_string().contains("needs REPLICATION"), "{err}");
 
+    // Amazon RDS's way: membership of `rds_replication` passes that check
+    // (vanilla PostgreSQL then refuses the probe slot, which RDS allows).
+    conn.execute(
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rds_replication') THEN
+             CREATE ROLE rds_replication NOLOGIN; END IF;
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rds_style') THEN
+             CREATE ROLE rds_style LOGIN CREATEDB CREATEROLE PASSWORD 'pw' IN ROLE rds_replication; END IF;
+         END $$",
+    )
+    .await
+    .unwrap();
+    let mut worker = local_worker("rdsstyle", "pw");
+    worker.admin_user = "rds_style".into();
+    let err = tenant.register_worker(worker).await.unwrap_err();
+    assert!(!err.to_string().contains("needs REPLICATION"), "{err}");
+    assert!(err.to_string().contains("replication"), "{err}");
+
     // A cluster without logical decoding.
     let dir = tempfile::Builder::new()
         .prefix("supa-replica-")
