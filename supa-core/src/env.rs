@@ -20,6 +20,9 @@ pub const SERVICE_TOKEN: &str = "SUPA_SERVICE_TOKEN";
 pub const TENANT_URL: &str = "SUPA_TENANT_URL";
 /// Redis URL for the shared config cache and invalidation channel (optional).
 pub const REDIS_URL: &str = "SUPA_REDIS_URL";
+/// Redis password, put into `SUPA_REDIS_URL` when that has none (for
+/// platforms that inject a secret as its own variable, like ECS).
+pub const REDIS_PASSWORD: &str = "SUPA_REDIS_PASSWORD";
 /// Domain under which `{ref}.{domain}` hosts resolve to projects.
 pub const BASE_DOMAIN: &str = "SUPA_BASE_DOMAIN";
 /// Port of the public gateway (default 8000).
@@ -133,6 +136,10 @@ pub const ALL: &[(&str, &str)] = &[
     (
         REDIS_URL,
         "Redis URL for the shared cache and invalidation (optional)",
+    ),
+    (
+        REDIS_PASSWORD,
+        "Redis password, added to SUPA_REDIS_URL when that has none",
     ),
     (
         BASE_DOMAIN,
@@ -465,5 +472,57 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), ALL.len());
+    }
+}
+
+/// The Redis URL with `password` put in: a secret given in its own
+/// variable ([`REDIS_PASSWORD`]) joins the URL that names the server.
+pub fn redis_url(url: Option<&str>, password: Option<&str>) -> Result<Option<String>, String> {
+    let Some(password) = password.filter(|p| !p.is_empty()) else {
+        return Ok(url.map(str::to_owned));
+    };
+    let url = url.ok_or_else(|| format!("{REDIS_PASSWORD} is set but {REDIS_URL} is not"))?;
+    let mut parsed = url::Url::parse(url).map_err(|_| format!("{REDIS_URL} is not a URL"))?;
+    if parsed.password().is_some() {
+        return Err(format!(
+            "{REDIS_URL} has a password and {REDIS_PASSWORD} is set: give one"
+        ));
+    }
+    parsed
+        .set_password(Some(password))
+        .map_err(|()| format!("{REDIS_URL} cannot carry a password"))?;
+    Ok(Some(parsed.into()))
+}
+
+#[cfg(test)]
+mod redis_url_tests {
+    use super::redis_url;
+
+    #[test]
+    fn a_separate_password_joins_the_url_encoded() {
+        assert_eq!(
+            redis_url(Some("rediss://cache.internal:6379/0"), Some("p@ss/w rd")).unwrap(),
+            Some("rediss://:p%40ss%2Fw%20rd@cache.internal:6379/0".to_owned())
+        );
+        assert_eq!(
+            redis_url(Some("redis://h:1"), None).unwrap(),
+            Some("redis://h:1".to_owned())
+        );
+        assert_eq!(redis_url(None, None).unwrap(), None);
+    }
+
+    #[test]
+    fn conflicting_or_orphaned_passwords_are_refused() {
+        assert!(
+            redis_url(Some("redis://:a@h:1"), Some("b"))
+                .unwrap_err()
+                .contains("give one")
+        );
+        assert!(
+            redis_url(None, Some("b"))
+                .unwrap_err()
+                .contains("SUPA_REDIS_URL is not")
+        );
+        assert!(redis_url(Some("not a url"), Some("b")).is_err());
     }
 }

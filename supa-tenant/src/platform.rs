@@ -364,6 +364,9 @@ pub struct SettingsArgs {
     /// Redis URL: invalidations are published on `supa:invalidate`.
     #[arg(long, env = supa_core::env::REDIS_URL, hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Redis password, when not in the URL.
+    #[arg(long, env = supa_core::env::REDIS_PASSWORD, hide_env_values = true)]
+    pub redis_password: Option<String>,
     /// How new projects are spread over workers.
     #[arg(long, env = supa_core::env::PLACEMENT, default_value = "least-databases")]
     pub placement: Placement,
@@ -385,6 +388,12 @@ pub struct SettingsArgs {
 
 #[cfg(feature = "clap")]
 impl SettingsArgs {
+    /// The Redis URL with the separately given password put in.
+    pub fn redis_url(&self) -> Result<Option<String>, Error> {
+        supa_core::env::redis_url(self.redis_url.as_deref(), self.redis_password.as_deref())
+            .map_err(Error::Config)
+    }
+
     /// The settings, with the management database at `database_url`
     /// (`None`: an embedded cluster in the data dir).
     pub fn into_settings(
@@ -392,6 +401,7 @@ impl SettingsArgs {
         database_url: Option<String>,
         profile: supa_core::Profile,
     ) -> Result<Settings, Error> {
+        let redis_url = self.redis_url()?;
         Ok(Settings {
             profile,
             storage: Some(
@@ -404,7 +414,7 @@ impl SettingsArgs {
             master_key: self.master_key.map(Secret::new),
             admin_token: self.admin_token.map(Secret::new),
             service_token: self.service_token.map(Secret::new),
-            redis_url: self.redis_url.map(Secret::new),
+            redis_url: redis_url.map(Secret::new),
             placement: self.placement,
             deno: self.deno,
             functions_dir: self.functions_dir,

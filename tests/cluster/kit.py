@@ -276,13 +276,15 @@ class Topology:
         port = free_port()
         part = self.part(f"gateway-{i + 1}", [
             str(BIN / "supa-gateway"), "--profile", "production",
-            "--tenant-url", f"http://127.0.0.1:{self.api_port}", "--redis-url", self.redis_url,
+            # The password apart from the URL, as ECS injects a secret.
+            "--tenant-url", f"http://127.0.0.1:{self.api_port}",
+            "--redis-url", f"rediss://127.0.0.1:{self.redis_port}/",
             "--bind", "127.0.0.1", "--port", str(port), "--admin-port", str(free_port()),
             "--functions-dir", str(self.work / f"gateway-{i + 1}-functions"),
             # The file backend on a directory both gateways share, as a
             # shared volume would be (or S3).
             "--data-dir", str(self.work / "objects"),
-        ], self.env(SUPA_SERVICE_TOKEN=self.service_token))
+        ], self.env(SUPA_SERVICE_TOKEN=self.service_token, SUPA_REDIS_PASSWORD=self.redis_password))
         part.port = port
         self.start_gateway(part)
         return part

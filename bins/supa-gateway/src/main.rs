@@ -27,6 +27,9 @@ struct Args {
     /// Redis URL: shared cache and invalidations (optional).
     #[arg(long, env = env::REDIS_URL, hide_env_values = true)]
     redis_url: Option<String>,
+    /// Redis password, when not in the URL.
+    #[arg(long, env = env::REDIS_PASSWORD, hide_env_values = true)]
+    redis_password: Option<String>,
     /// Serve `{ref}.{base_domain}` hosts as projects.
     #[arg(long, env = env::BASE_DOMAIN)]
     base_domain: Option<String>,
@@ -70,7 +73,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let env::Parsed { args, profile, .. } = env::parse_args::<Args>();
+    let env::Parsed {
+        mut args, profile, ..
+    } = env::parse_args::<Args>();
+    args.redis_url = env::redis_url(args.redis_url.as_deref(), args.redis_password.as_deref())
+        .map_err(anyhow::Error::msg)?;
     let refused = profile.refusals(&supa_core::profile::Posture {
         redis_url: args.redis_url.as_deref(),
         tokens: vec![(env::SERVICE_TOKEN, Some(&args.service_token))],

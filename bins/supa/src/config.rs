@@ -82,10 +82,12 @@ pub(crate) fn check(profile: &Profile, config: Option<&Path>) -> anyhow::Result<
             .find(|s| s.var == var)
             .and_then(|s| s.value.as_deref())
     };
+    let redis_url = env::redis_url(value(env::REDIS_URL), value(env::REDIS_PASSWORD))
+        .map_err(anyhow::Error::msg)?;
     let refused = profile.refusals(&Posture {
         embedded_database: value(env::DATABASE_URL).is_none(),
         generated_master_key: value(env::MASTER_KEY).is_none(),
-        redis_url: value(env::REDIS_URL),
+        redis_url: redis_url.as_deref(),
         tokens: vec![
             (env::ADMIN_TOKEN, value(env::ADMIN_TOKEN)),
             (env::SERVICE_TOKEN, value(env::SERVICE_TOKEN)),

@@ -54,7 +54,7 @@ pub(crate) async fn run(args: UpArgs, profile: supa_core::Profile) -> anyhow::Re
         .await
         .with_context(|| format!("cannot listen on {gateway_addr} (use --gateway-port)"))?;
     let realtime = supa_realtime::Realtime::start(
-        args.settings.redis_url.as_deref(),
+        args.settings.redis_url()?.as_deref(),
         supa_realtime::FeedTiming {
             grace: std::time::Duration::from_secs(args.realtime_slot_grace),
             ..Default::default()

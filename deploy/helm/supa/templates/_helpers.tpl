@@ -43,13 +43,12 @@ app.kubernetes.io/component: {{ .component }}
       key: {{ .key }}
 {{- end -}}
 
-{{/* SUPA_REDIS_URL, the password kept in its Secret (the URL is composed by
-     the kubelet from the variable before it). */}}
+{{/* SUPA_REDIS_URL, and for the in-chart Redis its password apart, from the Secret. */}}
 {{- define "supa.redisEnv" -}}
 {{- if eq .Values.redis.mode "chart" -}}
-{{ include "supa.secretEnv" (dict "name" "REDIS_PASSWORD" "secret" (include "supa.secretName" .) "key" "redis-password") }}
 - name: SUPA_REDIS_URL
-  value: {{ printf "redis://:$(REDIS_PASSWORD)@%s-redis:6379/0" (include "supa.fullname" .) | quote }}
+  value: {{ printf "redis://%s-redis:6379/0" (include "supa.fullname" .) | quote }}
+{{ include "supa.secretEnv" (dict "name" "SUPA_REDIS_PASSWORD" "secret" (include "supa.secretName" .) "key" "redis-password") }}
 {{- else -}}
 {{ include "supa.secretEnv" (dict "name" "SUPA_REDIS_URL" "secret" .Values.redis.external.existingSecret "key" .Values.redis.external.key) }}
 {{- end -}}
