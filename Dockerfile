@@ -29,6 +29,7 @@ COPY supa-meta/Cargo.toml supa-meta/
 COPY supa-storage/Cargo.toml supa-storage/
 COPY supa-realtime/Cargo.toml supa-realtime/
 COPY supa-functions/Cargo.toml supa-functions/
+COPY supa-studio/Cargo.toml supa-studio/
 COPY supa-testkit/Cargo.toml supa-testkit/
 COPY bins/supa/Cargo.toml bins/supa/
 COPY bins/supa-gateway/Cargo.toml bins/supa-gateway/

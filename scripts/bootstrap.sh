@@ -44,6 +44,9 @@ done
 # Realtime's Postgres changes decode the WAL with wal2json, an output
 # plugin (a library, no control file).
 compgen -G '/usr/lib/postgresql/*/lib/wal2json.so' >/dev/null || missing+=(postgresql-15-wal2json)
+# Studio's browser tests drive Debian's Chromium through its WebDriver.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 # Debian splits venv out of the interpreter.
 if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   missing+=(python3-venv)

@@ -37,6 +37,25 @@ pub enum ProjectStatus {
 }
 
 impl ProjectStatus {
+    /// The status as the Management API spells it (`ACTIVE_HEALTHY`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProjectStatus::ComingUp => "COMING_UP",
+            ProjectStatus::ActiveHealthy => "ACTIVE_HEALTHY",
+            ProjectStatus::Inactive => "INACTIVE",
+            ProjectStatus::InitFailed => "INIT_FAILED",
+            ProjectStatus::GoingDown => "GOING_DOWN",
+            ProjectStatus::Removed => "REMOVED",
+            ProjectStatus::Pausing => "PAUSING",
+            ProjectStatus::Restoring => "RESTORING",
+            ProjectStatus::Restarting => "RESTARTING",
+            ProjectStatus::Upgrading => "UPGRADING",
+            ProjectStatus::PauseFailed => "PAUSE_FAILED",
+            ProjectStatus::RestoreFailed => "RESTORE_FAILED",
+            ProjectStatus::Unknown => "UNKNOWN",
+        }
+    }
+
     /// Whether the gateway should route requests to the project.
     pub fn is_serving(self) -> bool {
         self == ProjectStatus::ActiveHealthy
@@ -383,6 +402,20 @@ pub struct KeyRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_names_are_the_serialized_ones() {
+        for status in [
+            ProjectStatus::ComingUp,
+            ProjectStatus::ActiveHealthy,
+            ProjectStatus::InitFailed,
+            ProjectStatus::PauseFailed,
+            ProjectStatus::Unknown,
+        ] {
+            let json = serde_json::to_value(status).unwrap();
+            assert_eq!(json, status.as_str());
+        }
+    }
 
     fn config(upstream: Upstream) -> ProjectConfig {
         ProjectConfig {

@@ -26,6 +26,9 @@ struct Args {
     /// Port of the Management and internal APIs.
     #[arg(long, env = env::API_PORT, default_value_t = 8001)]
     port: u16,
+    /// The gateways' public URL, shown by Studio with each project.
+    #[arg(long, env = env::GATEWAY_URL, default_value = "http://127.0.0.1:8000")]
+    gateway_url: String,
 }
 
 #[tokio::main]
@@ -46,7 +49,10 @@ async fn main() -> anyhow::Result<()> {
     // Gateways serve storage; the sweep of orphaned bytes runs here, once.
     plane.spawn_storage_sweep();
     tracing::info!(%addr, "tenant manager listening");
-    platform::serve(listener, plane.router(), platform::shutdown_signal()).await?;
+    let studio =
+        supa_studio::Studio::new(plane.tenant.clone(), &plane.tokens.admin, &args.gateway_url);
+    let router = plane.router().merge(supa_studio::router(studio));
+    platform::serve(listener, router, platform::shutdown_signal()).await?;
     plane.shutdown().await?;
     Ok(())
 }

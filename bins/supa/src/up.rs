@@ -138,6 +138,7 @@ pub(crate) async fn run(args: UpArgs, profile: supa_core::Profile) -> anyhow::Re
         None => println!("  PostgreSQL       external management database"),
     }
     println!("  Gateway          {gateway_url}/project/<ref>  (the URL Supabase clients take)");
+    println!("  Studio           {api_url}/  (sign in with the admin token)");
     println!();
     println!("Next:");
     let dir_flag = if data_dir.as_os_str() == ".supa" {
@@ -164,8 +165,9 @@ pub(crate) async fn run(args: UpArgs, profile: supa_core::Profile) -> anyhow::Re
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    // The admin listener also serves the gateway's metrics.
-    let admin = plane.router().route(
+    // The admin listener also serves the gateway's metrics, and Studio.
+    let studio = supa_studio::Studio::new(plane.tenant.clone(), &plane.tokens.admin, &gateway_url);
+    let admin = plane.router().merge(supa_studio::router(studio)).route(
         "/metrics",
         axum::routing::get(move || async move { metrics.render() }),
     );

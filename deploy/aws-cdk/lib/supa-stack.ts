@@ -324,6 +324,8 @@ export class SupaStack extends Stack {
         SUPA_BIND: "0.0.0.0",
         SUPA_API_PORT: String(API_PORT),
         SUPA_DATA_DIR: "/var/lib/supa",
+        // The project URLs Studio shows.
+        SUPA_GATEWAY_URL: `https://${s.baseDomain}`,
         // The password comes apart, as PGPASSWORD (read by the driver).
         SUPA_DATABASE_URL: `postgres://supa_admin@${management.clusterEndpoint.hostname}:${management.clusterEndpoint.port}/supa_management`,
         SUPA_REDIS_URL: redisUrl,

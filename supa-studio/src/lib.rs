@@ -1,0 +1,82 @@
+//! Supa Studio: the platform's web dashboard, served by the tenant manager
+//! (and so by `supa up`) at `/` on the Management API's listener.
+//!
+//! Pages are HTML rendered on the server (maud templates, every value
+//! escaped at compile-time-checked interpolation points) with one small
+//! script for copy buttons; all assets are compiled into the binary, so
+//! Studio works offline and needs no build step. Signing in with the admin
+//! token starts a session held in an HttpOnly, SameSite=Strict cookie;
+//! every form carries the session's CSRF token and changes from another
+//! origin are refused; every response carries a strict
+//! Content-Security-Policy (no inline script or style, no framing).
+//! Studio calls the control plane in process, the same [`Tenant`] the
+//! Management API serves.
+
+mod pages;
+mod session;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use supa_core::Secret;
+use supa_tenant::Tenant;
+
+pub use session::{COOKIE, LIFETIME};
+
+/// The dashboard's state: the control plane, the admin token's digest,
+/// the sessions and where the public gateway is.
+#[derive(Clone)]
+pub struct Studio {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tenant: Tenant,
+    admin: [u8; 32],
+    sessions: session::Sessions,
+    gateway_url: String,
+}
+
+impl Studio {
+    /// A dashboard over `tenant`, signed into with `admin_token`; project
+    /// URLs are shown under `gateway_url`.
+    pub fn new(tenant: Tenant, admin_token: &Secret<String>, gateway_url: &str) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                tenant,
+                admin: Sha256::digest(admin_token.expose().as_bytes()).into(),
+                sessions: session::Sessions::default(),
+                gateway_url: gateway_url.trim_end_matches('/').to_owned(),
+            }),
+        }
+    }
+
+    fn accepts(&self, token: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        bool::from(digest.ct_eq(&self.inner.admin))
+    }
+}
+
+/// Studio's pages and assets, to merge into the Management API's router.
+pub fn router(studio: Studio) -> Router {
+    Router::new()
+        .route("/", get(pages::projects))
+        .route("/sign-in", get(pages::sign_in_form).post(pages::sign_in))
+        .route("/sign-out", post(pages::sign_out))
+        .route("/projects", post(pages::create_project))
+        .route("/projects/{ref}", get(pages::project_home))
+        .route("/projects/{ref}/keys", post(pages::create_key))
+        .route("/projects/{ref}/keys/{id}/reveal", post(pages::reveal_key))
+        .route("/projects/{ref}/keys/{id}/revoke", post(pages::revoke_key))
+        .route(
+            "/projects/{ref}/delete",
+            get(pages::confirm_delete).post(pages::delete_project),
+        )
+        .route("/assets/studio.css", get(pages::css))
+        .route("/assets/studio.js", get(pages::js))
+        .layer(axum::middleware::map_response(pages::security_headers))
+        .with_state(studio)
+}

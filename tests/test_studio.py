@@ -1,0 +1,242 @@
+"""Supa Studio, the dashboard `supa up` serves at `/` on the Management
+API's port: its security over plain HTTP (sessions, CSRF, origins,
+headers, escaping), then the flows in a real browser (Debian's Chromium
+through chromedriver), with a screenshot of each page written to
+`target/studio-screenshots/`."""
+
+import contextlib
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+from supabase import create_client
+
+from conftest import ROOT, create_project
+
+SHOTS = ROOT / "target" / "studio-screenshots"
+XSS = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+
+
+def studio(platform, **kw):
+    return httpx.Client(base_url=platform.api_url, follow_redirects=False, timeout=60, **kw)
+
+
+@contextlib.contextmanager
+def signed_in(platform):
+    """An HTTP client with a Studio session, and that session's CSRF token."""
+    with studio(platform) as client:
+        r = client.post("/sign-in", data={"token": platform.token})
+        assert r.status_code == 303 and r.headers["location"] == "/"
+        page = client.get("/")
+        csrf = re.search(r'name="_csrf" value="([0-9a-f]{64})"', page.text).group(1)
+        yield client, csrf
+
+
+def project_names(platform):
+    with platform.client() as api:
+        return {p["name"] for p in api.get("/v1/projects").json()}
+
+
+def test_pages_refuse_without_a_session(platform):
+    with studio(platform) as client:
+        for path in ["/", f"/projects/{'a' * 20}", f"/projects/{'a' * 20}/delete"]:
+            r = client.get(path)
+            assert r.status_code == 303 and r.headers["location"] == "/sign-in", path
+        name = f"nosession-{uuid.uuid4().hex[:6]}"
+        r = client.post("/projects", data={"name": name, "_csrf": "0" * 64})
+        assert r.status_code == 303 and r.headers["location"] == "/sign-in"
+        # A forged cookie is no session either.
+        r = client.get("/", headers={"Cookie": "supa_studio=" + "f" * 64})
+        assert r.status_code == 303
+    assert name not in project_names(platform)
+
+
+def test_sign_in_sets_a_strict_http_only_cookie(platform):
+    with studio(platform) as client:
+        r = client.post("/sign-in", data={"token": "not-the-token"})
+        assert r.status_code == 401 and "not the admin token" in r.text
+        assert "set-cookie" not in r.headers
+        r = client.post("/sign-in", data={"token": platform.token})
+        cookie = r.headers["set-cookie"]
+        assert re.match(r"supa_studio=[0-9a-f]{64}; ", cookie)
+        for flag in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"]:
+            assert flag in cookie
+        assert "Secure" not in cookie  # plain HTTP here: a Secure cookie would never come back
+        r = client.post("/sign-in", data={"token": platform.token}, headers={"X-Forwarded-Proto": "https"})
+        assert r.headers["set-cookie"].endswith("; Secure")
+        # Sign-in from another site's form is refused.
+        r = client.post("/sign-in", data={"token": platform.token}, headers={"Origin": "https://evil.example"})
+        assert r.status_code == 403 and "set-cookie" not in r.headers
+
+
+def test_every_page_carries_a_strict_policy(platform):
+    with signed_in(platform) as (client, _):
+        for path in ["/", "/sign-in"]:
+            r = client.get(path)
+            csp = r.headers["content-security-policy"]
+            assert "default-src 'none'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+            assert "'unsafe-inline'" not in csp
+            assert r.headers["x-frame-options"] == "DENY"
+            assert r.headers["cache-control"] == "no-store"
+        # No inline script or style anywhere: the policy would block it.
+        page = client.get("/").text
+        assert not re.search(r"<script(?![^>]*\bsrc=)", page) and "<style" not in page and " style=" not in page
+        assert client.get("/assets/studio.js").headers["content-type"].startswith("text/javascript")
+
+
+def test_changes_without_the_right_csrf_token_or_from_another_origin_are_refused(platform):
+    name = f"csrf-{uuid.uuid4().hex[:6]}"
+    with signed_in(platform) as (client, csrf):
+        for data, headers in [
+            ({"name": name}, {}),
+            ({"name": name, "_csrf": "0" * 64}, {}),
+            ({"name": name, "_csrf": csrf[:-1]}, {}),
+            ({"name": name, "_csrf": csrf}, {"Origin": "https://evil.example"}),
+        ]:
+            r = client.post("/projects", data=data, headers=headers)
+            assert r.status_code == 403, (data, headers, r.status_code)
+        r = client.post("/sign-out", data={"_csrf": "0" * 64})
+        assert r.status_code == 403
+        assert client.get("/").status_code == 200  # still signed in
+    assert name not in project_names(platform)
+
+
+def test_names_and_keys_are_rendered_inert(platform):
+    project = create_project(platform, XSS)
+    with signed_in(platform) as (client, csrf):
+        r = client.post(f"/projects/{project['ref']}/keys", data={"name": XSS[:60], "_csrf": csrf})
+        assert r.status_code == 200
+        for page in [client.get("/").text, r.text]:
+            assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+            assert "<script>alert" not in page and "<img src=x" not in page
+
+
+def test_deleting_needs_the_ref_typed(platform):
+    project = create_project(platform, f"keep-{uuid.uuid4().hex[:6]}")
+    with signed_in(platform) as (client, csrf):
+        r = client.post(f"/projects/{project['ref']}/delete", data={"_csrf": csrf, "confirm": "wrong"})
+        assert r.status_code == 400 and "nothing was deleted" in r.text
+        assert project["name"] in project_names(platform)
+        r = client.post(f"/projects/{project['ref']}/delete", data={"_csrf": csrf, "confirm": project["ref"]})
+        assert r.status_code == 303
+    assert project["name"] not in project_names(platform)
+
+
+# --- in a browser -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,900"]:
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"),
+                              options=options)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def shot(driver, name):
+    path = SHOTS / f"{name}.png"
+    assert driver.save_screenshot(str(path)) and path.stat().st_size > 1000
+
+
+def wait(driver, condition, timeout=30):
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def test_a_project_from_sign_in_to_sign_out_in_a_browser(platform, browser):
+    b = browser
+    b.get(f"{platform.api_url}/")
+    assert b.current_url.endswith("/sign-in")
+    shot(b, "01-sign-in")
+    # The keyboard alone: the token field has focus, Enter submits.
+    token = b.switch_to.active_element
+    assert token.get_attribute("id") == "token"
+    assert b.find_element(By.CSS_SELECTOR, "label[for=token]").text == "Admin token"
+    token.send_keys(platform.token, Keys.ENTER)
+    wait(b, EC.title_contains("Projects"))
+    shot(b, "02-projects")
+
+    # Create a project and watch its steps.
+    name = f"browser-{uuid.uuid4().hex[:6]}"
+    b.find_element(By.ID, "name").send_keys(name)
+    b.find_element(By.CSS_SELECTOR, "form[action='/projects'] button[type=submit]").click()
+    link = wait(b, EC.presence_of_element_located((By.ID, "open-project")))
+    steps = [li.text for li in b.find_elements(By.CSS_SELECTOR, "#steps li")]
+    assert steps[0].startswith("choosing a worker") and "issuing API keys…" in steps and len(steps) == 6
+    shot(b, "03-project-created")
+    link.click()
+    wait(b, EC.title_contains(name))
+    shot(b, "04-project-home")
+    url = b.find_element(By.ID, "api-url").text
+    publishable = b.find_element(By.ID, "publishable-key").text
+    assert url.endswith("/project/" + url.rsplit("/", 1)[1]) and publishable.startswith("sb_publishable_")
+    ref = url.rsplit("/", 1)[1]
+    assert ref in b.find_element(By.CSS_SELECTOR, "pre code").text  # the supabase-py snippet
+
+    # The key shown works with supabase-py.
+    with platform.client() as api:
+        r = api.post(f"/v1/projects/{ref}/database/query", json={"query": (
+            "create table notes (id int primary key, body text); insert into notes values (1, 'hi');"
+            "grant select on notes to anon;")})
+        assert r.status_code == 201, r.text
+    assert create_client(url, publishable).table("notes").select("body").execute().data == [{"body": "hi"}]
+
+    # A named secret key: shown once, works, then revoked and refused.
+    b.find_element(By.ID, "key-name").send_keys("ci")
+    b.find_element(By.CSS_SELECTOR, "form[action$='/keys'] button[type=submit]").click()
+    row = wait(b, EC.presence_of_element_located((By.CSS_SELECTOR, "tr[data-key-name=ci]")))
+    secret = row.find_element(By.CSS_SELECTOR, "code").text
+    assert secret.startswith("sb_secret_")
+    shot(b, "05-secret-key-created")
+    rest = httpx.get(f"{url}/rest/v1/notes", headers={"apikey": secret})
+    assert rest.status_code == 200 and rest.json() == [{"id": 1, "body": "hi"}]
+    row.find_element(By.CSS_SELECTOR, "button.danger").click()
+    wait(b, EC.text_to_be_present_in_element((By.CSS_SELECTOR, "p.ok"), "revoked"))
+    assert not b.find_elements(By.CSS_SELECTOR, "tr[data-key-name=ci]")
+    rest = httpx.get(f"{url}/rest/v1/notes", headers={"apikey": secret})
+    assert rest.status_code == 401, rest.text
+
+    # Delete, confirming with the ref.
+    b.find_element(By.LINK_TEXT, "Delete project").click()
+    wait(b, EC.title_contains("Delete project"))
+    shot(b, "06-delete-confirm")
+    b.find_element(By.ID, "confirm").send_keys(ref)
+    b.find_element(By.CSS_SELECTOR, "form button.danger").click()
+    wait(b, EC.title_contains("Projects"))
+    assert name not in b.page_source
+
+    # Sign out: the session is gone.
+    b.find_element(By.CSS_SELECTOR, "form[action='/sign-out'] button").click()
+    wait(b, EC.title_contains("Sign in"))
+    b.get(f"{platform.api_url}/")
+    assert b.current_url.endswith("/sign-in")
+
+
+def test_every_control_has_a_label(platform, browser):
+    b = browser
+    b.get(f"{platform.api_url}/sign-in")
+    b.find_element(By.ID, "token").send_keys(platform.token, Keys.ENTER)
+    wait(b, EC.title_contains("Projects"))
+    project = create_project(platform, f"labels-{uuid.uuid4().hex[:6]}")
+    for path in ["/", f"/projects/{project['ref']}", f"/projects/{project['ref']}/delete"]:
+        b.get(platform.api_url + path)
+        for control in b.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), select, button"):
+            control_id = control.get_attribute("id")
+            labelled = (control.get_attribute("aria-label") or control.text.strip()
+                        or (control_id and b.find_elements(By.CSS_SELECTOR, f"label[for='{control_id}']")))
+            assert labelled, f"{path}: {control.get_attribute('outerHTML')}"
