@@ -211,10 +211,40 @@ def test_a_project_from_sign_in_to_sign_out_in_a_browser(platform, browser):
     rest = httpx.get(f"{url}/rest/v1/notes", headers={"apikey": secret})
     assert rest.status_code == 401, rest.text
 
+    # The SQL editor: an error shows where it points, a query shows its rows;
+    # both go to the history, and a snippet comes back by name.
+    b.find_element(By.LINK_TEXT, "SQL editor").click()
+    wait(b, EC.title_contains("SQL"))
+    editor = b.find_element(By.ID, "query")
+    editor.send_keys("select 1;\nselect bodyy from notes")
+    b.find_element(By.CSS_SELECTOR, "button[value=run]").click()
+    error = wait(b, EC.presence_of_element_located((By.ID, "sql-error")))
+    assert 'column "bodyy" does not exist' in error.text and "At line 2, column 8" in error.text
+    assert error.find_element(By.CSS_SELECTOR, "pre.pointer").text.splitlines()[1] == " " * 7 + "^"
+    shot(b, "06-sql-error")
+    editor = b.find_element(By.ID, "query")
+    editor.clear()
+    editor.send_keys(f"select id, body, '{XSS}' as x from notes")
+    b.find_element(By.CSS_SELECTOR, "button[value=run]").click()
+    grid = wait(b, EC.presence_of_element_located((By.ID, "result")))
+    assert [th.text for th in grid.find_elements(By.CSS_SELECTOR, "th")] == ["id", "body", "x"]
+    assert [td.text for td in grid.find_elements(By.CSS_SELECTOR, "td")] == ["1", "hi", XSS]
+    assert not b.find_elements(By.CSS_SELECTOR, "#result script, #result img")
+    history = [li.text for li in b.find_elements(By.CSS_SELECTOR, "ol.history li")]
+    assert history[0].endswith("1 rows") and history[1].endswith("failed")
+    b.find_element(By.ID, "save-as").send_keys("greeting")
+    b.find_element(By.CSS_SELECTOR, "button[value=save]").click()
+    wait(b, EC.text_to_be_present_in_element((By.CSS_SELECTOR, "p.ok"), "Saved as snippet greeting"))
+    b.find_element(By.ID, "query").clear()
+    b.find_element(By.LINK_TEXT, "greeting").click()
+    assert b.find_element(By.ID, "query").get_attribute("value").startswith("select id, body")
+    shot(b, "07-sql-editor")
+    b.find_element(By.LINK_TEXT, "Overview").click()
+
     # Delete, confirming with the ref.
     b.find_element(By.LINK_TEXT, "Delete project").click()
     wait(b, EC.title_contains("Delete project"))
-    shot(b, "06-delete-confirm")
+    shot(b, "08-delete-confirm")
     b.find_element(By.ID, "confirm").send_keys(ref)
     b.find_element(By.CSS_SELECTOR, "form button.danger").click()
     wait(b, EC.title_contains("Projects"))
@@ -233,9 +263,10 @@ def test_every_control_has_a_label(platform, browser):
     b.find_element(By.ID, "token").send_keys(platform.token, Keys.ENTER)
     wait(b, EC.title_contains("Projects"))
     project = create_project(platform, f"labels-{uuid.uuid4().hex[:6]}")
-    for path in ["/", f"/projects/{project['ref']}", f"/projects/{project['ref']}/delete"]:
+    for path in ["/", f"/projects/{project['ref']}", f"/projects/{project['ref']}/sql",
+                 f"/projects/{project['ref']}/delete"]:
         b.get(platform.api_url + path)
-        for control in b.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), select, button"):
+        for control in b.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), select, textarea, button"):
             control_id = control.get_attribute("id")
             labelled = (control.get_attribute("aria-label") or control.text.strip()
                         or (control_id and b.find_elements(By.CSS_SELECTOR, f"label[for='{control_id}']")))

@@ -14,6 +14,7 @@
 
 mod pages;
 mod session;
+mod sql;
 
 use std::sync::Arc;
 
@@ -68,6 +69,7 @@ pub fn router(studio: Studio) -> Router {
         .route("/sign-out", post(pages::sign_out))
         .route("/projects", post(pages::create_project))
         .route("/projects/{ref}", get(pages::project_home))
+        .route("/projects/{ref}/sql", get(sql::editor).post(sql::run))
         .route("/projects/{ref}/keys", post(pages::create_key))
         .route("/projects/{ref}/keys/{id}/reveal", post(pages::reveal_key))
         .route("/projects/{ref}/keys/{id}/revoke", post(pages::revoke_key))

@@ -98,11 +98,11 @@ fn layout(title: &str, session: Option<&Session>, body: Markup) -> Markup {
     }
 }
 
-fn csrf_field(s: &Session) -> Markup {
+pub(crate) fn csrf_field(s: &Session) -> Markup {
     html! { input type="hidden" name="_csrf" value=(s.csrf); }
 }
 
-fn page(title: &str, session: Option<&Session>, body: Markup) -> Response {
+pub(crate) fn page(title: &str, session: Option<&Session>, body: Markup) -> Response {
     Html(layout(title, session, body).into_string()).into_response()
 }
 
@@ -117,7 +117,7 @@ pub(crate) fn refused(status: StatusCode, message: &str) -> Response {
 }
 
 /// A control-plane error, shown in place with its status.
-fn failed(session: &Session, e: supa_tenant::Error) -> Response {
+pub(crate) fn failed(session: &Session, e: supa_tenant::Error) -> Response {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = html! {
         h1 { "Something went wrong" }
@@ -127,18 +127,18 @@ fn failed(session: &Session, e: supa_tenant::Error) -> Response {
     (status, page("Error", Some(session), body)).into_response()
 }
 
-fn bad_form() -> Response {
+pub(crate) fn bad_form() -> Response {
     refused(
         StatusCode::FORBIDDEN,
         "The form has expired or did not come from Studio. Reload the page and try again.",
     )
 }
 
-fn parse_ref(raw: &str) -> Option<ProjectRef> {
+pub(crate) fn parse_ref(raw: &str) -> Option<ProjectRef> {
     ProjectRef::parse(raw).ok()
 }
 
-fn no_such_project() -> Response {
+pub(crate) fn no_such_project() -> Response {
     refused(StatusCode::NOT_FOUND, "There is no such project.")
 }
 
@@ -381,6 +381,7 @@ async fn home(
     let publishable_key = publishable.map_or("", |k| k.api_key.as_str());
     let body = html! {
         h1 { (project.name) }
+        (project_nav(&project.project_ref, "home"))
         p { "Ref " code { (project.project_ref) } " · " span class={ "status status-" (project.status.as_str().to_ascii_lowercase()) } { (project.status.as_str()) } " · worker " (project.worker_id) }
         @if let Some(n) = notice { p.ok role="status" { (n) } }
         section aria-labelledby="api" {
@@ -446,6 +447,26 @@ async fn home(
         }
     };
     page(&project.name, Some(session), body)
+}
+
+/// The tabs of a project's pages; `current` is marked for assistive
+/// technology.
+pub(crate) fn project_nav(project_ref: &ProjectRef, current: &str) -> Markup {
+    let tabs = [
+        ("home", "Overview", String::new()),
+        ("sql", "SQL editor", "/sql".to_owned()),
+    ];
+    html! {
+        nav.tabs aria-label="Project" {
+            @for (id, label, path) in &tabs {
+                @if *id == current {
+                    a aria-current="page" href={ "/projects/" (project_ref) (path) } { (label) }
+                } @else {
+                    a href={ "/projects/" (project_ref) (path) } { (label) }
+                }
+            }
+        }
+    }
 }
 
 fn copy_button(target: &str, label: &str) -> Markup {

@@ -56,6 +56,9 @@ pub enum Error {
         code: String,
         /// PostgreSQL's message.
         message: String,
+        /// Where in the query the error is, as a 1-based character
+        /// offset (PostgreSQL's `position`), when it says.
+        position: Option<usize>,
     },
     /// No active worker has room for another project.
     #[error("no active worker has room for another project")]

@@ -21,6 +21,7 @@ mod projects;
 mod s3_credentials;
 mod secrets;
 mod sql;
+mod sql_editor;
 mod tenant;
 mod workers;
 
@@ -44,5 +45,6 @@ pub use projects::{
 };
 pub use secrets::{SecretDigest, SecretInput, validate_secret_name};
 pub use sql::DEFAULT_STATEMENT_TIMEOUT;
+pub use sql_editor::{HISTORY_KEPT, HistoryEntry, Snippet};
 pub use tenant::{ADMIN_DATABASE, INVALIDATE_CHANNEL, Invalidation, Tenant};
 pub use workers::{NewWorker, Worker, WorkerPatch, WorkerStatus};

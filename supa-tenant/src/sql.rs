@@ -93,6 +93,12 @@ async fn last_statement_rows(conn: &mut PgConnection, query: &str) -> Result<Vec
                         .map(|c| c.into_owned())
                         .unwrap_or_else(|| "XX000".into()),
                     message: e.message().to_owned(),
+                    position: e
+                        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                        .and_then(|pg| match pg.position() {
+                            Some(sqlx::postgres::PgErrorPosition::Original(at)) => Some(at),
+                            _ => None,
+                        }),
                 });
             }
             Err(e) => return Err(e.into()),
