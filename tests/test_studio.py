@@ -17,7 +17,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 from supabase import create_client
 
 from conftest import ROOT, create_project
@@ -149,6 +149,12 @@ def browser():
         driver.quit()
 
 
+def secret_key(platform, ref):
+    with platform.client() as api:
+        keys = api.get(f"/v1/projects/{ref}/api-keys", params={"reveal": "true"}).json()
+    return next(k["api_key"] for k in keys if k["type"] == "secret")
+
+
 def shot(driver, name):
     path = SHOTS / f"{name}.png"
     assert driver.save_screenshot(str(path)) and path.stat().st_size > 1000
@@ -211,6 +217,54 @@ def test_a_project_from_sign_in_to_sign_out_in_a_browser(platform, browser):
     rest = httpx.get(f"{url}/rest/v1/notes", headers={"apikey": secret})
     assert rest.status_code == 401, rest.text
 
+    # The table editor: create a table, insert, edit, filter, follow a
+    # foreign key, delete.
+    b.find_element(By.LINK_TEXT, "Table editor").click()
+    wait(b, EC.title_contains("Tables"))
+    b.find_element(By.ID, "table-name").send_keys("tasks")
+    columns = b.find_element(By.ID, "columns")
+    columns.clear()
+    columns.send_keys("title text not null\ndone boolean default false")
+    b.find_element(By.CSS_SELECTOR, "#new-table + form button[type=submit]").click()
+    wait(b, EC.title_contains("tasks"))
+    for title in ["write docs", "ship it"]:
+        b.find_element(By.ID, "i-title").send_keys(title)
+        b.find_element(By.CSS_SELECTOR, "form[action$='/insert'] button").click()
+        wait(b, EC.text_to_be_present_in_element((By.ID, "rows"), title))
+    shot(b, "06-table-editor")
+    service = create_client(url, secret_key(platform, ref))
+    tasks = service.table("tasks").select("id,title,done").order("id").execute().data
+    assert [(t["title"], t["done"]) for t in tasks] == [("write docs", False), ("ship it", False)]
+    # RLS is on and nothing is granted by policy: the publishable key sees none.
+    assert create_client(url, publishable).table("tasks").select("*").execute().data == []
+    first = tasks[0]["id"]
+    b.find_element(By.CSS_SELECTOR, f"a[aria-label='Edit row {first}']").click()
+    done = wait(b, EC.presence_of_element_located((By.ID, "e-done")))
+    done.clear()
+    done.send_keys("true")
+    b.find_element(By.CSS_SELECTOR, "form[action$='/update'] button").click()
+    wait(b, EC.presence_of_element_located((By.ID, "i-title")))
+    assert service.table("tasks").select("done").eq("id", first).execute().data == [{"done": True}]
+    Select(b.find_element(By.ID, "f-column")).select_by_value("title")
+    Select(b.find_element(By.ID, "f-op")).select_by_value("ilike")
+    b.find_element(By.ID, "f-value").send_keys("ship*")
+    b.find_element(By.CSS_SELECTOR, "form[aria-label='Filter rows'] button").click()
+    wait(b, EC.text_to_be_present_in_element((By.ID, "row-count"), "1 rows"))
+    assert "write docs" not in b.find_element(By.ID, "rows").text
+    with platform.client() as api:
+        r = api.post(f"/v1/projects/{ref}/database/query", json={"query": (
+            "create table steps (id int primary key, task_id bigint references tasks (id), what text);"
+            f"insert into steps values (1, {first}, 'outline');")})
+        assert r.status_code == 201, r.text
+    b.get(f"{platform.api_url}/projects/{ref}/tables/public/steps")
+    b.find_element(By.LINK_TEXT, str(first)).click()
+    wait(b, EC.text_to_be_present_in_element((By.ID, "row-count"), "1 rows"))
+    assert "write docs" in b.find_element(By.ID, "rows").text
+    b.get(f"{platform.api_url}/projects/{ref}/tables/public/steps")
+    b.find_element(By.CSS_SELECTOR, "button[aria-label='Delete row 1']").click()
+    wait(b, EC.text_to_be_present_in_element((By.ID, "row-count"), "0 rows"))
+    b.find_element(By.LINK_TEXT, "Overview").click()
+
     # The SQL editor: an error shows where it points, a query shows its rows;
     # both go to the history, and a snippet comes back by name.
     b.find_element(By.LINK_TEXT, "SQL editor").click()
@@ -221,7 +275,7 @@ def test_a_project_from_sign_in_to_sign_out_in_a_browser(platform, browser):
     error = wait(b, EC.presence_of_element_located((By.ID, "sql-error")))
     assert 'column "bodyy" does not exist' in error.text and "At line 2, column 8" in error.text
     assert error.find_element(By.CSS_SELECTOR, "pre.pointer").text.splitlines()[1] == " " * 7 + "^"
-    shot(b, "06-sql-error")
+    shot(b, "07-sql-error")
     editor = b.find_element(By.ID, "query")
     editor.clear()
     editor.send_keys(f"select id, body, '{XSS}' as x from notes")
@@ -238,13 +292,13 @@ def test_a_project_from_sign_in_to_sign_out_in_a_browser(platform, browser):
     b.find_element(By.ID, "query").clear()
     b.find_element(By.LINK_TEXT, "greeting").click()
     assert b.find_element(By.ID, "query").get_attribute("value").startswith("select id, body")
-    shot(b, "07-sql-editor")
+    shot(b, "08-sql-editor")
     b.find_element(By.LINK_TEXT, "Overview").click()
 
     # Delete, confirming with the ref.
     b.find_element(By.LINK_TEXT, "Delete project").click()
     wait(b, EC.title_contains("Delete project"))
-    shot(b, "08-delete-confirm")
+    shot(b, "09-delete-confirm")
     b.find_element(By.ID, "confirm").send_keys(ref)
     b.find_element(By.CSS_SELECTOR, "form button.danger").click()
     wait(b, EC.title_contains("Projects"))
@@ -264,6 +318,7 @@ def test_every_control_has_a_label(platform, browser):
     wait(b, EC.title_contains("Projects"))
     project = create_project(platform, f"labels-{uuid.uuid4().hex[:6]}")
     for path in ["/", f"/projects/{project['ref']}", f"/projects/{project['ref']}/sql",
+                 f"/projects/{project['ref']}/tables",
                  f"/projects/{project['ref']}/delete"]:
         b.get(platform.api_url + path)
         for control in b.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), select, textarea, button"):

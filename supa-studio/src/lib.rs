@@ -15,6 +15,7 @@
 mod pages;
 mod session;
 mod sql;
+mod tables;
 
 use std::sync::Arc;
 
@@ -36,18 +37,31 @@ pub struct Studio {
 
 struct Inner {
     tenant: Tenant,
+    /// postgres-meta's API for a project in the request's extensions.
+    meta: Router,
+    /// Calls the projects' data planes at the gateway.
+    http: reqwest::Client,
     admin: [u8; 32],
     sessions: session::Sessions,
     gateway_url: String,
 }
 
 impl Studio {
-    /// A dashboard over `tenant`, signed into with `admin_token`; project
-    /// URLs are shown under `gateway_url`.
-    pub fn new(tenant: Tenant, admin_token: &Secret<String>, gateway_url: &str) -> Self {
+    /// A dashboard over `tenant` and its metadata API `meta` (from
+    /// [`supa_tenant::api::pg_service`]), signed into with `admin_token`;
+    /// projects' data planes are reached, and their URLs shown, under
+    /// `gateway_url`.
+    pub fn new(
+        tenant: Tenant,
+        meta: Router,
+        admin_token: &Secret<String>,
+        gateway_url: &str,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 tenant,
+                meta,
+                http: supa_core::http::client(std::time::Duration::from_secs(60)),
                 admin: Sha256::digest(admin_token.expose().as_bytes()).into(),
                 sessions: session::Sessions::default(),
                 gateway_url: gateway_url.trim_end_matches('/').to_owned(),
@@ -70,6 +84,15 @@ pub fn router(studio: Studio) -> Router {
         .route("/projects", post(pages::create_project))
         .route("/projects/{ref}", get(pages::project_home))
         .route("/projects/{ref}/sql", get(sql::editor).post(sql::run))
+        .route(
+            "/projects/{ref}/tables",
+            get(tables::list).post(tables::create),
+        )
+        .route("/projects/{ref}/tables/{schema}/{name}", get(tables::table))
+        .route(
+            "/projects/{ref}/tables/{schema}/{name}/{action}",
+            post(tables::change),
+        )
         .route("/projects/{ref}/keys", post(pages::create_key))
         .route("/projects/{ref}/keys/{id}/reveal", post(pages::reveal_key))
         .route("/projects/{ref}/keys/{id}/revoke", post(pages::revoke_key))

@@ -453,8 +453,9 @@ async fn home(
 /// technology.
 pub(crate) fn project_nav(project_ref: &ProjectRef, current: &str) -> Markup {
     let tabs = [
-        ("home", "Overview", String::new()),
-        ("sql", "SQL editor", "/sql".to_owned()),
+        ("home", "Overview", ""),
+        ("tables", "Table editor", "/tables"),
+        ("sql", "SQL editor", "/sql"),
     ];
     html! {
         nav.tabs aria-label="Project" {

@@ -49,8 +49,12 @@ async fn main() -> anyhow::Result<()> {
     // Gateways serve storage; the sweep of orphaned bytes runs here, once.
     plane.spawn_storage_sweep();
     tracing::info!(%addr, "tenant manager listening");
-    let studio =
-        supa_studio::Studio::new(plane.tenant.clone(), &plane.tokens.admin, &args.gateway_url);
+    let studio = supa_studio::Studio::new(
+        plane.tenant.clone(),
+        supa_tenant::api::pg_service(plane.tenant.clone(), plane.meta().clone()),
+        &plane.tokens.admin,
+        &args.gateway_url,
+    );
     let router = plane.router().merge(supa_studio::router(studio));
     platform::serve(listener, router, platform::shutdown_signal()).await?;
     plane.shutdown().await?;

@@ -166,7 +166,12 @@ pub(crate) async fn run(args: UpArgs, profile: supa_core::Profile) -> anyhow::Re
         let _ = rx.wait_for(|s| *s).await;
     };
     // The admin listener also serves the gateway's metrics, and Studio.
-    let studio = supa_studio::Studio::new(plane.tenant.clone(), &plane.tokens.admin, &gateway_url);
+    let studio = supa_studio::Studio::new(
+        plane.tenant.clone(),
+        supa_tenant::api::pg_service(plane.tenant.clone(), plane.meta().clone()),
+        &plane.tokens.admin,
+        &gateway_url,
+    );
     let admin = plane.router().merge(supa_studio::router(studio)).route(
         "/metrics",
         axum::routing::get(move || async move { metrics.render() }),
