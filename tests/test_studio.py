@@ -5,7 +5,9 @@ through chromedriver), with a screenshot of each page written to
 `target/studio-screenshots/`."""
 
 import contextlib
+import hashlib
 import re
+import time
 import shutil
 import uuid
 from pathlib import Path
@@ -243,7 +245,7 @@ def test_a_project_from_sign_in_to_sign_out_in_a_browser(platform, browser):
     done.clear()
     done.send_keys("true")
     b.find_element(By.CSS_SELECTOR, "form[action$='/update'] button").click()
-    wait(b, EC.presence_of_element_located((By.ID, "i-title")))
+    wait(b, EC.staleness_of(done))
     assert service.table("tasks").select("done").eq("id", first).execute().data == [{"done": True}]
     Select(b.find_element(By.ID, "f-column")).select_by_value("title")
     Select(b.find_element(By.ID, "f-op")).select_by_value("ilike")
@@ -257,7 +259,9 @@ def test_a_project_from_sign_in_to_sign_out_in_a_browser(platform, browser):
             f"insert into steps values (1, {first}, 'outline');")})
         assert r.status_code == 201, r.text
     b.get(f"{platform.api_url}/projects/{ref}/tables/public/steps")
-    b.find_element(By.LINK_TEXT, str(first)).click()
+    link = b.find_element(By.LINK_TEXT, str(first))
+    link.click()
+    wait(b, EC.staleness_of(link))
     wait(b, EC.text_to_be_present_in_element((By.ID, "row-count"), "1 rows"))
     assert "write docs" in b.find_element(By.ID, "rows").text
     b.get(f"{platform.api_url}/projects/{ref}/tables/public/steps")
@@ -317,8 +321,9 @@ def test_every_control_has_a_label(platform, browser):
     b.find_element(By.ID, "token").send_keys(platform.token, Keys.ENTER)
     wait(b, EC.title_contains("Projects"))
     project = create_project(platform, f"labels-{uuid.uuid4().hex[:6]}")
-    for path in ["/", f"/projects/{project['ref']}", f"/projects/{project['ref']}/sql",
-                 f"/projects/{project['ref']}/tables",
+    for path in ["/", "/workers", f"/projects/{project['ref']}", f"/projects/{project['ref']}/sql",
+                 f"/projects/{project['ref']}/tables", f"/projects/{project['ref']}/auth",
+                 f"/projects/{project['ref']}/functions", f"/projects/{project['ref']}/settings",
                  f"/projects/{project['ref']}/delete"]:
         b.get(platform.api_url + path)
         for control in b.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), select, textarea, button"):
@@ -326,3 +331,71 @@ def test_every_control_has_a_label(platform, browser):
             labelled = (control.get_attribute("aria-label") or control.text.strip()
                         or (control_id and b.find_elements(By.CSS_SELECTOR, f"label[for='{control_id}']")))
             assert labelled, f"{path}: {control.get_attribute('outerHTML')}"
+
+
+def test_auth_settings_functions_and_workers_pages(platform, browser):
+    b = browser
+    b.get(f"{platform.api_url}/sign-in")
+    b.find_element(By.ID, "token").send_keys(platform.token, Keys.ENTER)
+    wait(b, EC.title_contains("Projects"))
+    project = create_project(platform, f"pages-{uuid.uuid4().hex[:6]}",
+                             "create table items (id int primary key); insert into items values (1), (2), (3);"
+                             "grant select on items to anon;")
+    ref, url = project["ref"], project["url"]
+    client = create_client(url, project["publishable_key"])
+
+    # Auth: add a user who can then sign in; find them; delete them.
+    b.get(f"{platform.api_url}/projects/{ref}/auth")
+    email = f"ann-{uuid.uuid4().hex[:6]}@example.com"
+    b.find_element(By.ID, "user-email").send_keys(email)
+    b.find_element(By.ID, "user-password").send_keys("correct horse battery")
+    b.find_element(By.CSS_SELECTOR, "form[action$='/auth/users'] button").click()
+    wait(b, EC.text_to_be_present_in_element((By.ID, "user-list"), email))
+    session = client.auth.sign_in_with_password({"email": email, "password": "correct horse battery"})
+    assert session.user.email == email
+    b.find_element(By.ID, "q").send_keys("nobody-like-this", Keys.ENTER)
+    wait(b, EC.text_to_be_present_in_element((By.ID, "user-count"), "0 of 1 users"))
+    b.find_element(By.ID, "q").clear()
+    b.find_element(By.ID, "q").send_keys(email[:8], Keys.ENTER)
+    wait(b, EC.text_to_be_present_in_element((By.ID, "user-count"), "1 of 1 users"))
+    shot(b, "10-auth")
+    # Sign-ups off, through the settings form: the client is refused.
+    b.find_element(By.ID, "s-disable_signup").click()
+    save = b.find_element(By.CSS_SELECTOR, "form[action$='/auth/settings'] button")
+    save.click()
+    wait(b, EC.staleness_of(save))
+    assert b.find_element(By.ID, "s-disable_signup").is_selected()
+    with platform.client() as api:
+        assert api.get(f"/v1/projects/{ref}/config/auth").json()["disable_signup"] is True
+    b.find_element(By.CSS_SELECTOR, f"button[aria-label='Delete user {email}']").click()
+    wait(b, EC.text_to_be_present_in_element((By.ID, "user-count"), "0 of 0 users"))
+
+    # Settings: the data plane's row cap, and secrets by digest only.
+    with platform.client() as api:
+        r = api.post(f"/v1/projects/{ref}/secrets", json=[{"name": "STRIPE_KEY", "value": "sk_test_123"}])
+        assert r.status_code in (200, 201), r.text
+    b.get(f"{platform.api_url}/projects/{ref}/settings")
+    rows = b.find_element(By.ID, "max_rows")
+    rows.clear()
+    rows.send_keys("2")
+    save = b.find_element(By.CSS_SELECTOR, "form[action$='/settings'] button")
+    save.click()
+    wait(b, EC.staleness_of(save))
+    assert b.find_element(By.ID, "max_rows").get_attribute("value") == "2"
+    secrets_text = b.find_element(By.ID, "secret-list").text
+    assert "STRIPE_KEY" in secrets_text and hashlib.sha256(b"sk_test_123").hexdigest() in secrets_text
+    assert "sk_test_123" not in b.page_source
+    shot(b, "11-settings")
+    deadline = time.monotonic() + 10
+    while len(client.table("items").select("id").execute().data) != 2:
+        assert time.monotonic() < deadline, "max_rows did not reach the data plane"
+
+    # Functions: none deployed yet, said plainly.
+    b.get(f"{platform.api_url}/projects/{ref}/functions")
+    assert "No functions deployed" in b.find_element(By.ID, "main").text
+
+    # Workers: the platform's clusters.
+    b.find_element(By.LINK_TEXT, "Workers").click()
+    wait(b, EC.title_contains("Workers"))
+    assert "local" in b.find_element(By.ID, "worker-list").text
+    shot(b, "12-workers")

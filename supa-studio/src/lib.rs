@@ -12,7 +12,9 @@
 //! Studio calls the control plane in process, the same [`Tenant`] the
 //! Management API serves.
 
+mod gateway;
 mod pages;
+mod project_pages;
 mod session;
 mod sql;
 mod tables;
@@ -93,6 +95,22 @@ pub fn router(studio: Studio) -> Router {
             "/projects/{ref}/tables/{schema}/{name}/{action}",
             post(tables::change),
         )
+        .route("/projects/{ref}/auth", get(project_pages::auth))
+        .route("/projects/{ref}/auth/users", post(project_pages::add_user))
+        .route(
+            "/projects/{ref}/auth/users/{id}/delete",
+            post(project_pages::delete_user),
+        )
+        .route(
+            "/projects/{ref}/auth/settings",
+            post(project_pages::save_auth_settings),
+        )
+        .route("/projects/{ref}/functions", get(project_pages::functions))
+        .route(
+            "/projects/{ref}/settings",
+            get(project_pages::settings).post(project_pages::save_settings),
+        )
+        .route("/workers", get(project_pages::workers))
         .route("/projects/{ref}/keys", post(pages::create_key))
         .route("/projects/{ref}/keys/{id}/reveal", post(pages::reveal_key))
         .route("/projects/{ref}/keys/{id}/revoke", post(pages::revoke_key))

@@ -85,7 +85,7 @@ fn layout(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                 header.top {
                     a.brand href="/" { "Supa Studio" }
                     @if let Some(s) = session {
-                        nav aria-label="Main" { a href="/" { "Projects" } }
+                        nav aria-label="Main" { a href="/" { "Projects" } " " a href="/workers" { "Workers" } }
                         form.inline method="post" action="/sign-out" {
                             (csrf_field(s))
                             button type="submit" { "Sign out" }
@@ -456,6 +456,9 @@ pub(crate) fn project_nav(project_ref: &ProjectRef, current: &str) -> Markup {
         ("home", "Overview", ""),
         ("tables", "Table editor", "/tables"),
         ("sql", "SQL editor", "/sql"),
+        ("auth", "Auth", "/auth"),
+        ("functions", "Functions", "/functions"),
+        ("settings", "Settings", "/settings"),
     ];
     html! {
         nav.tabs aria-label="Project" {

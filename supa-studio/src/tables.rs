@@ -15,9 +15,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use supa_core::{KeyKind, ProjectRef};
+use supa_core::ProjectRef;
 
 use crate::Studio;
+use crate::gateway::{Answer, Problem, call, enc};
 use crate::pages::{
     bad_form, csrf_field, failed, no_such_project, page, parse_ref, project_nav, refused,
 };
@@ -27,10 +28,6 @@ use crate::session::Session;
 const PAGE: usize = 50;
 /// Filter operators offered (PostgREST's spelling).
 const OPERATORS: [&str; 8] = ["eq", "neq", "gt", "gte", "lt", "lte", "ilike", "is"];
-
-/// What went wrong talking to the metadata API or the data plane, shown
-/// in place.
-struct Problem(String);
 
 async fn meta(studio: &Studio, project: &ProjectRef, path: &str) -> Result<Value, Problem> {
     let request = Request::get(path)
@@ -54,18 +51,7 @@ async fn meta(studio: &Studio, project: &ProjectRef, path: &str) -> Result<Value
     Ok(value)
 }
 
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// The data plane's answer: status, body and `Content-Range`.
-struct Rest {
-    status: u16,
-    body: Value,
-    range: Option<String>,
-}
-
-/// Calls the project's REST API at the gateway with a secret key.
+/// The project's REST API in `schema`.
 async fn rest(
     studio: &Studio,
     project: &ProjectRef,
@@ -73,66 +59,22 @@ async fn rest(
     method: reqwest::Method,
     path_and_query: &str,
     body: Option<&Value>,
-) -> Result<Rest, Problem> {
-    let keys = studio
-        .inner
-        .tenant
-        .list_keys(project, true)
-        .await
-        .map_err(|e| Problem(e.to_string()))?;
-    let key = keys
-        .iter()
-        .find(|k| k.kind == KeyKind::Secret)
-        .ok_or_else(|| {
-            Problem("the project has no secret key left: create one to browse rows".into())
-        })?;
-    let url = format!(
-        "{}/project/{project}/rest/v1/{path_and_query}",
-        studio.inner.gateway_url
-    );
+) -> Result<Answer, Problem> {
     let profile = if method == reqwest::Method::GET {
         "Accept-Profile"
     } else {
         "Content-Profile"
     };
-    let mut request = studio
-        .inner
-        .http
-        .request(method, &url)
-        .header("apikey", &key.api_key)
-        .header(profile, schema)
-        .header("Prefer", "count=exact, return=minimal");
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| Problem(format!("the data plane could not be reached: {e}")))?;
-    let status = response.status().as_u16();
-    let range = response
-        .headers()
-        .get("content-range")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let text = response.text().await.map_err(|e| Problem(e.to_string()))?;
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    if status >= 400 {
-        let message = body
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("the data plane refused");
-        return Err(Problem(format!("{status}: {message}")));
-    }
-    Ok(Rest {
-        status,
+    let headers = [(profile, schema), ("Prefer", "count=exact, return=minimal")];
+    call(
+        studio,
+        project,
+        method,
+        &format!("rest/v1/{path_and_query}"),
+        &headers,
         body,
-        range,
-    })
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -409,7 +351,7 @@ fn table_body(
     schema: &str,
     t: &Value,
     columns: &[String],
-    rows: &Rest,
+    rows: &Answer,
     q: &Browse,
 ) -> Markup {
     let key = single_primary_key(t);
