@@ -21,21 +21,29 @@ pub(crate) struct Answer {
     pub(crate) total: Option<u64>,
 }
 
-/// URL-encodes a query value or a path segment.
+/// Everything but RFC 3986's unreserved characters is escaped.
+const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes a query value or a path segment (a space is `%20`, so
+/// the result means the same in both places).
 pub(crate) fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    percent_encoding::utf8_percent_encode(s, ESCAPED).to_string()
 }
 
-/// Calls `{gateway}/project/{ref}/{path}`; an error status becomes a
-/// [`Problem`] with the service's message.
-pub(crate) async fn call(
+/// Sends a request to `{gateway}/project/{ref}/{path}` with a secret key
+/// of the project, `body` as it is; the response whatever its status.
+pub(crate) async fn send(
     studio: &Studio,
     project: &ProjectRef,
     method: Method,
     path: &str,
     headers: &[(&str, &str)],
-    body: Option<&Value>,
-) -> Result<Answer, Problem> {
+    body: Option<reqwest::Body>,
+) -> Result<reqwest::Response, Problem> {
     let keys = studio
         .inner
         .tenant
@@ -56,12 +64,30 @@ pub(crate) async fn call(
         request = request.header(*name, *value);
     }
     if let Some(body) = body {
-        request = request.json(body);
+        request = request.body(body);
     }
-    let response = request
+    request
         .send()
         .await
-        .map_err(|e| Problem(format!("the project's API could not be reached: {e}")))?;
+        .map_err(|e| Problem(format!("the project's API could not be reached: {e}")))
+}
+
+/// Calls `{gateway}/project/{ref}/{path}` with a JSON body; an error
+/// status becomes a [`Problem`] with the service's message.
+pub(crate) async fn call(
+    studio: &Studio,
+    project: &ProjectRef,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Result<Answer, Problem> {
+    let mut all = headers.to_vec();
+    let json = body.map(|b| reqwest::Body::from(b.to_string()));
+    if json.is_some() {
+        all.push(("Content-Type", "application/json"));
+    }
+    let response = send(studio, project, method, path, &all, json).await?;
     let status = response.status().as_u16();
     let header = |name: &str| {
         response
@@ -79,11 +105,7 @@ pub(crate) async fn call(
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };
     if status >= 400 {
-        let message = ["message", "msg", "error_description", "error"]
-            .iter()
-            .find_map(|k| body.get(k).and_then(Value::as_str))
-            .unwrap_or("refused");
-        return Err(Problem(format!("{status}: {message}")));
+        return Err(Problem(format!("{status}: {}", message_of(&body))));
     }
     Ok(Answer {
         status,
@@ -91,4 +113,25 @@ pub(crate) async fn call(
         range,
         total,
     })
+}
+
+/// The message a service's error body carries, in any of the services'
+/// shapes.
+pub(crate) fn message_of(body: &Value) -> &str {
+    ["message", "msg", "error_description", "error"]
+        .iter()
+        .find_map(|k| body.get(k).and_then(Value::as_str))
+        .unwrap_or("refused")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::enc;
+
+    #[test]
+    fn segments_and_values_are_percent_encoded() {
+        assert_eq!(enc("report 1.bin"), "report%201.bin");
+        assert_eq!(enc("a/b?c=d&e+f"), "a%2Fb%3Fc%3Dd%26e%2Bf");
+        assert_eq!(enc("é-_.~"), "%C3%A9-_.~");
+    }
 }

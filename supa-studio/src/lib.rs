@@ -17,6 +17,7 @@ mod pages;
 mod project_pages;
 mod session;
 mod sql;
+mod storage;
 mod tables;
 
 use std::sync::Arc;
@@ -110,6 +111,17 @@ pub fn router(studio: Studio) -> Router {
             "/projects/{ref}/settings",
             get(project_pages::settings).post(project_pages::save_settings),
         )
+        .route("/projects/{ref}/storage", get(storage::browser))
+        .route(
+            "/projects/{ref}/storage/buckets",
+            post(storage::create_bucket),
+        )
+        .route(
+            "/projects/{ref}/storage/upload",
+            post(storage::upload).layer(axum::extract::DefaultBodyLimit::max(storage::MAX_UPLOAD)),
+        )
+        .route("/projects/{ref}/storage/download", get(storage::download))
+        .route("/projects/{ref}/storage/sign", post(storage::sign))
         .route("/workers", get(project_pages::workers))
         .route("/projects/{ref}/keys", post(pages::create_key))
         .route("/projects/{ref}/keys/{id}/reveal", post(pages::reveal_key))
@@ -117,6 +129,11 @@ pub fn router(studio: Studio) -> Router {
         .route(
             "/projects/{ref}/delete",
             get(pages::confirm_delete).post(pages::delete_project),
+        )
+        // No icon: an empty answer rather than a 404 on every page.
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::http::StatusCode::NO_CONTENT }),
         )
         .route("/assets/studio.css", get(pages::css))
         .route("/assets/studio.js", get(pages::js))

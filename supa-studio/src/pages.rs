@@ -457,6 +457,7 @@ pub(crate) fn project_nav(project_ref: &ProjectRef, current: &str) -> Markup {
         ("tables", "Table editor", "/tables"),
         ("sql", "SQL editor", "/sql"),
         ("auth", "Auth", "/auth"),
+        ("storage", "Storage", "/storage"),
         ("functions", "Functions", "/functions"),
         ("settings", "Settings", "/settings"),
     ];
