@@ -328,6 +328,7 @@ def test_every_control_has_a_label(platform, browser):
     for path in ["/", "/workers", f"/projects/{project['ref']}", f"/projects/{project['ref']}/sql",
                  f"/projects/{project['ref']}/tables", f"/projects/{project['ref']}/auth",
                  f"/projects/{project['ref']}/functions", f"/projects/{project['ref']}/settings",
+                 f"/projects/{project['ref']}/realtime", f"/projects/{project['ref']}/storage",
                  f"/projects/{project['ref']}/delete"]:
         b.get(platform.api_url + path)
         for control in b.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), select, textarea, button"):
@@ -450,3 +451,23 @@ def test_storage_buckets_folders_upload_download_and_urls(platform, browser, tmp
     b.find_element(By.CSS_SELECTOR, "button[aria-label='Signed URL of q1.txt']").click()
     signed = wait(b, EC.presence_of_element_located((By.ID, "signed-url"))).text
     assert "token=" in signed and httpx.get(signed).content == b"quarter one"
+
+
+def test_the_realtime_inspector_shows_live_broadcasts(platform, browser):
+    b = browser
+    b.get(f"{platform.api_url}/sign-in")
+    b.find_element(By.ID, "token").send_keys(platform.token, Keys.ENTER)
+    wait(b, EC.title_contains("Projects"))
+    project = create_project(platform, f"live-{uuid.uuid4().hex[:6]}")
+    b.get(f"{platform.api_url}/projects/{project['ref']}/realtime?channel=news")
+    wait(b, EC.text_to_be_present_in_element((By.ID, "rt-status"), "Listening on news"))
+    headers = {"apikey": project["secret_key"], "Authorization": f"Bearer {project['secret_key']}"}
+    r = httpx.post(f"{project['url']}/realtime/v1/api/broadcast", headers=headers, json={"messages": [
+        {"topic": "news", "event": "headline", "payload": {"text": XSS}},
+        {"topic": "elsewhere", "event": "other", "payload": {"n": 2}}]})
+    assert r.status_code == 202, r.text
+    wait(b, EC.text_to_be_present_in_element((By.ID, "rt-events"), "headline"))
+    events = b.find_element(By.ID, "rt-events")
+    assert "elsewhere" not in events.text and "alert(1)" in events.text
+    assert not events.find_elements(By.CSS_SELECTOR, "script, img")
+    shot(b, "14-realtime")

@@ -47,6 +47,8 @@ struct Inner {
     admin: [u8; 32],
     sessions: session::Sessions,
     gateway_url: String,
+    /// The Content-Security-Policy of every page.
+    csp: axum::http::HeaderValue,
 }
 
 impl Studio {
@@ -68,6 +70,7 @@ impl Studio {
                 admin: Sha256::digest(admin_token.expose().as_bytes()).into(),
                 sessions: session::Sessions::default(),
                 gateway_url: gateway_url.trim_end_matches('/').to_owned(),
+                csp: pages::content_security_policy(gateway_url.trim_end_matches('/')),
             }),
         }
     }
@@ -107,6 +110,7 @@ pub fn router(studio: Studio) -> Router {
             post(project_pages::save_auth_settings),
         )
         .route("/projects/{ref}/functions", get(project_pages::functions))
+        .route("/projects/{ref}/realtime", get(project_pages::realtime))
         .route(
             "/projects/{ref}/settings",
             get(project_pages::settings).post(project_pages::save_settings),
@@ -137,6 +141,9 @@ pub fn router(studio: Studio) -> Router {
         )
         .route("/assets/studio.css", get(pages::css))
         .route("/assets/studio.js", get(pages::js))
-        .layer(axum::middleware::map_response(pages::security_headers))
+        .layer(axum::middleware::map_response_with_state(
+            studio.clone(),
+            pages::security_headers,
+        ))
         .with_state(studio)
 }

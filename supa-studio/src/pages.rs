@@ -21,17 +21,27 @@ const CSS: &str = include_str!("../assets/studio.css");
 const JS: &str = include_str!("../assets/studio.js");
 
 /// No script or style but Studio's own files, no framing, forms post only
-/// here: an injected tag could neither run nor send anything away.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// here, and connections only to Studio and the gateway's WebSockets (the
+/// realtime inspector): an injected tag could neither run nor send
+/// anything away.
+pub(crate) fn content_security_policy(gateway_url: &str) -> HeaderValue {
+    let sockets = gateway_url
+        .replacen("https://", "wss://", 1)
+        .replacen("http://", "ws://", 1);
+    let policy = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self' {sockets}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    );
+    HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("default-src 'none'"))
+}
 
 /// Headers on every Studio response.
-pub(crate) async fn security_headers(mut response: Response) -> Response {
+pub(crate) async fn security_headers(
+    State(studio): State<Studio>,
+    mut response: Response,
+) -> Response {
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, studio.inner.csp.clone());
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -458,6 +468,7 @@ pub(crate) fn project_nav(project_ref: &ProjectRef, current: &str) -> Markup {
         ("sql", "SQL editor", "/sql"),
         ("auth", "Auth", "/auth"),
         ("storage", "Storage", "/storage"),
+        ("realtime", "Realtime", "/realtime"),
         ("functions", "Functions", "/functions"),
         ("settings", "Settings", "/settings"),
     ];

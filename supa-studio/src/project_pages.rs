@@ -481,3 +481,70 @@ pub(crate) async fn workers(State(studio): State<Studio>, session: Session) -> R
     };
     page("Workers", Some(&session), body)
 }
+
+#[derive(Deserialize, Default)]
+pub(crate) struct Channel {
+    channel: Option<String>,
+    changes: Option<String>,
+}
+
+/// The realtime inspector: the browser joins a channel at the gateway
+/// (with the publishable key, as an app does) and lists what arrives.
+pub(crate) async fn realtime(
+    State(studio): State<Studio>,
+    session: Session,
+    Path(raw): Path<String>,
+    Query(q): Query<Channel>,
+) -> Response {
+    let Some(project_ref) = parse_ref(&raw) else {
+        return no_such_project();
+    };
+    let tenant = &studio.inner.tenant;
+    let (project, keys) = match tokio::try_join!(
+        tenant.get_project(&project_ref),
+        tenant.list_keys(&project_ref, false)
+    ) {
+        Ok(both) => both,
+        Err(e) => return failed(&session, e),
+    };
+    let publishable = keys
+        .iter()
+        .find(|k| k.kind == supa_core::KeyKind::Publishable)
+        .map(|k| k.api_key.clone())
+        .unwrap_or_default();
+    let channel = q
+        .channel
+        .filter(|c| !c.trim().is_empty())
+        .unwrap_or_else(|| "room-1".into());
+    let changes = q.changes.is_some();
+    let socket = format!(
+        "{}/project/{project_ref}/realtime/v1/websocket?apikey={}&vsn=1.0.0",
+        studio
+            .inner
+            .gateway_url
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1),
+        enc(&publishable)
+    );
+    let body = html! {
+        h1 { (project.name) }
+        (project_nav(&project_ref, "realtime"))
+        h2 { "Channel inspector" }
+        form.row method="get" action={ "/projects/" (project_ref) "/realtime" } {
+            label for="channel" { "Channel" }
+            input id="channel" name="channel" value=(channel) required;
+            label.check for="changes" { input id="changes" type="checkbox" name="changes" value="on" checked[changes]; " Postgres changes in public" }
+            button.secondary type="submit" { "Listen" }
+        }
+        div id="inspector" data-socket=(socket) data-channel=(channel) data-changes=(if changes { "public" } else { "" }) {
+            p id="rt-status" role="status" { "Connecting… (this page needs JavaScript)" }
+            ol.plain.logs id="rt-events" aria-live="polite" {}
+        }
+        p.hint { "Broadcasts, presence and (when chosen) Postgres changes the publishable key may see appear here as they happen." }
+    };
+    page(
+        &format!("Realtime · {}", project.name),
+        Some(&session),
+        body,
+    )
+}
