@@ -6,7 +6,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps build lint test-rust bindings pytest cluster-test test bench bench-load bench-meta bench-auth bench-storage bench-realtime bench-functions up clean
+.PHONY: help deps build lint test-rust bindings pytest cluster-test test bench bench-load bench-meta bench-auth bench-storage bench-realtime bench-functions bench-studio up clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -48,6 +48,7 @@ bench: deps ## criterion micro-benchmarks, control-plane latency, then gateway l
 	$(MAKE) bench-storage
 	$(MAKE) bench-realtime
 	$(MAKE) bench-functions
+	$(MAKE) bench-studio
 
 bench-load: ## gateway load benchmarks against nginx and supa-rest direct (benches/load)
 	@scripts/bootstrap.sh bench
@@ -74,6 +75,11 @@ bench-realtime: ## realtime: broadcast fan-out (1,000 sockets in channels of 6),
 	@scripts/bootstrap.sh bench
 	cargo build --release --quiet -p supa
 	python3 benches/realtime/run.py
+
+bench-studio: ## Studio's pages with 1,000 projects and 1,000 tables, against nginx serving the same bytes (benches/studio)
+	@scripts/bootstrap.sh bench
+	cargo build --release --quiet -p supa
+	python3 benches/studio/run.py
 
 bench-functions: ## edge functions: cold starts, warm calls against Deno direct, 1,000 idle functions (benches/functions)
 	@scripts/bootstrap.sh bench
