@@ -152,6 +152,12 @@ def browser():
         driver.quit()
 
 
+def sign_in(b, platform):
+    b.get(f"{platform.api_url}/sign-in")
+    b.find_element(By.ID, "token").send_keys(platform.token, Keys.ENTER)
+    wait(b, EC.title_contains("Projects"))
+
+
 def secret_key(platform, ref):
     with platform.client() as api:
         keys = api.get(f"/v1/projects/{ref}/api-keys", params={"reveal": "true"}).json()
@@ -321,9 +327,7 @@ def test_a_project_from_sign_in_to_sign_out_in_a_browser(platform, browser):
 
 def test_every_control_has_a_label(platform, browser):
     b = browser
-    b.get(f"{platform.api_url}/sign-in")
-    b.find_element(By.ID, "token").send_keys(platform.token, Keys.ENTER)
-    wait(b, EC.title_contains("Projects"))
+    sign_in(b, platform)
     project = create_project(platform, f"labels-{uuid.uuid4().hex[:6]}")
     for path in ["/", "/workers", f"/projects/{project['ref']}", f"/projects/{project['ref']}/sql",
                  f"/projects/{project['ref']}/tables", f"/projects/{project['ref']}/auth",
@@ -340,9 +344,7 @@ def test_every_control_has_a_label(platform, browser):
 
 def test_auth_settings_functions_and_workers_pages(platform, browser):
     b = browser
-    b.get(f"{platform.api_url}/sign-in")
-    b.find_element(By.ID, "token").send_keys(platform.token, Keys.ENTER)
-    wait(b, EC.title_contains("Projects"))
+    sign_in(b, platform)
     project = create_project(platform, f"pages-{uuid.uuid4().hex[:6]}",
                              "create table items (id int primary key); insert into items values (1), (2), (3);"
                              "grant select on items to anon;")
@@ -408,9 +410,7 @@ def test_auth_settings_functions_and_workers_pages(platform, browser):
 
 def test_storage_buckets_folders_upload_download_and_urls(platform, browser, tmp_path):
     b = browser
-    b.get(f"{platform.api_url}/sign-in")
-    b.find_element(By.ID, "token").send_keys(platform.token, Keys.ENTER)
-    wait(b, EC.title_contains("Projects"))
+    sign_in(b, platform)
     project = create_project(platform, f"files-{uuid.uuid4().hex[:6]}")
     ref = project["ref"]
     b.get(f"{platform.api_url}/projects/{ref}/storage")
@@ -455,9 +455,7 @@ def test_storage_buckets_folders_upload_download_and_urls(platform, browser, tmp
 
 def test_the_realtime_inspector_shows_live_broadcasts(platform, browser):
     b = browser
-    b.get(f"{platform.api_url}/sign-in")
-    b.find_element(By.ID, "token").send_keys(platform.token, Keys.ENTER)
-    wait(b, EC.title_contains("Projects"))
+    sign_in(b, platform)
     project = create_project(platform, f"live-{uuid.uuid4().hex[:6]}")
     b.get(f"{platform.api_url}/projects/{project['ref']}/realtime?channel=news")
     wait(b, EC.text_to_be_present_in_element((By.ID, "rt-status"), "Listening on news"))

@@ -137,6 +137,20 @@ pub(crate) fn failed(session: &Session, e: supa_tenant::Error) -> Response {
     (status, page("Error", Some(session), body)).into_response()
 }
 
+/// A change a service or the control plane refused, with a way back.
+pub(crate) fn problem_page(session: &Session, back: &str, message: &str) -> Response {
+    let body = html! {
+        h1 { "The change was refused" }
+        p.error role="alert" { (message) }
+        p { a href=(back) { "Back" } }
+    };
+    (
+        StatusCode::BAD_REQUEST,
+        page("Refused", Some(session), body),
+    )
+        .into_response()
+}
+
 pub(crate) fn bad_form() -> Response {
     refused(
         StatusCode::FORBIDDEN,
@@ -202,10 +216,11 @@ pub(crate) async fn sign_in(
     ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }
 
+/// A form that carries nothing but its CSRF token.
 #[derive(Deserialize)]
 pub(crate) struct CsrfOnly {
     #[serde(rename = "_csrf", default)]
-    csrf: String,
+    pub(crate) csrf: String,
 }
 
 pub(crate) async fn sign_out(

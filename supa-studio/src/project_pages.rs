@@ -19,7 +19,8 @@ use supa_tenant::PostgrestPatch;
 use crate::Studio;
 use crate::gateway::{Problem, call, enc};
 use crate::pages::{
-    bad_form, csrf_field, failed, no_such_project, page, parse_ref, project_nav, refused,
+    CsrfOnly, bad_form, csrf_field, failed, no_such_project, page, parse_ref, problem_page,
+    project_nav, refused,
 };
 use crate::session::Session;
 
@@ -46,19 +47,6 @@ enum Kind {
     Text,
     Number,
     Flag,
-}
-
-fn problem_page(session: &Session, base: &str, message: &str) -> Response {
-    let body = html! {
-        h1 { "The change was refused" }
-        p.error role="alert" { (message) }
-        p { a href=(base) { "Back" } }
-    };
-    (
-        StatusCode::BAD_REQUEST,
-        page("Refused", Some(session), body),
-    )
-        .into_response()
 }
 
 #[derive(Deserialize, Default)]
@@ -200,12 +188,6 @@ pub(crate) async fn add_user(
         Ok(_) => Redirect::to(&base).into_response(),
         Err(Problem(p)) => problem_page(&session, &base, &p),
     }
-}
-
-#[derive(Deserialize)]
-pub(crate) struct CsrfOnly {
-    #[serde(rename = "_csrf", default)]
-    csrf: String,
 }
 
 pub(crate) async fn delete_user(

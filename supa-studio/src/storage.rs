@@ -5,7 +5,7 @@
 use axum::Form;
 use axum::body::Body;
 use axum::extract::{Multipart, Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use reqwest::Method;
@@ -15,7 +15,9 @@ use supa_core::ProjectRef;
 
 use crate::Studio;
 use crate::gateway::{Problem, call, enc, message_of, send};
-use crate::pages::{bad_form, csrf_field, failed, no_such_project, page, parse_ref, project_nav};
+use crate::pages::{
+    bad_form, csrf_field, failed, no_such_project, page, parse_ref, problem_page, project_nav,
+};
 use crate::session::Session;
 
 /// The largest upload Studio passes on (bigger files: the storage API's
@@ -25,19 +27,6 @@ pub(crate) const MAX_UPLOAD: usize = 50 << 20;
 /// Each segment of an object path encoded, the slashes kept.
 fn enc_path(path: &str) -> String {
     path.split('/').map(enc).collect::<Vec<_>>().join("/")
-}
-
-fn problem_page(session: &Session, back: &str, message: &str) -> Response {
-    let body = html! {
-        h1 { "Storage refused" }
-        p.error role="alert" { (message) }
-        p { a href=(back) { "Back" } }
-    };
-    (
-        StatusCode::BAD_REQUEST,
-        page("Refused", Some(session), body),
-    )
-        .into_response()
 }
 
 #[derive(Deserialize, Default)]

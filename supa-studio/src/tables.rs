@@ -20,7 +20,8 @@ use supa_core::ProjectRef;
 use crate::Studio;
 use crate::gateway::{Answer, Problem, call, enc};
 use crate::pages::{
-    bad_form, csrf_field, failed, no_such_project, page, parse_ref, project_nav, refused,
+    bad_form, csrf_field, failed, no_such_project, page, parse_ref, problem_page, project_nav,
+    refused,
 };
 use crate::session::Session;
 
@@ -582,18 +583,7 @@ pub(crate) async fn change(
     .await;
     match outcome {
         Ok(_) => Redirect::to(&base).into_response(),
-        Err(Problem(p)) => {
-            let body = html! {
-                h1 { "The change was refused" }
-                p.error role="alert" { (p) }
-                p { a href=(base) { "Back to the table" } }
-            };
-            (
-                StatusCode::BAD_REQUEST,
-                page("Refused", Some(&session), body),
-            )
-                .into_response()
-        }
+        Err(Problem(p)) => problem_page(&session, &base, &p),
     }
 }
 
