@@ -47,6 +47,8 @@ struct Inner {
     admin: [u8; 32],
     sessions: session::Sessions,
     gateway_url: String,
+    /// `gateway_url` as a WebSocket origin (`ws://`, `wss://`).
+    sockets: String,
     /// The Content-Security-Policy of every page.
     csp: axum::http::HeaderValue,
 }
@@ -62,6 +64,10 @@ impl Studio {
         admin_token: &Secret<String>,
         gateway_url: &str,
     ) -> Self {
+        let gateway_url = gateway_url.trim_end_matches('/');
+        let sockets = gateway_url
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1);
         Self {
             inner: Arc::new(Inner {
                 tenant,
@@ -69,8 +75,9 @@ impl Studio {
                 http: supa_core::http::client(std::time::Duration::from_secs(60)),
                 admin: Sha256::digest(admin_token.expose().as_bytes()).into(),
                 sessions: session::Sessions::default(),
-                gateway_url: gateway_url.trim_end_matches('/').to_owned(),
-                csp: pages::content_security_policy(gateway_url.trim_end_matches('/')),
+                gateway_url: gateway_url.to_owned(),
+                csp: pages::content_security_policy(&sockets),
+                sockets,
             }),
         }
     }

@@ -24,10 +24,7 @@ const JS: &str = include_str!("../assets/studio.js");
 /// here, and connections only to Studio and the gateway's WebSockets (the
 /// realtime inspector): an injected tag could neither run nor send
 /// anything away.
-pub(crate) fn content_security_policy(gateway_url: &str) -> HeaderValue {
-    let sockets = gateway_url
-        .replacen("https://", "wss://", 1)
-        .replacen("http://", "ws://", 1);
+pub(crate) fn content_security_policy(sockets: &str) -> HeaderValue {
     let policy = format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
          connect-src 'self' {sockets}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"

@@ -501,11 +501,7 @@ pub(crate) async fn realtime(
     let changes = q.changes.is_some();
     let socket = format!(
         "{}/project/{project_ref}/realtime/v1/websocket?apikey={}&vsn=1.0.0",
-        studio
-            .inner
-            .gateway_url
-            .replacen("https://", "wss://", 1)
-            .replacen("http://", "ws://", 1),
+        studio.inner.sockets,
         enc(&publishable)
     );
     let body = html! {

@@ -541,44 +541,22 @@ pub(crate) async fn change(
             .filter(|(k, v)| known.contains(&k.as_str()) && !v.is_empty())
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
-        match action.as_str() {
-            "insert" => {
-                rest(
-                    &studio,
-                    &project_ref,
-                    &schema,
-                    reqwest::Method::POST,
-                    &enc(&name),
-                    Some(&Value::Object(values)),
-                )
-                .await
-            }
-            "update" => {
-                let target = key_filter(fields.get("_key").map_or("", String::as_str))?;
-                rest(
-                    &studio,
-                    &project_ref,
-                    &schema,
-                    reqwest::Method::PATCH,
-                    &target,
-                    Some(&Value::Object(values)),
-                )
-                .await
-            }
-            "delete" => {
-                let target = key_filter(fields.get("key").map_or("", String::as_str))?;
-                rest(
-                    &studio,
-                    &project_ref,
-                    &schema,
-                    reqwest::Method::DELETE,
-                    &target,
-                    None,
-                )
-                .await
-            }
-            _ => Err(Problem("no such change".into())),
-        }
+        let body = Value::Object(values);
+        let (method, target, body) = match action.as_str() {
+            "insert" => (reqwest::Method::POST, enc(&name), Some(&body)),
+            "update" => (
+                reqwest::Method::PATCH,
+                key_filter(fields.get("_key").map_or("", String::as_str))?,
+                Some(&body),
+            ),
+            "delete" => (
+                reqwest::Method::DELETE,
+                key_filter(fields.get("key").map_or("", String::as_str))?,
+                None,
+            ),
+            _ => return Err(Problem("no such change".into())),
+        };
+        rest(&studio, &project_ref, &schema, method, &target, body).await
     }
     .await;
     match outcome {
