@@ -6,6 +6,7 @@ through chromedriver), with a screenshot of each page written to
 
 import contextlib
 import hashlib
+import json
 import re
 import time
 import shutil
@@ -132,6 +133,26 @@ def test_deleting_needs_the_ref_typed(platform):
         r = client.post(f"/projects/{project['ref']}/delete", data={"_csrf": csrf, "confirm": project["ref"]})
         assert r.status_code == 303
     assert project["name"] not in project_names(platform)
+
+
+def test_invite_mails_a_link_and_lists_the_user_unconfirmed(platform):
+    project = create_project(platform, f"invite-{uuid.uuid4().hex[:6]}")
+    email = f"guest-{uuid.uuid4().hex[:6]}@example.com"
+    with signed_in(platform) as (client, csrf):
+        r = client.post(f"/projects/{project['ref']}/auth/invite", data={"email": email})
+        assert r.status_code == 403  # no CSRF token
+        r = client.post(f"/projects/{project['ref']}/auth/invite", data={"email": email, "_csrf": csrf})
+        assert r.status_code == 303, r.text
+        page = client.get(f"/projects/{project['ref']}/auth").text
+        assert email in page and "(unconfirmed)" in page
+        # Inviting an address twice is fine until it is confirmed; a bad
+        # address is the auth server's 400, shown on a page, not a crash.
+        r = client.post(f"/projects/{project['ref']}/auth/invite", data={"email": "not-an-address", "_csrf": csrf})
+        assert r.status_code == 400 and "email" in r.text.lower()
+    with platform.client() as api:
+        mails = api.get(f"/v1/projects/{project['ref']}/auth/outbox", params={"email": email}).json()
+    assert [m["kind"] for m in mails] == ["invite"]
+    assert "type=invite" in json.dumps(mails[0])
 
 
 # --- in a browser -------------------------------------------------------------
@@ -333,7 +354,7 @@ def test_every_control_has_a_label(platform, browser):
                  f"/projects/{project['ref']}/tables", f"/projects/{project['ref']}/auth",
                  f"/projects/{project['ref']}/functions", f"/projects/{project['ref']}/settings",
                  f"/projects/{project['ref']}/realtime", f"/projects/{project['ref']}/storage",
-                 f"/projects/{project['ref']}/delete"]:
+                 f"/projects/{project['ref']}/observability", f"/projects/{project['ref']}/delete"]:
         b.get(platform.api_url + path)
         for control in b.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), select, textarea, button"):
             control_id = control.get_attribute("id")
@@ -469,3 +490,57 @@ def test_the_realtime_inspector_shows_live_broadcasts(platform, browser):
     assert "elsewhere" not in events.text and "alert(1)" in events.text
     assert not events.find_elements(By.CSS_SELECTOR, "script, img")
     shot(b, "14-realtime")
+
+
+def test_pause_resume_and_the_gateways_charts(platform, browser):
+    b = browser
+    sign_in(b, platform)
+    name = f"pause-{uuid.uuid4().hex[:6]}"
+    project = create_project(platform, name, "create table t (id int primary key); insert into t values (1);"
+                                             "grant select on t to anon;")
+    ref = project["ref"]
+    rest = httpx.Client(base_url=project["url"], headers={"apikey": project["publishable_key"]}, timeout=30)
+    for _ in range(5):
+        assert rest.get("/rest/v1/t").json() == [{"id": 1}]
+
+    # Pause from the projects list: the gateway answers 503, the worker
+    # holds no session of the database and takes no new one.
+    b.get(f"{platform.api_url}/")
+    b.find_element(By.CSS_SELECTOR, f"button[aria-label='Pause project {name}']").click()
+    resume = wait(b, EC.presence_of_element_located(
+        (By.CSS_SELECTOR, f"button[aria-label='Resume project {name}']")))
+    shot(b, "14-paused")
+    with platform.client() as api:
+        assert api.get(f"/v1/projects/{ref}").json()["status"] == "INACTIVE"
+        other = create_project(platform, f"peek-{uuid.uuid4().hex[:6]}")
+        peek = api.post(f"/v1/projects/{other['ref']}/database/query", json={"query": (
+            f"select d.datallowconn, (select count(*) from pg_stat_activity a where a.datname = d.datname) as sessions"
+            f" from pg_database d where d.datname like '%{ref}%'")}).json()
+        assert peek == [{"datallowconn": False, "sessions": 0}], peek
+        # Pausing twice is a conflict, said plainly.
+        again = api.post(f"/v1/projects/{ref}/pause")
+        assert again.status_code == 409 and "INACTIVE" in again.text
+    r = rest.get("/rest/v1/t")
+    assert r.status_code == 503 and r.json()["message"]
+
+    # Resume: the same row is served again.
+    resume.click()
+    wait(b, EC.presence_of_element_located((By.CSS_SELECTOR, f"button[aria-label='Pause project {name}']")))
+    assert rest.get("/rest/v1/t").json() == [{"id": 1}]
+
+    # The charts: 7 answered, 1 of them the paused project's 503. This
+    # platform has Redis, where the gateway hands its counts every 10 s.
+    deadline = time.monotonic() + 30
+    while True:
+        b.get(f"{platform.api_url}/projects/{ref}/observability")
+        totals = b.find_element(By.ID, "usage-totals").text.split("\n")
+        if totals[1] == "7" or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert totals[:4] == ["Requests", "7", "Server errors", "1"], totals
+    label = b.find_element(By.ID, "svg-errors").get_attribute("aria-label")
+    # 1 of 7 in one minute is 14.3 %; more if the minute turned between.
+    highest = float(re.match(r"Error rate \(5xx\): highest ([0-9.]+) %", label).group(1))
+    assert highest >= 14.3, label
+    assert b.find_elements(By.CSS_SELECTOR, "#svg-rps rect")
+    shot(b, "15-observability")

@@ -33,6 +33,7 @@ pub mod serve;
 #[cfg(feature = "signal")]
 pub mod signal;
 pub mod time;
+pub mod usage;
 
 pub use auth_settings::{AUTH_SECRET_FIELDS, AuthSettings, JWT_SIGNING_KEYS, OAUTH_PROVIDERS};
 pub use config::{

@@ -213,8 +213,10 @@ impl Gateway {
             return cors::preflight(request.headers());
         }
         let origin = request.headers().get(header::ORIGIN).cloned();
+        let started = std::time::Instant::now();
         let mut kind = "none";
-        let mut response = match self.route(request, &mut kind).await {
+        let mut project = None;
+        let mut response = match self.route(request, &mut kind, &mut project).await {
             Ok(r) => r,
             Err(e) => {
                 if !e.is_client_error() {
@@ -224,7 +226,14 @@ impl Gateway {
             }
         };
         cors::decorate(origin, &mut response);
-        self.metrics.request(response.status().as_u16(), kind);
+        let status = response.status().as_u16();
+        self.metrics.request(status, kind);
+        if let Some(project) = project {
+            let minute = supa_core::usage::minute_of(supa_core::time::since_epoch());
+            self.metrics
+                .usage
+                .record(&project, minute, status, started.elapsed());
+        }
         response
     }
 
@@ -232,6 +241,7 @@ impl Gateway {
         &self,
         request: Request<Body>,
         kind: &mut &'static str,
+        seen: &mut Option<ProjectRef>,
     ) -> Result<Response<Body>, Error> {
         let path = request.uri().path();
         if path == "/health" {
@@ -285,6 +295,11 @@ impl Gateway {
         // A cold project's key and config are fetched at once (the key's
         // verdict still comes first).
         let (key_kind, project) = tokio::join!(key_kind, self.project(&project_ref));
+        // Only projects that exist are counted: a made-up ref costs no
+        // memory.
+        if project.is_ok() {
+            *seen = Some(project_ref);
+        }
         let key_kind = key_kind?;
         let project = project?;
         if !project.config.status.is_serving() {

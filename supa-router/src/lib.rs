@@ -22,6 +22,7 @@ mod metrics;
 mod pool;
 mod services;
 mod upstream;
+mod usage;
 
 pub use directory::{HttpDirectory, RedisDirectory};
 pub use error::Error;
@@ -29,3 +30,4 @@ pub use gateway::{Gateway, GatewayConfig};
 pub use invalidation::{CHANNEL, follow_invalidations};
 pub use metrics::Metrics;
 pub use services::{KeyPolicy, SERVICES, ServiceEntry, Target, remote_meta};
+pub use usage::hand_usage_to_redis;

@@ -1,8 +1,11 @@
 //! Prometheus metrics of the gateway, rendered as text exposition format.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use supa_core::usage::Usage;
 
 /// Upper bounds (seconds) of the upstream latency histogram.
 const BUCKETS: [f64; 12] = [
@@ -36,6 +39,9 @@ pub struct Metrics {
     pub l2_misses: AtomicU64,
     /// JWTs minted or reused for network upstreams.
     pub mints: AtomicU64,
+    /// Each project's last hour, for dashboards (not exported here: a
+    /// label per project would not scale in Prometheus).
+    pub usage: Arc<Usage>,
 }
 
 impl Default for Metrics {
@@ -48,6 +54,7 @@ impl Default for Metrics {
             l2_hits: AtomicU64::new(0),
             l2_misses: AtomicU64::new(0),
             mints: AtomicU64::new(0),
+            usage: Arc::default(),
         }
     }
 }

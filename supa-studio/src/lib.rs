@@ -13,6 +13,7 @@
 //! Management API serves.
 
 mod gateway;
+mod observability;
 mod pages;
 mod project_pages;
 mod session;
@@ -109,6 +110,10 @@ pub fn router(studio: Studio) -> Router {
         .route("/projects/{ref}/auth", get(project_pages::auth))
         .route("/projects/{ref}/auth/users", post(project_pages::add_user))
         .route(
+            "/projects/{ref}/auth/invite",
+            post(project_pages::invite_user),
+        )
+        .route(
             "/projects/{ref}/auth/users/{id}/delete",
             post(project_pages::delete_user),
         )
@@ -117,6 +122,7 @@ pub fn router(studio: Studio) -> Router {
             post(project_pages::save_auth_settings),
         )
         .route("/projects/{ref}/functions", get(project_pages::functions))
+        .route("/projects/{ref}/observability", get(observability::page_of))
         .route("/projects/{ref}/realtime", get(project_pages::realtime))
         .route(
             "/projects/{ref}/settings",
@@ -134,6 +140,8 @@ pub fn router(studio: Studio) -> Router {
         .route("/projects/{ref}/storage/download", get(storage::download))
         .route("/projects/{ref}/storage/sign", post(storage::sign))
         .route("/workers", get(project_pages::workers))
+        .route("/projects/{ref}/pause", post(pages::pause_project))
+        .route("/projects/{ref}/resume", post(pages::resume_project))
         .route("/projects/{ref}/keys", post(pages::create_key))
         .route("/projects/{ref}/keys/{id}/reveal", post(pages::reveal_key))
         .route("/projects/{ref}/keys/{id}/revoke", post(pages::revoke_key))

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
-use supa_core::{KeyKind, ProjectRef};
+use supa_core::{KeyKind, ProjectRef, ProjectStatus};
 use supa_tenant::{ApiKeyInfo, CreateOptions, CreateProject, CreateStep, NewApiKey, Project};
 
 use crate::Studio;
@@ -250,7 +250,7 @@ pub(crate) async fn projects(State(studio): State<Studio>, session: Session) -> 
         } @else {
             table {
                 caption.visually-hidden { "Projects with their status and worker" }
-                thead { tr { th scope="col" { "Name" } th scope="col" { "Ref" } th scope="col" { "Status" } th scope="col" { "Worker" } th scope="col" { "Created" } } }
+                thead { tr { th scope="col" { "Name" } th scope="col" { "Ref" } th scope="col" { "Status" } th scope="col" { "Worker" } th scope="col" { "Created" } th scope="col" { span.visually-hidden { "Actions" } } } }
                 tbody {
                     @for p in &projects {
                         tr {
@@ -259,6 +259,7 @@ pub(crate) async fn projects(State(studio): State<Studio>, session: Session) -> 
                             td { span class={ "status status-" (p.status.as_str().to_ascii_lowercase()) } { (p.status.as_str()) } }
                             td { (p.worker_id) }
                             td { time datetime=(p.created_at) { (p.created_at.get(..10).unwrap_or(&p.created_at)) } }
+                            td.actions { (pause_button(&session, p, "list")) }
                         }
                     }
                 }
@@ -465,7 +466,10 @@ async fn home(
         }
         section aria-labelledby="danger" {
             h2 id="danger" { "Danger zone" }
-            p { a.button.danger href={ "/projects/" (project.project_ref) "/delete" } { "Delete project" } }
+            p {
+                (pause_button(session, &project, "home"))
+                " " a.button.danger href={ "/projects/" (project.project_ref) "/delete" } { "Delete project" }
+            }
         }
     };
     page(&project.name, Some(session), body)
@@ -482,6 +486,7 @@ pub(crate) fn project_nav(project_ref: &ProjectRef, current: &str) -> Markup {
         ("storage", "Storage", "/storage"),
         ("realtime", "Realtime", "/realtime"),
         ("functions", "Functions", "/functions"),
+        ("observability", "Observability", "/observability"),
         ("settings", "Settings", "/settings"),
     ];
     html! {
@@ -595,6 +600,75 @@ pub(crate) async fn revoke_key(
             .await
         }
         Err(e) => failed(&session, e),
+    }
+}
+
+/// Pause for a serving project, resume for a paused one, nothing while
+/// it changes state. `back` names the page to return to.
+fn pause_button(session: &Session, project: &Project, back: &str) -> Markup {
+    let (action, label) = match project.status {
+        ProjectStatus::ActiveHealthy | ProjectStatus::PauseFailed => ("pause", "Pause"),
+        ProjectStatus::Inactive | ProjectStatus::RestoreFailed => ("resume", "Resume"),
+        _ => return html! {},
+    };
+    html! {
+        form.inline method="post" action={ (project_of(project)) "/" (action) } {
+            (csrf_field(session))
+            input type="hidden" name="back" value=(back);
+            button.secondary type="submit" aria-label={ (label) " project " (project.name) } { (label) }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PauseForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+    #[serde(default)]
+    back: String,
+}
+
+pub(crate) async fn pause_project(
+    State(studio): State<Studio>,
+    session: Session,
+    Path(raw): Path<String>,
+    Form(form): Form<PauseForm>,
+) -> Response {
+    set_paused(&studio, &session, &raw, &form, true).await
+}
+
+pub(crate) async fn resume_project(
+    State(studio): State<Studio>,
+    session: Session,
+    Path(raw): Path<String>,
+    Form(form): Form<PauseForm>,
+) -> Response {
+    set_paused(&studio, &session, &raw, &form, false).await
+}
+
+async fn set_paused(
+    studio: &Studio,
+    session: &Session,
+    raw: &str,
+    form: &PauseForm,
+    pause: bool,
+) -> Response {
+    if !session.csrf_ok(&form.csrf) {
+        return bad_form();
+    }
+    let Some(project_ref) = parse_ref(raw) else {
+        return no_such_project();
+    };
+    let tenant = &studio.inner.tenant;
+    let done = if pause {
+        tenant.pause_project(&project_ref).await
+    } else {
+        tenant.resume_project(&project_ref).await
+    };
+    match done {
+        Ok(project) if form.back == "home" => Redirect::to(&project_of(&project)).into_response(),
+        Ok(_) => Redirect::to("/").into_response(),
+        Err(e) => failed(session, e),
     }
 }
 

@@ -130,7 +130,14 @@ pub(crate) async fn auth(
             label.check for="user-confirm" { input id="user-confirm" type="checkbox" name="email_confirm" value="on" checked; " Confirm the e-mail now" }
             button type="submit" { "Add user" }
         }
-        p.hint { "Invitations by e-mail are not available yet: add the user with a password, or let them sign up." }
+        h2 id="invite-user" { "Invite a user" }
+        form.card method="post" action={ (base) "/invite" } {
+            (csrf_field(&session))
+            label for="invite-email" { "E-mail" }
+            input id="invite-email" name="email" type="email" required;
+            p.hint { "The auth server mails them a link; they are confirmed when they follow it." }
+            button type="submit" { "Send invitation" }
+        }
         h2 id="auth-settings" { "Settings" }
         form.card.wide method="post" action={ (base) "/settings" } {
             (csrf_field(&session))
@@ -167,27 +174,31 @@ pub(crate) async fn add_user(
     Path(raw): Path<String>,
     Form(form): Form<NewUser>,
 ) -> Response {
-    if !session.csrf_ok(&form.csrf) {
-        return bad_form();
-    }
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
-    let base = format!("/projects/{project_ref}/auth");
     let body = json!({"email": form.email, "password": form.password, "email_confirm": form.email_confirm.is_some()});
-    match call(
-        &studio,
-        &project_ref,
+    let change = (Method::POST, "admin/users".to_owned(), Some(body));
+    auth_change(&studio, &session, &raw, &form.csrf, change).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Invite {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+    email: String,
+}
+
+/// Invites a user by e-mail through the auth server's `POST /invite`.
+pub(crate) async fn invite_user(
+    State(studio): State<Studio>,
+    session: Session,
+    Path(raw): Path<String>,
+    Form(form): Form<Invite>,
+) -> Response {
+    let change = (
         Method::POST,
-        "auth/v1/admin/users",
-        &[],
-        Some(&body),
-    )
-    .await
-    {
-        Ok(_) => Redirect::to(&base).into_response(),
-        Err(Problem(p)) => problem_page(&session, &base, &p),
-    }
+        "invite".to_owned(),
+        Some(json!({"email": form.email})),
+    );
+    auth_change(&studio, &session, &raw, &form.csrf, change).await
 }
 
 pub(crate) async fn delete_user(
@@ -196,17 +207,30 @@ pub(crate) async fn delete_user(
     Path((raw, id)): Path<(String, String)>,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
-    if !session.csrf_ok(&form.csrf) {
+    let change = (Method::DELETE, format!("admin/users/{}", enc(&id)), None);
+    auth_change(&studio, &session, &raw, &form.csrf, change).await
+}
+
+/// Sends one change to the project's auth server (`path` under
+/// `/auth/v1`), then returns to the auth page or shows the server's answer.
+async fn auth_change(
+    studio: &Studio,
+    session: &Session,
+    raw: &str,
+    csrf: &str,
+    (method, path, body): (Method, String, Option<Value>),
+) -> Response {
+    if !session.csrf_ok(csrf) {
         return bad_form();
     }
-    let Some(project_ref) = parse_ref(&raw) else {
+    let Some(project_ref) = parse_ref(raw) else {
         return no_such_project();
     };
     let base = format!("/projects/{project_ref}/auth");
-    let path = format!("auth/v1/admin/users/{}", enc(&id));
-    match call(&studio, &project_ref, Method::DELETE, &path, &[], None).await {
+    let path = format!("auth/v1/{path}");
+    match call(studio, &project_ref, method, &path, &[], body.as_ref()).await {
         Ok(_) => Redirect::to(&base).into_response(),
-        Err(Problem(p)) => problem_page(&session, &base, &p),
+        Err(Problem(p)) => problem_page(session, &base, &p),
     }
 }
 

@@ -169,6 +169,8 @@ fn management(family: Family) -> Router<Tenant> {
     Router::new()
         .route("/projects", get(list_projects).post(create_project))
         .route("/projects/{ref}", get(get_project).delete(delete_project))
+        .route("/projects/{ref}/pause", post(pause_project))
+        .route("/projects/{ref}/restore", post(restore_project))
         .route("/projects/{ref}/api-keys", keys.post(create_key))
         .route("/projects/{ref}/api-keys/{id}", delete(revoke_key))
         .route("/projects/{ref}/database/query", query)
@@ -444,6 +446,19 @@ async fn create_project(
 
 async fn get_project(State(tenant): State<Tenant>, Path(r): Path<String>) -> ApiResult<Response> {
     Ok(Json(tenant.get_project(&project_ref(&r)?).await?).into_response())
+}
+
+/// `POST /v1/projects/{ref}/pause`, as Supabase spells it.
+async fn pause_project(State(tenant): State<Tenant>, Path(r): Path<String>) -> ApiResult<Response> {
+    Ok(Json(tenant.pause_project(&project_ref(&r)?).await?).into_response())
+}
+
+/// `POST /v1/projects/{ref}/restore`: resumes a paused project.
+async fn restore_project(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(tenant.resume_project(&project_ref(&r)?).await?).into_response())
 }
 
 async fn delete_project(

@@ -149,6 +149,26 @@ impl ManagementClient {
             .await
     }
 
+    /// Pauses a project (`POST /v1/projects/{ref}/pause`).
+    pub async fn pause_project(&self, r: &ProjectRef) -> Result<Project, Error> {
+        self.send(
+            Method::POST,
+            &format!("/v1/projects/{r}/pause"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// Resumes a paused project (`POST /v1/projects/{ref}/restore`).
+    pub async fn resume_project(&self, r: &ProjectRef) -> Result<Project, Error> {
+        self.send(
+            Method::POST,
+            &format!("/v1/projects/{r}/restore"),
+            None::<&()>,
+        )
+        .await
+    }
+
     /// A project's live keys.
     pub async fn list_keys(&self, r: &ProjectRef, reveal: bool) -> Result<Vec<ApiKeyInfo>, Error> {
         let path = format!("/v1/projects/{r}/api-keys?reveal={reveal}");

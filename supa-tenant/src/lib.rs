@@ -23,6 +23,7 @@ mod secrets;
 mod sql;
 mod sql_editor;
 mod tenant;
+mod usage;
 mod workers;
 
 pub mod api;
@@ -47,4 +48,5 @@ pub use secrets::{SecretDigest, SecretInput, validate_secret_name};
 pub use sql::DEFAULT_STATEMENT_TIMEOUT;
 pub use sql_editor::{HISTORY_KEPT, HistoryEntry, Snippet};
 pub use tenant::{ADMIN_DATABASE, INVALIDATE_CHANNEL, Invalidation, Tenant};
+pub use usage::UsageSource;
 pub use workers::{NewWorker, Worker, WorkerPatch, WorkerStatus};

@@ -218,6 +218,7 @@ impl ControlPlane {
         }
         if let Some(redis) = &settings.redis_url {
             tenant.publish_to_redis(redis.expose())?;
+            tenant.set_usage_source(crate::UsageSource::redis(redis.expose())?);
         }
         if settings.profile.is_production() {
             let refused = workers_without_fsync(&tenant, &settings.profile).await?;

@@ -901,6 +901,92 @@ impl Tenant {
         }
         Ok(())
     }
+
+    /// Pauses a serving project: gateways stop routing to it (503), then
+    /// its database refuses connections and its sessions and replication
+    /// slots go, so a paused project holds no connection, memory or WAL on
+    /// its worker. Its data, keys and settings stay.
+    pub async fn pause_project(&self, project_ref: &ProjectRef) -> Result<Project, Error> {
+        let worker = self
+            .move_status(project_ref, &["ACTIVE_HEALTHY", "PAUSE_FAILED"], "PAUSING")
+            .await?;
+        self.invalidate(Invalidation::Project(*project_ref));
+        let closed = async {
+            let pool = self.worker_pool(&worker).await?;
+            close_database(&pool, project_ref).await
+        }
+        .await;
+        self.settle(project_ref, closed, "INACTIVE", "PAUSE_FAILED")
+            .await
+    }
+
+    /// Brings a paused project back: its database accepts connections
+    /// again and gateways route to it.
+    pub async fn resume_project(&self, project_ref: &ProjectRef) -> Result<Project, Error> {
+        let worker = self
+            .move_status(project_ref, &["INACTIVE", "RESTORE_FAILED"], "RESTORING")
+            .await?;
+        let opened = async {
+            let pool = self.worker_pool(&worker).await?;
+            execute_formatted(
+                &pool,
+                "ALTER DATABASE %I WITH ALLOW_CONNECTIONS true",
+                &[&database_name(project_ref)],
+            )
+            .await
+        }
+        .await;
+        self.settle(project_ref, opened, "ACTIVE_HEALTHY", "RESTORE_FAILED")
+            .await
+    }
+
+    /// Moves the project from one of `from` to `to`, returning its worker;
+    /// a project in another state is a conflict.
+    async fn move_status(
+        &self,
+        project_ref: &ProjectRef,
+        from: &[&str],
+        to: &str,
+    ) -> Result<String, Error> {
+        let from: Vec<String> = from.iter().map(|s| (*s).to_owned()).collect();
+        let moved: Option<String> = sqlx::query_scalar(
+            "UPDATE projects SET status = $3 WHERE ref = $1 AND status = ANY($2) RETURNING worker_id",
+        )
+        .bind(project_ref.as_str())
+        .bind(&from)
+        .bind(to)
+        .fetch_optional(&self.db)
+        .await?;
+        match moved {
+            Some(worker) => Ok(worker),
+            None => {
+                let project = self.get_project(project_ref).await?;
+                Err(Error::Conflict(format!(
+                    "project {project_ref} is {}",
+                    project.status.as_str()
+                )))
+            }
+        }
+    }
+
+    /// Records how a pause or resume ended, then tells every gateway.
+    async fn settle(
+        &self,
+        project_ref: &ProjectRef,
+        outcome: Result<(), Error>,
+        done: &str,
+        failed: &str,
+    ) -> Result<Project, Error> {
+        let status = if outcome.is_ok() { done } else { failed };
+        sqlx::query("UPDATE projects SET status = $2 WHERE ref = $1")
+            .bind(project_ref.as_str())
+            .bind(status)
+            .execute(&self.db)
+            .await?;
+        self.invalidate(Invalidation::Project(*project_ref));
+        outcome?;
+        self.get_project(project_ref).await
+    }
 }
 
 /// Creates one of the project's logins: `password`, member of `roles` (a
@@ -937,48 +1023,54 @@ async fn create_login(
     .await
 }
 
-/// Drops the project's database, closing its connections first, and its
-/// replication slots, which would otherwise keep it (and retain WAL).
-async fn drop_database(pool: &PgPool, project_ref: &ProjectRef) -> Result<(), Error> {
+/// Closes the project's database: no new session, every session ended,
+/// and its replication slots dropped, which would otherwise keep it (and
+/// retain WAL).
+async fn close_database(pool: &PgPool, project_ref: &ProjectRef) -> Result<(), Error> {
     let db = database_name(project_ref);
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(&db)
-            .fetch_one(pool)
-            .await?;
-    if exists {
-        // No new session (a realtime server polling its slot) comes back
-        // between closing the sessions and dropping the slot.
-        execute_formatted(
-            pool,
-            "ALTER DATABASE %I WITH ALLOW_CONNECTIONS false",
-            &[&db],
-        )
-        .await?;
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    // No new session (a realtime server polling its slot) comes back
+    // between closing the sessions and dropping the slot.
+    execute_formatted(
+        pool,
+        "ALTER DATABASE %I WITH ALLOW_CONNECTIONS false",
+        &[&db],
+    )
+    .await?;
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&db)
+    .execute(pool)
+    .await?;
+    // A terminated session releases its slot a moment later.
+    let mut tries = 0;
+    loop {
+        let dropped = sqlx::query(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1",
         )
         .bind(&db)
         .execute(pool)
-        .await?;
-        // A terminated session releases its slot a moment later.
-        let mut tries = 0;
-        loop {
-            let dropped = sqlx::query(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1",
-            )
-            .bind(&db)
-            .execute(pool)
-            .await;
-            match dropped {
-                Ok(_) => break,
-                Err(e) if tries < 50 && has_sqlstate(&e, "55006") => {
-                    tries += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(e.into()),
+        .await;
+        match dropped {
+            Ok(_) => return Ok(()),
+            Err(e) if tries < 50 && has_sqlstate(&e, "55006") => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
+            Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Drops the project's database, closing it first.
+async fn drop_database(pool: &PgPool, project_ref: &ProjectRef) -> Result<(), Error> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(database_name(project_ref))
+            .fetch_one(pool)
+            .await?;
+    if exists {
+        close_database(pool, project_ref).await?;
     }
     execute_formatted(
         pool,

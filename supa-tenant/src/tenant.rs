@@ -58,6 +58,8 @@ pub struct Tenant {
     pub(crate) builder: Option<supa_functions::Builder>,
     /// Log batches stored, to prune old events now and then.
     pub(crate) log_batches: Arc<std::sync::atomic::AtomicU64>,
+    /// Where per-project request series come from, if anywhere.
+    pub(crate) usage: Arc<Mutex<Option<crate::usage::UsageSource>>>,
 }
 
 impl std::fmt::Debug for Tenant {
@@ -94,6 +96,7 @@ impl Tenant {
             objects: None,
             builder: None,
             log_batches: Arc::default(),
+            usage: Arc::default(),
         })
     }
 

@@ -9,6 +9,7 @@ ledger: every write it saw acknowledged must be in the database at the end,
 and no write appears twice."""
 
 import json
+import re
 import subprocess
 import tempfile
 import threading
@@ -16,6 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from supabase import ClientOptions, create_client
 
@@ -192,3 +194,28 @@ def test_every_gateway_serves_storage_from_the_shared_backend(topology):
     one.storage.from_("docs").upload("a/b.bin", body)
     assert two.storage.from_("docs").download("a/b.bin") == body
     assert [f["name"] for f in two.storage.from_("docs").list("a")] == ["b.bin"]
+
+
+def test_studio_charts_add_up_every_gateways_requests_through_redis(topology):
+    """Each gateway hands its per-project counts to Redis; the tenant
+    manager's Studio shows their sum for the project."""
+    project = topology.project("charts", topology.workers[0], SCHEMA)
+    sent = {0: 7, 1: 5}
+    for i, n in sent.items():
+        client = create_client(f"http://127.0.0.1:{topology.gateways[i].port}/project/{project['ref']}",
+                               project["secret_key"])
+        for _ in range(n):
+            client.table("ledger").select("id").execute()
+    with httpx.Client(base_url=topology.api_url, timeout=30) as studio:
+        assert studio.post("/sign-in", data={"token": topology.admin_token}).status_code == 303
+        deadline = time.monotonic() + 30
+        while True:
+            page = studio.get(f"/projects/{project['ref']}/observability")
+            assert page.status_code == 200
+            totals = re.search(r'<dl id="usage-totals"><dt>Requests</dt><dd>(\d+)</dd>', page.text)
+            if totals and int(totals.group(1)) >= sum(sent.values()):
+                break
+            assert time.monotonic() < deadline, page.text[-2000:]
+            time.sleep(1)
+    assert int(totals.group(1)) == sum(sent.values())
+    assert 'id="svg-rps"' in page.text and "<rect" in page.text

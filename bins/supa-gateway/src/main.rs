@@ -11,7 +11,7 @@ use clap::Parser;
 use supa_core::{ProjectDirectory, Secret, env};
 use supa_router::{
     Gateway, GatewayConfig, HttpDirectory, Metrics, RedisDirectory, follow_invalidations,
-    remote_meta,
+    hand_usage_to_redis, remote_meta,
 };
 
 /// Supa's gateway.
@@ -153,6 +153,8 @@ async fn main() -> anyhow::Result<()> {
     let gateway = Arc::new(gateway);
     if let Some(url) = &args.redis_url {
         follow_invalidations(url, gateway.clone(), l2);
+        // Studio's per-project charts read the gateways' minutes there.
+        hand_usage_to_redis(url, metrics.usage.clone())?;
     }
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)

@@ -333,6 +333,23 @@ enum ProjectsCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Pause a project: requests get 503 and its database takes no
+    /// connections until it is resumed; its data and keys stay.
+    Pause {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Resume a paused project.
+    Resume {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Delete a project: its database, role, keys and secrets.
     Delete {
         /// Project ref.
@@ -592,6 +609,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Projects(ProjectsCommand::Get { project_ref, api }) => {
             Remote::new(&api)?.get_project(&project_ref).await
+        }
+        Command::Projects(ProjectsCommand::Pause { project_ref, api }) => {
+            Remote::new(&api)?.pause_project(&project_ref, true).await
+        }
+        Command::Projects(ProjectsCommand::Resume { project_ref, api }) => {
+            Remote::new(&api)?.pause_project(&project_ref, false).await
         }
         Command::Projects(ProjectsCommand::Delete { project_ref, api }) => {
             Remote::new(&api)?.delete_project(&project_ref).await

@@ -252,6 +252,20 @@ impl Remote {
         Ok(())
     }
 
+    /// Pauses the project, or resumes it.
+    pub(crate) async fn pause_project(&self, r: &ProjectRef, pause: bool) -> anyhow::Result<()> {
+        let p = if pause {
+            self.client.pause_project(r).await?
+        } else {
+            self.client.resume_project(r).await?
+        };
+        if self.json {
+            return print_json(&p);
+        }
+        println!("Project {r} is {}.", status_name(&p.status));
+        Ok(())
+    }
+
     pub(crate) async fn delete_project(&self, r: &ProjectRef) -> anyhow::Result<()> {
         let deleted = self.client.delete_project(r).await?;
         if self.json {

@@ -53,8 +53,9 @@ pub(crate) async fn run(args: UpArgs, profile: supa_core::Profile) -> anyhow::Re
     let gateway_listener = tokio::net::TcpListener::bind(gateway_addr)
         .await
         .with_context(|| format!("cannot listen on {gateway_addr} (use --gateway-port)"))?;
+    let redis_url = args.settings.redis_url()?;
     let realtime = supa_realtime::Realtime::start(
-        args.settings.redis_url()?.as_deref(),
+        redis_url.as_deref(),
         supa_realtime::FeedTiming {
             grace: std::time::Duration::from_secs(args.realtime_slot_grace),
             ..Default::default()
@@ -102,6 +103,14 @@ pub(crate) async fn run(args: UpArgs, profile: supa_core::Profile) -> anyhow::Re
         let message = what.message();
         tokio::spawn(async move { gateway.invalidate(&message).await });
     });
+    // Studio's per-project charts: gateways elsewhere may share this Redis,
+    // so the minutes meet there; alone, Studio reads this gateway's.
+    match &redis_url {
+        Some(url) => supa_router::hand_usage_to_redis(url, metrics.usage.clone())?,
+        None => plane
+            .tenant
+            .set_usage_source(supa_tenant::UsageSource::Local(metrics.usage.clone())),
+    }
 
     // What a client on this machine dials: loopback when bound to all.
     let local = |addr: SocketAddr| {
