@@ -186,3 +186,20 @@ def test_cli_creates_lists_and_deletes(platform):
     platform.cli("projects", "delete", ref)
     missing = platform.cli("projects", "get", ref, check=False)
     assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+def test_cli_pauses_and_resumes_a_project(platform, api):
+    ref = json.loads(platform.cli("projects", "create", "to-pause", "--json").stdout)["ref"]
+    assert query(api, ref, "create table kept (v text); insert into kept values ('still here')").status_code == 201
+    paused = platform.cli("projects", "pause", ref)
+    assert paused.stdout.strip() == f"Project {ref} is INACTIVE."
+    # A paused database answers nothing, clearly, through the Management API.
+    r = query(api, ref, "select 1")
+    assert r.status_code == 503 and r.json()["message"], r.text
+    # Resuming twice: the second is refused with the state it found.
+    assert json.loads(platform.cli("projects", "resume", ref, "--json").stdout)["status"] == "ACTIVE_HEALTHY"
+    again = platform.cli("projects", "resume", ref, check=False)
+    assert again.returncode != 0 and "ACTIVE_HEALTHY" in again.stderr
+    assert query(api, ref, "select v from kept").json() == [{"v": "still here"}]
+    missing = api.post(f"/v1/projects/{'z' * 20}/pause")
+    assert missing.status_code == 404, missing.text

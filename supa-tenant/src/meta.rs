@@ -13,13 +13,14 @@ impl Tenant {
     /// The worker admin's login to `project_ref`'s database.
     pub async fn admin_login(&self, project_ref: &ProjectRef) -> Result<ProjectDatabase, Error> {
         let row = sqlx::query(
-            "SELECT w.id, w.host, w.port, w.admin_user, w.admin_password_enc
+            "SELECT p.status, w.id, w.host, w.port, w.admin_user, w.admin_password_enc
              FROM projects p JOIN workers w ON w.id = p.worker_id WHERE p.ref = $1",
         )
         .bind(project_ref.as_str())
         .fetch_optional(&self.db)
         .await?
         .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
+        crate::projects::refuse_if_paused(project_ref, row.try_get("status")?)?;
         let worker: String = row.try_get("id")?;
         let port: i32 = row.try_get("port")?;
         Ok(ProjectDatabase {

@@ -283,7 +283,9 @@ impl ControlPlane {
                 let tenant = tenant.clone();
                 async move {
                     let mut configs = Vec::new();
-                    for project in tenant.list_projects().await.unwrap_or_default() {
+                    // A paused project's database takes no connection.
+                    let serving = tenant.list_projects().await.unwrap_or_default();
+                    for project in serving.iter().filter(|p| p.status.is_serving()) {
                         if let Ok(config) = tenant.project_config(&project.project_ref).await {
                             configs.push(config);
                         }

@@ -1023,6 +1023,20 @@ async fn create_login(
     .await
 }
 
+/// Refuses to open a session in a project's database while it is paused
+/// (or being paused or resumed): it takes no connections then, and the
+/// caller should hear why rather than a connection error.
+pub(crate) fn refuse_if_paused(project_ref: &ProjectRef, status: &str) -> Result<(), Error> {
+    match status {
+        "INACTIVE" | "PAUSING" | "PAUSE_FAILED" | "RESTORING" | "RESTORE_FAILED" => {
+            Err(Error::Unavailable(format!(
+                "project {project_ref} is paused ({status}): resume it first"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Closes the project's database: no new session, every session ended,
 /// and its replication slots dropped, which would otherwise keep it (and
 /// retain WAL).

@@ -56,11 +56,13 @@ impl Tenant {
         project_ref: &ProjectRef,
         timeout: Duration,
     ) -> Result<PgConnection, Error> {
-        let worker: String = sqlx::query_scalar("SELECT worker_id FROM projects WHERE ref = $1")
-            .bind(project_ref.as_str())
-            .fetch_optional(&self.db)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
+        let (worker, status): (String, String) =
+            sqlx::query_as("SELECT worker_id, status FROM projects WHERE ref = $1")
+                .bind(project_ref.as_str())
+                .fetch_optional(&self.db)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("project {project_ref}")))?;
+        crate::projects::refuse_if_paused(project_ref, &status)?;
         let pool = self.worker_pool(&worker).await?;
         let options = pool
             .connect_options()
