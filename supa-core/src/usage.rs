@@ -112,21 +112,38 @@ impl Counts {
     }
 }
 
+/// A slot's counts packed: requests, 5xx, then the latency buckets. `u32`
+/// halves a ring: no gateway answers 4 billion requests of one project in
+/// a minute.
+type Packed = [u32; 2 + BOUNDS_MS.len() + 1];
+
+fn unpack(packed: &Packed) -> Counts {
+    let mut counts = Counts {
+        requests: u64::from(packed[0]),
+        errors: u64::from(packed[1]),
+        ..Counts::default()
+    };
+    for (c, p) in counts.latency.iter_mut().zip(&packed[2..]) {
+        *c = u64::from(*p);
+    }
+    counts
+}
+
 /// One minute of a ring: which minute (Unix minutes), its counts, and how
 /// much of them was handed on already (see [`Usage::take_new`]).
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
-    minute: u64,
-    counts: Counts,
-    handed: Counts,
+    minute: u32,
+    counts: Packed,
+    handed: Packed,
 }
 
 /// The last hour of a project: slot `minute % MINUTES`.
 type Ring = Box<[Slot; MINUTES]>;
 
 /// Every project's last hour, in memory. Recording takes one short lock
-/// of one shard; a project costs memory only while it had requests in
-/// the last hour.
+/// of one shard; a project costs memory (about 8 KB) only while it had
+/// requests in the last hour.
 #[derive(Debug)]
 pub struct Usage {
     shards: [Mutex<HashMap<ProjectRef, Ring>>; SHARDS],
@@ -176,17 +193,19 @@ impl Usage {
             .entry(*project)
             .or_insert_with(|| Box::new([Slot::default(); MINUTES]));
         let slot = &mut ring[(minute % MINUTES as u64) as usize];
+        let minute = minute as u32;
         if slot.minute != minute {
             *slot = Slot {
                 minute,
                 ..Slot::default()
             };
         }
-        slot.counts.requests += 1;
+        let counts = &mut slot.counts;
+        counts[0] = counts[0].saturating_add(1);
         if status >= 500 {
-            slot.counts.errors += 1;
+            counts[1] = counts[1].saturating_add(1);
         }
-        slot.counts.latency[bucket] += 1;
+        counts[2 + bucket] = counts[2 + bucket].saturating_add(1);
     }
 
     /// The project's minutes in the hour ending with minute `now`, oldest
@@ -199,8 +218,8 @@ impl Usage {
         let ring = projects.get(project);
         Series::from_fn(now, |minute| {
             ring.map(|r| r[(minute % MINUTES as u64) as usize])
-                .filter(|s| s.minute == minute)
-                .map(|s| s.counts)
+                .filter(|s| u64::from(s.minute) == minute)
+                .map(|s| unpack(&s.counts))
                 .unwrap_or_default()
         })
     }
@@ -209,14 +228,15 @@ impl Usage {
     /// last call, as `(project, minute, counts)`; projects without a minute
     /// in the last hour are forgotten.
     pub fn take_new(&self, now: u64) -> Vec<(ProjectRef, u64, Counts)> {
-        let oldest = now.saturating_sub(MINUTES as u64 - 1);
+        let oldest = now.saturating_sub(MINUTES as u64 - 1) as u32;
         let mut out = Vec::new();
         for shard in &self.shards {
             let mut projects = shard.lock().unwrap_or_else(PoisonError::into_inner);
             projects.retain(|project, ring| {
                 for slot in ring.iter_mut() {
                     if slot.minute >= oldest && slot.counts != slot.handed {
-                        out.push((*project, slot.minute, slot.counts.minus(&slot.handed)));
+                        let new = unpack(&slot.counts).minus(&unpack(&slot.handed));
+                        out.push((*project, u64::from(slot.minute), new));
                         slot.handed = slot.counts;
                     }
                 }
@@ -321,6 +341,11 @@ mod tests {
         // An hour later nothing is left of either project.
         usage.take_new(12 + MINUTES as u64);
         assert!(usage.shards.iter().all(|s| s.lock().unwrap().is_empty()));
+    }
+
+    #[test]
+    fn a_ring_stays_under_8_kb() {
+        assert!(std::mem::size_of::<[Slot; MINUTES]>() <= 8 * 1024);
     }
 
     #[test]
