@@ -18,6 +18,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
@@ -361,6 +362,68 @@ def test_every_control_has_a_label(platform, browser):
             labelled = (control.get_attribute("aria-label") or control.text.strip()
                         or (control_id and b.find_elements(By.CSS_SELECTOR, f"label[for='{control_id}']")))
             assert labelled, f"{path}: {control.get_attribute('outerHTML')}"
+
+
+# Every visible text node's colour against the first opaque background
+# behind it, as WCAG 2 computes contrast: 4.5:1, or 3:1 for large text.
+CONTRAST_JS = """
+function lum(c) {
+  const [r, g, b] = c.match(/[0-9.]+/g).slice(0, 3).map(Number).map(v => {
+    v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+function alpha(c) { const p = c.match(/[0-9.]+/g); return p.length > 3 ? Number(p[3]) : 1; }
+function background(el) {
+  for (; el; el = el.parentElement) {
+    const bg = getComputedStyle(el).backgroundColor;
+    if (alpha(bg) > 0) return bg;
+  }
+  return 'rgb(255, 255, 255)';
+}
+const failures = [];
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+while (walker.nextNode()) {
+  const node = walker.currentNode, el = node.parentElement;
+  if (!node.textContent.trim() || !el.getClientRects().length) continue;
+  if (el.closest('.visually-hidden, svg')) continue;
+  const style = getComputedStyle(el);
+  const fg = style.color, bg = background(el);
+  const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+  const ratio = (a + 0.05) / (b + 0.05);
+  const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+  const needed = (size >= 24 || (bold && size >= 18.66)) ? 3 : 4.5;
+  if (ratio < needed) failures.push(`${node.textContent.trim().slice(0, 40)}: ${fg} on ${bg} = ${ratio.toFixed(2)}`);
+}
+return failures;
+"""
+
+
+def test_text_contrast_meets_wcag_aa_and_the_keyboard_reaches_every_control(platform, browser):
+    b = browser
+    sign_in(b, platform)
+    project = create_project(platform, f"a11y-{uuid.uuid4().hex[:6]}", "create table t (id int primary key);")
+    ref = project["ref"]
+    for path in ["/", "/workers", f"/projects/{ref}", f"/projects/{ref}/tables", f"/projects/{ref}/tables/public/t",
+                 f"/projects/{ref}/sql", f"/projects/{ref}/auth", f"/projects/{ref}/storage",
+                 f"/projects/{ref}/realtime", f"/projects/{ref}/functions", f"/projects/{ref}/observability",
+                 f"/projects/{ref}/settings", f"/projects/{ref}/delete"]:
+        b.get(platform.api_url + path)
+        assert b.execute_script(CONTRAST_JS) == [], path
+
+    # Tab alone walks the project page's controls in order, each visibly
+    # focused; none is skipped.
+    b.get(f"{platform.api_url}/projects/{ref}")
+    controls = [e for e in b.find_elements(By.CSS_SELECTOR, "a[href], button, input:not([type=hidden]), select, textarea")
+                if e.is_displayed()]
+    reached = []
+    for _ in controls:
+        ActionChains(b).send_keys(Keys.TAB).perform()
+        active = b.switch_to.active_element
+        outline = b.execute_script("return getComputedStyle(arguments[0]).outlineStyle", active)
+        assert outline != "none", active.get_attribute("outerHTML")
+        reached.append(active)
+    # In document order, one Tab each: nothing skipped, no trap.
+    assert reached == controls, [c.get_attribute("outerHTML") for c in reached]
 
 
 def test_auth_settings_functions_and_workers_pages(platform, browser):

@@ -466,9 +466,9 @@ async fn home(
         }
         section aria-labelledby="danger" {
             h2 id="danger" { "Danger zone" }
-            p {
+            div.row {
                 (pause_button(session, &project, "home"))
-                " " a.button.danger href={ "/projects/" (project.project_ref) "/delete" } { "Delete project" }
+                a.button.danger href={ "/projects/" (project.project_ref) "/delete" } { "Delete project" }
             }
         }
     };
