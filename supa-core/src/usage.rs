@@ -138,12 +138,13 @@ struct Slot {
     handed: Packed,
 }
 
-/// The last hour of a project: slot `minute % MINUTES`.
-type Ring = Box<[Slot; MINUTES]>;
+/// The last hour of a project: a slot per minute that had requests,
+/// oldest first, so a project seen once an hour costs one slot.
+type Ring = Vec<Slot>;
 
 /// Every project's last hour, in memory. Recording takes one short lock
-/// of one shard; a project costs memory (about 8 KB) only while it had
-/// requests in the last hour.
+/// of one shard; a project costs memory only while it had requests in
+/// the last hour: 132 bytes per minute that had some.
 #[derive(Debug)]
 pub struct Usage {
     shards: [Mutex<HashMap<ProjectRef, Ring>>; SHARDS],
@@ -189,17 +190,28 @@ impl Usage {
             .shard(project)
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let ring = projects
-            .entry(*project)
-            .or_insert_with(|| Box::new([Slot::default(); MINUTES]));
-        let slot = &mut ring[(minute % MINUTES as u64) as usize];
+        let ring = projects.entry(*project).or_default();
         let minute = minute as u32;
-        if slot.minute != minute {
-            *slot = Slot {
-                minute,
-                ..Slot::default()
-            };
-        }
+        // Nearly always the last slot; a request that read the clock just
+        // before the minute turned may land one further back.
+        let at = match ring.iter().rposition(|s| s.minute <= minute) {
+            Some(i) if ring[i].minute == minute => i,
+            found => {
+                let oldest = minute.saturating_sub(MINUTES as u32 - 1);
+                let at = found.map_or(0, |i| i + 1);
+                ring.insert(
+                    at,
+                    Slot {
+                        minute,
+                        ..Slot::default()
+                    },
+                );
+                let gone = ring.iter().take_while(|s| s.minute < oldest).count();
+                ring.drain(..gone);
+                at - gone.min(at)
+            }
+        };
+        let slot = &mut ring[at];
         let counts = &mut slot.counts;
         counts[0] = counts[0].saturating_add(1);
         if status >= 500 {
@@ -217,8 +229,7 @@ impl Usage {
             .unwrap_or_else(PoisonError::into_inner);
         let ring = projects.get(project);
         Series::from_fn(now, |minute| {
-            ring.map(|r| r[(minute % MINUTES as u64) as usize])
-                .filter(|s| u64::from(s.minute) == minute)
+            ring.and_then(|r| r.iter().find(|s| u64::from(s.minute) == minute))
                 .map(|s| unpack(&s.counts))
                 .unwrap_or_default()
         })
@@ -240,7 +251,8 @@ impl Usage {
                         slot.handed = slot.counts;
                     }
                 }
-                ring.iter().any(|s| s.minute >= oldest)
+                ring.retain(|s| s.minute >= oldest);
+                !ring.is_empty()
             });
         }
         out
@@ -344,8 +356,27 @@ mod tests {
     }
 
     #[test]
-    fn a_ring_stays_under_8_kb() {
-        assert!(std::mem::size_of::<[Slot; MINUTES]>() <= 8 * 1024);
+    fn a_slot_is_small_and_a_late_request_finds_its_minute() {
+        assert!(std::mem::size_of::<Slot>() <= 132);
+        let usage = Usage::default();
+        let p = project('a');
+        usage.record(&p, 100, 200, Duration::ZERO);
+        usage.record(&p, 102, 200, Duration::ZERO);
+        // Read the clock at minute 101, recorded after 102's.
+        usage.record(&p, 101, 200, Duration::ZERO);
+        usage.record(&p, 100, 200, Duration::ZERO);
+        let minutes: Vec<u64> = usage
+            .series(&p, 102)
+            .minutes
+            .iter()
+            .map(|c| c.requests)
+            .collect();
+        assert_eq!(minutes[MINUTES - 3..], [2, 1, 1]);
+        // Minute 100 + MINUTES pushes minute 100 out, keeps 101 and 102.
+        usage.record(&p, 100 + MINUTES as u64, 200, Duration::ZERO);
+        let ring = usage.shard(&p).lock().unwrap().get(&p).unwrap().clone();
+        let kept: Vec<u32> = ring.iter().map(|s| s.minute).collect();
+        assert_eq!(kept, [101, 102, 160]);
     }
 
     #[test]
