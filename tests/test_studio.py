@@ -12,6 +12,7 @@ import time
 import shutil
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -122,6 +123,22 @@ def test_names_and_keys_are_rendered_inert(platform):
         assert r.status_code == 200
         for page in [client.get("/").text, r.text]:
             assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+            assert "<script>alert" not in page and "<img src=x" not in page
+
+
+def test_table_names_and_row_values_are_rendered_inert(platform):
+    table = "<script>alert(3)</script>"
+    project = create_project(platform, f"xss-{uuid.uuid4().hex[:6]}", (
+        f'create table public."{table}" (id int primary key, body text);'
+        f'insert into public."{table}" values (1, $x${XSS}$x$);'
+        f'grant select on public."{table}" to service_role;'))
+    with signed_in(platform) as (client, _):
+        listing = client.get(f"/projects/{project['ref']}/tables")
+        rows = client.get(f"/projects/{project['ref']}/tables/public/{quote(table, safe='')}")
+        assert listing.status_code == 200 and rows.status_code == 200, rows.text
+        assert "&lt;script&gt;alert(3)&lt;/script&gt;" in listing.text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rows.text  # the row's value, shown
+        for page in [listing.text, rows.text]:
             assert "<script>alert" not in page and "<img src=x" not in page
 
 

@@ -95,6 +95,8 @@ def main():
             "functions": f"/projects/{big}/functions",
             "settings": f"/projects/{big}/settings",
             "realtime": f"/projects/{big}/realtime",
+            "observability": f"/projects/{big}/observability",
+            "delete (confirm)": f"/projects/{big}/delete",
             "workers": "/workers",
         }
         for path in pages.values():
