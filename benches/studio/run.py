@@ -56,7 +56,7 @@ def main():
     up = subprocess.Popen([str(SUPA), "up", "--profile", "test", "--data-dir", str(work / "data"),
                            "--api-port", str(api), "--gateway-port", str(gw)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    nginx = None
+    nginx = static = None
     try:
         base = f"http://127.0.0.1:{api}"
         deadline = time.monotonic() + 120
@@ -105,8 +105,9 @@ def main():
         js = len(studio.get("/assets/studio.js").content)
 
         # nginx serves each page's bytes as a file: the floor.
-        static = work / "static"
-        static.mkdir()
+        # Its workers run as an unprivileged user: a directory they can read.
+        static = Path(tempfile.mkdtemp(prefix="supa-bench-static-"))
+        static.chmod(0o755)
         for name, path in pages.items():
             (static / (re.sub(r"\W+", "_", name) + ".html")).write_bytes(studio.get(path).content)
         port = free_port()
@@ -152,6 +153,8 @@ http {{
         up.terminate()
         up.wait(timeout=60)
         shutil.rmtree(work, ignore_errors=True)
+        if static:
+            shutil.rmtree(static, ignore_errors=True)
 
 
 if __name__ == "__main__":
