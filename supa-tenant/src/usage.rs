@@ -15,7 +15,7 @@ pub enum UsageSource {
     /// The gateway running in this process.
     Local(Arc<Usage>),
     /// Gateways elsewhere, which add their counts up in Redis.
-    Redis(redis::Client),
+    Redis(Box<redis::Client>),
 }
 
 impl UsageSource {
@@ -23,7 +23,7 @@ impl UsageSource {
     pub fn redis(url: &str) -> Result<Self, Error> {
         supa_core::http::install_tls_provider();
         redis::Client::open(url)
-            .map(Self::Redis)
+            .map(|c| Self::Redis(Box::new(c)))
             .map_err(|e| Error::Config(format!("bad Redis URL: {e}")))
     }
 }
