@@ -6,7 +6,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps build lint test-rust bindings pytest cluster-test test bench bench-load bench-meta bench-auth bench-storage bench-realtime bench-functions bench-studio up clean
+.PHONY: help deps build lint test-rust bindings pytest cluster-test test bench bench-load bench-meta bench-auth bench-storage bench-realtime bench-functions bench-studio fuzz up clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -85,6 +85,11 @@ bench-functions: ## edge functions: cold starts, warm calls against Deno direct,
 	@scripts/bootstrap.sh bench
 	cargo build --release --quiet -p supa
 	python3 benches/functions/run.py
+
+fuzz: deps ## every fuzz target for FUZZ_SECS seconds (600 unless set); `make test` runs each for 1 s
+	SUPA_FUZZ_SECS=$${FUZZ_SECS:-600} cargo test --release --quiet -p supa-core -p supa-keys -p supa-rest \
+	  -p supa-realtime -p supa-storage -- fuzz_ --test-threads=1 --nocapture 2>&1 \
+	  | grep -oE 'fuzz [^_].*cases.*|.*panicked.*|smallest input.*|test result: FAILED.*'
 
 up: deps ## run the whole platform on the embedded default (data in ./.supa)
 	cargo build --release --quiet -p supa

@@ -25,6 +25,8 @@ mod uuid;
 
 pub mod directory;
 pub mod env;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod profile;

@@ -433,16 +433,23 @@ pub fn builtin(mime: &str) -> Option<Media> {
     })
 }
 
-/// The `Range` header's `a-b` (or `a-`).
+/// The `Range` header's `a-b` (or `a-`), digits only as PostgREST reads
+/// it; anything else (a sign, a number past `i64`) is no range at all.
 pub fn parse_range(value: &str) -> Option<(i64, Option<i64>)> {
     let v = value.trim().strip_prefix("items=").unwrap_or(value.trim());
     let (a, b) = v.split_once('-')?;
-    let a: i64 = a.trim().parse().ok()?;
-    let b = b.trim();
-    let b = if b.is_empty() {
+    let number = |s: &str| {
+        let s = s.trim();
+        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        s.parse::<i64>().ok()
+    };
+    let a = number(a)?;
+    let b = if b.trim().is_empty() {
         None
     } else {
-        Some(b.parse().ok()?)
+        Some(number(b)?)
     };
     Some((a, b))
 }
@@ -540,5 +547,8 @@ mod tests {
         assert_eq!(parse_range("0-9"), Some((0, Some(9))));
         assert_eq!(parse_range("items=5-"), Some((5, None)));
         assert_eq!(parse_range("x"), None);
+        assert_eq!(parse_range("0--1"), None);
+        assert_eq!(parse_range("+1-2"), None);
+        assert_eq!(parse_range("0-99999999999999999999"), None);
     }
 }

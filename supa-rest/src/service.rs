@@ -621,9 +621,10 @@ impl Service {
                 return Err(Error::api(416, "PGRST103", "Requested range not satisfiable")
                     .with_details("The lower boundary must be lower than or equal to the upper boundary in the Range header."));
             }
-            offset += start;
+            // Both are at most i64::MAX: saturate rather than overflow.
+            offset = offset.saturating_add(start);
             if let Some(end) = end {
-                let n = end - start + 1;
+                let n = (end - start).saturating_add(1);
                 limit = Some(limit.map_or(n, |l| l.min(n)));
             }
         }

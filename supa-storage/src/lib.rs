@@ -24,6 +24,8 @@ mod api;
 mod args;
 mod backend;
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 mod names;
 mod render;
 mod s3;

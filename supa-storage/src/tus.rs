@@ -106,14 +106,14 @@ fn check_version(headers: &HeaderMap) -> Result<()> {
 }
 
 /// A non-negative integer header.
-fn number(headers: &HeaderMap, name: &str) -> Result<u64> {
+pub(crate) fn number(headers: &HeaderMap, name: &str) -> Result<u64> {
     header_str(headers, &name.to_ascii_lowercase())
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| Error::invalid_request(format!("{name} must be a non-negative integer")))
 }
 
 /// `Upload-Metadata`: comma-separated `key base64value` pairs.
-fn metadata(headers: &HeaderMap) -> Result<std::collections::HashMap<String, String>> {
+pub(crate) fn metadata(headers: &HeaderMap) -> Result<std::collections::HashMap<String, String>> {
     let mut out = std::collections::HashMap::new();
     for pair in header_str(headers, "upload-metadata")
         .unwrap_or("")
@@ -136,23 +136,29 @@ fn metadata(headers: &HeaderMap) -> Result<std::collections::HashMap<String, Str
 
 /// An upload's id: its bucket, name and version, base64url (Supabase's
 /// shape), so the id names the object it becomes.
-fn upload_id(bucket: &str, name: &str, version: &str) -> String {
+pub(crate) fn upload_id(bucket: &str, name: &str, version: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{bucket}/{name}/{version}"))
+}
+
+/// The bucket, name and version upload `id` stands for, if it decodes to
+/// a valid bucket, name and version.
+pub(crate) fn upload_parts(id: &str) -> Option<(String, String, String)> {
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(id)
+        .ok()
+        .and_then(|v| String::from_utf8(v).ok())?;
+    let (bucket, rest) = decoded.split_once('/')?;
+    let (name, version) = rest.rsplit_once('/')?;
+    if bucket_name(bucket).is_err() || object_key(name).is_err() || version.len() != 36 {
+        return None;
+    }
+    Some((bucket.to_owned(), name.to_owned(), version.to_owned()))
 }
 
 /// The folder of upload `id` (checked: it decodes to a valid bucket, name
 /// and version).
 fn folder(storage: &Storage, project: &StorageProject, id: &str) -> Result<Key> {
-    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(id)
-        .ok()
-        .and_then(|v| String::from_utf8(v).ok())
-        .ok_or_else(Error::no_such_upload)?;
-    let (bucket, rest) = decoded.split_once('/').ok_or_else(Error::no_such_upload)?;
-    let (name, version) = rest.rsplit_once('/').ok_or_else(Error::no_such_upload)?;
-    if bucket_name(bucket).is_err() || object_key(name).is_err() || version.len() != 36 {
-        return Err(Error::no_such_upload());
-    }
+    upload_parts(id).ok_or_else(Error::no_such_upload)?;
     Ok(Key::from_iter([
         storage.prefix(&project.project_ref).as_str(),
         UPLOADS,
