@@ -28,6 +28,9 @@ pub fn budget() -> Duration {
 ///
 /// # Panics
 /// On the first failing case, naming `target` and the shrunk input.
+// The line printed is the report `make fuzz` collects: a test's own
+// output, not a log.
+#[allow(clippy::print_stdout)]
 pub fn for_a_while<S>(
     target: &str,
     strategy: S,
