@@ -29,6 +29,9 @@ pub const BASE_DOMAIN: &str = "SUPA_BASE_DOMAIN";
 pub const GATEWAY_PORT: &str = "SUPA_GATEWAY_PORT";
 /// Threads serving the public gateway port (default: one per CPU).
 pub const GATEWAY_THREADS: &str = "SUPA_GATEWAY_THREADS";
+/// Requests a second each project may make at one gateway (default: no
+/// limit); over it, 429 `API rate limit exceeded` with `Retry-After`.
+pub const PROJECT_RATE_LIMIT: &str = "SUPA_PROJECT_RATE_LIMIT";
 /// Port of the Management API and `/metrics` (default 8001).
 pub const API_PORT: &str = "SUPA_API_PORT";
 /// Address the servers listen on (default `127.0.0.1`).

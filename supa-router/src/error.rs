@@ -53,6 +53,12 @@ pub enum Error {
     /// The upstream did not answer in time.
     #[error("upstream timed out")]
     UpstreamTimeout,
+    /// The project used its requests per second at this gateway.
+    #[error("project rate limit reached; retry in {retry_after_secs} s")]
+    RateLimited {
+        /// Whole seconds until a request would pass (at least 1).
+        retry_after_secs: u64,
+    },
 }
 
 impl Error {
@@ -69,6 +75,7 @@ impl Error {
             Error::ProjectUnavailable(_) | Error::Directory(_) => 503,
             Error::UpstreamUnreachable(_) => 502,
             Error::UpstreamTimeout => 504,
+            Error::RateLimited { .. } => 429,
         }
     }
 
@@ -125,6 +132,8 @@ impl Error {
                 gateway("The project's API could not be reached", None)
             }
             Error::UpstreamTimeout => gateway("The project's API did not answer in time", None),
+            // Kong's rate-limiting plugin's words, which Supabase answers.
+            Error::RateLimited { .. } => gateway("API rate limit exceeded", None),
         };
         body.to_json()
     }
@@ -132,12 +141,16 @@ impl Error {
     /// As a response.
     pub fn response(&self) -> Response<Body> {
         let body = self.body();
-        Response::builder()
+        let mut response = Response::builder()
             .status(
                 StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             )
             .header(header::CONTENT_TYPE, "application/json")
-            .header(header::CONTENT_LENGTH, body.len())
+            .header(header::CONTENT_LENGTH, body.len());
+        if let Error::RateLimited { retry_after_secs } = self {
+            response = response.header(header::RETRY_AFTER, *retry_after_secs);
+        }
+        response
             .body(Body::from(body))
             .expect("static parts are valid")
     }

@@ -38,6 +38,9 @@ pub struct GatewayConfig {
     pub upstream_timeout: Duration,
     /// Projects whose pools stay open at once (least recently used closed).
     pub max_open_projects: usize,
+    /// Requests a second each project may make at this gateway (a
+    /// second's worth may come at once); `None`: no limit.
+    pub project_rate_limit: Option<u32>,
 }
 
 impl Default for GatewayConfig {
@@ -52,6 +55,7 @@ impl Default for GatewayConfig {
             // With the pools' lazily opened connections this keeps a
             // gateway well under a worker's max_connections.
             max_open_projects: 50,
+            project_rate_limit: None,
         }
     }
 }
@@ -104,6 +108,7 @@ pub struct Gateway {
     aws: AwsCredentials,
     mints: MintCache,
     metrics: Arc<Metrics>,
+    rate: Option<crate::rate::RateLimit>,
     /// Routers serving table entries in process, by prefix.
     mounted: HashMap<&'static str, axum::Router>,
     /// Counts invalidations, so a fetch that straddled one does not leave
@@ -155,6 +160,7 @@ impl Gateway {
             aws: AwsCredentials::default(),
             mints: MintCache::new(100_000),
             metrics,
+            rate: config.project_rate_limit.map(crate::rate::RateLimit::new),
             config,
             mounted: HashMap::new(),
             invalidations: std::sync::atomic::AtomicU64::new(0),
@@ -302,6 +308,13 @@ impl Gateway {
         }
         let key_kind = key_kind?;
         let project = project?;
+        if let Some(rate) = &self.rate
+            && let Err(wait) = rate.take(&project_ref, std::time::Instant::now())
+        {
+            return Err(Error::RateLimited {
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            });
+        }
         if !project.config.status.is_serving() {
             let status = serde_json::to_value(project.config.status)
                 .ok()

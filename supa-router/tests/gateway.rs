@@ -359,6 +359,76 @@ async fn paused_and_unknown_projects() {
 }
 
 #[tokio::test]
+async fn a_project_over_its_rate_gets_429_with_retry_after_and_others_do_not() {
+    let (tenant, _, gateway, busy) = setup(GatewayConfig {
+        project_rate_limit: Some(2),
+        ..GatewayConfig::default()
+    })
+    .await;
+    let quiet = tenant
+        .create_project(CreateProject {
+            name: "quiet".into(),
+            ..CreateProject::default()
+        })
+        .await
+        .unwrap();
+    let uri = |p: &CreatedProject| format!("/project/{}/rest/v1/", p.project.project_ref);
+    // Warm (the first request builds the project's data plane), then let
+    // the bucket fill again: two requests a second, two at once.
+    let (s, _) = get(
+        &gateway,
+        &uri(&busy),
+        &[("apikey", busy.secret_key.expose())],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let request = Request::get(uri(&busy))
+            .header("apikey", busy.secret_key.expose())
+            .body(Body::empty())
+            .unwrap();
+        let response = gateway.handle(request).await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(response.headers()["retry-after"], "1");
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["message"], "API rate limit exceeded");
+            statuses.push(429);
+        } else {
+            statuses.push(response.status().as_u16());
+        }
+    }
+    // A second's worth passes (the burst), then the limit holds (a slow
+    // run may earn one more token on the way).
+    assert_eq!(statuses[..2], [200, 200], "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 429).count() >= 3,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    // The neighbour is untouched; the busy one is let in again later.
+    let (s, _) = get(
+        &gateway,
+        &uri(&quiet),
+        &[("apikey", quiet.secret_key.expose())],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let (s, _) = get(
+        &gateway,
+        &uri(&busy),
+        &[("apikey", busy.secret_key.expose())],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn pg_meta_is_a_service_for_secret_keys_only() {
     let (tenant, counting, _, project) = setup(GatewayConfig::default()).await;
     let meta = supa_tenant::api::meta_engine(&tenant);

@@ -33,6 +33,10 @@ struct Args {
     /// Serve `{ref}.{base_domain}` hosts as projects.
     #[arg(long, env = env::BASE_DOMAIN)]
     base_domain: Option<String>,
+    /// Requests a second each project may make at this gateway (default:
+    /// no limit); over it, 429 with `Retry-After`.
+    #[arg(long, env = env::PROJECT_RATE_LIMIT)]
+    project_rate_limit: Option<u32>,
     /// Threads serving the public port (default: one per CPU).
     #[arg(long, env = env::GATEWAY_THREADS)]
     threads: Option<usize>,
@@ -90,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
 
     let config = GatewayConfig {
         base_domain: args.base_domain,
+        project_rate_limit: args.project_rate_limit,
         ..GatewayConfig::default()
     };
     let metrics = Arc::new(Metrics::default());

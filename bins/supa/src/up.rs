@@ -20,6 +20,10 @@ pub(crate) struct UpArgs {
     /// Public gateway port (the gateway is served from this port).
     #[arg(long, env = env::GATEWAY_PORT, default_value_t = 8000)]
     gateway_port: u16,
+    /// Requests a second each project may make (default: no limit); over
+    /// it, 429 with `Retry-After`.
+    #[arg(long, env = env::PROJECT_RATE_LIMIT)]
+    project_rate_limit: Option<u32>,
     /// Threads serving the gateway port (default: one per CPU).
     #[arg(long, env = env::GATEWAY_THREADS)]
     gateway_threads: Option<usize>,
@@ -74,6 +78,7 @@ pub(crate) async fn run(args: UpArgs, profile: supa_core::Profile) -> anyhow::Re
         Arc::new(plane.tenant.clone()),
         GatewayConfig {
             base_domain: args.base_domain.clone(),
+            project_rate_limit: args.project_rate_limit,
             ..GatewayConfig::default()
         },
         metrics.clone(),
