@@ -197,3 +197,50 @@ def test_metrics_on_the_admin_listener(platform, a):
     assert 0 < float(lines['supa_gateway_cache_hit_ratio{tier="l1"}']) <= 1
     assert int(lines['supa_gateway_upstream_seconds_count{upstream="embedded"}']) >= 3
     assert "supa_gateway_jwt_mints_total" in lines
+
+
+def raw_exchange(platform, request: bytes) -> bytes:
+    """Sends bytes as they are on a new connection; what comes back before
+    the gateway closes it (or 5 s pass)."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(platform.gateway_url)
+    with socket.create_connection((url.hostname, url.port), timeout=5) as s:
+        s.sendall(request)
+        answer = b""
+        try:
+            while chunk := s.recv(65536):
+                answer += chunk
+        except socket.timeout:
+            pass
+    return answer
+
+
+def test_smuggling_shapes_are_refused_before_any_project_sees_them(platform, a):
+    """Both Content-Length and Transfer-Encoding, or two different
+    Content-Lengths: a proxy in front could read the body differently, so
+    the gateway answers 400 and closes, and the smuggled request behind
+    the body is never served."""
+    path = f"/project/{a['ref']}/rest/v1/todos"
+    smuggled = f"GET {path} HTTP/1.1\r\nhost: x\r\napikey: {a['secret_key']}\r\n\r\n"
+    for framing in ["content-length: 4\r\ntransfer-encoding: chunked\r\n",
+                    "content-length: 4\r\ncontent-length: 5\r\n"]:
+        body = f"0\r\n\r\n{smuggled}"
+        request = (f"POST {path} HTTP/1.1\r\nhost: x\r\napikey: {a['secret_key']}\r\n"
+                   f"content-type: application/json\r\n{framing}\r\n{body}").encode()
+        answer = raw_exchange(platform, request)
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+        assert answer.count(b"HTTP/1.1") == 1, answer  # the smuggled GET got no answer
+    with platform.client() as api:
+        rows = api.post(f"/v1/projects/{a['ref']}/database/query",
+                        json={"query": "select count(*) as n from todos"}).json()
+    assert rows == [{"n": 2}]  # nothing was inserted either
+
+
+def test_too_many_headers_are_refused_with_431(platform, a):
+    headers = "".join(f"x-h{i}: {i}\r\n" for i in range(150))
+    request = (f"GET /project/{a['ref']}/rest/v1/todos HTTP/1.1\r\nhost: x\r\n"
+               f"apikey: {a['publishable_key']}\r\n{headers}\r\n").encode()
+    answer = raw_exchange(platform, request)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
