@@ -4,13 +4,13 @@
 //! not a line through zero), each with the same numbers as a table for
 //! screen readers and for copying.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use maud::{Markup, html};
 use supa_core::usage::{BOUNDS_MS, Counts, Series};
 
 use crate::Studio;
-use crate::pages::{failed, no_such_project, page, parse_ref, project_nav};
+use crate::pages::{ProjectParam, failed, page, project_nav};
 use crate::session::Session;
 
 /// The chart's drawing area, in SVG units.
@@ -29,11 +29,8 @@ struct Chart {
 pub(crate) async fn page_of(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
 ) -> Response {
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     let tenant = &studio.inner.tenant;
     let project = match tenant.get_project(&project_ref).await {
         Ok(p) => p,

@@ -155,11 +155,31 @@ pub(crate) fn bad_form() -> Response {
     )
 }
 
-pub(crate) fn parse_ref(raw: &str) -> Option<ProjectRef> {
-    ProjectRef::parse(raw).ok()
+/// The `{ref}` of a project page's path; a malformed one is the "no such
+/// project" page. Listed after [`Session`] in a handler, so a visitor
+/// without a session is sent to sign in first.
+pub(crate) struct ProjectParam(pub ProjectRef);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ProjectParam {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| no_such_project())?;
+        params
+            .iter()
+            .find(|(name, _)| *name == "ref")
+            .and_then(|(_, value)| ProjectRef::parse(value).ok())
+            .map(ProjectParam)
+            .ok_or_else(no_such_project)
+    }
 }
 
-pub(crate) fn no_such_project() -> Response {
+fn no_such_project() -> Response {
     refused(StatusCode::NOT_FOUND, "There is no such project.")
 }
 
@@ -371,9 +391,9 @@ pub(crate) async fn create_project(
 pub(crate) async fn project_home(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
 ) -> Response {
-    home(&studio, &session, &raw, None, None).await
+    home(&studio, &session, project_ref, None, None).await
 }
 
 /// The project's home; `revealed` is a secret key shown in full (after a
@@ -381,13 +401,10 @@ pub(crate) async fn project_home(
 async fn home(
     studio: &Studio,
     session: &Session,
-    raw: &str,
+    project_ref: ProjectRef,
     revealed: Option<&ApiKeyInfo>,
     notice: Option<&str>,
 ) -> Response {
-    let Some(project_ref) = parse_ref(raw) else {
-        return no_such_project();
-    };
     let tenant = &studio.inner.tenant;
     let (project, keys) = match tokio::try_join!(
         tenant.get_project(&project_ref),
@@ -520,15 +537,12 @@ pub(crate) struct NewKey {
 pub(crate) async fn create_key(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
     Form(form): Form<NewKey>,
 ) -> Response {
     if !session.csrf_ok(&form.csrf) {
         return bad_form();
     }
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     let new = NewApiKey {
         kind: KeyKind::Secret,
         name: form.name,
@@ -539,7 +553,7 @@ pub(crate) async fn create_key(
             home(
                 &studio,
                 &session,
-                &raw,
+                project_ref,
                 Some(&key),
                 Some("Secret key created. Copy it now: it is masked from here on unless revealed."),
             )
@@ -552,21 +566,19 @@ pub(crate) async fn create_key(
 pub(crate) async fn reveal_key(
     State(studio): State<Studio>,
     session: Session,
-    Path((raw, id)): Path<(String, String)>,
+    ProjectParam(project_ref): ProjectParam,
+    Path((_, id)): Path<(String, String)>,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
     if !session.csrf_ok(&form.csrf) {
         return bad_form();
     }
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     match studio.inner.tenant.list_keys(&project_ref, true).await {
         Ok(keys) => match keys
             .iter()
             .find(|k| k.id == id && k.kind == KeyKind::Secret)
         {
-            Some(key) => home(&studio, &session, &raw, Some(key), None).await,
+            Some(key) => home(&studio, &session, project_ref, Some(key), None).await,
             None => refused(StatusCode::NOT_FOUND, "There is no such key."),
         },
         Err(e) => failed(&session, e),
@@ -576,21 +588,19 @@ pub(crate) async fn reveal_key(
 pub(crate) async fn revoke_key(
     State(studio): State<Studio>,
     session: Session,
-    Path((raw, id)): Path<(String, String)>,
+    ProjectParam(project_ref): ProjectParam,
+    Path((_, id)): Path<(String, String)>,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
     if !session.csrf_ok(&form.csrf) {
         return bad_form();
     }
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     match studio.inner.tenant.revoke_key(&project_ref, &id).await {
         Ok(key) => {
             home(
                 &studio,
                 &session,
-                &raw,
+                project_ref,
                 None,
                 Some(&format!(
                     "Secret key {} revoked: gateways refuse it now.",
@@ -631,34 +641,31 @@ pub(crate) struct PauseForm {
 pub(crate) async fn pause_project(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
     Form(form): Form<PauseForm>,
 ) -> Response {
-    set_paused(&studio, &session, &raw, &form, true).await
+    set_paused(&studio, &session, project_ref, &form, true).await
 }
 
 pub(crate) async fn resume_project(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
     Form(form): Form<PauseForm>,
 ) -> Response {
-    set_paused(&studio, &session, &raw, &form, false).await
+    set_paused(&studio, &session, project_ref, &form, false).await
 }
 
 async fn set_paused(
     studio: &Studio,
     session: &Session,
-    raw: &str,
+    project_ref: ProjectRef,
     form: &PauseForm,
     pause: bool,
 ) -> Response {
     if !session.csrf_ok(&form.csrf) {
         return bad_form();
     }
-    let Some(project_ref) = parse_ref(raw) else {
-        return no_such_project();
-    };
     let tenant = &studio.inner.tenant;
     let done = if pause {
         tenant.pause_project(&project_ref).await
@@ -675,11 +682,8 @@ async fn set_paused(
 pub(crate) async fn confirm_delete(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
 ) -> Response {
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     let project = match studio.inner.tenant.get_project(&project_ref).await {
         Ok(p) => p,
         Err(e) => return failed(&session, e),
@@ -709,15 +713,12 @@ pub(crate) struct ConfirmDelete {
 pub(crate) async fn delete_project(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
     Form(form): Form<ConfirmDelete>,
 ) -> Response {
     if !session.csrf_ok(&form.csrf) {
         return bad_form();
     }
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     if form.confirm.trim() != project_ref.as_str() {
         return refused(
             StatusCode::BAD_REQUEST,

@@ -13,14 +13,14 @@ use maud::{Markup, html};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use supa_core::ProjectRef;
 use supa_core::time::iso8601_millis;
 use supa_tenant::PostgrestPatch;
 
 use crate::Studio;
 use crate::gateway::{Problem, call, enc};
 use crate::pages::{
-    CsrfOnly, bad_form, csrf_field, failed, no_such_project, page, parse_ref, problem_page,
-    project_nav, refused,
+    CsrfOnly, ProjectParam, bad_form, csrf_field, failed, page, problem_page, project_nav, refused,
 };
 use crate::session::Session;
 
@@ -57,12 +57,9 @@ pub(crate) struct Search {
 pub(crate) async fn auth(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
     Query(search): Query<Search>,
 ) -> Response {
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     let tenant = &studio.inner.tenant;
     let (project, settings) = match tokio::try_join!(
         tenant.get_project(&project_ref),
@@ -171,12 +168,12 @@ pub(crate) struct NewUser {
 pub(crate) async fn add_user(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
     Form(form): Form<NewUser>,
 ) -> Response {
     let body = json!({"email": form.email, "password": form.password, "email_confirm": form.email_confirm.is_some()});
     let change = (Method::POST, "admin/users".to_owned(), Some(body));
-    auth_change(&studio, &session, &raw, &form.csrf, change).await
+    auth_change(&studio, &session, project_ref, &form.csrf, change).await
 }
 
 #[derive(Deserialize)]
@@ -190,7 +187,7 @@ pub(crate) struct Invite {
 pub(crate) async fn invite_user(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
     Form(form): Form<Invite>,
 ) -> Response {
     let change = (
@@ -198,17 +195,18 @@ pub(crate) async fn invite_user(
         "invite".to_owned(),
         Some(json!({"email": form.email})),
     );
-    auth_change(&studio, &session, &raw, &form.csrf, change).await
+    auth_change(&studio, &session, project_ref, &form.csrf, change).await
 }
 
 pub(crate) async fn delete_user(
     State(studio): State<Studio>,
     session: Session,
-    Path((raw, id)): Path<(String, String)>,
+    ProjectParam(project_ref): ProjectParam,
+    Path((_, id)): Path<(String, String)>,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
     let change = (Method::DELETE, format!("admin/users/{}", enc(&id)), None);
-    auth_change(&studio, &session, &raw, &form.csrf, change).await
+    auth_change(&studio, &session, project_ref, &form.csrf, change).await
 }
 
 /// Sends one change to the project's auth server (`path` under
@@ -216,16 +214,13 @@ pub(crate) async fn delete_user(
 async fn auth_change(
     studio: &Studio,
     session: &Session,
-    raw: &str,
+    project_ref: ProjectRef,
     csrf: &str,
     (method, path, body): (Method, String, Option<Value>),
 ) -> Response {
     if !session.csrf_ok(csrf) {
         return bad_form();
     }
-    let Some(project_ref) = parse_ref(raw) else {
-        return no_such_project();
-    };
     let base = format!("/projects/{project_ref}/auth");
     let path = format!("auth/v1/{path}");
     match call(studio, &project_ref, method, &path, &[], body.as_ref()).await {
@@ -237,15 +232,12 @@ async fn auth_change(
 pub(crate) async fn save_auth_settings(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     if !session.csrf_ok(form.get("_csrf").map_or("", String::as_str)) {
         return bad_form();
     }
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     let base = format!("/projects/{project_ref}/auth");
     let mut patch = Map::new();
     for (key, _, kind) in AUTH_FIELDS {
@@ -285,12 +277,9 @@ pub(crate) struct LogsOf {
 pub(crate) async fn functions(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
     Query(q): Query<LogsOf>,
 ) -> Response {
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     let tenant = &studio.inner.tenant;
     let (project, functions) = match tokio::try_join!(
         tenant.get_project(&project_ref),
@@ -354,11 +343,8 @@ pub(crate) async fn functions(
 pub(crate) async fn settings(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
 ) -> Response {
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     let tenant = &studio.inner.tenant;
     let (project, rest, secrets) = match tokio::try_join!(
         tenant.get_project(&project_ref),
@@ -418,15 +404,12 @@ pub(crate) struct RestForm {
 pub(crate) async fn save_settings(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
     Form(form): Form<RestForm>,
 ) -> Response {
     if !session.csrf_ok(&form.csrf) {
         return bad_form();
     }
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     let base = format!("/projects/{project_ref}/settings");
     let number = |field: &str, v: &str| {
         v.trim()
@@ -499,12 +482,9 @@ pub(crate) struct Channel {
 pub(crate) async fn realtime(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
     Query(q): Query<Channel>,
 ) -> Response {
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     let tenant = &studio.inner.tenant;
     let (project, keys) = match tokio::try_join!(
         tenant.get_project(&project_ref),

@@ -3,7 +3,7 @@
 //! the history and to saved snippets.
 
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
@@ -13,7 +13,7 @@ use supa_core::ProjectRef;
 use supa_tenant::DEFAULT_STATEMENT_TIMEOUT;
 
 use crate::Studio;
-use crate::pages::{bad_form, csrf_field, failed, no_such_project, page, parse_ref, project_nav};
+use crate::pages::{ProjectParam, bad_form, csrf_field, failed, page, project_nav};
 use crate::session::Session;
 
 /// Rows shown in the grid; the rest are counted.
@@ -28,12 +28,9 @@ pub(crate) struct Load {
 pub(crate) async fn editor(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
     Query(load): Query<Load>,
 ) -> Response {
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     render(&studio, &session, &project_ref, Prefill::Load(load), None).await
 }
 
@@ -53,15 +50,12 @@ pub(crate) struct Run {
 pub(crate) async fn run(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
     Form(form): Form<Run>,
 ) -> Response {
     if !session.csrf_ok(&form.csrf) {
         return bad_form();
     }
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     let tenant = &studio.inner.tenant;
     if form.action == "save" {
         return match tenant

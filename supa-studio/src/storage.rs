@@ -4,7 +4,7 @@
 
 use axum::Form;
 use axum::body::Body;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
@@ -15,9 +15,7 @@ use supa_core::ProjectRef;
 
 use crate::Studio;
 use crate::gateway::{Problem, call, enc, message_of, send};
-use crate::pages::{
-    bad_form, csrf_field, failed, no_such_project, page, parse_ref, problem_page, project_nav,
-};
+use crate::pages::{ProjectParam, bad_form, csrf_field, failed, page, problem_page, project_nav};
 use crate::session::Session;
 
 /// The largest upload Studio passes on (bigger files: the storage API's
@@ -38,12 +36,9 @@ pub(crate) struct Browse {
 pub(crate) async fn browser(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
     Query(q): Query<Browse>,
 ) -> Response {
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     let project = match studio.inner.tenant.get_project(&project_ref).await {
         Ok(p) => p,
         Err(e) => return failed(&session, e),
@@ -189,15 +184,12 @@ pub(crate) struct NewBucket {
 pub(crate) async fn create_bucket(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
     Form(form): Form<NewBucket>,
 ) -> Response {
     if !session.csrf_ok(&form.csrf) {
         return bad_form();
     }
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     let base = format!("/projects/{project_ref}/storage");
     let body = json!({"name": form.name, "id": form.name, "public": form.public.is_some()});
     match call(
@@ -219,12 +211,9 @@ pub(crate) async fn create_bucket(
 pub(crate) async fn upload(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
     mut multipart: Multipart,
 ) -> Response {
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     let base = format!("/projects/{project_ref}/storage");
     let (mut csrf, mut bucket, mut prefix) = (String::new(), String::new(), String::new());
     loop {
@@ -300,12 +289,9 @@ pub(crate) struct Object {
 pub(crate) async fn download(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
     Query(o): Query<Object>,
 ) -> Response {
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     let base = format!("/projects/{project_ref}/storage");
     let path = format!(
         "storage/v1/object/{}/{}",
@@ -350,15 +336,12 @@ pub(crate) struct SignForm {
 pub(crate) async fn sign(
     State(studio): State<Studio>,
     session: Session,
-    Path(raw): Path<String>,
+    ProjectParam(project_ref): ProjectParam,
     Form(form): Form<SignForm>,
 ) -> Response {
     if !session.csrf_ok(&form.csrf) {
         return bad_form();
     }
-    let Some(project_ref) = parse_ref(&raw) else {
-        return no_such_project();
-    };
     let back = format!(
         "/projects/{project_ref}/storage?bucket={}",
         enc(&form.bucket)
