@@ -6,7 +6,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps build lint test-rust bindings pytest cluster-test test bench bench-load bench-meta bench-auth bench-storage bench-realtime bench-functions bench-studio fuzz up clean
+.PHONY: help deps build lint test-rust bindings pytest cluster-test test bench bench-load bench-meta bench-auth bench-storage bench-realtime bench-functions bench-studio fuzz drills up clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,11 +30,15 @@ bindings: deps ## build the Python package `supa` into .venv with maturin
 
 pytest: bindings ## the pytest suite: bindings, and `supa up` as a subprocess
 	cargo build --quiet -p supa -p supa-rest-bin -p supa-gateway -p supa-auth-bin -p supa-storage-bin -p supa-realtime-bin -p supa-functions-bin
-	pytest -q tests --ignore=tests/cluster
+	pytest -q tests --ignore=tests/cluster --ignore=tests/drills
 
-cluster-test: deps ## the multi-node rehearsal: management and worker clusters, Redis, two gateways behind nginx
+cluster-test: deps ## the multi-node rehearsal (management and worker clusters, Redis, two gateways behind nginx) and the fault drills' short form
 	cargo build --quiet -p supa -p supa-tenant-manager -p supa-gateway -p supa-rest-bin
-	pytest -q tests/cluster
+	pytest -q tests/cluster tests/drills
+
+drills: deps ## the fault drills, each fault held DRILL_SECS seconds (20 unless set); the report goes to benches/drills.json
+	cargo build --quiet -p supa -p supa-tenant-manager -p supa-gateway -p supa-rest-bin
+	SUPA_DRILL_SECS=$${DRILL_SECS:-20} SUPA_DRILL_REPORT=$(CURDIR)/benches/drills.json pytest -q -s tests/drills
 
 test: lint test-rust pytest cluster-test ## everything CI checks
 

@@ -55,6 +55,17 @@ impl Error {
         )
     }
 
+    /// 503: the project database is restarting or out of reach (a 503 is
+    /// what Supabase's clients retry); the cause is logged, never sent.
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        log(&cause);
+        Self::new(
+            503,
+            "unexpected_failure",
+            "The database is unavailable, please try again",
+        )
+    }
+
     /// Whether the client caused it.
     pub fn is_client_error(&self) -> bool {
         (400..500).contains(&self.status)
@@ -98,6 +109,9 @@ impl IntoResponse for Error {
 
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
+        if supa_db::is_unavailable(&e) {
+            return Self::unavailable(e);
+        }
         // The server's message, not the driver's bare "db error".
         match e.as_db_error() {
             Some(db) => Self::internal(format!(

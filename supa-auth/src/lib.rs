@@ -160,9 +160,9 @@ impl Auth {
         let connect = |pool: &supa_db::Pool| {
             let pool = pool.clone();
             async move {
-                pool.get()
-                    .await
-                    .map_err(|e| Error::internal(format!("project {}: {e}", project.project_ref)))
+                pool.get().await.map_err(|e| {
+                    Error::unavailable(format!("project {}: {e}", project.project_ref))
+                })
             }
         };
         if let Some(pool) = self.pools.get(&project.project_ref) {

@@ -32,6 +32,14 @@ pub const GATEWAY_THREADS: &str = "SUPA_GATEWAY_THREADS";
 /// Requests a second each project may make at one gateway (default: no
 /// limit); over it, 429 `API rate limit exceeded` with `Retry-After`.
 pub const PROJECT_RATE_LIMIT: &str = "SUPA_PROJECT_RATE_LIMIT";
+/// Seconds a stopping gateway keeps serving with `Connection: close`
+/// before its listener closes (default 2).
+pub const DRAIN_SECS: &str = "SUPA_DRAIN_SECS";
+/// Seconds a gateway keeps a project's config and a key (default 60).
+pub const GATEWAY_CACHE_TTL: &str = "SUPA_GATEWAY_CACHE_TTL";
+/// Seconds past that a gateway keeps serving the last config and key it
+/// read while the tenant manager cannot be reached (default 3600).
+pub const GATEWAY_STALE_IF_ERROR: &str = "SUPA_GATEWAY_STALE_IF_ERROR";
 /// Port of the Management API and `/metrics` (default 8001).
 pub const API_PORT: &str = "SUPA_API_PORT";
 /// Address the servers listen on (default `127.0.0.1`).

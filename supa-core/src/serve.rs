@@ -26,6 +26,48 @@ fn set_nodelay(tcp: &mut TcpStream) {
     let _ = tcp.set_nodelay(true);
 }
 
+/// A gateway's drain window, for a graceful stop behind a load balancer:
+/// once begun, every HTTP/1 response says `Connection: close`, so the
+/// balancer stops reusing its kept-alive connections to this process while
+/// it is still accepting and serving; when the window ends the listener
+/// closes with (nearly) no idle connection left for the balancer to pick
+/// at that instant and see reset.
+#[derive(Debug, Clone, Default)]
+pub struct Drain(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drain {
+    /// `router`, answering `Connection: close` once the drain has begun.
+    pub fn layer(&self, router: Router) -> Router {
+        let draining = self.0.clone();
+        router.layer(axum::middleware::map_response(
+            move |mut response: axum::response::Response| {
+                let closing = draining.load(std::sync::atomic::Ordering::Relaxed)
+                    // An upgrade's 101 keeps its connection.
+                    && response.status() != axum::http::StatusCode::SWITCHING_PROTOCOLS;
+                if closing {
+                    response.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                }
+                std::future::ready(response)
+            },
+        ))
+    }
+
+    /// Whether the drain has begun: health checks answer 503 from then on,
+    /// so a balancer that probes takes the replica out first.
+    pub fn draining(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Begins the drain and returns when `window` has passed.
+    pub async fn run(&self, window: std::time::Duration) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(window).await;
+    }
+}
+
 thread_local! {
     /// Which of [`per_thread`]'s threads this is, and how many there are.
     static SLOT: std::cell::Cell<Option<(usize, usize)>> = const { std::cell::Cell::new(None) };

@@ -19,6 +19,21 @@ use tokio_postgres::NoTls;
 /// How long connecting, and waiting for a pooled connection, may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Whether `e` says the database cannot serve right now rather than that
+/// a statement failed: the connection broke (no server error at all), the
+/// server refused or dropped it (SQLSTATE class 08), it is shutting down,
+/// restarting or starting up (57P01, 57P02, 57P03), or it is out of
+/// connections (53300). Services answer these 503: worth a retry.
+pub fn is_unavailable(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        None => true,
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+        }
+    }
+}
+
 /// The driver configuration of `login`, naming `application` in
 /// `pg_stat_activity`.
 pub fn pg_config(login: &ProjectDatabase, application: &str) -> tokio_postgres::Config {

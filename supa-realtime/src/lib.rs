@@ -92,6 +92,9 @@ pub struct Realtime {
     limits: Limits,
     feeds: feed::Feeds,
     relay: relay::Relay,
+    /// Turns true when the server is stopping: every socket holds a
+    /// receiver, is told to reconnect elsewhere, and drops it.
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Default for Realtime {
@@ -118,6 +121,20 @@ impl Realtime {
             hub,
             limits: Limits::default(),
             relay,
+            closing: Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
+    }
+
+    /// For a graceful stop (SIGTERM): tells every open socket to reconnect
+    /// (a close frame, 1001 "going away", which Supabase's clients answer
+    /// by reconnecting, through the load balancer to another server),
+    /// refuses new sockets with 503, and returns when every socket has
+    /// closed or after `timeout`.
+    pub async fn drain(&self, timeout: std::time::Duration) {
+        self.closing.send_replace(true);
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.closing.receiver_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 
@@ -334,6 +351,12 @@ async fn websocket(
 ) -> Result<Response, Error> {
     let vsn = Vsn::parse(query.vsn.as_deref())
         .ok_or_else(|| Error::new(400, "vsn must be 1.0.0 or 2.0.0"))?;
+    if *realtime.closing.borrow() {
+        return Err(Error::new(
+            503,
+            "ServerShuttingDown: this server is stopping, connect again",
+        ));
+    }
     if project.settings.suspend {
         return Err(Error::new(
             403,

@@ -65,6 +65,8 @@ pub(crate) async fn run(
 ) {
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::channel::<Frame>(QUEUE);
+    let mut closing = realtime.closing.subscribe();
+    let going_away = closing.clone();
     let writer = tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
             if sink
@@ -75,7 +77,17 @@ pub(crate) async fn run(
                 break;
             }
         }
+        if *going_away.borrow() {
+            // The server is stopping: the client reconnects on this.
+            let _ = sink
+                .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                    code: axum::extract::ws::close_code::AWAY,
+                    reason: "server stopping, reconnect".into(),
+                })))
+                .await;
+        }
         let _ = sink.close().await;
+        drop(going_away);
     });
     let mut socket = Socket {
         realtime,
@@ -86,10 +98,14 @@ pub(crate) async fn run(
         channels: HashMap::new(),
     };
     loop {
-        let next = match tokio::time::timeout(IDLE, stream.next()).await {
-            Ok(Some(Ok(message))) => message,
-            // Timed out, closed, or broken.
-            _ => break,
+        let next = tokio::select! {
+            next = tokio::time::timeout(IDLE, stream.next()) => match next {
+                Ok(Some(Ok(message))) => message,
+                // Timed out, closed, or broken.
+                _ => break,
+            },
+            // The server is stopping (or already was when this began).
+            _ = closing.wait_for(|c| *c) => break,
         };
         let size = match &next {
             Message::Text(t) => t.len(),
@@ -125,6 +141,7 @@ pub(crate) async fn run(
         socket.part(joined);
     }
     drop(socket);
+    drop(closing);
     let _ = writer.await;
 }
 

@@ -30,6 +30,10 @@ pub struct GatewayConfig {
     pub ttl: Duration,
     /// How long "no such key/project" stays cached (at most 5 s).
     pub negative_ttl: Duration,
+    /// How long the last answer the directory gave for a project or a key
+    /// is used when the directory cannot be reached (the tenant manager
+    /// is down): cached projects keep serving through its outage.
+    pub stale_if_error: Duration,
     /// Connections per project in the embedded data plane.
     pub pool_size: usize,
     /// Idle time after which a project's pool is closed.
@@ -49,6 +53,7 @@ impl Default for GatewayConfig {
             base_domain: None,
             ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(5),
+            stale_if_error: Duration::from_secs(3600),
             pool_size: 10,
             idle: Duration::from_secs(300),
             upstream_timeout: Duration::from_secs(60),
@@ -102,6 +107,11 @@ pub struct Gateway {
     config: GatewayConfig,
     keys: moka::future::Cache<[u8; 32], Option<KeyRecord>>,
     projects: moka::future::Cache<ProjectRef, CachedProject>,
+    /// The directory's last answers, kept `stale_if_error` past their
+    /// expiry above, for when it cannot be reached. A revoked key is kept
+    /// here as `None`, so it stays refused through an outage.
+    last_keys: moka::future::Cache<[u8; 32], Option<KeyRecord>>,
+    last_projects: moka::future::Cache<ProjectRef, CachedProject>,
     engine: Engine,
     clients: Clients,
     signer: SigV4Signer,
@@ -151,6 +161,14 @@ impl Gateway {
                 .max_capacity(10_000)
                 .expire_after(expiry())
                 .build(),
+            last_keys: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(config.ttl + config.stale_if_error)
+                .build(),
+            last_projects: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(config.ttl + config.stale_if_error)
+                .build(),
             engine: Engine::new(config.pool_size, config.idle, config.max_open_projects),
             clients: Clients {
                 tls: http_client(config.upstream_timeout),
@@ -190,12 +208,15 @@ impl Gateway {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Ok(r) = ProjectRef::parse(message) {
             self.projects.invalidate(&r).await;
+            self.last_projects.invalidate(&r).await;
             self.engine.evict(r.as_str());
             self.mints.invalidate(&r);
         } else {
             let mut hash = [0u8; 32];
             if hex::decode_to_slice(message, &mut hash).is_ok() {
                 self.keys.invalidate(&hash).await;
+                // The tenant manager names a key only when it is revoked.
+                self.last_keys.insert(hash, None).await;
             }
         }
     }
@@ -552,17 +573,26 @@ impl Gateway {
             None => {
                 let seen = self.invalidations.load(std::sync::atomic::Ordering::SeqCst);
                 let directory = self.directory.clone();
-                let record = self
+                let fetched = self
                     .keys
                     .try_get_with(hash, async move { directory.lookup_key(&hash).await })
-                    .await
-                    .map_err(|e: Arc<DirectoryError>| Error::Directory(e.0.clone()))?;
-                // As for project configs: a revocation during the lookup
-                // must not stay hidden behind what the lookup read.
-                if self.invalidations.load(std::sync::atomic::Ordering::SeqCst) != seen {
-                    self.keys.invalidate(&hash).await;
+                    .await;
+                match fetched {
+                    // As for project configs: a revocation during the
+                    // lookup must not stay hidden behind what it read.
+                    Ok(record) if self.straddled(seen) => {
+                        self.keys.invalidate(&hash).await;
+                        record
+                    }
+                    Ok(record) => {
+                        self.last_keys.insert(hash, record.clone()).await;
+                        record
+                    }
+                    Err(e) => self.last_keys.get(&hash).await.ok_or_else(|| {
+                        tracing::warn!(error = %e.0, "key lookup failed, no last answer");
+                        Error::Directory(e.0.clone())
+                    })?,
                 }
-                record
             }
         };
         match record {
@@ -580,7 +610,7 @@ impl Gateway {
         self.count_l1(false);
         let seen = self.invalidations.load(std::sync::atomic::Ordering::SeqCst);
         let directory = self.directory.clone();
-        let cached = self
+        let fetched = self
             .projects
             .try_get_with(r, async move {
                 let Some(config) = directory.project_config(&r).await? else {
@@ -604,14 +634,29 @@ impl Gateway {
                     db,
                 })))
             })
-            .await
-            .map_err(|e| Error::Directory(e.0.clone()))?;
-        // An invalidation while the config was read may predate what was
-        // read: this request uses it, the next one reads again.
-        if self.invalidations.load(std::sync::atomic::Ordering::SeqCst) != seen {
-            self.projects.invalidate(&r).await;
-        }
+            .await;
+        let cached = match fetched {
+            // An invalidation while the config was read may predate what
+            // was read: this request uses it, the next one reads again.
+            Ok(cached) if self.straddled(seen) => {
+                self.projects.invalidate(&r).await;
+                cached
+            }
+            Ok(cached) => {
+                self.last_projects.insert(r, cached.clone()).await;
+                cached
+            }
+            Err(e) => self.last_projects.get(&r).await.ok_or_else(|| {
+                tracing::warn!(project = %r, error = %e.0, "project config fetch failed, no last answer");
+                Error::Directory(e.0.clone())
+            })?,
+        };
         cached.ok_or(Error::ProjectNotFound)
+    }
+
+    /// Whether an invalidation arrived since the counter read `seen`.
+    fn straddled(&self, seen: u64) -> bool {
+        self.invalidations.load(std::sync::atomic::Ordering::SeqCst) != seen
     }
 
     fn count_l1(&self, hit: bool) {

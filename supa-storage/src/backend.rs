@@ -142,7 +142,7 @@ impl From<WriteError> for Error {
         match e {
             WriteError::TooLarge => Error::too_large(),
             WriteError::Body(m) => Error::invalid_request(format!("upload interrupted: {m}")),
-            WriteError::Store(e) => Error::internal(format!("object store: {e}")),
+            WriteError::Store(e) => store_failed(e),
         }
     }
 }
@@ -367,7 +367,7 @@ impl Backend {
         let result = match self.store.get_opts(key, options).await {
             Ok(r) => r,
             Err(object_store::Error::NotFound { .. }) => return Err(Error::no_such_key()),
-            Err(e) => return Err(Error::internal(format!("object store: {e}"))),
+            Err(e) => return Err(store_failed(e)),
         };
         let size = result.meta.size;
         let range = result.range.clone();
@@ -409,19 +409,15 @@ impl Backend {
             .put(key, bytes.into())
             .await
             .map(|_| ())
-            .map_err(|e| Error::internal(format!("object store: {e}")))
+            .map_err(store_failed)
     }
 
     /// Reads a small blob; `None` when it does not exist.
     pub async fn get_small(&self, key: &Path) -> Result<Option<Bytes>, Error> {
         match self.store.get(key).await {
-            Ok(result) => result
-                .bytes()
-                .await
-                .map(Some)
-                .map_err(|e| Error::internal(format!("object store: {e}"))),
+            Ok(result) => result.bytes().await.map(Some).map_err(store_failed),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(Error::internal(format!("object store: {e}"))),
+            Err(e) => Err(store_failed(e)),
         }
     }
 
@@ -438,7 +434,7 @@ impl Backend {
             })
             .try_collect()
             .await
-            .map_err(|e| Error::internal(format!("object store: {e}")))?;
+            .map_err(store_failed)?;
         listed.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(listed)
     }
@@ -471,7 +467,7 @@ impl Backend {
         match self.store.copy(from, to).await {
             Ok(()) => Ok(()),
             Err(object_store::Error::NotFound { .. }) => Err(Error::no_such_key()),
-            Err(e) => Err(Error::internal(format!("object store: {e}"))),
+            Err(e) => Err(store_failed(e)),
         }
     }
 
@@ -497,7 +493,7 @@ impl Backend {
             match result {
                 Ok(_) => removed += 1,
                 Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(Error::internal(format!("object store: {e}"))),
+                Err(e) => return Err(store_failed(e)),
             }
         }
         Ok(removed)
@@ -506,13 +502,56 @@ impl Backend {
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
+        if out_of_space(&e) {
+            return Error::out_of_space(e);
+        }
         Error::internal(format!("io: {e}"))
     }
+}
+
+/// A store failure as the client sees it: a full disk is the operator's
+/// to fix and the client's to retry (507), anything else is internal.
+fn store_failed(e: object_store::Error) -> Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && out_of_space(io)
+        {
+            return Error::out_of_space(&e);
+        }
+        source = cause.source();
+    }
+    Error::internal(format!("object store: {e}"))
+}
+
+/// ENOSPC or EDQUOT.
+fn out_of_space(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_507_and_other_store_failures_are_500() {
+        let full = object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::StorageFull)),
+        };
+        let e = store_failed(full);
+        assert_eq!(
+            (e.http_status(), e.body()["error"].as_str()),
+            (507, Some("InsufficientStorage"))
+        );
+        let other = object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
+        };
+        assert_eq!(store_failed(other).http_status(), 500);
+        let quota = Error::from(std::io::Error::from_raw_os_error(122));
+        assert_eq!(quota.http_status(), 507);
+    }
 
     #[test]
     fn keys_escape_what_a_path_cannot_hold() {

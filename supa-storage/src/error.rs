@@ -183,6 +183,18 @@ impl Error {
         )
     }
 
+    /// The object store's disk is full: nothing was stored, and the
+    /// client may try again once the operator has made room.
+    pub fn out_of_space(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "the object store is out of space");
+        Self::new(
+            507,
+            "InsufficientStorage",
+            "The object store is out of space. Please try again later.",
+        )
+        .with_http_status(507)
+    }
+
     /// The database could not be reached in time.
     pub fn database_unavailable(cause: impl std::fmt::Display) -> Self {
         tracing::warn!(error = %cause, "storage database unavailable");
@@ -234,6 +246,7 @@ impl From<tokio_postgres::Error> for Error {
                 "The database schema is out of sync. Please run migrations or contact support.",
             )
             .with_http_status(503),
+            _ if supa_db::is_unavailable(&e) => Error::database_unavailable(e),
             _ => Error::internal(e),
         }
     }

@@ -20,6 +20,9 @@ pub const ADMIN_DATABASE: &str = "supa_admin";
 /// project ref or the hex SHA-256 of a key.
 pub const INVALIDATE_CHANNEL: &str = "supa:invalidate";
 
+/// Invalidations kept while Redis cannot be reached.
+const MAX_UNPUBLISHED: usize = 10_000;
+
 /// Something gateways must forget, announced on revocation and deletion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
@@ -153,8 +156,11 @@ impl Tenant {
     /// [`INVALIDATE_CHANNEL`], where gateways in other processes listen.
     ///
     /// Publishing never blocks the caller: messages go through a queue to a
-    /// task that connects (and reconnects) on demand. While Redis is down,
-    /// messages are logged and dropped; gateways bound staleness by TTL.
+    /// task that connects (and reconnects) on demand. While Redis is down
+    /// or restarting, messages wait (up to 10,000, oldest
+    /// dropped first) and are published, in order, once it answers again:
+    /// a revocation made just after a Redis restart still reaches the
+    /// gateways, instead of waiting out their cache.
     pub fn publish_to_redis(&self, url: &str) -> Result<(), Error> {
         supa_core::http::install_tls_provider();
         let client =
@@ -166,7 +172,30 @@ impl Tenant {
                 .set_response_timeout(Some(Duration::from_secs(1)))
                 .set_number_of_retries(1);
             let mut connection: Option<redis::aio::ConnectionManager> = None;
-            while let Some(message) = rx.recv().await {
+            let mut pending = std::collections::VecDeque::<String>::new();
+            loop {
+                // The next message; with some waiting, a retry each second.
+                let next = if pending.is_empty() {
+                    rx.recv().await
+                } else {
+                    tokio::select! {
+                        next = rx.recv() => next,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => Some(String::new()),
+                    }
+                };
+                match next {
+                    None => return,
+                    Some(m) if m.is_empty() => {}
+                    Some(m) => pending.push_back(m),
+                }
+                while let Ok(m) = rx.try_recv() {
+                    pending.push_back(m);
+                }
+                if pending.len() > MAX_UNPUBLISHED {
+                    let dropped = pending.len() - MAX_UNPUBLISHED;
+                    pending.drain(..dropped);
+                    tracing::warn!(dropped, "Redis down too long; oldest invalidations dropped");
+                }
                 if connection.is_none() {
                     match redis::aio::ConnectionManager::new_with_config(
                         client.clone(),
@@ -176,19 +205,35 @@ impl Tenant {
                     {
                         Ok(c) => connection = Some(c),
                         Err(e) => {
-                            tracing::warn!(error = %e, "Redis unreachable; invalidation not published");
+                            tracing::warn!(error = %e, waiting = pending.len(), "Redis unreachable; invalidations wait");
                             continue;
                         }
                     }
                 }
-                if let Some(c) = connection.as_mut() {
-                    let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                let Some(c) = connection.as_mut() else {
+                    continue;
+                };
+                while let Some(message) = pending.front() {
+                    let publish = redis::cmd("PUBLISH")
                         .arg(INVALIDATE_CHANNEL)
-                        .arg(&message)
-                        .query_async(c)
-                        .await;
-                    if let Err(e) = published {
-                        tracing::warn!(error = %e, "invalidation not published to Redis");
+                        .arg(message)
+                        .clone();
+                    // The first command after a Redis restart fails on the
+                    // dead connection and has the manager reconnect: once
+                    // more at once.
+                    let mut published: redis::RedisResult<i64> = publish.query_async(c).await;
+                    if published.is_err() {
+                        published = publish.query_async(c).await;
+                    }
+                    match published {
+                        Ok(_) => {
+                            pending.pop_front();
+                        }
+                        Err(e) => {
+                            // The manager reconnects; the next round retries.
+                            tracing::warn!(error = %e, waiting = pending.len(), "invalidation not published to Redis yet");
+                            break;
+                        }
                     }
                 }
             }

@@ -3,16 +3,13 @@ tenant manager on its own management cluster, two worker clusters, Redis
 with a password, two gateways behind nginx, and standalone supa-rest as
 the `http` upstream of one project, all under the `production` profile.
 
-A supabase-py app writes and reads through nginx the whole time while the
-test kills a gateway, restarts each worker and stops Redis. The app keeps a
-ledger: every write it saw acknowledged must be in the database at the end,
-and no write appears twice."""
+What happens to an app when these parts fail under load is the fault
+drills' subject (tests/drills)."""
 
 import json
 import re
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -36,76 +33,7 @@ def topology():
         topology.close()
 
 
-class App:
-    """A supabase-py client writing rows with ids of its own, one at a time,
-    and reading them back; what it saw is kept per phase."""
-
-    def __init__(self, project):
-        self.project = project
-        options = ClientOptions(postgrest_client_timeout=10)
-        self.client = create_client(project["url"], project["secret_key"], options)
-        self.acked, self.unknown = [], []
-        self.phase = "start"
-        self.seen = {}  # phase -> {"ok": n, "errors": n, "first_error": text}
-        self.running = True
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def note(self, ok, error=None):
-        seen = self.seen.setdefault(self.phase, {"ok": 0, "errors": 0, "first_error": None, "last_ok": 0.0})
-        if ok:
-            seen["ok"] += 1
-            seen["last_ok"] = time.monotonic()
-        else:
-            seen["errors"] += 1
-            seen["first_error"] = seen["first_error"] or error
-
-    def run(self):
-        n = 0
-        while self.running:
-            row_id = str(uuid.uuid4())
-            try:
-                self.client.table("ledger").insert({"id": row_id, "writer": self.project["name"]}).execute()
-                self.acked.append(row_id)
-                self.note(True)
-            except Exception as e:  # noqa: BLE001: any failure the app sees
-                self.unknown.append(row_id)
-                self.note(False, repr(e)[:300])
-            n += 1
-            if n % 5 == 0:
-                try:
-                    self.client.table("ledger").select("id").eq("id", self.acked[-1]).execute() \
-                        if self.acked else None
-                    self.note(True)
-                except Exception as e:  # noqa: BLE001
-                    self.note(False, repr(e)[:300])
-            time.sleep(0.01)
-
-    def stop(self):
-        self.running = False
-        self.thread.join(30)
-
-    def ok_since(self, t):
-        return self.seen.get(self.phase, {}).get("last_ok", 0.0) > t
-
-
-def phase(apps, name, seconds):
-    for app in apps:
-        app.phase = name
-    time.sleep(seconds)
-
-
-def recovered(apps, since, seconds):
-    """Seconds until every app had a success after `since`, or None."""
-    deadline = since + seconds
-    while time.monotonic() < deadline:
-        if all(app.ok_since(since) for app in apps):
-            return time.monotonic() - since
-        time.sleep(0.05)
-    return None
-
-
-def test_an_app_survives_a_gateway_crash_worker_restarts_and_a_redis_outage(topology):
+def test_the_layout_serves_an_embedded_and_an_upstream_project_through_nginx(topology):
     embedded = topology.project("embedded", topology.workers[0], SCHEMA)
     upstream = topology.project("upstream", topology.workers[1], SCHEMA)
     topology.supa_rest_for(upstream)
@@ -115,74 +43,20 @@ def test_an_app_survives_a_gateway_crash_worker_restarts_and_a_redis_outage(topo
     # The image's HEALTHCHECK probe against the parts it would watch.
     topology.supa("health", f"{topology.api_url}/health")
     topology.supa("health", f"http://127.0.0.1:{topology.gateways[1].port}/health")
-    apps = [App(embedded), App(upstream)]
-    report = {}
+    for project in (embedded, upstream):
+        client = create_client(project["url"], project["secret_key"], ClientOptions(postgrest_client_timeout=10))
+        row = str(uuid.uuid4())
+        client.table("ledger").insert({"id": row, "writer": project["name"]}).execute()
+        assert client.table("ledger").select("id").eq("id", row).execute().data == [{"id": row}]
     # The tenant manager and both gateways talk to Redis over TLS.
     clients = topology.redis_clients()
     assert len(clients) >= 3, clients
-    try:
-        phase(apps, "warm", 1.5)
-        for app in apps:
-            assert app.seen["warm"]["errors"] == 0, app.seen["warm"]
-            assert app.seen["warm"]["ok"] > 10
-
-        # A gateway crashes: nginx sends everything to the other one.
-        phase(apps, "gateway-killed", 0)
-        topology.gateways[0].kill()
-        dead = subprocess.run([str(BIN / "supa"), "health", f"http://127.0.0.1:{topology.gateways[0].port}/health"],
-                              capture_output=True, text=True, timeout=30)
-        assert dead.returncode == 1 and "error sending request" in dead.stderr, dead
-        time.sleep(2)
-        for app in apps:
-            seen = app.seen["gateway-killed"]
-            assert seen["ok"] > 10, seen
-        report["gateway-killed"] = [app.seen["gateway-killed"] for app in apps]
-        topology.start_gateway(topology.gateways[0])
-
-        # Each worker restarts (fast, then immediate): its projects come
-        # back without anyone doing anything.
-        for worker, app in zip(topology.workers, apps):
-            for mode in ("fast", "immediate"):
-                name = f"{worker.name}-{mode}"
-                phase(apps, name, 0)
-                since = time.monotonic()
-                worker.restart(mode)
-                took = recovered([app], time.monotonic(), 30)
-                assert took is not None, f"{worker.name} ({mode}): no success within 30 s: {app.seen[name]}"
-                report[name] = {"recovered_after_s": round(time.monotonic() - since, 2), **app.seen[name]}
-                # The other worker's project never noticed.
-                for other in apps:
-                    if other is not app:
-                        assert other.seen.get(name, {}).get("errors", 0) == 0, other.seen[name]
-
-        # Redis stops: the gateways serve from their own caches.
-        phase(apps, "redis-down", 0)
-        topology.redis.stop()
-        time.sleep(2)
-        for app in apps:
-            seen = app.seen["redis-down"]
-            assert seen["errors"] == 0 and seen["ok"] > 10, seen
-        topology.start_redis()
-        phase(apps, "after", 1.5)
-        for app in apps:
-            assert app.seen["after"]["errors"] == 0, app.seen["after"]
-    finally:
-        for app in apps:
-            app.stop()
-
-    # The ledger: every acknowledged write is there, nothing is there twice.
-    for app in apps:
-        rows = topology.sql(app.project["ref"], "select id::text, count(*) as n from ledger group by id")
-        counts = {r["id"]: r["n"] for r in rows}
-        lost = [i for i in app.acked if i not in counts]
-        twice = {i: n for i, n in counts.items() if n > 1}
-        stray = set(counts) - set(app.acked) - set(app.unknown)
-        assert not lost, f"{len(lost)} acknowledged writes lost"
-        assert not twice, twice
-        assert not stray, stray
-        report[app.project["name"]] = {"acknowledged": len(app.acked), "unacknowledged": len(app.unknown),
-                                       "unacknowledged_but_written": len(set(app.unknown) & set(counts))}
-    print("\nrehearsal:", report)
+    # A gateway that is down fails the probe.
+    topology.gateways[0].kill()
+    dead = subprocess.run([str(BIN / "supa"), "health", f"http://127.0.0.1:{topology.gateways[0].port}/health"],
+                          capture_output=True, text=True, timeout=30)
+    assert dead.returncode == 1 and "error sending request" in dead.stderr, dead
+    topology.start_gateway(topology.gateways[0])
 
 
 def test_every_gateway_serves_storage_from_the_shared_backend(topology):

@@ -37,6 +37,19 @@ struct Args {
     /// no limit); over it, 429 with `Retry-After`.
     #[arg(long, env = env::PROJECT_RATE_LIMIT)]
     project_rate_limit: Option<u32>,
+    /// Seconds a project's config and a key stay cached in this gateway
+    /// (and in Redis).
+    #[arg(long, env = env::GATEWAY_CACHE_TTL, default_value_t = 60)]
+    cache_ttl: u64,
+    /// Seconds past that the last config and key read keep serving while
+    /// the tenant manager cannot be reached.
+    #[arg(long, env = env::GATEWAY_STALE_IF_ERROR, default_value_t = 3600)]
+    stale_if_error: u64,
+    /// Seconds a stop (SIGTERM) keeps serving with `Connection: close` on
+    /// every response before the listener closes, so the load balancer
+    /// moves off this replica's kept-alive connections without a reset.
+    #[arg(long, env = env::DRAIN_SECS, default_value_t = 2)]
+    drain_secs: u64,
     /// Threads serving the public port (default: one per CPU).
     #[arg(long, env = env::GATEWAY_THREADS)]
     threads: Option<usize>,
@@ -95,6 +108,8 @@ async fn main() -> anyhow::Result<()> {
     let config = GatewayConfig {
         base_domain: args.base_domain,
         project_rate_limit: args.project_rate_limit,
+        ttl: std::time::Duration::from_secs(args.cache_ttl.max(1)),
+        stale_if_error: std::time::Duration::from_secs(args.stale_if_error),
         ..GatewayConfig::default()
     };
     let metrics = Arc::new(Metrics::default());
@@ -137,7 +152,7 @@ async fn main() -> anyhow::Result<()> {
         .mount("/pg", remote_meta(&args.tenant_url, token.clone()))
         .mount("/auth/v1", supa_auth::router(supa_auth::Auth::default()))
         .mount("/storage/v1", supa_storage::router(storage))
-        .mount("/realtime/v1", supa_realtime::router(realtime));
+        .mount("/realtime/v1", supa_realtime::router(realtime.clone()));
     // Bundles come from the tenant manager, once per version.
     match supa_functions::find_deno(args.deno.as_deref()) {
         Some(deno) => {
@@ -170,6 +185,8 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {admin_addr}"))?;
     tracing::info!(%addr, %admin_addr, "gateway listening");
+    let drain = supa_core::serve::Drain::default();
+    let health_drain = drain.clone();
     let admin = axum::Router::new()
         .route(
             "/metrics",
@@ -177,16 +194,46 @@ async fn main() -> anyhow::Result<()> {
         )
         .route(
             "/health",
-            axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+            axum::routing::get(move || {
+                let draining = health_drain.draining();
+                async move {
+                    if draining {
+                        let body = axum::Json(serde_json::json!({"status": "draining"}));
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, body)
+                    } else {
+                        let body = axum::Json(serde_json::json!({"status": "ok"}));
+                        (axum::http::StatusCode::OK, body)
+                    }
+                }
+            }),
         );
     let public = supa_core::serve::per_thread(
         listener,
-        gateway.router(),
+        drain.layer(gateway.router()),
         args.threads,
-        supa_core::signal::stopped(),
+        // On SIGTERM, requests keep being served through the drain window
+        // while realtime sockets are told to reconnect (to another
+        // replica); then the listener closes and requests in flight finish.
+        async move {
+            supa_core::signal::stopped().await;
+            let window = std::time::Duration::from_secs(args.drain_secs);
+            tokio::join!(
+                drain.run(window),
+                realtime.drain(window.max(std::time::Duration::from_secs(1)))
+            );
+        },
     );
-    let admin =
-        axum::serve(admin_listener, admin).with_graceful_shutdown(supa_core::signal::stopped());
+    // The admin port outlives the public one, answering health checks
+    // with 503 through the drain.
+    let (public_done, mut public_stopped) = tokio::sync::watch::channel(false);
+    let public = async move {
+        let served = public.await;
+        let _ = public_done.send(true);
+        served
+    };
+    let admin = axum::serve(admin_listener, admin).with_graceful_shutdown(async move {
+        let _ = public_stopped.wait_for(|done| *done).await;
+    });
     let (public, admin) = tokio::join!(public, admin);
     public?;
     admin?;

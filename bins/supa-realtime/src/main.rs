@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
         realtime_database: Some(env.database.clone()),
         ..ProjectConfig::standalone(ProjectRef::parse(REF)?, env.jwt_secret)
     };
-    let api = supa_realtime::router(realtime);
+    let api = supa_realtime::router(realtime.clone());
     let app = Router::new()
         .route(
             "/api/tenants/{tenant}/health",
@@ -63,7 +63,11 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on port {}", env.port))?;
     tracing::info!(port = env.port, "supa-realtime listening");
     axum::serve(supa_core::serve::nodelay(listener), app)
-        .with_graceful_shutdown(supa_core::signal::stopped())
+        .with_graceful_shutdown(async move {
+            supa_core::signal::stopped().await;
+            // Sockets are told to reconnect before the listener closes.
+            realtime.drain(std::time::Duration::from_secs(5)).await;
+        })
         .await?;
     Ok(())
 }

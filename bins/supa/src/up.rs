@@ -9,6 +9,9 @@ use supa_core::env;
 use supa_router::{Gateway, GatewayConfig, Metrics};
 use supa_tenant::platform::{self, ControlPlane, SettingsArgs};
 
+/// How long a stop waits for realtime sockets to leave.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `supa up` settings; each also has a `SUPA_*` variable.
 #[derive(Args)]
 pub(crate) struct UpArgs {
@@ -89,7 +92,7 @@ pub(crate) async fn run(args: UpArgs, profile: supa_core::Profile) -> anyhow::Re
     )
     .mount("/auth/v1", supa_auth::router(supa_auth::Auth::default()))
     .mount("/storage/v1", supa_storage::router(storage.clone()))
-    .mount("/realtime/v1", supa_realtime::router(realtime));
+    .mount("/realtime/v1", supa_realtime::router(realtime.clone()));
     // Without Deno, `/functions/v1` answers that the service is not here.
     if let Some(setup) = plane.functions() {
         let functions = supa_functions::Functions::new(
@@ -196,7 +199,12 @@ pub(crate) async fn run(args: UpArgs, profile: supa_core::Profile) -> anyhow::Re
             gateway_listener,
             gateway.router(),
             args.gateway_threads,
-            until_stopped(stopped),
+            // Realtime sockets are told to reconnect before the listener
+            // closes; requests keep being served meanwhile.
+            async move {
+                until_stopped(stopped).await;
+                realtime.drain(DRAIN).await;
+            },
         )
         .await
         .context("serve the gateway")

@@ -1,13 +1,19 @@
 """The parts of a distributed Supa, each a real process on this machine:
 PostgreSQL clusters (management and workers), Redis with a password over TLS, the
 tenant manager, gateways, nginx as the load balancer and standalone
-supa-rest. Every part lives in one work dir and is stopped by `close()`."""
+supa-rest. Every part lives in one work dir and is stopped by `close()`.
+The fault drills add a TCP proxy they can cut in front of each worker and
+an object store on a small disk of its own."""
 
 import os
 import secrets
+import select
 import shutil
 import signal
+import socket
 import subprocess
+import tempfile
+import threading
 import time
 import datetime
 import ipaddress
@@ -22,7 +28,7 @@ from cryptography.x509.oid import NameOID
 # The suite's own helpers (tests/ is on the path through its conftest).
 from conftest import free_port, wait_for_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / "target" / "debug"
 PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
 
@@ -58,6 +64,137 @@ class Part:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
+
+
+class CutProxy:
+    """A TCP proxy in front of a PostgreSQL cluster that a test can cut:
+    `blackhole()` stops moving bytes both ways (and holds new connections
+    unanswered) as a network partition does, `heal()` lets them flow again,
+    so connections that waited carry on as TCP's retransmits would make
+    them; `reset()` kills every connection at once and refuses new ones
+    until `heal()`, as a rebooted switch or a failed-over address does."""
+
+    def __init__(self, target_port):
+        self.target = ("127.0.0.1", target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.refusing = False
+        self.pairs = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.refusing:
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                client.close()
+                continue
+            threading.Thread(target=self.serve, args=(client,), daemon=True).start()
+
+    def serve(self, client):
+        self.flowing.wait()
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        with self.lock:
+            self.pairs.append((client, upstream))
+        socks = [client, upstream]
+        try:
+            while True:
+                readable, _, _ = select.select(socks, [], [], 0.5)
+                for sock in readable:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    # While cut, what was read waits here, as packets
+                    # would wait for a retransmit.
+                    self.flowing.wait()
+                    (upstream if sock is client else client).sendall(data)
+        except OSError:
+            return
+        finally:
+            with self.lock:
+                if (client, upstream) in self.pairs:
+                    self.pairs.remove((client, upstream))
+            client.close()
+            upstream.close()
+
+    def blackhole(self):
+        self.flowing.clear()
+
+    def reset(self):
+        self.refusing = True
+        with self.lock:
+            pairs, self.pairs = self.pairs, []
+        for pair in pairs:
+            for sock in pair:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def heal(self):
+        self.refusing = False
+        self.flowing.set()
+
+    def close(self):
+        self.closed = True
+        self.heal()
+        self.listener.close()
+
+
+class SmallDisk:
+    """A tmpfs of `megabytes` mounted at `path`: a disk that fills up.
+    Mounting needs CAP_SYS_ADMIN; `SmallDisk.possible()` says whether this
+    machine grants it."""
+
+    def __init__(self, path: Path, megabytes: int):
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m,mode=0777", "tmpfs", str(path)],
+                       check=True, capture_output=True)
+
+    @staticmethod
+    def possible():
+        probe = Path(tempfile.gettempdir()) / f"supa-mount-probe-{os.getpid()}"
+        probe.mkdir(exist_ok=True)
+        try:
+            done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe)],
+                                  capture_output=True)
+            if done.returncode == 0:
+                subprocess.run(["umount", str(probe)], capture_output=True)
+            return done.returncode == 0
+        except FileNotFoundError:
+            return False
+        finally:
+            probe.rmdir()
+
+    def fill(self):
+        """Writes a file until the disk refuses (ENOSPC)."""
+        with open(self.path / "filler", "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * (1 << 20))
+                    f.flush()
+            except OSError:
+                pass
+
+    def free(self):
+        (self.path / "filler").unlink(missing_ok=True)
+
+    def close(self):
+        subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
 
 
 class PgCluster:
@@ -143,16 +280,28 @@ http {{
 
 class Topology:
     """Management cluster, two worker clusters, Redis, the tenant manager
-    under the `production` profile, two gateways behind nginx."""
+    under the `production` profile, two gateways behind nginx.
 
-    def __init__(self, work: Path):
+    For the drills: `proxied` registers each worker through a `CutProxy`
+    (`worker.proxy`), `objects_mb` puts the gateways' object store on a
+    `SmallDisk` of that size, and `cache_ttl` shortens how long gateways
+    cache configs and keys, so an outage outlasts it."""
+
+    def __init__(self, work: Path, proxied=False, objects_mb=None, cache_ttl=None):
         self.work = work
         if os.geteuid() == 0:
             shutil.chown(work, "postgres")
         self.parts = []
         self.clusters = []
+        self.proxies = []
+        self.cache_ttl = cache_ttl
+        self.disk = SmallDisk(work / "objects", objects_mb) if objects_mb else None
         self.management = self.cluster("management")
         self.workers = [self.cluster("worker-1"), self.cluster("worker-2")]
+        for worker in self.workers:
+            worker.proxy = CutProxy(worker.port) if proxied else None
+            if worker.proxy:
+                self.proxies.append(worker.proxy)
 
         self.redis_password = secrets.token_hex(16)
         self.redis_port = free_port()
@@ -167,6 +316,12 @@ class Topology:
         self.start_redis()
         self.redis_url = f"rediss://:{self.redis_password}@127.0.0.1:{self.redis_port}/"
         self.ca_file = str(tls / "ca.pem")
+        # What the parts trust: the system's roots (Deno fetches from npm
+        # when it bundles a function) and the test CA.
+        system = Path("/etc/ssl/certs/ca-certificates.crt")
+        (tls / "bundle.pem").write_bytes((system.read_bytes() if system.exists() else b"")
+                                         + (tls / "ca.pem").read_bytes())
+        self.trust_file = str(tls / "bundle.pem")
 
         self.admin_token = "sbp_" + secrets.token_hex(20)
         self.service_token = "supa_svc_" + secrets.token_hex(24)
@@ -188,8 +343,9 @@ class Topology:
         # `supa workers register` finds the same worker and succeeds.
         for _ in range(2):
             for worker in self.workers:
+                port = worker.proxy.port if worker.proxy else worker.port
                 self.supa("workers", "register", worker.name, "--host", "127.0.0.1",
-                          "--port", str(worker.port), "--admin-user", PgCluster.USER,
+                          "--port", str(port), "--admin-user", PgCluster.USER,
                           SUPA_WORKER_ADMIN_PASSWORD=worker.password)
 
         self.gateways = [self.gateway(i) for i in range(2)]
@@ -203,8 +359,8 @@ class Topology:
 
     def env(self, **extra):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPA_", "PGRST_"))}
-        if getattr(self, "ca_file", None):
-            env["SSL_CERT_FILE"] = self.ca_file
+        if getattr(self, "trust_file", None):
+            env["SSL_CERT_FILE"] = self.trust_file
         env.update(extra)
         return env
 
@@ -273,19 +429,20 @@ class Topology:
             time.sleep(0.1)
 
     def gateway(self, i):
-        port = free_port()
+        port, admin_port = free_port(), free_port()
         part = self.part(f"gateway-{i + 1}", [
             str(BIN / "supa-gateway"), "--profile", "production",
             # The password apart from the URL, as ECS injects a secret.
             "--tenant-url", f"http://127.0.0.1:{self.api_port}",
             "--redis-url", f"rediss://127.0.0.1:{self.redis_port}/",
-            "--bind", "127.0.0.1", "--port", str(port), "--admin-port", str(free_port()),
+            "--bind", "127.0.0.1", "--port", str(port), "--admin-port", str(admin_port),
             "--functions-dir", str(self.work / f"gateway-{i + 1}-functions"),
             # The file backend on a directory both gateways share, as a
             # shared volume would be (or S3).
             "--data-dir", str(self.work / "objects"),
+            *(["--cache-ttl", str(self.cache_ttl)] if self.cache_ttl else []),
         ], self.env(SUPA_SERVICE_TOKEN=self.service_token, SUPA_REDIS_PASSWORD=self.redis_password))
-        part.port = port
+        part.port, part.admin_port = port, admin_port
         self.start_gateway(part)
         return part
 
@@ -340,3 +497,7 @@ class Topology:
             part.stop()
         for cluster in self.clusters:
             cluster.stop()
+        for proxy in self.proxies:
+            proxy.close()
+        if self.disk:
+            self.disk.close()
