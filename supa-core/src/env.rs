@@ -32,6 +32,15 @@ pub const GATEWAY_THREADS: &str = "SUPA_GATEWAY_THREADS";
 /// Requests a second each project may make at one gateway (default: no
 /// limit); over it, 429 `API rate limit exceeded` with `Retry-After`.
 pub const PROJECT_RATE_LIMIT: &str = "SUPA_PROJECT_RATE_LIMIT";
+/// Seconds a gateway connection may take to send a request head (and may
+/// sit idle between requests) before it is closed (default 75).
+pub const HEADER_TIMEOUT: &str = "SUPA_HEADER_TIMEOUT";
+/// Connections one client address may hold at a gateway (default 0: no
+/// cap); one more is answered 429.
+pub const MAX_CONNECTIONS_PER_IP: &str = "SUPA_MAX_CONNECTIONS_PER_IP";
+/// The largest request body a gateway passes to a service other than
+/// storage (default 64 MiB); past it, 413.
+pub const MAX_BODY_BYTES: &str = "SUPA_MAX_BODY_BYTES";
 /// Seconds a stopping gateway keeps serving with `Connection: close`
 /// before its listener closes (default 2).
 pub const DRAIN_SECS: &str = "SUPA_DRAIN_SECS";

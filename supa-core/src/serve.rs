@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -81,10 +82,71 @@ pub fn serving_slot() -> Option<(usize, usize)> {
     SLOT.with(std::cell::Cell::get)
 }
 
-/// Serves `router` on `listener` from `threads` single-threaded runtimes
-/// (default: one per CPU), one per OS thread, until `shutdown` resolves; then each lets its
-/// requests in flight finish. Each request knows its peer
-/// (`ConnectInfo<SocketAddr>`).
+/// How the gateway port serves connections.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    /// Serving threads (default: one per CPU).
+    pub threads: Option<usize>,
+    /// How long a connection may take to send a whole request head,
+    /// counted from when it starts waiting for one: a slow client
+    /// (slowloris) is closed after it, and so is a kept-alive connection
+    /// idle that long.
+    pub header_timeout: Duration,
+    /// Connections one client address may hold at once (0: no cap); one
+    /// more is answered 429 and closed.
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for Serving {
+    fn default() -> Self {
+        Self {
+            threads: None,
+            // Longer than the idle timeout of the balancers in front
+            // (nginx's upstream keepalive, an ALB's 60 s), so they close
+            // an idle connection first and never reuse one being closed.
+            header_timeout: Duration::from_secs(75),
+            max_connections_per_ip: 0,
+        }
+    }
+}
+
+/// The gateway port's limits as command-line flags with their `SUPA_*`
+/// variables (`supa up`, `supa-gateway`).
+#[cfg(feature = "clap")]
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Seconds a connection may take to send a request head, from when it
+    /// starts waiting for one (also how long an idle kept-alive connection
+    /// lives); a slower client is closed.
+    #[arg(long, env = crate::env::HEADER_TIMEOUT, default_value_t = 75)]
+    pub header_timeout: u64,
+    /// Connections one client address may hold at once (default 0: no
+    /// cap); one more is answered 429. Leave it off behind a load
+    /// balancer, whose few addresses carry every client.
+    #[arg(long, env = crate::env::MAX_CONNECTIONS_PER_IP, default_value_t = 0)]
+    pub max_connections_per_ip: usize,
+    /// The largest request body passed to any service but storage (which
+    /// has its own limits); past it, 413.
+    #[arg(long, env = crate::env::MAX_BODY_BYTES, default_value_t = 64 << 20)]
+    pub max_body_bytes: u64,
+}
+
+#[cfg(feature = "clap")]
+impl ServeArgs {
+    /// The settings, with `threads` serving threads.
+    pub fn serving(&self, threads: Option<usize>) -> Serving {
+        Serving {
+            threads,
+            header_timeout: Duration::from_secs(self.header_timeout.max(1)),
+            max_connections_per_ip: self.max_connections_per_ip,
+        }
+    }
+}
+
+/// Serves `router` on `listener` from `serving.threads` single-threaded
+/// runtimes (default: one per CPU), one per OS thread, until `shutdown`
+/// resolves; then each lets its requests in flight finish. Each request
+/// knows its peer (`ConnectInfo<SocketAddr>`).
 ///
 /// A connection lives on one thread with everything its requests do (the
 /// upstream connections they take from the thread's idle list, the bodies
@@ -101,11 +163,11 @@ pub fn serving_slot() -> Option<(usize, usize)> {
 pub async fn per_thread(
     listener: TcpListener,
     router: Router,
-    threads: Option<usize>,
+    serving: Serving,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let local = listener.local_addr()?;
-    let threads = threads
+    let threads = serving
+        .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
         .max(1);
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -116,8 +178,9 @@ pub async fn per_thread(
         let (hand, connections) = tokio::sync::mpsc::unbounded_channel();
         deal.push(hand);
         let router = router.clone();
-        let (mut stopped, mut released) = (stopped.clone(), released.clone());
+        let (stopped, mut released) = (stopped.clone(), released.clone());
         let done = done.clone();
+        let header_timeout = serving.header_timeout;
         std::thread::Builder::new()
             .name(format!("supa-serve-{i}"))
             .spawn(move || {
@@ -133,28 +196,15 @@ pub async fn per_thread(
                     }
                 };
                 runtime.block_on(async move {
-                    // What `into_make_service_with_connect_info` does for
-                    // a TcpListener: each connection's router knows its peer.
-                    let service = tower::service_fn(
-                        move |incoming: axum::serve::IncomingStream<'_, Dealt>| {
-                            let peer = ConnectInfo(*incoming.remote_addr());
-                            std::future::ready(Ok::<_, std::convert::Infallible>(
-                                axum::Extension(peer).layer(router.clone()),
-                            ))
-                        },
-                    );
-                    let outcome = axum::serve(Dealt { connections, local }, service)
-                        .with_graceful_shutdown(async move {
-                            let _ = stopped.wait_for(|s| *s).await;
-                        })
-                        .await;
-                    let _ = done.send(outcome);
+                    serve_dealt(connections, router, header_timeout, stopped).await;
+                    let _ = done.send(Ok(()));
                     drop(done);
                     let _ = released.wait_for(|r| *r).await;
                 });
             })?;
     }
     drop(done);
+    let per_ip = PerIp::new(serving.max_connections_per_ip);
     let accept = async {
         for turn in (0..threads).cycle() {
             let (stream, peer) = match listener.accept().await {
@@ -167,13 +217,14 @@ pub async fn per_thread(
                         e.kind(),
                         std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
                     ) {
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                     continue;
                 }
             };
+            let slot = per_ip.take(peer.ip());
             if let Ok(stream) = stream.into_std() {
-                let _ = deal[turn].send((stream, peer));
+                let _ = deal[turn].send(Dealt { stream, peer, slot });
             }
         }
     };
@@ -196,32 +247,138 @@ pub async fn per_thread(
     ended.into_iter().collect()
 }
 
-/// The connections dealt to one serving thread, as axum's listener.
+/// A connection the acceptor hands to a serving thread, with its place
+/// under the per-address cap (`None`: over the cap).
 struct Dealt {
-    connections: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
-    local: SocketAddr,
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    slot: Option<Slot>,
 }
 
-impl axum::serve::Listener for Dealt {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        loop {
-            let Some((stream, peer)) = self.connections.recv().await else {
-                // The acceptor has stopped: so will this server.
-                return std::future::pending().await;
+/// One serving thread: HTTP/1 (with upgrades) on each connection dealt to
+/// it until `stopped`, then a graceful shutdown of every connection (an
+/// idle one closes, a busy one after its response) and a wait for them.
+async fn serve_dealt(
+    mut connections: tokio::sync::mpsc::UnboundedReceiver<Dealt>,
+    router: Router,
+    header_timeout: Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    // Each connection's task holds a receiver: `closed()` is their end.
+    let (open, _) = tokio::sync::watch::channel(());
+    loop {
+        let dealt = tokio::select! {
+            dealt = connections.recv() => match dealt {
+                Some(dealt) => dealt,
+                None => break,
+            },
+            _ = stopped.wait_for(|s| *s) => break,
+        };
+        // Registered with this thread's runtime from here on.
+        let Ok(mut stream) = TcpStream::from_std(dealt.stream) else {
+            continue;
+        };
+        let Some(slot) = dealt.slot else {
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        set_nodelay(&mut stream);
+        let service = tower::ServiceExt::map_request(
+            axum::Extension(ConnectInfo(dealt.peer)).layer(router.clone()),
+            |request: axum::http::Request<hyper::body::Incoming>| {
+                request.map(axum::body::Body::new)
+            },
+        );
+        let mut builder =
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .http1_only();
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        let mut stopped = stopped.clone();
+        let open = open.subscribe();
+        tokio::spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let hyper_service = hyper_util::service::TowerToHyperService::new(service);
+            let connection = builder.serve_connection_with_upgrades(io, hyper_service);
+            let mut connection = std::pin::pin!(connection);
+            // The watch's guard must not live across the await below.
+            let stopping = async move {
+                let _ = stopped.wait_for(|s| *s).await;
             };
-            // Registered with this thread's runtime from here on.
-            if let Ok(mut stream) = TcpStream::from_std(stream) {
-                set_nodelay(&mut stream);
-                return (stream, peer);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = stopping => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
             }
+            drop((slot, open));
+        });
+    }
+    open.closed().await;
+}
+
+/// The answer to a connection over its address's cap, in Kong's shape.
+async fn refuse(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt as _;
+    const BODY: &str = r#"{"message":"Too many connections from this address"}"#;
+    let answer = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+/// Connections held per client address, when capped.
+#[derive(Clone)]
+struct PerIp {
+    cap: usize,
+    held: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// A connection's place under its address's cap, given back when dropped.
+struct Slot(Option<(PerIp, std::net::IpAddr)>);
+
+impl PerIp {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            held: Default::default(),
         }
     }
 
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
+    /// A place for one more connection from `ip`, or `None` at the cap.
+    fn take(&self, ip: std::net::IpAddr) -> Option<Slot> {
+        if self.cap == 0 {
+            return Some(Slot(None));
+        }
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let n = held.entry(ip).or_default();
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(Slot(Some((self.clone(), ip))))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some((per_ip, ip)) = self.0.take() {
+            let mut held = per_ip.held.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = held.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(&ip);
+                }
+            }
+        }
     }
 }
 
@@ -254,9 +411,16 @@ mod tests {
                 format!("{thread}:{slot}/{of} {peer}")
             });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(per_thread(listener, router, Some(2), async {
-            let _ = stopped.await;
-        }));
+        let serving = Serving {
+            threads: Some(2),
+            ..Serving::default()
+        };
+        let served = tokio::spawn(async move {
+            per_thread(listener, router, serving, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
         let mut threads = Vec::new();
         for _ in 0..4 {
             let (body, me) = get(addr).await;
@@ -281,5 +445,57 @@ mod tests {
             TcpStream::connect(addr).await.is_err(),
             "no longer accepting after shutdown"
         );
+    }
+
+    #[tokio::test]
+    async fn slow_heads_are_closed_and_one_address_holds_at_most_its_cap() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serving = Serving {
+            threads: Some(1),
+            header_timeout: Duration::from_millis(500),
+            max_connections_per_ip: 2,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(async move {
+            let router = Router::new().fallback(|| async { "ok" });
+            per_thread(listener, router, serving, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        // A client sending its head a byte at a time is cut off.
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+        assert!(
+            matches!(read, Ok(Ok(_))),
+            "closed by the server, not left open: {read:?}"
+        );
+        drop(slow);
+        // Two connections held open: the third is refused with 429.
+        let held = [
+            TcpStream::connect(addr).await.unwrap(),
+            TcpStream::connect(addr).await.unwrap(),
+        ];
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        let mut answer = String::new();
+        third.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 429 "), "{answer}");
+        assert!(
+            answer.ends_with(r#"{"message":"Too many connections from this address"}"#),
+            "{answer}"
+        );
+        // A place is given back when a connection ends.
+        drop(held);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (body, _) = get(addr).await;
+        assert_eq!(body, "ok");
+        stop.send(()).unwrap();
+        served.await.unwrap().unwrap();
     }
 }

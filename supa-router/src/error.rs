@@ -59,6 +59,12 @@ pub enum Error {
         /// Whole seconds until a request would pass (at least 1).
         retry_after_secs: u64,
     },
+    /// The request body is larger than the gateway lets through.
+    #[error("request body over {limit} bytes")]
+    BodyTooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
 }
 
 impl Error {
@@ -76,6 +82,7 @@ impl Error {
             Error::UpstreamUnreachable(_) => 502,
             Error::UpstreamTimeout => 504,
             Error::RateLimited { .. } => 429,
+            Error::BodyTooLarge { .. } => 413,
         }
     }
 
@@ -134,6 +141,8 @@ impl Error {
             Error::UpstreamTimeout => gateway("The project's API did not answer in time", None),
             // Kong's rate-limiting plugin's words, which Supabase answers.
             Error::RateLimited { .. } => gateway("API rate limit exceeded", None),
+            // Kong's request-size-limiting plugin's words.
+            Error::BodyTooLarge { .. } => gateway("Request size limit exceeded", None),
         };
         body.to_json()
     }

@@ -45,6 +45,9 @@ pub struct GatewayConfig {
     /// Requests a second each project may make at this gateway (a
     /// second's worth may come at once); `None`: no limit.
     pub project_rate_limit: Option<u32>,
+    /// The largest request body the gateway passes to any service but
+    /// storage (which has its own limits): 413 past it.
+    pub max_body_bytes: u64,
 }
 
 impl Default for GatewayConfig {
@@ -61,6 +64,8 @@ impl Default for GatewayConfig {
             // gateway well under a worker's max_connections.
             max_open_projects: 50,
             project_rate_limit: None,
+            // The data plane's own limit: PostgREST's clients send no more.
+            max_body_bytes: 64 << 20,
         }
     }
 }
@@ -284,6 +289,11 @@ impl Gateway {
         }
         let sub_path = if sub_path.is_empty() { "/" } else { sub_path }.to_owned();
         let via_project_prefix = path.starts_with("/project/");
+        let request = if entry.body_limit {
+            self.limit_body(request)?
+        } else {
+            request
+        };
 
         let (key, query) = api_key(request.headers(), request.uri());
         let needs_key = entry.policy.needs_key(&sub_path);
@@ -652,6 +662,29 @@ impl Gateway {
             })?,
         };
         cached.ok_or(Error::ProjectNotFound)
+    }
+
+    /// `request` with its body bounded by `max_body_bytes`: a declared
+    /// length past it is refused now, a streamed body fails where it
+    /// crosses it (the service answers 413 as it reads).
+    fn limit_body(&self, request: Request<Body>) -> Result<Request<Body>, Error> {
+        let limit = self.config.max_body_bytes;
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match declared {
+            Some(n) if n > limit => Err(Error::BodyTooLarge { limit }),
+            // hyper holds a declared length to its word.
+            Some(_) => Ok(request),
+            None => Ok(request.map(|body| {
+                Body::new(http_body_util::Limited::new(
+                    body,
+                    usize::try_from(limit).unwrap_or(usize::MAX),
+                ))
+            })),
+        }
     }
 
     /// Whether an invalidation arrived since the counter read `seen`.

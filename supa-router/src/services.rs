@@ -62,6 +62,9 @@ pub struct ServiceEntry {
     pub policy: KeyPolicy,
     /// Where requests go.
     pub target: Target,
+    /// Whether the gateway's body size limit applies; storage has its own
+    /// (global and per bucket, and resumable uploads in parts).
+    pub body_limit: bool,
 }
 
 /// The Supabase APIs, as DESIGN section 9 routes them.
@@ -71,6 +74,7 @@ pub const SERVICES: &[ServiceEntry] = &[
         name: "rest (/rest/v1)",
         policy: KeyPolicy::Required,
         target: Target::Project(Service::Rest),
+        body_limit: true,
     },
     ServiceEntry {
         prefix: "/auth/v1",
@@ -87,6 +91,7 @@ pub const SERVICES: &[ServiceEntry] = &[
             "/.well-known/oauth-authorization-server",
         ]),
         target: Target::Project(Service::Auth),
+        body_limit: true,
     },
     ServiceEntry {
         prefix: "/storage/v1",
@@ -104,30 +109,35 @@ pub const SERVICES: &[ServiceEntry] = &[
             "/s3",
         ]),
         target: Target::Project(Service::Storage),
+        body_limit: false,
     },
     ServiceEntry {
         prefix: "/realtime/v1",
         name: "realtime (/realtime/v1)",
         policy: KeyPolicy::Required,
         target: Target::Project(Service::Realtime),
+        body_limit: true,
     },
     ServiceEntry {
         prefix: "/functions/v1",
         name: "functions (/functions/v1)",
         policy: KeyPolicy::Open,
         target: Target::Project(Service::Functions),
+        body_limit: true,
     },
     ServiceEntry {
         prefix: "/pg",
         name: "pg-meta (/pg)",
         policy: KeyPolicy::SecretOnly,
         target: Target::Platform,
+        body_limit: true,
     },
     ServiceEntry {
         prefix: "/graphql/v1",
         name: "graphql (/graphql/v1)",
         policy: KeyPolicy::Required,
         target: Target::Platform,
+        body_limit: true,
     },
 ];
 

@@ -142,6 +142,117 @@ async fn backend_failures_are_never_cached_as_invalid() {
 }
 
 #[tokio::test]
+async fn an_unreachable_directory_leaves_the_last_answers_serving_and_revoked_keys_refused() {
+    let config = GatewayConfig {
+        ttl: Duration::from_millis(300),
+        ..GatewayConfig::default()
+    };
+    let (tenant, counting, gateway, project) = setup(config).await;
+    let r = project.project.project_ref;
+    let uri = format!("/project/{r}/rest/v1/t");
+    let doomed = tenant
+        .create_key(
+            &r,
+            NewApiKey {
+                kind: supa_core::KeyKind::Secret,
+                name: "doomed".into(),
+            },
+        )
+        .await
+        .unwrap();
+    for key in [&project.publishable_key, &doomed.api_key] {
+        assert_eq!(
+            get(&gateway, &uri, &[("apikey", key)]).await.0,
+            StatusCode::OK
+        );
+    }
+    // Revoked (and announced), then the directory goes away for longer
+    // than the cache lives.
+    let revoked = tenant.revoke_key(&r, &doomed.id).await.unwrap();
+    gateway.invalidate(&revoked.hash).await;
+    counting.down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, v) = get(&gateway, &uri, &[("apikey", &project.publishable_key)]).await;
+    assert_eq!((s, v), (StatusCode::OK, json!([{"id": 1}])));
+    let (s, v) = get(&gateway, &uri, &[("apikey", &doomed.api_key)]).await;
+    assert_eq!(
+        (s, &v["message"]),
+        (StatusCode::UNAUTHORIZED, &json!("Invalid API key"))
+    );
+    // A project never seen has no last answer.
+    let other = supa_core::ProjectRef::parse("abcdefghijklmnopqrst").unwrap();
+    let key = supa_keys::generate(&other, supa_core::KeyKind::Secret);
+    let (s, v) = get(
+        &gateway,
+        &format!("/project/{other}/rest/v1/t"),
+        &[("apikey", &key)],
+    )
+    .await;
+    assert_eq!(
+        (s, &v["message"]),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!("Service temporarily unavailable")
+        )
+    );
+}
+
+#[tokio::test]
+async fn bodies_past_the_limit_are_413_except_for_storage() {
+    let (_, _, gateway, project) = setup(GatewayConfig {
+        max_body_bytes: 1024,
+        ..GatewayConfig::default()
+    })
+    .await;
+    let r = project.project.project_ref;
+    let post = |body: Body, length: Option<usize>| {
+        let mut request = Request::post(format!("/project/{r}/rest/v1/t"))
+            .header("apikey", project.secret_key.expose())
+            .header("content-type", "application/json");
+        if let Some(n) = length {
+            request = request.header("content-length", n);
+        }
+        request.body(body).unwrap()
+    };
+    let big = format!("[{}{{\"id\": 2}}]", "{\"id\": 2},".repeat(200));
+    assert!(big.len() > 1024);
+    let response = gateway
+        .handle(post(Body::from(big.clone()), Some(big.len())))
+        .await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["message"], "Request size limit exceeded");
+    // Streamed with no length: refused where it crosses the limit.
+    let chunks = big
+        .as_bytes()
+        .chunks(100)
+        .map(|c| Ok::<_, std::io::Error>(axum::body::Bytes::copy_from_slice(c)))
+        .collect::<Vec<_>>();
+    let streamed = Body::from_stream(futures_util::stream::iter(chunks));
+    assert_eq!(
+        gateway.handle(post(streamed, None)).await.status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    // Under it, written.
+    let small = r#"[{"id": 3}]"#;
+    let response = gateway
+        .handle(post(Body::from(small), Some(small.len())))
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // Storage keeps its own limits: the same body is not refused here.
+    let upload = Request::post(format!("/project/{r}/storage/v1/object/b/x"))
+        .header("apikey", project.secret_key.expose())
+        .header("content-length", big.len())
+        .body(Body::from(big))
+        .unwrap();
+    let status = gateway.handle(upload).await.status();
+    assert_ne!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
 async fn negative_entries_expire_quickly() {
     let config = GatewayConfig {
         negative_ttl: Duration::from_millis(500),

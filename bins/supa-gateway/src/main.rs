@@ -86,6 +86,8 @@ struct Args {
     data_dir: std::path::PathBuf,
     #[command(flatten)]
     storage: supa_storage::StorageArgs,
+    #[command(flatten)]
+    serve: supa_core::serve::ServeArgs,
 }
 
 #[tokio::main]
@@ -108,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
     let config = GatewayConfig {
         base_domain: args.base_domain,
         project_rate_limit: args.project_rate_limit,
+        max_body_bytes: args.serve.max_body_bytes,
         ttl: std::time::Duration::from_secs(args.cache_ttl.max(1)),
         stale_if_error: std::time::Duration::from_secs(args.stale_if_error),
         ..GatewayConfig::default()
@@ -210,7 +213,7 @@ async fn main() -> anyhow::Result<()> {
     let public = supa_core::serve::per_thread(
         listener,
         drain.layer(gateway.router()),
-        args.threads,
+        args.serve.serving(args.threads),
         // On SIGTERM, requests keep being served through the drain window
         // while realtime sockets are told to reconnect (to another
         // replica); then the listener closes and requests in flight finish.

@@ -17,6 +17,8 @@ const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 pub(crate) struct UpArgs {
     #[command(flatten)]
     settings: SettingsArgs,
+    #[command(flatten)]
+    serve: supa_core::serve::ServeArgs,
     /// Management API port.
     #[arg(long, env = env::API_PORT, default_value_t = 8001)]
     api_port: u16,
@@ -82,6 +84,7 @@ pub(crate) async fn run(args: UpArgs, profile: supa_core::Profile) -> anyhow::Re
         GatewayConfig {
             base_domain: args.base_domain.clone(),
             project_rate_limit: args.project_rate_limit,
+            max_body_bytes: args.serve.max_body_bytes,
             ..GatewayConfig::default()
         },
         metrics.clone(),
@@ -198,7 +201,7 @@ pub(crate) async fn run(args: UpArgs, profile: supa_core::Profile) -> anyhow::Re
         supa_core::serve::per_thread(
             gateway_listener,
             gateway.router(),
-            args.gateway_threads,
+            args.serve.serving(args.gateway_threads),
             // Realtime sockets are told to reconnect before the listener
             // closes; requests keep being served meanwhile.
             async move {
