@@ -6,7 +6,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps build lint test-rust bindings pytest cluster-test test bench bench-load bench-meta bench-auth bench-storage bench-realtime bench-functions bench-studio fuzz drills up clean
+.PHONY: help deps build lint test-rust bindings pytest cluster-test test bench bench-load bench-meta bench-auth bench-storage bench-realtime bench-functions bench-studio fuzz drills soak up clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,6 +30,7 @@ bindings: deps ## build the Python package `supa` into .venv with maturin
 
 pytest: bindings ## the pytest suite: bindings, and `supa up` as a subprocess
 	cargo build --quiet -p supa -p supa-rest-bin -p supa-gateway -p supa-auth-bin -p supa-storage-bin -p supa-realtime-bin -p supa-functions-bin
+	cargo build --quiet -p supa-benches --bin fixed-rate
 	pytest -q tests --ignore=tests/cluster --ignore=tests/drills
 
 cluster-test: deps ## the multi-node rehearsal (management and worker clusters, Redis, two gateways behind nginx) and the fault drills' short form
@@ -89,6 +90,11 @@ bench-functions: ## edge functions: cold starts, warm calls against Deno direct,
 	@scripts/bootstrap.sh bench
 	cargo build --release --quiet -p supa
 	python3 benches/functions/run.py
+
+soak: deps ## SOAK_SECS (600) of every service's requests at half of saturation, memory, descriptors, pools and slot lag sampled every 10 s (benches/soak)
+	cargo build --release --quiet -p supa
+	cargo build --release --quiet -p supa-benches --bin fixed-rate
+	python3 benches/soak/run.py
 
 fuzz: deps ## every fuzz target for FUZZ_SECS seconds (600 unless set); `make test` runs each for 1 s
 	SUPA_FUZZ_SECS=$${FUZZ_SECS:-600} cargo test --release --quiet -p supa-core -p supa-keys -p supa-rest \

@@ -177,12 +177,13 @@ def stop(proc):
         proc.kill()
 
 
-def start_platform(work, *flags):
-    """A release `supa up` in `work` with extra `flags`, answering:
-    (process, Management API URL, gateway URL, admin token, service token)."""
+def start_platform(work, *flags, bin_dir=RELEASE):
+    """A release `supa up` (or the one in `bin_dir`) in `work` with extra
+    `flags`, answering: (process, Management API URL, gateway URL, admin
+    token, service token)."""
     api_port, gw_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUPA_")}
-    up = spawn(work, "supa-up", [str(RELEASE / "supa"), "up", "--data-dir", f"{work}/supa", "--api-port",
+    up = spawn(work, "supa-up", [str(bin_dir / "supa"), "up", "--data-dir", f"{work}/supa", "--api-port",
                                  str(api_port), "--gateway-port", str(gw_port), "--log", "warn", *flags], env)
     wait_port(api_port, up)
     api_url, gw_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{gw_port}"

@@ -12,13 +12,14 @@
 //! sent, so the tool's own timer does not show up as the server's latency.
 //!
 //! `fixed-rate URL --rate N [--connections 32] [--duration 10]
-//! [--warmup 1] [--header 'name: value']...` prints one JSON object:
-//! achieved rate, errors, non-2xx answers and latency percentiles (ms).
+//! [--warmup 1] [--method GET] [--body TEXT] [--header 'name: value']...`
+//! prints one JSON object: achieved rate, errors, non-2xx answers and
+//! latency percentiles (ms).
 
 use std::time::{Duration, Instant};
 
 use http::{HeaderName, HeaderValue, Request};
-use http_body_util::{BodyExt as _, Empty};
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -30,6 +31,8 @@ struct Args {
     duration: Duration,
     warmup: Duration,
     headers: Vec<(HeaderName, HeaderValue)>,
+    method: http::Method,
+    body: Bytes,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -37,6 +40,7 @@ fn parse_args() -> Result<Args, String> {
     let mut url = None;
     let (mut rate, mut connections, mut duration, mut warmup) = (None, 32, 10.0, 1.0);
     let mut headers = Vec::new();
+    let (mut method, mut body) = (http::Method::GET, Bytes::new());
     let number = |v: Option<String>, name: &str| -> Result<f64, String> {
         v.and_then(|v| v.parse().ok())
             .ok_or(format!("{name} wants a number"))
@@ -47,6 +51,11 @@ fn parse_args() -> Result<Args, String> {
             "--connections" => connections = number(args.next(), "--connections")? as usize,
             "--duration" => duration = number(args.next(), "--duration")?,
             "--warmup" => warmup = number(args.next(), "--warmup")?,
+            "--method" => {
+                let m = args.next().ok_or("--method wants a method")?;
+                method = m.parse().map_err(|_| format!("bad method {m}"))?;
+            }
+            "--body" => body = Bytes::from(args.next().ok_or("--body wants the body")?),
             "--header" => {
                 let h = args.next().ok_or("--header wants 'name: value'")?;
                 let (name, value) = h.split_once(':').ok_or("--header wants 'name: value'")?;
@@ -76,6 +85,8 @@ fn parse_args() -> Result<Args, String> {
         duration: Duration::from_secs_f64(duration),
         warmup: Duration::from_secs_f64(warmup),
         headers,
+        method,
+        body,
     })
 }
 
@@ -87,7 +98,7 @@ struct Seen {
     non_2xx: u64,
 }
 
-async fn connect(authority: &str) -> Option<SendRequest<Empty<Bytes>>> {
+async fn connect(authority: &str) -> Option<SendRequest<Full<Bytes>>> {
     let stream = tokio::net::TcpStream::connect(authority).await.ok()?;
     let _ = stream.set_nodelay(true);
     let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -110,7 +121,7 @@ async fn connection(
         .authority()
         .map(|a| a.as_str().to_owned())
         .unwrap_or_default();
-    let mut sender: Option<SendRequest<Empty<Bytes>>> = None;
+    let mut sender: Option<SendRequest<Full<Bytes>>> = None;
     let mut scheduled = first;
     let mut free_since = first;
     while scheduled < end {
@@ -123,9 +134,11 @@ async fn connection(
         } else {
             sent
         };
-        let mut request = Request::get(args.url.clone())
+        let mut request = Request::builder()
+            .method(args.method.clone())
+            .uri(args.url.clone())
             .header(http::header::HOST, &authority)
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(args.body.clone()))
             .expect("a request from a parsed URL");
         request.headers_mut().extend(args.headers.iter().cloned());
         let mut outcome = Err(());
