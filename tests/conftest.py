@@ -85,7 +85,7 @@ def redis_server():
 
 
 @contextlib.contextmanager
-def running_platform(redis_url=None, profile="test"):
+def running_platform(redis_url=None, profile="test", extra_env=None):
     """`supa up` on free ports and a throwaway data dir (its own embedded
     cluster), stopped and removed on exit. The `test` profile runs that
     cluster without fsync: nothing in it outlives the run."""
@@ -102,6 +102,7 @@ def running_platform(redis_url=None, profile="test"):
     # Function workers exit soon after their last request, for the
     # scale-to-zero test.
     env["SUPA_FUNCTIONS_IDLE"] = "2"
+    env.update(extra_env or {})
     command = [str(SUPA), "up", "--data-dir", str(data_dir), "--api-port", str(api_port),
                "--gateway-port", str(gateway_port)]
     if redis_url:

@@ -41,6 +41,9 @@ pub const MAX_CONNECTIONS_PER_IP: &str = "SUPA_MAX_CONNECTIONS_PER_IP";
 /// The largest request body a gateway passes to a service other than
 /// storage (default 64 MiB); past it, 413.
 pub const MAX_BODY_BYTES: &str = "SUPA_MAX_BODY_BYTES";
+/// Where project backups are kept: a directory (default DATA_DIR/backups)
+/// or `s3://BUCKET`.
+pub const BACKUP_LOCATION: &str = "SUPA_BACKUP_LOCATION";
 /// Seconds a stopping gateway keeps serving with `Connection: close`
 /// before its listener closes (default 2).
 pub const DRAIN_SECS: &str = "SUPA_DRAIN_SECS";

@@ -43,6 +43,8 @@ pub use api::router;
 pub use args::StorageArgs;
 pub use backend::{Backend, BackendConfig, FileEtag, S3Config};
 pub use error::Error;
+/// Keys of the object store, as [`Backend`] takes them.
+pub use object_store::path::Path as ObjectPath;
 use supa_core::{ProjectConfig, ProjectDatabase, ProjectRef, StorageSettings};
 use supa_keys::JwtKey;
 pub use sweep::{SWEEP_GRACE, SWEEP_INTERVAL, Swept};

@@ -174,6 +174,22 @@ fn management(family: Family) -> Router<Tenant> {
         .route("/projects/{ref}/api-keys", keys.post(create_key))
         .route("/projects/{ref}/api-keys/{id}", delete(revoke_key))
         .route("/projects/{ref}/database/query", query)
+        .route(
+            "/projects/{ref}/database/backups",
+            get(list_backups).post(create_backup),
+        )
+        .route(
+            "/projects/{ref}/database/backups/schedule",
+            get(get_backup_schedule).put(put_backup_schedule),
+        )
+        .route(
+            "/projects/{ref}/database/backups/restore",
+            post(restore_backup),
+        )
+        .route(
+            "/projects/{ref}/database/backups/{id}",
+            delete(delete_backup),
+        )
         .route("/projects/{ref}/database/{*endpoint}", any(pg_meta))
         .route("/projects/{ref}/types/typescript", get(typescript_types))
         .route(
@@ -459,6 +475,72 @@ async fn restore_project(
     Path(r): Path<String>,
 ) -> ApiResult<Response> {
     Ok(Json(tenant.resume_project(&project_ref(&r)?).await?).into_response())
+}
+
+/// `GET /v1/projects/{ref}/database/backups`: Supabase's shape (logical
+/// backups only: no WAL-G, no point-in-time recovery) with each backup's
+/// id and sizes.
+async fn list_backups(State(tenant): State<Tenant>, Path(r): Path<String>) -> ApiResult<Response> {
+    let backups = tenant.list_backups(&project_ref(&r)?).await?;
+    Ok(Json(json!({
+        "region": "local",
+        "walg_enabled": false,
+        "pitr_enabled": false,
+        "backups": backups,
+    }))
+    .into_response())
+}
+
+/// `POST /v1/projects/{ref}/database/backups`: a backup now (201).
+async fn create_backup(State(tenant): State<Tenant>, Path(r): Path<String>) -> ApiResult<Response> {
+    let backup = tenant.backup_project(&project_ref(&r)?, "manual").await?;
+    Ok((StatusCode::CREATED, Json(backup)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreBody {
+    backup_id: String,
+}
+
+/// `POST /v1/projects/{ref}/database/backups/restore`: restores a backup
+/// (of this project or another) into this project.
+async fn restore_backup(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+    JsonBody(body): JsonBody<RestoreBody>,
+) -> ApiResult<Response> {
+    let project = tenant
+        .restore_backup(&project_ref(&r)?, &body.backup_id)
+        .await?;
+    Ok(Json(project).into_response())
+}
+
+async fn delete_backup(
+    State(tenant): State<Tenant>,
+    Path((r, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let backup = tenant.get_backup(&id).await?;
+    if backup.project_ref != project_ref(&r)?.as_str() {
+        return Err(Error::NotFound(format!("backup {id}")).into());
+    }
+    tenant.delete_backup(&id).await?;
+    Ok(Json(json!({"id": id})).into_response())
+}
+
+async fn get_backup_schedule(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(tenant.backup_schedule(&project_ref(&r)?).await?).into_response())
+}
+
+async fn put_backup_schedule(
+    State(tenant): State<Tenant>,
+    Path(r): Path<String>,
+    JsonBody(body): JsonBody<crate::BackupSchedule>,
+) -> ApiResult<Response> {
+    Ok(Json(tenant.set_backup_schedule(&project_ref(&r)?, body).await?).into_response())
 }
 
 async fn delete_project(

@@ -159,6 +159,56 @@ impl ManagementClient {
         .await
     }
 
+    /// Takes a backup now (`POST /v1/projects/{ref}/database/backups`).
+    pub async fn backup_project(&self, r: &ProjectRef) -> Result<crate::Backup, Error> {
+        self.send(
+            Method::POST,
+            &format!("/v1/projects/{r}/database/backups"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// A project's backups, newest first.
+    pub async fn list_backups(&self, r: &ProjectRef) -> Result<Vec<crate::Backup>, Error> {
+        #[derive(serde::Deserialize)]
+        struct Listed {
+            backups: Vec<crate::Backup>,
+        }
+        let listed: Listed = self
+            .send(
+                Method::GET,
+                &format!("/v1/projects/{r}/database/backups"),
+                None::<&()>,
+            )
+            .await?;
+        Ok(listed.backups)
+    }
+
+    /// Restores backup `id` into project `r`.
+    pub async fn restore_backup(&self, r: &ProjectRef, id: &str) -> Result<Project, Error> {
+        self.send(
+            Method::POST,
+            &format!("/v1/projects/{r}/database/backups/restore"),
+            Some(&serde_json::json!({ "backup_id": id })),
+        )
+        .await
+    }
+
+    /// Sets a project's daily backup schedule.
+    pub async fn set_backup_schedule(
+        &self,
+        r: &ProjectRef,
+        schedule: &crate::BackupSchedule,
+    ) -> Result<crate::BackupSchedule, Error> {
+        self.send(
+            Method::PUT,
+            &format!("/v1/projects/{r}/database/backups/schedule"),
+            Some(schedule),
+        )
+        .await
+    }
+
     /// Resumes a paused project (`POST /v1/projects/{ref}/restore`).
     pub async fn resume_project(&self, r: &ProjectRef) -> Result<Project, Error> {
         self.send(

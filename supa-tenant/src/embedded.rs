@@ -21,7 +21,7 @@ use crate::files::{random_bytes, write_private};
 /// The superuser every embedded cluster is initialized with.
 pub const SUPERUSER: &str = "supa";
 /// Where Debian and Ubuntu install PostgreSQL's server binaries.
-const PG_LIB: &str = "/usr/lib/postgresql";
+pub(crate) const PG_LIB: &str = "/usr/lib/postgresql";
 /// The OS user PostgreSQL runs as when we are root.
 const PG_OS_USER: &str = "postgres";
 

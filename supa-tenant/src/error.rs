@@ -63,6 +63,9 @@ pub enum Error {
     /// No active worker has room for another project.
     #[error("no active worker has room for another project")]
     NoCapacity,
+    /// Taking or restoring a backup failed (`pg_dump`, `pg_restore`).
+    #[error("{0}")]
+    Backup(String),
     /// A feature this control plane was started without (edge functions
     /// without Deno); the message says what to set.
     #[error("{0}")]

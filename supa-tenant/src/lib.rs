@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod auth_config;
+mod backups;
 mod crypto;
 mod error;
 mod files;
@@ -36,6 +37,7 @@ pub(crate) fn from_name<T: serde::de::DeserializeOwned>(name: String) -> Option<
     serde_json::from_value(serde_json::Value::String(name)).ok()
 }
 
+pub use backups::{Backup, BackupSchedule};
 pub use crypto::MasterKey;
 pub use error::Error;
 pub use functions::{DeployMetadata, Function, FunctionPatch, MAX_LOG_EVENTS, validate_slug};

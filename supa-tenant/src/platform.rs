@@ -41,6 +41,9 @@ pub struct Settings {
     /// Where object bytes live; `None` is the filesystem under
     /// `DIR/storage`.
     pub storage: Option<supa_storage::BackendConfig>,
+    /// Where backups are kept; `None` is the filesystem under
+    /// `DIR/backups`.
+    pub backups: Option<supa_storage::BackendConfig>,
     /// The `deno` that bundles (and, in process, runs) edge functions;
     /// found by [`supa_functions::find_deno`] when `None`.
     pub deno: Option<PathBuf>,
@@ -182,10 +185,19 @@ impl ControlPlane {
                 return Err(Error::Refused(vec![line]));
             }
         }
+        let backups =
+            settings
+                .backups
+                .clone()
+                .unwrap_or_else(|| supa_storage::BackendConfig::File {
+                    root: settings.data_dir.join("backups"),
+                    etag: supa_storage::FileEtag::Mtime,
+                });
         let mut tenant = Tenant::connect(url.expose(), key)
             .await?
             .with_placement(settings.placement)
-            .with_object_store(objects.clone());
+            .with_object_store(objects.clone())
+            .with_backup_store(supa_storage::Backend::new(&backups).map_err(Error::Storage)?);
         let functions = supa_functions::find_deno(settings.deno.as_deref()).map(|deno| {
             supa_functions::FunctionsDir {
                 deno,
@@ -264,6 +276,20 @@ impl ControlPlane {
     /// Where object bytes live, to share with an in-process storage server.
     pub fn object_store(&self) -> &supa_storage::Backend {
         &self.objects
+    }
+
+    /// Takes the scheduled backups that are due and deletes expired ones,
+    /// once a minute forever in the background (one control plane at a
+    /// time does each round).
+    pub fn spawn_backup_schedule(&self) {
+        let tenant = self.tenant.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                tenant.run_due_backups().await;
+            }
+        });
     }
 
     /// Removes, forever in the background, object bytes that a crash left
@@ -379,6 +405,11 @@ pub struct SettingsArgs {
     /// Where object bytes live.
     #[command(flatten)]
     pub storage: supa_storage::StorageArgs,
+    /// Where project backups are kept: a directory (default
+    /// DATA_DIR/backups) or `s3://BUCKET`, reached with the storage
+    /// backend's S3 endpoint, region and path style.
+    #[arg(long, env = supa_core::env::BACKUP_LOCATION)]
+    pub backup_location: Option<String>,
     /// The deno binary that bundles and runs edge functions (default: the
     /// one the bootstrap installs, else deno on PATH).
     #[arg(long, env = supa_core::env::DENO)]
@@ -397,6 +428,37 @@ impl SettingsArgs {
             .map_err(Error::Config)
     }
 
+    /// Where `--backup-location` says backups go.
+    fn backup_store(&self) -> Result<supa_storage::BackendConfig, Error> {
+        Ok(match self.backup_location.as_deref() {
+            None => supa_storage::BackendConfig::File {
+                root: self.data_dir.join("backups"),
+                etag: supa_storage::FileEtag::Mtime,
+            },
+            Some(url) if url.starts_with("s3://") => {
+                let bucket = url.trim_start_matches("s3://").trim_end_matches('/');
+                if bucket.is_empty() || bucket.contains('/') {
+                    return Err(Error::Config(format!(
+                        "{}: s3://BUCKET names a bucket and nothing more, not {url:?}",
+                        supa_core::env::BACKUP_LOCATION
+                    )));
+                }
+                supa_storage::BackendConfig::S3(supa_storage::S3Config {
+                    bucket: bucket.to_owned(),
+                    endpoint: self.storage.storage_s3_endpoint.clone(),
+                    region: self.storage.storage_s3_region.clone(),
+                    force_path_style: self.storage.storage_s3_force_path_style,
+                    access_key_id: None,
+                    secret_access_key: None,
+                })
+            }
+            Some(dir) => supa_storage::BackendConfig::File {
+                root: dir.into(),
+                etag: supa_storage::FileEtag::Mtime,
+            },
+        })
+    }
+
     /// The settings, with the management database at `database_url`
     /// (`None`: an embedded cluster in the data dir).
     pub fn into_settings(
@@ -412,6 +474,7 @@ impl SettingsArgs {
                     .backend(&self.data_dir)
                     .map_err(Error::Config)?,
             ),
+            backups: Some(self.backup_store()?),
             data_dir: self.data_dir,
             database_url: database_url.map(Secret::new),
             master_key: self.master_key.map(Secret::new),

@@ -19,7 +19,7 @@ use crate::tenant::Invalidation;
 use crate::{Error, Tenant};
 
 /// Name of the template every project database is copied from.
-const TEMPLATE: &str = "supa_template";
+pub(crate) const TEMPLATE: &str = "supa_template";
 /// Serializes cluster-wide setup (API roles, template) between creators.
 const SETUP_LOCK: i64 = 0x5375_7061_5345_5450; // "SupaSETP"
 /// The template's script: `bootstrap.sql` with the auth server's schema
@@ -202,6 +202,17 @@ pub(crate) fn database_name(r: &ProjectRef) -> String {
     format!("proj_{r}")
 }
 
+/// Every login of the project (each with CONNECT on its database).
+pub(crate) fn login_names(r: &ProjectRef) -> [String; 5] {
+    [
+        authenticator_name(r),
+        auth_login_name(r),
+        storage_login_name(r),
+        realtime_login_name(r),
+        functions_login_name(r),
+    ]
+}
+
 pub(crate) fn authenticator_name(r: &ProjectRef) -> String {
     format!("{r}_authenticator")
 }
@@ -284,7 +295,11 @@ fn template_marker() -> String {
     format!("supa template {}", hex::encode(&digest[..8]))
 }
 
-async fn execute_formatted(pool: &PgPool, template: &str, args: &[&str]) -> Result<(), Error> {
+pub(crate) async fn execute_formatted(
+    pool: &PgPool,
+    template: &str,
+    args: &[&str],
+) -> Result<(), Error> {
     let placeholders: Vec<String> = (1..=args.len()).map(|i| format!("${i}::text")).collect();
     let query = format!("SELECT format('{template}', {})", placeholders.join(", "));
     let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(query));
@@ -591,7 +606,11 @@ impl Tenant {
     }
 
     /// Creates the API roles and the project template on a worker, once.
-    async fn ensure_cluster_setup(&self, pool: &PgPool, worker: &str) -> Result<(), Error> {
+    pub(crate) async fn ensure_cluster_setup(
+        &self,
+        pool: &PgPool,
+        worker: &str,
+    ) -> Result<(), Error> {
         let mut conn = pool.acquire().await?;
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(SETUP_LOCK)
@@ -1041,19 +1060,23 @@ pub(crate) fn refuse_if_paused(project_ref: &ProjectRef, status: &str) -> Result
 /// and its replication slots dropped, which would otherwise keep it (and
 /// retain WAL).
 async fn close_database(pool: &PgPool, project_ref: &ProjectRef) -> Result<(), Error> {
-    let db = database_name(project_ref);
+    close_database_named(pool, &database_name(project_ref)).await
+}
+
+/// [`close_database`] by the database's name.
+pub(crate) async fn close_database_named(pool: &PgPool, db: &str) -> Result<(), Error> {
     // No new session (a realtime server polling its slot) comes back
     // between closing the sessions and dropping the slot.
     execute_formatted(
         pool,
         "ALTER DATABASE %I WITH ALLOW_CONNECTIONS false",
-        &[&db],
+        &[db],
     )
     .await?;
     sqlx::query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
     )
-    .bind(&db)
+    .bind(db)
     .execute(pool)
     .await?;
     // A terminated session releases its slot a moment later.
@@ -1062,7 +1085,7 @@ async fn close_database(pool: &PgPool, project_ref: &ProjectRef) -> Result<(), E
         let dropped = sqlx::query(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1",
         )
-        .bind(&db)
+        .bind(db)
         .execute(pool)
         .await;
         match dropped {

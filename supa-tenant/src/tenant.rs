@@ -57,6 +57,8 @@ pub struct Tenant {
     /// Where projects' object bytes live, so deleting a project removes
     /// them.
     pub(crate) objects: Option<supa_storage::Backend>,
+    /// Where backups are kept; without it backups are refused.
+    pub(crate) backups: Option<supa_storage::Backend>,
     /// Bundles deployed functions; without it deploys are refused.
     pub(crate) builder: Option<supa_functions::Builder>,
     /// Log batches stored, to prune old events now and then.
@@ -97,6 +99,7 @@ impl Tenant {
             round_robin: Arc::default(),
             hooks: Arc::default(),
             objects: None,
+            backups: None,
             builder: None,
             log_batches: Arc::default(),
             usage: Arc::default(),
@@ -122,6 +125,13 @@ impl Tenant {
     /// bytes there.
     pub fn with_object_store(mut self, backend: supa_storage::Backend) -> Self {
         self.objects = Some(backend);
+        self
+    }
+
+    /// Keeps backups in `backend` (a directory or an S3 bucket of their
+    /// own); without one, backups are refused.
+    pub fn with_backup_store(mut self, backend: supa_storage::Backend) -> Self {
+        self.backups = Some(backend);
         self
     }
 

@@ -48,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     // Gateways serve storage; the sweep of orphaned bytes runs here, once.
     plane.spawn_storage_sweep();
+    plane.spawn_backup_schedule();
     tracing::info!(%addr, "tenant manager listening");
     let studio = supa_studio::Studio::new(
         plane.tenant.clone(),

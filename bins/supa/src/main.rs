@@ -350,6 +350,53 @@ enum ProjectsCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Back a project up now: a pg_dump of its database and a copy of its
+    /// storage objects, into the backup store (SUPA_BACKUP_LOCATION of the
+    /// control plane).
+    Backup {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List a project's backups, newest first.
+    Backups {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Restore a backup (of this project or another) into a project: its
+    /// database and objects become the backup's.
+    Restore {
+        /// The project restored into.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        /// The backup's id (`supa projects backups`).
+        #[arg(long = "from", value_name = "BACKUP")]
+        backup: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Take daily backups of a project, keeping them DAYS days.
+    BackupSchedule {
+        /// Project ref.
+        #[arg(value_name = "REF")]
+        project_ref: ProjectRef,
+        /// The hour (UTC) after which each day's backup is taken.
+        #[arg(long, default_value_t = 3)]
+        hour_utc: u8,
+        /// Days a scheduled backup is kept.
+        #[arg(long, default_value_t = 7)]
+        retention_days: u16,
+        /// Turn daily backups off.
+        #[arg(long)]
+        off: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Delete a project: its database, role, keys and secrets.
     Delete {
         /// Project ref.
@@ -615,6 +662,37 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Projects(ProjectsCommand::Resume { project_ref, api }) => {
             Remote::new(&api)?.pause_project(&project_ref, false).await
+        }
+        Command::Projects(ProjectsCommand::Backup { project_ref, api }) => {
+            Remote::new(&api)?.backup_project(&project_ref).await
+        }
+        Command::Projects(ProjectsCommand::Backups { project_ref, api }) => {
+            Remote::new(&api)?.list_backups(&project_ref).await
+        }
+        Command::Projects(ProjectsCommand::Restore {
+            project_ref,
+            backup,
+            api,
+        }) => {
+            Remote::new(&api)?
+                .restore_backup(&project_ref, &backup)
+                .await
+        }
+        Command::Projects(ProjectsCommand::BackupSchedule {
+            project_ref,
+            hour_utc,
+            retention_days,
+            off,
+            api,
+        }) => {
+            let schedule = supa_tenant::BackupSchedule {
+                enabled: !off,
+                hour_utc,
+                retention_days,
+            };
+            Remote::new(&api)?
+                .set_backup_schedule(&project_ref, &schedule)
+                .await
         }
         Command::Projects(ProjectsCommand::Delete { project_ref, api }) => {
             Remote::new(&api)?.delete_project(&project_ref).await

@@ -266,6 +266,75 @@ impl Remote {
         Ok(())
     }
 
+    pub(crate) async fn backup_project(&self, r: &ProjectRef) -> anyhow::Result<()> {
+        let backup = self.client.backup_project(r).await?;
+        if self.json {
+            return print_json(&backup);
+        }
+        println!(
+            "Backup {} of {r}: database {} bytes, {} objects ({} bytes).",
+            backup.id, backup.database_bytes, backup.objects, backup.object_bytes
+        );
+        Ok(())
+    }
+
+    pub(crate) async fn list_backups(&self, r: &ProjectRef) -> anyhow::Result<()> {
+        let backups = self.client.list_backups(r).await?;
+        if self.json {
+            return print_json(&backups);
+        }
+        let rows: Vec<Vec<String>> = backups
+            .iter()
+            .map(|b| {
+                vec![
+                    b.id.clone(),
+                    b.inserted_at.clone(),
+                    b.kind.clone(),
+                    b.status.clone(),
+                    b.database_bytes.to_string(),
+                    b.objects.to_string(),
+                ]
+            })
+            .collect();
+        table::print(
+            &["ID", "TAKEN", "KIND", "STATUS", "DATABASE BYTES", "OBJECTS"],
+            &rows,
+        );
+        Ok(())
+    }
+
+    pub(crate) async fn restore_backup(&self, r: &ProjectRef, id: &str) -> anyhow::Result<()> {
+        let p = self.client.restore_backup(r, id).await?;
+        if self.json {
+            return print_json(&p);
+        }
+        println!(
+            "Restored backup {id} into {r}, which is {}.",
+            status_name(&p.status)
+        );
+        Ok(())
+    }
+
+    pub(crate) async fn set_backup_schedule(
+        &self,
+        r: &ProjectRef,
+        schedule: &supa_tenant::BackupSchedule,
+    ) -> anyhow::Result<()> {
+        let s = self.client.set_backup_schedule(r, schedule).await?;
+        if self.json {
+            return print_json(&s);
+        }
+        if s.enabled {
+            println!(
+                "Daily backups of {r} after {:02}:00 UTC, each kept {} days.",
+                s.hour_utc, s.retention_days
+            );
+        } else {
+            println!("Daily backups of {r} are off.");
+        }
+        Ok(())
+    }
+
     pub(crate) async fn delete_project(&self, r: &ProjectRef) -> anyhow::Result<()> {
         let deleted = self.client.delete_project(r).await?;
         if self.json {

@@ -107,6 +107,7 @@ pub(crate) async fn run(args: UpArgs, profile: supa_core::Profile) -> anyhow::Re
     }
     let gateway = Arc::new(gateway);
     plane.spawn_storage_sweep();
+    plane.spawn_backup_schedule();
     // Revocations and deletions reach this gateway's caches at once.
     let hook = gateway.clone();
     plane.tenant.on_invalidate(move |what| {

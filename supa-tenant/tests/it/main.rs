@@ -1084,3 +1084,75 @@ async fn the_auth_login_owns_the_auth_schema_of_its_project_only() {
     assert!(!left, "deleting the project drops its auth login");
     tenant.delete_project(&b).await.unwrap();
 }
+
+/// A control plane keeping objects and backups in directories of its own.
+async fn tenant_with_backups() -> (Tenant, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = |name: &str| {
+        supa_storage::Backend::new(&supa_storage::BackendConfig::File {
+            root: dir.path().join(name),
+            etag: supa_storage::FileEtag::Mtime,
+        })
+        .unwrap()
+    };
+    let tenant = tenant()
+        .await
+        .with_object_store(store("objects"))
+        .with_backup_store(store("backups"));
+    (tenant, dir)
+}
+
+#[tokio::test]
+async fn a_schedule_takes_the_days_backup_once_and_expires_old_ones() {
+    let (tenant, dir) = tenant_with_backups().await;
+    let r = new_project(&tenant, "scheduled").await;
+    // Nothing is taken without a schedule.
+    tenant.run_due_backups().await;
+    assert!(tenant.list_backups(&r).await.unwrap().is_empty());
+    // An old scheduled backup, past a 2-day retention.
+    let old = tenant.backup_project(&r, "scheduled").await.unwrap();
+    sqlx::query("UPDATE backups SET inserted_at = now() - interval '3 days' WHERE id::text = $1")
+        .bind(&old.id)
+        .execute(tenant.pool())
+        .await
+        .unwrap();
+    let manual = tenant.backup_project(&r, "manual").await.unwrap();
+    let schedule = supa_tenant::BackupSchedule {
+        enabled: true,
+        hour_utc: 0,
+        retention_days: 2,
+    };
+    tenant.set_backup_schedule(&r, schedule).await.unwrap();
+    assert_eq!(tenant.backup_schedule(&r).await.unwrap(), schedule);
+    tenant.run_due_backups().await;
+    // A second round the same day takes nothing more.
+    tenant.run_due_backups().await;
+    let kept = tenant.list_backups(&r).await.unwrap();
+    let kinds: Vec<(&str, &str)> = kept
+        .iter()
+        .map(|b| (b.kind.as_str(), b.status.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("scheduled", "COMPLETED"), ("manual", "COMPLETED")],
+        "{kept:?}"
+    );
+    assert_eq!(kept[1].id, manual.id);
+    assert!(kept[0].database_bytes > 0);
+    // The expired one's files went with its row.
+    let files = dir.path().join("backups").join(r.as_str());
+    assert!(!files.join(&old.id).join("database.dump").exists());
+    assert!(files.join(&manual.id).join("database.dump").exists());
+    // Bad schedules are refused by field.
+    let bad = supa_tenant::BackupSchedule {
+        hour_utc: 24,
+        ..schedule
+    };
+    assert!(matches!(
+        tenant.set_backup_schedule(&r, bad).await,
+        Err(Error::InvalidInput {
+            field: "hour_utc",
+            ..
+        })
+    ));
+}
