@@ -82,6 +82,8 @@ def test_a_patch_changes_what_it_names_and_reaches_gateways(platform, project):
         ({"rate_limit_otp": 0}, "rate_limit_otp"),
         ({"hook_custom_access_token_enabled": True}, "hook_custom_access_token_uri"),
         ({"hook_custom_access_token_uri": "http://example.com/hook"}, "hook_custom_access_token_uri"),
+        # The instance metadata service speaks plain HTTP: never a hook.
+        ({"hook_send_sms_uri": "http://169.254.169.254/latest/meta-data/"}, "hook_send_sms_uri"),
         ({"smtp_pass": 42}, "smtp_pass"),
         ({"no_such_setting": 1}, "no_such_setting"),
     ],

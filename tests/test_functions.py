@@ -274,6 +274,30 @@ def test_one_projects_function_cannot_read_anothers_environment_or_files(platfor
     assert seen == {"env": "NotCapable", "file": "NotCapable", "write": "NotCapable", "run": "NotCapable"}
 
 
+def test_a_function_cannot_reach_the_cloud_metadata_service(platform, project):
+    """SSRF through a function: the instance metadata endpoints (the
+    host's credentials on AWS, ECS and GCP) are refused by address, in any
+    spelling, and by their well-known names; the rest of the network is
+    open, as on Supabase."""
+    source = """Deno.serve(async () => {
+      const tryIt = async (u) => {
+        try { await fetch(u, { signal: AbortSignal.timeout(2000) }); return "fetched"; }
+        catch (e) { return e.name; }
+      };
+      const urls = ["http://169.254.169.254/latest/meta-data/", "http://169.254.170.2/v2/credentials",
+                    "http://0xa9fea9fe/", "http://[fd00:ec2::254]/", "http://metadata.google.internal/",
+                    "http://instance-data/latest/"];
+      const seen = {};
+      for (const u of urls) seen[u] = await tryIt(u);
+      return Response.json(seen);
+    });"""
+    assert deploy(platform, project, "ssrf", {"index.ts": source}).status_code == 201
+    seen = json.loads(client(project).functions.invoke("ssrf", {"method": "GET"}))
+    assert set(seen.values()) == {"NotCapable"}, seen
+    # Its own project's API stays reachable (the caller's key, through the gateway).
+    assert client(project).functions.invoke("echo", {"body": {"a": 1}})
+
+
 def test_a_redeploy_under_load_fails_no_request(platform, project):
     body = "Deno.serve(() => new Response('{v}'));"
     assert deploy(platform, project, "rolling", {"index.ts": body.format(v="v1")}, verify_jwt=False).status_code == 201

@@ -124,6 +124,16 @@ type Connection = hyper::client::conn::http1::SendRequest<Body>;
 /// How often a waiting request's worker's CPU time is read.
 const CPU_TICK: Duration = Duration::from_millis(50);
 
+/// Where a function may never connect: the cloud instance metadata
+/// services (AWS IMDS and the ECS task endpoint in 169.254.0.0/16, its
+/// IPv6 address, and the names GCP and EC2 resolve to them), which hand
+/// out the host's credentials to whoever asks from the machine. Deno
+/// checks addresses after parsing (`0xa9fea9fe` is caught) but not what a
+/// name resolves to, so a name of the caller's pointing there is for the
+/// network's own egress rules (see docs/security.md).
+const DENIED_NET: &str =
+    "169.254.0.0/16,[fd00:ec2::254],metadata.google.internal,metadata,instance-data";
+
 /// Connections kept per worker at most.
 const KEPT_CONNECTIONS: usize = 32;
 
@@ -417,6 +427,7 @@ impl Runtime {
             // Deployed bundles carry their imports: nothing is fetched.
             .arg("--cached-only")
             .arg("--allow-net")
+            .arg(format!("--deny-net={DENIED_NET}"))
             .arg(format!(
                 "--allow-read={},{}",
                 path_arg(&dir)?,
