@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -613,56 +613,12 @@ async fn receive(
         .to_ascii_lowercase()
         .starts_with("multipart/form-data")
     {
-        let mut form = axum::extract::Multipart::from_request(request, &())
-            .await
-            .map_err(|e| Error::invalid_request(e.body_text()))?;
-        let mut cache = None;
-        let mut user_metadata = None;
-        while let Some(field) = form
-            .next_field()
-            .await
-            .map_err(|e| Error::invalid_request(e.body_text()))?
-        {
-            match field.name() {
-                Some("cacheControl") => {
-                    cache = Some(
-                        field
-                            .text()
-                            .await
-                            .map_err(|e| Error::invalid_request(e.body_text()))?,
-                    );
-                }
-                Some("metadata") => {
-                    let text = field
-                        .text()
-                        .await
-                        .map_err(|e| Error::invalid_request(e.body_text()))?;
-                    user_metadata = Some(parse_user_metadata(&text)?);
-                }
-                _ if field.file_name().is_some()
-                    || field.name() == Some("file")
-                    || field.name() == Some("") =>
-                {
-                    let incoming = Incoming {
-                        mime: field
-                            .content_type()
-                            .unwrap_or("application/octet-stream")
-                            .to_owned(),
-                        cache_control: cache_control(cache.as_deref(), "max-age=3600"),
-                        user_metadata: user_metadata.take(),
-                        // The form's length is not the file's.
-                        declared_length: None,
-                    };
-                    let body = field.map(|c| c.map_err(|e| e.body_text()));
-                    return store_object(
-                        storage, project, &writer, bucket, name, mode, incoming, body,
-                    )
-                    .await;
-                }
-                _ => {}
-            }
-        }
-        return Err(Error::invalid_request("No content provided"));
+        let (incoming, field) = form_file(request).await?;
+        let body = field.map(|c| c.map_err(|e| e.to_string()));
+        return store_object(
+            storage, project, &writer, bucket, name, mode, incoming, body,
+        )
+        .await;
     }
     let user_metadata = match header_str(&headers, "x-metadata") {
         Some(encoded) => {
@@ -689,6 +645,47 @@ async fn receive(
         storage, project, &writer, bucket, name, mode, incoming, body,
     )
     .await
+}
+
+/// Reads a multipart upload up to its file: the fields `cacheControl` and
+/// `metadata` before it (as the clients send them), then the first part
+/// that is a file (a file name, or the name `file` or none). What to store,
+/// and the file's part to stream.
+pub(crate) async fn form_file(request: Request) -> Result<(Incoming, multer::Field<'static>)> {
+    let refused = |e: multer::Error| Error::invalid_request(format!("bad multipart form: {e}"));
+    let boundary =
+        multer::parse_boundary(header_str(request.headers(), "content-type").unwrap_or(""))
+            .map_err(refused)?;
+    // multer's parts own their share of the body: the file part streams
+    // on after this returns (axum's wrapper would borrow the form).
+    let mut form = multer::Multipart::new(request.into_body().into_data_stream(), boundary);
+    let mut cache = None;
+    let mut user_metadata = None;
+    while let Some(field) = form.next_field().await.map_err(refused)? {
+        match field.name() {
+            Some("cacheControl") => cache = Some(field.text().await.map_err(refused)?),
+            Some("metadata") => {
+                user_metadata = Some(parse_user_metadata(&field.text().await.map_err(refused)?)?);
+            }
+            _ if field.file_name().is_some()
+                || field.name() == Some("file")
+                || field.name() == Some("") =>
+            {
+                let incoming = Incoming {
+                    mime: field
+                        .content_type()
+                        .map_or("application/octet-stream".to_owned(), ToString::to_string),
+                    cache_control: cache_control(cache.as_deref(), "max-age=3600"),
+                    user_metadata,
+                    // The form's length is not the file's.
+                    declared_length: None,
+                };
+                return Ok((incoming, field));
+            }
+            _ => {}
+        }
+    }
+    Err(Error::invalid_request("No content provided"))
 }
 
 /// An object row as an upload, a copy or a signed upload writes it.
