@@ -21,7 +21,8 @@ use supa_core::{ProjectDatabase, ProjectRef};
 use supa_storage::Backend;
 
 use crate::projects::{
-    self, TEMPLATE, close_database_named, database_name, execute_formatted, login_names,
+    self, TEMPLATE, close_database_named, database_name, drop_database_named, execute_formatted,
+    login_names,
 };
 use crate::{Error, Invalidation, Tenant};
 
@@ -432,19 +433,8 @@ impl Tenant {
             Ok(())
         }
         .await;
-        let status = if swapped.is_ok() {
-            "ACTIVE_HEALTHY"
-        } else {
-            "RESTORE_FAILED"
-        };
-        sqlx::query("UPDATE projects SET status = $2 WHERE ref = $1")
-            .bind(project_ref.as_str())
-            .bind(status)
-            .execute(&self.db)
-            .await?;
-        self.invalidate(Invalidation::Project(*project_ref));
-        swapped?;
-        self.get_project(project_ref).await
+        self.settle(project_ref, swapped, "ACTIVE_HEALTHY", "RESTORE_FAILED")
+            .await
     }
 
     /// Builds `scratch` on the project's worker: a copy of the template
@@ -680,20 +670,6 @@ async fn filled_tables(pool: &PgPool, login: &ProjectDatabase) -> Result<HashSet
     .await;
     db.close().await;
     found
-}
-
-/// Drops database `name` if it exists, closing its sessions first.
-async fn drop_database_named(pool: &PgPool, name: &str) -> Result<(), Error> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(name)
-            .fetch_one(pool)
-            .await?;
-    if exists {
-        close_database_named(pool, name).await?;
-        execute_formatted(pool, "DROP DATABASE %I", &[name]).await?;
-    }
-    Ok(())
 }
 
 /// Writes the file at `path` to `key` of `store`, streamed.

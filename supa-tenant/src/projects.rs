@@ -989,7 +989,7 @@ impl Tenant {
     }
 
     /// Records how a pause or resume ended, then tells every gateway.
-    async fn settle(
+    pub(crate) async fn settle(
         &self,
         project_ref: &ProjectRef,
         outcome: Result<(), Error>,
@@ -1101,20 +1101,20 @@ pub(crate) async fn close_database_named(pool: &PgPool, db: &str) -> Result<(), 
 
 /// Drops the project's database, closing it first.
 async fn drop_database(pool: &PgPool, project_ref: &ProjectRef) -> Result<(), Error> {
+    drop_database_named(pool, &database_name(project_ref)).await
+}
+
+/// [`drop_database`] by the database's name (a restore's scratch copy).
+pub(crate) async fn drop_database_named(pool: &PgPool, db: &str) -> Result<(), Error> {
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(database_name(project_ref))
+            .bind(db)
             .fetch_one(pool)
             .await?;
     if exists {
-        close_database(pool, project_ref).await?;
+        close_database_named(pool, db).await?;
     }
-    execute_formatted(
-        pool,
-        "DROP DATABASE IF EXISTS %I WITH (FORCE)",
-        &[&database_name(project_ref)],
-    )
-    .await
+    execute_formatted(pool, "DROP DATABASE IF EXISTS %I WITH (FORCE)", &[db]).await
 }
 
 /// Drops a login role and the privileges it holds on shared objects (its
