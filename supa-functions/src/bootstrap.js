@@ -3,6 +3,13 @@
 // nothing else), and `EdgeRuntime.waitUntil` keeps background work going
 // after a response. Arguments: the socket's path, the entrypoint's URL.
 const [socket, entrypoint] = Deno.args;
+// A worker does not outlive its server: when that dies without stopping
+// it (a crash, SIGKILL), the worker is re-parented and exits within a
+// second instead of lingering with nobody to serve.
+const parent = Deno.ppid;
+Deno.unrefTimer(setInterval(() => {
+  if (Deno.ppid !== parent) Deno.exit(0);
+}, 1000));
 const serve = Deno.serve.bind(Deno);
 let served = false;
 Deno.serve = (options, handler) => {

@@ -193,7 +193,10 @@ def test_a_gateway_drains_on_sigterm(topology, apps):
     caller = threading.Thread(target=call_slow)
     closed = {}
 
+    workers = []
+
     def fault():
+        workers.extend(function_workers(gateway))
         caller.start()
         time.sleep(0.3)
         gateway.proc.send_signal(signal.SIGTERM)
@@ -213,12 +216,44 @@ def test_a_gateway_drains_on_sigterm(topology, apps):
         assert closed["code"] == 1001, closed
         assert closed["health"] == (503, {"status": "draining"}), closed
         assert gateway.proc.wait(10) == 0
+        # Its function workers leave with it.
+        deadline = time.monotonic() + 5
+        while any(Path(f"/proc/{pid}").exists() for pid in workers):
+            assert time.monotonic() < deadline, f"function workers outlived their gateway: {workers}"
+            time.sleep(0.1)
     drill(apps, "gateway-sigterm", fault, lambda: topology.start_gateway(gateway), during=during)
 
 
+def function_workers(gateway):
+    """Pids of the Deno workers a gateway started (their command line names
+    its functions folder)."""
+    folder = f"{gateway.name}-functions"
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and folder in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                pids.append(int(proc.name))
+        except OSError:
+            pass
+    return pids
+
+
 def test_a_gateway_crashes(topology, apps):
+    """nginx moves to the other gateway; the crashed one's function
+    workers exit on their own rather than linger."""
     gateway = topology.gateways[1]
-    drill(apps, "gateway-sigkill", gateway.kill, lambda: topology.start_gateway(gateway))
+    workers = []
+
+    def fault():
+        workers.extend(function_workers(gateway))
+        gateway.kill()
+
+    def during():
+        assert workers, "the gateway had started no function worker"
+        alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+        assert not alive, f"function workers outlived their gateway: {alive}"
+    drill(apps, "gateway-sigkill", fault, lambda: topology.start_gateway(gateway), hold=max(HOLD, 3),
+          during=during)
 
 
 def test_the_object_store_disk_fills(topology, apps):
