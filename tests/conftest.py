@@ -85,6 +85,27 @@ def redis_server():
 
 
 @contextlib.contextmanager
+def moto_s3(bucket):
+    """moto's S3 server (a real S3-compatible server) on a free port with
+    one `bucket`: (endpoint, boto3 client)."""
+    import sys
+
+    import boto3
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc, "moto server")
+        endpoint = f"http://127.0.0.1:{port}"
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+        s3.create_bucket(Bucket=bucket)
+        yield endpoint, s3
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
 def running_platform(redis_url=None, profile="test", extra_env=None):
     """`supa up` on free ports and a throwaway data dir (its own embedded
     cluster), stopped and removed on exit. The `test` profile runs that

@@ -5,17 +5,14 @@ more, restore, compare) or into a new one, a daily schedule, and the
 backup store on a real S3-compatible server (moto)."""
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 
-import boto3
 import httpx
 import pytest
 from supabase import create_client
 
-from conftest import configure_auth, create_project, free_port, running_platform, stop, wait_for_port
+from conftest import configure_auth, create_project, moto_s3, running_platform
 
 SCHEMA = """
 create table notes (id int primary key, body text not null, owner uuid);
@@ -169,16 +166,8 @@ def test_a_daily_schedule_takes_todays_backup(platform):
 
 @pytest.fixture(scope="module")
 def s3_server():
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port, proc, "moto server")
-    endpoint = f"http://127.0.0.1:{port}"
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                      aws_access_key_id="test", aws_secret_access_key="test")
-    s3.create_bucket(Bucket="supa-backups")
-    yield endpoint, s3
-    stop(proc)
+    with moto_s3("supa-backups") as server:
+        yield server
 
 
 def test_backups_on_s3(s3_server):

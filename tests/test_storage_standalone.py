@@ -23,7 +23,7 @@ from storage3 import SyncStorageClient
 from storage3.exceptions import StorageApiError
 from supabase import create_client
 
-from conftest import ROOT, create_project, empty_database, free_port, stop, wait_for_port
+from conftest import moto_s3, ROOT, create_project, empty_database, free_port, stop, wait_for_port
 
 SUPA_STORAGE = ROOT / "target" / "debug" / "supa-storage"
 SECRET = "standalone-storage-secret-" + "x" * 16
@@ -38,17 +38,8 @@ def database(platform):
 
 @pytest.fixture(scope="module")
 def s3_server():
-    """moto's S3 server on a free port, with one bucket."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port, proc, "moto server")
-    endpoint = f"http://127.0.0.1:{port}"
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                      aws_access_key_id="test", aws_secret_access_key="test")
-    s3.create_bucket(Bucket="supa-objects")
-    yield endpoint, s3
-    stop(proc)
+    with moto_s3("supa-objects") as server:
+        yield server
 
 
 def token(role, sub=None):

@@ -108,52 +108,45 @@ fn pg_tool(name: &str) -> PathBuf {
 
 /// Runs a PostgreSQL client tool against `login`; its stdout.
 async fn run_tool(name: &str, login: &ProjectDatabase, args: &[&str]) -> Result<Vec<u8>, Error> {
-    let tool = pg_tool(name);
-    let mut command = tokio::process::Command::new(&tool);
+    let mut command = tokio::process::Command::new(pg_tool(name));
     if name == "pg_restore" {
         // Triggers (a user's, or the template's own) do not fire while
         // rows are put back; foreign keys are checked when created.
         command.env("PGOPTIONS", "-c session_replication_role=replica");
     }
-    let output = command
+    command
         .args(["--host", &login.host, "--port", &login.port.to_string()])
         .args(["--username", &login.user, "--no-password"])
         .args(args)
         .env("PGPASSWORD", login.password.expose())
-        .env("PGCONNECT_TIMEOUT", "10")
+        .env("PGCONNECT_TIMEOUT", "10");
+    output_of(command, name).await
+}
+
+/// Runs `command` (a PostgreSQL tool, `what` in messages); its stdout, or
+/// its stderr as the error.
+async fn output_of(mut command: tokio::process::Command, what: &str) -> Result<Vec<u8>, Error> {
+    let output = command
         .kill_on_drop(true)
         .output()
         .await
         .map_err(|e| Error::Io {
-            context: format!("run {}", tool.display()),
+            context: format!("run {what}"),
             source: e,
         })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(Error::Backup(format!("{name} failed: {}", stderr.trim())));
+        return Err(Error::Backup(format!("{what} failed: {}", stderr.trim())));
     }
     Ok(output.stdout)
 }
 
 /// `pg_restore -l` of a dump: its table of contents.
 async fn table_of_contents(dump: &Path) -> Result<String, Error> {
-    let tool = pg_tool("pg_restore");
-    let output = tokio::process::Command::new(&tool)
-        .arg("--list")
-        .arg(dump)
-        .output()
-        .await
-        .map_err(|e| Error::Io {
-            context: format!("run {}", tool.display()),
-            source: e,
-        })?;
-    if !output.status.success() {
-        return Err(Error::Backup(format!(
-            "pg_restore --list failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    let mut command = tokio::process::Command::new(pg_tool("pg_restore"));
+    command.arg("--list").arg(dump);
+    let listed = output_of(command, "pg_restore --list").await?;
+    Ok(String::from_utf8_lossy(&listed).into_owned())
 }
 
 /// An entry of a table of contents without its dump ids and owner
