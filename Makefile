@@ -6,7 +6,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps build lint test-rust bindings pytest cluster-test test bench bench-load bench-meta bench-auth bench-storage bench-realtime bench-functions bench-studio fuzz drills soak up clean
+.PHONY: help deps build lint test-rust bindings pytest cluster-test wheel test bench bench-load bench-meta bench-auth bench-storage bench-realtime bench-functions bench-studio fuzz drills soak up clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,6 +27,9 @@ test-rust: deps ## unit and integration tests of every crate
 
 bindings: deps ## build the Python package `supa` into .venv with maturin
 	cd bindings/python && maturin develop --quiet
+
+wheel: deps ## the `supa` wheel (bindings, pytest plugin, the `supa` binary; manylinux) into target/wheels
+	scripts/wheel.sh $(CURDIR)/target/wheels
 
 pytest: bindings ## the pytest suite: bindings, and `supa up` as a subprocess
 	cargo build --quiet -p supa -p supa-rest-bin -p supa-gateway -p supa-auth-bin -p supa-storage-bin -p supa-realtime-bin -p supa-functions-bin

@@ -6,18 +6,16 @@ import asyncio
 import contextlib
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import supa.platform
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPA = ROOT / "target" / "debug" / "supa"
@@ -32,12 +30,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@dataclass
-class Platform:
-    api_url: str
-    gateway_url: str
-    token: str
-    data_dir: Path
+class Platform(supa.platform.Platform):
+    """`supa up` (the `supa` package's throwaway platform) with the HTTP
+    and CLI helpers this suite uses."""
 
     def client(self, token: "str | None" = None) -> httpx.Client:
         """An HTTP client of the Management API with the admin token."""
@@ -111,65 +106,34 @@ def running_platform(redis_url=None, profile="test", extra_env=None):
     cluster), stopped and removed on exit. The `test` profile runs that
     cluster without fsync: nothing in it outlives the run."""
     assert SUPA.exists(), f"{SUPA} is missing: `make pytest` builds it"
-    data_dir = Path(tempfile.mkdtemp(prefix="supa-pytest-"))
-    api_port = free_port()
-    gateway_port = free_port()
-    log = open(data_dir.parent / f"{data_dir.name}.log", "w+")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPA_", "AWS_"))}
     # The credentials the Lambda test double verifies signatures with.
-    env.update(AWS_ACCESS_KEY_ID=AWS_KEY_ID, AWS_SECRET_ACCESS_KEY=AWS_SECRET)
+    env = dict(AWS_ACCESS_KEY_ID=AWS_KEY_ID, AWS_SECRET_ACCESS_KEY=AWS_SECRET)
     # Realtime slots go soon after their last channel, for the slot tests.
     env["SUPA_REALTIME_SLOT_GRACE"] = "2"
     # Function workers exit soon after their last request, for the
     # scale-to-zero test.
     env["SUPA_FUNCTIONS_IDLE"] = "2"
     env.update(extra_env or {})
-    command = [str(SUPA), "up", "--data-dir", str(data_dir), "--api-port", str(api_port),
-               "--gateway-port", str(gateway_port)]
-    if redis_url:
-        command += ["--redis-url", redis_url]
-    if profile:
-        command += ["--profile", profile]
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    api_url = f"http://127.0.0.1:{api_port}"
-    deadline = time.monotonic() + 90
+    args = ["--redis-url", redis_url] if redis_url else []
     try:
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"supa up exited with {proc.returncode}:\n{log.read()}")
-            try:
-                if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"supa up did not answer /health within 90 s:\n{log.read()}")
-            time.sleep(0.2)
-        token = (data_dir / "admin_token").read_text().strip()
-        yield Platform(
-            api_url=api_url,
-            gateway_url=f"http://127.0.0.1:{gateway_port}",
-            token=token,
-            data_dir=data_dir,
-        )
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        shutil.rmtree(data_dir, ignore_errors=True)
-        if os.environ.get("SUPA_KEEP_LOG") is None:
-            os.unlink(log.name)
+        platform = Platform.start(binary=SUPA, profile=profile, env=env, args=args, unset=("SUPA_", "AWS_"))
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    with platform:
+        yield platform
 
 
 @pytest.fixture(scope="session")
 def platform(redis_server):
     with running_platform(redis_server.url) as p:
         yield p
+
+
+@pytest.fixture(scope="session")
+def supa_platform(platform):
+    """The `supa` plugin's fixtures (`supa_project`, `supabase_client`) use
+    this suite's platform, with Redis."""
+    return platform
 
 
 async def until(seconds, predicate):

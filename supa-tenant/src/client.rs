@@ -23,6 +23,19 @@ pub struct ManagementClient {
     token: Secret<String>,
 }
 
+/// Where a service's settings live: `/v1/projects/{ref}/config/{service}`,
+/// except PostgREST's, at `/v1/projects/{ref}/postgrest` as on Supabase.
+fn config_path(r: &ProjectRef, service: &str) -> Result<String, Error> {
+    match service {
+        "auth" | "storage" | "realtime" => Ok(format!("/v1/projects/{r}/config/{service}")),
+        "postgrest" => Ok(format!("/v1/projects/{r}/postgrest")),
+        other => Err(Error::invalid(
+            "service",
+            format!("{other:?} is not auth, storage, realtime or postgrest"),
+        )),
+    }
+}
+
 /// An HTTP client speaking plain HTTP and HTTPS (rustls on `ring`).
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, Error> {
     Ok(supa_core::http::client(timeout))
@@ -285,6 +298,24 @@ impl ManagementClient {
         }
         let path = format!("/v1/projects/{r}/auth/outbox?{}", query.finish());
         self.send(Method::GET, &path, None::<&()>).await
+    }
+
+    /// A service's settings (`auth`, `storage`, `realtime` or `postgrest`),
+    /// as the Management API shows them.
+    pub async fn config(&self, r: &ProjectRef, service: &str) -> Result<Value, Error> {
+        self.send(Method::GET, &config_path(r, service)?, None::<&()>)
+            .await
+    }
+
+    /// Changes some of a service's settings; the settings after.
+    pub async fn update_config(
+        &self,
+        r: &ProjectRef,
+        service: &str,
+        patch: &Value,
+    ) -> Result<Value, Error> {
+        self.send(Method::PATCH, &config_path(r, service)?, Some(patch))
+            .await
     }
 
     /// Runs SQL in the project's database; the rows of the last statement.

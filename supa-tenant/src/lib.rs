@@ -12,6 +12,7 @@
 
 mod auth_config;
 mod backups;
+pub mod bootstrap;
 mod crypto;
 mod error;
 mod files;

@@ -22,38 +22,6 @@ use crate::{Error, Tenant};
 pub(crate) const TEMPLATE: &str = "supa_template";
 /// Serializes cluster-wide setup (API roles, template) between creators.
 const SETUP_LOCK: i64 = 0x5375_7061_5345_5450; // "SupaSETP"
-/// The template's script: `bootstrap.sql` with the auth server's schema
-/// and migrations, the storage schema and the realtime schema, where it
-/// names them, each run as its owner.
-static BOOTSTRAP_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    include_str!("bootstrap.sql")
-        .replacen(
-            "-- @auth-schema: supa_auth::SCHEMA_SQL, then its migrations.\n",
-            &supa_auth::schema::full_script(),
-            1,
-        )
-        .replacen(
-            "-- @storage-schema: supa_storage::schema::SCHEMA_SQL\n",
-            supa_storage::schema::SCHEMA_SQL,
-            1,
-        )
-        .replacen(
-            "-- @storage-grants: supa_storage::schema::GRANTS_SQL\n",
-            supa_storage::schema::GRANTS_SQL,
-            1,
-        )
-        .replacen(
-            "-- @realtime-schema: supa_realtime::schema::SCHEMA_SQL\n",
-            supa_realtime::schema::SCHEMA_SQL,
-            1,
-        )
-        .replacen(
-            "-- @realtime-functions: supa_realtime::schema::FUNCTIONS_SQL\n",
-            &supa_realtime::schema::FUNCTIONS_SQL,
-            1,
-        )
-});
-
 /// A project to create.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -287,14 +255,6 @@ fn project_from_row(row: &sqlx::postgres::PgRow) -> Result<Project, Error> {
 
 /// Runs `format(template, args...)` on the server so identifiers and
 /// literals are quoted by PostgreSQL itself, then executes the result.
-/// What the template's comment says when `bootstrap.sql` made it: the
-/// first bytes of the script's SHA-256, in hex.
-fn template_marker() -> String {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(BOOTSTRAP_SQL.as_bytes());
-    format!("supa template {}", hex::encode(&digest[..8]))
-}
-
 pub(crate) async fn execute_formatted(
     pool: &PgPool,
     template: &str,
@@ -308,6 +268,36 @@ pub(crate) async fn execute_formatted(
     }
     let statement = q.fetch_one(pool).await?;
     pool.execute(AssertSqlSafe(statement)).await?;
+    Ok(())
+}
+
+/// Runs statements as [`execute_formatted`] does, in two round trips for
+/// all of them (format, then run) and in one implicit transaction.
+async fn execute_formatted_together(
+    pool: &PgPool,
+    statements: &[&crate::bootstrap::Formatted],
+) -> Result<(), Error> {
+    let mut calls = Vec::with_capacity(statements.len());
+    let mut args: Vec<&str> = Vec::new();
+    for statement in statements {
+        let mut call = format!("format('{}'", statement.template);
+        for arg in &statement.args {
+            args.push(arg);
+            call.push_str(&format!(", ${}::text", args.len()));
+        }
+        call.push(')');
+        calls.push(call);
+    }
+    if calls.is_empty() {
+        return Ok(());
+    }
+    let query = format!("SELECT concat_ws(E';\\n', {})", calls.join(", "));
+    let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(query));
+    for arg in args {
+        q = q.bind(arg);
+    }
+    let script = q.fetch_one(pool).await?;
+    sqlx::raw_sql(AssertSqlSafe(script)).execute(pool).await?;
     Ok(())
 }
 
@@ -370,6 +360,15 @@ impl Tenant {
         let storage_password = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
         let realtime_password = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
         let functions_password = URL_SAFE_NO_PAD.encode(random_bytes::<24>());
+        // In the order of `login_names`.
+        let passwords = [
+            authenticator_password.as_str(),
+            &auth_password,
+            &storage_password,
+            &realtime_password,
+            &functions_password,
+        ];
+        let statements = crate::bootstrap::project_formatted(project_ref, &passwords);
         let mut keys = None;
         for step in CreateStep::ALL {
             if let Some(progress) = options.progress {
@@ -403,84 +402,22 @@ impl Tenant {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                CreateStep::CreateDatabase => {
+                CreateStep::CreateDatabase | CreateStep::CreateRoles => {
                     let pool = self.worker_pool(worker).await?;
-                    self.ensure_cluster_setup(&pool, worker).await?;
-                    let db = database_name(project_ref);
-                    execute_formatted(&pool, "CREATE DATABASE %I TEMPLATE %I", &[&db, TEMPLATE])
-                        .await?;
-                    execute_formatted(
-                        &pool,
-                        "REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC",
-                        &[&db],
-                    )
-                    .await?;
-                    // Supabase's default, so `uuid_generate_v4()` and friends
-                    // resolve unqualified in every session.
-                    execute_formatted(
-                        &pool,
-                        r#"ALTER DATABASE %I SET search_path = "$user", public, extensions"#,
-                        &[&db],
-                    )
-                    .await?;
-                }
-                CreateStep::CreateRoles => {
-                    let pool = self.worker_pool(worker).await?;
-                    let login = |name, password, roles, settings| {
-                        create_login(&pool, project_ref, name, password, roles, settings)
-                    };
-                    // The data plane's login: the API roles, as PostgREST's
-                    // authenticator.
-                    login(
-                        authenticator_name(project_ref),
-                        &authenticator_password,
-                        "anon, authenticated, service_role",
-                        &[],
-                    )
-                    .await?;
-                    // The auth server's login: its sessions start as
-                    // supabase_auth_admin, which owns the auth schema of
-                    // every project.
-                    login(
-                        auth_login_name(project_ref),
-                        &auth_password,
-                        "supabase_auth_admin",
-                        &[("role", "supabase_auth_admin"), ("search_path", "auth")],
-                    )
-                    .await?;
-                    // The storage server's login: supabase_storage_admin for
-                    // its own bookkeeping, and each request's API role.
-                    login(
-                        storage_login_name(project_ref),
-                        &storage_password,
-                        "supabase_storage_admin, anon, authenticated, service_role",
-                        &[("role", "supabase_storage_admin")],
-                    )
-                    .await?;
-                    // The realtime server's login: supabase_realtime_admin
-                    // for subscriptions and the slot, and each subscriber's
-                    // API role for its row level security checks. Change
-                    // timestamps are read in UTC; no check runs away.
-                    login(
-                        realtime_login_name(project_ref),
-                        &realtime_password,
-                        "supabase_realtime_admin, anon, authenticated, service_role",
-                        &[
-                            ("role", "supabase_realtime_admin"),
-                            ("timezone", "UTC"),
-                            ("statement_timeout", "10s"),
-                        ],
-                    )
-                    .await?;
-                    // The functions' login (`SUPABASE_DB_URL`): the
-                    // service role, as their server-side work needs.
-                    login(
-                        functions_login_name(project_ref),
-                        &functions_password,
-                        "service_role",
-                        &[("role", "service_role")],
-                    )
-                    .await?;
+                    if step == CreateStep::CreateDatabase {
+                        self.ensure_cluster_setup(&pool, worker).await?;
+                    }
+                    // CREATE DATABASE refuses to share a transaction; the
+                    // rest of the step runs as one.
+                    let (alone, together): (Vec<_>, Vec<_>) = statements
+                        .iter()
+                        .filter(|s| s.step == step)
+                        .partition(|s| s.template.starts_with("CREATE DATABASE"));
+                    for statement in alone {
+                        let args: Vec<&str> = statement.args.iter().map(String::as_str).collect();
+                        execute_formatted(&pool, &statement.template, &args).await?;
+                    }
+                    execute_formatted_together(&pool, &together).await?;
                 }
                 CreateStep::IssueKeys => {
                     let publishable = self
@@ -617,21 +554,14 @@ impl Tenant {
             .execute(&mut *conn)
             .await?;
         let result: Result<(), Error> = async {
-            conn.execute(supa_core::Role::CREATE_SQL).await?;
-            // The service admins own their schemas in every project.
-            conn.execute(
-                "DO $$ BEGIN
-                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_auth_admin') THEN
-                     CREATE ROLE supabase_auth_admin NOLOGIN NOINHERIT CREATEROLE; END IF;
-                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_storage_admin') THEN
-                     CREATE ROLE supabase_storage_admin NOLOGIN NOINHERIT; END IF;
-                 END $$",
-            )
-            .await?;
-            conn.execute(supa_realtime::schema::ADMIN_ROLE_SQL).await?;
+            for statement in crate::bootstrap::cluster_statements() {
+                sqlx::raw_sql(AssertSqlSafe(statement.sql))
+                    .execute(&mut *conn)
+                    .await?;
+            }
             // The template remembers which bootstrap made it; one made by
             // an older version is rebuilt (existing projects keep theirs).
-            let marker = template_marker();
+            let marker = crate::bootstrap::template_marker();
             let found: Option<Option<String>> = sqlx::query_scalar(
                 "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
             )
@@ -651,11 +581,21 @@ impl Tenant {
                 conn.execute(AssertSqlSafe(format!("CREATE DATABASE {TEMPLATE}")))
                     .await?;
                 let options = pool.connect_options().as_ref().clone().database(TEMPLATE);
-                let template = sqlx::PgPool::connect_with(options).await?;
-                let applied = sqlx::raw_sql(AssertSqlSafe(BOOTSTRAP_SQL.as_str()))
-                    .execute(&template)
-                    .await;
-                template.close().await;
+                // One session: the script's `SET ROLE`s hold for the
+                // statements after them.
+                let mut template =
+                    <sqlx::PgConnection as sqlx::Connection>::connect_with(&options).await?;
+                let mut applied = Ok(());
+                for statement in crate::bootstrap::template_statements() {
+                    applied = sqlx::raw_sql(AssertSqlSafe(statement.sql.as_str()))
+                        .execute(&mut template)
+                        .await
+                        .map(drop);
+                    if applied.is_err() {
+                        break;
+                    }
+                }
+                sqlx::Connection::close(template).await.ok();
                 if let Err(e) = applied {
                     conn.execute(AssertSqlSafe(format!("DROP DATABASE {TEMPLATE}")))
                         .await
@@ -1006,40 +946,6 @@ impl Tenant {
         outcome?;
         self.get_project(project_ref).await
     }
-}
-
-/// Creates one of the project's logins: `password`, member of `roles` (a
-/// list written here, never input) without inheriting them, session
-/// `settings`, and CONNECT to the project's database alone.
-async fn create_login(
-    pool: &PgPool,
-    project_ref: &ProjectRef,
-    name: String,
-    password: &str,
-    roles: &str,
-    settings: &[(&str, &str)],
-) -> Result<(), Error> {
-    execute_formatted(
-        pool,
-        "CREATE ROLE %I LOGIN NOINHERIT PASSWORD %L",
-        &[&name, password],
-    )
-    .await?;
-    execute_formatted(pool, &format!("GRANT {roles} TO %I"), &[&name]).await?;
-    for (setting, value) in settings {
-        execute_formatted(
-            pool,
-            &format!("ALTER ROLE %I SET {setting} = %L"),
-            &[&name, value],
-        )
-        .await?;
-    }
-    execute_formatted(
-        pool,
-        "GRANT CONNECT ON DATABASE %I TO %I",
-        &[&database_name(project_ref), &name],
-    )
-    .await
 }
 
 /// Refuses to open a session in a project's database while it is paused

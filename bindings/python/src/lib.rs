@@ -1,7 +1,9 @@
-//! uniffi bindings of `supa-keys`, the top of the crate graph for Python.
+//! uniffi bindings for Python, the top of the crate graph: the key, JWT and
+//! SigV4 primitives of `supa-keys`, the tenant bootstrap of `supa-tenant`
+//! as data, and (in [`management`]) its Management API client.
 //!
 //! Every function converts strings into `supa-core` types, calls one
-//! `supa-keys` function and converts back; failures become the flat
+//! function below and converts back; failures become the flat
 //! [`SupaError`], which Python raises as an exception carrying the reason.
 //! No logic lives here.
 
@@ -14,6 +16,8 @@ use supa_core::{KeyKind, ProjectRef, Role, Secret};
 use supa_keys::{Credentials, JwtKey, Payload, SigV4Signer, SigningRequest, Validation};
 
 uniffi::setup_scaffolding!();
+
+pub mod management;
 
 /// The one error Python sees; the message is the reason.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
@@ -186,5 +190,35 @@ pub fn sign_sigv4(
     Ok(signed
         .iter()
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect())
+}
+
+/// One statement of a project database's build.
+#[derive(Debug, uniffi::Record)]
+pub struct BootstrapStatement {
+    /// `cluster` (once per worker cluster), `template` (in the template
+    /// every project is copied from) or `project` (each project's own).
+    pub phase: String,
+    /// The part of the build (`api roles`, `auth schema`, `logins`...).
+    pub part: String,
+    /// The statement, with the comments before it in its script.
+    pub sql: String,
+}
+
+/// The statements a project database is built with, in the order they run:
+/// the cluster's, the template's, then (given a ref) the project's own with
+/// passwords masked.
+#[uniffi::export(default(project_ref = None))]
+pub fn bootstrap_statements(
+    project_ref: Option<String>,
+) -> Result<Vec<BootstrapStatement>, SupaError> {
+    let project_ref = project_ref.as_deref().map(ProjectRef::parse).transpose()?;
+    Ok(supa_tenant::bootstrap::statements(project_ref.as_ref())
+        .into_iter()
+        .map(|s| BootstrapStatement {
+            phase: s.phase.as_str().to_owned(),
+            part: s.part.to_owned(),
+            sql: s.sql,
+        })
         .collect())
 }

@@ -88,3 +88,42 @@ pub(crate) fn jwt(command: JwtCommand) -> anyhow::Result<()> {
     println!("{out}");
     Ok(())
 }
+
+pub(crate) fn bootstrap_sql(project_ref: Option<&ProjectRef>, json: bool) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    use supa_tenant::bootstrap;
+    let statements = bootstrap::statements(project_ref);
+    let mut out = String::new();
+    if json {
+        out = serde_json::to_string_pretty(&statements)?;
+        out.push('\n');
+    }
+    let mut part = None;
+    for s in statements.iter().filter(|_| !json) {
+        if part != Some((s.phase, s.part)) {
+            part = Some((s.phase, s.part));
+            let database = match s.phase {
+                bootstrap::Phase::Template => "the template database",
+                _ => "the maintenance database",
+            };
+            writeln!(
+                out,
+                "\n-- phase {}: {} (in {database})",
+                s.phase.as_str(),
+                s.part
+            )?;
+        }
+        // A statement may end in a comment line; its semicolon goes below.
+        let end = match s.sql.rsplit('\n').next() {
+            _ if s.sql.ends_with(';') => "",
+            Some(last) if last.trim_start().starts_with("--") => "\n;",
+            _ => ";",
+        };
+        writeln!(out, "{}{end}", s.sql)?;
+    }
+    // Piped into `head`, the rest is not wanted: not an error.
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}

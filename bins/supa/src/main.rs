@@ -397,6 +397,18 @@ enum ProjectsCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Print the statements a project database is built with, in order:
+    /// the cluster's shared roles, the template every project is copied
+    /// from, then (given a ref) the project's database and logins, with
+    /// passwords masked. Needs no running platform.
+    BootstrapSql {
+        /// Project ref; without it, the cluster and template statements only.
+        #[arg(value_name = "REF")]
+        project_ref: Option<ProjectRef>,
+        /// One JSON array of `{phase, part, sql}` instead of SQL.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a project: its database, role, keys and secrets.
     Delete {
         /// Project ref.
@@ -552,6 +564,9 @@ fn main() -> ExitCode {
         Command::Jwt(command) => local::jwt(command),
         Command::Keys(KeysCommand::Gen(args)) => local::gen_key(args),
         Command::Keys(KeysCommand::Check(args)) => local::check_key(args),
+        Command::Projects(ProjectsCommand::BootstrapSql { project_ref, json }) => {
+            local::bootstrap_sql(project_ref.as_ref(), json)
+        }
         command => runtime().and_then(|rt| rt.block_on(run(command))),
     };
     match result {
@@ -812,7 +827,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             limit,
             api,
         }) => functions::logs(&Remote::new(&api)?, &project_ref, &slug, limit).await,
-        Command::Jwt(_) | Command::Keys(KeysCommand::Gen(_) | KeysCommand::Check(_)) => {
+        Command::Jwt(_)
+        | Command::Keys(KeysCommand::Gen(_) | KeysCommand::Check(_))
+        | Command::Projects(ProjectsCommand::BootstrapSql { .. }) => {
             unreachable!("offline commands run without a runtime")
         }
     }

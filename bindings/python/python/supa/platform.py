@@ -1,0 +1,337 @@
+"""A throwaway Supa: `supa up` as a child process on free ports in a
+temporary directory (its own embedded PostgreSQL), and projects on it that
+come with their keys, their migrations applied, and go when asked.
+
+    with Platform.start() as platform:
+        project = platform.create_project()
+        project.query("create table notes (id int)")
+        project.delete()
+
+The `supa` binary is the one the wheel ships (`supa/bin/supa`), else
+`$SUPA_BIN`, else the first `supa` executable on PATH. PostgreSQL's server
+binaries (15 or later) must be installed; edge functions also need `deno`
+(on PATH or `$SUPA_DENO`)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from . import ManagementClient
+
+HERE = Path(__file__).resolve().parent
+
+
+def _is_executable_binary(path: Path) -> bool:
+    """A native executable, not a script: the wheel's own `supa` console
+    script on PATH must not be mistaken for the binary it runs."""
+    try:
+        with open(path, "rb") as f:
+            return os.access(path, os.X_OK) and f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def find_supa() -> Path:
+    """The `supa` binary: the wheel's, `$SUPA_BIN`, or one on PATH."""
+    bundled = HERE / "bin" / "supa"
+    if bundled.exists():
+        if not os.access(bundled, os.X_OK):
+            bundled.chmod(0o755)
+        return bundled
+    explicit = os.environ.get("SUPA_BIN")
+    if explicit:
+        return Path(explicit)
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(directory or ".") / "supa"
+        if _is_executable_binary(candidate):
+            return candidate
+    raise FileNotFoundError(
+        "no `supa` binary: install the supa wheel built by `make wheel` (it ships one), "
+        "or set SUPA_BIN, or put `supa` on PATH"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Loop:
+    """An event loop on its own thread, so synchronous code (fixtures, a
+    test without asyncio) can await the Management API client, whether or
+    not the caller's thread runs a loop of its own."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="supa-management", daemon=True)
+        self.thread.start()
+
+    def submit(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def run(self, coroutine, timeout: float = 120):
+        return self.submit(coroutine).result(timeout)
+
+    def close(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+
+def _http_json(url: str, token: str) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+@dataclass
+class Migrations:
+    """A Supabase CLI project's SQL: `migrations/*.sql` in name order (each
+    recorded in `supabase_migrations.schema_migrations`, as `supabase db
+    reset` does), then `seed.sql`."""
+
+    files: list[Path]
+    seed: Optional[Path]
+
+    @classmethod
+    def find(cls, folder: "str | os.PathLike") -> "Migrations":
+        """From a `supabase` folder, or its `migrations` folder itself."""
+        folder = Path(folder)
+        if (folder / "supabase").is_dir():
+            folder = folder / "supabase"
+        migrations = folder if folder.name == "migrations" else folder / "migrations"
+        if not migrations.is_dir() and not (folder / "seed.sql").is_file():
+            raise FileNotFoundError(f"{folder} has neither migrations/*.sql nor seed.sql")
+        root = migrations.parent
+        files = sorted(migrations.glob("*.sql")) if migrations.is_dir() else []
+        seed = root / "seed.sql"
+        return cls(files=files, seed=seed if seed.is_file() else None)
+
+    def scripts(self) -> Iterable[tuple[str, str]]:
+        """(what, SQL) in the order they run."""
+        if self.files:
+            yield "migration history", (
+                "create schema if not exists supabase_migrations;\n"
+                "create table if not exists supabase_migrations.schema_migrations "
+                "(version text primary key, statements text[], name text);"
+            )
+        for path in self.files:
+            version, _, name = path.stem.partition("_")
+            sql = path.read_text()
+            record = (
+                "insert into supabase_migrations.schema_migrations (version, statements, name) "
+                f"values ({_literal(version)}, array[{_literal(sql)}], {_literal(name)});"
+            )
+            yield path.name, f"{sql}\n;\n{record}"
+        if self.seed:
+            yield self.seed.name, self.seed.read_text()
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal: the dollar quote no text of it contains."""
+    tag = "supa"
+    while f"${tag}$" in text:
+        tag += "_"
+    return f"${tag}${text}${tag}$"
+
+
+@dataclass
+class SupaProject:
+    """A project on a running platform, with its keys in clear."""
+
+    ref: str
+    name: str
+    url: str
+    publishable_key: str
+    secret_key: str
+    platform: "Platform" = field(repr=False)
+    _jwt_secret: Optional[str] = field(default=None, repr=False)
+
+    def query(self, sql: str) -> list:
+        """Runs SQL in the project's database as its owner; the rows of the
+        last statement."""
+        return self.platform.run(self.platform.management.query(self.ref, sql))
+
+    def config(self, service: str) -> dict:
+        """A service's settings: `auth`, `storage`, `realtime`, `postgrest`."""
+        return self.platform.run(self.platform.management.get_config(self.ref, service))
+
+    def update_config(self, service: str, patch: dict) -> dict:
+        """Changes the settings `patch` names; the gateway of `supa up`
+        uses them from the next request."""
+        return self.platform.run(self.platform.management.update_config(self.ref, service, patch))
+
+    @property
+    def jwt_secret(self) -> str:
+        """The secret the project's JWTs are signed with (for tests that
+        mint their own tokens with `supa.mint_jwt`)."""
+        if self._jwt_secret is None:
+            config = _http_json(
+                f"{self.platform.api_url}/internal/v1/projects/{self.ref}/config",
+                self.platform.service_token,
+            )
+            self._jwt_secret = config["jwt_secret"]
+        return self._jwt_secret
+
+    def client(self, key: str = "publishable", **options):
+        """A real `supabase.Client` of this project with its `publishable`
+        or `secret` key; `options` go to `supabase.ClientOptions`."""
+        from supabase import ClientOptions, create_client
+
+        if key not in ("publishable", "secret"):
+            raise ValueError(f"key is 'publishable' or 'secret', not {key!r}")
+        api_key = self.publishable_key if key == "publishable" else self.secret_key
+        return create_client(self.url, api_key, options=ClientOptions(**options))
+
+    def apply(self, migrations: Migrations):
+        """Runs a migrations folder's scripts in order; the first failure
+        raises `ManagementError` naming the file."""
+        from . import ManagementError
+
+        for what, sql in migrations.scripts():
+            try:
+                self.query(sql)
+            except ManagementError.Api as e:
+                raise ManagementError.Api(e.status, f"{what}: {e.message}") from None
+
+    def delete(self):
+        self.platform.delete_project(self.ref)
+
+
+class Platform:
+    """`supa up` running as a child process; `Platform.start()` starts one,
+    `stop()` (or leaving its `with` block) stops it and removes its data."""
+
+    def __init__(self, process, data_dir: Path, api_url: str, gateway_url: str, log):
+        self.process = process
+        self.data_dir = data_dir
+        self.api_url = api_url
+        self.gateway_url = gateway_url
+        self._log = log
+        self.token = (data_dir / "admin_token").read_text().strip()
+        self.service_token = (data_dir / "service_token").read_text().strip()
+        self._loop = _Loop()
+        self.management = ManagementClient(api_url, self.token)
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        profile: str = "test",
+        env: Optional[dict] = None,
+        args: Iterable[str] = (),
+        timeout: float = 90,
+        binary: "Path | None" = None,
+        unset: Iterable[str] = ("SUPA_",),
+    ) -> "Platform":
+        """Starts `supa up` on free ports in a new temporary directory. The
+        `test` profile runs the embedded PostgreSQL without fsync: nothing
+        in it outlives the run. Variables of this process starting with a
+        prefix in `unset` are not passed on (a developer's own `SUPA_*`
+        settings must not leak into tests); `env` adds settings and `args`
+        adds arguments to `supa up` (`--redis-url URL`)."""
+        binary = binary or find_supa()
+        data_dir = Path(tempfile.mkdtemp(prefix="supa-"))
+        api_port, gateway_port = free_port(), free_port()
+        log = open(data_dir.parent / f"{data_dir.name}.log", "w+")
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith(tuple(unset))}
+        child_env.update(env or {})
+        command = [
+            str(binary), "up", "--data-dir", str(data_dir), "--api-port", str(api_port),
+            "--gateway-port", str(gateway_port), "--profile", profile, *args,
+        ]
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env)
+        api_url = f"http://127.0.0.1:{api_port}"
+        deadline = time.monotonic() + timeout
+        while True:
+            failure = None
+            if process.poll() is not None:
+                failure = f"supa up exited with {process.returncode}"
+            elif time.monotonic() > deadline:
+                failure = f"supa up did not answer /health within {timeout:.0f} s"
+            if failure:
+                log.seek(0)
+                output = log.read()
+                _stop(process)
+                log.close()
+                shutil.rmtree(data_dir, ignore_errors=True)
+                raise RuntimeError(f"{failure}:\n{output}")
+            try:
+                with urllib.request.urlopen(f"{api_url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        return cls(process, data_dir, api_url, f"http://127.0.0.1:{gateway_port}", log)
+
+    def run(self, coroutine, timeout: float = 120):
+        """Awaits a coroutine (a `management` call) from synchronous code."""
+        return self._loop.run(coroutine, timeout)
+
+    def submit(self, coroutine) -> "concurrent.futures.Future":
+        """Starts a coroutine without waiting for it."""
+        return self._loop.submit(coroutine)
+
+    def create_project(self, name: Optional[str] = None, migrations: Optional[Migrations] = None) -> SupaProject:
+        """A new project with its keys; `migrations` applied if given (the
+        project is deleted again if they fail)."""
+        created = self.run(self.management.create_project(name or "test"))
+        project = SupaProject(
+            ref=created.project.project_ref,
+            name=created.project.name,
+            url=f"{self.gateway_url}/project/{created.project.project_ref}",
+            publishable_key=created.publishable_key,
+            secret_key=created.secret_key,
+            platform=self,
+        )
+        if migrations:
+            try:
+                project.apply(migrations)
+            except BaseException:
+                self.delete_project(project.ref)
+                raise
+        return project
+
+    def delete_project(self, project_ref: str):
+        self.run(self.management.delete_project(project_ref))
+
+    def stop(self):
+        """Stops `supa up` (and its PostgreSQL) and removes its data."""
+        if self.process.poll() is None:
+            _stop(self.process)
+        self._loop.close()
+        self._log.close()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        if os.environ.get("SUPA_KEEP_LOG") is None:
+            Path(self._log.name).unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _stop(process, grace: float = 60):
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

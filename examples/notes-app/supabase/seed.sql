@@ -1,0 +1,1 @@
+insert into public.announcements (body) values ('Welcome to Notes!');
