@@ -6,7 +6,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps build lint test-rust bindings pytest cluster-test wheel test bench bench-load bench-meta bench-auth bench-storage bench-realtime bench-functions bench-studio fuzz drills soak up clean
+.PHONY: help deps build lint test-rust bindings pytest cluster-test wheel test bench bench-load bench-meta bench-auth bench-storage bench-realtime bench-functions bench-studio bench-sdk fuzz drills soak up clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -57,6 +57,7 @@ bench: deps ## criterion micro-benchmarks, control-plane latency, then gateway l
 	$(MAKE) bench-realtime
 	$(MAKE) bench-functions
 	$(MAKE) bench-studio
+	$(MAKE) bench-sdk
 
 bench-load: ## gateway load benchmarks against nginx and supa-rest direct (benches/load)
 	@scripts/bootstrap.sh bench
@@ -93,6 +94,13 @@ bench-functions: ## edge functions: cold starts, warm calls against Deno direct,
 	@scripts/bootstrap.sh bench
 	cargo build --release --quiet -p supa
 	python3 benches/functions/run.py
+
+bench-sdk: deps ## what a throwaway project costs a test suite: the release wheel in a venv of its own, the fixture against CREATE DATABASE (benches/sdk)
+	scripts/wheel.sh $(CURDIR)/target/wheels
+	rm -rf target/bench-sdk-venv && python3 -m venv target/bench-sdk-venv
+	sed 's/\[[a-z,]*\]//' tests/requirements.txt > target/bench-sdk-venv/constraints.txt
+	target/bench-sdk-venv/bin/pip install -q --disable-pip-version-check -c target/bench-sdk-venv/constraints.txt target/wheels/supa-*.whl pytest
+	env -u VIRTUAL_ENV target/bench-sdk-venv/bin/python benches/sdk/run.py
 
 soak: deps ## SOAK_SECS (600) of every service's requests at half of saturation, memory, descriptors, pools and slot lag sampled every 10 s (benches/soak)
 	cargo build --release --quiet -p supa

@@ -148,22 +148,13 @@ async def until(seconds, predicate):
 
 
 def create_project(platform, name, schema_sql=None):
-    """A project through the Management API, optionally with some SQL run in
-    it; the dict also carries its JWT secret (from the internal API) and its
-    gateway URL."""
-    with platform.client() as api:
-        created = api.post("/v1/projects", json={"name": name}).json()
-        if schema_sql:
-            r = api.post(f"/v1/projects/{created['ref']}/database/query", json={"query": schema_sql})
-            assert r.status_code == 201, r.text
-    service_token = (platform.data_dir / "service_token").read_text().strip()
-    config = httpx.get(
-        f"{platform.api_url}/internal/v1/projects/{created['ref']}/config",
-        headers={"Authorization": f"Bearer {service_token}"},
-    ).json()
-    created["jwt_secret"] = config["jwt_secret"]
-    created["url"] = f"{platform.gateway_url}/project/{created['ref']}"
-    return created
+    """A project through the SDK (`supa.platform`), optionally with some SQL
+    run in it, as a dict: its ref, name, keys, JWT secret and gateway URL."""
+    project = platform.create_project(name)
+    if schema_sql:
+        project.query(schema_sql)
+    return {"ref": project.ref, "name": project.name, "url": project.url, "jwt_secret": project.jwt_secret,
+            "publishable_key": project.publishable_key, "secret_key": project.secret_key}
 
 
 def empty_database(platform, prefix, *grants):

@@ -9,6 +9,8 @@ import json
 import re
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -209,6 +211,25 @@ def test_a_failing_migration_names_its_file_and_leaves_no_project(platform, tmp_
         Migrations.find(tmp_path / "nowhere")
 
 
+def test_each_migration_commits_before_the_next_runs(platform, tmp_path):
+    """A new enum value cannot be used in the transaction that added it: the
+    Supabase CLI's layout relies on each file being its own."""
+    folder = tmp_path / "supabase" / "migrations"
+    folder.mkdir(parents=True)
+    (folder / "1_kinds.sql").write_text("create type kind as enum ('a'); alter type kind add value 'b';")
+    (folder / "2_use.sql").write_text("create table k (v kind default 'b'); insert into k default values;")
+    (tmp_path / "supabase" / "seed.sql").write_text("insert into k values ('a');")
+    project = platform.create_project(migrations=Migrations.find(tmp_path))
+    try:
+        assert project.query("select v::text from k order by v") == [{"v": "a"}, {"v": "b"}]
+    finally:
+        project.delete()
+    (tmp_path / "supabase" / "seed.sql").write_text("insert into k values ('c');")
+    with pytest.raises(supa.ManagementError) as e:
+        platform.create_project(migrations=Migrations.find(tmp_path))
+    assert e.value.message.startswith("seed.sql: ") and "invalid input value for enum kind" in e.value.message
+
+
 def test_the_fixtures_hand_each_test_a_fresh_project(supa_project, supabase_client, supabase_admin_client):
     supa_project.query("create table seen (who text); alter table seen enable row level security;"
                        "insert into seen values ('admin only')")
@@ -242,3 +263,18 @@ def test_supa_is_found_from_its_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="make wheel"):
         find_supa()
+
+
+def test_a_killed_test_run_leaves_no_platform_behind(tmp_path):
+    """`supa up` is told to stop when the process that started it dies, even
+    by SIGKILL (it then stops its PostgreSQL as on any SIGTERM)."""
+    script = ("import os, signal, sys\nfrom supa.platform import Platform\n"
+              f"p = Platform.start(binary={str(SUPA)!r})\n"
+              "print(p.process.pid, flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == -9, r.stderr
+    pid = int(r.stdout.strip())
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists(), "supa up outlived the test run that started it"

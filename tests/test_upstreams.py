@@ -63,11 +63,11 @@ def echo():
     server.shutdown()
 
 
-def test_http_upstream_gets_a_minted_jwt_and_forwarded_headers(platform, echo):
-    project = create_project(platform, "http-echo")
-    set_upstream(platform, project["ref"], {"kind": "http", "url": echo})
+def test_http_upstream_gets_a_minted_jwt_and_forwarded_headers(platform, echo, supa_project):
+    project = supa_project
+    set_upstream(platform, project.ref, {"kind": "http", "url": echo})
     r = httpx.get(
-        f"{project['url']}/rest/v1/items?select=*&apikey={project['publishable_key']}",
+        f"{project.url}/rest/v1/items?select=*&apikey={project.publishable_key}",
         headers={"Host": "api.example.test", "Proxy-Authorization": "Basic x", "TE": "trailers"},
     )
     assert r.status_code == 200, r.text
@@ -78,15 +78,15 @@ def test_http_upstream_gets_a_minted_jwt_and_forwarded_headers(platform, echo):
     assert "apikey" not in headers and "proxy-authorization" not in headers and "te" not in headers
     scheme, token = headers["authorization"].split(" ")
     assert scheme == "Bearer"
-    claims = jwt.decode(token, project["jwt_secret"], algorithms=["HS256"])
-    assert claims["role"] == "anon" and claims["ref"] == project["ref"] and claims["iss"] == "supa"
+    claims = jwt.decode(token, project.jwt_secret, algorithms=["HS256"])
+    assert claims["role"] == "anon" and claims["ref"] == project.ref and claims["iss"] == "supa"
     assert headers["x-forwarded-host"] == "api.example.test"
     assert headers["x-forwarded-proto"] == "http"
-    assert headers["x-forwarded-prefix"] == f"/project/{project['ref']}/rest/v1"
+    assert headers["x-forwarded-prefix"] == f"/project/{project.ref}/rest/v1"
 
-    r = httpx.get(f"{project['url']}/rest/v1/items", headers={"apikey": project["secret_key"]})
+    r = httpx.get(f"{project.url}/rest/v1/items", headers={"apikey": project.secret_key})
     token = r.json()["headers"]["authorization"].split(" ")[1]
-    assert jwt.decode(token, project["jwt_secret"], algorithms=["HS256"])["role"] == "service_role"
+    assert jwt.decode(token, project.jwt_secret, algorithms=["HS256"])["role"] == "service_role"
 
 
 def test_http_upstream_in_front_of_supa_rest(platform):
@@ -105,32 +105,32 @@ def test_http_upstream_in_front_of_supa_rest(platform):
         stop(proc)
 
 
-def test_other_services_go_to_their_own_servers_over_http(platform, echo):
-    project = create_project(platform, "services-echo")
+def test_other_services_go_to_their_own_servers_over_http(platform, echo, supa_project):
+    project = supa_project
     with platform.client() as api:
-        r = api.patch(f"/admin/v1/projects/{project['ref']}", json={"services": {"functions": {"kind": "http", "url": echo}}})
+        r = api.patch(f"/admin/v1/projects/{project.ref}", json={"services": {"functions": {"kind": "http", "url": echo}}})
         assert r.status_code == 200, r.text
-    r = httpx.get(f"{project['url']}/functions/v1/hello/there?n=1", headers={"apikey": project["publishable_key"]})
+    r = httpx.get(f"{project.url}/functions/v1/hello/there?n=1", headers={"apikey": project.publishable_key})
     assert r.status_code == 200 and r.headers["x-upstream"] == "echo", r.text
     seen = r.json()
     assert seen["path"] == "/hello/there?n=1"
     headers = seen["headers"]
     assert "apikey" not in headers
-    claims = jwt.decode(headers["authorization"].split(" ")[1], project["jwt_secret"], algorithms=["HS256"])
-    assert (claims["role"], claims["ref"]) == ("anon", project["ref"])
-    assert headers["x-forwarded-prefix"] == f"/project/{project['ref']}/functions/v1"
+    claims = jwt.decode(headers["authorization"].split(" ")[1], project.jwt_secret, algorithms=["HS256"])
+    assert (claims["role"], claims["ref"]) == ("anon", project.ref)
+    assert headers["x-forwarded-prefix"] == f"/project/{project.ref}/functions/v1"
     # A user's own token is passed as it came.
-    user = jwt.encode({"role": "authenticated", "sub": "u1", "exp": int(time.time()) + 60}, project["jwt_secret"])
-    r = httpx.get(f"{project['url']}/functions/v1/hello",
-                  headers={"apikey": project["publishable_key"], "Authorization": f"Bearer {user}"})
+    user = jwt.encode({"role": "authenticated", "sub": "u1", "exp": int(time.time()) + 60}, project.jwt_secret)
+    r = httpx.get(f"{project.url}/functions/v1/hello",
+                  headers={"apikey": project.publishable_key, "Authorization": f"Bearer {user}"})
     assert r.json()["headers"]["authorization"] == f"Bearer {user}"
     # The other services stay in the gateway; a second patch keeps functions.
     with platform.client() as api:
-        r = api.patch(f"/admin/v1/projects/{project['ref']}", json={"services": {"storage": {"kind": "embedded"}}})
+        r = api.patch(f"/admin/v1/projects/{project.ref}", json={"services": {"storage": {"kind": "embedded"}}})
         assert r.status_code == 200, r.text
-    r = httpx.get(f"{project['url']}/storage/v1/bucket", headers={"apikey": project["secret_key"]})
+    r = httpx.get(f"{project.url}/storage/v1/bucket", headers={"apikey": project.secret_key})
     assert r.status_code == 200 and r.json() == [], r.text
-    assert httpx.get(f"{project['url']}/functions/v1/x", headers={"apikey": project["publishable_key"]}).headers["x-upstream"] == "echo"
+    assert httpx.get(f"{project.url}/functions/v1/x", headers={"apikey": project.publishable_key}).headers["x-upstream"] == "echo"
 
 
 @pytest.mark.parametrize("patch, message", [
@@ -140,18 +140,18 @@ def test_other_services_go_to_their_own_servers_over_http(platform, echo):
     ({"services": {"functions": {"kind": "http", "url": "ftp://example.com"}}}, "not an http(s) URL"),
     ({"services": {"mail": {"kind": "embedded"}}}, "mail"),
 ])
-def test_service_upstreams_that_cannot_work_are_refused(platform, patch, message):
-    project = create_project(platform, "services-bad")
+def test_service_upstreams_that_cannot_work_are_refused(platform, patch, message, supa_project):
+    project = supa_project
     with platform.client() as api:
-        r = api.patch(f"/admin/v1/projects/{project['ref']}", json=patch)
+        r = api.patch(f"/admin/v1/projects/{project.ref}", json=patch)
     assert r.status_code == 400 and message in r.json()["message"], r.text
 
 
-def test_unreachable_upstream_is_a_502_naming_no_internals(platform):
-    project = create_project(platform, "nowhere")
+def test_unreachable_upstream_is_a_502_naming_no_internals(platform, supa_project):
+    project = supa_project
     dead = f"http://127.0.0.1:{free_port()}"
-    set_upstream(platform, project["ref"], {"kind": "http", "url": dead})
-    r = httpx.get(f"{project['url']}/rest/v1/items", headers={"apikey": project["publishable_key"]})
+    set_upstream(platform, project.ref, {"kind": "http", "url": dead})
+    r = httpx.get(f"{project.url}/rest/v1/items", headers={"apikey": project.publishable_key})
     assert r.status_code == 502
     assert r.json() == {"message": "The project's API could not be reached"}
     assert "127.0.0.1" not in r.text

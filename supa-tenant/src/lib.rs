@@ -1,12 +1,14 @@
-//! Supa's control plane, beside the gateway in the crate graph (it depends on
-//! `supa-core` and `supa-keys` only).
+//! Supa's control plane, beside the gateway in the crate graph (over
+//! `supa-core`, `supa-keys` and the services whose schemas and settings it
+//! provisions).
 //!
 //! It owns the management database (`supa_admin`, migrated with sqlx) and
 //! everything recorded there: worker clusters, projects and their lifecycle,
 //! API keys and secrets, all secret material encrypted with AES-256-GCM under
 //! the platform [`MasterKey`]. It also runs a private PostgreSQL cluster from
 //! the system's binaries ([`embedded`]) for the all-in-one `supa up` and for
-//! the test kit.
+//! the test kit. What a project database is built with is data
+//! ([`bootstrap`]), executed as listed.
 
 #![forbid(unsafe_code)]
 

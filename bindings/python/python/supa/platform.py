@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ctypes
 import json
 import os
 import shutil
@@ -122,10 +123,14 @@ class Migrations:
         seed = root / "seed.sql"
         return cls(files=files, seed=seed if seed.is_file() else None)
 
-    def scripts(self) -> Iterable[tuple[str, str]]:
-        """(what, SQL) in the order they run."""
+    def script(self) -> str:
+        """Everything as one script: each migration in a transaction of its
+        own with its history row (so one that adds an enum value commits
+        before the next uses it), then the seed. One SQL call applies it;
+        after a failure, the history says which file failed."""
+        parts = []
         if self.files:
-            yield "migration history", (
+            parts.append(
                 "create schema if not exists supabase_migrations;\n"
                 "create table if not exists supabase_migrations.schema_migrations "
                 "(version text primary key, statements text[], name text);"
@@ -133,13 +138,21 @@ class Migrations:
         for path in self.files:
             version, _, name = path.stem.partition("_")
             sql = path.read_text()
-            record = (
+            parts.append(
+                f"begin;\n{sql}\n;\n"
                 "insert into supabase_migrations.schema_migrations (version, statements, name) "
-                f"values ({_literal(version)}, array[{_literal(sql)}], {_literal(name)});"
+                f"values ({_literal(version)}, array[{_literal(sql)}], {_literal(name)});\ncommit;"
             )
-            yield path.name, f"{sql}\n;\n{record}"
         if self.seed:
-            yield self.seed.name, self.seed.read_text()
+            parts.append(self.seed.read_text())
+        return "\n".join(parts)
+
+    def failed_file(self, applied: "set[str]") -> str:
+        """The file that failed, given the versions recorded."""
+        for path in self.files:
+            if path.stem.partition("_")[0] not in applied:
+                return path.name
+        return self.seed.name if self.seed else "the migration history"
 
 
 def _literal(text: str) -> str:
@@ -199,15 +212,20 @@ class SupaProject:
         return create_client(self.url, api_key, options=ClientOptions(**options))
 
     def apply(self, migrations: Migrations):
-        """Runs a migrations folder's scripts in order; the first failure
-        raises `ManagementError` naming the file."""
+        """Applies a migrations folder in one SQL call; a failure raises
+        `ManagementError` naming the file and PostgreSQL's message."""
         from . import ManagementError
 
-        for what, sql in migrations.scripts():
+        try:
+            self.query(migrations.script())
+        except ManagementError.Api as e:
+            applied = set()
             try:
-                self.query(sql)
-            except ManagementError.Api as e:
-                raise ManagementError.Api(e.status, f"{what}: {e.message}") from None
+                rows = self.query("select version from supabase_migrations.schema_migrations")
+                applied = {r["version"] for r in rows}
+            except ManagementError.Api:
+                pass  # not even the history was made: the first file is named
+            raise ManagementError.Api(e.status, f"{migrations.failed_file(applied)}: {e.message}") from None
 
     def delete(self):
         self.platform.delete_project(self.ref)
@@ -255,7 +273,8 @@ class Platform:
             str(binary), "up", "--data-dir", str(data_dir), "--api-port", str(api_port),
             "--gateway-port", str(gateway_port), "--profile", profile, *args,
         ]
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env,
+                                   preexec_fn=_stop_with_parent)
         api_url = f"http://127.0.0.1:{api_port}"
         deadline = time.monotonic() + timeout
         while True:
@@ -326,6 +345,17 @@ class Platform:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _stop_with_parent():
+    """In the child before it runs `supa up`: a SIGTERM when this process
+    dies, so a test run killed mid-way leaves no platform behind (it then
+    stops its PostgreSQL as on any SIGTERM)."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _stop(process, grace: float = 60):
