@@ -123,36 +123,27 @@ class Migrations:
         seed = root / "seed.sql"
         return cls(files=files, seed=seed if seed.is_file() else None)
 
-    def script(self) -> str:
-        """Everything as one script: each migration in a transaction of its
-        own with its history row (so one that adds an enum value commits
-        before the next uses it), then the seed. One SQL call applies it;
-        after a failure, the history says which file failed."""
+    def parts(self) -> list[tuple[str, Optional[str], str]]:
+        """(file name, version recorded or None, SQL) in the order they
+        run: the history table, each migration in a transaction of its own
+        with its history row (so one that adds an enum value commits before
+        the next uses it), then the seed."""
         parts = []
         if self.files:
-            parts.append(
-                "create schema if not exists supabase_migrations;\n"
-                "create table if not exists supabase_migrations.schema_migrations "
-                "(version text primary key, statements text[], name text);"
-            )
+            parts.append(("the migration history", None,
+                          "create schema if not exists supabase_migrations;\n"
+                          "create table if not exists supabase_migrations.schema_migrations "
+                          "(version text primary key, statements text[], name text);"))
         for path in self.files:
             version, _, name = path.stem.partition("_")
             sql = path.read_text()
-            parts.append(
+            parts.append((path.name, version, (
                 f"begin;\n{sql}\n;\n"
                 "insert into supabase_migrations.schema_migrations (version, statements, name) "
-                f"values ({_literal(version)}, array[{_literal(sql)}], {_literal(name)});\ncommit;"
-            )
+                f"values ({_literal(version)}, array[{_literal(sql)}], {_literal(name)});\ncommit;")))
         if self.seed:
-            parts.append(self.seed.read_text())
-        return "\n".join(parts)
-
-    def failed_file(self, applied: "set[str]") -> str:
-        """The file that failed, given the versions recorded."""
-        for path in self.files:
-            if path.stem.partition("_")[0] not in applied:
-                return path.name
-        return self.seed.name if self.seed else "the migration history"
+            parts.append((self.seed.name, None, self.seed.read_text()))
+        return parts
 
 
 def _literal(text: str) -> str:
@@ -212,20 +203,30 @@ class SupaProject:
         return create_client(self.url, api_key, options=ClientOptions(**options))
 
     def apply(self, migrations: Migrations):
-        """Applies a migrations folder in one SQL call; a failure raises
-        `ManagementError` naming the file and PostgreSQL's message."""
+        """Applies a migrations folder in one SQL call. When that fails, the
+        parts not recorded as applied run again one by one, so the error
+        names the file (PostgreSQL parses a whole script before running
+        any of it: one syntax error anywhere stops every file)."""
         from . import ManagementError
 
+        parts = migrations.parts()
         try:
-            self.query(migrations.script())
-        except ManagementError.Api as e:
+            self.query("\n".join(sql for _, _, sql in parts))
+            return
+        except ManagementError.Api:
+            pass
+        try:
+            rows = self.query("select version from supabase_migrations.schema_migrations")
+            applied = {r["version"] for r in rows}
+        except ManagementError.Api:
             applied = set()
+        for name, version, sql in parts:
+            if version in applied:
+                continue
             try:
-                rows = self.query("select version from supabase_migrations.schema_migrations")
-                applied = {r["version"] for r in rows}
-            except ManagementError.Api:
-                pass  # not even the history was made: the first file is named
-            raise ManagementError.Api(e.status, f"{migrations.failed_file(applied)}: {e.message}") from None
+                self.query(sql)
+            except ManagementError.Api as e:
+                raise ManagementError.Api(e.status, f"{name}: {e.message}") from None
 
     def delete(self):
         self.platform.delete_project(self.ref)
