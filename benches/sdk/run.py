@@ -8,9 +8,10 @@ runs this script with that venv's Python):
 (b) `ManagementClient.create_project` then `delete_project`, sequential,
     BENCH_SDK_PROJECTS times: what making a project costs the caller;
 (c) the `supa_project` fixture as tests see it: an inner pytest session of
-    BENCH_SDK_PROJECTS tests that each take a project and run one query,
-    the fixture's setup and teardown timed by pytest, with the pool on (1,
-    the default) and off (0), and with the example app's migrations.
+    BENCH_SDK_PROJECTS tests that each take a project and run one query
+    (and, in two runs, then work 100 ms), the fixture's setup and teardown
+    timed by pytest, with the pool on (1, the default) and off (0), and
+    with the example app's migrations (three files and a seed).
 
 Prints a table and writes bench-results/sdk.json. Not a test: nothing
 here asserts a speed.
@@ -86,20 +87,23 @@ def pytest_sessionfinish(session):
 '''
 
 TESTS = '''
+import time
 import pytest
 
 @pytest.mark.parametrize("i", range({n}))
 def test_one_query(supa_project, i):
     assert supa_project.query("select 1 as one") == [{{"one": 1}}]
+    time.sleep({work})
 '''
 
 
-def fixture(pool, migrations):
-    """Per-test fixture time (setup + teardown) in an inner pytest run."""
+def fixture(pool, migrations, work_ms=0):
+    """Per-test fixture time (setup + teardown) in an inner pytest run whose
+    tests each run one query and then work (sleep) `work_ms`."""
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         (d / "bench_timing.py").write_text(TIMING_PLUGIN)
-        (d / "test_bench.py").write_text(TESTS.format(n=N))
+        (d / "test_bench.py").write_text(TESTS.format(n=N, work=work_ms / 1000))
         (d / "pytest.ini").write_text(f"[pytest]\nsupa_project_pool = {pool}\n")
         out = d / "durations.json"
         env = {**os.environ, "BENCH_SDK_OUT": str(out), "PYTHONPATH": str(d)}
@@ -131,6 +135,10 @@ def main():
     results["fixture_pool_0"] = fixture(0, None)
     results["fixture_pool_1_migrations"] = fixture(1, example)
     results["fixture_pool_0_migrations"] = fixture(0, example)
+    # Tests that take a while themselves: the pool makes the next project
+    # meanwhile.
+    results["fixture_pool_1_migrations_work_100ms"] = fixture(1, example, 100)
+    results["fixture_pool_0_migrations_work_100ms"] = fixture(0, example, 100)
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     (out / "sdk.json").write_text(json.dumps(results, indent=2))

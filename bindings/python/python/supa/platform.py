@@ -67,6 +67,19 @@ def find_supa() -> Path:
     )
 
 
+def _scratch() -> Optional[str]:
+    """Where a throwaway platform's data goes: memory (`/dev/shm`) when it
+    has a GiB free, else the system's temporary directory. Each project is
+    a copy of a ~9 MB template and each deletion forces a checkpoint; on a
+    disk their writes queue behind each other (a creation took 150-400 ms
+    here under that churn, against 60-70 ms in memory)."""
+    try:
+        stat = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return "/dev/shm" if stat.f_bavail * stat.f_frsize >= 1 << 30 and os.access("/dev/shm", os.W_OK) else None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -260,12 +273,13 @@ class Platform:
     ) -> "Platform":
         """Starts `supa up` on free ports in a new temporary directory. The
         `test` profile runs the embedded PostgreSQL without fsync: nothing
-        in it outlives the run. Variables of this process starting with a
+        in it outlives the run, and the directory is on `/dev/shm` when
+        that has room (see `_scratch`). Variables of this process starting with a
         prefix in `unset` are not passed on (a developer's own `SUPA_*`
         settings must not leak into tests); `env` adds settings and `args`
         adds arguments to `supa up` (`--redis-url URL`)."""
         binary = binary or find_supa()
-        data_dir = Path(tempfile.mkdtemp(prefix="supa-"))
+        data_dir = Path(tempfile.mkdtemp(prefix="supa-", dir=_scratch()))
         api_port, gateway_port = free_port(), free_port()
         log = open(data_dir.parent / f"{data_dir.name}.log", "w+")
         child_env = {k: v for k, v in os.environ.items() if not k.startswith(tuple(unset))}
@@ -336,6 +350,8 @@ class Platform:
         if self.process.poll() is None:
             _stop(self.process)
         self._loop.close()
+        # Released now, while the bindings are loaded (not at interpreter exit).
+        self.management = None
         self._log.close()
         shutil.rmtree(self.data_dir, ignore_errors=True)
         if os.environ.get("SUPA_KEEP_LOG") is None:
