@@ -257,7 +257,7 @@ def test_one_projects_function_cannot_read_anothers_environment_or_files(platfor
     assert deploy(platform, other, "b", {"index.ts": "Deno.serve(() => new Response('b'));",
                                           "data.txt": "b's file"}).status_code == 201
     assert client(other).functions.invoke("b") == b"b"
-    b_files = platform.data_dir / "functions" / "runtime" / "bundles" / other["ref"]
+    b_files = platform.functions_dir / "runtime" / "bundles" / other["ref"]
     target = next(b_files.rglob("data.txt"))
     source = """Deno.serve(async (req) => {
       const path = new URL(req.url).searchParams.get("path");

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import supa
-from supa.platform import Migrations
+from supa.platform import Migrations, Platform
 
 from conftest import ROOT, SUPA, free_port
 
@@ -270,11 +270,17 @@ def test_a_killed_test_run_leaves_no_platform_behind(tmp_path):
     by SIGKILL (it then stops its PostgreSQL as on any SIGTERM)."""
     script = ("import os, signal, sys\nfrom supa.platform import Platform\n"
               f"p = Platform.start(binary={str(SUPA)!r})\n"
-              "print(p.process.pid, flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n")
+              "print(p.process.pid, p.data_dir, flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n")
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert r.returncode == -9, r.stderr
-    pid = int(r.stdout.strip())
+    pid, data_dir = r.stdout.split()
+    pid, data_dir = int(pid), Path(data_dir)
     deadline = time.monotonic() + 30
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not Path(f"/proc/{pid}").exists(), "supa up outlived the test run that started it"
+    # What the killed run left (its data, in memory) goes at the next start.
+    assert data_dir.exists()
+    with Platform.start(binary=SUPA):
+        assert not data_dir.exists()
+

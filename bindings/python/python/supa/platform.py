@@ -69,7 +69,8 @@ def find_supa() -> Path:
 
 def _scratch() -> Optional[str]:
     """Where a throwaway platform's data goes: memory (`/dev/shm`) when it
-    has a GiB free, else the system's temporary directory. Each project is
+    has a GiB free, else the system's temporary directory (functions stay
+    there either way: see `_Workspace`). Each project is
     a copy of a ~9 MB template and each deletion forces a checkpoint; on a
     disk their writes queue behind each other (a creation took 150-400 ms
     here under that churn, against 60-70 ms in memory)."""
@@ -245,18 +246,67 @@ class SupaProject:
         self.platform.delete_project(self.ref)
 
 
+class _Workspace:
+    """The files of one throwaway platform: its data dir (in memory when
+    `_scratch` allows), its functions dir (on disk: Deno refuses to read
+    under `/dev`), its log, and an owner file naming this process, so the
+    next start removes what a killed run left."""
+
+    def __init__(self):
+        scratch = _scratch()
+        _Workspace.sweep(scratch)
+        self.data_dir = Path(tempfile.mkdtemp(prefix="supa-", dir=scratch))
+        self.functions_dir = Path(tempfile.mkdtemp(prefix="supa-functions-")) if scratch else None
+        stem = self.data_dir.parent / self.data_dir.name
+        self.log = open(f"{stem}.log", "w+")
+        self.owner = Path(f"{stem}.owner")
+        self.owner.write_text(f"{os.getpid()}\n{self.functions_dir or ''}\n")
+
+    def env(self) -> dict:
+        return {"SUPA_FUNCTIONS_DIR": str(self.functions_dir)} if self.functions_dir else {}
+
+    def remove(self):
+        self.log.close()
+        for directory in (self.data_dir, self.functions_dir):
+            if directory:
+                shutil.rmtree(directory, ignore_errors=True)
+        self.owner.unlink(missing_ok=True)
+        if os.environ.get("SUPA_KEEP_LOG") is None:
+            Path(self.log.name).unlink(missing_ok=True)
+
+    @staticmethod
+    def sweep(scratch: Optional[str]):
+        """Removes the workspaces of processes that are gone."""
+        for owner in Path(scratch or tempfile.gettempdir()).glob("supa-*.owner"):
+            try:
+                pid, functions = (owner.read_text().split("\n") + [""])[:2]
+                os.kill(int(pid), 0)
+                continue  # its process still runs
+            except ProcessLookupError:
+                pass
+            except (OSError, ValueError):
+                continue  # not ours to judge (another user's, or unreadable)
+            for directory in (owner.with_suffix(""), functions):
+                if directory:
+                    shutil.rmtree(directory, ignore_errors=True)
+            owner.with_suffix(".log").unlink(missing_ok=True)
+            owner.unlink(missing_ok=True)
+
+
 class Platform:
     """`supa up` running as a child process; `Platform.start()` starts one,
     `stop()` (or leaving its `with` block) stops it and removes its data."""
 
-    def __init__(self, process, data_dir: Path, api_url: str, gateway_url: str, log):
+    def __init__(self, process, workspace: _Workspace, api_url: str, gateway_url: str):
         self.process = process
-        self.data_dir = data_dir
+        self._workspace = workspace
+        self.data_dir = workspace.data_dir
+        # Where `supa up` keeps functions' bundles and workers' sockets.
+        self.functions_dir = workspace.functions_dir or self.data_dir / "functions"
         self.api_url = api_url
         self.gateway_url = gateway_url
-        self._log = log
-        self.token = (data_dir / "admin_token").read_text().strip()
-        self.service_token = (data_dir / "service_token").read_text().strip()
+        self.token = (self.data_dir / "admin_token").read_text().strip()
+        self.service_token = (self.data_dir / "service_token").read_text().strip()
         self._loop = _Loop()
         self.management = ManagementClient(api_url, self.token)
 
@@ -279,13 +329,14 @@ class Platform:
         settings must not leak into tests); `env` adds settings and `args`
         adds arguments to `supa up` (`--redis-url URL`)."""
         binary = binary or find_supa()
-        data_dir = Path(tempfile.mkdtemp(prefix="supa-", dir=_scratch()))
+        workspace = _Workspace()
+        log = workspace.log
         api_port, gateway_port = free_port(), free_port()
-        log = open(data_dir.parent / f"{data_dir.name}.log", "w+")
         child_env = {k: v for k, v in os.environ.items() if not k.startswith(tuple(unset))}
+        child_env.update(workspace.env())
         child_env.update(env or {})
         command = [
-            str(binary), "up", "--data-dir", str(data_dir), "--api-port", str(api_port),
+            str(binary), "up", "--data-dir", str(workspace.data_dir), "--api-port", str(api_port),
             "--gateway-port", str(gateway_port), "--profile", profile, *args,
         ]
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env,
@@ -302,8 +353,7 @@ class Platform:
                 log.seek(0)
                 output = log.read()
                 _stop(process)
-                log.close()
-                shutil.rmtree(data_dir, ignore_errors=True)
+                workspace.remove()
                 raise RuntimeError(f"{failure}:\n{output}")
             try:
                 with urllib.request.urlopen(f"{api_url}/health", timeout=2) as r:
@@ -312,7 +362,7 @@ class Platform:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.1)
-        return cls(process, data_dir, api_url, f"http://127.0.0.1:{gateway_port}", log)
+        return cls(process, workspace, api_url, f"http://127.0.0.1:{gateway_port}")
 
     def run(self, coroutine, timeout: float = 120):
         """Awaits a coroutine (a `management` call) from synchronous code."""
@@ -352,10 +402,7 @@ class Platform:
         self._loop.close()
         # Released now, while the bindings are loaded (not at interpreter exit).
         self.management = None
-        self._log.close()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-        if os.environ.get("SUPA_KEEP_LOG") is None:
-            Path(self._log.name).unlink(missing_ok=True)
+        self._workspace.remove()
 
     def __enter__(self):
         return self
