@@ -70,10 +70,10 @@ def find_supa() -> Path:
 def _scratch() -> Optional[str]:
     """Where a throwaway platform's data goes: memory (`/dev/shm`) when it
     has a GiB free, else the system's temporary directory (functions stay
-    there either way: see `_Workspace`). Each project is
-    a copy of a ~9 MB template and each deletion forces a checkpoint; on a
-    disk their writes queue behind each other (a creation took 150-400 ms
-    here under that churn, against 60-70 ms in memory)."""
+    there either way: see `_Workspace`). Each project is a copy of a ~9 MB
+    template and each deletion forces a checkpoint; on a disk their writes
+    queue behind each other (a creation took 150-400 ms under that churn,
+    against 60-70 ms in memory)."""
     try:
         stat = os.statvfs("/dev/shm")
     except OSError:
