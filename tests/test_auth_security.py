@@ -98,8 +98,8 @@ def test_users_cannot_raise_their_own_role(project):
     assert db.table("staff_only").select("*").execute().data == []
 
 
-def test_bad_tokens_are_refused_everywhere(platform, project):
-    other = create_project(platform, "auth-security-other")
+def test_bad_tokens_are_refused_everywhere(platform, project, supa_project):
+    other = supa_project
     db = client(project)
     email = f"tokens-{uuid.uuid4().hex[:8]}@example.com"
     session = db.auth.sign_up({"email": email, "password": "correct horse"}).session
@@ -109,7 +109,7 @@ def test_bad_tokens_are_refused_everywhere(platform, project):
     head, body, sig = session.access_token.split(".")
     forged = b64url(json.dumps({**claims, "role": "service_role"}).encode())
     tampered = f"{head}.{forged}.{sig}"
-    foreign = jwt.encode(claims, other["jwt_secret"], algorithm="HS256")
+    foreign = jwt.encode(claims, other.jwt_secret, algorithm="HS256")
     none_alg = b64url(b'{"alg":"none","typ":"JWT"}') + f".{body}."
     for token in (expired, tampered, foreign, none_alg):
         user = httpx.get(f"{project['url']}/auth/v1/user",

@@ -3,12 +3,9 @@
 `features` merged by a PATCH, and bad input refused whole with a 400 that
 names the field."""
 
-from conftest import create_project
 
-
-def test_storage_settings_read_merge_and_refuse(platform):
-    project = create_project(platform, "storage-config")
-    url = f"/v1/projects/{project['ref']}/config/storage"
+def test_storage_settings_read_merge_and_refuse(platform, supa_project):
+    url = f"/v1/projects/{supa_project.ref}/config/storage"
     with platform.client() as api:
         assert api.get(url).json() == {
             "fileSizeLimit": 52428800,
@@ -23,6 +20,6 @@ def test_storage_settings_read_merge_and_refuse(platform):
                            ({"features": {"webp": {"enabled": True}}}, "webp"), ({"sizeLimit": 1}, "sizeLimit")]:
             refused = api.patch(url, json=bad)
             assert refused.status_code == 400 and field in refused.text, (bad, refused.text)
-        assert api.get(url).json() == expected
+        assert api.get(url).json() == expected == supa_project.config("storage")
         missing = api.get("/v1/projects/abcdefghijklmnopqrst/config/storage")
         assert missing.status_code == 404
