@@ -171,9 +171,7 @@ def empty_database(platform, prefix, *grants):
         for sql in statements:
             r = api.post(f"/v1/projects/{host_project['ref']}/database/query", json={"query": sql})
             assert r.status_code == 201, r.text
-    service_token = (platform.data_dir / "service_token").read_text().strip()
-    db = httpx.get(f"{platform.api_url}/internal/v1/projects/{host_project['ref']}/config",
-                   headers={"Authorization": f"Bearer {service_token}"}).json()["database"]
+    db = platform.project_config(host_project["ref"])["database"]
     return f"postgres://{name}:{password}@{db['host']}:{db['port']}/{name}"
 
 
@@ -202,11 +200,7 @@ def supa_rest_env(platform, project):
     """PostgREST's settings for supa-rest serving a project's database,
     logged in as the project's authenticator with the credentials the
     internal API gives gateways."""
-    service_token = (platform.data_dir / "service_token").read_text().strip()
-    db = httpx.get(
-        f"{platform.api_url}/internal/v1/projects/{project['ref']}/config",
-        headers={"Authorization": f"Bearer {service_token}"},
-    ).json()["database"]
+    db = platform.project_config(project["ref"])["database"]
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith("PGRST_")},
         "PGRST_DB_URI": f"postgres://{db['user']}:{db['password']}@{db['host']}:{db['port']}/{db['name']}",

@@ -24,14 +24,6 @@ def project(platform):
     return create_project(platform, "auth-config")
 
 
-def internal_config(platform, ref):
-    token = (platform.data_dir / "service_token").read_text().strip()
-    return httpx.get(
-        f"{platform.api_url}/internal/v1/projects/{ref}/config",
-        headers={"Authorization": f"Bearer {token}"},
-    ).json()
-
-
 def test_defaults_are_gotrues(platform, project):
     with platform.client() as api:
         settings = api.get(f"/v1/projects/{project['ref']}/config/auth").json()
@@ -63,12 +55,12 @@ def test_a_patch_changes_what_it_names_and_reaches_gateways(platform, project):
     assert changed["smtp_pass"] is None, "the SMTP password is write-only"
     assert (changed["jwt_exp"], changed["mailer_autoconfirm"], changed["smtp_port"]) == (600, True, "587")
     assert changed["disable_signup"] is False, "fields left out stay"
-    config = internal_config(platform, ref)
+    config = platform.project_config(ref)
     assert config["auth"]["jwt_exp"] == 600
     assert config["smtp_pass"] == "hunter2-hunter2"
     with platform.client() as api:
         assert api.patch(f"/v1/projects/{ref}/config/auth", json={"smtp_pass": None}).status_code == 200
-    assert "smtp_pass" not in internal_config(platform, ref)
+    assert "smtp_pass" not in platform.project_config(ref)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ SCHEMA = "CREATE TABLE t (id int); INSERT INTO t VALUES (1);"
 
 @pytest.fixture(scope="module")
 def gateways(platform, redis_server):
-    token = (platform.data_dir / "service_token").read_text().strip()
+    token = platform.service_token
     procs, urls = [], []
     for _ in range(2):
         port = free_port()

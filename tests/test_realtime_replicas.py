@@ -21,7 +21,7 @@ GATEWAY = ROOT / "target" / "debug" / "supa-gateway"
 
 
 def start_gateway(platform, redis_server):
-    token = (platform.data_dir / "service_token").read_text().strip()
+    token = platform.service_token
     port = free_port()
     # SUPA_KEEP_LOG keeps each gateway's log in a temp file.
     log = (tempfile.NamedTemporaryFile(prefix=f"supa-gateway-{port}-", suffix=".log", delete=False)

@@ -20,9 +20,10 @@ use sqlx::{PgPool, Row as _};
 use supa_core::{ProjectDatabase, ProjectRef};
 use supa_storage::Backend;
 
+use crate::bootstrap;
 use crate::projects::{
-    self, TEMPLATE, close_database_named, database_name, drop_database_named, execute_formatted,
-    login_names,
+    self, close_database_named, database_name, drop_database_named, execute_formatted,
+    execute_formatted_all, login_names,
 };
 use crate::{Error, Invalidation, Tenant};
 
@@ -441,7 +442,7 @@ impl Tenant {
         scratch: &str,
     ) -> Result<(), Error> {
         drop_database_named(pool, scratch).await?;
-        execute_formatted(pool, "CREATE DATABASE %I TEMPLATE %I", &[scratch, TEMPLATE]).await?;
+        execute_formatted_all(pool, &[bootstrap::create_database(scratch).call()]).await?;
         let mut login = self.admin_login(project_ref).await?;
         login.name = scratch.to_owned();
         let dump = TempFile::new("restore");
@@ -497,26 +498,14 @@ impl Tenant {
         )
         .await?;
         // What creating the project did to its database.
-        execute_formatted(
-            pool,
-            "REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC",
-            &[scratch],
-        )
-        .await?;
-        execute_formatted(
-            pool,
-            r#"ALTER DATABASE %I SET search_path = "$user", public, extensions"#,
-            &[scratch],
-        )
-        .await?;
-        for name in login_names(project_ref) {
-            execute_formatted(
-                pool,
-                "GRANT CONNECT ON DATABASE %I TO %I",
-                &[scratch, &name],
-            )
-            .await?;
-        }
+        let logins = login_names(project_ref);
+        let settings = bootstrap::database_settings(scratch);
+        let grants = logins
+            .iter()
+            .map(|name| bootstrap::connect_grant(scratch, name));
+        let statements: Vec<_> = settings.into_iter().chain(grants).collect();
+        let calls: Vec<_> = statements.iter().map(bootstrap::Formatted::call).collect();
+        execute_formatted_all(pool, &calls).await?;
         Ok(())
     }
 

@@ -12,10 +12,7 @@ use std::sync::LazyLock;
 use serde::Serialize;
 use supa_core::ProjectRef;
 
-use crate::projects::{
-    CreateStep, TEMPLATE, auth_login_name, authenticator_name, database_name, functions_login_name,
-    realtime_login_name, storage_login_name,
-};
+use crate::projects::{CreateStep, TEMPLATE, database_name, login_names};
 
 /// When a statement runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -156,26 +153,27 @@ struct Login {
     settings: &'static [(&'static str, &'static str)],
 }
 
-/// The project's logins, in the order of [`crate::projects::login_names`].
+/// The project's logins, in the order of [`login_names`].
 fn logins(r: &ProjectRef) -> [Login; 5] {
+    let [authenticator, auth, storage, realtime, functions] = login_names(r);
     [
         // The data plane's: the API roles, as PostgREST's authenticator.
         Login {
-            name: authenticator_name(r),
+            name: authenticator,
             roles: "anon, authenticated, service_role",
             settings: &[],
         },
         // The auth server's: its sessions start as supabase_auth_admin,
         // which owns the auth schema of every project.
         Login {
-            name: auth_login_name(r),
+            name: auth,
             roles: "supabase_auth_admin",
             settings: &[("role", "supabase_auth_admin"), ("search_path", "auth")],
         },
         // The storage server's: supabase_storage_admin for its own
         // bookkeeping, and each request's API role.
         Login {
-            name: storage_login_name(r),
+            name: storage,
             roles: "supabase_storage_admin, anon, authenticated, service_role",
             settings: &[("role", "supabase_storage_admin")],
         },
@@ -184,7 +182,7 @@ fn logins(r: &ProjectRef) -> [Login; 5] {
         // security checks. Change timestamps are read in UTC; no check runs
         // away.
         Login {
-            name: realtime_login_name(r),
+            name: realtime,
             roles: "supabase_realtime_admin, anon, authenticated, service_role",
             settings: &[
                 ("role", "supabase_realtime_admin"),
@@ -195,7 +193,7 @@ fn logins(r: &ProjectRef) -> [Login; 5] {
         // The functions' (`SUPABASE_DB_URL`): the service role, as their
         // server-side work needs.
         Login {
-            name: functions_login_name(r),
+            name: functions,
             roles: "service_role",
             settings: &[("role", "service_role")],
         },
@@ -212,55 +210,86 @@ pub(crate) struct Formatted {
     pub args: Vec<String>,
 }
 
-/// The project phase, with each login's password from `passwords` (in the
-/// order of [`crate::projects::login_names`]).
-pub(crate) fn project_formatted(r: &ProjectRef, passwords: &[&str; 5]) -> Vec<Formatted> {
-    let db = database_name(r);
-    let database = |template: &str, args: &[&str]| Formatted {
-        step: CreateStep::CreateDatabase,
-        part: "database",
-        template: template.to_owned(),
-        args: args.iter().map(|a| (*a).to_owned()).collect(),
-    };
-    let mut out = vec![
-        database("CREATE DATABASE %I TEMPLATE %I", &[&db, TEMPLATE]),
-        database(
-            "REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC",
-            &[&db],
-        ),
-        // Supabase's default, so `uuid_generate_v4()` and friends resolve
-        // unqualified in every session.
-        database(
-            r#"ALTER DATABASE %I SET search_path = "$user", public, extensions"#,
-            &[&db],
-        ),
-    ];
-    for (login, password) in logins(r).into_iter().zip(passwords) {
-        let statement = |template: String, args: Vec<String>| Formatted {
+impl Formatted {
+    fn database(template: &str, args: &[&str]) -> Self {
+        Formatted {
+            step: CreateStep::CreateDatabase,
+            part: "database",
+            template: template.to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+        }
+    }
+
+    fn login(template: String, args: Vec<String>) -> Self {
+        Formatted {
             step: CreateStep::CreateRoles,
             part: "logins",
             template,
             args,
-        };
-        out.push(statement(
+        }
+    }
+
+    /// The template and its arguments, for [`crate::projects::execute_formatted_all`].
+    pub(crate) fn call(&self) -> (&str, Vec<&str>) {
+        (
+            &self.template,
+            self.args.iter().map(String::as_str).collect(),
+        )
+    }
+}
+
+/// The database `db` as a copy of the template.
+pub(crate) fn create_database(db: &str) -> Formatted {
+    Formatted::database("CREATE DATABASE %I TEMPLATE %I", &[db, TEMPLATE])
+}
+
+/// What a project's database gets once copied: closed to PUBLIC, and
+/// Supabase's `search_path`, so `uuid_generate_v4()` and friends resolve
+/// unqualified in every session.
+pub(crate) fn database_settings(db: &str) -> [Formatted; 2] {
+    [
+        Formatted::database(
+            "REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC",
+            &[db],
+        ),
+        Formatted::database(
+            r#"ALTER DATABASE %I SET search_path = "$user", public, extensions"#,
+            &[db],
+        ),
+    ]
+}
+
+/// CONNECT on `db` for one of the project's logins, its only database.
+pub(crate) fn connect_grant(db: &str, login: &str) -> Formatted {
+    Formatted::login(
+        "GRANT CONNECT ON DATABASE %I TO %I".into(),
+        vec![db.to_owned(), login.to_owned()],
+    )
+}
+
+/// The project phase, with each login's password from `passwords` (in the
+/// order of [`login_names`]).
+pub(crate) fn project_formatted(r: &ProjectRef, passwords: &[&str; 5]) -> Vec<Formatted> {
+    let db = database_name(r);
+    let mut out = vec![create_database(&db)];
+    out.extend(database_settings(&db));
+    for (login, password) in logins(r).into_iter().zip(passwords) {
+        out.push(Formatted::login(
             "CREATE ROLE %I LOGIN NOINHERIT PASSWORD %L".into(),
             vec![login.name.clone(), (*password).to_owned()],
         ));
         // The roles are a list written here, never input.
-        out.push(statement(
+        out.push(Formatted::login(
             format!("GRANT {} TO %I", login.roles),
             vec![login.name.clone()],
         ));
         for (setting, value) in login.settings {
-            out.push(statement(
+            out.push(Formatted::login(
                 format!("ALTER ROLE %I SET {setting} = %L"),
                 vec![login.name.clone(), (*value).to_owned()],
             ));
         }
-        out.push(statement(
-            "GRANT CONNECT ON DATABASE %I TO %I".into(),
-            vec![db.clone(), login.name],
-        ));
+        out.push(connect_grant(&db, &login.name));
     }
     out
 }

@@ -13,6 +13,7 @@ use supa_core::{
     Upstream,
 };
 
+use crate::bootstrap::Formatted;
 use crate::error::has_sqlstate;
 use crate::files::random_bytes;
 use crate::tenant::Invalidation;
@@ -260,40 +261,32 @@ pub(crate) async fn execute_formatted(
     template: &str,
     args: &[&str],
 ) -> Result<(), Error> {
-    let placeholders: Vec<String> = (1..=args.len()).map(|i| format!("${i}::text")).collect();
-    let query = format!("SELECT format('{template}', {})", placeholders.join(", "));
-    let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(query));
-    for a in args {
-        q = q.bind(*a);
-    }
-    let statement = q.fetch_one(pool).await?;
-    pool.execute(AssertSqlSafe(statement)).await?;
-    Ok(())
+    execute_formatted_all(pool, &[(template, args.to_vec())]).await
 }
 
-/// Runs statements as [`execute_formatted`] does, in two round trips for
-/// all of them (format, then run) and in one implicit transaction.
-async fn execute_formatted_together(
+/// [`execute_formatted`] for several statements, in two round trips for all
+/// of them (format, then run) and in one implicit transaction.
+pub(crate) async fn execute_formatted_all(
     pool: &PgPool,
-    statements: &[&crate::bootstrap::Formatted],
+    statements: &[(&str, Vec<&str>)],
 ) -> Result<(), Error> {
+    if statements.is_empty() {
+        return Ok(());
+    }
     let mut calls = Vec::with_capacity(statements.len());
-    let mut args: Vec<&str> = Vec::new();
-    for statement in statements {
-        let mut call = format!("format('{}'", statement.template);
-        for arg in &statement.args {
-            args.push(arg);
-            call.push_str(&format!(", ${}::text", args.len()));
+    let mut binds: Vec<&str> = Vec::new();
+    for (template, args) in statements {
+        let mut call = format!("format('{template}'");
+        for arg in args {
+            binds.push(arg);
+            call.push_str(&format!(", ${}::text", binds.len()));
         }
         call.push(')');
         calls.push(call);
     }
-    if calls.is_empty() {
-        return Ok(());
-    }
     let query = format!("SELECT concat_ws(E';\\n', {})", calls.join(", "));
     let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(query));
-    for arg in args {
+    for arg in binds {
         q = q.bind(arg);
     }
     let script = q.fetch_one(pool).await?;
@@ -412,12 +405,12 @@ impl Tenant {
                     let (alone, together): (Vec<_>, Vec<_>) = statements
                         .iter()
                         .filter(|s| s.step == step)
-                        .partition(|s| s.template.starts_with("CREATE DATABASE"));
+                        .map(Formatted::call)
+                        .partition(|(template, _)| template.starts_with("CREATE DATABASE"));
                     for statement in alone {
-                        let args: Vec<&str> = statement.args.iter().map(String::as_str).collect();
-                        execute_formatted(&pool, &statement.template, &args).await?;
+                        execute_formatted_all(&pool, &[statement]).await?;
                     }
-                    execute_formatted_together(&pool, &together).await?;
+                    execute_formatted_all(&pool, &together).await?;
                 }
                 CreateStep::IssueKeys => {
                     let publishable = self
@@ -466,11 +459,7 @@ impl Tenant {
                     }
                     CreateStep::CreateRoles => {
                         let pool = self.worker_pool(worker).await?;
-                        drop_role(&pool, &authenticator_name(project_ref)).await?;
-                        drop_role(&pool, &auth_login_name(project_ref)).await?;
-                        drop_role(&pool, &storage_login_name(project_ref)).await?;
-                        drop_role(&pool, &realtime_login_name(project_ref)).await?;
-                        drop_role(&pool, &functions_login_name(project_ref)).await
+                        drop_logins(&pool, project_ref).await
                     }
                     CreateStep::CreateDatabase => {
                         let pool = self.worker_pool(worker).await?;
@@ -585,16 +574,15 @@ impl Tenant {
                 // statements after them.
                 let mut template =
                     <sqlx::PgConnection as sqlx::Connection>::connect_with(&options).await?;
-                let mut applied = Ok(());
-                for statement in crate::bootstrap::template_statements() {
-                    applied = sqlx::raw_sql(AssertSqlSafe(statement.sql.as_str()))
-                        .execute(&mut template)
-                        .await
-                        .map(drop);
-                    if applied.is_err() {
-                        break;
+                let applied: Result<(), sqlx::Error> = async {
+                    for statement in crate::bootstrap::template_statements() {
+                        sqlx::raw_sql(AssertSqlSafe(statement.sql.as_str()))
+                            .execute(&mut template)
+                            .await?;
                     }
+                    Ok(())
                 }
+                .await;
                 sqlx::Connection::close(template).await.ok();
                 if let Err(e) = applied {
                     conn.execute(AssertSqlSafe(format!("DROP DATABASE {TEMPLATE}")))
@@ -834,11 +822,7 @@ impl Tenant {
         self.invalidate(Invalidation::Project(*project_ref));
         let pool = self.worker_pool(&worker).await?;
         drop_database(&pool, project_ref).await?;
-        drop_role(&pool, &authenticator_name(project_ref)).await?;
-        drop_role(&pool, &auth_login_name(project_ref)).await?;
-        drop_role(&pool, &storage_login_name(project_ref)).await?;
-        drop_role(&pool, &realtime_login_name(project_ref)).await?;
-        drop_role(&pool, &functions_login_name(project_ref)).await?;
+        drop_logins(&pool, project_ref).await?;
         if let Some(objects) = &self.objects {
             let removed = objects
                 .remove_prefix(&project_ref.as_str().into())
@@ -1021,6 +1005,14 @@ pub(crate) async fn drop_database_named(pool: &PgPool, db: &str) -> Result<(), E
         close_database_named(pool, db).await?;
     }
     execute_formatted(pool, "DROP DATABASE IF EXISTS %I WITH (FORCE)", &[db]).await
+}
+
+/// Drops each of the project's logins that exists.
+async fn drop_logins(pool: &PgPool, project_ref: &ProjectRef) -> Result<(), Error> {
+    for name in login_names(project_ref) {
+        drop_role(pool, &name).await?;
+    }
+    Ok(())
 }
 
 /// Drops a login role and the privileges it holds on shared objects (its

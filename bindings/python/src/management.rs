@@ -47,14 +47,6 @@ fn parse_ref(r: &str) -> Result<ProjectRef, ManagementError> {
     ProjectRef::parse(r).map_err(bad_argument)
 }
 
-fn to_json(value: &serde_json::Value) -> String {
-    value.to_string()
-}
-
-fn from_json(what: &str, json: &str) -> Result<serde_json::Value, ManagementError> {
-    serde_json::from_str(json).map_err(|e| bad_argument(format!("{what} is not JSON: {e}")))
-}
-
 /// A project.
 #[derive(Debug, uniffi::Record)]
 pub struct Project {
@@ -318,7 +310,7 @@ impl ManagementClient {
         sql: String,
     ) -> Result<String, ManagementError> {
         let rows = self.inner.query(&parse_ref(&project_ref)?, &sql).await?;
-        Ok(to_json(&serde_json::Value::Array(rows)))
+        Ok(serde_json::Value::Array(rows).to_string())
     }
 
     /// Sets secrets (the functions' environment); the names and digests of
@@ -374,7 +366,7 @@ impl ManagementClient {
             .inner
             .config(&parse_ref(&project_ref)?, &service)
             .await?;
-        Ok(to_json(&config))
+        Ok(config.to_string())
     }
 
     /// Changes the settings a JSON object names; the settings after.
@@ -384,12 +376,13 @@ impl ManagementClient {
         service: String,
         patch: String,
     ) -> Result<String, ManagementError> {
-        let patch = from_json("the patch", &patch)?;
+        let patch: serde_json::Value = serde_json::from_str(&patch)
+            .map_err(|e| bad_argument(format!("the patch is not JSON: {e}")))?;
         let config = self
             .inner
             .update_config(&parse_ref(&project_ref)?, &service, &patch)
             .await?;
-        Ok(to_json(&config))
+        Ok(config.to_string())
     }
 
     /// Deploys (or redeploys) an edge function from its files.

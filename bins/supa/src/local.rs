@@ -90,28 +90,38 @@ pub(crate) fn jwt(command: JwtCommand) -> anyhow::Result<()> {
 }
 
 pub(crate) fn bootstrap_sql(project_ref: Option<&ProjectRef>, json: bool) -> anyhow::Result<()> {
-    use std::fmt::Write as _;
-    use supa_tenant::bootstrap;
-    let statements = bootstrap::statements(project_ref);
-    let mut out = String::new();
-    if json {
-        out = serde_json::to_string_pretty(&statements)?;
-        out.push('\n');
+    let statements = supa_tenant::bootstrap::statements(project_ref);
+    let out = if json {
+        serde_json::to_string_pretty(&statements)? + "\n"
+    } else {
+        as_sql(&statements)
+    };
+    // Piped into `head`, the rest is not wanted: not an error.
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
+}
+
+/// The statements as one SQL text, a comment heading each part.
+fn as_sql(statements: &[supa_tenant::bootstrap::Statement]) -> String {
+    use std::fmt::Write as _;
+    use supa_tenant::bootstrap::Phase;
+    let mut out = String::new();
     let mut part = None;
-    for s in statements.iter().filter(|_| !json) {
+    for s in statements {
         if part != Some((s.phase, s.part)) {
             part = Some((s.phase, s.part));
             let database = match s.phase {
-                bootstrap::Phase::Template => "the template database",
-                _ => "the maintenance database",
+                Phase::Template => "the template database",
+                Phase::Cluster | Phase::Project => "the maintenance database",
             };
-            writeln!(
+            let _ = writeln!(
                 out,
                 "\n-- phase {}: {} (in {database})",
                 s.phase.as_str(),
                 s.part
-            )?;
+            );
         }
         // A statement may end in a comment line; its semicolon goes below.
         let end = match s.sql.rsplit('\n').next() {
@@ -119,11 +129,7 @@ pub(crate) fn bootstrap_sql(project_ref: Option<&ProjectRef>, json: bool) -> any
             Some(last) if last.trim_start().starts_with("--") => "\n;",
             _ => ";",
         };
-        writeln!(out, "{}{end}", s.sql)?;
+        let _ = writeln!(out, "{}{end}", s.sql);
     }
-    // Piped into `head`, the rest is not wanted: not an error.
-    match std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
+    out
 }

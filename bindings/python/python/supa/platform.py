@@ -30,7 +30,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Iterable, Optional
 
 from . import ManagementClient
 
@@ -106,12 +106,6 @@ class _Loop:
     def close(self):
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
-
-
-def _http_json(url: str, token: str) -> Any:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
 
 
 @dataclass
@@ -199,11 +193,7 @@ class SupaProject:
         """The secret the project's JWTs are signed with (for tests that
         mint their own tokens with `supa.mint_jwt`)."""
         if self._jwt_secret is None:
-            config = _http_json(
-                f"{self.platform.api_url}/internal/v1/projects/{self.ref}/config",
-                self.platform.service_token,
-            )
-            self._jwt_secret = config["jwt_secret"]
+            self._jwt_secret = self.platform.project_config(self.ref)["jwt_secret"]
         return self._jwt_secret
 
     def client(self, key: str = "publishable", **options):
@@ -371,6 +361,17 @@ class Platform:
     def submit(self, coroutine) -> "concurrent.futures.Future":
         """Starts a coroutine without waiting for it."""
         return self._loop.submit(coroutine)
+
+    def project_config(self, project_ref: str) -> dict:
+        """A project's configuration as gateways read it from the internal
+        API (its database logins, JWT secret, settings): what a test needs
+        to run a standalone server against the project's database."""
+        request = urllib.request.Request(
+            f"{self.api_url}/internal/v1/projects/{project_ref}/config",
+            headers={"Authorization": f"Bearer {self.service_token}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
 
     def create_project(self, name: Optional[str] = None, migrations: Optional[Migrations] = None) -> SupaProject:
         """A new project with its keys; `migrations` applied if given (the
